@@ -1,0 +1,62 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+TABLE_FIELD_NUMBER: _ClassVar[int]
+table: _descriptor.FieldDescriptor
+COLUMN_FIELD_NUMBER: _ClassVar[int]
+column: _descriptor.FieldDescriptor
+PARAMETER_FIELD_NUMBER: _ClassVar[int]
+parameter: _descriptor.FieldDescriptor
+ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+endpoint: _descriptor.FieldDescriptor
+
+class Table(_message.Message):
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_KEY_FIELD_NUMBER: _ClassVar[int]
+    SORTING_KEY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    engine: str
+    partition_key: str
+    sorting_key: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ...) -> None: ...
+
+class Column(_message.Message):
+    __slots__ = ("type", "json_text")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    JSON_TEXT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    json_text: bool
+    def __init__(self, type: _Optional[str] = ..., json_text: _Optional[bool] = ...) -> None: ...
+
+class Parameter(_message.Message):
+    __slots__ = ("type", "default_value", "required", "allowed_values", "min", "max", "has_min", "has_max", "max_length", "not_before")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    HAS_MIN_FIELD_NUMBER: _ClassVar[int]
+    HAS_MAX_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    default_value: str
+    required: bool
+    allowed_values: _containers.RepeatedScalarFieldContainer[str]
+    min: int
+    max: int
+    has_min: bool
+    has_max: bool
+    max_length: int
+    not_before: str
+    def __init__(self, type: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., has_min: _Optional[bool] = ..., has_max: _Optional[bool] = ..., max_length: _Optional[int] = ..., not_before: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,38 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from pipit.clickhouse.v1 import options_pb2 as _options_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UserEvent(_message.Message):
+    __slots__ = ("event_id", "user_id", "session_id", "event_type", "page_url", "referrer", "device_type", "browser", "country", "city", "properties", "timestamp")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BROWSER_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    session_id: str
+    event_type: str
+    page_url: str
+    referrer: str
+    device_type: str
+    browser: str
+    country: str
+    city: str
+    properties: str
+    timestamp: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ..., event_type: _Optional[str] = ..., page_url: _Optional[str] = ..., referrer: _Optional[str] = ..., device_type: _Optional[str] = ..., browser: _Optional[str] = ..., country: _Optional[str] = ..., city: _Optional[str] = ..., properties: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
