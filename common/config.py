@@ -1,0 +1,136 @@
+"""Configuration, read in one place: command-line flags override `PIPIT_*` environment
+variables, which override the defaults declared here. Each setting is declared once;
+the flag (`--flush-rows`), the variable (`PIPIT_FLUSH_ROWS`) and the help text all
+derive from that declaration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _database_name(value: str) -> str:
+    # The database name reaches DDL as an identifier, so only plain identifiers pass.
+    if not _IDENTIFIER.match(value):
+        raise ValueError(f"database must be a plain identifier, got {value!r}")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of every Pipit process. Field metadata declares the help text and
+    how a flag or environment string is parsed."""
+
+    host: str = "127.0.0.1"
+    ingest_port: int = 50051
+    query_port: int = 50052
+    gateway_port: int = 7181
+    ingest_target: str = "127.0.0.1:50051"
+    query_target: str = "127.0.0.1:50052"
+    data_dir: Path = Path(".pipit")
+    clickhouse_url: str = ""
+    database: str = "pipit"
+    admin_token: str = ""
+    flush_rows: int = 10_000
+    flush_bytes: int = 4 * 1024 * 1024
+    flush_interval: float = 1.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_string_length: int = 1024
+    shutdown_grace: float = 10.0
+    allowed_origins: str = "*"
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the warehouse is chDB in-process rather than a ClickHouse server."""
+        return not self.clickhouse_url
+
+
+_HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "host": ("address the servers listen on (0.0.0.0 in containers)", str),
+    "ingest_port": ("gRPC port of the ingest service", int),
+    "query_port": ("gRPC port of the query service", int),
+    "gateway_port": ("HTTP port of the JSON gateway", int),
+    "ingest_target": ("ingest service address the gateway calls", str),
+    "query_target": ("query service address the gateway calls", str),
+    "data_dir": ("directory for embedded chDB data and the generated admin token", Path),
+    "clickhouse_url": (
+        "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
+        str,
+    ),
+    "database": ("ClickHouse database holding Pipit's tables", _database_name),
+    "admin_token": ("admin bearer token; generated into the data dir when empty", str),
+    "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
+    "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
+    "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
+    "max_body_bytes": ("largest Events API body accepted, in bytes", _positive_int),
+    "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
+    "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
+    "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
+    "log_level": ("debug, info, warning or error", str),
+}
+
+
+def env_name(field_name: str) -> str:
+    return f"PIPIT_{field_name.upper()}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Adds a flag for each named setting (all when `names` is None). Flags default to
+    None so that `load` can tell an absent flag from an explicit one."""
+    for f in fields(Settings):
+        if names is not None and f.name not in names:
+            continue
+        help_text, _ = _HELP[f.name]
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            help=f"{help_text} (env {env_name(f.name)}, default {f.default!s})",
+        )
+
+
+def load(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Builds Settings from flags, then environment, then defaults. Keyword overrides
+    (typed values) win over everything; tests use them."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        _, parse = _HELP[f.name]
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(env_name(f.name))
+        if raw is None:
+            continue
+        try:
+            values[f.name] = parse(raw)
+        except ValueError as exc:
+            source = "--" + f.name.replace("_", "-")
+            raise SystemExit(f"invalid {source} / {env_name(f.name)}: {exc}") from exc
+    values.update(overrides)
+    return Settings(**values)

@@ -1,0 +1,125 @@
+"""The datasource registry, derived from the protos: every message in
+`pipit.datasources.v1` that carries the `pipit.clickhouse.v1.table` option is a
+datasource, and its fields (in declaration order) are the table's columns. The DDL of
+the table and of its quarantine table come from that one declaration."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+import pipit.datasources.v1 as datasources_pkg
+from pipit.clickhouse.v1 import options_pb2
+
+QUARANTINE_SUFFIX = "_quarantine"
+QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a datasource."""
+
+    name: str
+    type: str
+    json_text: bool
+    field: FieldDescriptor
+
+
+@dataclass(frozen=True)
+class Datasource:
+    """A datasource: its table, columns and the proto message that carries its rows."""
+
+    name: str
+    description: str
+    engine: str
+    partition_key: str
+    sorting_key: str
+    columns: tuple[Column, ...]
+    descriptor: Descriptor
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def quarantine_table(self) -> str:
+        return self.name + QUARANTINE_SUFFIX
+
+    @property
+    def message_class(self) -> type[Message]:
+        return message_factory.GetMessageClass(self.descriptor)
+
+    def create_table_sql(self, database: str) -> str:
+        """Single-node DDL. Identifiers come from the protos and the validated database
+        setting, never from requests."""
+        columns = ",\n    ".join(f"`{c.name}` {c.type}" for c in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {columns}\n)\n"
+            f"ENGINE = {self.engine}\n"
+            f"PARTITION BY {self.partition_key}\n"
+            f"ORDER BY ({self.sorting_key})"
+        )
+
+    def create_quarantine_sql(self, database: str) -> str:
+        """Rows that failed validation, kept as received with the reason."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.quarantine_table}` (\n"
+            "    `raw` String,\n"
+            "    `error` String,\n"
+            "    `arrived_at` DateTime64(3, 'UTC')\n"
+            ")\n"
+            "ENGINE = MergeTree\n"
+            "PARTITION BY toYYYYMM(arrived_at)\n"
+            "ORDER BY arrived_at"
+        )
+
+
+def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
+    opts = descriptor.GetOptions()
+    if not opts.HasExtension(options_pb2.table):
+        return None
+    table = opts.Extensions[options_pb2.table]
+    columns = []
+    for field in descriptor.fields:
+        column = field.GetOptions().Extensions[options_pb2.column]
+        if not column.type:
+            raise ValueError(f"{descriptor.full_name}.{field.name} has no ClickHouse column type")
+        columns.append(Column(field.name, column.type, column.json_text, field))
+    return Datasource(
+        name=table.name,
+        description=table.description,
+        engine=table.engine,
+        partition_key=table.partition_key,
+        sorting_key=table.sorting_key,
+        columns=tuple(columns),
+        descriptor=descriptor,
+    )
+
+
+@cache
+def registry() -> dict[str, Datasource]:
+    """Every datasource by name, found by scanning the generated datasource modules."""
+    found: dict[str, Datasource] = {}
+    for info in pkgutil.iter_modules(datasources_pkg.__path__):
+        if not info.name.endswith("_pb2"):
+            continue
+        module = importlib.import_module(f"{datasources_pkg.__name__}.{info.name}")
+        for descriptor in module.DESCRIPTOR.message_types_by_name.values():
+            ds = _from_descriptor(descriptor)
+            if ds is not None:
+                found[ds.name] = ds
+    return dict(sorted(found.items()))
+
+
+def by_message(descriptor: Descriptor) -> Datasource:
+    """The datasource whose rows the given message type carries."""
+    for ds in registry().values():
+        if ds.descriptor.full_name == descriptor.full_name:
+            return ds
+    raise KeyError(f"{descriptor.full_name} is not a datasource message")

@@ -1,0 +1,35 @@
+"""Structured logging: one JSON line per event, carrying the request id bound in
+context by the interceptors and the gateway."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+
+import structlog
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def configure_logging(level: str = "info") -> None:
+    """Routes structlog to stderr as JSON lines. Safe to call more than once."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

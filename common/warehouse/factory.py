@@ -1,0 +1,18 @@
+"""Chooses the engine from configuration."""
+
+from __future__ import annotations
+
+from common.config import Settings
+from common.warehouse.base import Warehouse
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """A ClickHouse warehouse when a URL is configured, embedded chDB otherwise. The
+    caller awaits `open()`."""
+    if settings.clickhouse_url:
+        from common.warehouse.clickhouse import ClickHouseWarehouse
+
+        return ClickHouseWarehouse(settings.clickhouse_url, settings.database)
+    from common.warehouse.embedded import EmbeddedWarehouse
+
+    return EmbeddedWarehouse(settings.data_dir, settings.database)
