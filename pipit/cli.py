@@ -1,0 +1,188 @@
+"""The `pipit` command: run the whole suite in one process (`pipit up`), or each
+service alone (`pipit ingest`, `pipit query`, `pipit gateway`) as Kubernetes does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from common import config
+from common.auth import load_or_create_admin_token
+from common.config import Settings
+from common.datasources import registry
+from common.telemetry import configure_logging
+from common.warehouse.base import Warehouse
+from common.warehouse.factory import open_warehouse
+
+log = structlog.get_logger("pipit")
+
+_SERVICE_SETTINGS = [
+    "host",
+    "data_dir",
+    "clickhouse_url",
+    "database",
+    "admin_token",
+    "max_string_length",
+    "shutdown_grace",
+    "log_level",
+]
+_INGEST_SETTINGS = ["ingest_port", "flush_rows", "flush_bytes", "flush_interval", "max_body_bytes"]
+_GATEWAY_SETTINGS = [
+    "host",
+    "gateway_port",
+    "ingest_target",
+    "query_target",
+    "max_body_bytes",
+    "allowed_origins",
+    "shutdown_grace",
+    "log_level",
+]
+
+
+def announce(service: str, address: str) -> None:
+    """One plain line on stdout per listener, for people and for scripts that wait
+    for the suite to come up."""
+    print(f"pipit: {service} listening on {address}", flush=True)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+
+
+async def _open_warehouse(settings: Settings) -> Warehouse:
+    warehouse = open_warehouse(settings)
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    return warehouse
+
+
+def _admin_token(settings: Settings, show: bool) -> str:
+    token, created = load_or_create_admin_token(settings.admin_token, settings.data_dir)
+    if show:
+        origin = "generated and saved in" if created else "read from"
+        source = "PIPIT_ADMIN_TOKEN" if settings.admin_token else f"{origin} {settings.data_dir}"
+        print(f"pipit: admin token ({source}): {token}", flush=True)
+    return token
+
+
+async def _start_gateway(settings: Settings, ingest_target: str, query_target: str):
+    from gateway.app import create_app, serve_gateway
+    from services.ingest.service import SERVICE as INGEST
+    from services.query.service import SERVICE as QUERY
+
+    app = create_app(
+        {INGEST.full_name: ingest_target, QUERY.full_name: query_target},
+        max_body_bytes=settings.max_body_bytes,
+        allowed_origins=[o.strip() for o in settings.allowed_origins.split(",") if o.strip()],
+    )
+    runner = await serve_gateway(app, settings.host, settings.gateway_port)
+    announce("gateway", f"http://{settings.host}:{settings.gateway_port}")
+    return runner
+
+
+async def run_up(settings: Settings) -> None:
+    from services.ingest.server import start_ingest
+    from services.query.server import start_query
+
+    token = _admin_token(settings, show=True)
+    warehouse = await _open_warehouse(settings)
+    ingest = await start_ingest(settings, warehouse, token)
+    announce("ingest", f"{settings.host}:{ingest.port}")
+    query = await start_query(settings, warehouse, token)
+    announce("query", f"{settings.host}:{query.port}")
+    local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    gateway = await _start_gateway(settings, f"{local}:{ingest.port}", f"{local}:{query.port}")
+    try:
+        await _until_signalled()
+    finally:
+        await gateway.cleanup()
+        await asyncio.gather(
+            ingest.stop(settings.shutdown_grace), query.stop(settings.shutdown_grace)
+        )
+        await warehouse.close()
+
+
+async def run_ingest(settings: Settings) -> None:
+    from services.ingest.server import start_ingest
+
+    warehouse = await _open_warehouse(settings)
+    ingest = await start_ingest(settings, warehouse, _admin_token(settings, show=False))
+    announce("ingest", f"{settings.host}:{ingest.port}")
+    try:
+        await _until_signalled()
+    finally:
+        await ingest.stop(settings.shutdown_grace)
+        await warehouse.close()
+
+
+async def run_query(settings: Settings) -> None:
+    from services.query.server import start_query
+
+    warehouse = await _open_warehouse(settings)
+    query = await start_query(settings, warehouse, _admin_token(settings, show=False))
+    announce("query", f"{settings.host}:{query.port}")
+    try:
+        await _until_signalled()
+    finally:
+        await query.stop(settings.shutdown_grace)
+        await warehouse.close()
+
+
+async def run_gateway(settings: Settings) -> None:
+    runner = await _start_gateway(settings, settings.ingest_target, settings.query_target)
+    try:
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+
+
+Command = Callable[[Settings], Awaitable[None]]
+_COMMANDS: dict[str, tuple[str, list[str], Command]] = {
+    "up": (
+        "run ingest, query and the gateway in one process (embedded chDB by default)",
+        [*_SERVICE_SETTINGS, *_INGEST_SETTINGS, "query_port", "gateway_port", "allowed_origins"],
+        run_up,
+    ),
+    "ingest": ("run the ingest gRPC service", [*_SERVICE_SETTINGS, *_INGEST_SETTINGS], run_ingest),
+    "query": ("run the query gRPC service", [*_SERVICE_SETTINGS, "query_port"], run_query),
+    "gateway": ("run the HTTP/JSON gateway", _GATEWAY_SETTINGS, run_gateway),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, settings, _) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        config.add_arguments(sub, list(dict.fromkeys(settings)))
+    from pipit.seed.command import add_seed_command
+
+    add_seed_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "seed":
+        return args.run(args)
+    settings = config.load(args)
+    configure_logging(settings.log_level)
+    _, _, command = _COMMANDS[args.command]
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(command(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pipit's gRPC services: ingest and query."""

@@ -1,0 +1,1 @@
+"""The ingest service: validates events, quarantines bad rows, batches the rest."""

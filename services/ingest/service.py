@@ -1,0 +1,247 @@
+"""The IngestService, built from its proto descriptor: every RPC whose request carries
+a repeated datasource message is a typed append, the client-streaming RPC takes such
+requests in a `oneof`, and the RPC whose request carries a `google.api.HttpBody` is
+the Events API. Adding a datasource adds an RPC to the proto and nothing here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import orjson
+import structlog
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+
+from common.datasources import Datasource, by_message, registry
+from common.validation import InvalidValue, RowValidator
+from pipit.ingest.v1 import ingest_service_pb2
+from services.ingest import events_api
+from services.ingest.batcher import Batcher
+
+log = structlog.get_logger("ingest")
+
+SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
+HTTP_STATUS_METADATA = "x-http-status"
+_HTTP_BODY = "google.api.HttpBody"
+_QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+
+
+class _Counts:
+    """What one request did, and what it may wait for."""
+
+    def __init__(self) -> None:
+        self.successful = 0
+        self.quarantined = 0
+        self.pending: list[asyncio.Future[None]] = []
+
+
+class Ingestor:
+    """Validates events and hands rows and quarantined rows to the batcher."""
+
+    def __init__(self, batcher: Batcher, datasources: Sequence[Datasource]) -> None:
+        self._batcher = batcher
+        self._validators = {ds.name: RowValidator(ds) for ds in datasources}
+
+    def datasource(self, name: str) -> Datasource:
+        validator = self._validators.get(name)
+        if validator is None:
+            raise KeyError(name)
+        return validator.datasource
+
+    def _quarantine(self, ds: Datasource, bad: list[tuple[str, str]], counts: _Counts) -> None:
+        arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        lines = [
+            orjson.dumps({"raw": raw, "error": error, "arrived_at": arrived}) for raw, error in bad
+        ]
+        counts.pending.append(self._batcher.append(ds.quarantine_table, _QUARANTINE_COLUMNS, lines))
+        counts.quarantined += len(lines)
+
+    def _store(self, ds: Datasource, rows: list[dict[str, Any]], counts: _Counts) -> None:
+        lines = [orjson.dumps(row) for row in rows]
+        counts.pending.append(self._batcher.append(ds.name, ds.column_names, lines))
+        counts.successful += len(lines)
+
+    def submit_json(self, ds: Datasource, lines: list[events_api.Line], counts: _Counts) -> None:
+        validator = self._validators[ds.name]
+        rows: list[dict[str, Any]] = []
+        bad: list[tuple[str, str]] = []
+        for line in lines:
+            if line.error:
+                bad.append((line.raw.decode("utf-8", "replace"), line.error))
+                continue
+            try:
+                rows.append(validator.from_json(line.value))
+            except InvalidValue as exc:
+                bad.append((line.raw.decode("utf-8", "replace"), str(exc)))
+        self._store(ds, rows, counts)
+        self._quarantine(ds, bad, counts)
+
+    def submit_messages(self, ds: Datasource, events: Sequence[Message], counts: _Counts) -> None:
+        validator = self._validators[ds.name]
+        rows: list[dict[str, Any]] = []
+        bad: list[tuple[str, str]] = []
+        for event in events:
+            try:
+                rows.append(validator.from_message(event))
+            except InvalidValue as exc:
+                bad.append((validator.message_text(event), str(exc)))
+        self._store(ds, rows, counts)
+        self._quarantine(ds, bad, counts)
+
+
+async def _finish(counts: _Counts, wait: bool, context: grpc.aio.ServicerContext) -> None:
+    if wait:
+        await asyncio.gather(*counts.pending)
+    else:
+        # Tinybird answers 202 for queued rows; the gateway (or Envoy) maps this
+        # header to the HTTP status.
+        await context.send_initial_metadata(((HTTP_STATUS_METADATA, "202"),))
+
+
+def _events_field(message: Descriptor) -> FieldDescriptor | None:
+    """The repeated datasource field of a typed append request, if any."""
+    for f in message.fields:
+        if f.is_repeated and f.message_type is not None:
+            try:
+                by_message(f.message_type)
+            except KeyError:
+                continue
+            return f
+    return None
+
+
+def _body_field(message: Descriptor) -> FieldDescriptor | None:
+    for f in message.fields:
+        if f.message_type is not None and f.message_type.full_name == _HTTP_BODY:
+            return f
+    return None
+
+
+class IngestService:
+    """The gRPC handlers of IngestService over an Ingestor."""
+
+    def __init__(self, ingestor: Ingestor, max_body_bytes: int) -> None:
+        self._ingestor = ingestor
+        self._max_body_bytes = max_body_bytes
+
+    def _append_in(self, request: Message, counts: _Counts, field: FieldDescriptor) -> None:
+        ds = by_message(field.message_type)
+        self._ingestor.submit_messages(ds, getattr(request, field.name), counts)
+
+    def _append_handler(self, method: MethodDescriptor, field: FieldDescriptor) -> Callable:
+        response_class = message_factory.GetMessageClass(method.output_type)
+
+        async def append(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            counts = _Counts()
+            self._append_in(request, counts, field)
+            await _finish(counts, request.wait, context)
+            return response_class(
+                successful_rows=counts.successful, quarantined_rows=counts.quarantined
+            )
+
+        return append
+
+    def _stream_handler(self, method: MethodDescriptor) -> Callable:
+        request_type = method.input_type
+        response_class = message_factory.GetMessageClass(method.output_type)
+        oneof = request_type.oneofs[0]
+        fields = {f.name: _events_field(f.message_type) for f in oneof.fields}
+
+        async def stream(
+            requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
+        ) -> Message:
+            counts = _Counts()
+            waited: list[asyncio.Future[None]] = []
+            batches = 0
+            async for request in requests:
+                which = request.WhichOneof(oneof.name)
+                if which is None:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {batches + 1} of the stream sets no '{oneof.name}'",
+                    )
+                inner = getattr(request, which)
+                before = len(counts.pending)
+                self._append_in(inner, counts, fields[which])
+                if inner.wait:
+                    waited.extend(counts.pending[before:])
+                batches += 1
+            # The stream answers once; it waits for the batches that asked to.
+            await asyncio.gather(*waited)
+            return response_class(
+                successful_rows=counts.successful,
+                quarantined_rows=counts.quarantined,
+                batches=batches,
+            )
+
+        return stream
+
+    def _events_api_handler(
+        self, method: MethodDescriptor, body_field: FieldDescriptor
+    ) -> Callable:
+        response_class = message_factory.GetMessageClass(method.output_type)
+        limit = self._max_body_bytes
+
+        async def post_events(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            if not request.name:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "parameter 'name' is required: the datasource to append to",
+                )
+            try:
+                ds = self._ingestor.datasource(request.name)
+            except KeyError:
+                known = ", ".join(registry())
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"datasource '{request.name}' does not exist (known: {known})",
+                )
+            data = getattr(request, body_field.name).data
+            if len(data) > limit:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"body is over the {limit}-byte limit"
+                )
+            try:
+                lines = events_api.decode(events_api.decompress(data, limit))
+            except events_api.BodyTooLarge as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            except events_api.BodyError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            counts = _Counts()
+            self._ingestor.submit_json(ds, lines, counts)
+            await _finish(counts, request.wait, context)
+            return response_class(
+                successful_rows=counts.successful, quarantined_rows=counts.quarantined
+            )
+
+        return post_events
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for method in SERVICE.methods:
+            request_class = message_factory.GetMessageClass(method.input_type)
+            response_class = message_factory.GetMessageClass(method.output_type)
+            codec = {
+                "request_deserializer": request_class.FromString,
+                "response_serializer": response_class.SerializeToString,
+            }
+            if method.client_streaming:
+                handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                    self._stream_handler(method), **codec
+                )
+            elif (body := _body_field(method.input_type)) is not None:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._events_api_handler(method, body), **codec
+                )
+            elif (events := _events_field(method.input_type)) is not None:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._append_handler(method, events), **codec
+                )
+            else:
+                raise TypeError(f"IngestService.{method.name} has no recognised request shape")
+        return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

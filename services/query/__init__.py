@@ -1,0 +1,1 @@
+"""The query service: one RPC per analytics endpoint, each a parameterised SQL file."""

@@ -1,0 +1,176 @@
+"""The generic binder between a query RPC and its SQL file: request fields become SQL
+parameters (validated by the `pipit.clickhouse.v1.parameter` option each field carries)
+and result columns fill the response's row fields, both by name. An endpoint is a
+proto RPC plus a SQL file; nothing here knows any endpoint by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+
+from common.validation import parse_datetime
+from common.warehouse.base import QueryResult
+from pipit.clickhouse.v1 import options_pb2
+
+_UINT32_MAX = 2**32 - 1
+
+
+class InvalidParameter(ValueError):
+    """A request parameter is missing or malformed; the message names it."""
+
+
+class ResultMismatch(RuntimeError):
+    """The SQL's answer does not fit the response message (a bug in the endpoint)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One request field bound to the SQL placeholder of the same name."""
+
+    name: str
+    field: FieldDescriptor
+    option: options_pb2.Parameter
+    max_length: int
+
+    def bind(self, request: Message) -> str:
+        """The value to bind, as text; ClickHouse parses it as `option.type`."""
+        if self.field.has_presence:
+            present = request.HasField(self.name)
+        else:
+            present = getattr(request, self.name) != self.field.default_value
+        if not present:
+            if self.option.required:
+                raise InvalidParameter(f"parameter '{self.name}' is required")
+            return self.option.default_value
+        value = getattr(request, self.name)
+        if self.option.type == "DateTime":
+            return self._datetime(value)
+        if isinstance(value, int):
+            return self._integer(value)
+        return self._string(str(value))
+
+    def _datetime(self, value: str) -> str:
+        text = value.strip()
+        if len(text) == 10:  # A bare date means its first second.
+            text += " 00:00:00"
+        try:
+            seconds = parse_datetime(text)
+        except ValueError as exc:
+            raise InvalidParameter(
+                f"parameter '{self.name}': {value!r} is not a date-time "
+                f"(use YYYY-MM-DD HH:MM:SS in UTC): {exc}"
+            ) from None
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    def _integer(self, value: int) -> str:
+        opt = self.option
+        if (opt.has_min and value < opt.min) or (opt.has_max and value > opt.max):
+            low = opt.min if opt.has_min else "-∞"
+            high = opt.max if opt.has_max else "∞"
+            raise InvalidParameter(
+                f"parameter '{self.name}' must be between {low} and {high}, got {value}"
+            )
+        return str(value)
+
+    def _string(self, value: str) -> str:
+        if len(value) > self.max_length:
+            raise InvalidParameter(
+                f"parameter '{self.name}' is longer than {self.max_length} characters"
+            )
+        allowed = list(self.option.allowed_values)
+        if allowed and value not in allowed:
+            raise InvalidParameter(
+                f"parameter '{self.name}' must be one of {', '.join(allowed)}; got {value!r}"
+            )
+        return value
+
+
+def _row_field(response: Descriptor) -> FieldDescriptor:
+    return response.fields_by_name["data"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A query RPC, its SQL and how its messages map to the SQL."""
+
+    name: str
+    method: MethodDescriptor
+    sql: str
+    parameters: tuple[Parameter, ...]
+    request_class: type[Message]
+    response_class: type[Message]
+
+    @classmethod
+    def from_method(cls, method: MethodDescriptor, max_string_length: int) -> Endpoint | None:
+        name = method.GetOptions().Extensions[options_pb2.endpoint]
+        if not name:
+            return None
+        sql = resources.files("services.query").joinpath("sql", f"{name}.sql").read_text()
+        parameters = []
+        for f in method.input_type.fields:
+            opts = f.GetOptions()
+            if not opts.HasExtension(options_pb2.parameter):
+                continue
+            option = opts.Extensions[options_pb2.parameter]
+            parameters.append(Parameter(f.name, f, option, option.max_length or max_string_length))
+        return cls(
+            name=name,
+            method=method,
+            sql=sql,
+            parameters=tuple(parameters),
+            request_class=message_factory.GetMessageClass(method.input_type),
+            response_class=message_factory.GetMessageClass(method.output_type),
+        )
+
+    def bind(self, request: Message) -> dict[str, str]:
+        """SQL parameters from the request. Raises InvalidParameter naming the field."""
+        values = {p.name: p.bind(request) for p in self.parameters}
+        for p in self.parameters:
+            other = p.option.not_before
+            if other and parse_datetime(values[p.name]) < parse_datetime(values[other]):
+                raise InvalidParameter(
+                    f"parameter '{p.name}' ({values[p.name]}) is before '{other}' ({values[other]})"
+                )
+        return values
+
+    def response(self, result: QueryResult) -> Message:
+        """The response message for the SQL's answer, columns matched to fields by name."""
+        row_field = _row_field(self.method.output_type)
+        row_fields = row_field.message_type.fields
+        response = self.response_class()
+        for column in result.meta:
+            response.meta.add(name=column["name"], type=column["type"])
+        for record in result.data:
+            row = getattr(response, row_field.name).add()
+            for f in row_fields:
+                if f.name not in record:
+                    raise ResultMismatch(f"{self.name}.sql returns no column '{f.name}'")
+                setattr(row, f.name, _convert(f, record[f.name], self.name))
+        response.rows = len(result.data)
+        stats = result.statistics
+        response.statistics.elapsed = float(stats.get("elapsed", 0.0))
+        response.statistics.rows_read = float(stats.get("rows_read", 0))
+        response.statistics.bytes_read = float(stats.get("bytes_read", 0))
+        return response
+
+
+def _convert(field: FieldDescriptor, value: Any, endpoint: str) -> Any:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return value if isinstance(value, str) else str(value)
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return float(value)
+    if kind == FieldDescriptor.TYPE_UINT32:
+        number = int(value)
+        if not 0 <= number <= _UINT32_MAX:
+            raise ResultMismatch(f"{endpoint}: column '{field.name}' value {number} overflows")
+        return number
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return bool(value)
+    return int(value)

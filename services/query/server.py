@@ -1,0 +1,28 @@
+"""Starting and stopping the query service."""
+
+from __future__ import annotations
+
+import structlog
+
+from common.config import Settings
+from common.grpc_server import GrpcServer, start_grpc_server
+from common.warehouse.base import Warehouse
+from services.query.service import SERVICE, QueryService
+
+log = structlog.get_logger("query")
+
+
+async def start_query(
+    settings: Settings, warehouse: Warehouse, admin_token: str, port: int | None = None
+) -> GrpcServer:
+    """Serves QueryService on `settings.host` (port 0 picks a free one)."""
+    service = QueryService(warehouse, settings.max_string_length)
+    server = await start_grpc_server(
+        [service.generic_handler()],
+        [SERVICE.full_name],
+        settings.host,
+        settings.query_port if port is None else port,
+        admin_token,
+    )
+    log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
+    return server

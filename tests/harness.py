@@ -1,0 +1,84 @@
+"""Starts the suite in-process for tests: ingest and query gRPC servers on free ports
+over a given warehouse, optionally the gateway in front, and stubs that carry the
+token."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from common import config
+from common.grpc_server import GrpcServer
+from common.warehouse.base import Warehouse
+from pipit.ingest.v1 import ingest_service_pb2_grpc
+from pipit.query.v1 import query_service_pb2_grpc
+from services.ingest.server import RunningIngest, start_ingest
+from services.query.server import start_query
+
+TOKEN = "test-admin-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Suite:
+    """A running suite and clients for it."""
+
+    warehouse: Warehouse
+    ingest: RunningIngest
+    query: GrpcServer
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    gateway_runner: Any = None
+    gateway_url: str = ""
+
+    def _channel(self, port: int) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.channels.append(channel)
+        return channel
+
+    def ingest_stub(self) -> ingest_service_pb2_grpc.IngestServiceStub:
+        return ingest_service_pb2_grpc.IngestServiceStub(self._channel(self.ingest.port))
+
+    def query_stub(self) -> query_service_pb2_grpc.QueryServiceStub:
+        return query_service_pb2_grpc.QueryServiceStub(self._channel(self.query.port))
+
+    async def stop(self) -> None:
+        if self.gateway_runner is not None:
+            await self.gateway_runner.cleanup()
+        for channel in self.channels:
+            await channel.close()
+        await self.ingest.stop(1.0)
+        await self.query.stop(1.0)
+
+
+async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides: Any) -> Suite:
+    settings = config.load(
+        environ={}, **{"admin_token": TOKEN, "flush_interval": 0.05, **overrides}
+    )
+    ingest = await start_ingest(settings, warehouse, TOKEN, port=0)
+    query = await start_query(settings, warehouse, TOKEN, port=0)
+    suite = Suite(warehouse, ingest, query)
+    if gateway:
+        from gateway.app import create_app, serve_gateway
+        from services.ingest.service import SERVICE as INGEST
+        from services.query.service import SERVICE as QUERY
+
+        port = free_port()
+        app = create_app(
+            {
+                INGEST.full_name: f"127.0.0.1:{ingest.port}",
+                QUERY.full_name: f"127.0.0.1:{query.port}",
+            },
+            max_body_bytes=settings.max_body_bytes,
+        )
+        suite.gateway_runner = await serve_gateway(app, "127.0.0.1", port)
+        suite.gateway_url = f"http://127.0.0.1:{port}"
+    return suite

@@ -1,0 +1,228 @@
+"""The ingest service over gRPC: typed appends, the stream, the Events API, bad input
+(each with its status, and the valid rows of the same request kept), auth and a
+shutdown that flushes."""
+
+from __future__ import annotations
+
+import gzip
+
+import grpc
+import orjson
+import pytest
+from google.api import httpbody_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from harness import AUTH, start_suite
+
+from pipit.datasources.v1 import ab_test_events_pb2
+from pipit.ingest.v1 import ingest_service_pb2 as pb
+
+SAMPLE = {
+    "timestamp": "2023-06-15 14:30:00",
+    "user_id": "user_12345",
+    "test_id": "homepage_redesign",
+    "variant": "B",
+    "event_type": "page_view",
+    "conversion": 1,
+    "revenue": 29.99,
+    "session_id": "session_789012",
+    "device": "mobile",
+    "country": "US",
+}
+
+
+def sample(**changes: object) -> dict:
+    event = dict(SAMPLE)
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+@pytest.fixture
+async def suite(embedded_warehouse):
+    running = await start_suite(embedded_warehouse, gateway=False)
+    yield running
+    await running.stop()
+
+
+async def count(warehouse, table: str) -> int:
+    result = await warehouse.query(f"SELECT count() AS c FROM {table}", {})  # noqa: S608
+    return int(result.data[0]["c"])
+
+
+async def quarantine_errors(warehouse, table: str) -> list[str]:
+    result = await warehouse.query(
+        f"SELECT error FROM {table}_quarantine ORDER BY error",  # noqa: S608
+        {},
+    )
+    return [row["error"] for row in result.data]
+
+
+def post(name: str, body: bytes, wait: bool = True) -> pb.PostEventsRequest:
+    return pb.PostEventsRequest(
+        name=name, wait=wait, body=httpbody_pb2.HttpBody(content_type="application/json", data=body)
+    )
+
+
+async def test_events_api_takes_the_tutorials_pretty_printed_event(suite):
+    body = orjson.dumps(SAMPLE, option=orjson.OPT_INDENT_2)
+    response = await suite.ingest_stub().PostEvents(post("ab_test_events", body), metadata=AUTH)
+    assert (response.successful_rows, response.quarantined_rows) == (1, 0)
+    result = await suite.warehouse.query(
+        "SELECT toString(timestamp) AS ts, revenue, conversion FROM ab_test_events", {}
+    )
+    assert result.data == [{"ts": "2023-06-15 14:30:00", "revenue": 29.99, "conversion": 1}]
+
+
+async def test_ndjson_keeps_valid_rows_and_quarantines_each_bad_one_with_its_reason(suite):
+    lines = [
+        sample(),
+        sample(user_id=...),  # missing field
+        sample(revenue="lots"),  # wrong type
+        sample(conversion=300),  # out of range for UInt8
+        sample(timestamp="yesterday-ish"),  # unparseable timestamp
+        sample(timestamp="2023-06-15T14:30:00Z", user_id="rfc3339"),
+        sample(timestamp=1686839400, user_id="epoch"),
+    ]
+    body = b"\n".join(orjson.dumps(line) for line in lines) + b"\n{not json\n"
+    response = await suite.ingest_stub().PostEvents(post("ab_test_events", body), metadata=AUTH)
+    assert (response.successful_rows, response.quarantined_rows) == (3, 5)
+    assert await count(suite.warehouse, "ab_test_events") == 3
+    errors = await quarantine_errors(suite.warehouse, "ab_test_events")
+    assert len(errors) == 5
+    joined = "\n".join(errors)
+    for expected in (
+        "missing required field 'user_id'",
+        "field 'revenue': expected a number",
+        "field 'conversion': 300 is out of range for UInt8",
+        "field 'timestamp'",
+        "line 8: not valid JSON",
+    ):
+        assert expected in joined
+    same_instant = await suite.warehouse.query(
+        "SELECT uniqExact(timestamp) AS n FROM ab_test_events", {}
+    )
+    assert same_instant.data[0]["n"] == 1  # all three timestamp formats mean 14:30:00 UTC
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "code", "message"),
+    [
+        ("ab_test_events", b"", grpc.StatusCode.INVALID_ARGUMENT, "empty body"),
+        ("ab_test_events", b"  \n ", grpc.StatusCode.INVALID_ARGUMENT, "empty body"),
+        ("ab_test_events", b"hello, world", grpc.StatusCode.INVALID_ARGUMENT, "not JSON"),
+        ("no_such_source", b"{}", grpc.StatusCode.NOT_FOUND, "'no_such_source' does not exist"),
+        ("", b"{}", grpc.StatusCode.INVALID_ARGUMENT, "'name' is required"),
+    ],
+)
+async def test_unusable_requests_are_refused_and_store_nothing(suite, name, body, code, message):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.ingest_stub().PostEvents(post(name, body), metadata=AUTH)
+    assert caught.value.code() == code
+    assert message in caught.value.details()
+    assert await count(suite.warehouse, "ab_test_events") == 0
+    assert await count(suite.warehouse, "ab_test_events_quarantine") == 0
+
+
+async def test_body_over_the_limit_is_refused(embedded_warehouse):
+    suite = await start_suite(embedded_warehouse, gateway=False, max_body_bytes=1000)
+    try:
+        stub = suite.ingest_stub()
+        big = b"\n".join(orjson.dumps(sample()) for _ in range(10))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.PostEvents(post("ab_test_events", big), metadata=AUTH)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "1000-byte limit" in caught.value.details()
+        # A small gzip body that inflates past the limit is refused the same way.
+        bomb = gzip.compress(b"\n".join(orjson.dumps(sample()) for _ in range(50)))
+        assert len(bomb) < 1000
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.PostEvents(post("ab_test_events", bomb), metadata=AUTH)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        small = gzip.compress(orjson.dumps(sample()))
+        response = await stub.PostEvents(post("ab_test_events", small), metadata=AUTH)
+        assert response.successful_rows == 1
+        assert await count(suite.warehouse, "ab_test_events") == 1
+    finally:
+        await suite.stop()
+
+
+def typed_event(**changes: object) -> ab_test_events_pb2.AbTestEvent:
+    fields = {k: v for k, v in SAMPLE.items() if k != "timestamp"}
+    fields.update(changes)
+    return ab_test_events_pb2.AbTestEvent(timestamp=Timestamp(seconds=1686839400), **fields)
+
+
+async def test_typed_append_and_its_quarantine(suite):
+    missing_time = typed_event(user_id="no-time")
+    missing_time.ClearField("timestamp")
+    request = pb.AppendAbTestEventsRequest(
+        events=[typed_event(), missing_time, typed_event(conversion=300)], wait=True
+    )
+    response = await suite.ingest_stub().AppendAbTestEvents(request, metadata=AUTH)
+    assert (response.successful_rows, response.quarantined_rows) == (1, 2)
+    errors = await quarantine_errors(suite.warehouse, "ab_test_events")
+    assert errors == [
+        "field 'conversion': 300 is out of range for UInt8 (0..255)",
+        "missing required field 'timestamp'",
+    ]
+    raw = await suite.warehouse.query("SELECT raw FROM ab_test_events_quarantine", {})
+    assert all(orjson.loads(r["raw"])["test_id"] == "homepage_redesign" for r in raw.data)
+
+
+async def test_stream_appends_batches_of_any_datasource(suite):
+    async def batches():
+        for i in range(3):
+            yield pb.StreamEventsRequest(
+                ab_test_events=pb.AppendAbTestEventsRequest(
+                    events=[typed_event(user_id=f"u{i}-{j}") for j in range(100)], wait=True
+                )
+            )
+
+    response = await suite.ingest_stub().StreamEvents(batches(), metadata=AUTH)
+    assert (response.successful_rows, response.quarantined_rows, response.batches) == (300, 0, 3)
+    assert await count(suite.warehouse, "ab_test_events") == 300
+
+
+async def test_queued_writes_answer_202_and_land_after_the_flush_interval(suite):
+    call = suite.ingest_stub().PostEvents(
+        post("ab_test_events", orjson.dumps(sample()), wait=False), metadata=AUTH
+    )
+    response = await call
+    assert response.successful_rows == 1
+    assert ("x-http-status", "202") in tuple(await call.initial_metadata())
+    await suite.ingest.batcher.flush_all()
+    assert await count(suite.warehouse, "ab_test_events") == 1
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), (("authorization", "Bearer wrong"),), (("authorization", "Basic abc"),)],
+)
+async def test_requests_without_the_token_are_unauthenticated(suite, metadata):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.ingest_stub().PostEvents(
+            post("ab_test_events", orjson.dumps(sample())), metadata=metadata
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await count(suite.warehouse, "ab_test_events") == 0
+
+
+async def test_health_needs_no_token(suite):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{suite.ingest.port}")
+    suite.channels.append(channel)
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_shutdown_flushes_everything_buffered(embedded_warehouse):
+    suite = await start_suite(
+        embedded_warehouse, gateway=False, flush_interval=3600.0, flush_rows=1_000_000
+    )
+    stub = suite.ingest_stub()
+    body = b"\n".join(orjson.dumps(sample(user_id=f"u{i}")) for i in range(250))
+    response = await stub.PostEvents(post("ab_test_events", body, wait=False), metadata=AUTH)
+    assert response.successful_rows == 250
+    assert await count(suite.warehouse, "ab_test_events") == 0  # still buffered
+    await suite.stop()
+    assert await count(suite.warehouse, "ab_test_events") == 250
