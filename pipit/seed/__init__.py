@@ -1,0 +1,1 @@
+"""Demo data for the four tutorials' datasources (`pipit seed`)."""

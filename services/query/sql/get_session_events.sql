@@ -1,0 +1,19 @@
+-- get_session_events: every event of one session, oldest first.
+-- Tutorial: 004 "Build a Clickstream Analytics API" (get_session_events.pipe).
+-- Parameters:
+--   session_id String    required: the session
+-- Ordering: timestamp ASC (oldest first), then event_id ASC.
+SELECT
+    event_id,
+    user_id,
+    timestamp,
+    event_type,
+    page_url,
+    page_title,
+    referrer,
+    device_type,
+    browser,
+    properties
+FROM clickstream_events
+WHERE session_id = {session_id:String}
+ORDER BY timestamp ASC, event_id ASC

@@ -1,0 +1,50 @@
+-- session_insights: sessions that lasted longer than 0 seconds, with their span, size
+-- and the device they started on.
+-- Tutorial: 003 "SaaS user analytics" (session_insights.pipe).
+-- Parameters:
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+--   user_id    String    '' = every user (the tutorial's prose: "optionally by user"),
+--                        otherwise only this user's events
+--   limit      Int32     most sessions returned
+-- Date bounds filter EVENTS first, then sessions are aggregated: a bound that cuts a
+-- session counts only its in-range events, so a cut session may fall to 0 s and drop out.
+-- Definitions:
+--   one row per session_id (unlike the tutorial, which also grouped by the device
+--   columns and so split a session that changed browser)
+--   session_start / session_end = min / max event timestamp
+--   session_duration_seconds = session_end - session_start; only rows with > 0 kept
+--   event_count = events
+--   user_id, device_type, browser, os, location = those of the session's first event,
+--   the smallest (timestamp, event_id) -- with the value columns themselves as the last
+--   tie-breakers, so even duplicated events give one deterministic answer.
+-- Ordering: session_start DESC (newest first), then session_id ASC.
+SELECT
+    session_id,
+    first_event.3 AS user_id,
+    session_start,
+    session_end,
+    session_duration_seconds,
+    event_count,
+    first_event.4 AS device_type,
+    first_event.5 AS browser,
+    first_event.6 AS os,
+    first_event.7 AS location
+FROM
+(
+    SELECT
+        session_id,
+        min(timestamp) AS session_start,
+        max(timestamp) AS session_end,
+        dateDiff('second', session_start, session_end) AS session_duration_seconds,
+        count() AS event_count,
+        min((timestamp, event_id, user_id, device_type, browser, os, location)) AS first_event
+    FROM app_events
+    WHERE timestamp >= {start_date:DateTime}
+      AND timestamp <= {end_date:DateTime}
+      AND ({user_id:String} = '' OR user_id = {user_id:String})
+    GROUP BY session_id
+    HAVING session_duration_seconds > 0
+)
+ORDER BY session_start DESC, session_id ASC
+LIMIT {limit:Int32}

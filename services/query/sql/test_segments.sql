@@ -1,0 +1,40 @@
+-- test_segments: the test_summary metrics per A/B test, variant and segment, where the
+-- segment is the event's device or its country.
+-- Tutorial: 001 "Build a Real-time A/B Testing Analytics API" (test_segments, described
+-- in prose as "a similar pattern ... across different segments").
+-- Parameters:
+--   test_id    String    '' = every test, otherwise only this test
+--   segment    String    'device' (default) or 'country': which column fills `segment`;
+--                        chosen with if() over the bound value, never spliced
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+-- Definitions: as test_summary (users = distinct user_id within the segment,
+--   conversions = events with conversion = 1, conversion_rate = round(conversions /
+--   users, 4), total_revenue = round(sum(revenue), 2), revenue_per_user =
+--   round(sum(revenue) / users, 4)). A user seen on two devices counts in both.
+-- Ordering: test_id, variant, segment (the group key, so there are no ties).
+SELECT
+    test_id,
+    variant,
+    segment,
+    uniqExact(user_id) AS users,
+    countIf(conversion = 1) AS conversions,
+    if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
+    round(sum(revenue), 2) AS total_revenue,
+    if(users = 0, 0, round(sum(revenue) / users, 4)) AS revenue_per_user
+FROM
+(
+    SELECT
+        test_id,
+        variant,
+        if({segment:String} = 'country', country, device) AS segment,
+        user_id,
+        conversion,
+        revenue
+    FROM ab_test_events
+    WHERE timestamp >= {start_date:DateTime}
+      AND timestamp <= {end_date:DateTime}
+      AND ({test_id:String} = '' OR test_id = {test_id:String})
+)
+GROUP BY test_id, variant, segment
+ORDER BY test_id ASC, variant ASC, segment ASC

@@ -1,0 +1,43 @@
+-- test_timeseries: per A/B test and variant, the summary metrics per time bucket.
+-- Tutorial: 001 "Build a Real-time A/B Testing Analytics API" (test_timeseries,
+-- described in prose as the same analysis "over time").
+-- Parameters:
+--   test_id    String    '' = every test, otherwise only this test
+--   interval   String    'hour', 'day' (default) or 'week' (weeks start on Monday);
+--                        chosen with multiIf() over the bound value, never spliced
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+-- Definitions: period = the bucket's start as a UTC DateTime (toStartOfHour,
+--   toStartOfDay, or Monday 00:00 of the week); users = distinct user_id in the bucket;
+--   conversions = events with conversion = 1; conversion_rate = round(conversions /
+--   users, 4); total_revenue = round(sum(revenue), 2). Only buckets with events appear.
+--   A bound inside a bucket keeps only the bucket's in-range events.
+-- Ordering: test_id, variant, period (the group key, so there are no ties).
+SELECT
+    test_id,
+    variant,
+    period,
+    uniqExact(user_id) AS users,
+    countIf(conversion = 1) AS conversions,
+    if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
+    round(sum(revenue), 2) AS total_revenue
+FROM
+(
+    SELECT
+        test_id,
+        variant,
+        multiIf(
+            {interval:String} = 'hour', toStartOfHour(timestamp),
+            {interval:String} = 'week', toDateTime(toMonday(timestamp)),
+            toStartOfDay(timestamp)
+        ) AS period,
+        user_id,
+        conversion,
+        revenue
+    FROM ab_test_events
+    WHERE timestamp >= {start_date:DateTime}
+      AND timestamp <= {end_date:DateTime}
+      AND ({test_id:String} = '' OR test_id = {test_id:String})
+)
+GROUP BY test_id, variant, period
+ORDER BY test_id ASC, variant ASC, period ASC

@@ -1,0 +1,49 @@
+-- user_session_stats: one row per session with its span, size, pages and device.
+-- Tutorial: 002 "user behavior analytics" (user_session_stats.pipe).
+-- Parameters:
+--   user_id    String    '' = every user, otherwise only this user's events
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+--   limit      Int32     most sessions returned
+-- Date bounds filter EVENTS first, then sessions are aggregated: a bound that cuts a
+-- session counts only that session's in-range events (its start, end, counts and first
+-- event are those of the in-range part).
+-- Definitions:
+--   session_start / session_end = min / max event timestamp
+--   duration_seconds = session_end - session_start in seconds (0 for one event)
+--   event_count = events; page_views = events with event_type = 'page_view' (the
+--   tutorial's spelling in this datasource); unique_pages = distinct page_url
+--   user_id, device_type, browser, country = those of the session's first event, the
+--   smallest (timestamp, event_id) -- with the value columns themselves as the last
+--   tie-breakers, so even duplicated events give one deterministic answer.
+-- Ordering: session_start DESC (newest session first), then session_id ASC.
+SELECT
+    session_id,
+    first_event.3 AS user_id,
+    session_start,
+    session_end,
+    dateDiff('second', session_start, session_end) AS duration_seconds,
+    event_count,
+    page_views,
+    unique_pages,
+    first_event.4 AS device_type,
+    first_event.5 AS browser,
+    first_event.6 AS country
+FROM
+(
+    SELECT
+        session_id,
+        min(timestamp) AS session_start,
+        max(timestamp) AS session_end,
+        count() AS event_count,
+        countIf(event_type = 'page_view') AS page_views,
+        uniqExact(page_url) AS unique_pages,
+        min((timestamp, event_id, user_id, device_type, browser, country)) AS first_event
+    FROM user_events
+    WHERE timestamp >= {start_date:DateTime}
+      AND timestamp <= {end_date:DateTime}
+      AND ({user_id:String} = '' OR user_id = {user_id:String})
+    GROUP BY session_id
+)
+ORDER BY session_start DESC, session_id ASC
+LIMIT {limit:Int32}

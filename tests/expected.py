@@ -1,0 +1,577 @@
+"""Reference answers for the twelve analytics endpoints, in plain Python.
+
+Written from the endpoints' definitions (issues 2 and 3, the SQL files' headers), not
+from their SQL: each function takes the events as the generator yields them (dicts with
+`YYYY-MM-DD HH:MM:SS` UTC timestamps) and the request parameters as the HTTP API gets
+them (strings, with the same defaults), and returns the rows the endpoint must answer:
+the same column names in the same order, the same ordering and tie-breakers. Times come
+back as `YYYY-MM-DD HH:MM:SS` text, days as `YYYY-MM-DD`, counts as ints.
+
+Shared rules:
+- date bounds are inclusive at both ends and filter events before anything is
+  aggregated, so a bound that cuts a session keeps only the session's in-range events;
+- a session's first event is the smallest (timestamp, event_id), ties beyond that broken
+  by the reported values themselves; its device fields (and user) are reported;
+- an empty optional filter (test_id, user_id, event_type, feature) means no filter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+Event = Mapping[str, Any]
+Row = dict[str, Any]
+
+DEFAULT_START_DATE = "1970-01-01 00:00:00"
+DEFAULT_END_DATE = "2106-02-07 06:28:15"
+
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_PAGE_VIEW_TYPES = ("page_view", "pageview")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT)
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.strftime(_TIME_FORMAT)
+
+
+def _in_range(
+    events: Iterable[Event], start_date: str, end_date: str
+) -> list[tuple[datetime, Event]]:
+    """The events with start_date <= timestamp <= end_date, each with its parsed time."""
+    start = _parse_time(start_date)
+    end = _parse_time(end_date)
+    kept = []
+    for event in events:
+        moment = _parse_time(event["timestamp"])
+        if start <= moment <= end:
+            kept.append((moment, event))
+    return kept
+
+
+def _ratio(numerator: float, denominator: float, digits: int) -> float:
+    """numerator / denominator rounded, 0 when there is nothing to divide by."""
+    if denominator == 0:
+        return 0.0
+    return round(numerator / denominator, digits)
+
+
+def _limit(limit: str) -> int:
+    value = int(limit)
+    if value < 1:
+        raise ValueError(f"limit must be positive, got {limit!r}")
+    return value
+
+
+def _newest_first(rows: list[Row], start_key: str) -> list[Row]:
+    """Sorts by start time descending, ties by session_id ascending."""
+    rows.sort(key=lambda row: row["session_id"])
+    rows.sort(key=lambda row: row[start_key], reverse=True)  # stable: keeps session_id order
+    return rows
+
+
+def _bucket(moment: datetime, unit: str) -> datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        return day
+    if unit == "week":  # weeks start on Monday
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    raise ValueError(f"unknown bucket unit {unit!r}")
+
+
+# --- A/B testing (tutorial 001) ---------------------------------------------------------
+
+
+def _ab_metrics(events: list[Event]) -> dict[str, Any]:
+    users = len({event["user_id"] for event in events})
+    conversions = sum(1 for event in events if event["conversion"] == 1)
+    revenue = math.fsum(event["revenue"] for event in events)
+    return {
+        "users": users,
+        "conversions": conversions,
+        "conversion_rate": _ratio(conversions, users, 4),
+        "total_revenue": round(revenue, 2),
+        "revenue_per_user": _ratio(revenue, users, 4),
+    }
+
+
+def _ab_events(
+    events: Iterable[Event], test_id: str, start_date: str, end_date: str
+) -> list[tuple[datetime, Event]]:
+    return [
+        (moment, event)
+        for moment, event in _in_range(events, start_date, end_date)
+        if test_id == "" or event["test_id"] == test_id
+    ]
+
+
+def test_summary(
+    events: Iterable[Event],
+    *,
+    test_id: str = "",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per (test_id, variant): users, conversions, rates and revenue; by test, variant."""
+    groups: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for _, event in _ab_events(events, test_id, start_date, end_date):
+        groups[(event["test_id"], event["variant"])].append(event)
+    return [
+        {"test_id": test, "variant": variant, **_ab_metrics(group)}
+        for (test, variant), group in sorted(groups.items())
+    ]
+
+
+_SEGMENT_COLUMNS = {"device": "device", "country": "country"}
+
+
+def test_segments(
+    events: Iterable[Event],
+    *,
+    test_id: str = "",
+    segment: str = "device",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per (test_id, variant, segment value): the summary metrics."""
+    column = _SEGMENT_COLUMNS[segment]
+    groups: dict[tuple[str, str, str], list[Event]] = defaultdict(list)
+    for _, event in _ab_events(events, test_id, start_date, end_date):
+        groups[(event["test_id"], event["variant"], event[column])].append(event)
+    return [
+        {"test_id": test, "variant": variant, "segment": value, **_ab_metrics(group)}
+        for (test, variant, value), group in sorted(groups.items())
+    ]
+
+
+_TIMESERIES_UNITS = {"hour": "hour", "day": "day", "week": "week"}
+
+
+def test_timeseries(
+    events: Iterable[Event],
+    *,
+    test_id: str = "",
+    interval: str = "day",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per (test_id, variant, bucket start): users, conversions, rate, revenue."""
+    unit = _TIMESERIES_UNITS[interval]
+    groups: dict[tuple[str, str, datetime], list[Event]] = defaultdict(list)
+    for moment, event in _ab_events(events, test_id, start_date, end_date):
+        groups[(event["test_id"], event["variant"], _bucket(moment, unit))].append(event)
+    rows = []
+    for (test, variant, period), group in sorted(groups.items()):
+        metrics = _ab_metrics(group)
+        del metrics["revenue_per_user"]
+        rows.append(
+            {"test_id": test, "variant": variant, "period": _format_time(period), **metrics}
+        )
+    return rows
+
+
+# --- sessions (shared by tutorials 002 and 003) -------------------------------------------
+
+
+def _sessions(
+    kept: Iterable[tuple[datetime, Event]], first_columns: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per session: start, end, its events, and its first event's `first_columns`."""
+    sessions: dict[str, dict[str, Any]] = {}
+    for moment, event in kept:
+        key = (moment, event["event_id"], *(event[c] for c in first_columns))
+        session = sessions.get(event["session_id"])
+        if session is None:
+            sessions[event["session_id"]] = {
+                "start": moment,
+                "end": moment,
+                "first": key,
+                "events": [event],
+            }
+            continue
+        session["start"] = min(session["start"], moment)
+        session["end"] = max(session["end"], moment)
+        session["first"] = min(session["first"], key)
+        session["events"].append(event)
+    return sessions
+
+
+# --- user behavior (tutorial 002) ---------------------------------------------------------
+
+
+def user_session_stats(
+    events: Iterable[Event],
+    *,
+    user_id: str = "",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    limit: str = "100",
+) -> list[Row]:
+    """One row per session; newest session first, ties by session_id."""
+    kept = [
+        (moment, event)
+        for moment, event in _in_range(events, start_date, end_date)
+        if user_id == "" or event["user_id"] == user_id
+    ]
+    first_columns = ("user_id", "device_type", "browser", "country")
+    rows = []
+    for session_id, session in _sessions(kept, first_columns).items():
+        first = dict(zip(first_columns, session["first"][2:], strict=True))
+        group = session["events"]
+        rows.append(
+            {
+                "session_id": session_id,
+                "user_id": first["user_id"],
+                "session_start": session["start"],
+                "session_end": session["end"],
+                "duration_seconds": int((session["end"] - session["start"]).total_seconds()),
+                "event_count": len(group),
+                "page_views": sum(1 for event in group if event["event_type"] == "page_view"),
+                "unique_pages": len({event["page_url"] for event in group}),
+                "device_type": first["device_type"],
+                "browser": first["browser"],
+                "country": first["country"],
+            }
+        )
+    rows = _newest_first(rows, "session_start")[: _limit(limit)]
+    for row in rows:
+        row["session_start"] = _format_time(row["session_start"])
+        row["session_end"] = _format_time(row["session_end"])
+    return rows
+
+
+_TIMELINE_COLUMNS = (
+    "event_id",
+    "user_id",
+    "session_id",
+    "event_type",
+    "page_url",
+    "referrer",
+    "device_type",
+    "browser",
+    "country",
+    "city",
+    "properties",
+)
+
+
+def user_event_timeline(
+    events: Iterable[Event],
+    *,
+    user_id: str,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    event_type: str = "",
+    limit: str = "100",
+) -> list[Row]:
+    """The user's events, newest first, ties by event_id."""
+    kept = [
+        (moment, event)
+        for moment, event in _in_range(events, start_date, end_date)
+        if event["user_id"] == user_id and (event_type == "" or event["event_type"] == event_type)
+    ]
+    kept.sort(key=lambda pair: pair[1]["event_id"])
+    kept.sort(key=lambda pair: pair[0], reverse=True)
+    return [
+        {**{c: event[c] for c in _TIMELINE_COLUMNS}, "timestamp": _format_time(moment)}
+        for moment, event in kept[: _limit(limit)]
+    ]
+
+
+def user_activity_metrics(
+    events: Iterable[Event],
+    *,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per UTC day with events: users, sessions, events, page views, clicks, CTR."""
+    days: dict[str, list[Event]] = defaultdict(list)
+    for moment, event in _in_range(events, start_date, end_date):
+        days[moment.date().isoformat()].append(event)
+    rows = []
+    for day in sorted(days, reverse=True):
+        group = days[day]
+        page_views = sum(1 for event in group if event["event_type"] == "page_view")
+        clicks = sum(1 for event in group if event["event_type"] == "click")
+        rows.append(
+            {
+                "date": day,
+                "unique_users": len({event["user_id"] for event in group}),
+                "sessions": len({event["session_id"] for event in group}),
+                "total_events": len(group),
+                "page_views": page_views,
+                "clicks": clicks,
+                "click_through_rate": _ratio(clicks, page_views, 2),
+            }
+        )
+    return rows
+
+
+# --- SaaS (tutorial 003) ------------------------------------------------------------------
+
+
+def session_insights(
+    events: Iterable[Event],
+    *,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    user_id: str = "",
+    limit: str = "100",
+) -> list[Row]:
+    """Sessions lasting more than 0 s; newest first, ties by session_id."""
+    kept = [
+        (moment, event)
+        for moment, event in _in_range(events, start_date, end_date)
+        if user_id == "" or event["user_id"] == user_id
+    ]
+    first_columns = ("user_id", "device_type", "browser", "os", "location")
+    rows = []
+    for session_id, session in _sessions(kept, first_columns).items():
+        duration = int((session["end"] - session["start"]).total_seconds())
+        if duration <= 0:
+            continue
+        first = dict(zip(first_columns, session["first"][2:], strict=True))
+        rows.append(
+            {
+                "session_id": session_id,
+                "user_id": first["user_id"],
+                "session_start": session["start"],
+                "session_end": session["end"],
+                "session_duration_seconds": duration,
+                "event_count": len(session["events"]),
+                "device_type": first["device_type"],
+                "browser": first["browser"],
+                "os": first["os"],
+                "location": first["location"],
+            }
+        )
+    rows = _newest_first(rows, "session_start")[: _limit(limit)]
+    for row in rows:
+        row["session_start"] = _format_time(row["session_start"])
+        row["session_end"] = _format_time(row["session_end"])
+    return rows
+
+
+def feature_usage(
+    events: Iterable[Event],
+    *,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    feature: str = "",
+) -> list[Row]:
+    """Per feature: events, distinct users and sessions; most used first, ties by name."""
+    groups: dict[str, list[Event]] = defaultdict(list)
+    for _, event in _in_range(events, start_date, end_date):
+        if feature == "" or event["feature"] == feature:
+            groups[event["feature"]].append(event)
+    rows = [
+        {
+            "feature": name,
+            "total_events": len(group),
+            "unique_users": len({event["user_id"] for event in group}),
+            "unique_sessions": len({event["session_id"] for event in group}),
+        }
+        for name, group in groups.items()
+    ]
+    rows.sort(key=lambda row: (-row["total_events"], row["feature"]))
+    return rows
+
+
+_ACTIVE_USERS_UNITS = {
+    "1 day": "day",
+    "day": "day",
+    "1 week": "week",
+    "week": "week",
+    "1 month": "month",
+    "month": "month",
+}
+
+
+def active_users(
+    events: Iterable[Event],
+    *,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    interval: str = "1 day",
+) -> list[Row]:
+    """Per period with events: distinct users, sessions, events; oldest first."""
+    unit = _ACTIVE_USERS_UNITS[interval]
+    periods: dict[datetime, list[Event]] = defaultdict(list)
+    for moment, event in _in_range(events, start_date, end_date):
+        periods[_bucket(moment, unit)].append(event)
+    return [
+        {
+            "period": _format_time(period),
+            "active_users": len({event["user_id"] for event in group}),
+            "sessions": len({event["session_id"] for event in group}),
+            "total_events": len(group),
+        }
+        for period, group in sorted(periods.items())
+    ]
+
+
+# --- clickstream (tutorial 004) -----------------------------------------------------------
+
+
+def _oldest_first(kept: list[tuple[datetime, Event]]) -> list[tuple[datetime, Event]]:
+    return sorted(kept, key=lambda pair: (pair[0], pair[1]["event_id"]))
+
+
+def get_user_journey(
+    events: Iterable[Event],
+    *,
+    user_id: str,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """The user's events across sessions, oldest first, ties by event_id."""
+    kept = [
+        (moment, event)
+        for moment, event in _in_range(events, start_date, end_date)
+        if event["user_id"] == user_id
+    ]
+    return [
+        {
+            "user_id": event["user_id"],
+            "session_id": event["session_id"],
+            "timestamp": _format_time(moment),
+            "event_type": event["event_type"],
+            "page_url": event["page_url"],
+            "page_title": event["page_title"],
+            "referrer": event["referrer"],
+            "device_type": event["device_type"],
+            "browser": event["browser"],
+        }
+        for moment, event in _oldest_first(kept)
+    ]
+
+
+def get_session_events(events: Iterable[Event], *, session_id: str) -> list[Row]:
+    """Every event of the session, oldest first, ties by event_id."""
+    kept = [
+        (_parse_time(event["timestamp"]), event)
+        for event in events
+        if event["session_id"] == session_id
+    ]
+    return [
+        {
+            "event_id": event["event_id"],
+            "user_id": event["user_id"],
+            "timestamp": _format_time(moment),
+            "event_type": event["event_type"],
+            "page_url": event["page_url"],
+            "page_title": event["page_title"],
+            "referrer": event["referrer"],
+            "device_type": event["device_type"],
+            "browser": event["browser"],
+            "properties": event["properties"],
+        }
+        for moment, event in _oldest_first(kept)
+    ]
+
+
+def get_popular_pages(
+    events: Iterable[Event],
+    *,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    limit: str = "10",
+) -> list[Row]:
+    """Per page_url: page views (`page_view` or `pageview`) and the title of the latest
+    one (largest (timestamp, event_id, title)); most viewed first, ties by url, title."""
+    pages: dict[str, dict[str, Any]] = {}
+    for moment, event in _in_range(events, start_date, end_date):
+        if event["event_type"] not in _PAGE_VIEW_TYPES:
+            continue
+        latest = (moment, event["event_id"], event["page_title"])
+        page = pages.setdefault(event["page_url"], {"views": 0, "latest": latest})
+        page["views"] += 1
+        page["latest"] = max(page["latest"], latest)
+    rows = [
+        {"page_url": url, "page_title": page["latest"][2], "view_count": page["views"]}
+        for url, page in pages.items()
+    ]
+    rows.sort(key=lambda row: (-row["view_count"], row["page_url"], row["page_title"]))
+    return rows[: _limit(limit)]
+
+
+# --- catalogue and comparison ---------------------------------------------------------
+
+
+# endpoint -> (datasource it reads, reference implementation)
+ENDPOINTS: dict[str, tuple[str, Callable[..., list[Row]]]] = {
+    "test_summary": ("ab_test_events", test_summary),
+    "test_segments": ("ab_test_events", test_segments),
+    "test_timeseries": ("ab_test_events", test_timeseries),
+    "user_session_stats": ("user_events", user_session_stats),
+    "user_event_timeline": ("user_events", user_event_timeline),
+    "user_activity_metrics": ("user_events", user_activity_metrics),
+    "session_insights": ("app_events", session_insights),
+    "feature_usage": ("app_events", feature_usage),
+    "active_users": ("app_events", active_users),
+    "get_user_journey": ("clickstream_events", get_user_journey),
+    "get_session_events": ("clickstream_events", get_session_events),
+    "get_popular_pages": ("clickstream_events", get_popular_pages),
+}
+
+# Rounded columns may legitimately differ by one unit in the last kept decimal: the
+# warehouse sums floats in another order and rounds x * 10^n, Python rounds the exact
+# binary value (ClickHouse gives round(2.675, 2) = 2.68, Python 2.67).
+FLOAT_TOLERANCES: dict[str, dict[str, float]] = {
+    "test_summary": {"conversion_rate": 1e-4, "total_revenue": 1e-2, "revenue_per_user": 1e-4},
+    "test_segments": {"conversion_rate": 1e-4, "total_revenue": 1e-2, "revenue_per_user": 1e-4},
+    "test_timeseries": {"conversion_rate": 1e-4, "total_revenue": 1e-2},
+    "user_activity_metrics": {"click_through_rate": 1e-2},
+}
+
+_EPSILON = 1e-9
+
+
+def assert_rows_match(
+    actual_rows: Sequence[Mapping[str, Any]],
+    expected_rows: Sequence[Mapping[str, Any]],
+    float_tolerance: float | Mapping[str, float] = 0.0,
+) -> None:
+    """Asserts same row count, same columns in the same order, and equal values: exact
+    for strings and integers, within an absolute tolerance (one for every column or one
+    per column name, missing names exact) when either side is a float."""
+    assert len(actual_rows) == len(expected_rows), (
+        f"{len(actual_rows)} rows, expected {len(expected_rows)}; "
+        f"first actual {list(actual_rows[:3])}, first expected {list(expected_rows[:3])}"
+    )
+    for index, (actual, expected) in enumerate(zip(actual_rows, expected_rows, strict=True)):
+        assert list(actual) == list(expected), (
+            f"row {index}: columns {list(actual)}, expected {list(expected)}"
+        )
+        for column, want in expected.items():
+            got = actual[column]
+            if isinstance(want, float) or isinstance(got, float):
+                assert isinstance(got, int | float) and not isinstance(got, bool), (
+                    f"row {index} column {column}: {got!r} is not a number (expected {want!r})"
+                )
+                if isinstance(float_tolerance, Mapping):
+                    tolerance = float_tolerance.get(column, 0.0)
+                else:
+                    tolerance = float_tolerance
+                assert math.isfinite(got) and abs(got - want) <= tolerance + _EPSILON, (
+                    f"row {index} column {column}: {got!r}, expected {want!r} "
+                    f"(tolerance {tolerance}); row {dict(actual)} vs {dict(expected)}"
+                )
+            else:
+                assert got == want and type(got) is type(want), (
+                    f"row {index} column {column}: {got!r}, expected {want!r}; "
+                    f"row {dict(actual)} vs {dict(expected)}"
+                )
