@@ -1,0 +1,320 @@
+"""The gateway application: HTTP/JSON in, unary gRPC out, routed by the descriptor set's
+`google.api.http` rules alone, answering what Envoy's grpc_json_transcoder answers when configured
+with `preserve_proto_field_names`, `always_print_primitive_fields`,
+`ignore_unknown_query_parameters`, `convert_grpc_status`, `query_param_unescape_plus` and
+`request_validation_options.reject_unknown_method`.
+
+Choices where Envoy gives no single answer:
+- No route: 404 `{"code": 5, ...}` with Envoy's message. A known path with the wrong method is a
+  404 as well, not a 405: Envoy's matcher keys routes by method and path, so with
+  `reject_unknown_method` it answers 404 for both (without it, it forwards the request untranscoded
+  and the gRPC server answers with a non-JSON error), and the conformance suite compares statuses.
+- `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
+  Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
+- Initial metadata `x-http-status` (2xx) sets the status of a successful answer; Envoy needs a Lua
+  filter for this. Other metadata is forwarded as response headers (so `retry-after` on a 429
+  reaches the client), minus gRPC-internal and hop-by-hop keys.
+- Gateway-made errors are JSON `google.rpc.Status` bodies; Envoy's own local replies are plain
+  text unless its `local_reply_config` formats them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+import structlog
+from aiohttp import web
+
+from common.telemetry import REQUEST_ID_HEADER, new_request_id
+from gateway.body import read_body
+from gateway.cors import CorsPolicy
+from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
+from gateway.routes import RouteTable, load_routes
+from gateway.transcoder import build_request, parse_query, render_response
+from gateway.upstreams import Upstreams
+
+log = structlog.get_logger("gateway")
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+TOKEN_PARAMETER = "token"
+STATUS_METADATA_KEY = "x-http-status"
+# Health probes must answer fast even when the request timeout is long.
+HEALTH_CHECK_TIMEOUT = 5.0
+# Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
+_OFFLOAD_BYTES = 256 * 1024
+_SUCCESS_STATUSES = frozenset(str(status) for status in range(200, 300))
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "date",
+        "keep-alive",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        STATUS_METADATA_KEY,
+        REQUEST_ID_HEADER,
+    }
+)
+
+_REQUEST_ID_KEY = web.RequestKey("request_id", str)
+_GRPC_METHOD = web.RequestKey("grpc_method", str)
+_GRPC_CODE = web.RequestKey("grpc_code", str)
+_T = TypeVar("_T")
+
+
+class Gateway:
+    """Request handlers and the state they share."""
+
+    def __init__(
+        self,
+        table: RouteTable,
+        upstreams: Upstreams,
+        cors: CorsPolicy,
+        max_body_bytes: int,
+        timeout: float,
+    ) -> None:
+        self.table = table
+        self.upstreams = upstreams
+        self.cors = cors
+        self.max_body_bytes = max_body_bytes
+        self.timeout = timeout
+
+    async def transcode(self, request: web.Request) -> web.Response:
+        # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
+        # let "%2F" act as a separator.
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        match = self.table.match(request.method, raw_path)
+        if match is None:
+            message = f"Could not resolve {raw_path} to a method."  # Envoy's wording
+            raise GatewayError(grpc.StatusCode.NOT_FOUND, message)
+        route = match.route
+        request[_GRPC_METHOD] = route.grpc_method
+
+        token = ""
+        params = []
+        for name, value in parse_query(raw_query):
+            if name == TOKEN_PARAMETER:
+                token = value
+            else:
+                params.append((name, value))
+        metadata = _metadata(request, token)
+        body = await read_body(request, self.max_body_bytes) if route.body else b""
+        content_type = request.headers.get("Content-Type", "")
+        pool = self.table.pool
+        # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
+        json_bytes = 0 if route.body_is_http_body else len(body)
+        message = await _offload(json_bytes, build_request, match, params, body, content_type, pool)
+
+        call = self.upstreams.call(route)(message, metadata=metadata, timeout=self.timeout)
+        try:
+            reply = await call
+            initial = await call.initial_metadata()
+        except grpc.aio.AioRpcError as exc:
+            request[_GRPC_CODE] = exc.code().name
+            response = web.Response(
+                status=http_status(exc.code()),
+                body=rpc_error_body(exc, pool),
+                headers={"Content-Type": "application/json"},
+            )
+            # A trailers-only error carries all its metadata there (e.g. retry-after).
+            _forward(exc.initial_metadata(), response)
+            _forward(exc.trailing_metadata(), response)
+            return response
+        request[_GRPC_CODE] = grpc.StatusCode.OK.name
+
+        json_bytes = 0 if route.response_is_http_body else reply.ByteSize()
+        payload, payload_type = await _offload(json_bytes, render_response, route, reply, pool)
+        response = web.Response(
+            status=_success_status(initial), body=payload, headers={"Content-Type": payload_type}
+        )
+        _forward(initial, response)
+        return response
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 when every upstream reports SERVING for the whole server (service ""), else 503."""
+        statuses = await self.upstreams.health(min(self.timeout, HEALTH_CHECK_TIMEOUT))
+        serving = all(status == "SERVING" for status in statuses.values())
+        if not serving:
+            log.warning("upstream_not_serving", upstreams=statuses)
+        return web.Response(
+            status=200 if serving else 503,
+            body=orjson.dumps({"status": "SERVING" if serving else "NOT_SERVING"}),
+            headers={"Content-Type": "application/json"},
+        )
+
+
+_GATEWAY = web.AppKey("pipit_gateway", Gateway)
+
+
+def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
+    metadata = [(REQUEST_ID_HEADER, request[_REQUEST_ID_KEY])]
+    authorization = request.headers.get("Authorization") or (f"Bearer {token}" if token else "")
+    if authorization:
+        # gRPC metadata values must be printable ASCII; refuse here rather than fail the call.
+        if not (authorization.isascii() and authorization.isprintable()):
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "the token must be printable ASCII")
+        metadata.append(("authorization", authorization))
+    return tuple(metadata)
+
+
+def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
+    # Only a 2xx may replace 200: an error must travel as a gRPC status to be seen as one.
+    for key, value in metadata or ():
+        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in _SUCCESS_STATUSES:
+            return int(value)
+    return 200
+
+
+def _forward(metadata: Iterable[tuple[str, Any]] | None, response: web.StreamResponse) -> None:
+    for key, value in metadata or ():
+        if (
+            isinstance(value, str)
+            and key not in _NOT_FORWARDED
+            and not key.startswith(("grpc-", ":"))
+            and not key.endswith("-bin")
+        ):
+            response.headers.add(key, value)
+
+
+async def _offload(size: int, function: Callable[..., _T], *args: Any) -> _T:
+    if size > _OFFLOAD_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
+
+def _request_id(request: web.Request) -> str:
+    # Only ids that are safe in logs and metadata are kept; others are replaced.
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    return incoming if _REQUEST_ID.fullmatch(incoming) else new_request_id()
+
+
+@web.middleware
+async def _observe(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """Request id, CORS, errors as JSON, and one log line per request."""
+    gateway = request.app[_GATEWAY]
+    started = time.perf_counter()
+    request_id = _request_id(request)
+    request[_REQUEST_ID_KEY] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    status = 500
+    try:
+        response = gateway.cors.preflight(request)
+        if response is None:
+            response = await _answer(request, handler)
+            gateway.cors.decorate(request, response)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away
+        raise
+    finally:
+        log.info(
+            "http_request",
+            request_id=request_id,
+            method=request.method,
+            path=request.path,  # never the query: it may hold a token
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            grpc_method=request.get(_GRPC_METHOD),
+            grpc_code=request.get(_GRPC_CODE),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        body = exc.body()
+        status = exc.status
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (e.g. a malformed request) in the same JSON shape.
+        code = grpc.StatusCode.INVALID_ARGUMENT if exc.status < 500 else grpc.StatusCode.INTERNAL
+        body, status = status_body(code, exc.reason), exc.status
+    except Exception:
+        log.exception("gateway_error")
+        body = status_body(grpc.StatusCode.INTERNAL, "internal gateway error")
+        status = 500
+    return web.Response(status=status, body=body, headers={"Content-Type": "application/json"})
+
+
+def default_descriptor_set() -> bytes:
+    """The descriptor set built from `protos/`, shipped in the `pipit` package."""
+    return resources.files("pipit").joinpath("descriptor_set.binpb").read_bytes()
+
+
+def create_app(
+    upstreams: Mapping[str, str],
+    *,
+    descriptor_set: bytes | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allowed_origins: Sequence[str] = ("*",),
+    timeout: float = 30.0,
+) -> web.Application:
+    """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
+    those services is routed; a name missing from the descriptor set raises ValueError."""
+    if not upstreams:
+        raise ValueError("the gateway needs at least one upstream service")
+    table = load_routes(descriptor_set or default_descriptor_set(), upstreams)
+    gateway = Gateway(
+        table,
+        Upstreams(upstreams, table),
+        CorsPolicy(allowed_origins, table.http_methods),
+        max_body_bytes,
+        timeout,
+    )
+    # body.py relies on aiohttp decoding gzip bodies itself; pin it whatever the runner says.
+    app = web.Application(middlewares=[_observe], handler_args={"auto_decompress": True})
+    app[_GATEWAY] = gateway
+
+    async def open_channels(_app: web.Application) -> None:
+        await gateway.upstreams.open()
+
+    async def close_channels(_app: web.Application) -> None:
+        await gateway.upstreams.close()
+
+    app.on_startup.append(open_channels)
+    app.on_cleanup.append(close_channels)
+    app.router.add_get("/healthz", gateway.healthz, allow_head=False)
+    app.router.add_route("*", "/{tail:.*}", gateway.transcode)
+    return app
+
+
+async def serve_gateway(
+    app: web.Application, host: str, port: int, *, shutdown_grace: float = 10.0
+) -> web.AppRunner:
+    """Starts serving `app` on host:port (0 picks a free port: see `bound_port`); stop it with
+    `await runner.cleanup()`, which lets requests in flight finish for up to `shutdown_grace`
+    seconds. The JSON log line per request replaces aiohttp's access log."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on."""
+    return runner.addresses[0][1]

@@ -1,0 +1,324 @@
+"""HTTP request → request message, response message → HTTP body, by grpc_json_transcoder's rules.
+
+Request: the body goes where the rule's `body` says ("*": JSON into the whole message; a field:
+JSON into that field; a `google.api.HttpBody` field: the raw bytes and Content-Type, never
+parsed), then query parameters, then path variables, each naming a field by proto or JSON name
+with dotted paths into sub-messages. Unknown parameters are ignored
+(`ignore_unknown_query_parameters`), unknown JSON fields too (Envoy drops them). Path captures
+are unescaped as Envoy's default `url_unescape_spec` does; query values are form-decoded, `+`
+included (Envoy needs `query_param_unescape_plus: true` to match: browsers and HTTP clients send
+spaces in `start_date=2023-06-01 00:00:00` as `+`).
+
+Response: printed with proto field names and every no-presence field (Envoy's
+`preserve_proto_field_names` and `always_print_primitive_fields`), keys in declaration order and
+integral doubles without a fraction, as protobuf's C++ printer inside Envoy writes them. An
+HttpBody response is sent raw with its own content type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message import Message
+
+from gateway.errors import GatewayError
+from gateway.routes import Route, RouteMatch, resolve_field_path
+
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: ("int32", -(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: ("int32", -(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: ("int32", -(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: ("int64", -(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: ("int64", -(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: ("int64", -(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: ("uint32", 0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: ("uint32", 0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: ("uint64", 0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: ("uint64", 0, 2**64 - 1),
+}
+_FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
+# The spellings protobuf's converter (safe_strtob) accepts for a bool given as a string.
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0"})
+# Well-known types whose JSON form is a string; a query parameter may fill them.
+_STRING_WELL_KNOWN = frozenset(
+    {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
+)
+_WRAPPERS = frozenset(
+    f"google.protobuf.{name}Value"
+    for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+)
+# RFC 6570 reserved characters: Envoy leaves them escaped in multi-segment path captures.
+_RESERVED = frozenset(b"!#$&'()*+,/:;=?@[]")
+# Doubles at or above this print in exponent form in C++, which the JSON number keeps.
+_PLAIN_INTEGRAL_LIMIT = 1e15
+
+
+def unescape(text: str, *, plus_is_space: bool = False, keep_reserved: bool = False) -> str:
+    """Percent-decodes `text` as UTF-8 (ValueError if it is not valid UTF-8)."""
+    if plus_is_space:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    raw = text.encode()
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x25 and _is_hex(raw[i + 1 : i + 3]):
+            decoded = int(raw[i + 1 : i + 3], 16)
+            if keep_reserved and decoded in _RESERVED:
+                out += raw[i : i + 3]
+            else:
+                out.append(decoded)
+            i += 3
+        else:
+            out.append(byte)
+            i += 1
+    return out.decode()
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """`name=value` pairs in order, decoded. Like Envoy, a parameter without `=` or with an empty
+    name binds nothing."""
+    pairs = []
+    for param in raw_query.split("&"):
+        name, sep, value = param.partition("=")
+        if not sep or not name:
+            continue
+        try:
+            pairs.append((unescape(name), unescape(value, plus_is_space=True)))
+        except ValueError:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"query parameter {name!r} is not valid UTF-8"
+            ) from None
+    return pairs
+
+
+def build_request(
+    match: RouteMatch,
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+    content_type: str,
+    pool: DescriptorPool,
+) -> Message:
+    """The request message for a matched route. Raises GatewayError (INVALID_ARGUMENT) naming
+    the parameter or body at fault."""
+    route = match.route
+    message = route.request_class()
+    if route.body:
+        _fill_body(route, message, body, content_type, pool)
+    for name, value in query:
+        fields = resolve_field_path(message.DESCRIPTOR, name)
+        if fields is None or (route.body_is_http_body and _within(fields, route.body_fields)):
+            # Unknown parameters are ignored; so are ones inside an HttpBody, as in Envoy.
+            continue
+        _assign(message, fields, value, f"query parameter {name!r}")
+    for (field_path, raw_parts), multi in zip(match.bindings, match.multi_segment, strict=True):
+        try:
+            value = "/".join(unescape(p, keep_reserved=multi) for p in raw_parts)
+        except ValueError:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"path variable {field_path!r} is not valid UTF-8"
+            ) from None
+        fields = resolve_field_path(message.DESCRIPTOR, field_path)
+        assert fields is not None  # checked when the route was built
+        _assign(message, fields, value, f"path variable {field_path!r}")
+    return message
+
+
+def _within(fields: Sequence[FieldDescriptor], prefix: Sequence[FieldDescriptor]) -> bool:
+    return tuple(fields[: len(prefix)]) == tuple(prefix)
+
+
+def _fill_body(
+    route: Route, message: Message, body: bytes, content_type: str, pool: DescriptorPool
+) -> None:
+    parent = _descend(message, route.body_fields[:-1])
+    if route.body_is_http_body:
+        target = getattr(parent, route.body_fields[-1].name) if route.body_fields else message
+        target.content_type = content_type
+        target.data = body
+        return
+    if not body.strip():
+        return
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}"
+        ) from None
+    if route.body_fields:
+        value = {route.body_fields[-1].name: value}
+    elif not isinstance(value, dict):
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "request body must be a JSON object")
+    try:
+        json_format.ParseDict(value, parent, ignore_unknown_fields=True, descriptor_pool=pool)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"invalid request body: {exc}"
+        ) from None
+
+
+def _descend(message: Message, fields: Sequence[FieldDescriptor]) -> Message:
+    for field in fields:
+        message = getattr(message, field.name)
+    return message
+
+
+def _assign(message: Message, fields: Sequence[FieldDescriptor], value: str, what: str) -> None:
+    parent = _descend(message, fields[:-1])
+    field = fields[-1]
+    if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+        _assign_message(parent, field, value, what)
+    elif field.message_type is not None:
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} cannot bind to a map field")
+    elif field.is_repeated:
+        getattr(parent, field.name).append(parse_scalar(field, value, what))
+    else:
+        setattr(parent, field.name, parse_scalar(field, value, what))
+
+
+def _assign_message(parent: Message, field: FieldDescriptor, value: str, what: str) -> None:
+    type_name = field.message_type.full_name
+    if field.is_repeated:
+        target = getattr(parent, field.name).add()
+    else:
+        target = getattr(parent, field.name)
+    if type_name in _WRAPPERS:
+        target.value = parse_scalar(field.message_type.fields_by_name["value"], value, what)
+    elif type_name in _STRING_WELL_KNOWN:
+        try:
+            json_format.Parse(orjson.dumps(value), target)
+        except json_format.ParseError as exc:
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid value for {what}: {exc}"
+            ) from None
+    else:
+        raise GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{what} names message field {field.name!r}; name one of its fields instead",
+        )
+
+
+def parse_scalar(field: FieldDescriptor, value: str, what: str) -> Any:
+    """A query or path string as the field's type. Raises GatewayError naming `what`."""
+    kind = field.type
+
+    def invalid(expected: str) -> GatewayError:
+        return GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"invalid value for {what}: {value!r} is not {expected}",
+        )
+
+    if kind == FieldDescriptor.TYPE_STRING:
+        return value
+    if kind in _INT_RANGES:
+        name, low, high = _INT_RANGES[kind]
+        article = "an" if name.startswith("i") else "a"
+        if not _INTEGER.fullmatch(value):
+            raise invalid(f"{article} {name}")
+        number = int(value)
+        if not low <= number <= high:
+            raise invalid(f"in the {name} range")
+        return number
+    if kind in _FLOATS:
+        if not _DECIMAL.fullmatch(value) and value not in _FLOAT_WORDS:
+            raise invalid("a number")
+        return float(value)
+    if kind == FieldDescriptor.TYPE_BOOL:
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise invalid("a boolean (true or false)")
+    if kind == FieldDescriptor.TYPE_ENUM:
+        enum_value = field.enum_type.values_by_name.get(value)
+        if enum_value is not None:
+            return enum_value.number
+        if _INTEGER.fullmatch(value) and int(value) in field.enum_type.values_by_number:
+            return int(value)
+        names = ", ".join(field.enum_type.values_by_name)
+        raise invalid(f"one of {names}")
+    if kind == FieldDescriptor.TYPE_BYTES:
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid("base64") from None
+    raise invalid("a supported scalar")
+
+
+def render_response(route: Route, message: Message, pool: DescriptorPool) -> tuple[bytes, str]:
+    """The HTTP body and content type for a response message (or its `response_body` field)."""
+    if route.response_fields:
+        parent = _descend(message, route.response_fields[:-1])
+        field = route.response_fields[-1]
+        if route.response_is_http_body:
+            message = getattr(parent, field.name)
+        else:
+            printed = _print(parent, pool).get(field.name)
+            return orjson.dumps(printed), "application/json"
+    if route.response_is_http_body:
+        return message.data, message.content_type or "application/octet-stream"
+    return orjson.dumps(_print(message, pool)), "application/json"
+
+
+def _print(message: Message, pool: DescriptorPool) -> dict[str, Any]:
+    printed = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        descriptor_pool=pool,
+    )
+    return _conform(message.DESCRIPTOR, printed)
+
+
+def _conform(descriptor: Descriptor, printed: dict[str, Any]) -> dict[str, Any]:
+    # Python's printer appends defaulted fields after set ones; C++ prints declaration order.
+    out = {
+        f.name: _conform_value(f, printed[f.name]) for f in descriptor.fields if f.name in printed
+    }
+    if len(out) != len(printed):  # extensions ("[pkg.ext]") keep their place at the end
+        out.update((k, v) for k, v in printed.items() if k not in out)
+    return out
+
+
+def _conform_value(field: FieldDescriptor, value: Any) -> Any:
+    message_type = field.message_type
+    if message_type is not None:
+        if message_type.full_name.startswith("google.protobuf."):
+            return value  # well-known types have JSON forms of their own
+        if message_type.GetOptions().map_entry:
+            value_field = message_type.fields_by_name["value"]
+            return {k: _conform_value(value_field, v) for k, v in value.items()}
+        if field.is_repeated:
+            return [_conform(message_type, v) for v in value]
+        return _conform(message_type, value)
+    if field.type in _FLOATS:
+        return [_integral(v) for v in value] if field.is_repeated else _integral(value)
+    return value
+
+
+def _integral(value: Any) -> Any:
+    # C++ prints 3.0 as 3; Python would print 3.0.
+    if isinstance(value, float) and value.is_integer() and abs(value) < _PLAIN_INTEGRAL_LIMIT:
+        return int(value)
+    return value

@@ -1,0 +1,470 @@
+"""Integration tests of the gateway: real HTTP through the aiohttp app to in-process gRPC
+servers implementing fake QueryService and IngestService that record what arrives."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import grpc
+import orjson
+import pytest
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway import bound_port, create_app, serve_gateway
+from pipit.ingest.v1 import ingest_service_pb2 as ingest_pb2
+from pipit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from pipit.query.v1 import pipe_pb2
+from pipit.query.v1 import query_service_pb2 as query_pb2
+from pipit.query.v1 import query_service_pb2_grpc as query_grpc
+
+QUERY = "pipit.query.v1.QueryService"
+INGEST = "pipit.ingest.v1.IngestService"
+MAX_BODY = 64 * 1024
+ORIGIN = "https://app.example"
+
+
+@dataclass
+class Recorder:
+    """What the fakes received, and how the next call should fail (if at all)."""
+
+    calls: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
+    abort: tuple[grpc.StatusCode, str] | None = None
+    trailing: tuple[tuple[str, str | bytes], ...] = ()
+
+    async def record(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        self.calls.append((name, request, metadata))
+        if self.abort is not None:
+            if self.trailing:
+                context.set_trailing_metadata(self.trailing)
+            await context.abort(*self.abort)
+
+    @property
+    def last(self) -> tuple[str, Any, dict[str, str]]:
+        return self.calls[-1]
+
+
+class FakeQuery(query_grpc.QueryServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def GetPopularPages(self, request, context):
+        await self.recorder.record("GetPopularPages", request, context)
+        return query_pb2.GetPopularPagesResponse(
+            meta=[pipe_pb2.ColumnMeta(name="page_url", type="String")],
+            data=[query_pb2.GetPopularPagesRow(page_url="/home")],
+            rows=1,
+            statistics=pipe_pb2.Statistics(elapsed=0.25, rows_read=1000.0),
+        )
+
+    async def TestSummary(self, request, context):
+        await self.recorder.record("TestSummary", request, context)
+        return query_pb2.TestSummaryResponse()
+
+
+class FakeIngest(ingest_grpc.IngestServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def PostEvents(self, request, context):
+        await self.recorder.record("PostEvents", request, context)
+        if not request.wait:
+            await context.send_initial_metadata((("x-http-status", "202"),))
+        lines = [line for line in request.body.data.splitlines() if line.strip()]
+        return ingest_pb2.PostEventsResponse(successful_rows=len(lines))
+
+    async def AppendUserEvents(self, request, context):
+        await self.recorder.record("AppendUserEvents", request, context)
+        return ingest_pb2.AppendUserEventsResponse(successful_rows=len(request.events))
+
+
+@dataclass
+class Upstream:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    target: str
+    recorder: Recorder
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[Upstream]:
+    recorder = Recorder()
+    server = grpc.aio.server()
+    query_grpc.add_QueryServiceServicer_to_server(FakeQuery(recorder), server)
+    ingest_grpc.add_IngestServiceServicer_to_server(FakeIngest(recorder), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield Upstream(server, health_servicer, f"127.0.0.1:{port}", recorder)
+    await server.stop(None)
+
+
+@pytest.fixture
+async def client(upstream: Upstream) -> AsyncIterator[TestClient]:
+    upstream.recorder.calls.clear()
+    upstream.recorder.abort = None
+    upstream.recorder.trailing = ()
+    await upstream.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    app = create_app(
+        {QUERY: upstream.target, INGEST: upstream.target},
+        max_body_bytes=MAX_BODY,
+        allowed_origins=(ORIGIN,),
+        timeout=5.0,
+    )
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    return orjson.loads(await response.read())
+
+
+# --- query parameters, metadata, JSON printing ---
+
+
+async def test_query_parameters_become_request_fields(client: TestClient, upstream: Upstream):
+    response = await client.get(
+        "/v0/pipes/get_popular_pages.json"
+        "?start_date=2023-06-01+00:00:00&end_date=2023-06-30%2023:59:59&limit=5"
+        "&unknown=1&q=select&token=secret-token"
+    )
+    assert response.status == 200
+    name, request, metadata = upstream.recorder.last
+    assert name == "GetPopularPages"
+    assert request.start_date == "2023-06-01 00:00:00"
+    assert request.end_date == "2023-06-30 23:59:59"
+    assert request.HasField("limit") and request.limit == 5
+    assert metadata["authorization"] == "Bearer secret-token"
+    assert metadata["x-request-id"] == response.headers["x-request-id"]
+
+
+async def test_bad_int_is_400_naming_the_parameter(client: TestClient, upstream: Upstream):
+    response = await client.get("/v0/pipes/get_popular_pages.json?limit=ten")
+    assert response.status == 400
+    body = await _json(response)
+    assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "limit" in body["message"] and body["details"] == []
+    assert upstream.recorder.calls == []
+
+
+async def test_authorization_header_is_forwarded_and_wins(client: TestClient, upstream: Upstream):
+    response = await client.get(
+        "/v0/pipes/test_summary.json?token=from-query",
+        headers={"Authorization": "Bearer from-header", "x-request-id": "req-123"},
+    )
+    assert response.status == 200
+    _, _, metadata = upstream.recorder.last
+    assert metadata["authorization"] == "Bearer from-header"
+    assert metadata["x-request-id"] == "req-123"
+    assert response.headers["x-request-id"] == "req-123"
+
+
+async def test_json_uses_proto_names_and_prints_defaults(client: TestClient):
+    response = await client.get("/v0/pipes/get_popular_pages.json")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert await response.read() == orjson.dumps(
+        {
+            "meta": [{"name": "page_url", "type": "String"}],
+            "data": [{"page_url": "/home", "page_title": "", "view_count": 0}],
+            "rows": 1,
+            "statistics": {"elapsed": 0.25, "rows_read": 1000, "bytes_read": 0},
+        }
+    )
+    empty = await client.get("/v0/pipes/test_summary.json")
+    assert await _json(empty) == {"meta": [], "data": [], "rows": 0}
+
+
+# --- bodies ---
+
+
+async def test_events_api_body_arrives_raw(client: TestClient, upstream: Upstream):
+    ndjson = b'{"event_id": "1"}\n{"event_id": "2"}\n'
+    response = await client.post(
+        "/v0/events?name=user_events&wait=true&token=t",
+        data=ndjson,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status == 200
+    assert await _json(response) == {"successful_rows": 2, "quarantined_rows": 0}
+    _, request, metadata = upstream.recorder.last
+    assert (request.name, request.wait) == ("user_events", True)
+    assert request.body.data == ndjson
+    assert request.body.content_type == "application/x-ndjson"
+    assert metadata["authorization"] == "Bearer t"
+
+
+async def test_x_http_status_metadata_sets_status(client: TestClient):
+    response = await client.post("/v0/events?name=user_events", data=b'{"event_id": "1"}')
+    assert response.status == 202
+    assert "x-http-status" not in response.headers
+    assert await _json(response) == {"successful_rows": 1, "quarantined_rows": 0}
+
+
+async def test_gzip_body_is_decompressed(client: TestClient, upstream: Upstream):
+    ndjson = b'{"event_id": "1"}\n' * 100
+    response = await client.post(
+        "/v0/events?name=user_events&wait=1",
+        data=gzip.compress(ndjson),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status == 200
+    assert upstream.recorder.last[1].body.data == ndjson
+
+
+@pytest.mark.parametrize(
+    ("payload", "headers"),
+    [
+        (b"x" * (MAX_BODY + 1), {}),
+        (gzip.compress(b"\n" * (MAX_BODY * 64)), {"Content-Encoding": "gzip"}),  # gzip bomb
+    ],
+)
+async def test_oversized_body_is_413(
+    client: TestClient, upstream: Upstream, payload: bytes, headers: dict[str, str]
+):
+    response = await client.post("/v0/events?name=user_events", data=payload, headers=headers)
+    assert response.status == 413
+    body = await _json(response)
+    assert body["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert str(MAX_BODY) in body["message"]
+    assert upstream.recorder.calls == []
+
+
+async def test_chunked_oversized_body_is_413(client: TestClient, upstream: Upstream):
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b"y" * 1024
+
+    response = await client.post("/v0/events?name=user_events", data=chunks())
+    assert response.status == 413
+    assert upstream.recorder.calls == []
+
+
+async def test_unsupported_content_encoding_is_415(client: TestClient):
+    response = await client.post(
+        "/v0/events?name=x", data=b"abc", headers={"Content-Encoding": "compress"}
+    )
+    assert response.status == 415
+
+
+async def test_body_star_json(client: TestClient, upstream: Upstream):
+    response = await client.post(
+        "/v1/datasources/user_events/events?wait=true",
+        data=orjson.dumps({"events": [{"event_id": "e1", "timestamp": "2024-01-01T00:00:00Z"}]}),
+    )
+    assert response.status == 200
+    assert await _json(response) == {"successful_rows": 1, "quarantined_rows": 0}
+    _, request, _ = upstream.recorder.last
+    assert request.wait and request.events[0].event_id == "e1"
+    assert request.events[0].timestamp.seconds == 1704067200
+
+    bad = await client.post("/v1/datasources/user_events/events", data=b"{oops")
+    assert bad.status == 400
+    assert (await _json(bad))["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+async def test_large_json_body_is_transcoded_off_the_loop(upstream: Upstream):
+    # Over the offload threshold (256 KiB): build_request runs in a worker thread.
+    events = [{"event_id": f"e{i}", "properties": "p" * 100} for i in range(3000)]
+    app = create_app({INGEST: upstream.target}, timeout=5.0)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post(
+            "/v1/datasources/user_events/events", data=orjson.dumps({"events": events})
+        )
+        assert response.status == 200
+        assert await _json(response) == {"successful_rows": 3000, "quarantined_rows": 0}
+
+
+# --- errors ---
+
+
+@pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
+async def test_grpc_codes_map_to_http_statuses(
+    client: TestClient, upstream: Upstream, code: grpc.StatusCode
+):
+    expected = {
+        "CANCELLED": 499,
+        "UNKNOWN": 500,
+        "INVALID_ARGUMENT": 400,
+        "DEADLINE_EXCEEDED": 504,
+        "NOT_FOUND": 404,
+        "ALREADY_EXISTS": 409,
+        "PERMISSION_DENIED": 403,
+        "RESOURCE_EXHAUSTED": 429,
+        "FAILED_PRECONDITION": 400,
+        "ABORTED": 409,
+        "OUT_OF_RANGE": 400,
+        "UNIMPLEMENTED": 501,
+        "INTERNAL": 500,
+        "UNAVAILABLE": 503,
+        "DATA_LOSS": 500,
+        "UNAUTHENTICATED": 401,
+    }
+    upstream.recorder.abort = (code, f"failed with {code.name}: field 'limit'")
+    response = await client.get("/v0/pipes/test_summary.json")
+    assert response.status == expected[code.name]
+    assert response.headers["Content-Type"] == "application/json"
+    assert await _json(response) == {
+        "code": code.value[0],
+        "message": f"failed with {code.name}: field 'limit'",
+        "details": [],
+    }
+
+
+async def test_error_metadata_such_as_retry_after_is_forwarded(
+    client: TestClient, upstream: Upstream
+):
+    upstream.recorder.abort = (grpc.StatusCode.RESOURCE_EXHAUSTED, "ingest buffer full")
+    upstream.recorder.trailing = (("retry-after", "2"),)
+    response = await client.post("/v0/events?name=user_events", data=b"{}")
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "2"
+
+
+async def test_rich_status_details_are_printed(client: TestClient, upstream: Upstream):
+    detail = any_pb2.Any()
+    detail.Pack(pipe_pb2.ColumnMeta(name="limit", type="Int32"))
+    rich = status_pb2.Status(code=3, message="limit out of range", details=[detail])
+    upstream.recorder.abort = (grpc.StatusCode.INVALID_ARGUMENT, "limit out of range")
+    upstream.recorder.trailing = (("grpc-status-details-bin", rich.SerializeToString()),)
+    response = await client.get("/v0/pipes/test_summary.json")
+    assert response.status == 400
+    assert await _json(response) == {
+        "code": 3,
+        "message": "limit out of range",
+        "details": [
+            {
+                "@type": "type.googleapis.com/pipit.query.v1.ColumnMeta",
+                "name": "limit",
+                "type": "Int32",
+            }
+        ],
+    }
+
+
+async def test_unsafe_request_id_is_replaced(client: TestClient, upstream: Upstream):
+    response = await client.get(
+        "/v0/pipes/test_summary.json", headers={"x-request-id": "bad id; " + "x" * 200}
+    )
+    assert response.status == 200
+    assert response.headers["x-request-id"] == upstream.recorder.last[2]["x-request-id"]
+    assert response.headers["x-request-id"].isalnum()
+
+
+async def test_unimplemented_method_is_501(client: TestClient):
+    response = await client.get("/v0/pipes/get_session_events.json?session_id=s")
+    assert response.status == 501
+    assert (await _json(response))["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+
+
+async def test_unknown_path_and_wrong_method_are_404(client: TestClient, upstream: Upstream):
+    for method, path in [("GET", "/v0/nope"), ("GET", "/v0/events"), ("DELETE", "/healthz")]:
+        response = await client.request(method, path)
+        assert response.status == 404, (method, path)
+        body = await _json(response)
+        assert body["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+        assert path in body["message"]
+    assert upstream.recorder.calls == []
+
+
+async def test_unreachable_upstream_is_503(upstream: Upstream):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    app = create_app({QUERY: dead, INGEST: upstream.target}, timeout=5.0)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/v0/pipes/test_summary.json")
+        assert response.status == 503
+        assert (await _json(response))["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+        health_response = await client.get("/healthz")
+        assert health_response.status == 503
+
+
+# --- CORS, health, logging, serving ---
+
+
+async def test_cors_preflight_and_simple_requests(client: TestClient):
+    preflight = await client.options(
+        "/v0/events",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    allowed_headers = preflight.headers["Access-Control-Allow-Headers"]
+    for name in ("authorization", "content-type", "content-encoding", "x-request-id"):
+        assert name in allowed_headers
+    assert int(preflight.headers["Access-Control-Max-Age"]) > 0
+    assert preflight.headers.getall("Vary") == ["Origin"]
+
+    simple = await client.get("/v0/pipes/test_summary.json", headers={"Origin": ORIGIN})
+    assert simple.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert simple.headers["Access-Control-Expose-Headers"] == "x-request-id"
+    assert "Origin" in simple.headers["Vary"]
+
+    foreign = await client.get(
+        "/v0/pipes/test_summary.json", headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    foreign_preflight = await client.options(
+        "/v0/events",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert foreign_preflight.status == 404  # passed on, as Envoy does, and not routed
+
+
+async def test_healthz(client: TestClient, upstream: Upstream):
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await _json(response) == {"status": "SERVING"}
+    await upstream.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    response = await client.get("/healthz")
+    assert response.status == 503
+    assert await _json(response) == {"status": "NOT_SERVING"}
+
+
+async def test_one_log_line_per_request(client: TestClient):
+    with structlog.testing.capture_logs() as logs:
+        response = await client.get("/v0/pipes/test_summary.json?token=do-not-log")
+        await client.get("/v0/nope")
+    lines = [entry for entry in logs if entry["event"] == "http_request"]
+    assert len(lines) == 2
+    first = lines[0]
+    assert first["request_id"] == response.headers["x-request-id"]
+    assert (first["method"], first["path"], first["status"]) == (
+        "GET",
+        "/v0/pipes/test_summary.json",
+        200,
+    )
+    assert first["grpc_method"] == f"/{QUERY}/TestSummary"
+    assert first["duration_ms"] >= 0
+    assert "do-not-log" not in repr(logs)
+    assert (lines[1]["status"], lines[1]["grpc_method"]) == (404, None)
+
+
+async def test_serve_gateway_on_a_real_port(upstream: Upstream):
+    app = create_app({QUERY: upstream.target}, timeout=5.0)
+    runner = await serve_gateway(app, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{bound_port(runner)}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/v0/pipes/test_summary.json") as response:
+                assert response.status == 200
+            async with session.post(f"{base}/v0/events", data=b"{}") as response:
+                assert response.status == 404  # IngestService not served by this gateway
+    finally:
+        await runner.cleanup()
