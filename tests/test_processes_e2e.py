@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -205,3 +206,56 @@ async def test_three_processes_against_clickhouse(tmp_path: Path, clickhouse_url
         codes = [gateway.stop(), query.stop(), ingest.stop()]
     assert codes == [0, 0, 0]
     assert not (tmp_path / "unused" / "chdb").exists(), "the ClickHouse path must not use chDB"
+
+
+async def test_pipit_seed_fills_every_datasource_and_every_endpoint_answers(tmp_path: Path):
+    env = {**_up_env(tmp_path / "data"), "PIPIT_ADMIN_TOKEN": TOKEN}
+    up = start_pipit(["up"], env, {"ingest", "gateway"}, cwd=str(tmp_path))
+    try:
+        seed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipit.cli",
+            "seed",
+            "--events",
+            "100000",
+            "--ingest-target",
+            up.listening["ingest"],
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await seed.communicate()
+        assert seed.returncode == 0, out
+        assert "sent 100000 rows" in out.decode()
+        base = up.listening["gateway"]
+        async with aiohttp.ClientSession() as http:
+            answers = {}
+            for pipe, query in PIPE_CALLS:
+                async with http.get(f"{base}/v0/pipes/{pipe}.json?token={TOKEN}&{query}") as r:
+                    assert r.status == 200, (pipe, await r.text())
+                    answers[pipe] = (await r.json())["data"]
+        assert all(answers.values()), [pipe for pipe, rows in answers.items() if not rows]
+        # 100,000 events split evenly over the four datasources.
+        assert sum(r["total_events"] for r in answers["feature_usage"]) == 25_000
+        assert sum(r["total_events"] for r in answers["user_activity_metrics"]) == 25_000
+        assert sum(r["total_events"] for r in answers["active_users"]) == 25_000
+        assert sum(r["users"] for r in answers["test_summary"]) > 0
+    finally:
+        assert up.stop() == 0
+
+
+PIPE_CALLS = [
+    ("test_summary", ""),
+    ("test_segments", "segment=country"),
+    ("test_timeseries", "interval=week"),
+    ("user_session_stats", ""),
+    ("user_event_timeline", "user_id=user_1"),
+    ("user_activity_metrics", ""),
+    ("session_insights", ""),
+    ("feature_usage", ""),
+    ("active_users", "interval=1+month"),
+    ("get_user_journey", "user_id=user_1"),
+    ("get_session_events", "session_id=sess_1"),
+    ("get_popular_pages", ""),
+]
