@@ -226,3 +226,39 @@ async def test_shutdown_flushes_everything_buffered(embedded_warehouse):
     assert await count(suite.warehouse, "ab_test_events") == 0  # still buffered
     await suite.stop()
     assert await count(suite.warehouse, "ab_test_events") == 250
+
+
+async def test_reflection_lists_the_services_without_a_token(suite):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    for port, name in (
+        (suite.ingest.port, "pipit.ingest.v1.IngestService"),
+        (suite.query.port, "pipit.query.v1.QueryService"),
+    ):
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        suite.channels.append(channel)
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def ask():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async for reply in stub.ServerReflectionInfo(ask()):
+            services = {s.name for s in reply.list_services_response.service}
+            assert {name, "grpc.health.v1.Health"} <= services
+
+
+async def test_one_log_line_per_request_with_its_request_id(suite):
+    import structlog
+    from structlog.testing import capture_logs
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await suite.ingest_stub().PostEvents(
+            post("ab_test_events", orjson.dumps(sample())),
+            metadata=(*AUTH, ("x-request-id", "req-42")),
+        )
+    lines = [line for line in logs if line["event"] == "rpc"]
+    assert len(lines) == 1
+    assert lines[0]["method"] == "/pipit.ingest.v1.IngestService/PostEvents"
+    assert lines[0]["code"] == "OK"
+    assert lines[0]["request_id"] == "req-42"
+    assert lines[0]["duration_ms"] >= 0
