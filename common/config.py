@@ -23,6 +23,15 @@ def _database_name(value: str) -> str:
     return value
 
 
+GATEWAY_KINDS = ("pipit", "envoy")
+
+
+def _gateway_kind(value: str) -> str:
+    if value not in GATEWAY_KINDS:
+        raise ValueError(f"must be one of {', '.join(GATEWAY_KINDS)}, got {value!r}")
+    return value
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -59,6 +68,7 @@ class Settings:
     max_string_length: int = 1024
     shutdown_grace: float = 10.0
     allowed_origins: str = "*"
+    gateway: str = "pipit"
     log_level: str = "info"
 
     @property
@@ -88,6 +98,10 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
     "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
     "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
+    "gateway": (
+        "which JSON gateway serves HTTP: pipit (built in) or envoy (the real Envoy)",
+        _gateway_kind,
+    ),
     "log_level": ("debug, info, warning or error", str),
 }
 
