@@ -65,11 +65,21 @@ class Settings:
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
     max_body_bytes: int = 10 * 1024 * 1024
+    max_field_bytes: int = 64 * 1024
+    wal_dir: Path | None = None
+    wal_max_bytes: int = 256 * 1024 * 1024
+    wal_segment_bytes: int = 16 * 1024 * 1024
+    metrics_port: int = 9464
     max_string_length: int = 1024
     shutdown_grace: float = 10.0
     allowed_origins: str = "*"
     gateway: str = "pipit"
     log_level: str = "info"
+
+    @property
+    def wal_path(self) -> Path:
+        """Where the ingest write-ahead log lives."""
+        return self.wal_dir if self.wal_dir is not None else self.data_dir / "wal"
 
     @property
     def embedded(self) -> bool:
@@ -95,6 +105,17 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
     "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
     "max_body_bytes": ("largest Events API body accepted, in bytes", _positive_int),
+    "max_field_bytes": (
+        "longest string an event field may hold; longer rows are quarantined",
+        _positive_int,
+    ),
+    "wal_dir": ("ingest write-ahead log directory (persist it); default <data-dir>/wal", Path),
+    "wal_max_bytes": (
+        "unflushed bytes the write-ahead log (and memory) may hold before ingest answers 429",
+        _positive_int,
+    ),
+    "wal_segment_bytes": ("size at which a write-ahead log segment file is closed", _positive_int),
+    "metrics_port": ("Prometheus metrics port of the ingest service (0 = off)", int),
     "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
     "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
     "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),

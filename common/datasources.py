@@ -19,6 +19,9 @@ from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
 QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+# Ingest retries a flush under the same deduplication token after a crash or timeout;
+# the table must remember recent tokens for the retry to be dropped, not counted twice.
+DEDUPLICATION_SETTING = "non_replicated_deduplication_window = 10000"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Datasource:
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {columns}\n)\n"
             f"ENGINE = {self.engine}\n"
             f"PARTITION BY {self.partition_key}\n"
-            f"ORDER BY ({self.sorting_key})"
+            f"ORDER BY ({self.sorting_key})\n"
+            f"SETTINGS {DEDUPLICATION_SETTING}"
         )
 
     def create_quarantine_sql(self, database: str) -> str:
@@ -76,7 +80,8 @@ class Datasource:
             ")\n"
             "ENGINE = MergeTree\n"
             "PARTITION BY toYYYYMM(arrived_at)\n"
-            "ORDER BY arrived_at"
+            "ORDER BY arrived_at\n"
+            f"SETTINGS {DEDUPLICATION_SETTING}"
         )
 
 

@@ -81,12 +81,18 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-def _string(column: Column) -> Callable[[Any], str]:
+def _string(column: Column, max_bytes: int) -> Callable[[Any], str]:
+    def limited(text: str) -> str:
+        # Characters take 1-4 bytes in UTF-8; encode only when the count could be over.
+        if len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise ValueError(f"longer than the {max_bytes}-byte limit for a field")
+        return text
+
     def convert(value: Any) -> str:
         if isinstance(value, str):
-            return value
+            return limited(value)
         if column.json_text and isinstance(value, dict | list):
-            return orjson.dumps(value).decode()
+            return limited(orjson.dumps(value).decode())
         expected = "a string or a JSON object" if column.json_text else "a string"
         raise ValueError(f"expected {expected}, got {_json_type(value)}")
 
@@ -118,10 +124,15 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-def converter(column: Column) -> Callable[[Any], Any]:
+DEFAULT_MAX_STRING_BYTES = 64 * 1024
+
+
+def converter(
+    column: Column, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+) -> Callable[[Any], Any]:
     """The function that checks and normalises one column's JSON value."""
     if column.type == "String":
-        return _string(column)
+        return _string(column, max_string_bytes)
     if column.type == "DateTime":
         return parse_datetime
     if column.type in _INT_RANGES:
@@ -134,9 +145,11 @@ def converter(column: Column) -> Callable[[Any], Any]:
 class RowValidator:
     """Validates events of one datasource; built once per datasource."""
 
-    def __init__(self, datasource: Datasource) -> None:
+    def __init__(
+        self, datasource: Datasource, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+    ) -> None:
         self.datasource = datasource
-        self._converters = [(c.name, converter(c)) for c in datasource.columns]
+        self._converters = [(c.name, converter(c, max_string_bytes)) for c in datasource.columns]
         self._timestamp_fields = {
             c.name
             for c in datasource.columns

@@ -32,7 +32,18 @@ _SERVICE_SETTINGS = [
     "shutdown_grace",
     "log_level",
 ]
-_INGEST_SETTINGS = ["ingest_port", "flush_rows", "flush_bytes", "flush_interval", "max_body_bytes"]
+_INGEST_SETTINGS = [
+    "ingest_port",
+    "flush_rows",
+    "flush_bytes",
+    "flush_interval",
+    "max_body_bytes",
+    "max_field_bytes",
+    "wal_dir",
+    "wal_max_bytes",
+    "wal_segment_bytes",
+    "metrics_port",
+]
 _GATEWAY_SETTINGS = [
     "host",
     "gateway_port",

@@ -5,7 +5,9 @@ token."""
 from __future__ import annotations
 
 import socket
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -60,10 +62,13 @@ class Suite:
 
 
 async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides: Any) -> Suite:
-    settings = config.load(
-        environ={}, **{"admin_token": TOKEN, "flush_interval": 0.05, **overrides}
-    )
-    ingest = await start_ingest(settings, warehouse, TOKEN, port=0)
+    defaults = {
+        "admin_token": TOKEN,
+        "flush_interval": 0.05,
+        "wal_dir": Path(tempfile.mkdtemp(prefix="pipit-wal-")),
+    }
+    settings = config.load(environ={}, **{**defaults, **overrides})
+    ingest = await start_ingest(settings, warehouse, TOKEN, port=0, metrics_port=0)
     query = await start_query(settings, warehouse, TOKEN, port=0)
     suite = Suite(warehouse, ingest, query)
     if gateway:

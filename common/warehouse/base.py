@@ -63,8 +63,11 @@ class Warehouse(abc.ABC):
         """Runs a statement that returns nothing (DDL)."""
 
     @abc.abstractmethod
-    async def insert_json_rows(self, table: str, columns: Sequence[str], body: bytes) -> None:
-        """Inserts JSONEachRow lines into `database.table`."""
+    async def insert_json_rows(
+        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+    ) -> None:
+        """Inserts JSONEachRow lines into `database.table`. With a deduplication token,
+        a second insert under the same token is dropped by the warehouse."""
 
     @abc.abstractmethod
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
@@ -85,6 +88,13 @@ class Warehouse(abc.ABC):
             await self.execute(ds.create_table_sql(self.database))
             await self.execute(ds.create_quarantine_sql(self.database))
 
-    def insert_statement(self, table: str, columns: Sequence[str]) -> str:
+    def insert_statement(self, table: str, columns: Sequence[str], dedup_token: str = "") -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        return f"INSERT INTO `{self.database}`.`{table}` ({cols}) FORMAT JSONEachRow"
+        settings = ""
+        if dedup_token:
+            settings = f" SETTINGS insert_deduplication_token = {_string_literal(dedup_token)}"
+        return f"INSERT INTO `{self.database}`.`{table}` ({cols}){settings} FORMAT JSONEachRow"
+
+
+def _string_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

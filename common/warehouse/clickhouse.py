@@ -64,10 +64,17 @@ class ClickHouseWarehouse(Warehouse):
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
 
-    async def insert_json_rows(self, table: str, columns: Sequence[str], body: bytes) -> None:
+    async def insert_json_rows(
+        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+    ) -> None:
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
             await self._require_client().raw_insert(
-                f"`{self.database}`.`{table}`", list(columns), insert_block=body, fmt="JSONEachRow"
+                f"`{self.database}`.`{table}`",
+                list(columns),
+                insert_block=body,
+                settings=settings,
+                fmt="JSONEachRow",
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc

@@ -97,8 +97,10 @@ class EmbeddedWarehouse(Warehouse):
     async def execute(self, sql: str) -> None:
         await self._run(sql)
 
-    async def insert_json_rows(self, table: str, columns: Sequence[str], body: bytes) -> None:
-        statement = self.insert_statement(table, columns)
+    async def insert_json_rows(
+        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+    ) -> None:
+        statement = self.insert_statement(table, columns, dedup_token)
         await self._run(statement + "\n" + body.decode("utf-8"))
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:

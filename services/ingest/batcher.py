@@ -1,22 +1,27 @@
-"""Per-table write buffers that flush to the warehouse at a row count, a byte size or
-an age, whichever comes first.
+"""Per-table write buffers over the write-ahead log: rows are logged (fsync'd) when they
+are accepted, then flushed to the warehouse at a row count, a byte size or an age,
+whichever comes first.
 
-Rows arrive already encoded as JSONEachRow lines, so a flush is one insert of joined
-bytes. A failed insert keeps its rows at the head of the buffer and is retried with
-exponential backoff and jitter; callers that asked to wait (`wait=true`) are answered
-only once their rows are in the warehouse."""
+Each flush is logged as an intent with a deduplication token derived from the log
+positions it covers, then inserted under that token and retried (exponential backoff
+with jitter) until the warehouse takes it. Only then is it released from the log. After
+a crash the log replays the same flushes under the same tokens, so a flush that reached
+the warehouse before the crash is dropped by the warehouse instead of counted twice."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from common.warehouse.base import Warehouse
+from services.ingest import metrics
+from services.ingest.faults import crash_point
+from services.ingest.wal import DataRecord, FlushRecord, WriteAheadLog
 
 log = structlog.get_logger("batcher")
 
@@ -35,11 +40,21 @@ class FlushPolicy:
 
 @dataclass
 class _Chunk:
-    """Rows appended by one call, and the future that call may wait on."""
+    """One logged batch and the future its caller may wait on."""
 
+    sequence: int
     lines: list[bytes]
     size: int
     done: asyncio.Future[None]
+
+
+@dataclass
+class _Group:
+    """Chunks inserted together under one deduplication token."""
+
+    token: str
+    chunks: list[_Chunk]
+    intent: int
 
 
 @dataclass
@@ -47,6 +62,7 @@ class _Buffer:
     table: str
     columns: tuple[str, ...]
     chunks: list[_Chunk] = field(default_factory=list)
+    replayed: list[_Group] = field(default_factory=list)
     rows: int = 0
     size: int = 0
     oldest: float = 0.0
@@ -54,47 +70,98 @@ class _Buffer:
 
 
 class Batcher:
-    """Buffers rows per table and writes them to the warehouse in batches."""
+    """Logs rows, buffers them per table, and writes them to the warehouse in batches."""
 
-    def __init__(self, warehouse: Warehouse, policy: FlushPolicy) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        policy: FlushPolicy,
+        wal: WriteAheadLog,
+        *,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:
         self._warehouse = warehouse
         self._policy = policy
+        self._wal = wal
         self._buffers: dict[str, _Buffer] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._on_health = on_health
         self.healthy = True
 
     async def start(self) -> None:
+        """Opens the log, queues what it holds for replay, and starts the age ticker."""
+        data, flushes = await self._wal.open()
+        self._replay(data, flushes)
         self._ticker = asyncio.create_task(self._tick(), name="batcher-ticker")
+        for buffer in self._buffers.values():
+            if buffer.replayed or buffer.chunks:
+                self._spawn_flush(buffer)
+
+    def _buffer(self, table: str, columns: Sequence[str]) -> _Buffer:
+        buffer = self._buffers.get(table)
+        if buffer is None:
+            buffer = self._buffers[table] = _Buffer(table, tuple(columns))
+        return buffer
+
+    def _replay(self, data: list[DataRecord], flushes: list[FlushRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        chunks: dict[int, tuple[DataRecord, _Chunk]] = {}
+        for record in data:
+            chunks[record.sequence] = (
+                record,
+                _Chunk(record.sequence, record.lines, record.size, loop.create_future()),
+            )
+        for intent in flushes:
+            members = [chunks.pop(s) for s in intent.members if s in chunks]
+            if members:
+                buffer = self._buffer(intent.table, members[0][0].columns)
+                buffer.replayed.append(
+                    _Group(intent.token, [c for _, c in members], intent.sequence)
+                )
+        for record, chunk in chunks.values():
+            self._add(self._buffer(record.table, record.columns), chunk)
 
     @property
     def buffered_rows(self) -> int:
-        return sum(b.rows for b in self._buffers.values())
+        return sum(
+            b.rows + sum(len(c.lines) for g in b.replayed for c in g.chunks)
+            for b in self._buffers.values()
+        )
 
-    def append(
-        self, table: str, columns: Sequence[str], lines: list[bytes]
+    def ensure_room(self, *batches: Sequence[bytes]) -> None:
+        """Raises WalFull unless the log can take all these rows."""
+        self._wal.reserve(sum(len(line) + 1 for batch in batches for line in batch))
+
+    async def append(
+        self, table: str, columns: Sequence[str], lines: list[bytes], *, checked: bool = False
     ) -> asyncio.Future[None]:
-        """Queues rows for `table`; the returned future resolves once they are written.
-        Callers that do not wait may drop it: the rows stay queued either way."""
+        """Logs rows for `table` durably and queues them. Returns, once they are on disk,
+        a future that resolves when they are in the warehouse. Raises WalFull past the
+        log's bound."""
         if self._closing:
             raise RuntimeError("the batcher is shutting down")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not lines:
             done.set_result(None)
             return done
-        buffer = self._buffers.get(table)
-        if buffer is None:
-            buffer = self._buffers[table] = _Buffer(table, tuple(columns))
-        size = sum(len(line) + 1 for line in lines)
-        if not buffer.chunks:
-            buffer.oldest = time.monotonic()
-        buffer.chunks.append(_Chunk(lines, size, done))
-        buffer.rows += len(lines)
-        buffer.size += size
+        sequence = await self._wal.append(table, columns, lines, checked=checked)
+        crash_point("after_wal_append")
+        chunk = _Chunk(sequence, lines, sum(len(line) + 1 for line in lines), done)
+        buffer = self._buffer(table, columns)
+        self._add(buffer, chunk)
         if buffer.rows >= self._policy.max_rows or buffer.size >= self._policy.max_bytes:
             self._spawn_flush(buffer)
+        self._report()
         return done
+
+    def _add(self, buffer: _Buffer, chunk: _Chunk) -> None:
+        if not buffer.chunks:
+            buffer.oldest = time.monotonic()
+        buffer.chunks.append(chunk)
+        buffer.rows += len(chunk.lines)
+        buffer.size += chunk.size
 
     def _spawn_flush(self, buffer: _Buffer) -> None:
         task = asyncio.create_task(self._flush(buffer), name=f"flush-{buffer.table}")
@@ -109,38 +176,82 @@ class Batcher:
             now = time.monotonic()
             for buffer in list(self._buffers.values()):
                 if buffer.chunks and now - buffer.oldest >= self._policy.max_age:
-                    self._spawn_flush(buffer)
+                    if not buffer.flush_lock.locked():
+                        self._spawn_flush(buffer)
 
     async def _flush(self, buffer: _Buffer) -> None:
-        # One flush per table at a time keeps a table's rows in arrival order and
-        # stops a retry storm from stacking up parallel inserts.
+        # One flush per table at a time keeps a table's rows in log order and stops a
+        # retry storm from stacking up parallel inserts.
         async with buffer.flush_lock:
-            delay = RETRY_INITIAL_SECONDS
-            while buffer.chunks:
-                chunks = self._take(buffer)
-                body = b"\n".join(line for chunk in chunks for line in chunk.lines)
-                rows = sum(len(chunk.lines) for chunk in chunks)
-                try:
-                    await self._warehouse.insert_json_rows(buffer.table, buffer.columns, body)
-                except Exception as exc:  # noqa: BLE001 - any failure is retried
-                    self._put_back(buffer, chunks)
-                    self.healthy = False
-                    log.warning(
-                        "flush failed; will retry",
-                        table=buffer.table,
-                        rows=rows,
-                        retry_in=round(delay, 2),
-                        error=str(exc)[:500],
-                    )
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
-                    delay = min(delay * 2, RETRY_MAX_SECONDS)
-                    continue
-                self.healthy = True
-                delay = RETRY_INITIAL_SECONDS
-                log.debug("flushed", table=buffer.table, rows=rows, bytes=len(body))
-                for chunk in chunks:
+            while buffer.replayed or buffer.chunks:
+                if buffer.replayed:
+                    group = buffer.replayed.pop(0)
+                else:
+                    chunks = self._take(buffer)
+                    first, last = chunks[0].sequence, chunks[-1].sequence
+                    token = f"{self._wal.id}:{buffer.table}:{first}-{last}"
+                    try:
+                        intent = await self._wal.append_flush(
+                            buffer.table, token, [c.sequence for c in chunks]
+                        )
+                    except Exception:
+                        self._put_back(buffer, chunks)
+                        raise
+                    crash_point("after_flush_intent")
+                    group = _Group(token, chunks, intent)
+                await self._insert(buffer, group)
+                crash_point("after_insert")
+                self._wal.release([c.sequence for c in group.chunks] + [group.intent])
+                for chunk in group.chunks:
                     if not chunk.done.done():
                         chunk.done.set_result(None)
+                self._report()
+
+    async def _insert(self, buffer: _Buffer, group: _Group) -> None:
+        """Inserts the group, retrying until the warehouse takes it."""
+        body = b"\n".join(line for chunk in group.chunks for line in chunk.lines)
+        rows = sum(len(chunk.lines) for chunk in group.chunks)
+        delay = RETRY_INITIAL_SECONDS
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._warehouse.insert_json_rows(
+                    buffer.table, buffer.columns, body, dedup_token=group.token
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure is retried
+                metrics.FLUSH_RETRIES.labels(buffer.table).inc()
+                self._set_health(False)
+                log.warning(
+                    "flush failed; will retry",
+                    table=buffer.table,
+                    rows=rows,
+                    retry_in=round(delay, 2),
+                    error=str(exc)[:500],
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            metrics.FLUSH_SECONDS.labels(buffer.table).observe(time.perf_counter() - started)
+            metrics.ROWS_FLUSHED.labels(buffer.table).inc(rows)
+            self._set_health(True)
+            log.debug("flushed", table=buffer.table, rows=rows, bytes=len(body))
+            return
+
+    def _set_health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            metrics.WAREHOUSE_UP.set(1 if healthy else 0)
+            if healthy:
+                log.info("warehouse flushes succeed again")
+            else:
+                log.error("warehouse is failing flushes; readiness is NOT_SERVING")
+            if self._on_health is not None:
+                self._on_health(healthy)
+
+    def _report(self) -> None:
+        metrics.BUFFERED_ROWS.set(self.buffered_rows)
+        metrics.WAL_PENDING_BYTES.set(self._wal.pending_bytes)
+        metrics.WAL_DISK_BYTES.set(self._wal.disk_bytes)
 
     def _take(self, buffer: _Buffer) -> list[_Chunk]:
         """Takes chunks from the head of the buffer, up to about one batch."""
@@ -171,8 +282,8 @@ class Batcher:
             await asyncio.gather(*list(self._flushes), return_exceptions=True)
 
     async def close(self, deadline: float | None = None) -> None:
-        """Stops accepting rows and flushes everything buffered. With a deadline (seconds), rows
-        still unwritten when it expires are reported in the log."""
+        """Stops accepting rows and flushes everything buffered. Rows still unwritten
+        when the deadline (seconds) passes stay in the log for the next start."""
         self._closing = True
         if self._ticker is not None:
             self._ticker.cancel()
@@ -180,6 +291,11 @@ class Batcher:
         try:
             await asyncio.wait_for(self.flush_all(), deadline)
         except TimeoutError:
-            log.error("shutdown flush timed out; rows not written", rows=self.buffered_rows)
+            log.error(
+                "shutdown flush timed out; rows stay in the write-ahead log",
+                rows=self.buffered_rows,
+            )
             for task in list(self._flushes):
                 task.cancel()
+            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+        await self._wal.close()

@@ -1,18 +1,24 @@
-"""Starting and stopping the ingest service: the gRPC server, its batcher, and a
-shutdown that lets in-flight requests finish and then flushes every buffered row."""
+"""Starting and stopping the ingest service: the write-ahead log (replayed first), the
+batcher, the gRPC server, the metrics endpoint, and a shutdown that lets in-flight
+requests finish and then flushes every buffered row."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 import structlog
+from aiohttp import web
+from grpc_health.v1 import health_pb2
 
 from common.config import Settings
 from common.datasources import registry
 from common.grpc_server import GrpcServer, start_grpc_server
 from common.warehouse.base import Warehouse
 from services.ingest.batcher import Batcher, FlushPolicy
+from services.ingest.metrics import serve_metrics
 from services.ingest.service import SERVICE, Ingestor, IngestService
+from services.ingest.wal import WriteAheadLog
 
 log = structlog.get_logger("ingest")
 
@@ -23,30 +29,64 @@ class RunningIngest:
 
     grpc: GrpcServer
     batcher: Batcher
+    wal: WriteAheadLog
+    metrics: web.AppRunner | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def port(self) -> int:
         return self.grpc.port
 
+    def readiness(self, healthy: bool) -> None:
+        """Readiness follows the warehouse: NOT_SERVING for the IngestService while
+        flushes fail (the log keeps accepting). Liveness (service "") stays SERVING, so
+        an orchestrator stops routing new clients here but does not restart the pod."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        task = asyncio.get_running_loop().create_task(
+            self.grpc.health.set(SERVICE.full_name, status)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def stop(self, grace: float) -> None:
         """Stops taking requests, lets in-flight ones finish, then flushes everything."""
         await self.grpc.stop(grace)
         await self.batcher.close(deadline=grace)
+        if self.metrics is not None:
+            await self.metrics.cleanup()
         log.info("ingest stopped", unflushed_rows=self.batcher.buffered_rows)
 
 
 async def start_ingest(
-    settings: Settings, warehouse: Warehouse, admin_token: str, port: int | None = None
+    settings: Settings,
+    warehouse: Warehouse,
+    admin_token: str,
+    port: int | None = None,
+    metrics_port: int | None = None,
 ) -> RunningIngest:
-    """Serves IngestService on `settings.host` (port 0 picks a free one)."""
+    """Replays the write-ahead log, then serves IngestService on `settings.host` (port 0
+    picks a free one)."""
     policy = FlushPolicy(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
         max_age=settings.flush_interval,
     )
-    batcher = Batcher(warehouse, policy)
+    wal = WriteAheadLog(
+        settings.wal_path,
+        max_bytes=settings.wal_max_bytes,
+        segment_bytes=settings.wal_segment_bytes,
+    )
+    readiness: list[RunningIngest] = []
+    batcher = Batcher(
+        warehouse, policy, wal, on_health=lambda ok: readiness and readiness[0].readiness(ok)
+    )
     await batcher.start()
-    service = IngestService(Ingestor(batcher, list(registry().values())), settings.max_body_bytes)
+    ingestor = Ingestor(batcher, list(registry().values()), settings.max_field_bytes)
+    service = IngestService(ingestor, settings.max_body_bytes)
     server = await start_grpc_server(
         [service.generic_handler()],
         [SERVICE.full_name],
@@ -54,5 +94,18 @@ async def start_ingest(
         settings.ingest_port if port is None else port,
         admin_token,
     )
-    log.info("ingest serving", port=server.port, flush=policy.__dict__)
-    return RunningIngest(server, batcher)
+    running = RunningIngest(server, batcher, wal)
+    readiness.append(running)
+    if not batcher.healthy:
+        running.readiness(False)
+    metrics_port = settings.metrics_port if metrics_port is None else metrics_port
+    if metrics_port:
+        running.metrics = await serve_metrics(settings.host, metrics_port)
+    log.info(
+        "ingest serving",
+        port=server.port,
+        wal=str(settings.wal_path),
+        flush=policy.__dict__,
+        metrics_port=metrics_port or None,
+    )
+    return running

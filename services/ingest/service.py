@@ -20,8 +20,9 @@ from google.protobuf.message import Message
 from common.datasources import Datasource, by_message, registry
 from common.validation import InvalidValue, RowValidator
 from pipit.ingest.v1 import ingest_service_pb2
-from services.ingest import events_api
+from services.ingest import events_api, metrics
 from services.ingest.batcher import Batcher
+from services.ingest.wal import WalFull
 
 log = structlog.get_logger("ingest")
 
@@ -29,6 +30,8 @@ SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
 HTTP_STATUS_METADATA = "x-http-status"
 _HTTP_BODY = "google.api.HttpBody"
 _QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+RETRY_AFTER_METADATA = "retry-after"
+RETRY_AFTER_SECONDS = 1
 
 
 class _Counts:
@@ -43,9 +46,13 @@ class _Counts:
 class Ingestor:
     """Validates events and hands rows and quarantined rows to the batcher."""
 
-    def __init__(self, batcher: Batcher, datasources: Sequence[Datasource]) -> None:
+    def __init__(
+        self, batcher: Batcher, datasources: Sequence[Datasource], max_field_bytes: int
+    ) -> None:
         self._batcher = batcher
-        self._validators = {ds.name: RowValidator(ds) for ds in datasources}
+        self._validators = {
+            ds.name: RowValidator(ds, max_string_bytes=max_field_bytes) for ds in datasources
+        }
 
     def datasource(self, name: str) -> Datasource:
         validator = self._validators.get(name)
@@ -53,20 +60,42 @@ class Ingestor:
             raise KeyError(name)
         return validator.datasource
 
-    def _quarantine(self, ds: Datasource, bad: list[tuple[str, str]], counts: _Counts) -> None:
+    async def _submit(
+        self,
+        ds: Datasource,
+        rows: list[dict[str, Any]],
+        bad: list[tuple[str, str]],
+        counts: _Counts,
+    ) -> None:
+        """Logs the valid rows and the quarantined ones together: either both are
+        accepted or neither is (the log's bound is checked once for the pair), so a
+        refused request can be retried whole without duplicating anything."""
+        lines = [orjson.dumps(row) for row in rows]
         arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        lines = [
+        quarantined = [
             orjson.dumps({"raw": raw, "error": error, "arrived_at": arrived}) for raw, error in bad
         ]
-        counts.pending.append(self._batcher.append(ds.quarantine_table, _QUARANTINE_COLUMNS, lines))
-        counts.quarantined += len(lines)
-
-    def _store(self, ds: Datasource, rows: list[dict[str, Any]], counts: _Counts) -> None:
-        lines = [orjson.dumps(row) for row in rows]
-        counts.pending.append(self._batcher.append(ds.name, ds.column_names, lines))
+        try:
+            self._batcher.ensure_room(lines, quarantined)
+        except WalFull:
+            metrics.REJECTED.inc()
+            raise
+        counts.pending.append(
+            await self._batcher.append(ds.name, ds.column_names, lines, checked=True)
+        )
+        counts.pending.append(
+            await self._batcher.append(
+                ds.quarantine_table, _QUARANTINE_COLUMNS, quarantined, checked=True
+            )
+        )
         counts.successful += len(lines)
+        counts.quarantined += len(quarantined)
+        metrics.EVENTS.labels(ds.name, "accepted").inc(len(lines))
+        metrics.EVENTS.labels(ds.name, "quarantined").inc(len(quarantined))
 
-    def submit_json(self, ds: Datasource, lines: list[events_api.Line], counts: _Counts) -> None:
+    async def submit_json(
+        self, ds: Datasource, lines: list[events_api.Line], counts: _Counts
+    ) -> None:
         validator = self._validators[ds.name]
         rows: list[dict[str, Any]] = []
         bad: list[tuple[str, str]] = []
@@ -78,10 +107,11 @@ class Ingestor:
                 rows.append(validator.from_json(line.value))
             except InvalidValue as exc:
                 bad.append((line.raw.decode("utf-8", "replace"), str(exc)))
-        self._store(ds, rows, counts)
-        self._quarantine(ds, bad, counts)
+        await self._submit(ds, rows, bad, counts)
 
-    def submit_messages(self, ds: Datasource, events: Sequence[Message], counts: _Counts) -> None:
+    async def submit_messages(
+        self, ds: Datasource, events: Sequence[Message], counts: _Counts
+    ) -> None:
         validator = self._validators[ds.name]
         rows: list[dict[str, Any]] = []
         bad: list[tuple[str, str]] = []
@@ -90,8 +120,7 @@ class Ingestor:
                 rows.append(validator.from_message(event))
             except InvalidValue as exc:
                 bad.append((validator.message_text(event), str(exc)))
-        self._store(ds, rows, counts)
-        self._quarantine(ds, bad, counts)
+        await self._submit(ds, rows, bad, counts)
 
 
 async def _finish(counts: _Counts, wait: bool, context: grpc.aio.ServicerContext) -> None:
@@ -101,6 +130,12 @@ async def _finish(counts: _Counts, wait: bool, context: grpc.aio.ServicerContext
         # Tinybird answers 202 for queued rows; the gateway (or Envoy) maps this
         # header to the HTTP status.
         await context.send_initial_metadata(((HTTP_STATUS_METADATA, "202"),))
+
+
+async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: str = "") -> None:
+    # Retry-After reaches HTTP clients as a header (the gateway forwards trailers).
+    context.set_trailing_metadata(((RETRY_AFTER_METADATA, str(RETRY_AFTER_SECONDS)),))
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}{note}")
 
 
 def _events_field(message: Descriptor) -> FieldDescriptor | None:
@@ -129,16 +164,19 @@ class IngestService:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
 
-    def _append_in(self, request: Message, counts: _Counts, field: FieldDescriptor) -> None:
+    async def _append_in(self, request: Message, counts: _Counts, field: FieldDescriptor) -> None:
         ds = by_message(field.message_type)
-        self._ingestor.submit_messages(ds, getattr(request, field.name), counts)
+        await self._ingestor.submit_messages(ds, getattr(request, field.name), counts)
 
     def _append_handler(self, method: MethodDescriptor, field: FieldDescriptor) -> Callable:
         response_class = message_factory.GetMessageClass(method.output_type)
 
         async def append(request: Message, context: grpc.aio.ServicerContext) -> Message:
             counts = _Counts()
-            self._append_in(request, counts, field)
+            try:
+                await self._append_in(request, counts, field)
+            except WalFull as exc:
+                await _refuse_full(context, exc)
             await _finish(counts, request.wait, context)
             return response_class(
                 successful_rows=counts.successful, quarantined_rows=counts.quarantined
@@ -167,7 +205,12 @@ class IngestService:
                     )
                 inner = getattr(request, which)
                 before = len(counts.pending)
-                self._append_in(inner, counts, fields[which])
+                try:
+                    await self._append_in(inner, counts, fields[which])
+                except WalFull as exc:
+                    await _refuse_full(
+                        context, exc, f" (the first {batches} batches of this stream were accepted)"
+                    )
                 if inner.wait:
                     waited.extend(counts.pending[before:])
                 batches += 1
@@ -213,7 +256,10 @@ class IngestService:
             except events_api.BodyError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             counts = _Counts()
-            self._ingestor.submit_json(ds, lines, counts)
+            try:
+                await self._ingestor.submit_json(ds, lines, counts)
+            except WalFull as exc:
+                await _refuse_full(context, exc)
             await _finish(counts, request.wait, context)
             return response_class(
                 successful_rows=counts.successful, quarantined_rows=counts.quarantined

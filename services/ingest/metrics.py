@@ -1,0 +1,48 @@
+"""Prometheus metrics of the ingest service, served on `--metrics-port`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+EVENTS = Counter(
+    "pipit_ingest_events_total",
+    "Events received, by datasource and outcome (accepted or quarantined).",
+    ["datasource", "outcome"],
+)
+ROWS_FLUSHED = Counter(
+    "pipit_ingest_rows_flushed_total", "Rows written to the warehouse, by table.", ["table"]
+)
+FLUSH_SECONDS = Histogram(
+    "pipit_ingest_flush_seconds", "Duration of successful warehouse inserts.", ["table"]
+)
+FLUSH_RETRIES = Counter(
+    "pipit_ingest_flush_retries_total",
+    "Warehouse inserts that failed and will be retried.",
+    ["table"],
+)
+BUFFERED_ROWS = Gauge("pipit_ingest_buffered_rows", "Rows accepted but not yet written.")
+WAL_PENDING_BYTES = Gauge(
+    "pipit_ingest_wal_pending_bytes", "Bytes logged but not yet committed to the warehouse."
+)
+WAL_DISK_BYTES = Gauge("pipit_ingest_wal_disk_bytes", "Size of the write-ahead log segments.")
+REJECTED = Counter(
+    "pipit_ingest_rejected_total", "Requests refused because the log was full (429)."
+)
+WAREHOUSE_UP = Gauge(
+    "pipit_ingest_warehouse_up", "1 while flushes succeed, 0 while the warehouse fails them."
+)
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve_metrics(host: str, port: int) -> web.AppRunner:
+    """Serves /metrics; the caller awaits `cleanup()` on shutdown."""
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
