@@ -120,6 +120,7 @@ def _up_env(data_dir: Path) -> dict[str, str]:
         "PIPIT_GATEWAY_PORT": str(free_port()),
         "PIPIT_ADMIN_TOKEN": "",
         "PIPIT_CLICKHOUSE_URL": "",
+        "PIPIT_METRICS_PORT": str(free_port()),
     }
 
 
@@ -183,7 +184,11 @@ async def test_three_processes_against_clickhouse(tmp_path: Path, clickhouse_url
         "PIPIT_ADMIN_TOKEN": TOKEN,
         "PIPIT_DATA_DIR": str(tmp_path / "unused"),
     }
-    ingest = start_pipit(["ingest"], {**common, "PIPIT_INGEST_PORT": str(ingest_port)}, {"ingest"})
+    ingest = start_pipit(
+        ["ingest"],
+        {**common, "PIPIT_INGEST_PORT": str(ingest_port), "PIPIT_METRICS_PORT": str(free_port())},
+        {"ingest"},
+    )
     query = start_pipit(["query"], {**common, "PIPIT_QUERY_PORT": str(query_port)}, {"query"})
     gateway = start_pipit(
         ["gateway"],

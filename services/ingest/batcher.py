@@ -201,7 +201,9 @@ class Batcher:
                     group = _Group(token, chunks, intent)
                 await self._insert(buffer, group)
                 crash_point("after_insert")
-                self._wal.release([c.sequence for c in group.chunks] + [group.intent])
+                self._wal.release(
+                    [c.sequence for c in group.chunks] + [group.intent], intent=group.intent
+                )
                 for chunk in group.chunks:
                     if not chunk.done.done():
                         chunk.done.set_result(None)

@@ -2,7 +2,7 @@
 acknowledged, and stays there until its rows are committed to the warehouse.
 
 Records go into segment files (`<first sequence number>.wal`) as
-`[length u32][crc32 u32][sequence u64][kind u8][payload]`. Two kinds:
+`[length u32][crc32 u32][sequence u64][kind u8][payload]`. Three kinds:
 
 - DATA: one accepted batch for one table (a JSON header line, then JSONEachRow lines);
 - FLUSH: the intent to insert a set of DATA records as one batch under a deduplication
@@ -11,8 +11,9 @@ Records go into segment files (`<first sequence number>.wal`) as
 
 Appends are group-committed: whoever arrives while a write is in flight joins the next
 one, so concurrent requests share one fsync. A segment is deleted once it is closed and
-every record in it is committed. A torn record at the end of the last segment (a crash
-mid-write) is where the log ends; it was never acknowledged."""
+every record in it is committed. A COMMIT record marks a flush done. Segments are deleted
+from the front once every record in them is committed. A torn record at the end of the
+last segment (a crash mid-write) is where the log ends; it was never acknowledged."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ log = structlog.get_logger("wal")
 _HEADER = struct.Struct("<IIQB")
 DATA = 1
 FLUSH = 2
+COMMIT = 3
 SUFFIX = ".wal"
 ID_FILE = "wal.id"
 
@@ -135,8 +137,8 @@ class WriteAheadLog:
             id_file.write_text(secrets.token_hex(8) + "\n")
         self.id = id_file.read_text().strip()
         paths = sorted(self.directory.glob("*" + SUFFIX), key=lambda p: int(p.stem))
-        data: list[DataRecord] = []
-        flushes: list[FlushRecord] = []
+        found: list[tuple[_Segment, DataRecord | FlushRecord]] = []
+        committed: set[int] = set()
         for index, path in enumerate(paths):
             records, end = _read_segment(path)
             if end < path.stat().st_size:
@@ -153,25 +155,44 @@ class WriteAheadLog:
                 if kind == DATA:
                     head, _, body = payload.partition(b"\n")
                     meta = orjson.loads(head)
-                    lines = body.split(b"\n") if body else []
-                    data.append(
-                        DataRecord(
-                            sequence, meta["table"], tuple(meta["columns"]), lines, len(body)
+                    batch = body.split(b"\n") if body else []
+                    found.append(
+                        (
+                            segment,
+                            DataRecord(
+                                sequence, meta["table"], tuple(meta["columns"]), batch, len(body)
+                            ),
                         )
                     )
-                    self._track(segment, sequence, len(body))
                 elif kind == FLUSH:
                     meta = orjson.loads(payload)
-                    flushes.append(
-                        FlushRecord(sequence, meta["table"], meta["token"], tuple(meta["members"]))
+                    found.append(
+                        (
+                            segment,
+                            FlushRecord(
+                                sequence, meta["table"], meta["token"], tuple(meta["members"])
+                            ),
+                        )
                     )
-                    self._track(segment, sequence, 0)
-        # An intent whose batches are all committed is itself done.
-        live_data = {r.sequence for r in data}
-        for intent in flushes:
-            if not live_data.intersection(intent.members):
-                self.release([intent.sequence])
-        flushes = [f for f in flushes if live_data.intersection(f.members)]
+                elif kind == COMMIT:
+                    committed.add(orjson.loads(payload)["intent"])
+        # A committed intent and its batches are done. An intent whose COMMIT was lost in
+        # a crash is replayed under its token, and the warehouse drops the copy.
+        done = set(committed)
+        for _, record in found:
+            if isinstance(record, FlushRecord) and record.sequence in committed:
+                done.update(record.members)
+        data: list[DataRecord] = []
+        flushes: list[FlushRecord] = []
+        for segment, record in found:
+            if record.sequence in done:
+                continue
+            if isinstance(record, DataRecord):
+                data.append(record)
+                self._track(segment, record.sequence, record.size)
+            else:
+                flushes.append(record)
+                self._track(segment, record.sequence, 0)
         self._drop_finished()
         self._roll()
         if data:
@@ -228,13 +249,13 @@ class WriteAheadLog:
 
     async def _write_loop(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._queue = self._queue, []
-            if not batch:
+            if not self._queue:
                 if self._closed:
                     return
+                await self._wake.wait()
+                self._wake.clear()
                 continue
+            batch, self._queue = self._queue, []
             records = b"".join(record for record, _, _ in batch)
             try:
                 await asyncio.to_thread(self._write, records)
@@ -296,8 +317,12 @@ class WriteAheadLog:
 
     # --- committing -----------------------------------------------------------------------
 
-    def release(self, sequences: Sequence[int]) -> None:
-        """Marks records committed; closed segments with nothing live are deleted."""
+    def release(self, sequences: Sequence[int], intent: int | None = None) -> None:
+        """Marks records committed; closed segments with nothing live are deleted. With
+        the flush intent that covered them, a COMMIT record tells a later replay to skip
+        them (it rides along with the next group write; losing it is harmless)."""
+        if intent is not None and not self._closed:
+            self._enqueue(COMMIT, orjson.dumps({"intent": intent}), 0)
         for sequence in sequences:
             self.pending_bytes -= self._sizes.pop(sequence, 0)
             segment = self._where.pop(sequence, None)
@@ -306,10 +331,14 @@ class WriteAheadLog:
         self._drop_finished()
 
     def _drop_finished(self) -> None:
-        for first, segment in list(self._segments.items()):
-            if segment.closed and not segment.live:
-                segment.path.unlink(missing_ok=True)
-                del self._segments[first]
+        # Only a prefix of the log is ever deleted: a flush intent always follows its
+        # batches, so while any batch survives, the intent that may have inserted it does.
+        for first in sorted(self._segments):
+            segment = self._segments[first]
+            if not segment.closed or segment.live:
+                return
+            segment.path.unlink(missing_ok=True)
+            del self._segments[first]
 
     @property
     def disk_bytes(self) -> int:
