@@ -62,11 +62,17 @@ def announce(service: str, address: str) -> None:
     print(f"pipit: {service} listening on {address}", flush=True)
 
 
-async def _until_signalled() -> None:
+def _shutdown_requested() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT. Installed before anything listens, so a signal
+    that arrives right after the `listening` line is a clean shutdown, not a kill."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _until_signalled(stop: asyncio.Event) -> None:
     await stop.wait()
     log.info("shutting down")
 
@@ -103,6 +109,7 @@ async def _start_gateway(settings: Settings, ingest_target: str, query_target: s
 
 
 async def run_up(settings: Settings) -> None:
+    stop = _shutdown_requested()
     from services.ingest.server import start_ingest
     from services.query.server import start_query
 
@@ -115,7 +122,7 @@ async def run_up(settings: Settings) -> None:
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     gateway = await _start_gateway(settings, f"{local}:{ingest.port}", f"{local}:{query.port}")
     try:
-        await _until_signalled()
+        await _until_signalled(stop)
     finally:
         await gateway.cleanup()
         await asyncio.gather(
@@ -125,35 +132,38 @@ async def run_up(settings: Settings) -> None:
 
 
 async def run_ingest(settings: Settings) -> None:
+    stop = _shutdown_requested()
     from services.ingest.server import start_ingest
 
     warehouse = await _open_warehouse(settings)
     ingest = await start_ingest(settings, warehouse, _admin_token(settings, show=False))
     announce("ingest", f"{settings.host}:{ingest.port}")
     try:
-        await _until_signalled()
+        await _until_signalled(stop)
     finally:
         await ingest.stop(settings.shutdown_grace)
         await warehouse.close()
 
 
 async def run_query(settings: Settings) -> None:
+    stop = _shutdown_requested()
     from services.query.server import start_query
 
     warehouse = await _open_warehouse(settings)
     query = await start_query(settings, warehouse, _admin_token(settings, show=False))
     announce("query", f"{settings.host}:{query.port}")
     try:
-        await _until_signalled()
+        await _until_signalled(stop)
     finally:
         await query.stop(settings.shutdown_grace)
         await warehouse.close()
 
 
 async def run_gateway(settings: Settings) -> None:
+    stop = _shutdown_requested()
     runner = await _start_gateway(settings, settings.ingest_target, settings.query_target)
     try:
-        await _until_signalled()
+        await _until_signalled(stop)
     finally:
         await runner.cleanup()
 
