@@ -92,7 +92,11 @@ def _string(column: Column, max_bytes: int) -> Callable[[Any], str]:
         if isinstance(value, str):
             return limited(value)
         if column.json_text and isinstance(value, dict | list):
-            return limited(orjson.dumps(value).decode())
+            try:
+                text = orjson.dumps(value).decode()
+            except TypeError as exc:  # orjson refuses nesting deeper than it can print
+                raise ValueError(f"cannot store this JSON value: {exc}") from None
+            return limited(text)
         expected = "a string or a JSON object" if column.json_text else "a string"
         raise ValueError(f"expected {expected}, got {_json_type(value)}")
 

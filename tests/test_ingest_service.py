@@ -262,3 +262,49 @@ async def test_one_log_line_per_request_with_its_request_id(suite):
     assert lines[0]["code"] == "OK"
     assert lines[0]["request_id"] == "req-42"
     assert lines[0]["duration_ms"] >= 0
+
+
+async def test_prometheus_metrics_are_served(embedded_warehouse):
+    import aiohttp
+    from harness import free_port
+
+    from common import config
+    from services.ingest.server import start_ingest
+
+    port = free_port()
+    settings = config.load(environ={}, admin_token="t", wal_dir=embedded_warehouse_wal())
+    ingest = await start_ingest(settings, embedded_warehouse, "t", port=0, metrics_port=port)
+    try:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}")
+        from pipit.ingest.v1 import ingest_service_pb2_grpc
+
+        stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
+        body = b"\n".join([orjson.dumps(sample()), b"{broken"])
+        await stub.PostEvents(
+            post("ab_test_events", body), metadata=(("authorization", "Bearer t"),)
+        )
+        await channel.close()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            text = await response.text()
+    finally:
+        await ingest.stop(1.0)
+    for name in (
+        'pipit_ingest_events_total{datasource="ab_test_events",outcome="accepted"}',
+        'pipit_ingest_events_total{datasource="ab_test_events",outcome="quarantined"}',
+        'pipit_ingest_rows_flushed_total{table="ab_test_events"}',
+        "pipit_ingest_flush_seconds_bucket",
+        "pipit_ingest_wal_pending_bytes",
+        "pipit_ingest_buffered_rows",
+        "pipit_ingest_warehouse_up",
+    ):
+        assert name in text, name
+
+
+def embedded_warehouse_wal():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="pipit-wal-"))

@@ -89,6 +89,7 @@ class Batcher:
         self._closing = False
         self._on_health = on_health
         self.healthy = True
+        metrics.WAREHOUSE_UP.set(1)
 
     async def start(self) -> None:
         """Opens the log, queues what it holds for replay, and starts the age ticker."""

@@ -48,6 +48,14 @@ def decompress(body: bytes, limit: int) -> bytes:
     return out
 
 
+def _element(item: Any) -> Line:
+    """One event of a top-level JSON array, with its JSON text for quarantine."""
+    try:
+        return Line(orjson.dumps(item), item)
+    except TypeError as exc:  # nested deeper than orjson prints
+        return Line(b"", error=f"event cannot be stored: {exc}")
+
+
 def decode(body: bytes) -> list[Line]:
     """The events of a body. Raises BodyError when the body is empty or no line of
     it is JSON."""
@@ -60,7 +68,7 @@ def decode(body: bytes) -> list[Line]:
     else:
         # A single (possibly pretty-printed) object, as the tutorials' curl calls send.
         if isinstance(whole, list):
-            return [Line(orjson.dumps(item), item) for item in whole]
+            return [_element(item) for item in whole]
         return [Line(body.strip(), whole)]
     lines: list[Line] = []
     for number, raw in enumerate(body.split(b"\n"), start=1):

@@ -1,0 +1,138 @@
+"""A warehouse outage mid-stream: ingest keeps acknowledging while its log has room,
+reports NOT_SERVING for readiness, then answers RESOURCE_EXHAUSTED (429 with
+Retry-After over HTTP) instead of growing; once the warehouse is back everything
+acknowledged arrives exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiohttp
+import grpc
+import orjson
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import AUTH, TOKEN, start_suite
+
+from common.warehouse.base import Warehouse, WarehouseError
+from pipit.ingest.v1 import ingest_service_pb2 as pb
+from services.ingest.service import SERVICE
+
+
+class FlakyWarehouse(Warehouse):
+    """Test-only fault injection: the real warehouse, until `down` is set."""
+
+    def __init__(self, inner: Warehouse) -> None:
+        super().__init__(inner.database)
+        self.inner = inner
+        self.down = False
+        self.failed_inserts = 0
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def execute(self, sql: str) -> None:
+        await self.inner.execute(sql)
+
+    async def insert_json_rows(
+        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+    ) -> None:
+        if self.down:
+            self.failed_inserts += 1
+            raise WarehouseError("connection refused (injected)")
+        await self.inner.insert_json_rows(table, columns, body, dedup_token=dedup_token)
+
+    async def query(self, sql, params):
+        return await self.inner.query(sql, params)
+
+
+def _event(key: str) -> dict:
+    return {
+        "timestamp": "2023-06-15 14:30:00",
+        "user_id": key,
+        "test_id": "outage",
+        "variant": "A",
+        "event_type": "view",
+        "conversion": 0,
+        "revenue": 0,
+        "session_id": "s",
+        "device": "d",
+        "country": "c",
+    }
+
+
+async def test_outage_backpressure_and_recovery(embedded_warehouse):
+    flaky = FlakyWarehouse(embedded_warehouse)
+    suite = await start_suite(flaky, wal_max_bytes=60_000, flush_interval=0.02)
+    try:
+        flaky.down = True
+        acknowledged: set[str] = set()
+        refused = None
+        async with aiohttp.ClientSession() as http:
+            for batch in range(200):
+                keys = [f"b{batch}-e{i}" for i in range(20)]
+                body = b"\n".join(orjson.dumps(_event(k)) for k in keys)
+                async with http.post(
+                    f"{suite.gateway_url}/v0/events?name=ab_test_events",
+                    data=body,
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                ) as response:
+                    if response.status == 202:
+                        acknowledged.update(keys)
+                        continue
+                    refused = (
+                        response.status,
+                        response.headers.get("Retry-After"),
+                        await response.json(),
+                    )
+                    break
+        assert refused is not None, "ingest never pushed back"
+        status, retry_after, answer = refused
+        assert (status, retry_after, answer["code"]) == (429, "1", 8)
+        assert "limit 60000" in answer["message"]
+        assert len(acknowledged) >= 100
+        assert flaky.failed_inserts > 0
+
+        # gRPC clients get RESOURCE_EXHAUSTED too, and readiness says why not to send.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await suite.ingest_stub().PostEvents(
+                pb.PostEventsRequest(
+                    name="ab_test_events",
+                    body={"data": b"\n".join(orjson.dumps(_event(f"g{i}")) for i in range(20))},
+                ),
+                metadata=AUTH,
+            )
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{suite.ingest.port}")
+        suite.channels.append(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        ready = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
+        alive = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
+
+        flaky.down = False
+        await suite.ingest.batcher.flush_all()
+        result = await embedded_warehouse.query(
+            "SELECT user_id, count() AS n FROM ab_test_events GROUP BY user_id", {}
+        )
+        counts = {row["user_id"]: row["n"] for row in result.data}
+        assert set(counts) == acknowledged
+        assert set(counts.values()) == {1}
+        ready = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
+        assert ready.status == health_pb2.HealthCheckResponse.SERVING
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{suite.gateway_url}/v0/events?name=ab_test_events&wait=true",
+                data=orjson.dumps(_event("after")),
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response,
+        ):
+            assert response.status == 200  # room again
+    finally:
+        flaky.down = False
+        await suite.stop()
