@@ -39,6 +39,18 @@ def _positive_int(value: str) -> int:
     return number
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(value: str) -> bool:
+    # Environment variables are strings; "false" must not be truthy.
+    lowered = value.strip().lower()
+    if lowered not in _TRUE + _FALSE:
+        raise ValueError(f"must be true or false, got {value!r}")
+    return lowered in _TRUE
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -61,6 +73,7 @@ class Settings:
     clickhouse_url: str = ""
     database: str = "pipit"
     admin_token: str = ""
+    tokens_file: Path | None = None
     flush_rows: int = 10_000
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
@@ -75,6 +88,12 @@ class Settings:
     allowed_origins: str = "*"
     gateway: str = "pipit"
     log_level: str = "info"
+    manage_schema: bool = True
+
+    @property
+    def tokens_path(self) -> Path:
+        """The scoped-token file the services read and `pipit token` writes."""
+        return self.tokens_file if self.tokens_file is not None else self.data_dir / "tokens.json"
 
     @property
     def wal_path(self) -> Path:
@@ -101,6 +120,7 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": ("admin bearer token; generated into the data dir when empty", str),
+    "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
     "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
     "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
     "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
@@ -124,6 +144,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         _gateway_kind,
     ),
     "log_level": ("debug, info, warning or error", str),
+    "manage_schema": (
+        "create missing tables at start-up; false where `pipit migrate` owns the schema "
+        "(a ClickHouse cluster)",
+        _boolean,
+    ),
 }
 
 

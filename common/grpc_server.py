@@ -3,15 +3,16 @@ auth, standard health checking, server reflection and message size limits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common.auth import TokenAuthInterceptor
+from common.auth import AccessInterceptor, ScopeRule
 from common.request_log import RequestLogInterceptor
+from common.tokens import TokenStore
 
 # The Events API takes bodies up to 10 MiB; leave room for the envelope.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -45,11 +46,12 @@ async def start_grpc_server(
     service_names: Sequence[str],
     host: str,
     port: int,
-    admin_token: str,
+    tokens: TokenStore,
+    scope_rules: Mapping[str, ScopeRule],
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port)."""
     server = grpc.aio.server(
-        interceptors=[RequestLogInterceptor(), TokenAuthInterceptor(admin_token)],
+        interceptors=[RequestLogInterceptor(), AccessInterceptor(tokens, scope_rules)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

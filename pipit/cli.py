@@ -31,6 +31,7 @@ _SERVICE_SETTINGS = [
     "max_string_length",
     "shutdown_grace",
     "log_level",
+    "manage_schema",
 ]
 _INGEST_SETTINGS = [
     "ingest_port",
@@ -80,7 +81,10 @@ async def _until_signalled(stop: asyncio.Event) -> None:
 async def _open_warehouse(settings: Settings) -> Warehouse:
     warehouse = open_warehouse(settings)
     await warehouse.open()
-    await warehouse.ensure_schema(list(registry().values()))
+    # On a ClickHouse cluster the tables are `pipit migrate`'s (Replicated + Distributed);
+    # a service creating plain MergeTree tables there would shadow them.
+    if settings.manage_schema:
+        await warehouse.ensure_schema(list(registry().values()))
     return warehouse
 
 
@@ -190,12 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.seed.command import add_seed_command
 
     add_seed_command(commands)
+    from pipit.migrate import add_migrate_command
+
+    add_migrate_command(commands)
+    from pipit.token_command import add_token_command
+
+    add_token_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "seed":
+    if args.command in ("seed", "migrate", "token"):
         return args.run(args)
     settings = config.load(args)
     configure_logging(settings.log_level)

@@ -66,6 +66,7 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
         "admin_token": TOKEN,
         "flush_interval": 0.05,
         "wal_dir": Path(tempfile.mkdtemp(prefix="pipit-wal-")),
+        "tokens_file": Path(tempfile.mkdtemp(prefix="pipit-tokens-")) / "tokens.json",
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
     ingest = await start_ingest(settings, warehouse, TOKEN, port=0, metrics_port=0)

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from clickhouse_connect.driver.binding import escape_str
+
 from common.warehouse.base import QUERY_SETTINGS, QueryResult, Warehouse, WarehouseError
 
 
@@ -104,5 +106,9 @@ class EmbeddedWarehouse(Warehouse):
         await self._run(statement + "\n" + body.decode("utf-8"))
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
-        payload = await self._run(sql, "JSON", params, database=self.database)
+        # ClickHouse reads bound values in its escaped text format, so a backslash or a
+        # quote must be escaped to mean itself. clickhouse-connect does this on the HTTP
+        # path; the same function here keeps both engines reading identical values.
+        escaped = {name: escape_str(value) for name, value in params.items()}
+        payload = await self._run(sql, "JSON", escaped, database=self.database)
         return QueryResult.from_json(payload)

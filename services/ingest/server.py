@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2
 from common.config import Settings
 from common.datasources import registry
 from common.grpc_server import GrpcServer, start_grpc_server
+from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from services.ingest.batcher import Batcher, FlushPolicy
 from services.ingest.metrics import serve_metrics
@@ -92,7 +93,8 @@ async def start_ingest(
         [SERVICE.full_name],
         settings.host,
         settings.ingest_port if port is None else port,
-        admin_token,
+        TokenStore(admin_token, settings.tokens_path),
+        service.scope_rules(),
     )
     running = RunningIngest(server, batcher, wal)
     readiness.append(running)

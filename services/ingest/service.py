@@ -17,6 +17,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
+from common.auth import ScopeRule
 from common.datasources import Datasource, by_message, registry
 from common.validation import InvalidValue, RowValidator
 from pipit.ingest.v1 import ingest_service_pb2
@@ -266,6 +267,30 @@ class IngestService:
             )
 
         return post_events
+
+    def scope_rules(self) -> dict[str, ScopeRule]:
+        """The scope each RPC needs: appending to the datasource it writes."""
+        rules: dict[str, ScopeRule] = {}
+        for method in SERVICE.methods:
+            path = f"/{SERVICE.full_name}/{method.name}"
+            if method.client_streaming:
+                oneof = method.input_type.oneofs[0]
+                names = {
+                    f.name: by_message(_events_field(f.message_type).message_type).name
+                    for f in oneof.fields
+                }
+
+                def stream_rule(request: Message, names=names, oneof=oneof.name) -> str | None:
+                    which = request.WhichOneof(oneof)
+                    return None if which is None else f"DATASOURCES:APPEND:{names[which]}"
+
+                rules[path] = stream_rule
+            elif _body_field(method.input_type) is not None:
+                rules[path] = lambda r: f"DATASOURCES:APPEND:{r.name}" if r.name else None
+            elif (events := _events_field(method.input_type)) is not None:
+                scope = f"DATASOURCES:APPEND:{by_message(events.message_type).name}"
+                rules[path] = lambda _r, scope=scope: scope
+        return rules
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}

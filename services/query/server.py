@@ -6,6 +6,7 @@ import structlog
 
 from common.config import Settings
 from common.grpc_server import GrpcServer, start_grpc_server
+from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from services.query.service import SERVICE, QueryService
 
@@ -22,7 +23,8 @@ async def start_query(
         [SERVICE.full_name],
         settings.host,
         settings.query_port if port is None else port,
-        admin_token,
+        TokenStore(admin_token, settings.tokens_path),
+        service.scope_rules(),
     )
     log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
     return server

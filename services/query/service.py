@@ -9,6 +9,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
+from common.auth import ScopeRule
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.query.v1 import query_service_pb2
 from services.query.binder import Endpoint, InvalidParameter, ResultMismatch
@@ -54,6 +55,13 @@ class QueryService:
                 await context.abort(grpc.StatusCode.INTERNAL, str(exc))
 
         return run
+
+    def scope_rules(self) -> dict[str, ScopeRule]:
+        """Each endpoint needs PIPES:READ:<endpoint>."""
+        return {
+            f"/{SERVICE.full_name}/{rpc}": (lambda _r, scope=f"PIPES:READ:{e.name}": scope)
+            for rpc, e in self.endpoints.items()
+        }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {

@@ -1,0 +1,128 @@
+"""Cluster DDL for a sharded, replicated ClickHouse, derived from the same datasource
+declaration as the single-node DDL (`common.datasources`).
+
+Each datasource becomes two tables on every node of the cluster:
+
+- `<name>_local`: the rows this shard holds, in the Replicated form of the declared
+  engine, keyed in Keeper by `{shard}` and `{replica}` macros that each node defines;
+- `<name>`: a Distributed table over the `_local` tables, sharded by a hash of
+  `user_id`, so per-user queries read one shard and rows of one user stay together.
+
+The Distributed table carries the datasource's own name, so the query SQL (which uses
+unqualified datasource names) and ingest (which inserts into `<name>`) run unchanged."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from common.datasources import DEDUPLICATION_SETTING, Datasource
+
+LOCAL_SUFFIX = "_local"
+SHARDING_COLUMN = "user_id"
+SHARDING_KEY = f"cityHash64({SHARDING_COLUMN})"
+# Quarantined rows have no trustworthy user_id (they failed validation); any shard will do.
+QUARANTINE_SHARDING_KEY = "rand()"
+# The Replicated engines deduplicate through Keeper, with their own window setting:
+# ingest retries a flush under the same token, and the retry must be dropped.
+REPLICATED_DEDUPLICATION_SETTING = "replicated_deduplication_window = 10000"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENGINE = re.compile(r"^\s*(?P<name>[A-Za-z]*MergeTree)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
+
+
+def replicated_engine(engine: str, zookeeper_path: str) -> str:
+    """The Replicated form of a MergeTree-family engine: `ReplacingMergeTree(ver)`
+    becomes `ReplicatedReplacingMergeTree('<path>', '{replica}', ver)`."""
+    match = _ENGINE.match(engine)
+    if match is None:
+        raise ValueError(f"only MergeTree-family engines can be replicated, got {engine!r}")
+    name, args = match["name"], (match["args"] or "").strip()
+    if name.startswith("Replicated"):
+        raise ValueError(f"declare the plain engine; the cluster DDL replicates it: {engine!r}")
+    replicated_args = [f"'{zookeeper_path}'", "'{replica}'", *([args] if args else [])]
+    return f"Replicated{name}({', '.join(replicated_args)})"
+
+
+_SINGLE_NODE = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS `(?P<database>[^`]+)`\.`(?P<table>[^`]+)` "
+    r"(?P<columns>\(\n.*?\n\))\nENGINE = (?P<engine>[^\n]+)\n(?P<tail>.*)$",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class SingleNodeTable:
+    """A single-node CREATE TABLE statement taken apart, so the cluster DDL reuses its
+    columns, keys and settings rather than declaring them a second time."""
+
+    table: str
+    columns: str
+    engine: str
+    tail: str
+
+    @classmethod
+    def parse(cls, sql: str) -> SingleNodeTable:
+        match = _SINGLE_NODE.match(sql)
+        if match is None:
+            raise ValueError(f"unexpected single-node DDL shape:\n{sql}")
+        return cls(match["table"], match["columns"], match["engine"].strip(), match["tail"])
+
+
+@dataclass(frozen=True)
+class ClusterSchema:
+    """The ON CLUSTER DDL of every datasource for one cluster and database."""
+
+    cluster: str
+    database: str
+
+    def __post_init__(self) -> None:
+        # Both reach DDL as identifiers, so only plain identifiers pass.
+        for label, value in (("cluster", self.cluster), ("database", self.database)):
+            if not _IDENTIFIER.fullmatch(value):
+                raise ValueError(f"{label} must be a plain identifier, got {value!r}")
+
+    def _on_cluster(self, table: str) -> str:
+        return f"`{self.database}`.`{table}` ON CLUSTER `{self.cluster}`"
+
+    def zookeeper_path(self, local_table: str) -> str:
+        # {shard} keeps each shard's replicas in one Keeper subtree and the shards apart;
+        # {replica} (in the engine's second argument) tells the replicas apart.
+        return f"/clickhouse/tables/{{shard}}/{self.database}/{local_table}"
+
+    def create_database_sql(self) -> str:
+        return f"CREATE DATABASE IF NOT EXISTS `{self.database}` ON CLUSTER `{self.cluster}`"
+
+    def _pair(self, single_node_sql: str, sharding_key: str) -> list[str]:
+        """`<table>_local` (replicated) and `<table>` (distributed over it). The local
+        table comes first: inserts through a Distributed table fail until it exists."""
+        single = SingleNodeTable.parse(single_node_sql)
+        if DEDUPLICATION_SETTING not in single.tail:
+            raise ValueError(f"{single.table}: expected {DEDUPLICATION_SETTING!r}")
+        local = single.table + LOCAL_SUFFIX
+        engine = replicated_engine(single.engine, self.zookeeper_path(local))
+        tail = single.tail.replace(DEDUPLICATION_SETTING, REPLICATED_DEDUPLICATION_SETTING)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self._on_cluster(local)} {single.columns}\n"
+            f"ENGINE = {engine}\n{tail}",
+            f"CREATE TABLE IF NOT EXISTS {self._on_cluster(single.table)} {single.columns}\n"
+            f"ENGINE = Distributed('{self.cluster}', '{self.database}', '{local}', "
+            f"{sharding_key})",
+        ]
+
+    def datasource_sql(self, ds: Datasource) -> list[str]:
+        # A datasource without user_id still gets a Distributed table, spread evenly.
+        key = SHARDING_KEY if SHARDING_COLUMN in ds.column_names else QUARANTINE_SHARDING_KEY
+        return self._pair(ds.create_table_sql(self.database), key)
+
+    def quarantine_sql(self, ds: Datasource) -> list[str]:
+        return self._pair(ds.create_quarantine_sql(self.database), QUARANTINE_SHARDING_KEY)
+
+    def statements(self, datasources: Iterable[Datasource]) -> list[str]:
+        """Every statement, in the order they must run; each is idempotent."""
+        out = [self.create_database_sql()]
+        for ds in datasources:
+            out += self.datasource_sql(ds)
+            out += self.quarantine_sql(ds)
+        return out
