@@ -3,6 +3,7 @@ that our gateway, Envoy and direct gRPC clients all get the same answer."""
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import grpc
 
 from common.interceptors import Behavior, abort_handler, wrap_handler
-from common.tokens import ADMIN, TokenStore, allows
+from common.tokens import ADMIN, Principal, TokenStore, allows
 
 # Health checks (probes) and reflection (tooling) must work without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -44,6 +45,11 @@ def load_or_create_admin_token(configured: str, data_dir: Path) -> tuple[str, bo
     path.write_text(token + "\n")
     return token, True
 
+
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "current_principal", default=None
+)
+"""The authenticated caller of the RPC being handled (set by AccessInterceptor)."""
 
 ScopeRule = Callable[[Any], str | None]
 """The scope a request needs, from the request itself (None: no scope to check yet, the
@@ -78,6 +84,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         rule = self._rules.get(method, lambda _request: ADMIN)
 
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+            current_principal.set(principal)
             required = rule(request)
             if required is not None and not allows(principal.scopes, required):
                 await context.abort(

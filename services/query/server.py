@@ -9,6 +9,8 @@ from common.grpc_server import GrpcServer, start_grpc_server
 from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from services.query.service import SERVICE, QueryService
+from services.query.sql_api import SERVICE as SQL_SERVICE
+from services.query.sql_api import SqlApi
 
 log = structlog.get_logger("query")
 
@@ -16,15 +18,17 @@ log = structlog.get_logger("query")
 async def start_query(
     settings: Settings, warehouse: Warehouse, admin_token: str, port: int | None = None
 ) -> GrpcServer:
-    """Serves QueryService on `settings.host` (port 0 picks a free one)."""
+    """Serves QueryService (the pipes) and SqlService (the Query API) on
+    `settings.host` (port 0 picks a free one)."""
     service = QueryService(warehouse, settings.max_string_length)
+    sql = SqlApi(warehouse)
     server = await start_grpc_server(
-        [service.generic_handler()],
-        [SERVICE.full_name],
+        [service.generic_handler(), sql.generic_handler()],
+        [SERVICE.full_name, SQL_SERVICE.full_name],
         settings.host,
         settings.query_port if port is None else port,
         TokenStore(admin_token, settings.tokens_path),
-        service.scope_rules(),
+        {**service.scope_rules(), **sql.scope_rules()},
     )
     log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
     return server
