@@ -1,0 +1,108 @@
+"""`pipit migrate`: creates the datasource tables on the configured warehouse.
+
+On one node (embedded chDB or a single ClickHouse server) these are the tables the
+services create for themselves at start-up. With `--cluster NAME` they are the ON CLUSTER
+tables of a sharded, replicated ClickHouse (`common.cluster_schema`): a Replicated
+`<name>_local` table per shard and a Distributed `<name>` in front of it. Services that
+run against a cluster are started with PIPIT_MANAGE_SCHEMA=false, so that this command
+(a Kubernetes Job) is the only one that creates tables there. Every statement is
+idempotent, so running it again is harmless."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from common import config
+from common.cluster_schema import ClusterSchema
+from common.config import Settings
+from common.datasources import Datasource, registry
+from common.telemetry import configure_logging
+from common.warehouse.base import Warehouse, WarehouseError
+from common.warehouse.factory import open_warehouse
+
+MIGRATE_SETTINGS = ["clickhouse_url", "database", "data_dir", "log_level"]
+
+
+def single_node_statements(database: str, datasources: Sequence[Datasource]) -> list[str]:
+    """The same statements `Warehouse.ensure_schema` runs, for printing."""
+    out = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
+    for ds in datasources:
+        out += [ds.create_table_sql(database), ds.create_quarantine_sql(database)]
+    return out
+
+
+def statements(settings: Settings, cluster: str | None) -> list[str]:
+    datasources = list(registry().values())
+    if cluster:
+        return ClusterSchema(cluster, settings.database).statements(datasources)
+    return single_node_statements(settings.database, datasources)
+
+
+async def apply(warehouse: Warehouse, sql: Sequence[str]) -> None:
+    """Runs the statements in order on an open warehouse."""
+    for statement in sql:
+        await warehouse.execute(statement)
+
+
+async def migrate(settings: Settings, cluster: str | None) -> int:
+    """Connects, creates the tables, and reports how many statements ran."""
+    warehouse = open_warehouse(settings)
+    await warehouse.open()
+    try:
+        sql = statements(settings, cluster)
+        if cluster:
+            await apply(warehouse, sql)
+        else:
+            await warehouse.ensure_schema(list(registry().values()))
+    finally:
+        await warehouse.close()
+    where = f"cluster {cluster}" if cluster else "the warehouse"
+    print(f"pipit migrate: {len(sql)} statements applied to {where}", flush=True)
+    return 0
+
+
+def add_migrate_command(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser(
+        "migrate",
+        help="create the datasource tables (single node, or ON CLUSTER with --cluster)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument(
+        "--cluster",
+        metavar="NAME",
+        default=None,
+        help="ClickHouse cluster (remote_servers) to create Replicated + Distributed tables on",
+    )
+    sub.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the DDL and exit without connecting",
+    )
+    config.add_arguments(sub, MIGRATE_SETTINGS)
+    sub.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(args)
+    try:
+        if args.cluster:
+            # Validates the cluster name before anything is printed or sent.
+            ClusterSchema(args.cluster, settings.database)
+    except ValueError as exc:
+        raise SystemExit(f"pipit migrate: {exc}") from exc
+    if args.print_only:
+        print(";\n\n".join(statements(settings, args.cluster)) + ";")
+        return 0
+    if args.cluster and settings.embedded:
+        raise SystemExit("pipit migrate: --cluster needs a ClickHouse server (--clickhouse-url)")
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(migrate(settings, args.cluster))
+    except WarehouseError as exc:
+        print(f"pipit migrate: {exc}", file=sys.stderr)
+        return 1
