@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from common.interceptors import Behavior, abort_handler, wrap_handler
+from common.rate_limit import Decision, RateLimiter
 from common.tokens import ADMIN, Principal, TokenStore, allows
 
 # Health checks (probes) and reflection (tooling) must work without a token.
@@ -62,9 +63,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
     but never the token). RPCs without a rule need ADMIN. Client streams are checked
     message by message."""
 
-    def __init__(self, store: TokenStore, rules: Mapping[str, ScopeRule]) -> None:
+    def __init__(
+        self, store: TokenStore, rules: Mapping[str, ScopeRule], rate_limit: int = 0
+    ) -> None:
         self._store = store
         self._rules = dict(rules)
+        self._rate_limit = rate_limit
+        self._limiter = RateLimiter()
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -82,6 +87,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if principal is None:
             return abort_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "invalid token")
         rule = self._rules.get(method, lambda _request: ADMIN)
+        limit = principal.rate_limit if principal.rate_limit is not None else self._rate_limit
+        decision = self._limiter.take(principal.name, limit) if limit > 0 else None
+        if decision is not None and not decision.allowed:
+            return _refuse_rate(handler, decision)
 
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
             current_principal.set(principal)
@@ -107,8 +116,52 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
             async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 await check(request, context)
-                return await behavior(request, context)
+                if decision is None:
+                    return await behavior(request, context)
+                headed = _HeadersContext(context, decision.headers())
+                response = await behavior(request, headed)
+                await headed.flush()
+                return response
 
             return checked
 
         return wrap_handler(handler, wrap)
+
+
+class _HeadersContext:
+    """The servicer context with extra response headers (the X-RateLimit-* figures)
+    merged into whatever initial metadata the handler sends, or sent on their own."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, extra: tuple[tuple[str, str], ...]):
+        self._context = context
+        self._extra = extra
+        self._sent = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        self._sent = True
+        await self._context.send_initial_metadata(tuple(metadata) + self._extra)
+
+    async def flush(self) -> None:
+        if not self._sent:
+            await self.send_initial_metadata(())
+
+
+def _refuse_rate(handler: grpc.RpcMethodHandler | None, decision: Decision):
+    def wrap(_behavior: Behavior) -> Behavior:
+        async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+            # Retry-After and X-RateLimit-* reach HTTP clients as headers.
+            context.set_trailing_metadata(
+                (("retry-after", str(decision.reset)), *decision.headers())
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"rate limit of {decision.limit} requests per minute reached; "
+                f"retry in {decision.reset} s",
+            )
+
+        return refuse
+
+    return wrap_handler(handler, wrap)

@@ -74,6 +74,7 @@ class Settings:
     database: str = "pipit"
     admin_token: str = ""
     tokens_file: Path | None = None
+    rate_limit: int = 0
     flush_rows: int = 10_000
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
@@ -121,6 +122,10 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": ("admin bearer token; generated into the data dir when empty", str),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
+    "rate_limit": (
+        "requests per minute per token unless its own limit says otherwise; 0 = none",
+        int,
+    ),
     "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
     "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
     "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),

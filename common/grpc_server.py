@@ -48,10 +48,11 @@ async def start_grpc_server(
     port: int,
     tokens: TokenStore,
     scope_rules: Mapping[str, ScopeRule],
+    rate_limit: int = 0,
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port)."""
     server = grpc.aio.server(
-        interceptors=[RequestLogInterceptor(), AccessInterceptor(tokens, scope_rules)],
+        interceptors=[RequestLogInterceptor(), AccessInterceptor(tokens, scope_rules, rate_limit)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -65,6 +65,7 @@ class Principal:
 
     name: str
     scopes: tuple[str, ...]
+    rate_limit: int | None = None  # requests per minute; None = the service default
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,19 @@ class TokenEntry:
     sha256: str
     scopes: tuple[str, ...]
     created_at: str
+    rate_limit: int | None = None
+
+
+def _entry_json(entry: TokenEntry) -> dict:
+    doc = {
+        "name": entry.name,
+        "sha256": entry.sha256,
+        "scopes": list(entry.scopes),
+        "created_at": entry.created_at,
+    }
+    if entry.rate_limit is not None:
+        doc["rate_limit"] = entry.rate_limit
+    return doc
 
 
 class TokenFile:
@@ -86,30 +100,26 @@ class TokenFile:
             return []
         doc = orjson.loads(self.path.read_bytes() or b"{}")
         return [
-            TokenEntry(e["name"], e["sha256"], tuple(e["scopes"]), e.get("created_at", ""))
+            TokenEntry(
+                e["name"],
+                e["sha256"],
+                tuple(e["scopes"]),
+                e.get("created_at", ""),
+                e.get("rate_limit"),
+            )
             for e in doc.get("tokens", [])
         ]
 
     def _save(self, entries: list[TokenEntry]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "tokens": [
-                {
-                    "name": e.name,
-                    "sha256": e.sha256,
-                    "scopes": list(e.scopes),
-                    "created_at": e.created_at,
-                }
-                for e in entries
-            ]
-        }
+        doc = {"tokens": [_entry_json(e) for e in entries]}
         # Write-then-rename, so a reader never sees half a file.
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
-    def create(self, name: str, scopes: list[str]) -> str:
+    def create(self, name: str, scopes: list[str], rate_limit: int | None = None) -> str:
         """Adds a token and returns it; only its digest is stored."""
         if not _NAME.match(name):
             raise TokenError(f"invalid token name {name!r}: letters, digits, '_', '.', '-'")
@@ -122,7 +132,11 @@ class TokenFile:
             raise TokenError(f"a token named {name!r} exists; revoke it first")
         token = "p." + secrets.token_urlsafe(32)
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        entries.append(TokenEntry(name, digest(token), tuple(scopes), created))
+        if rate_limit is not None and rate_limit < 0:
+            raise TokenError(
+                "--rate-limit must be 0 (unlimited) or a number of requests per minute"
+            )
+        entries.append(TokenEntry(name, digest(token), tuple(scopes), created, rate_limit))
         self._save(entries)
         return token
 
@@ -157,7 +171,7 @@ class TokenStore:
         if mtime == self._mtime:
             return
         entries = self._file.entries() if mtime is not None else []
-        self._by_digest = {e.sha256: Principal(e.name, e.scopes) for e in entries}
+        self._by_digest = {e.sha256: Principal(e.name, e.scopes, e.rate_limit) for e in entries}
         self._mtime = mtime
 
     def authenticate(self, token: str) -> Principal | None:

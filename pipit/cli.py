@@ -32,6 +32,8 @@ _SERVICE_SETTINGS = [
     "shutdown_grace",
     "log_level",
     "manage_schema",
+    "tokens_file",
+    "rate_limit",
 ]
 _INGEST_SETTINGS = [
     "ingest_port",

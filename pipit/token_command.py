@@ -22,6 +22,12 @@ def add_token_command(commands: argparse._SubParsersAction) -> None:
         help="ADMIN, DATASOURCES:APPEND:<name>, DATASOURCES:READ:<name> or PIPES:READ:<name> "
         "(<name> may use *; repeatable)",
     )
+    create.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="requests per minute for this token (0 = unlimited; default: the services' limit)",
+    )
     actions.add_parser("list", help="list tokens (names and scopes; tokens are not stored)")
     revoke = actions.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
@@ -35,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
     tokens = TokenFile(settings.tokens_path)
     try:
         if args.action == "create":
-            print(tokens.create(args.name, args.scope))
+            print(tokens.create(args.name, args.scope, args.rate_limit))
         elif args.action == "list":
             for entry in tokens.entries():
-                print(f"{entry.name}\t{' '.join(entry.scopes)}\t{entry.created_at}")
+                limit = "default" if entry.rate_limit is None else f"{entry.rate_limit}/min"
+                print(f"{entry.name}\t{' '.join(entry.scopes)}\t{limit}\t{entry.created_at}")
         else:
             tokens.revoke(args.name)
             print(f"revoked {args.name}")

@@ -20,6 +20,11 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 
 
+# The JSON formats rows are inserted in: JSONEachRow (an object per line) and
+# JSONCompactColumns (an array per column; blocks of it may follow one another).
+INSERT_FORMATS = frozenset({"JSONEachRow", "JSONCompactColumns"})
+
+
 class WarehouseError(RuntimeError):
     """The warehouse refused or failed a statement."""
 
@@ -64,10 +69,17 @@ class Warehouse(abc.ABC):
 
     @abc.abstractmethod
     async def insert_json_rows(
-        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+        self,
+        table: str,
+        columns: Sequence[str],
+        body: bytes,
+        *,
+        dedup_token: str = "",
+        fmt: str = "JSONEachRow",
     ) -> None:
-        """Inserts JSONEachRow lines into `database.table`. With a deduplication token,
-        a second insert under the same token is dropped by the warehouse."""
+        """Inserts rows in a JSON format of INSERT_FORMATS (JSONEachRow lines unless
+        said otherwise) into `database.table`. With a deduplication token, a second
+        insert under the same token is dropped by the warehouse."""
 
     @abc.abstractmethod
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
@@ -88,12 +100,26 @@ class Warehouse(abc.ABC):
             await self.execute(ds.create_table_sql(self.database))
             await self.execute(ds.create_quarantine_sql(self.database))
 
-    def insert_statement(self, table: str, columns: Sequence[str], dedup_token: str = "") -> str:
+    def insert_statement(
+        self,
+        table: str,
+        columns: Sequence[str],
+        dedup_token: str = "",
+        fmt: str = "JSONEachRow",
+    ) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
         settings = ""
         if dedup_token:
             settings = f" SETTINGS insert_deduplication_token = {_string_literal(dedup_token)}"
-        return f"INSERT INTO `{self.database}`.`{table}` ({cols}){settings} FORMAT JSONEachRow"
+        target = f"`{self.database}`.`{table}`"
+        return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
+
+
+def insert_format(fmt: str) -> str:
+    """`fmt` if it is one of INSERT_FORMATS (it is spliced into the statement)."""
+    if fmt not in INSERT_FORMATS:
+        raise WarehouseError(f"unsupported insert format {fmt!r}")
+    return fmt
 
 
 def _string_literal(value: str) -> str:

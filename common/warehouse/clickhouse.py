@@ -8,7 +8,13 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from common.warehouse.base import QUERY_SETTINGS, QueryResult, Warehouse, WarehouseError
+from common.warehouse.base import (
+    QUERY_SETTINGS,
+    QueryResult,
+    Warehouse,
+    WarehouseError,
+    insert_format,
+)
 
 
 def _client_args(url: str) -> dict:
@@ -65,7 +71,13 @@ class ClickHouseWarehouse(Warehouse):
             raise WarehouseError(str(exc)) from exc
 
     async def insert_json_rows(
-        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+        self,
+        table: str,
+        columns: Sequence[str],
+        body: bytes,
+        *,
+        dedup_token: str = "",
+        fmt: str = "JSONEachRow",
     ) -> None:
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
@@ -74,7 +86,7 @@ class ClickHouseWarehouse(Warehouse):
                 list(columns),
                 insert_block=body,
                 settings=settings,
-                fmt="JSONEachRow",
+                fmt=insert_format(fmt),
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc

@@ -100,9 +100,15 @@ class EmbeddedWarehouse(Warehouse):
         await self._run(sql)
 
     async def insert_json_rows(
-        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+        self,
+        table: str,
+        columns: Sequence[str],
+        body: bytes,
+        *,
+        dedup_token: str = "",
+        fmt: str = "JSONEachRow",
     ) -> None:
-        statement = self.insert_statement(table, columns, dedup_token)
+        statement = self.insert_statement(table, columns, dedup_token, fmt)
         await self._run(statement + "\n" + body.decode("utf-8"))
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:

@@ -20,6 +20,7 @@ import structlog
 
 from common.warehouse.base import Warehouse
 from services.ingest import metrics
+from services.ingest.blocks import Block, join
 from services.ingest.faults import crash_point
 from services.ingest.wal import DataRecord, FlushRecord, WriteAheadLog
 
@@ -43,9 +44,16 @@ class _Chunk:
     """One logged batch and the future its caller may wait on."""
 
     sequence: int
-    lines: list[bytes]
-    size: int
+    block: Block
     done: asyncio.Future[None]
+
+    @property
+    def rows(self) -> int:
+        return self.block.rows
+
+    @property
+    def size(self) -> int:
+        return self.block.size
 
 
 @dataclass
@@ -112,7 +120,7 @@ class Batcher:
         for record in data:
             chunks[record.sequence] = (
                 record,
-                _Chunk(record.sequence, record.lines, record.size, loop.create_future()),
+                _Chunk(record.sequence, record.block, loop.create_future()),
             )
         for intent in flushes:
             members = [chunks.pop(s) for s in intent.members if s in chunks]
@@ -127,16 +135,22 @@ class Batcher:
     @property
     def buffered_rows(self) -> int:
         return sum(
-            b.rows + sum(len(c.lines) for g in b.replayed for c in g.chunks)
+            b.rows + sum(c.rows for g in b.replayed for c in g.chunks)
             for b in self._buffers.values()
         )
 
-    def ensure_room(self, *batches: Sequence[bytes]) -> None:
-        """Raises WalFull unless the log can take all these rows."""
-        self._wal.reserve(sum(len(line) + 1 for batch in batches for line in batch))
+    def ensure_room(self, *blocks: Block) -> None:
+        """Raises WalFull unless the log can take all these blocks."""
+        self._wal.reserve(sum(block.size for block in blocks if block.rows))
 
     async def append(
         self, table: str, columns: Sequence[str], lines: list[bytes], *, checked: bool = False
+    ) -> asyncio.Future[None]:
+        """Logs JSONEachRow lines for `table` (see `append_block`)."""
+        return await self.append_block(table, columns, Block.from_lines(lines), checked=checked)
+
+    async def append_block(
+        self, table: str, columns: Sequence[str], block: Block, *, checked: bool = False
     ) -> asyncio.Future[None]:
         """Logs rows for `table` durably and queues them. Returns, once they are on disk,
         a future that resolves when they are in the warehouse. Raises WalFull past the
@@ -144,12 +158,12 @@ class Batcher:
         if self._closing:
             raise RuntimeError("the batcher is shutting down")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not lines:
+        if not block.rows:
             done.set_result(None)
             return done
-        sequence = await self._wal.append(table, columns, lines, checked=checked)
+        sequence = await self._wal.append_block(table, columns, block, checked=checked)
         crash_point("after_wal_append")
-        chunk = _Chunk(sequence, lines, sum(len(line) + 1 for line in lines), done)
+        chunk = _Chunk(sequence, block, done)
         buffer = self._buffer(table, columns)
         self._add(buffer, chunk)
         if buffer.rows >= self._policy.max_rows or buffer.size >= self._policy.max_bytes:
@@ -161,7 +175,7 @@ class Batcher:
         if not buffer.chunks:
             buffer.oldest = time.monotonic()
         buffer.chunks.append(chunk)
-        buffer.rows += len(chunk.lines)
+        buffer.rows += chunk.rows
         buffer.size += chunk.size
 
     def _spawn_flush(self, buffer: _Buffer) -> None:
@@ -212,14 +226,16 @@ class Batcher:
 
     async def _insert(self, buffer: _Buffer, group: _Group) -> None:
         """Inserts the group, retrying until the warehouse takes it."""
-        body = b"\n".join(line for chunk in group.chunks for line in chunk.lines)
-        rows = sum(len(chunk.lines) for chunk in group.chunks)
+        blocks = [chunk.block for chunk in group.chunks]
+        body = join(blocks)
+        fmt = blocks[0].fmt
+        rows = sum(block.rows for block in blocks)
         delay = RETRY_INITIAL_SECONDS
         while True:
             started = time.perf_counter()
             try:
                 await self._warehouse.insert_json_rows(
-                    buffer.table, buffer.columns, body, dedup_token=group.token
+                    buffer.table, buffer.columns, body, dedup_token=group.token, fmt=fmt
                 )
             except Exception as exc:  # noqa: BLE001 - any failure is retried
                 metrics.FLUSH_RETRIES.labels(buffer.table).inc()
@@ -257,15 +273,21 @@ class Batcher:
         metrics.WAL_DISK_BYTES.set(self._wal.disk_bytes)
 
     def _take(self, buffer: _Buffer) -> list[_Chunk]:
-        """Takes chunks from the head of the buffer, up to about one batch."""
+        """Takes chunks from the head of the buffer, up to about one batch, all of one
+        format (one insert has one format)."""
         taken: list[_Chunk] = []
         rows = size = 0
         while buffer.chunks and (
-            not taken or (rows < self._policy.max_rows and size < self._policy.max_bytes)
+            not taken
+            or (
+                rows < self._policy.max_rows
+                and size < self._policy.max_bytes
+                and buffer.chunks[0].block.fmt == taken[0].block.fmt
+            )
         ):
             chunk = buffer.chunks.pop(0)
             taken.append(chunk)
-            rows += len(chunk.lines)
+            rows += chunk.rows
             size += chunk.size
         buffer.rows -= rows
         buffer.size -= size
@@ -275,7 +297,7 @@ class Batcher:
     @staticmethod
     def _put_back(buffer: _Buffer, chunks: list[_Chunk]) -> None:
         buffer.chunks[:0] = chunks
-        buffer.rows += sum(len(c.lines) for c in chunks)
+        buffer.rows += sum(c.rows for c in chunks)
         buffer.size += sum(c.size for c in chunks)
 
     async def flush_all(self) -> None:

@@ -95,6 +95,7 @@ async def start_ingest(
         settings.ingest_port if port is None else port,
         TokenStore(admin_token, settings.tokens_path),
         service.scope_rules(),
+        settings.rate_limit,
     )
     running = RunningIngest(server, batcher, wal)
     readiness.append(running)

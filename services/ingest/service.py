@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
-import orjson
 import structlog
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
@@ -19,10 +17,11 @@ from google.protobuf.message import Message
 
 from common.auth import ScopeRule
 from common.datasources import Datasource, by_message, registry
-from common.validation import InvalidValue, RowValidator
+from common.validation import RowValidator
 from pipit.ingest.v1 import ingest_service_pb2
 from services.ingest import events_api, metrics
 from services.ingest.batcher import Batcher
+from services.ingest.blocks import Block
 from services.ingest.wal import WalFull
 
 log = structlog.get_logger("ingest")
@@ -62,66 +61,60 @@ class Ingestor:
         return validator.datasource
 
     async def _submit(
-        self,
-        ds: Datasource,
-        rows: list[dict[str, Any]],
-        bad: list[tuple[str, str]],
-        counts: _Counts,
+        self, ds: Datasource, block: Block, bad: list[tuple[str, str]], counts: _Counts
     ) -> None:
         """Logs the valid rows and the quarantined ones together: either both are
         accepted or neither is (the log's bound is checked once for the pair), so a
         refused request can be retried whole without duplicating anything."""
-        lines = [orjson.dumps(row) for row in rows]
         arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        quarantined = [
-            orjson.dumps({"raw": raw, "error": error, "arrived_at": arrived}) for raw, error in bad
-        ]
+        quarantined = Block.from_columns(
+            [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
+            len(bad),
+        )
         try:
-            self._batcher.ensure_room(lines, quarantined)
+            self._batcher.ensure_room(block, quarantined)
         except WalFull:
             metrics.REJECTED.inc()
             raise
         counts.pending.append(
-            await self._batcher.append(ds.name, ds.column_names, lines, checked=True)
+            await self._batcher.append_block(ds.name, ds.column_names, block, checked=True)
         )
         counts.pending.append(
-            await self._batcher.append(
+            await self._batcher.append_block(
                 ds.quarantine_table, _QUARANTINE_COLUMNS, quarantined, checked=True
             )
         )
-        counts.successful += len(lines)
-        counts.quarantined += len(quarantined)
-        metrics.EVENTS.labels(ds.name, "accepted").inc(len(lines))
-        metrics.EVENTS.labels(ds.name, "quarantined").inc(len(quarantined))
+        counts.successful += block.rows
+        counts.quarantined += quarantined.rows
+        metrics.EVENTS.labels(ds.name, "accepted").inc(block.rows)
+        metrics.EVENTS.labels(ds.name, "quarantined").inc(quarantined.rows)
 
     async def submit_json(
         self, ds: Datasource, lines: list[events_api.Line], counts: _Counts
     ) -> None:
         validator = self._validators[ds.name]
-        rows: list[dict[str, Any]] = []
         bad: list[tuple[str, str]] = []
+        decoded: list[events_api.Line] = []
         for line in lines:
             if line.error:
                 bad.append((line.raw.decode("utf-8", "replace"), line.error))
-                continue
-            try:
-                rows.append(validator.from_json(line.value))
-            except InvalidValue as exc:
-                bad.append((line.raw.decode("utf-8", "replace"), str(exc)))
-        await self._submit(ds, rows, bad, counts)
+            else:
+                decoded.append(line)
+        # Validated a column at a time: per-batch work, not per-event.
+        columns, invalid = validator.columns_from_json([line.value for line in decoded])
+        for index, error in invalid:
+            bad.append((decoded[index].raw.decode("utf-8", "replace"), error))
+        block = Block.from_columns(columns, len(decoded) - len(invalid))
+        await self._submit(ds, block, bad, counts)
 
     async def submit_messages(
         self, ds: Datasource, events: Sequence[Message], counts: _Counts
     ) -> None:
         validator = self._validators[ds.name]
-        rows: list[dict[str, Any]] = []
-        bad: list[tuple[str, str]] = []
-        for event in events:
-            try:
-                rows.append(validator.from_message(event))
-            except InvalidValue as exc:
-                bad.append((validator.message_text(event), str(exc)))
-        await self._submit(ds, rows, bad, counts)
+        columns, invalid = validator.columns_from_messages(events)
+        bad = [(validator.message_text(events[index]), error) for index, error in invalid]
+        block = Block.from_columns(columns, len(events) - len(invalid))
+        await self._submit(ds, block, bad, counts)
 
 
 async def _finish(counts: _Counts, wait: bool, context: grpc.aio.ServicerContext) -> None:

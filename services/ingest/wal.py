@@ -4,7 +4,8 @@ acknowledged, and stays there until its rows are committed to the warehouse.
 Records go into segment files (`<first sequence number>.wal`) as
 `[length u32][crc32 u32][sequence u64][kind u8][payload]`. Three kinds:
 
-- DATA: one accepted batch for one table (a JSON header line, then JSONEachRow lines);
+- DATA: one accepted batch for one table (a JSON header line naming the table, its
+  columns, the body's format and its row count, then the body: see blocks.py);
 - FLUSH: the intent to insert a set of DATA records as one batch under a deduplication
   token, written before the insert. After a crash the same records are inserted again
   under the same token, so the warehouse drops the copy it already has (exactly once).
@@ -29,6 +30,8 @@ from pathlib import Path
 import orjson
 import structlog
 
+from services.ingest.blocks import FORMATS, JSON_EACH_ROW, Block
+
 log = structlog.get_logger("wal")
 
 _HEADER = struct.Struct("<IIQB")
@@ -50,8 +53,16 @@ class DataRecord:
     sequence: int
     table: str
     columns: tuple[str, ...]
-    lines: list[bytes]
-    size: int
+    block: Block
+
+    @property
+    def size(self) -> int:
+        return self.block.size
+
+    @property
+    def lines(self) -> list[bytes]:
+        """The rows of a JSONEachRow batch."""
+        return self.block.lines()
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,22 @@ def _encode(sequence: int, kind: int, payload: bytes) -> bytes:
     return _HEADER.pack(len(payload), crc, sequence, kind) + payload
 
 
-def _data_payload(table: str, columns: Sequence[str], lines: Sequence[bytes]) -> bytes:
-    header = orjson.dumps({"table": table, "columns": list(columns)})
-    return header + b"\n" + b"\n".join(lines)
+def _data_payload(table: str, columns: Sequence[str], block: Block) -> bytes:
+    header = orjson.dumps(
+        {"table": table, "columns": list(columns), "format": block.fmt, "rows": block.rows}
+    )
+    return header + b"\n" + block.body
+
+
+def _data_block(meta: dict, body: bytes) -> Block:
+    # A record without a format predates blocks: JSONEachRow lines.
+    fmt = meta.get("format", JSON_EACH_ROW)
+    if fmt not in FORMATS:
+        raise RuntimeError(f"write-ahead log record has an unknown format {fmt!r}")
+    rows = meta.get("rows")
+    if rows is None:
+        rows = len(body.split(b"\n")) if body else 0
+    return Block(body, rows, fmt)
 
 
 def _read_segment(path: Path) -> tuple[list[tuple[int, int, bytes]], int]:
@@ -155,13 +179,11 @@ class WriteAheadLog:
                 if kind == DATA:
                     head, _, body = payload.partition(b"\n")
                     meta = orjson.loads(head)
-                    batch = body.split(b"\n") if body else []
+                    block = _data_block(meta, body)
                     found.append(
                         (
                             segment,
-                            DataRecord(
-                                sequence, meta["table"], tuple(meta["columns"]), batch, len(body)
-                            ),
+                            DataRecord(sequence, meta["table"], tuple(meta["columns"]), block),
                         )
                     )
                 elif kind == FLUSH:
@@ -218,12 +240,18 @@ class WriteAheadLog:
     async def append(
         self, table: str, columns: Sequence[str], lines: Sequence[bytes], *, checked: bool = False
     ) -> int:
+        """Logs JSONEachRow lines durably (see `append_block`)."""
+        return await self.append_block(table, columns, Block.from_lines(lines), checked=checked)
+
+    async def append_block(
+        self, table: str, columns: Sequence[str], block: Block, *, checked: bool = False
+    ) -> int:
         """Logs a batch durably; returns its sequence number once it is fsync'd. Unless
         the caller `checked` the bound already, raises WalFull past it."""
-        size = sum(len(line) + 1 for line in lines)
         if not checked:
-            self.reserve(size)
-        sequence, done = self._enqueue(DATA, _data_payload(table, columns, lines), size)
+            self.reserve(block.size)
+        payload = _data_payload(table, columns, block)
+        sequence, done = self._enqueue(DATA, payload, block.size)
         await done
         return sequence
 

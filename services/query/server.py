@@ -29,6 +29,7 @@ async def start_query(
         settings.query_port if port is None else port,
         TokenStore(admin_token, settings.tokens_path),
         {**service.scope_rules(), **sql.scope_rules()},
+        settings.rate_limit,
     )
     log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
     return server
