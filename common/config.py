@@ -75,6 +75,9 @@ class Settings:
     admin_token: str = ""
     tokens_file: Path | None = None
     rate_limit: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
     flush_rows: int = 10_000
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
@@ -90,6 +93,14 @@ class Settings:
     gateway: str = "pipit"
     log_level: str = "info"
     manage_schema: bool = True
+
+    def server_tls(self) -> tuple[bytes, bytes] | None:
+        """(certificate, key) PEM bytes when TLS is configured for listeners."""
+        if self.tls_cert is None and self.tls_key is None:
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            raise SystemExit("TLS needs both --tls-cert and --tls-key")
+        return self.tls_cert.read_bytes(), self.tls_key.read_bytes()
 
     @property
     def tokens_path(self) -> Path:
@@ -122,6 +133,9 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": ("admin bearer token; generated into the data dir when empty", str),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
+    "tls_cert": ("PEM certificate: serve gRPC and the gateway over TLS (with --tls-key)", Path),
+    "tls_key": ("PEM private key of --tls-cert", Path),
+    "tls_ca": ("PEM CA bundle the gateway trusts for TLS to the services (enables it)", Path),
     "rate_limit": (
         "requests per minute per token unless its own limit says otherwise; 0 = none",
         int,

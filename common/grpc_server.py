@@ -49,6 +49,7 @@ async def start_grpc_server(
     tokens: TokenStore,
     scope_rules: Mapping[str, ScopeRule],
     rate_limit: int = 0,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port)."""
     server = grpc.aio.server(
@@ -70,7 +71,12 @@ async def start_grpc_server(
         ),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is not None:
+        cert, key = tls
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()

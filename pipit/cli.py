@@ -34,6 +34,8 @@ _SERVICE_SETTINGS = [
     "manage_schema",
     "tokens_file",
     "rate_limit",
+    "tls_cert",
+    "tls_key",
 ]
 _INGEST_SETTINGS = [
     "ingest_port",

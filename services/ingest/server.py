@@ -96,6 +96,7 @@ async def start_ingest(
         TokenStore(admin_token, settings.tokens_path),
         service.scope_rules(),
         settings.rate_limit,
+        settings.server_tls(),
     )
     running = RunningIngest(server, batcher, wal)
     readiness.append(running)

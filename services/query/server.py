@@ -30,6 +30,7 @@ async def start_query(
         TokenStore(admin_token, settings.tokens_path),
         {**service.scope_rules(), **sql.scope_rules()},
         settings.rate_limit,
+        settings.server_tls(),
     )
     log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
     return server
