@@ -2,7 +2,8 @@
 `google.api.http` rules alone, answering what Envoy's grpc_json_transcoder answers when configured
 with `preserve_proto_field_names`, `always_print_primitive_fields`,
 `ignore_unknown_query_parameters`, `convert_grpc_status`, `query_param_unescape_plus` and
-`request_validation_options.reject_unknown_method`.
+`request_validation_options.reject_unknown_method`. gateway/envoy.py renders exactly that Envoy
+configuration, and tests/test_envoy_conformance.py compares the two answer for answer.
 
 Choices where Envoy gives no single answer:
 - No route: 404 `{"code": 5, ...}` with Envoy's message. A known path with the wrong method is a
@@ -11,11 +12,12 @@ Choices where Envoy gives no single answer:
   and the gRPC server answers with a non-JSON error), and the conformance suite compares statuses.
 - `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
   Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
-- Initial metadata `x-http-status` (2xx) sets the status of a successful answer; Envoy needs a Lua
-  filter for this. Other metadata is forwarded as response headers (so `retry-after` on a 429
+- Initial metadata `x-http-status` (200-203) sets the status of a successful answer; Envoy needs a
+  Lua filter for this. Other metadata is forwarded as response headers (so `retry-after` on a 429
   reaches the client), minus gRPC-internal and hop-by-hop keys.
 - Gateway-made errors are JSON `google.rpc.Status` bodies; Envoy's own local replies are plain
-  text unless its `local_reply_config` formats them.
+  text unless its `local_reply_config` formats them (gateway/envoy.py's does, with the gRPC code
+  this gateway would give for the HTTP status).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aiohttp import web
 from common.telemetry import REQUEST_ID_HEADER, new_request_id
 from gateway.body import read_body
 from gateway.cors import CorsPolicy
+from gateway.dashboard import add_dashboard
 from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
 from gateway.routes import RouteTable, load_routes
 from gateway.transcoder import build_request, parse_query, render_response
@@ -45,11 +48,15 @@ log = structlog.get_logger("gateway")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 TOKEN_PARAMETER = "token"
 STATUS_METADATA_KEY = "x-http-status"
+UNPRINTABLE_TOKEN = "the token must be printable ASCII"
+NO_ROUTE = "Could not resolve {} to a method."  # Envoy's wording
 # Health probes must answer fast even when the request timeout is long.
 HEALTH_CHECK_TIMEOUT = 5.0
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
-_SUCCESS_STATUSES = frozenset(str(status) for status in range(200, 300))
+# The 2xx statuses a success may take from `x-http-status`: those that carry a body as it is
+# (204 and 205 forbid one, 206 needs Content-Range).
+SUCCESS_STATUSES = ("200", "201", "202", "203")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NOT_FORWARDED = frozenset(
     {
@@ -99,8 +106,7 @@ class Gateway:
         raw_path, _, raw_query = request.raw_path.partition("?")
         match = self.table.match(request.method, raw_path)
         if match is None:
-            message = f"Could not resolve {raw_path} to a method."  # Envoy's wording
-            raise GatewayError(grpc.StatusCode.NOT_FOUND, message)
+            raise GatewayError(grpc.StatusCode.NOT_FOUND, NO_ROUTE.format(raw_path))
         route = match.route
         request[_GRPC_METHOD] = route.grpc_method
 
@@ -112,7 +118,8 @@ class Gateway:
             else:
                 params.append((name, value))
         metadata = _metadata(request, token)
-        body = await read_body(request, self.max_body_bytes) if route.body else b""
+        # Read whatever the rule says: Envoy parses a body on a rule without one too.
+        body = await read_body(request, self.max_body_bytes)
         content_type = request.headers.get("Content-Type", "")
         pool = self.table.pool
         # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
@@ -166,15 +173,16 @@ def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
     if authorization:
         # gRPC metadata values must be printable ASCII; refuse here rather than fail the call.
         if not (authorization.isascii() and authorization.isprintable()):
-            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "the token must be printable ASCII")
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, UNPRINTABLE_TOKEN)
         metadata.append(("authorization", authorization))
     return tuple(metadata)
 
 
 def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
-    # Only a 2xx may replace 200: an error must travel as a gRPC status to be seen as one.
+    # Only a 2xx with a body may replace 200: an error must travel as a gRPC status to be seen
+    # as one.
     for key, value in metadata or ():
-        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in _SUCCESS_STATUSES:
+        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in SUCCESS_STATUSES:
             return int(value)
     return 200
 
@@ -269,9 +277,12 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     allowed_origins: Sequence[str] = ("*",),
     timeout: float = 30.0,
+    dashboard: bool = True,
 ) -> web.Application:
     """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
-    those services is routed; a name missing from the descriptor set raises ValueError."""
+    those services is routed; a name missing from the descriptor set raises ValueError.
+    `dashboard` also serves the browser dashboard at `/` (gateway/dashboard.py); without it the
+    gateway answers only the API, as Envoy does."""
     if not upstreams:
         raise ValueError("the gateway needs at least one upstream service")
     table = load_routes(descriptor_set or default_descriptor_set(), upstreams)
@@ -282,8 +293,9 @@ def create_app(
         max_body_bytes,
         timeout,
     )
-    # body.py relies on aiohttp decoding gzip bodies itself; pin it whatever the runner says.
-    app = web.Application(middlewares=[_observe], handler_args={"auto_decompress": True})
+    # body.py decodes gzip itself (see there); aiohttp's decoding would answer unknown encodings
+    # with a plain-text 400 before the middleware runs.
+    app = web.Application(middlewares=[_observe], handler_args={"auto_decompress": False})
     app[_GATEWAY] = gateway
 
     async def open_channels(_app: web.Application) -> None:
@@ -295,6 +307,8 @@ def create_app(
     app.on_startup.append(open_channels)
     app.on_cleanup.append(close_channels)
     app.router.add_get("/healthz", gateway.healthz, allow_head=False)
+    if dashboard:
+        add_dashboard(app)  # before the catch-all below, which would shadow it
     app.router.add_route("*", "/{tail:.*}", gateway.transcode)
     return app
 

