@@ -62,6 +62,14 @@ class SingleNodeTable:
     engine: str
     tail: str
 
+    @property
+    def columns_without_indexes(self) -> str:
+        """The column list minus data-skipping indexes, which only the tables that hold
+        parts have (a Distributed table refuses them)."""
+        return "\n".join(
+            line for line in self.columns.split("\n") if not line.lstrip().startswith("INDEX ")
+        ).replace(",\n)", "\n)")
+
     @classmethod
     def parse(cls, sql: str) -> SingleNodeTable:
         match = _SINGLE_NODE.match(sql)
@@ -106,7 +114,8 @@ class ClusterSchema:
         return [
             f"CREATE TABLE IF NOT EXISTS {self._on_cluster(local)} {single.columns}\n"
             f"ENGINE = {engine}\n{tail}",
-            f"CREATE TABLE IF NOT EXISTS {self._on_cluster(single.table)} {single.columns}\n"
+            f"CREATE TABLE IF NOT EXISTS {self._on_cluster(single.table)} "
+            f"{single.columns_without_indexes}\n"
             f"ENGINE = Distributed('{self.cluster}', '{self.database}', '{local}', "
             f"{sharding_key})",
         ]

@@ -45,6 +45,8 @@ class Datasource:
     sorting_key: str
     columns: tuple[Column, ...]
     descriptor: Descriptor
+    skip_indexes: tuple[str, ...] = ()
+    """`<name> <expression> TYPE <type> GRANULARITY <n>` of each data-skipping index."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -61,7 +63,10 @@ class Datasource:
     def create_table_sql(self, database: str) -> str:
         """Single-node DDL. Identifiers come from the protos and the validated database
         setting, never from requests."""
-        columns = ",\n    ".join(f"`{c.name}` {c.type}" for c in self.columns)
+        columns = ",\n    ".join(
+            [f"`{c.name}` {c.type}" for c in self.columns]
+            + [f"INDEX {index}" for index in self.skip_indexes]
+        )
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {columns}\n)\n"
             f"ENGINE = {self.engine}\n"
@@ -69,6 +74,14 @@ class Datasource:
             f"ORDER BY ({self.sorting_key})\n"
             f"SETTINGS {DEDUPLICATION_SETTING}"
         )
+
+    def add_indexes_sql(self, database: str) -> list[str]:
+        """Adds the skipping indexes to a table created before they were declared (new
+        parts get them; older parts are read as before)."""
+        return [
+            f"ALTER TABLE `{database}`.`{self.name}` ADD INDEX IF NOT EXISTS {index}"
+            for index in self.skip_indexes
+        ]
 
     def create_quarantine_sql(self, database: str) -> str:
         """Rows that failed validation, kept as received with the reason."""
@@ -90,6 +103,10 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
     if not opts.HasExtension(options_pb2.table):
         return None
     table = opts.Extensions[options_pb2.table]
+    skip_indexes = tuple(
+        f"`{index.name}` {index.expression} TYPE {index.type} GRANULARITY {index.granularity or 1}"
+        for index in table.skip_indexes
+    )
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]
@@ -104,6 +121,7 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
         sorting_key=table.sorting_key,
         columns=tuple(columns),
         descriptor=descriptor,
+        skip_indexes=skip_indexes,
     )
 
 

@@ -85,3 +85,21 @@ def test_a_missing_column_is_an_endpoint_bug() -> None:
     result = QueryResult(meta=[], data=[{"page_url": "/"}], rows=1, statistics={})
     with pytest.raises(ResultMismatch, match="no column 'page_title'"):
         ENDPOINTS["GetPopularPages"].response(result)
+
+
+def test_rows_that_do_not_fit_as_they_are_take_the_careful_path() -> None:
+    meta = [
+        {"name": "page_url", "type": "String"},
+        {"name": "page_title", "type": "String"},
+        {"name": "view_count", "type": "UInt64"},
+    ]
+    fits = [{"page_url": "/", "page_title": "Home", "view_count": 3}]
+    converted = [{"page_url": "/", "page_title": 5, "view_count": 3.0}]
+    endpoint = ENDPOINTS["GetPopularPages"]
+    fast = endpoint.response(QueryResult(meta=meta, data=fits, rows=1, statistics={}))
+    careful = endpoint.response(QueryResult(meta=meta, data=converted, rows=1, statistics={}))
+    assert [(r.page_url, r.page_title, r.view_count) for r in fast.data] == [("/", "Home", 3)]
+    assert [(r.page_url, r.page_title, r.view_count) for r in careful.data] == [("/", "5", 3)]
+    overflow = [{"page_url": "/", "page_title": "Home", "view_count": 2**40}]
+    with pytest.raises(ResultMismatch, match="overflows"):
+        endpoint.response(QueryResult(meta=meta, data=overflow, rows=1, statistics={}))

@@ -38,12 +38,18 @@ class FlakyWarehouse(Warehouse):
         await self.inner.execute(sql)
 
     async def insert_json_rows(
-        self, table: str, columns: Sequence[str], body: bytes, *, dedup_token: str = ""
+        self,
+        table: str,
+        columns: Sequence[str],
+        body: bytes,
+        *,
+        dedup_token: str = "",
+        fmt: str = "JSONEachRow",
     ) -> None:
         if self.down:
             self.failed_inserts += 1
             raise WarehouseError("connection refused (injected)")
-        await self.inner.insert_json_rows(table, columns, body, dedup_token=dedup_token)
+        await self.inner.insert_json_rows(table, columns, body, dedup_token=dedup_token, fmt=fmt)
 
     async def query(self, sql, params):
         return await self.inner.query(sql, params)

@@ -89,22 +89,18 @@ class Ingestor:
         metrics.EVENTS.labels(ds.name, "accepted").inc(block.rows)
         metrics.EVENTS.labels(ds.name, "quarantined").inc(quarantined.rows)
 
-    async def submit_json(
-        self, ds: Datasource, lines: list[events_api.Line], counts: _Counts
-    ) -> None:
+    async def submit_json(self, ds: Datasource, events: events_api.Events, counts: _Counts) -> None:
         validator = self._validators[ds.name]
-        bad: list[tuple[str, str]] = []
-        decoded: list[events_api.Line] = []
-        for line in lines:
-            if line.error:
-                bad.append((line.raw.decode("utf-8", "replace"), line.error))
-            else:
-                decoded.append(line)
+        if events.errors:
+            decoded = [i for i in range(len(events)) if i not in events.errors]
+            values = [events.values[i] for i in decoded]
+        else:
+            decoded, values = range(len(events)), events.values
         # Validated a column at a time: per-batch work, not per-event.
-        columns, invalid = validator.columns_from_json([line.value for line in decoded])
-        for index, error in invalid:
-            bad.append((decoded[index].raw.decode("utf-8", "replace"), error))
-        block = Block.from_columns(columns, len(decoded) - len(invalid))
+        columns, invalid = validator.columns_from_json(values)
+        reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
+        bad = [(events.texts[i].decode("utf-8", "replace"), error) for i, error in reasons]
+        block = Block.from_columns(columns, len(values) - len(invalid))
         await self._submit(ds, block, bad, counts)
 
     async def submit_messages(
@@ -244,14 +240,14 @@ class IngestService:
                     grpc.StatusCode.RESOURCE_EXHAUSTED, f"body is over the {limit}-byte limit"
                 )
             try:
-                lines = events_api.decode(events_api.decompress(data, limit))
+                events = events_api.decode(events_api.decompress(data, limit))
             except events_api.BodyTooLarge as exc:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
             except events_api.BodyError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             counts = _Counts()
             try:
-                await self._ingestor.submit_json(ds, lines, counts)
+                await self._ingestor.submit_json(ds, events, counts)
             except WalFull as exc:
                 await _refuse_full(context, exc)
             await _finish(counts, request.wait, context)

@@ -84,16 +84,21 @@ class _Segment:
     closed: bool = False
 
 
-def _encode(sequence: int, kind: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload) & 0xFFFFFFFF
-    return _HEADER.pack(len(payload), crc, sequence, kind) + payload
+def _encode(sequence: int, kind: int, payload: Sequence[bytes]) -> list[bytes]:
+    """A record as parts to write one after the other: the payload (itself in parts,
+    so a batch's body is never copied to build it) behind its header."""
+    crc = 0
+    for part in payload:
+        crc = zlib.crc32(part, crc)
+    length = sum(len(part) for part in payload)
+    return [_HEADER.pack(length, crc & 0xFFFFFFFF, sequence, kind), *payload]
 
 
-def _data_payload(table: str, columns: Sequence[str], block: Block) -> bytes:
+def _data_payload(table: str, columns: Sequence[str], block: Block) -> list[bytes]:
     header = orjson.dumps(
         {"table": table, "columns": list(columns), "format": block.fmt, "rows": block.rows}
     )
-    return header + b"\n" + block.body
+    return [header + b"\n", block.body]
 
 
 def _data_block(meta: dict, body: bytes) -> Block:
@@ -137,7 +142,7 @@ class WriteAheadLog:
         self._file = None
         self._next = 1
         self.pending_bytes = 0
-        self._queue: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._queue: list[tuple[list[bytes], int, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -258,11 +263,13 @@ class WriteAheadLog:
     async def append_flush(self, table: str, token: str, members: Sequence[int]) -> int:
         """Logs the intent to insert `members` as one batch under `token`."""
         payload = orjson.dumps({"table": table, "token": token, "members": list(members)})
-        sequence, done = self._enqueue(FLUSH, payload, 0)
+        sequence, done = self._enqueue(FLUSH, [payload], 0)
         await done
         return sequence
 
-    def _enqueue(self, kind: int, payload: bytes, size: int) -> tuple[int, asyncio.Future[None]]:
+    def _enqueue(
+        self, kind: int, payload: Sequence[bytes], size: int
+    ) -> tuple[int, asyncio.Future[None]]:
         if self._closed or self._writer is None:
             raise RuntimeError("the write-ahead log is not open")
         sequence = self._next
@@ -284,7 +291,7 @@ class WriteAheadLog:
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            records = b"".join(record for record, _, _ in batch)
+            records = [part for record, _, _ in batch for part in record]
             try:
                 await asyncio.to_thread(self._write, records)
             except Exception as exc:  # noqa: BLE001 - the callers must hear of it
@@ -297,7 +304,7 @@ class WriteAheadLog:
             # Bookkeeping stays on the event loop, so release() never races it.
             segment = self._current
             assert segment is not None
-            segment.size += len(records)
+            segment.size += sum(len(part) for part in records)
             for _, sequence, _ in batch:
                 segment.live.add(sequence)
                 self._where[sequence] = segment
@@ -307,10 +314,10 @@ class WriteAheadLog:
                 if not done.done():
                     done.set_result(None)
 
-    def _write(self, records: bytes) -> None:
+    def _write(self, records: list[bytes]) -> None:
         """On a worker thread: one write and one fsync for the whole group."""
         assert self._file is not None
-        self._file.write(records)
+        self._file.writelines(records)
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -350,7 +357,7 @@ class WriteAheadLog:
         the flush intent that covered them, a COMMIT record tells a later replay to skip
         them (it rides along with the next group write; losing it is harmless)."""
         if intent is not None and not self._closed:
-            self._enqueue(COMMIT, orjson.dumps({"intent": intent}), 0)
+            self._enqueue(COMMIT, [orjson.dumps({"intent": intent})], 0)
         for sequence in sequences:
             self.pending_bytes -= self._sizes.pop(sequence, 0)
             segment = self._where.pop(sequence, None)

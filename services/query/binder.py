@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -146,12 +147,33 @@ class Endpoint:
         response = self.response_class()
         for column in result.meta:
             response.meta.add(name=column["name"], type=column["type"])
+        rows = getattr(response, row_field.name)
+        if self._row_names == {column["name"] for column in result.meta}:
+            # Columns and fields match by name and, nearly always, by type: the message
+            # takes each row whole, checked in C. A value that does not fit as it is
+            # (a number for a string, an overflow) sends the rows the careful way below.
+            add = rows.add
+            try:
+                for record in result.data:
+                    add(**record)
+            except (TypeError, ValueError):
+                del rows[:]
+            else:
+                return self._finish(response, result)
         for record in result.data:
-            row = getattr(response, row_field.name).add()
+            row = rows.add()
             for f in row_fields:
                 if f.name not in record:
                     raise ResultMismatch(f"{self.name}.sql returns no column '{f.name}'")
                 setattr(row, f.name, _convert(f, record[f.name], self.name))
+        return self._finish(response, result)
+
+    @cached_property
+    def _row_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in _row_field(self.method.output_type).message_type.fields)
+
+    @staticmethod
+    def _finish(response: Message, result: QueryResult) -> Message:
         response.rows = len(result.data)
         stats = result.statistics
         response.statistics.elapsed = float(stats.get("elapsed", 0.0))

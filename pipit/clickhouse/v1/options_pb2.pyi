@@ -2,8 +2,8 @@ from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 TABLE_FIELD_NUMBER: _ClassVar[int]
@@ -16,18 +16,32 @@ ENDPOINT_FIELD_NUMBER: _ClassVar[int]
 endpoint: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     PARTITION_KEY_FIELD_NUMBER: _ClassVar[int]
     SORTING_KEY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_INDEXES_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
     partition_key: str
     sorting_key: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ...) -> None: ...
+    skip_indexes: _containers.RepeatedCompositeFieldContainer[SkipIndex]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ...) -> None: ...
+
+class SkipIndex(_message.Message):
+    __slots__ = ("name", "expression", "type", "granularity")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expression: str
+    type: str
+    granularity: int
+    def __init__(self, name: _Optional[str] = ..., expression: _Optional[str] = ..., type: _Optional[str] = ..., granularity: _Optional[int] = ...) -> None: ...
 
 class Column(_message.Message):
     __slots__ = ("type", "json_text")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pipit/datasources/v1/app_events.proto\x12\x14pipit.datasources.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!pipit/clickhouse/v1/options.proto\"\x8d\x04\n\x08\x41ppEvent\x12\x1e\n\x08\x65vent_id\x18\x01 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\nsession_id\x18\x03 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\nevent_type\x18\x04 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07\x66\x65\x61ture\x18\x05 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12=\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0e\xca\xf3\x18\n\n\x08\x44\x61teTime\x12!\n\x0b\x64\x65vice_type\x18\x07 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07\x62rowser\x18\x08 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x18\n\x02os\x18\t \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1e\n\x08location\x18\n \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\x08metadata\x18\x0b \x01(\tB\x0e\xca\xf3\x18\n\n\x06String\x10\x01:\x81\x01\xca\xf3\x18}\n\napp_events\x12/Captures all user events from SaaS applications\x1a\tMergeTree\"\x13toYYYYMM(timestamp)*\x1etimestamp, user_id, event_typeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%pipit/datasources/v1/app_events.proto\x12\x14pipit.datasources.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!pipit/clickhouse/v1/options.proto\"\xbc\x04\n\x08\x41ppEvent\x12\x1e\n\x08\x65vent_id\x18\x01 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\nsession_id\x18\x03 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\nevent_type\x18\x04 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07\x66\x65\x61ture\x18\x05 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12=\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0e\xca\xf3\x18\n\n\x08\x44\x61teTime\x12!\n\x0b\x64\x65vice_type\x18\x07 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1d\n\x07\x62rowser\x18\x08 \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x18\n\x02os\x18\t \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12\x1e\n\x08location\x18\n \x01(\tB\x0c\xca\xf3\x18\x08\n\x06String\x12 \n\x08metadata\x18\x0b \x01(\tB\x0e\xca\xf3\x18\n\n\x06String\x10\x01:\xb0\x01\xca\xf3\x18\xab\x01\n\napp_events\x12/Captures all user events from SaaS applications\x1a\tMergeTree\"\x13toYYYYMM(timestamp)*\x1etimestamp, user_id, event_type2,\n\x0bidx_user_id\x12\x07user_id\x1a\x12\x62loom_filter(0.01) \x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,7 +56,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPEVENT'].fields_by_name['metadata']._loaded_options = None
   _globals['_APPEVENT'].fields_by_name['metadata']._serialized_options = b'\312\363\030\n\n\006String\020\001'
   _globals['_APPEVENT']._loaded_options = None
-  _globals['_APPEVENT']._serialized_options = b'\312\363\030}\n\napp_events\022/Captures all user events from SaaS applications\032\tMergeTree\"\023toYYYYMM(timestamp)*\036timestamp, user_id, event_type'
+  _globals['_APPEVENT']._serialized_options = b'\312\363\030\253\001\n\napp_events\022/Captures all user events from SaaS applications\032\tMergeTree\"\023toYYYYMM(timestamp)*\036timestamp, user_id, event_type2,\n\013idx_user_id\022\007user_id\032\022bloom_filter(0.01) \001'
   _globals['_APPEVENT']._serialized_start=132
-  _globals['_APPEVENT']._serialized_end=657
+  _globals['_APPEVENT']._serialized_end=704
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,208 @@
+"""The engine's side of the benchmarks, run in a child process because chDB opens one
+data directory per process and the services under test open their own:
+
+    python -m bench.engine raw-insert --dir D --rows rows.ndjson --batch 10000
+    python -m bench.engine load --dir D --events N [--days 30 --seed 42]
+    python -m bench.engine direct --dir D --cases cases.json --out direct.json
+
+`raw-insert` is the warehouse's own insert rate, the yardstick for ingest. `load` writes
+the seed generator's events straight into the tables (no services), for the query
+benchmark. `direct` runs each endpoint's SQL, bound exactly as the query service binds
+it, on the engine itself: the yardstick for query latency."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from common.datasources import registry
+from common.warehouse.base import QUERY_SETTINGS
+from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.seed.generator import DATASOURCES, generate
+from services.query.service import endpoints
+
+DATABASE = "pipit"  # the services' default (PIPIT_DATABASE)
+LOAD_CHUNK = 250_000
+MARKER = "dataset.json"
+
+
+def schema_fingerprint() -> str:
+    """Changes when any table's DDL changes, so a cached dataset is rebuilt."""
+    ddl = "".join(
+        ds.create_table_sql(DATABASE) + ds.create_quarantine_sql(DATABASE)
+        for ds in registry().values()
+    )
+    return hashlib.sha256(ddl.encode()).hexdigest()[:16]
+
+
+async def raw_insert(directory: Path, lines: list[bytes], batch: int) -> dict[str, Any]:
+    warehouse = EmbeddedWarehouse(directory, "bench_raw")
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    ds = registry()["ab_test_events"]
+    # One small insert first, so first-insert costs are not timed.
+    await warehouse.insert_json_rows(ds.name, ds.column_names, lines[0])
+    bodies = [b"\n".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]
+    started = time.perf_counter()
+    for body in bodies:
+        await warehouse.insert_json_rows(ds.name, ds.column_names, body)
+    seconds = time.perf_counter() - started
+    return {"rows": len(lines), "batch": batch, "seconds": seconds}
+
+
+async def load(directory: Path, events: int, days: int, seed: int) -> dict[str, Any]:
+    """Generates `events` rows for each datasource into `directory`, unless a dataset
+    with the same parameters and schema is already there."""
+    wanted = {"events": events, "days": days, "seed": seed, "schema": schema_fingerprint()}
+    marker = directory / MARKER
+    previous = json.loads(marker.read_text()) if marker.exists() else {}
+    if previous.get("params") == wanted:
+        return previous
+    warehouse = EmbeddedWarehouse(directory, DATABASE)
+    await warehouse.open()
+    if {**previous.get("params", {}), "schema": wanted["schema"]} == wanted:
+        # Same rows, newer DDL: bring the tables up to date instead of regenerating.
+        await warehouse.ensure_schema(list(registry().values()))
+        for ds in registry().values():
+            for index in ds.skip_indexes:
+                name = index.split(" ", 1)[0]
+                await warehouse.execute(
+                    f"ALTER TABLE `{DATABASE}`.`{ds.name}` MATERIALIZE INDEX {name} "
+                    "SETTINGS mutations_sync = 2"
+                )
+        previous["params"] = wanted
+        marker.write_text(json.dumps(previous, indent=2))
+        return previous
+    for ds in registry().values():
+        await warehouse.execute(f"DROP TABLE IF EXISTS `{DATABASE}`.`{ds.name}`")
+    await warehouse.ensure_schema(list(registry().values()))
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    for name in DATASOURCES:
+        ds = registry()[name]
+        pending: asyncio.Future[None] | None = None
+        chunk: list[bytes] = []
+        for row in generate(name, events, days=days, seed=seed):
+            chunk.append(orjson.dumps(row))
+            if len(chunk) == LOAD_CHUNK:
+                if pending is not None:
+                    await pending
+                # chDB releases the GIL: the insert runs while the next chunk is generated.
+                pending = loop.create_task(
+                    warehouse.insert_json_rows(ds.name, ds.column_names, b"\n".join(chunk))
+                )
+                await asyncio.sleep(0)
+                chunk = []
+        if pending is not None:
+            await pending
+        if chunk:
+            await warehouse.insert_json_rows(ds.name, ds.column_names, b"\n".join(chunk))
+        # Merged parts, as a table that has been live for a while has; it also keeps
+        # background merges from running during the measurements.
+        await warehouse.execute(f"OPTIMIZE TABLE `{DATABASE}`.`{ds.name}` FINAL")
+    loaded = time.perf_counter() - started
+    samples = {
+        "ab_test_ids": await _column(warehouse, "ab_test_events", "test_id", 4),
+        "user_events_users": await _column(warehouse, "user_events", "user_id", 20),
+        "app_events_users": await _column(warehouse, "app_events", "user_id", 20),
+        "clickstream_users": await _column(warehouse, "clickstream_events", "user_id", 20),
+        "clickstream_sessions": await _column(warehouse, "clickstream_events", "session_id", 20),
+    }
+    size = await warehouse.query(
+        "SELECT sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
+        "WHERE database = {db:String} AND active",
+        {"db": DATABASE},
+    )
+    document = {
+        "params": wanted,
+        "load_seconds": round(loaded, 1),
+        "rows": size.data[0]["rows"],
+        "bytes_on_disk": size.data[0]["bytes"],
+        "samples": samples,
+    }
+    marker.write_text(json.dumps(document, indent=2))
+    return document
+
+
+async def _column(warehouse: EmbeddedWarehouse, table: str, column: str, k: int) -> list[str]:
+    """`k` distinct values picked by hash: a fixed, unbiased sample."""
+    result = await warehouse.query(
+        f"SELECT {column} AS v FROM {table} GROUP BY v ORDER BY cityHash64(v) LIMIT {k}",  # noqa: S608
+        {},
+    )
+    return [row["v"] for row in result.data]
+
+
+def direct(
+    directory: Path, cases_file: Path, repeat: int, max_seconds: float, min_repeat: int = 20
+) -> dict[str, Any]:
+    """Times each case's SQL on a bare chDB session: no service, no thread hop, no
+    parsing of the answer."""
+    from chdb import session as chdb_session
+
+    from pipit.query.v1 import query_service_pb2
+
+    engine = chdb_session.Session(str((directory / "chdb").resolve()))
+    for name, value in QUERY_SETTINGS.items():
+        literal = value if isinstance(value, int | float) else f"'{value}'"
+        engine.query(f"SET {name} = {literal}")
+    engine.query(f"USE `{DATABASE}`")
+    by_rpc = endpoints(1024)
+    cases = json.loads(cases_file.read_text())
+    timings: dict[str, list[float]] = {}
+    for name, variants in cases.items():
+        endpoint = by_rpc[variants[0]["rpc"]]
+        request_class = getattr(query_service_pb2, endpoint.request_class.DESCRIPTOR.name)
+        bound = [endpoint.bind(request_class(**v["fields"])) for v in variants]
+        engine.query(endpoint.sql, "JSON", params=bound[0])  # warm-up
+        samples: list[float] = []
+        deadline = time.perf_counter() + max_seconds
+        for i in range(repeat):
+            started = time.perf_counter()
+            engine.query(endpoint.sql, "JSON", params=bound[i % len(bound)])
+            samples.append(time.perf_counter() - started)
+            if time.perf_counter() > deadline and i + 1 >= min_repeat:
+                break
+        timings[name] = samples
+    return {"timings": timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    raw = commands.add_parser("raw-insert")
+    raw.add_argument("--dir", type=Path, required=True)
+    raw.add_argument("--rows", type=Path, required=True)
+    raw.add_argument("--batch", type=int, default=10_000)
+    loading = commands.add_parser("load")
+    loading.add_argument("--dir", type=Path, required=True)
+    loading.add_argument("--events", type=int, required=True)
+    loading.add_argument("--days", type=int, default=30)
+    loading.add_argument("--seed", type=int, default=42)
+    timing = commands.add_parser("direct")
+    timing.add_argument("--dir", type=Path, required=True)
+    timing.add_argument("--cases", type=Path, required=True)
+    timing.add_argument("--repeat", type=int, default=200)
+    timing.add_argument("--max-seconds", type=float, default=5.0)
+    timing.add_argument("--min-repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    if args.command == "raw-insert":
+        result = asyncio.run(raw_insert(args.dir, args.rows.read_bytes().split(b"\n"), args.batch))
+    elif args.command == "load":
+        result = asyncio.run(load(args.dir, args.events, args.days, args.seed))
+    else:
+        result = direct(args.dir, args.cases, args.repeat, args.max_seconds, args.min_repeat)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Query latency and throughput: p50/p95/p99 of each of the twelve endpoints through the
+HTTP gateway and through gRPC, beside the same SQL bound the same way and run directly
+on the engine in the same run; then requests/s of a mix of all twelve through the
+gateway with 1, 8 and 32 concurrent clients.
+
+    python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
+                          [--clients 1,8,32] [--duration 10] [--data-root DIR]
+
+`--events` is per datasource: 10 M means 10 M rows in each of the four tables (40 M in
+all), made by the seed generator (`pipit seed`'s events, 30 days of June 2023) and
+written straight into chDB. A dataset is kept in `--data-root` and reused while its
+parameters and the tables' DDL are unchanged: building 10 M takes about ten minutes on
+two cores, a rerun only the measurements. Services run as `pipit query` and
+`pipit gateway` processes over that data with default settings. Parameters are the
+README's calls, with ids rotated over 20 values sampled from the data.
+
+Writes bench/results/query.json and bench/results/query.png."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import grpc
+
+from bench import launch, results
+from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
+from services.query.service import endpoints
+
+DEFAULT_DATA_ROOT = Path(tempfile.gettempdir()) / "pipit-bench-data"
+JUNE = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
+YEAR = {"start_date": "2023-01-01 00:00:00", "end_date": "2023-12-31 23:59:59"}
+
+
+def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Per endpoint, the requests to rotate over: the README's calls."""
+
+    def each(rpc: str, key: str, field: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"rpc": rpc, "fields": {field: value, **extra}} for value in samples[key]]
+
+    return {
+        "test_summary": each("TestSummary", "ab_test_ids", "test_id", JUNE),
+        "test_segments": each("TestSegments", "ab_test_ids", "test_id", {"segment": "country"}),
+        "test_timeseries": each("TestTimeseries", "ab_test_ids", "test_id", {"interval": "hour"}),
+        "user_session_stats": [{"rpc": "UserSessionStats", "fields": {}}],
+        "user_event_timeline": each(
+            "UserEventTimeline", "user_events_users", "user_id", {"limit": 20}
+        ),
+        "user_activity_metrics": [
+            {"rpc": "UserActivityMetrics", "fields": {"start_date": JUNE["start_date"]}}
+        ],
+        "session_insights": [{"rpc": "SessionInsights", "fields": {**YEAR, "limit": 50}}],
+        "feature_usage": [{"rpc": "FeatureUsage", "fields": {}}],
+        "active_users": [{"rpc": "ActiveUsers", "fields": {**YEAR, "interval": "1 week"}}],
+        "get_user_journey": each("GetUserJourney", "clickstream_users", "user_id", {}),
+        "get_session_events": each("GetSessionEvents", "clickstream_sessions", "session_id", {}),
+        "get_popular_pages": [{"rpc": "GetPopularPages", "fields": {"limit": 5}}],
+    }
+
+
+def _engine(command: list[str]) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.engine", *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=results.ROOT,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _request(variant: dict[str, Any]) -> Any:
+    rpc = endpoints(1024)[variant["rpc"]]
+    return getattr(query_service_pb2, rpc.request_class.DESCRIPTOR.name)(**variant["fields"])
+
+
+async def latencies(
+    url: str,
+    target: str,
+    plan: dict[str, list[dict[str, Any]]],
+    repeat: int,
+    max_seconds: float,
+    min_repeat: int,
+) -> dict[str, dict[str, list[float]]]:
+    """Per endpoint, sequential calls through HTTP and gRPC, interleaved."""
+    measured: dict[str, dict[str, list[float]]] = {}
+    headers = {"Authorization": f"Bearer {launch.TOKEN}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        stub = query_service_pb2_grpc.QueryServiceStub(channel)
+        for name, variants in plan.items():
+            urls = [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+            requests = [_request(v) for v in variants]
+            call = getattr(stub, variants[0]["rpc"])
+            via_http: list[float] = []
+            via_grpc: list[float] = []
+            for i in range(repeat + 1):
+                started = time.perf_counter()
+                async with http.get(urls[i % len(urls)]) as response:
+                    body = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{name}: HTTP {response.status} {body[:300]!r}")
+                middle = time.perf_counter()
+                await call(requests[i % len(requests)], metadata=launch.AUTH)
+                ended = time.perf_counter()
+                if i == 0:  # warm-up
+                    deadline = ended + max_seconds * 2
+                    continue
+                via_http.append(middle - started)
+                via_grpc.append(ended - middle)
+                if ended > deadline and i >= min_repeat:
+                    break
+            measured[name] = {"http": via_http, "grpc": via_grpc}
+    return measured
+
+
+async def throughput(
+    url: str, plan: dict[str, list[dict[str, Any]]], clients: int, duration: float
+) -> dict[str, Any]:
+    """`clients` concurrent clients, each calling the twelve endpoints in turn (each
+    client starting at a different one) through the gateway for `duration` seconds."""
+    urls = [
+        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+        for name, variants in plan.items()
+    ]
+    samples: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {launch.TOKEN}"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+        deadline = time.perf_counter() + duration
+
+        async def client(number: int) -> None:
+            nonlocal errors
+            for n in itertools.count(number):
+                if time.perf_counter() >= deadline:
+                    return
+                choices = urls[n % len(urls)]
+                started = time.perf_counter()
+                async with http.get(choices[(n // len(urls)) % len(choices)]) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                samples.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        seconds = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": len(samples),
+        "errors": errors,
+        "requests_per_s": round(len(samples) / seconds, 1),
+        "latency": results.percentiles(samples),
+    }
+
+
+async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    directory = args.data_root / f"events-{events}"
+    print(f"{events:,} events per datasource: loading (or reusing) {directory}", file=sys.stderr)
+    dataset = _engine(["load", "--dir", str(directory), "--events", str(events)])
+    plan = cases(dataset["samples"])
+    cases_file = work / f"cases-{events}.json"
+    cases_file.write_text(json.dumps(plan))
+    direct = _engine(
+        [
+            "direct",
+            "--dir",
+            str(directory),
+            "--cases",
+            str(cases_file),
+            "--repeat",
+            str(args.repeat),
+            "--max-seconds",
+            str(args.max_seconds),
+            "--min-repeat",
+            str(args.min_repeat),
+        ]
+    )["timings"]
+    ports = {"query": launch.free_port(), "gateway": launch.free_port()}
+    query = launch.start(
+        ["query"],
+        {"PIPIT_DATA_DIR": str(directory), "PIPIT_QUERY_PORT": str(ports["query"])},
+        {"query"},
+        work / "logs",
+    )
+    gateway = None
+    try:
+        gateway = launch.start(
+            ["gateway"],
+            {
+                "PIPIT_QUERY_TARGET": f"127.0.0.1:{ports['query']}",
+                "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
+            },
+            {"gateway"},
+            work / "logs",
+        )
+        url = f"http://127.0.0.1:{ports['gateway']}"
+        measured = await latencies(
+            url, f"127.0.0.1:{ports['query']}", plan, args.repeat, args.max_seconds, args.min_repeat
+        )
+        loads = []
+        for clients in args.clients:
+            load = await throughput(url, plan, clients, args.duration)
+            print(
+                f"  {clients:>2} clients: {load['requests_per_s']} requests/s, "
+                f"p50 {load['latency']['p50_ms']} ms",
+                file=sys.stderr,
+            )
+            loads.append(load)
+        query_rss = query.peak_rss_mib()
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        query.stop()
+    per_endpoint = {}
+    for name in plan:
+        d = results.percentiles(direct[name])
+        h = results.percentiles(measured[name]["http"])
+        g = results.percentiles(measured[name]["grpc"])
+        per_endpoint[name] = {
+            "direct": d,
+            "grpc": g,
+            "http": h,
+            "overhead_p50_ms_http": round(h["p50_ms"] - d["p50_ms"], 3),
+            "overhead_p50_ms_grpc": round(g["p50_ms"] - d["p50_ms"], 3),
+            "ratio_p50_http_to_direct": round(h["p50_ms"] / d["p50_ms"], 2),
+        }
+        print(
+            f"  {name:>22}: http p50 {h['p50_ms']:8.2f} p95 {h['p95_ms']:8.2f} "
+            f"p99 {h['p99_ms']:8.2f} | direct p50 {d['p50_ms']:8.2f} "
+            f"(+{per_endpoint[name]['overhead_p50_ms_http']:.2f} ms)",
+            file=sys.stderr,
+        )
+    return {
+        "events_per_datasource": events,
+        "dataset": {k: v for k, v in dataset.items() if k != "samples"},
+        "endpoints": per_endpoint,
+        "throughput": loads,
+        "query_peak_rss_mib": query_rss,
+        "worst_p95_ms_http": max(e["http"]["p95_ms"] for e in per_endpoint.values()),
+        "worst_overhead_p50_ms_http": max(e["overhead_p50_ms_http"] for e in per_endpoint.values()),
+    }
+
+
+def chart(document: dict[str, Any], out: Path) -> Path:
+    plt = results.pyplot()
+    sizes = document["sizes"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=(2.4, 1))
+    names = list(sizes[0]["endpoints"])
+    width = 0.8 / len(sizes)
+    for n, size in enumerate(sizes):
+        xs = [i + (n - (len(sizes) - 1) / 2) * width for i in range(len(names))]
+        label = f"{size['events_per_datasource'] / 1e6:g} M events"
+        p95 = [size["endpoints"][e]["http"]["p95_ms"] for e in names]
+        direct = [size["endpoints"][e]["direct"]["p95_ms"] for e in names]
+        left.bar(xs, p95, width, label=f"{label}: HTTP p95")
+        left.scatter(
+            xs,
+            direct,
+            marker="_",
+            color="black",
+            s=80,
+            zorder=3,
+            label="same SQL direct, p95" if n == 0 else None,
+        )
+    left.axhline(50, color="red", linestyle="--", linewidth=1)
+    left.text(len(names) - 0.5, 50, "goal 50 ms", color="red", ha="right", va="bottom", fontsize=8)
+    left.set_yscale("log")
+    left.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    left.set_ylabel("latency (ms, log scale)")
+    left.set_title("Endpoint p95 through the HTTP gateway, one client")
+    left.legend(fontsize=8)
+    for size in sizes:
+        loads = size["throughput"]
+        right.plot(
+            [t["clients"] for t in loads],
+            [t["requests_per_s"] for t in loads],
+            marker="o",
+            label=f"{size['events_per_datasource'] / 1e6:g} M events",
+        )
+    right.set_xscale("log", base=2)
+    right.set_xticks(
+        [t["clients"] for t in sizes[0]["throughput"]],
+        [str(t["clients"]) for t in sizes[0]["throughput"]],
+    )
+    right.set_xlabel("concurrent clients")
+    right.set_ylabel("requests/s (mix of all twelve)")
+    right.set_title("Throughput through the gateway")
+    right.legend(fontsize=8)
+    return results.save_figure(fig, "query", out)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    machine = results.machine()
+    work = Path(tempfile.mkdtemp(prefix="pipit-bench-query-"))
+    started = time.perf_counter()
+    sizes = [await measure_size(events, args, work) for events in args.events]
+    document = {
+        "machine": machine,
+        "seconds": round(time.perf_counter() - started, 1),
+        "data_root": str(args.data_root),
+        "sizes": sizes,
+    }
+    results.write("query", document, args.out)
+    if not args.no_chart:
+        chart(document, args.out)
+    return document
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+    def ints(text: str) -> list[int]:
+        return [int(part) for part in text.split(",") if part]
+
+    parser.add_argument(
+        "--events",
+        type=ints,
+        default=[1_000_000, 10_000_000],
+        help="events per datasource, one dataset each",
+    )
+    parser.add_argument("--repeat", type=int, default=200, help="calls per endpoint and path")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=4.0,
+        help="stop an endpoint's series after this long (but not before --min-repeat calls)",
+    )
+    parser.add_argument("--min-repeat", type=int, default=20)
+    parser.add_argument("--clients", type=ints, default=[1, 8, 32])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput level")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--out", type=Path, default=results.RESULTS)
+    parser.add_argument("--no-chart", action="store_true")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    result = asyncio.run(main(parse_args()))
+    print(
+        json.dumps(
+            {
+                s["events_per_datasource"]: {
+                    "worst_p95_ms_http": s["worst_p95_ms_http"],
+                    "worst_overhead_p50_ms_http": s["worst_overhead_p50_ms_http"],
+                }
+                for s in result["sizes"]
+            },
+            indent=2,
+        )
+    )

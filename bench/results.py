@@ -1,0 +1,107 @@
+"""What every scenario shares: percentiles, the machine the figures come from, and
+writing the JSON and PNG into bench/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def percentiles(seconds: list[float], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles in milliseconds (and the sample count)."""
+    if not seconds:
+        return {"n": 0}
+    ordered = sorted(seconds)
+    out: dict[str, float] = {"n": len(ordered)}
+    for p in points:
+        rank = max(1, -(-p * len(ordered) // 100))  # ceil(p/100 * n)
+        out[f"p{p}_ms"] = round(ordered[rank - 1] * 1000, 3)
+    out["mean_ms"] = round(statistics.fmean(ordered) * 1000, 3)
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "chdb": _version("chdb"),
+        "grpcio": _version("grpcio"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # Other work on the machine skews figures: the load at the start says how much.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def write(name: str, document: dict[str, Any], out: Path = RESULTS) -> Path:
+    """Writes `<out>/<name>.json` with the command line added, and the machine unless
+    the scenario took it at its start (when the load average says more)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    full = {
+        "scenario": name,
+        "command": "python -m bench." + name + "".join(" " + a for a in sys.argv[1:]),
+        "machine": document.get("machine") or machine(),
+        **document,
+    }
+    path.write_text(json.dumps(full, indent=2) + "\n")
+    return path
+
+
+def pyplot():
+    """matplotlib's pyplot without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, name: str, out: Path = RESULTS) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path

@@ -1,0 +1,41 @@
+"""bench/gateways.py at a tiny scale: it runs and writes its JSON. Timings are never asserted;
+this only keeps the script working."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway_pair import require_envoy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_gateway_benchmark_runs(tmp_path: Path) -> None:
+    require_envoy()
+    args = ["--requests", "20", "--rounds", "2", "--clients", "2", "--seed-events", "300"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gateways", *args, "--warmup", "5", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads((tmp_path / "gateways.json").read_text())
+    assert document["scenario"] == "gateways"
+    expected = {"200": 40}, {"202": 40}, {"404": 40}
+    for (name, per), statuses in zip(document["scenarios"].items(), expected, strict=True):
+        for gateway in ("pipit", "envoy"):
+            assert per[gateway]["statuses"] == statuses, name
+            assert per[gateway]["requests_per_second"] > 0
+        assert set(per["ours_over_envoy"]) == {
+            "cpu_per_request",
+            "requests_per_second",
+            "p50_latency",
+            "p99_latency",
+        }
+    assert "ours/envoy" in done.stdout

@@ -1,0 +1,64 @@
+"""Each benchmark scenario, run at a tiny scale with its documented command, writes its
+JSON (and its PNG when matplotlib is installed, as the `bench` extra does). Timings are
+never asserted: this only keeps the scripts working."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "ingest": [
+        "--events", "3000", "--batch", "500", "--clients", "2", "--rounds", "1",
+        "--flush-interval", "0.05",
+    ],
+    "freshness": ["--probes", "3", "--every", "0.05", "--background", "0,2000"],
+    "query": [
+        "--events", "3000", "--repeat", "3", "--min-repeat", "2", "--max-seconds", "0.1",
+        "--clients", "1,2", "--duration", "0.3",
+    ],
+}  # fmt: skip
+
+
+def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
+    charts = importlib.util.find_spec("matplotlib") is not None
+    running = {}
+    for name, args in SCENARIOS.items():
+        extra = [] if charts else ["--no-chart"]
+        if name == "query":
+            extra += ["--data-root", str(tmp_path / "data")]
+        running[name] = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{name}", *args, "--out", str(tmp_path), *extra],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, process in running.items():
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, f"bench.{name} failed:\n{err[-3000:]}"
+        document = json.loads((tmp_path / f"{name}.json").read_text())
+        assert document["scenario"] == name
+        assert document["machine"]["cores"] >= 1
+        if charts:
+            assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+    ingest = json.loads((tmp_path / "ingest.json").read_text())
+    assert {(r["path"], r["clients"]) for r in ingest["runs"]} == {
+        (path, clients) for path in ("stream", "unary", "http") for clients in (2,)
+    }
+    assert all(r["events"] == 3000 and r["events_per_s"] > 0 for r in ingest["runs"])
+    assert ingest["raw_insert"]["events_per_s"] > 0 and ingest["memory"]["peak_rss_mib"] > 0
+    freshness = json.loads((tmp_path / "freshness.json").read_text())
+    assert [p["freshness"]["n"] for p in freshness["phases"]] == [3, 3]
+    query = json.loads((tmp_path / "query.json").read_text())
+    (size,) = query["sizes"]
+    assert len(size["endpoints"]) == 12
+    for figures in size["endpoints"].values():
+        assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
+    assert [t["clients"] for t in size["throughput"]] == [1, 2]
+    assert all(t["errors"] == 0 and t["requests"] > 0 for t in size["throughput"])
