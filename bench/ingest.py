@@ -200,6 +200,9 @@ async def run_one(
             "events_per_s": round(payloads.events / seconds),
             "json_mb_per_s": round(payloads.json_bytes / seconds / 1e6, 2),
             "ingest_cpu_s": round(ingest.cpu_seconds() - cpu_before, 2),
+            "ingest_cpu_us_per_event": round(
+                (ingest.cpu_seconds() - cpu_before) / payloads.events * 1e6, 2
+            ),
             "client_cpu_s": round(time.process_time() - client_cpu_before, 2),
             "peak_rss_mib_during_run": rss.peak,
             "peak_rss_mib_process": ingest.peak_rss_mib(),
