@@ -36,6 +36,14 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def _cpu_seconds(stat: Path) -> float:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Service:
     """A running `pipit <command>`."""
@@ -58,11 +66,12 @@ class Service:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process, all its threads."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.pid}/stat"))
+
+    def main_thread_cpu_seconds(self) -> float:
+        """CPU time of the main thread alone: the service's Python (the event loop),
+        without the engine's threads (chDB runs its queries on threads of its own)."""
+        return _cpu_seconds(Path(f"/proc/{self.pid}/task/{self.pid}/stat"))
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.process.poll() is None:

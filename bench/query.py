@@ -208,9 +208,21 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             work / "logs",
         )
         url = f"http://127.0.0.1:{ports['gateway']}"
+        gateway_cpu, query_cpu = gateway.cpu_seconds(), query.main_thread_cpu_seconds()
         measured = await latencies(
             url, f"127.0.0.1:{ports['query']}", plan, args.repeat, args.max_seconds, args.min_repeat
         )
+        # Scheduling on a busy machine inflates wall-clock differences; CPU time per
+        # request is the work the layers add whatever else runs.
+        http_calls = sum(len(m["http"]) + 1 for m in measured.values())
+        overhead_cpu = {
+            "gateway_ms_per_http_request": round(
+                (gateway.cpu_seconds() - gateway_cpu) / http_calls * 1000, 3
+            ),
+            "query_service_python_ms_per_request": round(
+                (query.main_thread_cpu_seconds() - query_cpu) / (2 * http_calls) * 1000, 3
+            ),
+        }
         loads = []
         for clients in args.clients:
             load = await throughput(url, plan, clients, args.duration)
@@ -249,6 +261,7 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
         "dataset": {k: v for k, v in dataset.items() if k != "samples"},
         "endpoints": per_endpoint,
         "throughput": loads,
+        "overhead_cpu": overhead_cpu,
         "query_peak_rss_mib": query_rss,
         "worst_p95_ms_http": max(e["http"]["p95_ms"] for e in per_endpoint.values()),
         "worst_overhead_p50_ms_http": max(e["overhead_p50_ms_http"] for e in per_endpoint.values()),
