@@ -94,13 +94,18 @@ class Settings:
     log_level: str = "info"
     manage_schema: bool = True
 
-    def server_tls(self) -> tuple[bytes, bytes] | None:
-        """(certificate, key) PEM bytes when TLS is configured for listeners."""
+    def tls_files(self) -> tuple[Path, Path] | None:
+        """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
         if self.tls_cert is None and self.tls_key is None:
             return None
         if self.tls_cert is None or self.tls_key is None:
             raise SystemExit("TLS needs both --tls-cert and --tls-key")
-        return self.tls_cert.read_bytes(), self.tls_key.read_bytes()
+        return self.tls_cert, self.tls_key
+
+    def server_tls(self) -> tuple[bytes, bytes] | None:
+        """(certificate, key) PEM bytes when TLS is configured for listeners."""
+        files = self.tls_files()
+        return None if files is None else (files[0].read_bytes(), files[1].read_bytes())
 
     @property
     def tokens_path(self) -> Path:
@@ -133,9 +138,16 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": ("admin bearer token; generated into the data dir when empty", str),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
-    "tls_cert": ("PEM certificate: serve gRPC and the gateway over TLS (with --tls-key)", Path),
+    "tls_cert": (
+        "PEM certificate (chain): serve gRPC and the gateway over TLS only (with --tls-key)",
+        Path,
+    ),
     "tls_key": ("PEM private key of --tls-cert", Path),
-    "tls_ca": ("PEM CA bundle the gateway trusts for TLS to the services (enables it)", Path),
+    "tls_ca": (
+        "PEM CA bundle: the gateway calls the services over TLS, trusting it; `pipit up` "
+        "uses TLS to its services whenever they serve it, trusting --tls-cert by default",
+        Path,
+    ),
     "rate_limit": (
         "requests per minute per token unless its own limit says otherwise; 0 = none",
         int,

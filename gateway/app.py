@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -278,6 +280,7 @@ def create_app(
     allowed_origins: Sequence[str] = ("*",),
     timeout: float = 30.0,
     dashboard: bool = True,
+    upstream_credentials: grpc.ChannelCredentials | None = None,
 ) -> web.Application:
     """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
     those services is routed; a name missing from the descriptor set raises ValueError.
@@ -288,7 +291,7 @@ def create_app(
     table = load_routes(descriptor_set or default_descriptor_set(), upstreams)
     gateway = Gateway(
         table,
-        Upstreams(upstreams, table),
+        Upstreams(upstreams, table, upstream_credentials),
         CorsPolicy(allowed_origins, table.http_methods),
         max_body_bytes,
         timeout,
@@ -314,15 +317,26 @@ def create_app(
 
 
 async def serve_gateway(
-    app: web.Application, host: str, port: int, *, shutdown_grace: float = 10.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_grace: float = 10.0,
+    tls: tuple[Path, Path] | None = None,
 ) -> web.AppRunner:
     """Starts serving `app` on host:port (0 picks a free port: see `bound_port`); stop it with
     `await runner.cleanup()`, which lets requests in flight finish for up to `shutdown_grace`
-    seconds. The JSON log line per request replaces aiohttp's access log."""
+    seconds. `tls` (certificate, key) PEM files make it HTTPS only. The JSON log line per
+    request replaces aiohttp's access log."""
+    ssl_context = None
+    if tls is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_cert_chain(*tls)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -27,6 +27,10 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
   Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
 - The dashboard's files (gateway/dashboard.py) are direct responses read when Envoy starts.
+- TLS as our gateway does it: `tls` makes the listener HTTPS only (ALPN h2 and http/1.1);
+  `upstream_ca` makes every cluster TLS (ALPN h2), trusting that CA and checking that the
+  certificate names the host dialled (Envoy checks only the chain unless told which SAN to
+  expect; gRPC checks the name, so ours does too).
 
 `python -m gateway.envoy --descriptor-set PATH --upstream SERVICE=HOST:PORT …` prints the
 bootstrap, for running Envoy yourself (in Kubernetes, say).
@@ -159,6 +163,8 @@ class EnvoyConfig:
     health_check_interval: float = HEALTH_CHECK_INTERVAL
     access_log: bool = True
     dashboard: bool = True  # serve gateway/static/ as our gateway does
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: HTTPS listener
+    upstream_ca: Path | None = None  # CA bundle: TLS to the services, trusting it
 
     def __post_init__(self) -> None:
         if self.admin_port is None and self.port == 0:
@@ -192,9 +198,54 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _cluster(name: str, target: str, interval: float) -> dict[str, Any]:
-    host, port = _split_target(target)
+_TLS_SOCKET = "envoy.transport_sockets.tls"
+
+
+def _downstream_tls(certificate: Path, key: Path) -> dict[str, Any]:
     return {
+        "name": _TLS_SOCKET,
+        "typed_config": _typed(
+            "extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            common_tls_context={
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(certificate.resolve())},
+                        "private_key": {"filename": str(key.resolve())},
+                    }
+                ],
+            },
+        ),
+    }
+
+
+def _upstream_tls(host: str, ca: Path) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "trusted_ca": {"filename": str(ca.resolve())},
+                "match_typed_subject_alt_names": [
+                    {
+                        "san_type": "IP_ADDRESS" if _is_ip(host) else "DNS",
+                        "matcher": {"exact": host},
+                    }
+                ],
+            },
+        }
+    }
+    if not _is_ip(host):
+        context["sni"] = host
+    return {
+        "name": _TLS_SOCKET,
+        "typed_config": _typed("extensions.transport_sockets.tls.v3.UpstreamTlsContext", **context),
+    }
+
+
+def _cluster(name: str, target: str, interval: float, ca: Path | None = None) -> dict[str, Any]:
+    host, port = _split_target(target)
+    cluster: dict[str, Any] = {
         "name": name,
         # A DNS name (a Kubernetes service) is re-resolved; an address is taken as is.
         "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
@@ -224,6 +275,9 @@ def _cluster(name: str, target: str, interval: float) -> dict[str, Any]:
             }
         ],
     }
+    if ca is not None:
+        cluster["transport_socket"] = _upstream_tls(host, ca)
+    return cluster
 
 
 def _cluster_names(upstreams: Mapping[str, str]) -> dict[str, str]:
@@ -648,31 +702,31 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
                 ),
             }
         ]
+    filter_chain: dict[str, Any] = {
+        "filters": [
+            {
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": _typed(
+                    "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    **hcm,
+                ),
+            }
+        ]
+    }
+    if config.tls is not None:
+        filter_chain["transport_socket"] = _downstream_tls(*config.tls)
     bootstrap: dict[str, Any] = {
         "static_resources": {
             "listeners": [
                 {
                     "name": LISTENER_NAME,
                     "address": _socket_address(config.host, config.port),
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": _typed(
-                                        "extensions.filters.network.http_connection_manager.v3."
-                                        "HttpConnectionManager",
-                                        **hcm,
-                                    ),
-                                }
-                            ]
-                        }
-                    ],
+                    "filter_chains": [filter_chain],
                 }
             ],
             "clusters": [
                 *(
-                    _cluster(name, target, config.health_check_interval)
+                    _cluster(name, target, config.health_check_interval, config.upstream_ca)
                     for target, name in clusters.items()
                 ),
                 {"name": _UNROUTED, "type": "STATIC", "connect_timeout": "1s"},
@@ -693,11 +747,12 @@ class RunningEnvoy:
     host: str
     port: int
     admin_url: str | None = None
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def bootstrap_path(self) -> Path:
@@ -813,7 +868,8 @@ async def start_envoy(
     process = await asyncio.create_subprocess_exec(
         *_command(args), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
     )
-    running = RunningEnvoy(process, workdir, config.host, config.port)
+    scheme = "http" if config.tls is None else "https"
+    running = RunningEnvoy(process, workdir, config.host, config.port, scheme=scheme)
     try:
         await _wait_until_listening(running, config, admin_path, startup_timeout)
     except BaseException:
@@ -901,7 +957,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--allowed-origins", default="*", help="comma-separated, * = any")
     parser.add_argument("--admin-port", type=int, default=None, help="default: no admin")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS listener")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--upstream-ca", type=Path, help="PEM CA bundle: TLS to the services")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("TLS needs both --tls-cert and --tls-key")
     upstreams = dict(item.split("=", 1) for item in args.upstream)
     bootstrap = render_bootstrap(
         EnvoyConfig(
@@ -912,6 +973,8 @@ def main(argv: list[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
             allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
             admin_port=args.admin_port,
+            tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
+            upstream_ca=args.upstream_ca,
         )
     )
     json.dump(bootstrap, sys.stdout, indent=2)

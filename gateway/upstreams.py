@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,18 +20,37 @@ _CHANNEL_OPTIONS = (
 )
 
 
-class Upstreams:
-    """Channels and callables; `open` and `close` must run on the serving event loop."""
+def upstream_credentials(ca_file: Path | None) -> grpc.ChannelCredentials | None:
+    """TLS to the services, trusting the CA bundle in `ca_file`; None (plaintext) without one.
+    The name the gateway dials (host of each target) must be in the services' certificate."""
+    if ca_file is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
 
-    def __init__(self, targets: Mapping[str, str], table: RouteTable) -> None:
+
+class Upstreams:
+    """Channels and callables; `open` and `close` must run on the serving event loop.
+    `credentials` makes every channel TLS."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, str],
+        table: RouteTable,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self._targets = dict(targets)
         self._table = table
+        self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
     async def open(self) -> None:
         for target in sorted(set(self._targets.values())):
-            self._channels[target] = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(target, self._credentials, _CHANNEL_OPTIONS)
+            self._channels[target] = channel
         for route in self._table.routes:
             channel = self._channels[self._targets[route.service]]
             self._calls[route.grpc_method] = channel.unary_unary(

@@ -9,6 +9,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 
@@ -59,6 +60,9 @@ _GATEWAY_SETTINGS = [
     "gateway",
     "shutdown_grace",
     "log_level",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
 ]
 
 
@@ -102,8 +106,12 @@ def _admin_token(settings: Settings, show: bool) -> str:
     return token
 
 
-async def _start_gateway(settings: Settings, ingest_target: str, query_target: str):
+async def _start_gateway(
+    settings: Settings, ingest_target: str, query_target: str, upstream_ca: Path | None
+):
+    """Our gateway, or Envoy, in front of the services; `upstream_ca` set: TLS to them."""
     from gateway.app import create_app, serve_gateway
+    from gateway.upstreams import upstream_credentials
     from services.ingest.service import SERVICE as INGEST
     from services.query.service import SERVICE as QUERY
     from services.query.sql_api import SERVICE as SQL
@@ -114,6 +122,7 @@ async def _start_gateway(settings: Settings, ingest_target: str, query_target: s
         SQL.full_name: query_target,
     }
     origins = [o.strip() for o in settings.allowed_origins.split(",") if o.strip()]
+    tls = settings.tls_files()
     if settings.gateway == "envoy":
         from gateway.envoy import EnvoyConfig, EnvoyNotFound, start_envoy
 
@@ -127,15 +136,23 @@ async def _start_gateway(settings: Settings, ingest_target: str, query_target: s
                     port=settings.gateway_port,
                     max_body_bytes=settings.max_body_bytes,
                     allowed_origins=origins,
+                    tls=tls,
+                    upstream_ca=upstream_ca,
                 ),
                 log_level=settings.log_level,
             )
         except EnvoyNotFound as exc:
             raise SystemExit(f"pipit: --gateway envoy: {exc}") from None
     else:
-        app = create_app(upstreams, max_body_bytes=settings.max_body_bytes, allowed_origins=origins)
-        runner = await serve_gateway(app, settings.host, settings.gateway_port)
-    announce("gateway", f"http://{settings.host}:{settings.gateway_port}")
+        app = create_app(
+            upstreams,
+            max_body_bytes=settings.max_body_bytes,
+            allowed_origins=origins,
+            upstream_credentials=upstream_credentials(upstream_ca),
+        )
+        runner = await serve_gateway(app, settings.host, settings.gateway_port, tls=tls)
+    scheme = "http" if tls is None else "https"
+    announce("gateway", f"{scheme}://{settings.host}:{settings.gateway_port}")
     return runner
 
 
@@ -151,7 +168,11 @@ async def run_up(settings: Settings) -> None:
     query = await start_query(settings, warehouse, token)
     announce("query", f"{settings.host}:{query.port}")
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-    gateway = await _start_gateway(settings, f"{local}:{ingest.port}", f"{local}:{query.port}")
+    # Services that serve TLS are called over TLS; a self-signed certificate is its own CA.
+    upstream_ca = settings.tls_ca or (settings.tls_cert if settings.tls_files() else None)
+    gateway = await _start_gateway(
+        settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca
+    )
     try:
         await _until_signalled(stop)
     finally:
@@ -192,7 +213,9 @@ async def run_query(settings: Settings) -> None:
 
 async def run_gateway(settings: Settings) -> None:
     stop = _shutdown_requested()
-    runner = await _start_gateway(settings, settings.ingest_target, settings.query_target)
+    runner = await _start_gateway(
+        settings, settings.ingest_target, settings.query_target, settings.tls_ca
+    )
     try:
         await _until_signalled(stop)
     finally:
@@ -210,6 +233,7 @@ _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
             "gateway_port",
             "allowed_origins",
             "gateway",
+            "tls_ca",
         ],
         run_up,
     ),

@@ -166,3 +166,52 @@ def test_python_m_gateway_envoy_prints_a_bootstrap_envoy_accepts(
     path.write_text(printed.stdout)
     result = _validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tls_bootstrap_for_kubernetes_names_envoy_accepts(descriptor: Path, tmp_path: Path) -> None:
+    """HTTPS listener and TLS to services known by DNS name: SNI and the SAN Envoy must see
+    are that name, the files are the ones given (Envoy reads them when validating)."""
+    require_envoy()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=pipit-query",
+            "-addext", "subjectAltName=DNS:pipit-query",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    args = [sys.executable, "-m", "gateway.envoy", "--descriptor-set", str(descriptor)]
+    for name, target in _upstreams("pipit-query:50052").items():
+        args += ["--upstream", f"{name}={target}"]
+    args += ["--tls-cert", str(cert), "--tls-key", str(key), "--upstream-ca", str(cert)]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60)
+    bootstrap = json.loads(printed.stdout)
+    chain = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]
+    served = chain["transport_socket"]["typed_config"]["common_tls_context"]
+    assert served["tls_certificates"] == [
+        {"certificate_chain": {"filename": str(cert)}, "private_key": {"filename": str(key)}}
+    ]
+    (cluster,) = [
+        c for c in bootstrap["static_resources"]["clusters"] if c["name"].startswith("upstream_")
+    ]
+    upstream = cluster["transport_socket"]["typed_config"]
+    assert upstream["sni"] == "pipit-query"
+    assert upstream["common_tls_context"]["alpn_protocols"] == ["h2"]
+    validation = upstream["common_tls_context"]["validation_context"]
+    assert validation["trusted_ca"] == {"filename": str(cert)}
+    assert validation["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "pipit-query"}}
+    ]
+    path = tmp_path / "printed.json"
+    path.write_text(printed.stdout)
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_tls_settings_nothing_is_tls(descriptor: Path) -> None:
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
+    (chain,) = bootstrap["static_resources"]["listeners"][0]["filter_chains"]
+    assert "transport_socket" not in chain
+    assert all("transport_socket" not in c for c in bootstrap["static_resources"]["clusters"])
