@@ -64,10 +64,12 @@ class SingleNodeTable:
 
     @property
     def columns_without_indexes(self) -> str:
-        """The column list minus data-skipping indexes, which only the tables that hold
-        parts have (a Distributed table refuses them)."""
+        """The column list minus data-skipping indexes and projections, which only the
+        tables that hold parts have (a Distributed table refuses them)."""
         return "\n".join(
-            line for line in self.columns.split("\n") if not line.lstrip().startswith("INDEX ")
+            line
+            for line in self.columns.split("\n")
+            if not line.lstrip().startswith(("INDEX ", "PROJECTION "))
         ).replace(",\n)", "\n)")
 
     @classmethod

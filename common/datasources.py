@@ -47,6 +47,8 @@ class Datasource:
     descriptor: Descriptor
     skip_indexes: tuple[str, ...] = ()
     """`<name> <expression> TYPE <type> GRANULARITY <n>` of each data-skipping index."""
+    projections: tuple[str, ...] = ()
+    """`<name> (<query>)` of each aggregate projection."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -66,6 +68,7 @@ class Datasource:
         columns = ",\n    ".join(
             [f"`{c.name}` {c.type}" for c in self.columns]
             + [f"INDEX {index}" for index in self.skip_indexes]
+            + [f"PROJECTION {projection}" for projection in self.projections]
         )
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {columns}\n)\n"
@@ -81,6 +84,15 @@ class Datasource:
         return [
             f"ALTER TABLE `{database}`.`{self.name}` ADD INDEX IF NOT EXISTS {index}"
             for index in self.skip_indexes
+        ]
+
+    def add_projections_sql(self, database: str) -> list[str]:
+        """Adds the projections to a table created before they were declared. New parts
+        (and parts that merge) get them; until then the engine reads those parts' rows,
+        so answers do not change, only their cost."""
+        return [
+            f"ALTER TABLE `{database}`.`{self.name}` ADD PROJECTION IF NOT EXISTS {projection}"
+            for projection in self.projections
         ]
 
     def create_quarantine_sql(self, database: str) -> str:
@@ -107,6 +119,7 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
         f"`{index.name}` {index.expression} TYPE {index.type} GRANULARITY {index.granularity or 1}"
         for index in table.skip_indexes
     )
+    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]
@@ -122,6 +135,7 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
         columns=tuple(columns),
         descriptor=descriptor,
         skip_indexes=skip_indexes,
+        projections=projections,
     )
 
 

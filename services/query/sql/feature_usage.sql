@@ -8,18 +8,46 @@
 --   unique_sessions = distinct session_id. Events of every type count. Events sent
 --   without a feature form a row with feature '' (visible rather than hidden).
 -- Ordering: total_events DESC (most used first), then feature ASC.
+-- Cost: when the range is made of whole hours (the defaults, or bounds at :00:00 and
+--   :59:59), the `features_hourly` projection answers (a row per feature and hour, its
+--   distinct ids kept exactly); otherwise the rows do. Distinct counts over a range
+--   cannot be added up from parts of it, so the two never mix: exactly one side has rows.
+WITH
+    {start_date:DateTime} = toStartOfHour({start_date:DateTime})
+        AND ((toMinute({end_date:DateTime}) = 59 AND toSecond({end_date:DateTime}) = 59)
+             -- The last representable DateTime ends every hour it is in.
+             OR {end_date:DateTime} = toDateTime(4294967295)) AS whole_hours
 SELECT
     feature,
-    count() AS total_events,
-    uniqExact(user_id) AS unique_users,
-    uniqExact(session_id) AS unique_sessions
+    total_events,
+    unique_users,
+    unique_sessions
 FROM
 (
-    SELECT feature, user_id, session_id
+    SELECT
+        feature,
+        count() AS total_events,
+        uniqExact(user_id) AS unique_users,
+        uniqExact(session_id) AS unique_sessions
     FROM app_events
-    WHERE timestamp >= {start_date:DateTime}
+    WHERE whole_hours
+      AND toStartOfHour(timestamp) >= {start_date:DateTime}
+      AND toStartOfHour(timestamp) <= {end_date:DateTime}
+      AND ({feature:String} = '' OR feature = {feature:String})
+    GROUP BY feature
+
+    UNION ALL
+
+    SELECT
+        feature,
+        count() AS total_events,
+        uniqExact(user_id) AS unique_users,
+        uniqExact(session_id) AS unique_sessions
+    FROM app_events
+    WHERE NOT whole_hours
+      AND timestamp >= {start_date:DateTime}
       AND timestamp <= {end_date:DateTime}
       AND ({feature:String} = '' OR feature = {feature:String})
+    GROUP BY feature
 )
-GROUP BY feature
 ORDER BY total_events DESC, feature ASC

@@ -13,14 +13,25 @@
 --   users, 4); total_revenue = round(sum(revenue), 2). Only buckets with events appear.
 --   A bound inside a bucket keeps only the bucket's in-range events.
 -- Ordering: test_id, variant, period (the group key, so there are no ties).
+-- Cost: when the range is made of whole hours (the defaults, or bounds at :00:00 and
+--   :59:59), the `ab_hourly` projection answers (a row per test, variant and hour, its
+--   distinct users kept exactly); otherwise the rows do. Distinct counts over a range
+--   cannot be added up from parts of it, so the two never mix: exactly one side has rows.
+--   Periods are computed from toStartOfHour(timestamp), the projection's key (an hour
+--   lies in one day and one week, so the period is the same).
+WITH
+    {start_date:DateTime} = toStartOfHour({start_date:DateTime})
+        AND ((toMinute({end_date:DateTime}) = 59 AND toSecond({end_date:DateTime}) = 59)
+             -- The last representable DateTime ends every hour it is in.
+             OR {end_date:DateTime} = toDateTime(4294967295)) AS whole_hours
 SELECT
     test_id,
     variant,
     period,
-    uniqExact(user_id) AS users,
-    countIf(conversion = 1) AS conversions,
+    users,
+    conversions,
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
-    round(sum(revenue), 2) AS total_revenue
+    round(revenue, 2) AS total_revenue
 FROM
 (
     SELECT
@@ -28,16 +39,37 @@ FROM
         variant,
         multiIf(
             {interval:String} = 'hour', toStartOfHour(timestamp),
-            {interval:String} = 'week', toDateTime(toMonday(timestamp)),
-            toStartOfDay(timestamp)
+            {interval:String} = 'week', toDateTime(toMonday(toStartOfHour(timestamp))),
+            toStartOfDay(toStartOfHour(timestamp))
         ) AS period,
-        user_id,
-        conversion,
-        revenue
+        uniqExact(user_id) AS users,
+        countIf(conversion = 1) AS conversions,
+        sum(revenue) AS revenue
     FROM ab_test_events
-    WHERE timestamp >= {start_date:DateTime}
+    WHERE whole_hours
+      AND toStartOfHour(timestamp) >= {start_date:DateTime}
+      AND toStartOfHour(timestamp) <= {end_date:DateTime}
+      AND ({test_id:String} = '' OR test_id = {test_id:String})
+    GROUP BY test_id, variant, period
+
+    UNION ALL
+
+    SELECT
+        test_id,
+        variant,
+        multiIf(
+            {interval:String} = 'hour', toStartOfHour(timestamp),
+            {interval:String} = 'week', toDateTime(toMonday(toStartOfHour(timestamp))),
+            toStartOfDay(toStartOfHour(timestamp))
+        ) AS period,
+        uniqExact(user_id) AS users,
+        countIf(conversion = 1) AS conversions,
+        sum(revenue) AS revenue
+    FROM ab_test_events
+    WHERE NOT whole_hours
+      AND timestamp >= {start_date:DateTime}
       AND timestamp <= {end_date:DateTime}
       AND ({test_id:String} = '' OR test_id = {test_id:String})
+    GROUP BY test_id, variant, period
 )
-GROUP BY test_id, variant, period
 ORDER BY test_id ASC, variant ASC, period ASC
