@@ -109,8 +109,8 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     }
     assert declared == {
         "ab_test_events": ["ab_hourly"],
-        "user_events": ["activity_daily"],
-        "app_events": ["features_hourly"],
+        "user_events": ["activity_daily", "by_session"],
+        "app_events": ["features_hourly", "by_session"],
         "clickstream_events": ["pages_hourly"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
@@ -119,14 +119,17 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
 
 async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse) -> None:
     result = await warehouse.query(
-        "SELECT table, name FROM system.projections WHERE database = {d:String} ORDER BY table",
+        "SELECT table, name FROM system.projections WHERE database = {d:String} "
+        "ORDER BY table, name",
         {"d": warehouse.database},
     )
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_hourly"),
+        ("app_events", "by_session"),
         ("app_events", "features_hourly"),
         ("clickstream_events", "pages_hourly"),
         ("user_events", "activity_daily"),
+        ("user_events", "by_session"),
     ]
     parts = await warehouse.query(
         "SELECT table, countIf(length(projections) = 0) AS bare, "

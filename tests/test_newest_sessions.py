@@ -1,0 +1,116 @@
+"""user_session_stats and session_insights answer the newest sessions from the newest rows
+when they can (see their SQL): the answers equal the plain-Python reference whether that
+shortcut is taken or not, including for a long session that began long before the newest
+rows and a one-event session among them, and the shortcut really reads a fraction of the
+table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import expected
+import orjson
+import pytest
+from conftest import unique_database
+from test_endpoint_sql import ENDPOINTS, _run
+
+from common.datasources import registry
+from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.seed.generator import generate
+
+ENDPOINT_TABLES = {"user_session_stats": "user_events", "session_insights": "app_events"}
+GENERATED = 6000
+
+
+def _long_session(table: str) -> list[dict[str, Any]]:
+    """One session with an event at the very beginning of the data and two after
+    everything else, and one newest session of a single event (0 s long)."""
+    template = next(generate(table, 1, days=5, seed=3))
+    rows = []
+    for n, (session, moment) in enumerate(
+        [
+            ("long_session", "2023-06-01 00:00:01"),
+            ("long_session", "2023-06-06 00:00:10"),
+            ("long_session", "2023-06-06 00:00:20"),
+            ("single_event", "2023-06-06 00:00:15"),
+        ]
+    ):
+        rows.append(
+            {
+                **template,
+                "event_id": f"long_{n}",
+                "user_id": "user_long" if session == "long_session" else "user_single",
+                "session_id": session,
+                "timestamp": moment,
+            }
+        )
+    return rows
+
+
+DATA = {
+    table: [*generate(table, GENERATED, days=5, seed=3), *_long_session(table)]
+    for table in ENDPOINT_TABLES.values()
+}
+
+
+@pytest.fixture(scope="module")
+async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
+    """Small granules, so that reading a fraction of the table shows in rows read."""
+    wh = EmbeddedWarehouse(chdb_dir, unique_database("sessions"))
+    await wh.open()
+    for table, rows in DATA.items():
+        ds = registry()[table]
+        ddl = ds.create_table_sql(wh.database)
+        await wh.execute(ddl.replace("SETTINGS ", "SETTINGS index_granularity = 64, "))
+        for start in range(0, len(rows), 2000):  # a few parts
+            body = b"\n".join(orjson.dumps(row) for row in rows[start : start + 2000])
+            await wh.insert_json_rows(table, ds.column_names, body)
+    yield wh
+    await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
+    await wh.close()
+
+
+CASES = [
+    (name, given)
+    for name in ENDPOINT_TABLES
+    for given in (
+        {"limit": "1"},
+        {"limit": "5"},
+        {"limit": "100"},
+        {"limit": "10000"},
+        {"limit": "20", "start_date": "2023-06-02 10:00:00", "end_date": "2023-06-03 12:30:00"},
+        {"limit": "20", "start_date": "2023-06-01 00:00:00", "end_date": "2023-06-06 00:00:12"},
+        {"user_id": "user_long"},
+        {"user_id": "user_long", "end_date": "2023-06-06 00:00:10"},
+    )
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{n}-{sorted(g.items())}" for n, g in CASES])
+async def test_answers_equal_the_reference(warehouse: EmbeddedWarehouse, case) -> None:
+    name, given = case
+    actual = await _run(warehouse, name, given)
+    want = getattr(expected, name)(DATA[ENDPOINT_TABLES[name]], **ENDPOINTS[name].bind(given))
+    assert want
+    expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES.get(name, {}))
+    ranked = [row["session_id"] for row in actual]
+    if "long_session" in ranked:
+        # It began with the data: behind every session that began later.
+        assert ranked[-1] == "long_session" or given.get("user_id")
+
+
+@pytest.mark.parametrize("name", ENDPOINT_TABLES)
+async def test_the_newest_sessions_are_read_from_the_newest_rows(
+    warehouse: EmbeddedWarehouse, name: str
+) -> None:
+    total = len(DATA[ENDPOINT_TABLES[name]])
+    endpoint = ENDPOINTS[name]
+    shortcut = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "5"}))
+    everything = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "10000"}))
+    # With 5 asked for, the newest rows hold them; with more than there are sessions,
+    # every session is aggregated.
+    assert shortcut.statistics["rows_read"] < total / 2, shortcut.statistics
+    assert everything.statistics["rows_read"] >= total, everything.statistics
+    assert "long_session" not in [row["session_id"] for row in shortcut.data]
