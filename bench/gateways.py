@@ -95,6 +95,12 @@ def _events_body(count: int) -> bytes:
     return b"\n".join(orjson.dumps(e) for e in generate("ab_test_events", count, seed=9))
 
 
+def _ratio(ours: float, envoy: float) -> float | None:
+    """ours / Envoy; None when Envoy's figure is 0 (CPU time is counted in clock ticks, so
+    a tiny run can measure none)."""
+    return round(ours / envoy, 3) if envoy else None
+
+
 def _summary(runs: list[dict[str, Any]], cpu: float) -> dict[str, Any]:
     latencies = [x for run in runs for x in run["latencies"]]
     seconds = sum(run["seconds"] for run in runs)
@@ -206,14 +212,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for name in scenarios:
         per = {g: _summary(runs[name, g], cpu[name, g]) for g in GATEWAYS}
         per["ours_over_envoy"] = {
-            "cpu_per_request": round(
-                per["pipit"]["cpu_ms_per_request"] / per["envoy"]["cpu_ms_per_request"], 3
-            ),
-            "requests_per_second": round(
-                per["pipit"]["requests_per_second"] / per["envoy"]["requests_per_second"], 3
-            ),
-            "p50_latency": round(per["pipit"]["p50_ms"] / per["envoy"]["p50_ms"], 3),
-            "p99_latency": round(per["pipit"]["p99_ms"] / per["envoy"]["p99_ms"], 3),
+            figure: _ratio(per["pipit"][key], per["envoy"][key])
+            for figure, key in (
+                ("cpu_per_request", "cpu_ms_per_request"),
+                ("requests_per_second", "requests_per_second"),
+                ("p50_latency", "p50_ms"),
+                ("p99_latency", "p99_ms"),
+            )
         }
         figures[name] = per
     return {
@@ -244,8 +249,8 @@ def table(document: dict[str, Any]) -> str:
             )
         r = per["ours_over_envoy"]
         lines.append(
-            f"{name:<30} {'ours/envoy':<11} {r['requests_per_second']:>9} {r['p50_latency']:>9} "
-            f"{r['p99_latency']:>9} {r['cpu_per_request']:>11}"
+            f"{name:<30} {'ours/envoy':<11} {r['requests_per_second']!s:>9} "
+            f"{r['p50_latency']!s:>9} {r['p99_latency']!s:>9} {r['cpu_per_request']!s:>11}"
         )
     return "\n".join(lines)
 
