@@ -71,13 +71,15 @@ async def load(directory: Path, events: int, days: int, seed: int) -> dict[str, 
     if {**previous.get("params", {}), "schema": wanted["schema"]} == wanted:
         # Same rows, newer DDL: bring the tables up to date instead of regenerating.
         await warehouse.ensure_schema(list(registry().values()))
+        # Written into the existing parts too, or the old rows would be measured.
         for ds in registry().values():
-            for index in ds.skip_indexes:
-                name = index.split(" ", 1)[0]
-                await warehouse.execute(
-                    f"ALTER TABLE `{DATABASE}`.`{ds.name}` MATERIALIZE INDEX {name} "
-                    "SETTINGS mutations_sync = 2"
-                )
+            for kind, declared in (("INDEX", ds.skip_indexes), ("PROJECTION", ds.projections)):
+                for item in declared:
+                    name = item.split(" ", 1)[0]
+                    await warehouse.execute(
+                        f"ALTER TABLE `{DATABASE}`.`{ds.name}` MATERIALIZE {kind} {name} "
+                        "SETTINGS mutations_sync = 2"
+                    )
         previous["params"] = wanted
         marker.write_text(json.dumps(previous, indent=2))
         return previous
