@@ -19,7 +19,7 @@
 -- Ordering: session_start DESC (newest session first), then session_id ASC.
 -- Cost: only the `limit` newest sessions are answered, and a session that starts at or
 --   after a time T has every in-range event at or after T. So T (`recent_from`) is the
---   oldest of the newest 10 x limit in-range events, read backwards along the sorting
+--   oldest of the newest 50 x limit in-range events, read backwards along the sorting
 --   key; the sessions seen at or after T are looked up by session_id (the `by_session`
 --   projection) for where they truly start. When at least `limit` of them start at or
 --   after T (`recent_suffice`), they hold the answer, since every other session
@@ -36,7 +36,7 @@ WITH
               AND timestamp <= {end_date:DateTime}
               AND ({user_id:String} = '' OR user_id = {user_id:String})
             ORDER BY timestamp DESC
-            LIMIT 10 * {limit:Int32}
+            LIMIT 50 * {limit:Int32}
         )
     ) AS recent_from,
     (
