@@ -21,7 +21,7 @@ from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.seed.generator import generate
 
 ENDPOINT_TABLES = {"user_session_stats": "user_events", "session_insights": "app_events"}
-GENERATED = 6000
+GENERATED = 30_000
 
 
 def _long_session(table: str) -> list[dict[str, Any]]:
@@ -64,8 +64,8 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
         ds = registry()[table]
         ddl = ds.create_table_sql(wh.database)
         await wh.execute(ddl.replace("SETTINGS ", "SETTINGS index_granularity = 64, "))
-        for start in range(0, len(rows), 2000):  # a few parts
-            body = b"\n".join(orjson.dumps(row) for row in rows[start : start + 2000])
+        for start in range(0, len(rows), 10_000):  # a few parts
+            body = b"\n".join(orjson.dumps(row) for row in rows[start : start + 10_000])
             await wh.insert_json_rows(table, ds.column_names, body)
     yield wh
     await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
