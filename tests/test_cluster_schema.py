@@ -8,6 +8,7 @@ chDB."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,11 @@ def _statement(statements: list[str], table: str) -> str:
 def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else() -> None:
     statements = _schema().statements(DATASOURCES)
     assert statements[0] == f"CREATE DATABASE IF NOT EXISTS `{DATABASE}` ON CLUSTER `{CLUSTER}`"
-    created = [re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1] for s in statements[1:]]
+    created = [
+        re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1]
+        for s in statements[1:]
+        if not s.startswith("ALTER TABLE ")  # projections added to older local tables
+    ]
     expected = []
     for table, _, _ in _tables():
         # The local table first: a Distributed insert fails until it exists.
@@ -95,6 +100,23 @@ def test_cluster_ddl_replicates_and_distributes_the_single_node_table(
     )
 
 
+def test_projections_are_on_the_local_tables_only() -> None:
+    statements = _schema().statements(DATASOURCES)
+    projected = [ds for ds in DATASOURCES if ds.projections]
+    assert projected
+    for ds in projected:
+        local = _statement(statements, ds.name + LOCAL_SUFFIX)
+        distributed = _statement(statements, ds.name)
+        added = [s for s in statements if s.startswith("ALTER TABLE ") and ds.name + "_" in s]
+        for projection in ds.projections:
+            assert f"PROJECTION {projection}" in local
+            on_local = f"`{DATABASE}`.`{ds.name}{LOCAL_SUFFIX}` ON CLUSTER `{CLUSTER}`"
+            assert f"ALTER TABLE {on_local} ADD PROJECTION IF NOT EXISTS {projection}" in added
+        assert "PROJECTION" not in distributed
+        # Each ALTER follows the CREATE of the table it alters.
+        assert statements.index(local) < min(statements.index(s) for s in added)
+
+
 def test_datasources_are_sharded_by_user_id() -> None:
     # Per-user endpoints then read one shard, and one user's rows stay together.
     assert SHARDING_KEY == "cityHash64(user_id)"
@@ -113,7 +135,7 @@ async def test_every_statement_parses_as_clickhouse_sql(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
         formatted = result.data[0]["formatted"]
-        assert formatted.startswith("CREATE"), formatted
+        assert formatted.startswith(("CREATE", "ALTER TABLE")), formatted
         assert f"ON CLUSTER {CLUSTER}" in formatted
 
 
@@ -155,6 +177,22 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
     )
     tables = {row["name"]: row["engine"] for row in result.data}
     assert tables == {t: "MergeTree" for t, _, _ in _tables()}
+
+
+async def test_single_node_migration_is_what_the_services_run() -> None:
+    """`pipit migrate --print` shows exactly the statements ensure_schema executes."""
+
+    class Recording(EmbeddedWarehouse):
+        def __init__(self) -> None:
+            super().__init__(Path("unused"), DATABASE)
+            self.executed: list[str] = []
+
+        async def execute(self, sql: str) -> None:
+            self.executed.append(sql)
+
+    recording = Recording()
+    await recording.ensure_schema(DATASOURCES)
+    assert single_node_statements(DATABASE, DATASOURCES)[1:] == recording.executed
 
 
 async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere(
