@@ -9,7 +9,7 @@ gateway with 1, 8 and 32 concurrent clients.
 `--events` is per datasource: 10 M means 10 M rows in each of the four tables (40 M in
 all), made by the seed generator (`pipit seed`'s events, 30 days of June 2023) and
 written straight into chDB. A dataset is kept in `--data-root` and reused while its
-parameters and the tables' DDL are unchanged: building 10 M takes about ten minutes on
+parameters and the tables' DDL are unchanged: building 10 M takes about five minutes on
 two cores, a rerun only the measurements. Services run as `pipit query` and
 `pipit gateway` processes over that data with default settings. Parameters are the
 README's calls, with ids rotated over 20 values sampled from the data.
