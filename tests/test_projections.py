@@ -36,6 +36,11 @@ PROJECTED = {
             {"interval": "week", "test_id": "checkout_flow"},
         ],
     ),
+    "test_segments": (
+        "segments_hourly",
+        "range",
+        [{"segment": "device"}, {"segment": "country", "test_id": "checkout_flow"}],
+    ),
     "user_activity_metrics": ("activity_daily", "day", [{}]),
     "feature_usage": ("features_hourly", "range", [{}, {"feature": "dashboard"}]),
     "active_users": ("features_hourly", "range", [{"interval": "1 day"}, {"interval": "1 week"}]),
@@ -108,7 +113,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        "ab_test_events": ["ab_hourly"],
+        "ab_test_events": ["ab_hourly", "segments_hourly"],
         "user_events": ["activity_daily", "by_session"],
         "app_events": ["features_hourly", "by_session"],
         "clickstream_events": ["pages_hourly"],
@@ -125,6 +130,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     )
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_hourly"),
+        ("ab_test_events", "segments_hourly"),
         ("app_events", "by_session"),
         ("app_events", "features_hourly"),
         ("clickstream_events", "pages_hourly"),
