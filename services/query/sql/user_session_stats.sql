@@ -24,7 +24,8 @@
 --   projection) for where they truly start. When at least `limit` of them start at or
 --   after T (`recent_suffice`), they hold the answer, since every other session
 --   starts before T, and only their rows at or after T are aggregated. Otherwise (few or
---   long sessions in range) every session is aggregated, as defined above; never both.
+--   long sessions in range, or one user's) every session is aggregated, as defined
+--   above; never both.
 WITH
     (
         SELECT min(timestamp)
@@ -35,6 +36,9 @@ WITH
             WHERE timestamp >= {start_date:DateTime}
               AND timestamp <= {end_date:DateTime}
               AND ({user_id:String} = '' OR user_id = {user_id:String})
+              -- One user's rows are few and found through the user_id index: aggregate
+              -- them all, without the lookups (recent_from is then NULL).
+              AND {user_id:String} = ''
             ORDER BY timestamp DESC
             LIMIT 50 * {limit:Int32}
         )
@@ -45,7 +49,8 @@ WITH
         (
             SELECT session_id
             FROM user_events
-            WHERE timestamp >= {start_date:DateTime}
+            WHERE {user_id:String} = ''  -- as above: nothing to look up for one user
+              AND timestamp >= {start_date:DateTime}
               AND timestamp <= {end_date:DateTime}
               AND ({user_id:String} = '' OR user_id = {user_id:String})
               AND session_id IN (
