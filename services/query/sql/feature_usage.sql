@@ -11,7 +11,9 @@
 -- Cost: when the range is made of whole hours (the defaults, or bounds at :00:00 and
 --   :59:59), the `features_hourly` projection answers (a row per feature and hour, its
 --   distinct ids kept exactly); otherwise the rows do. Distinct counts over a range
---   cannot be added up from parts of it, so the two never mix: exactly one side has rows.
+--   cannot be added up from parts of it, so the projection serves whole-hour ranges only.
+--   For a whole-hour range, "its hour is in range" keeps the same rows as "it is in
+--   range"; only the first filters on the projection's key.
 WITH
     {start_date:DateTime} = toStartOfHour({start_date:DateTime})
         AND ((toMinute({end_date:DateTime}) = 59 AND toSecond({end_date:DateTime}) = 59)
@@ -19,35 +21,16 @@ WITH
              OR {end_date:DateTime} = toDateTime(4294967295)) AS whole_hours
 SELECT
     feature,
-    total_events,
-    unique_users,
-    unique_sessions
-FROM
-(
-    SELECT
-        feature,
-        count() AS total_events,
-        uniqExact(user_id) AS unique_users,
-        uniqExact(session_id) AS unique_sessions
-    FROM app_events
-    WHERE whole_hours
-      AND toStartOfHour(timestamp) >= {start_date:DateTime}
-      AND toStartOfHour(timestamp) <= {end_date:DateTime}
-      AND ({feature:String} = '' OR feature = {feature:String})
-    GROUP BY feature
-
-    UNION ALL
-
-    SELECT
-        feature,
-        count() AS total_events,
-        uniqExact(user_id) AS unique_users,
-        uniqExact(session_id) AS unique_sessions
-    FROM app_events
-    WHERE NOT whole_hours
-      AND timestamp >= {start_date:DateTime}
-      AND timestamp <= {end_date:DateTime}
-      AND ({feature:String} = '' OR feature = {feature:String})
-    GROUP BY feature
-)
+    count() AS total_events,
+    uniqExact(user_id) AS unique_users,
+    uniqExact(session_id) AS unique_sessions
+FROM app_events
+WHERE if(
+        whole_hours,
+        toStartOfHour(timestamp) >= {start_date:DateTime}
+            AND toStartOfHour(timestamp) <= {end_date:DateTime},
+        timestamp >= {start_date:DateTime} AND timestamp <= {end_date:DateTime}
+    )
+  AND ({feature:String} = '' OR feature = {feature:String})
+GROUP BY feature
 ORDER BY total_events DESC, feature ASC

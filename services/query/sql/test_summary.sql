@@ -17,7 +17,9 @@
 -- Cost: when the range is made of whole hours (the defaults, or bounds at :00:00 and
 --   :59:59), the `ab_hourly` projection answers (a row per test, variant and hour, its
 --   distinct users kept exactly); otherwise the rows do. Distinct counts over a range
---   cannot be added up from parts of it, so the two never mix: exactly one side has rows.
+--   cannot be added up from parts of it, so the projection serves whole-hour ranges only.
+--   For a whole-hour range, "its hour is in range" keeps the same rows as "it is in
+--   range"; only the first filters on the projection's key.
 WITH
     {start_date:DateTime} = toStartOfHour({start_date:DateTime})
         AND ((toMinute({end_date:DateTime}) = 59 AND toSecond({end_date:DateTime}) = 59)
@@ -26,39 +28,18 @@ WITH
 SELECT
     test_id,
     variant,
-    users,
-    conversions,
+    uniqExact(user_id) AS users,
+    countIf(conversion = 1) AS conversions,
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
-    round(revenue, 2) AS total_revenue,
-    if(users = 0, 0, round(revenue / users, 4)) AS revenue_per_user
-FROM
-(
-    SELECT
-        test_id,
-        variant,
-        uniqExact(user_id) AS users,
-        countIf(conversion = 1) AS conversions,
-        sum(revenue) AS revenue
-    FROM ab_test_events
-    WHERE whole_hours
-      AND toStartOfHour(timestamp) >= {start_date:DateTime}
-      AND toStartOfHour(timestamp) <= {end_date:DateTime}
-      AND ({test_id:String} = '' OR test_id = {test_id:String})
-    GROUP BY test_id, variant
-
-    UNION ALL
-
-    SELECT
-        test_id,
-        variant,
-        uniqExact(user_id) AS users,
-        countIf(conversion = 1) AS conversions,
-        sum(revenue) AS revenue
-    FROM ab_test_events
-    WHERE NOT whole_hours
-      AND timestamp >= {start_date:DateTime}
-      AND timestamp <= {end_date:DateTime}
-      AND ({test_id:String} = '' OR test_id = {test_id:String})
-    GROUP BY test_id, variant
-)
+    round(sum(revenue), 2) AS total_revenue,
+    if(users = 0, 0, round(sum(revenue) / users, 4)) AS revenue_per_user
+FROM ab_test_events
+WHERE if(
+        whole_hours,
+        toStartOfHour(timestamp) >= {start_date:DateTime}
+            AND toStartOfHour(timestamp) <= {end_date:DateTime},
+        timestamp >= {start_date:DateTime} AND timestamp <= {end_date:DateTime}
+    )
+  AND ({test_id:String} = '' OR test_id = {test_id:String})
+GROUP BY test_id, variant
 ORDER BY test_id ASC, variant ASC
