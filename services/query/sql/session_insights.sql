@@ -23,11 +23,11 @@
 --   after a time T has every in-range event at or after T. So T (`recent_from`) is the
 --   oldest of the newest 50 x limit in-range events, read backwards along the sorting
 --   key; the sessions seen at or after T are looked up by session_id (the `by_session`
---   projection) for where they truly start. When at least `limit` of them start at or
---   after T and last longer than 0 s (`recent_suffice`), they hold the answer, since every other session
---   starts before T, and only their rows at or after T are aggregated. Otherwise (few or
---   long sessions in range, or one user's) every session is aggregated, as defined
---   above; never both.
+--   projection) for where they truly start (`recent_sessions`). When at least `limit` of
+--   them start at or after T and last longer than 0 s (`recent_suffice`), they hold the answer, since every
+--   other session starts before T, and only their rows at or after T are aggregated.
+--   Otherwise (few or long sessions in range, or one user's) every session is aggregated,
+--   as defined above.
 WITH
     (
         SELECT min(timestamp)
@@ -45,28 +45,26 @@ WITH
             LIMIT 50 * {limit:Int32}
         )
     ) AS recent_from,
+    recent_sessions AS
     (
-        SELECT count()
-        FROM
-        (
-            SELECT session_id
-            FROM app_events
-            WHERE {user_id:String} = ''  -- as above: nothing to look up for one user
-              AND timestamp >= {start_date:DateTime}
-              AND timestamp <= {end_date:DateTime}
-              AND ({user_id:String} = '' OR user_id = {user_id:String})
-              AND session_id IN (
-                  SELECT session_id
-                  FROM app_events
-                  WHERE timestamp >= {start_date:DateTime}
-                    AND timestamp <= {end_date:DateTime}
-                    AND ({user_id:String} = '' OR user_id = {user_id:String})
-                    AND timestamp >= recent_from
-              )
-            GROUP BY session_id
-            HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
-        )
-    ) >= {limit:Int32} AS recent_suffice
+        SELECT session_id
+        FROM app_events
+        WHERE {user_id:String} = ''  -- as above: nothing to look up for one user
+          AND timestamp >= {start_date:DateTime}
+          AND timestamp <= {end_date:DateTime}
+          AND ({user_id:String} = '' OR user_id = {user_id:String})
+          AND session_id IN (
+              SELECT session_id
+              FROM app_events
+              WHERE timestamp >= {start_date:DateTime}
+                  AND timestamp <= {end_date:DateTime}
+                  AND ({user_id:String} = '' OR user_id = {user_id:String})
+                AND timestamp >= recent_from
+          )
+        GROUP BY session_id
+        HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
+    ),
+    (SELECT count() FROM recent_sessions) >= {limit:Int32} AS recent_suffice
 SELECT
     session_id,
     first_event.3 AS user_id,
@@ -89,44 +87,9 @@ FROM
         min((timestamp, event_id, user_id, device_type, browser, os, location)) AS first_event
     FROM app_events
     WHERE timestamp >= {start_date:DateTime}
-      AND timestamp <= {end_date:DateTime}
-      AND ({user_id:String} = '' OR user_id = {user_id:String})
-      AND recent_suffice
-      AND timestamp >= recent_from
-      AND session_id IN (
-          SELECT session_id
-          FROM app_events
-          WHERE timestamp >= {start_date:DateTime}
-            AND timestamp <= {end_date:DateTime}
-            AND ({user_id:String} = '' OR user_id = {user_id:String})
-            AND session_id IN (
-                SELECT session_id
-                FROM app_events
-                WHERE timestamp >= {start_date:DateTime}
-                  AND timestamp <= {end_date:DateTime}
-                  AND ({user_id:String} = '' OR user_id = {user_id:String})
-                  AND timestamp >= recent_from
-            )
-          GROUP BY session_id
-          HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
-      )
-    GROUP BY session_id
-    HAVING session_duration_seconds > 0
-
-    UNION ALL
-
-    SELECT
-        session_id,
-        min(timestamp) AS session_start,
-        max(timestamp) AS session_end,
-        dateDiff('second', session_start, session_end) AS session_duration_seconds,
-        count() AS event_count,
-        min((timestamp, event_id, user_id, device_type, browser, os, location)) AS first_event
-    FROM app_events
-    WHERE timestamp >= {start_date:DateTime}
-      AND timestamp <= {end_date:DateTime}
-      AND ({user_id:String} = '' OR user_id = {user_id:String})
-      AND NOT recent_suffice
+          AND timestamp <= {end_date:DateTime}
+          AND ({user_id:String} = '' OR user_id = {user_id:String})
+      AND if(recent_suffice, timestamp >= recent_from AND session_id IN recent_sessions, 1)
     GROUP BY session_id
     HAVING session_duration_seconds > 0
 )
