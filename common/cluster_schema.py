@@ -125,13 +125,9 @@ class ClusterSchema:
     def datasource_sql(self, ds: Datasource) -> list[str]:
         # A datasource without user_id still gets a Distributed table, spread evenly.
         key = SHARDING_KEY if SHARDING_COLUMN in ds.column_names else QUARANTINE_SHARDING_KEY
-        # Local tables created before a projection was declared get it too (new parts and
-        # merges build it; until then those parts are read as rows).
+        # Local tables created before an index or projection was declared get it too.
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
-        return self._pair(ds.create_table_sql(self.database), key) + [
-            f"ALTER TABLE {local} ADD PROJECTION IF NOT EXISTS {projection}"
-            for projection in ds.projections
-        ]
+        return self._pair(ds.create_table_sql(self.database), key) + ds.upgrade_sql(local)
 
     def quarantine_sql(self, ds: Datasource) -> list[str]:
         return self._pair(ds.create_quarantine_sql(self.database), QUARANTINE_SHARDING_KEY)

@@ -78,20 +78,15 @@ class Datasource:
             f"SETTINGS {DEDUPLICATION_SETTING}"
         )
 
-    def add_indexes_sql(self, database: str) -> list[str]:
-        """Adds the skipping indexes to a table created before they were declared (new
-        parts get them; older parts are read as before)."""
+    def upgrade_sql(self, table: str) -> list[str]:
+        """Adds the declared skipping indexes and projections to `table` (its qualified
+        name, `ON CLUSTER` included where it applies) when it was created before them. New
+        parts (and parts that merge) get them; older parts are read as before, so answers
+        do not change, only their cost."""
         return [
-            f"ALTER TABLE `{database}`.`{self.name}` ADD INDEX IF NOT EXISTS {index}"
-            for index in self.skip_indexes
-        ]
-
-    def add_projections_sql(self, database: str) -> list[str]:
-        """Adds the projections to a table created before they were declared. New parts
-        (and parts that merge) get them; until then the engine reads those parts' rows,
-        so answers do not change, only their cost."""
-        return [
-            f"ALTER TABLE `{database}`.`{self.name}` ADD PROJECTION IF NOT EXISTS {projection}"
+            f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}" for index in self.skip_indexes
+        ] + [
+            f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
             for projection in self.projections
         ]
 
@@ -108,6 +103,15 @@ class Datasource:
             "ORDER BY arrived_at\n"
             f"SETTINGS {DEDUPLICATION_SETTING}"
         )
+
+    def schema_sql(self, database: str) -> list[str]:
+        """Every statement that brings this datasource's tables up to date, in the order
+        they run; each is idempotent."""
+        return [
+            self.create_table_sql(database),
+            *self.upgrade_sql(f"`{database}`.`{self.name}`"),
+            self.create_quarantine_sql(database),
+        ]
 
 
 def _from_descriptor(descriptor: Descriptor) -> Datasource | None:

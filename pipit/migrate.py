@@ -30,9 +30,7 @@ def single_node_statements(database: str, datasources: Sequence[Datasource]) -> 
     """The same statements `Warehouse.ensure_schema` runs, for printing."""
     out = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
     for ds in datasources:
-        out.append(ds.create_table_sql(database))
-        out += ds.add_indexes_sql(database) + ds.add_projections_sql(database)
-        out.append(ds.create_quarantine_sql(database))
+        out += ds.schema_sql(database)
     return out
 
 

@@ -112,6 +112,8 @@ def test_projections_are_on_the_local_tables_only() -> None:
             assert f"PROJECTION {projection}" in local
             on_local = f"`{DATABASE}`.`{ds.name}{LOCAL_SUFFIX}` ON CLUSTER `{CLUSTER}`"
             assert f"ALTER TABLE {on_local} ADD PROJECTION IF NOT EXISTS {projection}" in added
+        for index in ds.skip_indexes:  # older local tables get the indexes as well
+            assert f"ALTER TABLE {on_local} ADD INDEX IF NOT EXISTS {index}" in added
         assert "PROJECTION" not in distributed
         # Each ALTER follows the CREATE of the table it alters.
         assert statements.index(local) < min(statements.index(s) for s in added)

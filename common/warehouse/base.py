@@ -97,12 +97,8 @@ class Warehouse(abc.ABC):
     async def ensure_schema(self, datasources: Sequence[Datasource]) -> None:
         """Creates every datasource table and its quarantine table, idempotently."""
         for ds in datasources:
-            await self.execute(ds.create_table_sql(self.database))
-            for statement in ds.add_indexes_sql(self.database) + ds.add_projections_sql(
-                self.database
-            ):
+            for statement in ds.schema_sql(self.database):
                 await self.execute(statement)
-            await self.execute(ds.create_quarantine_sql(self.database))
 
     def insert_statement(
         self,
