@@ -221,6 +221,7 @@ def _downstream_tls(certificate: Path, key: Path) -> dict[str, Any]:
 
 
 def _upstream_tls(host: str, ca: Path) -> dict[str, Any]:
+    ip = _is_ip(host)
     context: dict[str, Any] = {
         "common_tls_context": {
             "alpn_protocols": ["h2"],
@@ -228,14 +229,14 @@ def _upstream_tls(host: str, ca: Path) -> dict[str, Any]:
                 "trusted_ca": {"filename": str(ca.resolve())},
                 "match_typed_subject_alt_names": [
                     {
-                        "san_type": "IP_ADDRESS" if _is_ip(host) else "DNS",
+                        "san_type": "IP_ADDRESS" if ip else "DNS",
                         "matcher": {"exact": host},
                     }
                 ],
             },
         }
     }
-    if not _is_ip(host):
+    if not ip:  # SNI carries names only
         context["sni"] = host
     return {
         "name": _TLS_SOCKET,

@@ -405,11 +405,11 @@ def _enum_name(field: FieldDescriptor) -> Callable[[int], Any]:
     return lambda number: names.get(number, number)
 
 
-def _field_printer(field: FieldDescriptor) -> Callable[[Any], Any] | None:
-    """How one value of `field` prints; None for kinds left to json_format."""
+def _field_printer(field: FieldDescriptor) -> Callable[[Any], Any]:
+    """How one value of `field` prints; raises _Unsupported for kinds left to json_format."""
     kind = field.type
     if kind in _AS_IS:
-        return None if field.is_repeated else _same
+        return _same
     if kind in _AS_TEXT:
         return str
     if kind == FieldDescriptor.TYPE_DOUBLE:
@@ -418,7 +418,8 @@ def _field_printer(field: FieldDescriptor) -> Callable[[Any], Any] | None:
         return _enum_name(field)
     if kind == FieldDescriptor.TYPE_MESSAGE:
         nested = _compiled_printer(field.message_type)
-        return nested
+        if nested is not None:
+            return nested
     raise _Unsupported
 
 
@@ -437,27 +438,25 @@ def _compiled_printer(descriptor: Descriptor) -> _Printer | None:
     if name in _PRINTERS:
         return _PRINTERS[name]
     _PRINTERS[name] = None  # while compiling: a recursive type is left to json_format
-    unsupported = (
+    if (
         name.startswith("google.protobuf.")
         or descriptor.GetOptions().map_entry
         or descriptor.extension_ranges
-    )
-    plan: list[tuple[str, bool, bool, Callable[[Any], Any] | None]] = []
-    if not unsupported:
-        try:
-            for field in descriptor.fields:
-                convert = _field_printer(field)
-                if field.type == FieldDescriptor.TYPE_MESSAGE and convert is None:
-                    raise _Unsupported
-                if field.type not in _AS_IS and convert is None and not field.is_repeated:
-                    raise _Unsupported
-                # Singular fields with presence (messages, proto3 `optional`, oneof members)
-                # print only when set; the rest always, defaults included.
-                present_only = field.has_presence and not field.is_repeated
-                plan.append((field.name, field.is_repeated, present_only, convert))
-        except _Unsupported:
-            unsupported = True
-    if unsupported:
+    ):
+        return None
+    try:
+        # Singular fields with presence (messages, proto3 `optional`, oneof members) print
+        # only when set; the rest always, defaults included.
+        plan = [
+            (
+                field.name,
+                field.is_repeated,
+                field.has_presence and not field.is_repeated,
+                _field_printer(field),
+            )
+            for field in descriptor.fields
+        ]
+    except _Unsupported:
         return None
 
     def print_message(message: Message) -> dict[str, Any]:
@@ -467,7 +466,7 @@ def _compiled_printer(descriptor: Descriptor) -> _Printer | None:
                 continue
             value = getattr(message, field_name)
             if repeated:
-                printed[field_name] = list(value) if convert is None else list(map(convert, value))
+                printed[field_name] = list(map(convert, value))
             else:
                 printed[field_name] = convert(value)
         return printed
