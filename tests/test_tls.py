@@ -39,13 +39,18 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def _ca(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
+def _self_signed(cert: Path, key: Path, subject: str, *extra: str) -> tuple[Path, Path]:
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name} test CA",
+        "-keyout", str(key), "-out", str(cert), "-subj", subject, *extra,
     )  # fmt: skip
     return cert, key
+
+
+def _ca(directory: Path, name: str) -> tuple[Path, Path]:
+    return _self_signed(
+        directory / f"{name}-ca.pem", directory / f"{name}-ca.key", f"/CN={name} test CA"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -277,11 +282,7 @@ async def test_pipit_up_with_a_self_signed_certificate_trusts_it(tmp_path):
     """The README's TLS walkthrough: one self-signed certificate and no CA; `pipit up` trusts
     the certificate for its own services."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
-        "-out", str(cert), "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    )  # fmt: skip
+    _self_signed(cert, key, "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
     up = await asyncio.to_thread(
         start_pipit,
         ["up", "--tls-cert", str(cert), "--tls-key", str(key)],
