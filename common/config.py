@@ -88,6 +88,11 @@ class Settings:
     wal_segment_bytes: int = 16 * 1024 * 1024
     metrics_port: int = 9464
     max_string_length: int = 1024
+    sql_timeout: float = 10.0
+    sql_max_memory_bytes: int = 1024 * 1024 * 1024
+    sql_max_threads: int = 1
+    sql_max_queries: int = 4
+    sql_max_queries_per_token: int = 2
     shutdown_grace: float = 10.0
     allowed_origins: str = "*"
     gateway: str = "pipit"
@@ -168,6 +173,17 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "wal_segment_bytes": ("size at which a write-ahead log segment file is closed", _positive_int),
     "metrics_port": ("Prometheus metrics port of the ingest service (0 = off)", int),
     "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
+    "sql_timeout": ("seconds a Query API (/v0/sql) query may run", _positive_float),
+    "sql_max_memory_bytes": ("memory one Query API query may use, in bytes", _positive_int),
+    "sql_max_threads": ("engine threads one Query API query may use", _positive_int),
+    "sql_max_queries": (
+        "Query API queries running or waiting at once in a process; more answer 429",
+        _positive_int,
+    ),
+    "sql_max_queries_per_token": (
+        "Query API queries one token may have running or waiting at once; more answer 429",
+        _positive_int,
+    ),
     "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
     "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
     "gateway": (

@@ -50,6 +50,14 @@ _INGEST_SETTINGS = [
     "wal_segment_bytes",
     "metrics_port",
 ]
+_QUERY_SETTINGS = [
+    "query_port",
+    "sql_timeout",
+    "sql_max_memory_bytes",
+    "sql_max_threads",
+    "sql_max_queries",
+    "sql_max_queries_per_token",
+]
 _GATEWAY_SETTINGS = [
     "host",
     "gateway_port",
@@ -229,7 +237,7 @@ _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
         [
             *_SERVICE_SETTINGS,
             *_INGEST_SETTINGS,
-            "query_port",
+            *_QUERY_SETTINGS,
             "gateway_port",
             "allowed_origins",
             "gateway",
@@ -238,7 +246,7 @@ _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
         run_up,
     ),
     "ingest": ("run the ingest gRPC service", [*_SERVICE_SETTINGS, *_INGEST_SETTINGS], run_ingest),
-    "query": ("run the query gRPC service", [*_SERVICE_SETTINGS, "query_port"], run_query),
+    "query": ("run the query gRPC service", [*_SERVICE_SETTINGS, *_QUERY_SETTINGS], run_query),
     "gateway": ("run the HTTP/JSON gateway", _GATEWAY_SETTINGS, run_gateway),
 }
 

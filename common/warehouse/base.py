@@ -20,6 +20,24 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class AdhocLimits:
+    """Caps on the ad-hoc lane, where the Query API runs a stranger's SQL: a query that
+    needs more time, memory or threads than these fails on its own instead of slowing
+    the pipes and ingest, which run elsewhere."""
+
+    max_seconds: float = 10.0
+    max_memory_bytes: int = 1024 * 1024 * 1024
+    max_threads: int = 1
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "max_execution_time": self.max_seconds,
+            "max_memory_usage": self.max_memory_bytes,
+            "max_threads": self.max_threads,
+        }
+
+
 # The JSON formats rows are inserted in: JSONEachRow (an object per line) and
 # JSONCompactColumns (an array per column; blocks of it may follow one another).
 INSERT_FORMATS = frozenset({"JSONEachRow", "JSONCompactColumns"})
@@ -52,8 +70,9 @@ class QueryResult:
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, adhoc_limits: AdhocLimits | None = None) -> None:
         self.database = database
+        self.adhoc_limits = adhoc_limits or AdhocLimits()
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -85,6 +104,19 @@ class Warehouse(abc.ABC):
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         """Runs a SELECT in the configured database, binding `{name:Type}` placeholders
         server-side from `params`."""
+
+    async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        """Runs a SELECT in the ad-hoc lane: a connection of its own, read-only, within
+        `adhoc_limits`, so that a slow or failing ad-hoc query never delays or breaks the
+        pipes and ingest, which use the other connection(s). Engines without such a lane
+        (test doubles) refuse."""
+        raise WarehouseError(f"{type(self).__name__} has no ad-hoc lane")
+
+    async def adhoc_explain(self, statement: str) -> list[str]:
+        """The parser's tree of `statement` (`EXPLAIN AST`, which parses and evaluates
+        nothing) from the ad-hoc lane, a line of the dump per item."""
+        plan = await self.adhoc_query(f"EXPLAIN AST {statement}", {})
+        return [line for row in plan.data for line in str(row.get("explain", "")).split("\n")]
 
     async def ping(self) -> bool:
         """True when the warehouse answers."""

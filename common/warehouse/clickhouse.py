@@ -10,6 +10,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from common.warehouse.base import (
     QUERY_SETTINGS,
+    AdhocLimits,
     QueryResult,
     Warehouse,
     WarehouseError,
@@ -35,10 +36,11 @@ def _client_args(url: str) -> dict:
 class ClickHouseWarehouse(Warehouse):
     """A ClickHouse server (or cluster endpoint) at an HTTP URL."""
 
-    def __init__(self, url: str, database: str) -> None:
-        super().__init__(database)
+    def __init__(self, url: str, database: str, adhoc_limits: AdhocLimits | None = None) -> None:
+        super().__init__(database, adhoc_limits)
         self._args = _client_args(url)
         self._client = None
+        self._adhoc_client = None
 
     async def open(self) -> None:
         try:
@@ -51,13 +53,26 @@ class ClickHouseWarehouse(Warehouse):
             self._client = await clickhouse_connect.get_async_client(
                 **self._args, database=self.database, settings=dict(QUERY_SETTINGS)
             )
+            # The ad-hoc lane: a pool of its own, so ad-hoc queries never take the pipes'
+            # connections, and every request read-only within the caps. `readonly = 2`,
+            # because over HTTP `readonly = 1` would refuse the caps sent beside it; a
+            # query's own SETTINGS clause never gets this far (services/query/sql_policy.py).
+            self._adhoc_client = await clickhouse_connect.get_async_client(
+                **self._args,
+                database=self.database,
+                settings=self._adhoc_settings(),
+            )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
 
+    def _adhoc_settings(self) -> dict:
+        return {**QUERY_SETTINGS, **self.adhoc_limits.settings(), "readonly": 2}
+
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        for client in (self._client, self._adhoc_client):
+            if client is not None:
+                await client.close()
+        self._client = self._adhoc_client = None
 
     def _require_client(self):
         if self._client is None:
@@ -99,3 +114,20 @@ class ClickHouseWarehouse(Warehouse):
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
         return QueryResult.from_json(payload)
+
+    async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        if self._adhoc_client is None:
+            raise WarehouseError("warehouse is not open")
+        try:
+            payload = await self._adhoc_client.raw_query(
+                sql, parameters=dict(params), fmt="JSON", settings=self._adhoc_settings()
+            )
+        except ClickHouseError as exc:
+            raise WarehouseError(str(exc)) from exc
+        return QueryResult.from_json(payload)
+
+    async def adhoc_explain(self, statement: str) -> list[str]:
+        # As a subquery: clickhouse-connect appends `FORMAT JSON` to what it sends, which
+        # must go to the outer query, not to the statement being explained.
+        plan = await self.adhoc_query(f"SELECT explain FROM (EXPLAIN AST {statement})", {})
+        return [line for row in plan.data for line in str(row.get("explain", "")).split("\n")]

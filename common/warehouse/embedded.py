@@ -1,12 +1,15 @@
 """chDB: ClickHouse's engine in-process, the default a newcomer gets.
 
-chDB allows one data path per process and its session is not safe for concurrent
-queries (bound parameters of one query leak into another), so every call goes through
-one worker thread. That keeps the event loop free and the session consistent."""
+chDB allows one data path per process, but several sessions on it. A session runs one query
+at a time and is not safe for concurrent queries (bound parameters of one query leak into
+another), so each session has one worker thread of its own: a *lane*. Pipes, ingest and DDL
+share the main lane; the Query API's ad-hoc SQL has a lane of its own, read-only and capped,
+so a slow or failing ad-hoc query never holds up the others. The event loop stays free."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +18,13 @@ from typing import Any
 
 from clickhouse_connect.driver.binding import escape_str
 
-from common.warehouse.base import QUERY_SETTINGS, QueryResult, Warehouse, WarehouseError
+from common.warehouse.base import (
+    QUERY_SETTINGS,
+    AdhocLimits,
+    QueryResult,
+    Warehouse,
+    WarehouseError,
+)
 
 
 def _setting_literal(value: Any) -> str:
@@ -24,21 +33,53 @@ def _setting_literal(value: Any) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _set_statements(settings: Mapping[str, Any]) -> list[str]:
+    return [f"SET {name} = {_setting_literal(value)}" for name, value in settings.items()]
+
+
+class _Lane:
+    """One chDB session and the one thread allowed to use it."""
+
+    def __init__(self, path: Path, name: str, setup: Sequence[str]) -> None:
+        from chdb import session
+
+        self.session = session.Session(str(path))
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chdb-{name}")
+        self.current_database = ""
+        for statement in setup:
+            self.session.query(statement)
+
+    def run(self, database: str, sql: str, fmt: str, params: Mapping[str, str] | None) -> bytes:
+        """Runs on the lane's worker thread only."""
+        try:
+            if database and database != self.current_database:
+                self.session.query(f"USE `{database}`")
+                self.current_database = database
+            result = self.session.query(sql, fmt, params=dict(params) if params else None)
+        except Exception as exc:  # chDB raises its own error type per version
+            self._discard_leftovers()
+            raise WarehouseError(str(exc)) from exc
+        return result.bytes() if result is not None else b""
+
+    def _discard_leftovers(self) -> None:
+        # chDB keeps what a failed query had already written (half a JSON document, say) and
+        # hands it out ahead of the next query's own answer on this session. One throwaway
+        # query takes it, so the next real answer is whole.
+        with contextlib.suppress(Exception):
+            self.session.query("SELECT 1", "CSV")
+
+
 class _Engine:
-    """The process-wide chDB session and the one thread allowed to use it."""
+    """The process-wide chDB data path and its lanes."""
 
     _instance: _Engine | None = None
     _lock = threading.Lock()
 
     def __init__(self, path: Path) -> None:
-        from chdb import session
-
         self.path = path
-        self.session = session.Session(str(path))
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
-        self.current_database = ""
-        for name, value in QUERY_SETTINGS.items():
-            self.session.query(f"SET {name} = {_setting_literal(value)}")
+        self._lanes: dict[tuple[str, ...], _Lane] = {}
+        self._lanes_lock = threading.Lock()
+        self.main = self.lane("main", ())
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -52,23 +93,31 @@ class _Engine:
                 )
             return cls._instance
 
-    def run(self, database: str, sql: str, fmt: str, params: Mapping[str, str] | None) -> bytes:
-        """Runs on the worker thread only."""
-        try:
-            if database and database != self.current_database:
-                self.session.query(f"USE `{database}`")
-                self.current_database = database
-            result = self.session.query(sql, fmt, params=dict(params) if params else None)
-        except Exception as exc:  # chDB raises its own error type per version
-            raise WarehouseError(str(exc)) from exc
-        return result.bytes() if result is not None else b""
+    def lane(self, name: str, settings: Sequence[str]) -> _Lane:
+        """The lane named `name` whose session runs `settings` (SET statements) after the
+        common ones; made on first use. Lanes with other settings are other sessions."""
+        key = (name, *settings)
+        with self._lanes_lock:
+            if key not in self._lanes:
+                setup = [*_set_statements(QUERY_SETTINGS), *settings]
+                self._lanes[key] = _Lane(self.path, name, setup)
+            return self._lanes[key]
+
+
+def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
+    """The ad-hoc session's SET statements: the caps, then `readonly = 1` last, after
+    which nothing on that session can write, create, or change a setting (a query's own
+    SETTINGS clause included)."""
+    return [*_set_statements(limits.settings()), "SET readonly = 1"]
 
 
 class EmbeddedWarehouse(Warehouse):
     """chDB in a data directory."""
 
-    def __init__(self, data_dir: Path, database: str) -> None:
-        super().__init__(database)
+    def __init__(
+        self, data_dir: Path, database: str, adhoc_limits: AdhocLimits | None = None
+    ) -> None:
+        super().__init__(database, adhoc_limits)
         self.data_dir = data_dir
         self._engine: _Engine | None = None
 
@@ -78,13 +127,13 @@ class EmbeddedWarehouse(Warehouse):
         fmt: str = "CSV",
         params: Mapping[str, str] | None = None,
         database: str = "",
+        lane: _Lane | None = None,
     ) -> bytes:
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
+        lane = lane or self._engine.main
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._engine.executor, self._engine.run, database, sql, fmt, params
-        )
+        return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,9 +161,22 @@ class EmbeddedWarehouse(Warehouse):
         await self._run(statement + "\n" + body.decode("utf-8"))
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
-        # ClickHouse reads bound values in its escaped text format, so a backslash or a
-        # quote must be escaped to mean itself. clickhouse-connect does this on the HTTP
-        # path; the same function here keeps both engines reading identical values.
-        escaped = {name: escape_str(value) for name, value in params.items()}
-        payload = await self._run(sql, "JSON", escaped, database=self.database)
+        payload = await self._run(sql, "JSON", _escaped(params), database=self.database)
         return QueryResult.from_json(payload)
+
+    async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        if self._engine is None:
+            raise WarehouseError("warehouse is not open")
+        loop = asyncio.get_running_loop()
+        lane = await loop.run_in_executor(
+            None, self._engine.lane, "adhoc", adhoc_lane_settings(self.adhoc_limits)
+        )
+        payload = await self._run(sql, "JSON", _escaped(params), self.database, lane)
+        return QueryResult.from_json(payload)
+
+
+def _escaped(params: Mapping[str, str]) -> dict[str, str]:
+    # ClickHouse reads bound values in its escaped text format, so a backslash or a quote
+    # must be escaped to mean itself. clickhouse-connect does this on the HTTP path; the
+    # same function here keeps both engines reading identical values.
+    return {name: escape_str(value) for name, value in params.items()}

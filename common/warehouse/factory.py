@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from common.config import Settings
-from common.warehouse.base import Warehouse
+from common.warehouse.base import AdhocLimits, Warehouse
 
 
 def open_warehouse(settings: Settings) -> Warehouse:
     """A ClickHouse warehouse when a URL is configured, embedded chDB otherwise. The
     caller awaits `open()`."""
+    limits = AdhocLimits(
+        max_seconds=settings.sql_timeout,
+        max_memory_bytes=settings.sql_max_memory_bytes,
+        max_threads=settings.sql_max_threads,
+    )
     if settings.clickhouse_url:
         from common.warehouse.clickhouse import ClickHouseWarehouse
 
-        return ClickHouseWarehouse(settings.clickhouse_url, settings.database)
+        return ClickHouseWarehouse(settings.clickhouse_url, settings.database, limits)
     from common.warehouse.embedded import EmbeddedWarehouse
 
-    return EmbeddedWarehouse(settings.data_dir, settings.database)
+    return EmbeddedWarehouse(settings.data_dir, settings.database, limits)

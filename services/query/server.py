@@ -8,6 +8,7 @@ from common.config import Settings
 from common.grpc_server import GrpcServer, start_grpc_server
 from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
+from services.query.admission import Admission
 from services.query.service import SERVICE, QueryService
 from services.query.sql_api import SERVICE as SQL_SERVICE
 from services.query.sql_api import SqlApi
@@ -21,7 +22,7 @@ async def start_query(
     """Serves QueryService (the pipes) and SqlService (the Query API) on
     `settings.host` (port 0 picks a free one)."""
     service = QueryService(warehouse, settings.max_string_length)
-    sql = SqlApi(warehouse)
+    sql = SqlApi(warehouse, Admission(settings.sql_max_queries, settings.sql_max_queries_per_token))
     server = await start_grpc_server(
         [service.generic_handler(), sql.generic_handler()],
         [SERVICE.full_name, SQL_SERVICE.full_name],

@@ -1,15 +1,21 @@
 """The Query API (`GET /v0/sql?q=`): ad-hoc, read-only SQL over the datasources a token
 may read.
 
-Which tables a query reads is decided by the engine, not by reading the SQL text: the
-query is first analysed with `EXPLAIN QUERY TREE` (which also refuses anything that is
-not a single SELECT), and every table the analyser resolved must be a datasource in
-Pipit's database that the token holds DATASOURCES:READ:<name> for. Table functions
-(`file`, `url`, `remote`, …) and other databases (`system.*`) are refused. The query then
-runs with `readonly=1` and caps on time, memory and rows.
+Nothing in a query is evaluated before it is authorized. In the warehouse's ad-hoc lane
+(read-only, capped, a connection of its own: common/warehouse/), the text goes through:
 
-This is the one place that runs SQL text from a request, by design; the text is only
-ever wrapped whole, never spliced into."""
+1. `formatQuerySingleLine({q:String})`: the engine parses the text, bound as data, and prints
+   it back as exactly one statement (a second statement after `;` cannot ride along), without
+   comments. It must be a SELECT.
+2. `EXPLAIN AST` of the statement that will run (that one, wrapped in the row cap): the
+   parser's tree, which services/query/sql_policy.py allows node by node (functions on an
+   allow-list, no table functions, no SETTINGS / INTO OUTFILE / FORMAT, tables only Pipit's
+   datasources or CTEs) before the token's DATASOURCES:READ scopes are checked.
+3. The statement itself, read-only, within the lane's time, memory and thread caps.
+
+Admission (services/query/admission.py) bounds the queries in flight, in all and per token.
+This is the one place that runs SQL text from a request, by design; the text is only ever
+wrapped whole, never spliced into."""
 
 from __future__ import annotations
 
@@ -21,65 +27,68 @@ import structlog
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from common.auth import ScopeRule, current_principal
+from common.auth import ScopeRule, bearer_token, current_principal
 from common.datasources import registry
-from common.tokens import allows
-from common.warehouse.base import Warehouse, WarehouseError
+from common.tokens import allows, digest
+from common.warehouse.base import QueryResult, Warehouse, WarehouseError
 from pipit.query.v1 import sql_service_pb2
+from services.query.admission import Admission, Busy
+from services.query.sql_policy import Refused, check, parse_dump
 
 log = structlog.get_logger("sql")
 
 SERVICE = sql_service_pb2.DESCRIPTOR.services_by_name["SqlService"]
 MAX_QUERY_CHARS = 64 * 1024
 MAX_RESULT_ROWS = 10_000
-LIMITS = (
-    "readonly = 1, max_execution_time = 10, max_memory_usage = 2000000000, "
-    f"max_result_rows = {MAX_RESULT_ROWS + 1}, result_overflow_mode = 'throw'"
-)
+QUARANTINE_SUFFIX = "_quarantine"
 _CANONICAL = "SELECT formatQuerySingleLine({q:String}) AS q"
-_TABLE = re.compile(r"^\s*TABLE id: \d+.*?, table_name: (\S+)$")
-_TABLE_FUNCTION = re.compile(r"^\s*TABLE_FUNCTION id: \d+.*?, table_function_name: (\S+)$")
+_TABLES = "SELECT name FROM system.tables WHERE database = {database:String}"
+_SELECT = re.compile(r"^(SELECT|WITH)\b|^\(", re.IGNORECASE)
+_ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
+# Where the engine's message goes on to quote the statement it ran (ours, not the caller's).
+_QUOTES_STATEMENT = re.compile(r":? (In scope|While processing) .*", re.DOTALL)
+_VERSION = re.compile(r" \(version [^)]*\)")
 
 
-class Refused(ValueError):
-    """The query may not run for this token; the message says why."""
+def readable_tables() -> dict[str, str]:
+    """Every table the Query API can read, with the datasource whose READ scope it needs:
+    each datasource and its quarantine table."""
+    tables = {}
+    for name in registry():
+        tables[name] = name
+        tables[name + QUARANTINE_SUFFIX] = name
+    return tables
 
 
-def tables_read(plan_lines: list[str]) -> tuple[set[str], set[str]]:
-    """Tables and table functions the analyser resolved, from EXPLAIN QUERY TREE."""
-    tables, functions = set(), set()
-    for line in plan_lines:
-        if match := _TABLE.match(line):
-            tables.add(match.group(1))
-        elif match := _TABLE_FUNCTION.match(line):
-            functions.add(match.group(1))
-    return tables, functions
-
-
-def authorize(
-    tables: set[str], functions: set[str], database: str, scopes: tuple[str, ...]
-) -> None:
-    if functions:
-        raise Refused(f"table functions are not allowed: {', '.join(sorted(functions))}")
-    if not tables:
-        raise Refused("the query reads no datasource")
-    datasources = registry()
+def authorize(tables: frozenset[str], scopes: tuple[str, ...]) -> None:
+    """Refuses unless the scopes may read every table."""
+    owners = readable_tables()
     for table in sorted(tables):
-        db, _, name = table.partition(".")
-        if db != database or name not in datasources:
-            raise Refused(f"only datasources can be queried, not {table}")
-        if not allows(scopes, f"DATASOURCES:READ:{name}"):
-            raise Refused(f"token lacks scope DATASOURCES:READ:{name}")
+        required = f"DATASOURCES:READ:{owners[table]}"
+        if not allows(scopes, required):
+            raise Refused(f"token lacks scope {required}")
+
+
+def engine_message(error: WarehouseError) -> tuple[str, str]:
+    """The engine's reason for a failed statement, without its error code prefix, stack
+    trace, version or the statement Pipit wrapped the query in; and the error's name."""
+    text = str(error).rsplit("DB::Exception: ", 1)[-1].split(" Stack trace", 1)[0].strip()
+    name = match.group(1) if (match := _ERROR_NAME.search(text)) else ""
+    text = _ERROR_NAME.sub("", text).strip()
+    text = _QUOTES_STATEMENT.sub("", text)
+    text = _VERSION.sub("", text).strip().rstrip(".:")
+    return text[:500], name
 
 
 class SqlApi:
     """The gRPC handler of SqlService over a warehouse."""
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, admission: Admission) -> None:
         self._warehouse = warehouse
+        self._admission = admission
 
     async def query(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
-        text = request.q.strip().rstrip(";")
+        text = request.q.strip()
         if not text:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "parameter 'q' is required")
         if len(text) > MAX_QUERY_CHARS:
@@ -89,45 +98,62 @@ class SqlApi:
             )
         principal = current_principal.get()
         scopes = principal.scopes if principal is not None else ()
+        key = digest(bearer_token(context.invocation_metadata()))
         try:
-            # The engine parses the text as data (a bound parameter) and prints it back as
-            # exactly one statement: a second statement after `;` cannot ride along.
-            parsed = await self._warehouse.query(_CANONICAL, {"q": text})
-            canonical = str(parsed.data[0]["q"]).strip()
-            if " SETTINGS " in f" {canonical.upper()} ":
-                raise Refused("queries may not carry their own SETTINGS")
-            plan = await self._warehouse.query(
-                f"EXPLAIN QUERY TREE {canonical} SETTINGS {LIMITS}", {}
-            )
-            lines = [line for row in plan.data for line in str(row.get("explain", "")).splitlines()]
-            authorize(*tables_read(lines), self._warehouse.database, scopes)
-            result = await self._warehouse.query(
-                f"SELECT * FROM ({canonical}) LIMIT {MAX_RESULT_ROWS} SETTINGS {LIMITS}",  # noqa: S608
-                {},
-            )
+            with self._admission.admit(key):
+                result = await self._run(text, scopes)
+        except Busy as exc:
+            context.set_trailing_metadata((("retry-after", "1"),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except Refused as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except WarehouseError as exc:
-            # The engine's own words say what is wrong (syntax, read-only mode, …).
-            message = str(exc).split("DB::Exception: ", 1)[-1].split(" Stack trace", 1)[0]
-            code = (
-                grpc.StatusCode.PERMISSION_DENIED
-                if "(READONLY)" in message
-                else grpc.StatusCode.INVALID_ARGUMENT
+            code, message = self._failure(exc)
+            log.info("sql query failed", code=code.name, error=message)
+            await context.abort(code, message)
+        return _response(result)
+
+    async def _run(self, text: str, scopes: tuple[str, ...]) -> QueryResult:
+        lane = self._warehouse
+        parsed = await lane.adhoc_query(_CANONICAL, {"q": text})
+        canonical = str(parsed.data[0]["q"]).strip()
+        if not _SELECT.match(canonical):
+            raise Refused("only SELECT queries are allowed")
+        statement = f"SELECT * FROM ({canonical}) LIMIT {MAX_RESULT_ROWS}"  # noqa: S608
+        try:
+            lines = await lane.adhoc_explain(statement)
+        except WarehouseError as exc:
+            # The read-only lane refuses a query's own SETTINGS as soon as it sees them.
+            if engine_message(exc)[1] == "READONLY":
+                raise Refused("queries may not carry their own SETTINGS") from None
+            raise
+        reads = check(parse_dump(lines), lane.database, frozenset(readable_tables()))
+        authorize(reads.datasources, scopes)
+        if reads.other_names:
+            # Names the dump cannot tell apart from CTEs: fine while no such table exists.
+            tables = await lane.adhoc_query(_TABLES, {"database": lane.database})
+            for row in tables.data:
+                if row["name"] in reads.other_names:
+                    raise Refused(f"only datasources can be queried, not {row['name']}")
+        return await lane.adhoc_query(statement, {})
+
+    def _failure(self, error: WarehouseError) -> tuple[grpc.StatusCode, str]:
+        message, name = engine_message(error)
+        limits = self._warehouse.adhoc_limits
+        if name == "TIMEOUT_EXCEEDED":
+            return (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the query ran past the Query API's limit of {limits.max_seconds:g} s",
             )
-            await context.abort(code, message[:500])
-        response = sql_service_pb2.QueryResponse(rows=len(result.data))
-        for column in result.meta:
-            response.meta.add(name=column["name"], type=column["type"])
-        for record in result.data:
-            row = struct_pb2.Struct()
-            row.update({k: _plain(v) for k, v in record.items()})
-            response.data.append(row)
-        stats = result.statistics
-        response.statistics.elapsed = float(stats.get("elapsed", 0.0))
-        response.statistics.rows_read = float(stats.get("rows_read", 0))
-        response.statistics.bytes_read = float(stats.get("bytes_read", 0))
-        return response
+        if name == "MEMORY_LIMIT_EXCEEDED":
+            return (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the query needs more than the Query API's memory limit of "
+                f"{limits.max_memory_bytes} bytes",
+            )
+        if name in ("READONLY", "ACCESS_DENIED"):
+            return grpc.StatusCode.PERMISSION_DENIED, message
+        return grpc.StatusCode.INVALID_ARGUMENT, message
 
     def scope_rules(self) -> dict[str, ScopeRule]:
         # Which scopes a query needs depends on what it reads: checked in the handler.
@@ -144,6 +170,21 @@ class SqlApi:
                 )
             },
         )
+
+
+def _response(result: QueryResult) -> Message:
+    response = sql_service_pb2.QueryResponse(rows=len(result.data))
+    for column in result.meta:
+        response.meta.add(name=column["name"], type=column["type"])
+    for record in result.data:
+        row = struct_pb2.Struct()
+        row.update({k: _plain(v) for k, v in record.items()})
+        response.data.append(row)
+    stats = result.statistics
+    response.statistics.elapsed = float(stats.get("elapsed", 0.0))
+    response.statistics.rows_read = float(stats.get("rows_read", 0))
+    response.statistics.bytes_read = float(stats.get("bytes_read", 0))
+    return response
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,169 @@
+"""The attack corpus for the Query API: queries a hostile token would send to read files,
+reach the network, write files, read other tables, change settings, run more than one
+statement or learn about the host, each also nested where a checker could miss it.
+
+Placeholders, filled in by the tests: {secret} a file holding a canary secret, {out} a path
+that must never be created, {tokens} the token file, {listener} host:port of a socket that
+must never be connected to, {victim} the datasource the read-only token may read, {other} a
+datasource it may not, {database} Pipit's database."""
+
+from __future__ import annotations
+
+# Expressions that must never be evaluated, whatever query they appear in.
+EXPRESSIONS = {
+    "file": "file('{secret}')",
+    "file-environ": "toUInt8(file('/proc/self/environ'))",
+    "file-upper": "FILE('{secret}')",
+    "file-quoted": "`file`('{secret}')",
+    "version": "version()",
+    "getSetting": "getSetting('max_memory_usage')",
+    "filesystemAvailable": "filesystemAvailable()",
+    "hostName": "hostName()",
+    "fqdn": "FQDN()",
+    "currentUser": "currentUser()",
+    "currentDatabase": "currentDatabase()",
+    "uptime": "uptime()",
+    "serverUUID": "serverUUID()",
+    "getMacro": "getMacro('shard')",
+    "getServerPort": "getServerPort('tcp_port')",
+    "buildId": "buildId()",
+    "dictGet": "dictGet('d', 'x', toUInt64(1))",
+    "joinGet": "joinGet('{other}', 'user_id', 'u1')",
+    "hasColumnInTable": "hasColumnInTable('system', 'users', 'name')",
+    "sleep": "sleep(3)",
+    "sleepEachRow": "sleepEachRow(1)",
+    "throwIf": "throwIf(1, 'boom')",
+    "scalar-subquery-file": "(SELECT file('{secret}'))",
+    "scalar-subquery-other": "(SELECT count() FROM {other})",
+    "scalar-subquery-system": "(SELECT count() FROM system.tables)",
+    "in-other-table": "user_id IN {other}",
+    "in-system-table": "toString(1) IN system.users",
+}
+
+# Where each expression is put.
+NESTINGS = {
+    "plain": "SELECT {expr} FROM {victim} LIMIT 1",
+    "no-from": "SELECT {expr}",
+    "cte": "WITH x AS (SELECT {expr} AS v FROM {victim}) SELECT * FROM x",
+    "with-expression": "WITH {expr} AS v SELECT v FROM {victim}",
+    "subquery": "SELECT * FROM (SELECT {expr} AS v FROM {victim})",
+    "lambda": "SELECT arrayMap(p -> {expr}, ['a']) FROM {victim} LIMIT 1",
+    "default-argument": "SELECT ifNull(NULL, {expr}) FROM {victim} LIMIT 1",
+    "where": "SELECT count() FROM {victim} WHERE {expr} IS NOT NULL",
+}
+
+# Table sources that must never be read.
+SOURCES = {
+    "file": "file('{secret}', 'LineAsString')",
+    "url": "url('http://{listener}/x', 'LineAsString')",
+    "s3": "s3('http://{listener}/bucket/x.csv', 'CSV', 'a String')",
+    "remote": "remote('{listener}', system.tables)",
+    "remoteSecure": "remoteSecure('{listener}', system.tables)",
+    "input": "input('a String')",
+    "numbers": "numbers(1000000000000)",
+    "generateRandom": "generateRandom('a String')",
+    "dictionary": "dictionary('d')",
+    "merge": "merge('system', '.*')",
+    "executable": "executable('cat', 'LineAsString', 'x String')",
+    "format": "format(LineAsString, 'x')",
+    "system-tables": "system.tables",
+    "system-columns": "system.columns",
+    "system-settings": "system.settings",
+    "system-quoted": "`system.tables`",
+    "system-backquoted-parts": "`system`.`tables`",
+    "information-schema": "INFORMATION_SCHEMA.TABLES",
+    "information-schema-lower": "information_schema.columns",
+    "other-datasource": "{other}",
+    "other-qualified": "{database}.{other}",
+    "other-quarantine": "{other}_quarantine",
+}
+
+SOURCE_NESTINGS = {
+    "plain": "SELECT * FROM {source}",
+    "cte": "WITH x AS (SELECT * FROM {source}) SELECT * FROM x",
+    "subquery": "SELECT * FROM (SELECT * FROM {source})",
+    "join": "SELECT * FROM {victim} AS v JOIN {source} AS s ON 1 = 1",
+    "union": "SELECT toString(1) AS a FROM {victim} UNION ALL SELECT toString(1) FROM {source}",
+    "in-subquery": "SELECT count() FROM {victim} WHERE user_id IN (SELECT toString(1) FROM {source})",
+    "scalar": "SELECT (SELECT count() FROM {source}) FROM {victim}",
+    "default-argument": "SELECT ifNull(NULL, (SELECT count() FROM {source})) FROM {victim}",
+    "lambda": "SELECT arrayMap(p -> (SELECT count() FROM {source}), [1]) FROM {victim}",
+}
+
+# Whole statements.
+STATEMENTS = {
+    "outfile": "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE '{out}'",
+    "outfile-relative": "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE 'pipit-probe.txt'",
+    "outfile-append": "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE '{out}' APPEND",
+    "outfile-truncate": "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE '{out}' TRUNCATE",
+    "outfile-tokens": "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE '{tokens}' TRUNCATE FORMAT CSV",
+    "outfile-compressed": (
+        "SELECT 1 FROM {victim} LIMIT 1 INTO OUTFILE '{out}' COMPRESSION 'gzip' LEVEL 1"
+    ),
+    "outfile-and-stdout": "SELECT 1 FROM {victim} INTO OUTFILE '{out}' AND STDOUT",
+    "outfile-in-subquery": "SELECT * FROM (SELECT 1 FROM {victim} INTO OUTFILE '{out}')",
+    "insert-function": "INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1",
+    "insert": "INSERT INTO {victim} SELECT * FROM {victim}",
+    "create": "CREATE TABLE pwned (a String) ENGINE = Memory",
+    "drop": "DROP TABLE {victim}",
+    "truncate": "TRUNCATE TABLE {victim}",
+    "alter-delete": "ALTER TABLE {victim} DELETE WHERE 1",
+    "set": "SET readonly = 0",
+    "system-command": "SYSTEM FLUSH LOGS",
+    "explain-optimize": "EXPLAIN AST optimize = 1 SELECT file('{secret}')",
+    "explain-syntax": "EXPLAIN SYNTAX SELECT file('{secret}')",
+    "show": "SHOW TABLES FROM system",
+    "describe": "DESCRIBE TABLE {other}",
+    "settings-timeout": "SELECT count() FROM {victim} SETTINGS max_execution_time = 1000",
+    "settings-readonly": "SELECT count() FROM {victim} SETTINGS readonly = 0",
+    "settings-memory": "SELECT count() FROM {victim} SETTINGS max_memory_usage = 0",
+    "settings-in-subquery": "SELECT * FROM (SELECT count() FROM {victim} SETTINGS max_threads = 64)",
+    "format-template": (
+        "SELECT 1 FROM {victim} FORMAT Template "
+        "SETTINGS format_template_resultset = '{secret}'"
+    ),
+    "multi-file": "SELECT 1; SELECT file('{secret}')",
+    "multi-insert": "SELECT 1; INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1",
+    "multi-drop": "SELECT 1 FROM {victim}; DROP TABLE {victim}",
+    "multi-comment": "SELECT 1 /* ; */; SELECT file('{secret}') -- ;",
+    "breakout": "SELECT 1 FROM {victim}) ; SELECT file('{secret}') FROM (SELECT 1",
+    "parameter": "SELECT {{p:String}} FROM {victim}",
+    "apply": "SELECT * APPLY(file) FROM (SELECT '{secret}' AS a)",
+    "newline-identifier": "SELECT 1 AS `a\n      Function plus` FROM {victim}",
+    "newline-table": "SELECT * FROM `{victim}\n      TableIdentifier {victim}`",
+    "cte-shadowing-internal": (
+        "WITH {other} AS (SELECT * FROM {victim}) SELECT * FROM {other}_quarantine"
+    ),
+}
+
+
+def corpus() -> dict[str, str]:
+    """Every attack by id, with placeholders still in."""
+    attacks = {}
+    for name, expr in EXPRESSIONS.items():
+        for where, template in NESTINGS.items():
+            attacks[f"expr:{name}:{where}"] = template.replace("{expr}", expr)
+    for name, source in SOURCES.items():
+        for where, template in SOURCE_NESTINGS.items():
+            attacks[f"source:{name}:{where}"] = template.replace("{source}", source)
+    for name, statement in STATEMENTS.items():
+        attacks[f"statement:{name}"] = statement
+    return attacks
+
+
+# Attacks that only read another datasource: refused for a token without its READ scope,
+# answered for one with it (the admin token).
+CROSS_DATASOURCE = frozenset(
+    attack
+    for attack in corpus()
+    if any(
+        part in attack
+        for part in (
+            "source:other-datasource:",
+            "source:other-qualified:",
+            "source:other-quarantine:",
+            "expr:scalar-subquery-other:",
+            "statement:cte-shadowing-internal",
+        )
+    )
+)

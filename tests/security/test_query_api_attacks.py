@@ -1,0 +1,180 @@
+"""The Query API under attack: every query of the corpus (attack_corpus.py), from a token of
+each kind (append-only, read one datasource, pipes only, admin), on embedded chDB and on the
+ClickHouse HTTP path (the test fixture, or the real server named by
+PIPIT_TEST_CLICKHOUSE_URL). Each is refused with 403 or 400 (the admin token may read the
+other datasource, and does), and after each: no file was written, no socket was opened, the
+token file is as it was, the datasources hold what they held, and no response carries a
+secret (the canary file, the process environment, the admin token, the token digests,
+/etc/passwd)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from attack_corpus import CROSS_DATASOURCE, corpus
+from clickhouse_http_fixture import clickhouse_url_for_tests
+from conftest import unique_database
+from harness import TOKEN, Suite, start_suite
+
+from common.datasources import registry
+from common.tokens import TokenFile
+from common.warehouse.base import Warehouse
+from common.warehouse.clickhouse import ClickHouseWarehouse
+from common.warehouse.embedded import EmbeddedWarehouse
+
+VICTIM = "ab_test_events"
+OTHER = "user_events"
+SCOPES = {
+    "append-only": ["DATASOURCES:APPEND:user_events"],
+    "read-one": [f"DATASOURCES:READ:{VICTIM}"],
+    "pipes-only": ["PIPES:READ:*"],
+    "admin": None,
+}
+ATTACKS = corpus()
+ROW = {
+    "timestamp": "2023-06-15 14:30:00",
+    "user_id": "u1",
+    "test_id": "t",
+    "variant": "A",
+    "event_type": "page_view",
+    "conversion": 1,
+    "revenue": 2.5,
+    "session_id": "s",
+    "device": "mobile",
+    "country": "US",
+}
+
+
+@dataclass
+class Target:
+    suite: Suite
+    warehouse: Warehouse
+    tokens: dict[str, str]
+    token_file: Path
+    token_file_bytes: bytes
+    secrets: list[str]
+    out: Path
+    probe_dir: Path
+    listener: str
+    connections: list[int]
+
+
+async def _listener() -> tuple[asyncio.Server, list[int]]:
+    """A socket that counts every connection made to it: none may be."""
+    counted = [0]
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counted[0] += 1
+        writer.close()
+
+    return await asyncio.start_server(accept, "127.0.0.1", 0), counted
+
+
+@pytest.fixture(scope="module", params=["chdb", "clickhouse"])
+async def target(request, chdb_dir: Path, tmp_path_factory) -> AsyncIterator[Target]:
+    base = tmp_path_factory.mktemp("attacks")
+    canary = "canary-" + secrets.token_hex(16)
+    environ_canary = "environ-" + secrets.token_hex(16)
+    # The process environment holds a secret as PIPIT_ADMIN_TOKEN would: it is set before the
+    # ClickHouse fixture's process starts, so both engines' /proc/self/environ carry it.
+    os.environ["PIPIT_TEST_ENVIRON_CANARY"] = environ_canary
+    stop_fixture = None
+    database = unique_database("attacks")
+    if request.param == "chdb":
+        warehouse: Warehouse = EmbeddedWarehouse(chdb_dir, database)
+    else:
+        url, stop_fixture = clickhouse_url_for_tests(base / "clickhouse")
+        warehouse = ClickHouseWarehouse(url, database)
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    body = b"\n".join(orjson.dumps({**ROW, "user_id": f"u{i}"}) for i in range(3))
+    for name in (VICTIM,):
+        await warehouse.insert_json_rows(name, registry()[name].column_names, body)
+    secret_file = base / "secret.txt"
+    secret_file.write_text(canary + "\n")
+    token_file = TokenFile(base / "tokens.json")
+    tokens = {
+        name: token_file.create(name, scopes) if scopes else TOKEN
+        for name, scopes in SCOPES.items()
+    }
+    server, connections = await _listener()
+    port = server.sockets[0].getsockname()[1]
+    suite = await start_suite(warehouse, tokens_file=token_file.path)
+    digests = [entry.sha256 for entry in token_file.entries()]
+    yield Target(
+        suite=suite,
+        warehouse=warehouse,
+        tokens=tokens,
+        token_file=token_file.path,
+        token_file_bytes=token_file.path.read_bytes(),
+        secrets=[canary, environ_canary, TOKEN, *tokens.values(), *digests, "root:x:0:0"],
+        out=base / "out" / "probe.txt",
+        probe_dir=base,
+        listener=f"127.0.0.1:{port}",
+        connections=connections,
+    )
+    await suite.stop()
+    server.close()
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    await warehouse.close()
+    if stop_fixture is not None:
+        stop_fixture()
+    os.environ.pop("PIPIT_TEST_ENVIRON_CANARY", None)
+
+
+def _fill(template: str, target: Target) -> str:
+    return template.format(
+        secret=target.probe_dir / "secret.txt",
+        out=target.out,
+        tokens=target.token_file,
+        listener=target.listener,
+        victim=VICTIM,
+        other=OTHER,
+        database=target.warehouse.database,
+    )
+
+
+def _files(directory: Path) -> set[Path]:
+    return {path for path in directory.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_attack_is_refused_and_leaves_no_trace(target: Target, scope: str, attack: str):
+    q = _fill(ATTACKS[attack], target)
+    files_before = _files(target.probe_dir)
+    cwd_before = _files(Path.cwd()) if attack.startswith("statement:outfile") else set()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{target.suite.gateway_url}/v0/sql",
+            params={"q": q, "token": target.tokens[scope]},
+        ) as response,
+    ):
+        status, text = response.status, await response.text()
+
+    allowed = scope == "admin" and attack in CROSS_DATASOURCE
+    if allowed:
+        assert status == 200, text
+    else:
+        assert status in (400, 403), (status, text)
+        body = orjson.loads(text)
+        assert body["message"], body
+    for secret in target.secrets:
+        assert secret not in text, f"{secret[:12]}… leaked: {text[:300]}"
+    assert _files(target.probe_dir) == files_before
+    if cwd_before or attack.startswith("statement:outfile"):
+        assert _files(Path.cwd()) == cwd_before
+    assert not target.out.exists()
+    assert target.connections == [0]
+    assert target.token_file.read_bytes() == target.token_file_bytes
+    rows = await target.warehouse.query(f"SELECT count() AS n FROM {VICTIM}", {})  # noqa: S608
+    assert rows.data == [{"n": 3}]
