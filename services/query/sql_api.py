@@ -47,7 +47,8 @@ _SELECT = re.compile(r"^(SELECT|WITH)\b|^\(", re.IGNORECASE)
 _ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
 # Where the engine's message goes on to quote the statement it ran (ours, not the caller's).
 _QUOTES_STATEMENT = re.compile(r":? (In scope|While processing) .*", re.DOTALL)
-_VERSION = re.compile(r" \(version [^)]*\)")
+# What the engine or its client add about themselves: a version, the server's address.
+_ABOUT_ENGINE = re.compile(r" \((version|for url) [^)]*\)")
 
 
 def readable_tables() -> dict[str, str]:
@@ -72,11 +73,12 @@ def authorize(tables: frozenset[str], scopes: tuple[str, ...]) -> None:
 def engine_message(error: WarehouseError) -> tuple[str, str]:
     """The engine's reason for a failed statement, without its error code prefix, stack
     trace, version or the statement Pipit wrapped the query in; and the error's name."""
-    text = str(error).rsplit("DB::Exception: ", 1)[-1].split(" Stack trace", 1)[0].strip()
+    text = str(error).rsplit("DB::Exception: ", 1)[-1].split(" Stack trace", 1)[0]
+    text = _ABOUT_ENGINE.sub("", text).strip()
     name = match.group(1) if (match := _ERROR_NAME.search(text)) else ""
     text = _ERROR_NAME.sub("", text).strip()
     text = _QUOTES_STATEMENT.sub("", text)
-    text = _VERSION.sub("", text).strip().rstrip(".:")
+    text = text.strip().rstrip(".:")
     return text[:500], name
 
 

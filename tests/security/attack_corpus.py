@@ -84,7 +84,9 @@ SOURCE_NESTINGS = {
     "subquery": "SELECT * FROM (SELECT * FROM {source})",
     "join": "SELECT * FROM {victim} AS v JOIN {source} AS s ON 1 = 1",
     "union": "SELECT toString(1) AS a FROM {victim} UNION ALL SELECT toString(1) FROM {source}",
-    "in-subquery": "SELECT count() FROM {victim} WHERE user_id IN (SELECT toString(1) FROM {source})",
+    "in-subquery": (
+        "SELECT count() FROM {victim} WHERE user_id IN (SELECT toString(1) FROM {source})"
+    ),
     "scalar": "SELECT (SELECT count() FROM {source}) FROM {victim}",
     "default-argument": "SELECT ifNull(NULL, (SELECT count() FROM {source})) FROM {victim}",
     "lambda": "SELECT arrayMap(p -> (SELECT count() FROM {source}), [1]) FROM {victim}",
@@ -117,10 +119,11 @@ STATEMENTS = {
     "settings-timeout": "SELECT count() FROM {victim} SETTINGS max_execution_time = 1000",
     "settings-readonly": "SELECT count() FROM {victim} SETTINGS readonly = 0",
     "settings-memory": "SELECT count() FROM {victim} SETTINGS max_memory_usage = 0",
-    "settings-in-subquery": "SELECT * FROM (SELECT count() FROM {victim} SETTINGS max_threads = 64)",
+    "settings-in-subquery": (
+        "SELECT * FROM (SELECT count() FROM {victim} SETTINGS max_threads = 64)"
+    ),
     "format-template": (
-        "SELECT 1 FROM {victim} FORMAT Template "
-        "SETTINGS format_template_resultset = '{secret}'"
+        "SELECT 1 FROM {victim} FORMAT Template SETTINGS format_template_resultset = '{secret}'"
     ),
     "multi-file": "SELECT 1; SELECT file('{secret}')",
     "multi-insert": "SELECT 1; INSERT INTO FUNCTION file('{out}', 'CSV') SELECT 1",
@@ -167,3 +170,47 @@ CROSS_DATASOURCE = frozenset(
         )
     )
 )
+
+
+# What the same tokens must still be able to do: analytics over the datasource they may read,
+# in every shape the checker looks inside (so a checker that refused everything would fail).
+LEGITIMATE = {
+    "count": "SELECT count() AS n FROM {victim}",
+    "constant": "SELECT 1 + 1 AS two, toDate('2023-06-15') AS d",
+    "qualified": "SELECT count() AS n FROM {database}.{victim}",
+    "cte": "WITH v AS (SELECT user_id FROM {victim}) SELECT count() AS n FROM v",
+    "scalar-with": "WITH 2 AS k SELECT k * count() AS n FROM {victim}",
+    "lambda": "SELECT arrayMap(x -> x * 2, [1, 2]) AS a, count() AS n FROM {victim}",
+    "window": (
+        "SELECT user_id, row_number() OVER (PARTITION BY variant ORDER BY user_id) AS r "
+        "FROM {victim} ORDER BY user_id"
+    ),
+    "combinators": (
+        "SELECT countIf(conversion = 1) AS c, uniqExactIf(user_id, revenue > 0) AS u, "
+        "quantilesTDigest(0.5, 0.9)(revenue) AS q FROM {victim}"
+    ),
+    "states": (
+        "SELECT sumMerge(s) AS total, uniqExactMerge(u) AS users FROM "
+        "(SELECT variant, sumState(revenue) AS s, uniqExactState(user_id) AS u "
+        "FROM {victim} GROUP BY variant)"
+    ),
+    "in-subquery": (
+        "SELECT count() AS n FROM {victim} WHERE user_id IN (SELECT user_id FROM {victim})"
+    ),
+    "in-cte": "WITH v AS (SELECT user_id FROM {victim}) SELECT count() AS n FROM {victim} "
+    "WHERE user_id IN v",
+    "union": "SELECT user_id FROM {victim} UNION ALL SELECT user_id FROM {victim}",
+    "join": "SELECT count() AS n FROM {victim} AS a JOIN {victim} AS b USING (user_id)",
+    "quarantine": "SELECT count() AS n FROM {victim}_quarantine",
+    "functions": (
+        "SELECT toStartOfHour(timestamp) AS h, multiIf(variant = 'A', 1, 2) AS v, "
+        "JSONExtractString('{{\"a\": \"b\"}}', 'a') AS j, lower(country) AS c, "
+        "round(avg(revenue), 2) AS r FROM {victim} GROUP BY h, v, j, c ORDER BY h"
+    ),
+    "case-and-cast": (
+        "SELECT CASE WHEN conversion = 1 THEN 'yes' ELSE 'no' END AS converted, "
+        "revenue::String AS s, CAST(conversion AS UInt16) AS c FROM {victim} LIMIT 1"
+    ),
+    "trailing-semicolon": "SELECT count() AS n FROM {victim};",
+    "comment": "SELECT count() AS n -- how many\nFROM {victim} /* all of them */",
+}

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from attack_corpus import CROSS_DATASOURCE, corpus
+from attack_corpus import CROSS_DATASOURCE, LEGITIMATE, corpus
 from clickhouse_http_fixture import clickhouse_url_for_tests
 from conftest import unique_database
 from harness import TOKEN, Suite, start_suite
@@ -142,6 +142,17 @@ def _fill(template: str, target: Target) -> str:
     )
 
 
+async def _sql(target: Target, q: str, scope: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{target.suite.gateway_url}/v0/sql",
+            params={"q": q, "token": target.tokens[scope]},
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
 def _files(directory: Path) -> set[Path]:
     return {path for path in directory.rglob("*") if path.is_file()}
 
@@ -152,15 +163,7 @@ async def test_attack_is_refused_and_leaves_no_trace(target: Target, scope: str,
     q = _fill(ATTACKS[attack], target)
     files_before = _files(target.probe_dir)
     cwd_before = _files(Path.cwd()) if attack.startswith("statement:outfile") else set()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{target.suite.gateway_url}/v0/sql",
-            params={"q": q, "token": target.tokens[scope]},
-        ) as response,
-    ):
-        status, text = response.status, await response.text()
-
+    status, text = await _sql(target, q, scope)
     allowed = scope == "admin" and attack in CROSS_DATASOURCE
     if allowed:
         assert status == 200, text
@@ -178,3 +181,22 @@ async def test_attack_is_refused_and_leaves_no_trace(target: Target, scope: str,
     assert target.token_file.read_bytes() == target.token_file_bytes
     rows = await target.warehouse.query(f"SELECT count() AS n FROM {VICTIM}", {})  # noqa: S608
     assert rows.data == [{"n": 3}]
+
+
+@pytest.mark.parametrize("scope", ["read-one", "admin"])
+@pytest.mark.parametrize("query", list(LEGITIMATE))
+async def test_legitimate_queries_still_answer(target: Target, scope: str, query: str):
+    status, text = await _sql(target, _fill(LEGITIMATE[query], target), scope)
+    assert status == 200, text
+    assert orjson.loads(text)["data"]
+
+
+@pytest.mark.parametrize("query", ["count", "constant", "cte"])
+@pytest.mark.parametrize("scope", ["append-only", "pipes-only"])
+async def test_tokens_without_a_read_scope_read_nothing(target: Target, scope: str, query: str):
+    status, text = await _sql(target, _fill(LEGITIMATE[query], target), scope)
+    if query == "constant":
+        # Reads no datasource, so no scope is needed; only allowed functions ran.
+        assert status == 200, text
+    else:
+        assert status == 403, text
