@@ -6,14 +6,16 @@ from __future__ import annotations
 import contextvars
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from common.interceptors import Behavior, abort_handler, wrap_handler
+from common.config import Settings
+from common.interceptors import Behavior, wrap_handler
 from common.rate_limit import Decision, RateLimiter
-from common.tokens import ADMIN, Principal, TokenStore, allows
+from common.tokens import ADMIN, Principal, TokenError, TokenStore, allows, check_admin_token
 
 # Health checks (probes) and reflection (tooling) must work without a token.
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -34,17 +36,41 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
 
 def load_or_create_admin_token(configured: str, data_dir: Path) -> tuple[str, bool]:
     """The configured admin token, else the one kept in the data directory, else a new
-    one saved there (readable by the owner only). Returns (token, created)."""
+    one saved there (readable by the owner only). Returns (token, created). TokenError
+    when the token is too weak to guard everything."""
     if configured:
-        return configured, False
+        return check_admin_token(configured), False
     path = data_dir / TOKEN_FILE_NAME
     if path.exists():
-        return path.read_text().strip(), False
+        token = path.read_text().strip()
+        try:
+            return check_admin_token(token), False
+        except TokenError as exc:
+            raise TokenError(f"{path}: {exc} (or delete the file to have one generated)") from None
     data_dir.mkdir(parents=True, exist_ok=True)
     token = "p." + secrets.token_urlsafe(32)
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token, True
+
+
+@dataclass
+class Access:
+    """What decides who may call, shared by every service of one process: one token store
+    (one reload and one log line per change of the token file) and one set of rate-limit
+    buckets, so a token's limit counts every call it makes to the process, whichever
+    service answers it."""
+
+    tokens: TokenStore
+    default_rate_limit: int = 0  # requests per minute for tokens without their own; 0 = none
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    @classmethod
+    def for_process(cls, settings: Settings, admin_token: str) -> Access:
+        return cls(TokenStore(admin_token, settings.tokens_path), settings.rate_limit)
+
+    def limit_for(self, principal: Principal) -> int:
+        return principal.rate_limit if principal.rate_limit is not None else self.default_rate_limit
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -59,41 +85,48 @@ handler will refuse the request as malformed)."""
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every RPC but health and reflection (UNAUTHENTICATED without a known
-    token) and checks the scope each request needs (PERMISSION_DENIED, naming the scope
-    but never the token). RPCs without a rule need ADMIN. Client streams are checked
-    message by message."""
+    token), applies the token's rate limit (RESOURCE_EXHAUSTED) and checks the scope each
+    request needs (PERMISSION_DENIED, naming the scope but never the token). RPCs without
+    a rule need ADMIN. Client streams are checked message by message.
 
-    def __init__(
-        self, store: TokenStore, rules: Mapping[str, ScopeRule], rate_limit: int = 0
-    ) -> None:
-        self._store = store
+    All of it runs inside the call, so anything that goes wrong here is answered like a
+    handler's own failure (see RequestLogInterceptor), never by grpc's default."""
+
+    def __init__(self, access: Access, rules: Mapping[str, ScopeRule]) -> None:
+        self._access = access
         self._rules = dict(rules)
-        self._rate_limit = rate_limit
-        self._limiter = RateLimiter()
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if method.startswith(PUBLIC_METHOD_PREFIXES):
-            return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
-        token = bearer_token(handler_call_details.invocation_metadata)
-        if not token:
-            return abort_handler(
-                handler,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing bearer token: send 'Authorization: Bearer <token>' or ?token=",
-            )
-        principal = self._store.authenticate(token)
-        if principal is None:
-            return abort_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+        if method.startswith(PUBLIC_METHOD_PREFIXES):
+            return handler
+        if handler is not None and (handler.unary_stream or handler.stream_stream):
+            # Nothing here checks a streaming response: refuse to serve one unchecked.
+            raise NotImplementedError(f"{method}: streaming responses are not served by Pipit")
+        metadata = handler_call_details.invocation_metadata
         rule = self._rules.get(method, lambda _request: ADMIN)
-        limit = principal.rate_limit if principal.rate_limit is not None else self._rate_limit
-        decision = self._limiter.take(principal.name, limit) if limit > 0 else None
-        if decision is not None and not decision.allowed:
-            return _refuse_rate(handler, decision)
 
-        async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def admit(context: grpc.aio.ServicerContext) -> tuple[Principal, Decision | None]:
+            token = bearer_token(metadata)
+            if not token:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing bearer token: send 'Authorization: Bearer <token>' or ?token=",
+                )
+            principal = self._access.tokens.authenticate(token)
+            if principal is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+            limit = self._access.limit_for(principal)
+            decision = self._access.limiter.take(principal.key, limit) if limit > 0 else None
+            if decision is not None and not decision.allowed:
+                await _refuse_rate(context, decision)
             current_principal.set(principal)
+            return principal, decision
+
+        async def check(
+            principal: Principal, request: Any, context: grpc.aio.ServicerContext
+        ) -> None:
             required = rule(request)
             if required is not None and not allows(principal.scopes, required):
                 await context.abort(
@@ -102,28 +135,29 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 )
 
         def wrap(behavior: Behavior) -> Behavior:
-            if handler is not None and handler.stream_unary is not None:
+            streaming = handler is not None and handler.stream_unary is not None
 
-                async def checked_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                    async def each() -> AsyncIterator[Any]:
-                        async for request in requests:
-                            await check(request, context)
-                            yield request
+            async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                principal, decision = await admit(context)
+                if streaming:
 
-                    return await behavior(each(), context)
+                    async def each(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+                        async for item in requests:
+                            await check(principal, item, context)
+                            yield item
 
-                return checked_stream
-
-            async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(request, context)
+                    checked = each(request)
+                else:
+                    await check(principal, request, context)
+                    checked = request
                 if decision is None:
-                    return await behavior(request, context)
+                    return await behavior(checked, context)
                 headed = _HeadersContext(context, decision.headers())
-                response = await behavior(request, headed)
+                response = await behavior(checked, headed)
                 await headed.flush()
                 return response
 
-            return checked
+            return guarded
 
         return wrap_handler(handler, wrap)
 
@@ -149,19 +183,10 @@ class _HeadersContext:
             await self.send_initial_metadata(())
 
 
-def _refuse_rate(handler: grpc.RpcMethodHandler | None, decision: Decision):
-    def wrap(_behavior: Behavior) -> Behavior:
-        async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # Retry-After and X-RateLimit-* reach HTTP clients as headers.
-            context.set_trailing_metadata(
-                (("retry-after", str(decision.reset)), *decision.headers())
-            )
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"rate limit of {decision.limit} requests per minute reached; "
-                f"retry in {decision.reset} s",
-            )
-
-        return refuse
-
-    return wrap_handler(handler, wrap)
+async def _refuse_rate(context: grpc.aio.ServicerContext, decision: Decision) -> None:
+    # Retry-After and X-RateLimit-* reach HTTP clients as headers.
+    context.set_trailing_metadata((("retry-after", str(decision.reset)), *decision.headers()))
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"rate limit of {decision.limit} requests per minute reached; retry in {decision.reset} s",
+    )

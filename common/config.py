@@ -13,14 +13,23 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from common.tokens import MIN_ADMIN_TOKEN_LENGTH, check_admin_token
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _database_name(value: str) -> str:
-    # The database name reaches DDL as an identifier, so only plain identifiers pass.
-    if not _IDENTIFIER.match(value):
+    # The database name reaches DDL as an identifier, so only plain identifiers pass
+    # (fullmatch: `$` would let a trailing newline through).
+    if not _IDENTIFIER.fullmatch(value):
         raise ValueError(f"database must be a plain identifier, got {value!r}")
     return value
+
+
+def _admin_token(value: str) -> str:
+    # Empty means "generate one"; anything else must be strong enough to guard everything.
+    # The message never repeats the value: it is a secret.
+    return check_admin_token(value) if value else value
 
 
 GATEWAY_KINDS = ("pipit", "envoy")
@@ -141,7 +150,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         str,
     ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
-    "admin_token": ("admin bearer token; generated into the data dir when empty", str),
+    "admin_token": (
+        f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
+        "without spaces; generated into the data dir when empty",
+        _admin_token,
+    ),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
     "tls_cert": (
         "PEM certificate (chain): serve gRPC and the gateway over TLS only (with --tls-key)",

@@ -1,5 +1,7 @@
-"""Builds a grpc.aio server the same way for every service: request logging, token
-auth, standard health checking, server reflection and message size limits."""
+"""Builds a grpc.aio server the same way for every service: request logging (which also
+answers INTERNAL, without details, for exceptions no handler turned into a status), token
+auth and rate limits, standard health checking, server reflection and message size
+limits."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from common.auth import AccessInterceptor, ScopeRule
+from common.auth import Access, AccessInterceptor, ScopeRule
 from common.request_log import RequestLogInterceptor
-from common.tokens import TokenStore
 
 # The Events API takes bodies up to 10 MiB; leave room for the envelope.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -44,16 +45,17 @@ class GrpcServer:
 async def start_grpc_server(
     handlers: Sequence[grpc.GenericRpcHandler],
     service_names: Sequence[str],
+    *,
     host: str,
     port: int,
-    tokens: TokenStore,
+    access: Access,
     scope_rules: Mapping[str, ScopeRule],
-    rate_limit: int = 0,
     tls: tuple[bytes, bytes] | None = None,
 ) -> GrpcServer:
-    """Starts serving `handlers` on host:port (port 0 picks a free port)."""
+    """Starts serving `handlers` on host:port (port 0 picks a free port). `access` is the
+    process's: every server of a process shares its tokens and rate-limit buckets."""
     server = grpc.aio.server(
-        interceptors=[RequestLogInterceptor(), AccessInterceptor(tokens, scope_rules, rate_limit)],
+        interceptors=[RequestLogInterceptor(), AccessInterceptor(access, scope_rules)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

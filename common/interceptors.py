@@ -32,23 +32,3 @@ def wrap_handler(
             response_serializer=handler.response_serializer,
         )
     return handler
-
-
-def abort_handler(
-    handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler | None:
-    """A handler of the same shape that fails every call with `code`."""
-
-    def wrap(_behavior: Behavior) -> Behavior:
-        async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(code, message)
-
-        return refuse
-
-    if (
-        handler is not None
-        and handler.unary_stream is not None
-        or (handler is not None and handler.stream_stream is not None)
-    ):
-        raise NotImplementedError("streaming responses are not served by Pipit")
-    return wrap_handler(handler, wrap)

@@ -1,14 +1,19 @@
-"""Per-token rate limits: a fixed one-minute window per token, per process (each replica
-counts on its own, so a deployment's effective limit is the per-token limit times the
-replicas a client reaches)."""
+"""Per-token rate limits: a fixed one-minute window per token, per process. Every service
+of a process shares one RateLimiter, so a token's limit counts all its calls to that
+process (each replica counts on its own: a deployment's effective limit is the per-token
+limit times the replicas a client reaches)."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 60.0
+# Windows are kept for authenticated tokens only, so they are few; past this many, the
+# expired ones (revoked or idle tokens) are dropped.
+_PRUNE_AT = 4096
 
 
 @dataclass(frozen=True)
@@ -29,20 +34,28 @@ class Decision:
 
 
 class RateLimiter:
-    """Counts requests per token name in the current window."""
+    """Counts requests per key (a token's identity, see Principal.key) in the current
+    window."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def take(self, name: str, limit: int) -> Decision:
+    def take(self, key: str, limit: int) -> Decision:
         now = self._clock()
-        start, used = self._windows.get(name, (now, 0))
+        start, used = self._windows.get(key, (now, 0))
         if now - start >= WINDOW_SECONDS:
             start, used = now, 0
         reset = max(1, math.ceil(start + WINDOW_SECONDS - now))
         if used >= limit:
-            self._windows[name] = (start, used)
+            self._windows[key] = (start, used)
             return Decision(False, limit, 0, reset)
-        self._windows[name] = (start, used + 1)
+        if key not in self._windows and len(self._windows) >= _PRUNE_AT:
+            self._prune(now)
+        self._windows[key] = (start, used + 1)
         return Decision(True, limit, limit - used - 1, reset)
+
+    def _prune(self, now: float) -> None:
+        self._windows = {
+            key: window for key, window in self._windows.items() if now - window[0] < WINDOW_SECONDS
+        }

@@ -4,12 +4,16 @@ context by the interceptors and the gateway."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 
 import structlog
 
 REQUEST_ID_HEADER = "x-request-id"
+# What a caller may choose as its request id: it is echoed in logs and error messages, so
+# anything else is replaced by a generated one.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def configure_logging(level: str = "info") -> None:

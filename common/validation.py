@@ -44,8 +44,14 @@ class InvalidValue(ValueError):
     """A field's value cannot be stored in its column; the message names the field."""
 
 
+_DATETIME_FORMS = "use YYYY-MM-DD HH:MM:SS in UTC, RFC 3339, or epoch seconds"
+
+
 def parse_datetime(value: Any) -> int:
-    """Epoch seconds from `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or epoch seconds."""
+    """Epoch seconds from `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or epoch seconds.
+
+    Text must be ASCII: Python's int(), str.isdigit() and strip() take any Unicode digit
+    or space ("１６８６" would be 1686 seconds), and every form above is ASCII."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not a date-time")
     if isinstance(value, int | float):
@@ -53,6 +59,10 @@ def parse_datetime(value: Any) -> int:
             raise ValueError("not a finite number")
         seconds = int(value)
     elif isinstance(value, str):
+        if not value.isascii():
+            raise ValueError(
+                f"{value!r} is not a date-time: only ASCII digits are read ({_DATETIME_FORMS})"
+            )
         text = value.strip()
         if text.isdigit():
             seconds = int(text)
@@ -60,10 +70,7 @@ def parse_datetime(value: Any) -> int:
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise ValueError(
-                    f"{value!r} is not a date-time (use YYYY-MM-DD HH:MM:SS in UTC, "
-                    "RFC 3339, or epoch seconds)"
-                ) from None
+                raise ValueError(f"{value!r} is not a date-time ({_DATETIME_FORMS})") from None
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
             seconds = math.floor(parsed.timestamp())

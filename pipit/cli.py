@@ -10,16 +10,22 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from common import config
-from common.auth import load_or_create_admin_token
+from common.auth import Access, load_or_create_admin_token
 from common.config import Settings
 from common.datasources import registry
 from common.telemetry import configure_logging
+from common.tokens import TokenError
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
+
+if TYPE_CHECKING:
+    from common.grpc_server import GrpcServer
+    from services.ingest.server import RunningIngest
 
 log = structlog.get_logger("pipit")
 
@@ -106,7 +112,10 @@ async def _open_warehouse(settings: Settings) -> Warehouse:
 
 
 def _admin_token(settings: Settings, show: bool) -> str:
-    token, created = load_or_create_admin_token(settings.admin_token, settings.data_dir)
+    try:
+        token, created = load_or_create_admin_token(settings.admin_token, settings.data_dir)
+    except TokenError as exc:
+        raise SystemExit(f"pipit: {exc}") from None
     if show:
         origin = "generated and saved in" if created else "read from"
         source = "PIPIT_ADMIN_TOKEN" if settings.admin_token else f"{origin} {settings.data_dir}"
@@ -164,16 +173,30 @@ async def _start_gateway(
     return runner
 
 
-async def run_up(settings: Settings) -> None:
-    stop = _shutdown_requested()
+async def start_services(
+    settings: Settings, warehouse: Warehouse, admin_token: str
+) -> tuple[RunningIngest, GrpcServer]:
+    """Ingest and query in one process, as `pipit up` runs them (and the tests start
+    them): one Access for both, so a token's rate limit counts its calls to either."""
     from services.ingest.server import start_ingest
     from services.query.server import start_query
 
+    access = Access.for_process(settings, admin_token)
+    ingest = await start_ingest(settings, warehouse, access)
+    try:
+        query = await start_query(settings, warehouse, access)
+    except BaseException:
+        await ingest.stop(0)
+        raise
+    return ingest, query
+
+
+async def run_up(settings: Settings) -> None:
+    stop = _shutdown_requested()
     token = _admin_token(settings, show=True)
     warehouse = await _open_warehouse(settings)
-    ingest = await start_ingest(settings, warehouse, token)
+    ingest, query = await start_services(settings, warehouse, token)
     announce("ingest", f"{settings.host}:{ingest.port}")
-    query = await start_query(settings, warehouse, token)
     announce("query", f"{settings.host}:{query.port}")
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     # Services that serve TLS are called over TLS; a self-signed certificate is its own CA.
@@ -195,8 +218,9 @@ async def run_ingest(settings: Settings) -> None:
     stop = _shutdown_requested()
     from services.ingest.server import start_ingest
 
+    access = Access.for_process(settings, _admin_token(settings, show=False))
     warehouse = await _open_warehouse(settings)
-    ingest = await start_ingest(settings, warehouse, _admin_token(settings, show=False))
+    ingest = await start_ingest(settings, warehouse, access)
     announce("ingest", f"{settings.host}:{ingest.port}")
     try:
         await _until_signalled(stop)
@@ -209,8 +233,9 @@ async def run_query(settings: Settings) -> None:
     stop = _shutdown_requested()
     from services.query.server import start_query
 
+    access = Access.for_process(settings, _admin_token(settings, show=False))
     warehouse = await _open_warehouse(settings)
-    query = await start_query(settings, warehouse, _admin_token(settings, show=False))
+    query = await start_query(settings, warehouse, access)
     announce("query", f"{settings.host}:{query.port}")
     try:
         await _until_signalled(stop)

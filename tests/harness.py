@@ -1,6 +1,6 @@
 """Starts the suite in-process for tests: ingest and query gRPC servers on free ports
-over a given warehouse, optionally the gateway in front, and stubs that carry the
-token."""
+over a given warehouse, built as `pipit up` builds them (pipit.cli.start_services),
+optionally the gateway in front, and stubs that carry the token."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import grpc
 from common import config
 from common.grpc_server import GrpcServer
 from common.warehouse.base import Warehouse
+from pipit.cli import start_services
 from pipit.ingest.v1 import ingest_service_pb2_grpc
 from pipit.query.v1 import query_service_pb2_grpc
-from services.ingest.server import RunningIngest, start_ingest
-from services.query.server import start_query
+from services.ingest.server import RunningIngest
 
 TOKEN = "test-admin-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -64,13 +64,15 @@ class Suite:
 async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides: Any) -> Suite:
     defaults = {
         "admin_token": TOKEN,
+        "ingest_port": 0,
+        "query_port": 0,
+        "metrics_port": 0,
         "flush_interval": 0.05,
         "wal_dir": Path(tempfile.mkdtemp(prefix="pipit-wal-")),
         "tokens_file": Path(tempfile.mkdtemp(prefix="pipit-tokens-")) / "tokens.json",
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
-    ingest = await start_ingest(settings, warehouse, TOKEN, port=0, metrics_port=0)
-    query = await start_query(settings, warehouse, TOKEN, port=0)
+    ingest, query = await start_services(settings, warehouse, settings.admin_token)
     suite = Suite(warehouse, ingest, query)
     if gateway:
         from gateway.app import create_app, serve_gateway

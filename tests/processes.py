@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 STARTUP_SECONDS = 60.0
 
@@ -36,15 +37,20 @@ class PipitProcess:
 
 
 def start_pipit(
-    command: list[str], env: Mapping[str, str], expect: set[str], cwd: str | None = None
+    command: list[str],
+    env: Mapping[str, str],
+    expect: set[str],
+    cwd: str | None = None,
+    stderr: IO[Any] | int = subprocess.DEVNULL,
 ) -> PipitProcess:
-    """Starts `pipit <command>` and returns once every service in `expect` listens."""
+    """Starts `pipit <command>` and returns once every service in `expect` listens.
+    `stderr` (its JSON log lines) is discarded unless a file is given."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pipit.cli", *command],
         env={**os.environ, **env},
         cwd=cwd,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
     running = PipitProcess(process)

@@ -14,7 +14,7 @@ from gateway_pair import Answer, require_envoy
 from harness import free_port
 from processes import start_pipit
 
-TOKEN = "envoy-e2e-token"
+TOKEN = "envoy-e2e-admin-token-0123456789"
 
 # The README's walkthrough, call for call.
 POSTS = {

@@ -266,23 +266,23 @@ async def test_one_log_line_per_request_with_its_request_id(suite):
 
 async def test_prometheus_metrics_are_served(embedded_warehouse):
     import aiohttp
-    from harness import free_port
+    from harness import AUTH, TOKEN, free_port
 
     from common import config
+    from common.auth import Access
     from services.ingest.server import start_ingest
 
     port = free_port()
-    settings = config.load(environ={}, admin_token="t", wal_dir=embedded_warehouse_wal())
-    ingest = await start_ingest(settings, embedded_warehouse, "t", port=0, metrics_port=port)
+    settings = config.load(environ={}, admin_token=TOKEN, wal_dir=embedded_warehouse_wal())
+    access = Access.for_process(settings, TOKEN)
+    ingest = await start_ingest(settings, embedded_warehouse, access, port=0, metrics_port=port)
     try:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}")
         from pipit.ingest.v1 import ingest_service_pb2_grpc
 
         stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
         body = b"\n".join([orjson.dumps(sample()), b"{broken"])
-        await stub.PostEvents(
-            post("ab_test_events", body), metadata=(("authorization", "Bearer t"),)
-        )
+        await stub.PostEvents(post("ab_test_events", body), metadata=AUTH)
         await channel.close()
         async with (
             aiohttp.ClientSession() as http,

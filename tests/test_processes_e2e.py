@@ -19,7 +19,7 @@ from processes import start_pipit
 
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
-TOKEN = "e2e-token"
+TOKEN = "e2e-admin-token-0123456789"
 TUTORIAL_EVENT = b"""{
     "timestamp": "2023-06-15 14:30:00",
     "user_id": "user_12345",

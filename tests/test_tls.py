@@ -20,7 +20,7 @@ from processes import PipitProcess, start_pipit
 from common.datasources import registry
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
-TOKEN = "tls-e2e-token"
+TOKEN = "tls-e2e-admin-token-0123456789"
 EVENT = {
     "timestamp": "2023-06-15 14:30:00",
     "user_id": "user_12345",

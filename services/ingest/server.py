@@ -11,10 +11,10 @@ import structlog
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
+from common.auth import Access
 from common.config import Settings
 from common.datasources import registry
 from common.grpc_server import GrpcServer, start_grpc_server
-from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from services.ingest.batcher import Batcher, FlushPolicy
 from services.ingest.metrics import serve_metrics
@@ -65,12 +65,12 @@ class RunningIngest:
 async def start_ingest(
     settings: Settings,
     warehouse: Warehouse,
-    admin_token: str,
+    access: Access,
     port: int | None = None,
     metrics_port: int | None = None,
 ) -> RunningIngest:
     """Replays the write-ahead log, then serves IngestService on `settings.host` (port 0
-    picks a free one)."""
+    picks a free one), admitting callers through the process's `access`."""
     policy = FlushPolicy(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
@@ -91,12 +91,11 @@ async def start_ingest(
     server = await start_grpc_server(
         [service.generic_handler()],
         [SERVICE.full_name],
-        settings.host,
-        settings.ingest_port if port is None else port,
-        TokenStore(admin_token, settings.tokens_path),
-        service.scope_rules(),
-        settings.rate_limit,
-        settings.server_tls(),
+        host=settings.host,
+        port=settings.ingest_port if port is None else port,
+        access=access,
+        scope_rules=service.scope_rules(),
+        tls=settings.server_tls(),
     )
     running = RunningIngest(server, batcher, wal)
     readiness.append(running)

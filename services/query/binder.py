@@ -57,7 +57,9 @@ class Parameter:
         return self._string(str(value))
 
     def _datetime(self, value: str) -> str:
-        text = value.strip()
+        # Only ASCII is stripped or completed: parse_datetime refuses any other text, which
+        # Python's parsers would read with Unicode digits and spaces.
+        text = value.strip() if value.isascii() else value
         if len(text) == 10:  # A bare date means its first second.
             text += " 00:00:00"
         try:

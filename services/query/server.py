@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
+from common.auth import Access
 from common.config import Settings
 from common.grpc_server import GrpcServer, start_grpc_server
-from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from services.query.admission import Admission
 from services.query.service import SERVICE, QueryService
@@ -17,21 +17,21 @@ log = structlog.get_logger("query")
 
 
 async def start_query(
-    settings: Settings, warehouse: Warehouse, admin_token: str, port: int | None = None
+    settings: Settings, warehouse: Warehouse, access: Access, port: int | None = None
 ) -> GrpcServer:
     """Serves QueryService (the pipes) and SqlService (the Query API) on
-    `settings.host` (port 0 picks a free one)."""
+    `settings.host` (port 0 picks a free one), admitting callers through the process's
+    `access`."""
     service = QueryService(warehouse, settings.max_string_length)
     sql = SqlApi(warehouse, Admission(settings.sql_max_queries, settings.sql_max_queries_per_token))
     server = await start_grpc_server(
         [service.generic_handler(), sql.generic_handler()],
         [SERVICE.full_name, SQL_SERVICE.full_name],
-        settings.host,
-        settings.query_port if port is None else port,
-        TokenStore(admin_token, settings.tokens_path),
-        {**service.scope_rules(), **sql.scope_rules()},
-        settings.rate_limit,
-        settings.server_tls(),
+        host=settings.host,
+        port=settings.query_port if port is None else port,
+        access=access,
+        scope_rules={**service.scope_rules(), **sql.scope_rules()},
+        tls=settings.server_tls(),
     )
     log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
     return server
