@@ -40,6 +40,11 @@ class InvalidJsonWarehouse(EmbeddedWarehouse):
             return QueryResult.from_json(b'{"meta": [{"name": ')
         return await super().query(sql, params)
 
+    async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        if self.broken:
+            return QueryResult.from_json(b'{"meta": [{"name": ')
+        return await super().adhoc_query(sql, params)
+
 
 @pytest.fixture(scope="module")
 async def failing(chdb_dir):
