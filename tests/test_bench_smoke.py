@@ -21,6 +21,7 @@ SCENARIOS = {
         "--events", "3000", "--repeat", "3", "--min-repeat", "2", "--max-seconds", "0.1",
         "--clients", "1,2", "--duration", "0.3",
     ],
+    "isolation": ["--events", "2000", "--seconds", "2"],
 }  # fmt: skip
 
 
@@ -62,3 +63,8 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
     assert [t["clients"] for t in size["throughput"]] == [1, 2]
     assert all(t["errors"] == 0 and t["requests"] > 0 for t in size["throughput"])
+    isolation = json.loads((tmp_path / "isolation.json").read_text())
+    for phase in ("baseline", "loaded"):
+        assert isolation[phase]["pipes"]["n"] > 0 and isolation[phase]["ingest_wait"]["n"] > 0
+    assert len(isolation["loaded"]["ad_hoc"]) == 4
+    assert all(sum(statuses.values()) > 0 for statuses in isolation["loaded"]["ad_hoc"].values())
