@@ -89,6 +89,7 @@ class Settings:
     metrics_port: int = 9464
     max_string_length: int = 1024
     shutdown_grace: float = 10.0
+    header_timeout: float = 15.0
     allowed_origins: str = "*"
     gateway: str = "pipit"
     log_level: str = "info"
@@ -136,7 +137,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         str,
     ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
-    "admin_token": ("admin bearer token; generated into the data dir when empty", str),
+    "admin_token": (
+        "admin bearer token; generated into the data dir when empty. `pipit gateway` given it "
+        "(and the services' --tokens-file) refuses unknown tokens before reading a body",
+        str,
+    ),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
     "tls_cert": (
         "PEM certificate (chain): serve gRPC and the gateway over TLS only (with --tls-key)",
@@ -169,6 +174,12 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "metrics_port": ("Prometheus metrics port of the ingest service (0 = off)", int),
     "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
     "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
+    "header_timeout": (
+        "seconds a client connection to the gateway gets to send a complete request head, "
+        "from when it opens or its last answer (idle keep-alive connections close then too); "
+        "a request body that stalls that long is answered 408",
+        _positive_float,
+    ),
     "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
     "gateway": (
         "which JSON gateway serves HTTP: pipit (built in) or envoy (the real Envoy)",

@@ -338,9 +338,7 @@ async def test_every_member_of_a_gzip_body_is_kept(suite):
 )
 async def test_a_body_that_is_not_the_gzip_it_claims_stores_nothing(suite, body, metadata, message):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await suite.ingest_stub().PostEvents(
-            post("ab_test_events", body), metadata=AUTH + metadata
-        )
+        await suite.ingest_stub().PostEvents(post("ab_test_events", body), metadata=AUTH + metadata)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("request body is not valid gzip: ")
     assert message in caught.value.details()
