@@ -59,6 +59,7 @@ log = structlog.get_logger("gateway")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_HEADER_TIMEOUT = Settings.header_timeout
+_LINGERING_SECONDS = 10.0  # aiohttp's default
 TOKEN_PARAMETER = "token"
 STATUS_METADATA_KEY = "x-http-status"
 UNPRINTABLE_TOKEN = "the token must be printable ASCII"
@@ -387,12 +388,16 @@ async def serve_gateway(
         ssl_context.load_cert_chain(*tls)
     # aiohttp's keep-alive timer starts when a connection opens and again after each answer,
     # and closes the connection if no complete request head has arrived when it fires: the
-    # header timeout and the idle timeout in one (bytes trickling in do not restart it).
+    # header timeout and the idle timeout in one (bytes trickling in do not restart it). After
+    # answering a request whose body it did not read in full (a refusal), aiohttp reads on for
+    # a while, so the client sees the answer rather than a reset; no longer than a head may take.
+    header_timeout = app[_GATEWAY].header_timeout
     runner = web.AppRunner(
         app,
         access_log=None,
         shutdown_timeout=shutdown_grace,
-        keepalive_timeout=app[_GATEWAY].header_timeout,
+        keepalive_timeout=header_timeout,
+        lingering_time=min(_LINGERING_SECONDS, header_timeout),
     )
     await runner.setup()
     try:
