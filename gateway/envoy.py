@@ -1015,6 +1015,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7181)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--allowed-origins", default="*", help="comma-separated, * = any")
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help="seconds a connection gets to send a request head; idle connections close then",
+    )
     parser.add_argument("--admin-port", type=int, default=None, help="default: no admin")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS listener")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -1031,6 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             max_body_bytes=args.max_body_bytes,
             allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
+            header_timeout=args.header_timeout,
             admin_port=args.admin_port,
             tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
             upstream_ca=args.upstream_ca,

@@ -30,6 +30,7 @@ from gateway_pair import GATEWAYS, Answer, GatewayPair, assert_same, service_tar
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import TOKEN, Suite, start_suite
+from raw_http import RawConnection
 
 from common.datasources import registry
 from common.tokens import TokenFile, TokenStore
@@ -629,6 +630,33 @@ async def test_events_api_corrupt_gzip(pair: GatewayPair, http: aiohttp.ClientSe
         "request body is not valid gzip: Error -3 while decompressing data: incorrect header check"
     )
     assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
+    pair: GatewayPair, encoding: str
+) -> None:
+    # Not a byte of the body is sent: an answer proves it was not waited for.
+    answers = []
+    for gateway in GATEWAYS:
+        connection = await RawConnection.open(pair.urls[gateway])
+        await connection.send_head(
+            "POST",
+            "/v0/events?name=ab_test_events",
+            {**AUTH, "Content-Length": str(MAX_BODY + 1), "Content-Encoding": encoding},
+        )
+        answers.append(await connection.read_answer())
+        connection.close()
+    assert [(a.status, a.json) for a in answers] == [
+        (
+            413,
+            {
+                "code": 8,
+                "message": f"request body exceeds the limit of {MAX_BODY} bytes",
+                "details": [],
+            },
+        )
+    ] * 2
 
 
 async def test_only_ours_refuses_a_missing_token_before_reading_the_body(
