@@ -391,7 +391,8 @@ async def serve_gateway(
     # header timeout and the idle timeout in one (bytes trickling in do not restart it). After
     # answering a request whose body it did not read in full (a refusal), aiohttp reads on for
     # a while, so the client sees the answer rather than a reset; no longer than a head may take.
-    header_timeout = app[_GATEWAY].header_timeout
+    gateway = app.get(_GATEWAY)  # absent from an app serving only pages (tests)
+    header_timeout = gateway.header_timeout if gateway is not None else DEFAULT_HEADER_TIMEOUT
     runner = web.AppRunner(
         app,
         access_log=None,
