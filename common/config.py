@@ -103,6 +103,7 @@ class Settings:
     sql_max_queries: int = 4
     sql_max_queries_per_token: int = 2
     shutdown_grace: float = 10.0
+    header_timeout: float = 15.0
     allowed_origins: str = "*"
     gateway: str = "pipit"
     log_level: str = "info"
@@ -152,7 +153,8 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": (
         f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
-        "without spaces; generated into the data dir when empty",
+        "without spaces; generated into the data dir when empty. `pipit gateway` given it (and "
+        "the services' --tokens-file) refuses unknown tokens before reading a body",
         _admin_token,
     ),
     "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
@@ -198,6 +200,12 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         _positive_int,
     ),
     "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
+    "header_timeout": (
+        "seconds a client connection to the gateway gets to send a complete request head, "
+        "from when it opens or its last answer (idle keep-alive connections close then too); "
+        "a request body that stalls that long is answered 408",
+        _positive_float,
+    ),
     "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
     "gateway": (
         "which JSON gateway serves HTTP: pipit (built in) or envoy (the real Envoy)",

@@ -12,9 +12,16 @@ Choices where Envoy gives no single answer:
   and the gRPC server answers with a non-JSON error), and the conformance suite compares statuses.
 - `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
   Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
-- Initial metadata `x-http-status` (200-203) sets the status of a successful answer; Envoy needs a
-  Lua filter for this. Other metadata is forwarded as response headers (so `retry-after` on a 429
-  reaches the client), minus gRPC-internal and hop-by-hop keys.
+- Initial metadata `x-http-status` (200-203) sets the status of a successful answer, and 413 that
+  of a RESOURCE_EXHAUSTED error (a body over the limit, which the ingest service finds when it
+  inflates one itself); Envoy needs a Lua filter for this. Other metadata is forwarded as response
+  headers (so `retry-after` on a 429 reaches the client), minus gRPC-internal and hop-by-hop keys.
+- Given the services' TokenStore, a request without a known token is refused before its body is
+  read (gateway/early_auth.py); Envoy reads the body and lets the service refuse it.
+- A connection that sends no complete request head for `header_timeout` seconds, from when it
+  opens or its last answer, is closed (idle keep-alive connections too), and a body that stalls
+  that long is answered 408; Envoy's `request_headers_timeout`, `idle_timeout` and
+  `stream_idle_timeout` do the same.
 - Gateway-made errors are JSON `google.rpc.Status` bodies; Envoy's own local replies are plain
   text unless its `local_reply_config` formats them (gateway/envoy.py's does, with the gRPC code
   this gateway would give for the HTTP status).
@@ -34,12 +41,15 @@ from typing import Any, TypeVar
 import grpc
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
+from common.config import Settings
 from common.telemetry import REQUEST_ID_HEADER, new_request_id
-from gateway.body import read_body
+from common.tokens import TokenStore
+from gateway.body import body_encoding, read_body
 from gateway.cors import CorsPolicy
 from gateway.dashboard import add_dashboard
+from gateway.early_auth import refuse_unknown_token
 from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
 from gateway.routes import RouteTable, load_routes
 from gateway.transcoder import build_request, parse_query, render_response
@@ -48,6 +58,8 @@ from gateway.upstreams import Upstreams
 log = structlog.get_logger("gateway")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_HEADER_TIMEOUT = Settings.header_timeout
+_LINGERING_SECONDS = 10.0  # aiohttp's default
 TOKEN_PARAMETER = "token"
 STATUS_METADATA_KEY = "x-http-status"
 UNPRINTABLE_TOKEN = "the token must be printable ASCII"
@@ -59,6 +71,9 @@ _OFFLOAD_BYTES = 256 * 1024
 # The 2xx statuses a success may take from `x-http-status`: those that carry a body as it is
 # (204 and 205 forbid one, 206 needs Content-Range).
 SUCCESS_STATUSES = ("200", "201", "202", "203")
+# What `x-http-status` may make of an error's status: only a more precise status for the same
+# gRPC code. A body over the limit is RESOURCE_EXHAUSTED, 413 rather than 429 ("retry later").
+ERROR_STATUSES = {429: ("413",)}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NOT_FORWARDED = frozenset(
     {
@@ -95,12 +110,16 @@ class Gateway:
         cors: CorsPolicy,
         max_body_bytes: int,
         timeout: float,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        token_store: TokenStore | None = None,
     ) -> None:
         self.table = table
         self.upstreams = upstreams
         self.cors = cors
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
+        self.header_timeout = header_timeout
+        self.token_store = token_store
 
     async def transcode(self, request: web.Request) -> web.Response:
         # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
@@ -120,8 +139,12 @@ class Gateway:
             else:
                 params.append((name, value))
         metadata = _metadata(request, token)
+        encoding = body_encoding(request, self.max_body_bytes)
+        if self.token_store is not None:
+            refuse_unknown_token(self.token_store, metadata)
+        await _continue(request)
         # Read whatever the rule says: Envoy parses a body on a rule without one too.
-        body = await read_body(request, self.max_body_bytes)
+        body = await read_body(request, self.max_body_bytes, encoding, self.header_timeout)
         content_type = request.headers.get("Content-Type", "")
         pool = self.table.pool
         # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
@@ -135,7 +158,7 @@ class Gateway:
         except grpc.aio.AioRpcError as exc:
             request[_GRPC_CODE] = exc.code().name
             response = web.Response(
-                status=http_status(exc.code()),
+                status=_error_status(exc),
                 body=rpc_error_body(exc, pool),
                 headers={"Content-Type": "application/json"},
             )
@@ -187,6 +210,30 @@ def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
         if key == STATUS_METADATA_KEY and isinstance(value, str) and value in SUCCESS_STATUSES:
             return int(value)
     return 200
+
+
+def _error_status(error: grpc.aio.AioRpcError) -> int:
+    status = http_status(error.code())
+    allowed = ERROR_STATUSES.get(status, ())
+    for key, value in (*(error.initial_metadata() or ()), *(error.trailing_metadata() or ())):
+        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in allowed:
+            return int(value)
+    return status
+
+
+async def _continue(request: web.Request) -> None:
+    # A client that asked whether to send its body (`Expect: 100-continue`, as curl does for
+    # large ones) is told so only now, once nothing in the head refused it (see create_app).
+    if (
+        request.version == HttpVersion11
+        and request.headers.get("Expect", "").lower() == "100-continue"
+    ):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
+
+
+async def _defer_continue(_request: web.Request) -> None:
+    """aiohttp answers 100 Continue as soon as a route matches; `transcode` does it later."""
 
 
 def _forward(metadata: Iterable[tuple[str, Any]] | None, response: web.StreamResponse) -> None:
@@ -281,11 +328,15 @@ def create_app(
     timeout: float = 30.0,
     dashboard: bool = True,
     upstream_credentials: grpc.ChannelCredentials | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    token_store: TokenStore | None = None,
 ) -> web.Application:
     """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
     those services is routed; a name missing from the descriptor set raises ValueError.
     `dashboard` also serves the browser dashboard at `/` (gateway/dashboard.py); without it the
-    gateway answers only the API, as Envoy does."""
+    gateway answers only the API, as Envoy does. `header_timeout`: see the module docstring
+    (`serve_gateway` applies it to connections). `token_store`, the services' own, lets the
+    gateway refuse a request without a known token before reading its body."""
     if not upstreams:
         raise ValueError("the gateway needs at least one upstream service")
     table = load_routes(descriptor_set or default_descriptor_set(), upstreams)
@@ -295,6 +346,8 @@ def create_app(
         CorsPolicy(allowed_origins, table.http_methods),
         max_body_bytes,
         timeout,
+        header_timeout,
+        token_store,
     )
     # body.py decodes gzip itself (see there); aiohttp's decoding would answer unknown encodings
     # with a plain-text 400 before the middleware runs.
@@ -312,7 +365,7 @@ def create_app(
     app.router.add_get("/healthz", gateway.healthz, allow_head=False)
     if dashboard:
         add_dashboard(app)  # before the catch-all below, which would shadow it
-    app.router.add_route("*", "/{tail:.*}", gateway.transcode)
+    app.router.add_route("*", "/{tail:.*}", gateway.transcode, expect_handler=_defer_continue)
     return app
 
 
@@ -333,7 +386,20 @@ async def serve_gateway(
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(*tls)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
+    # aiohttp's keep-alive timer starts when a connection opens and again after each answer,
+    # and closes the connection if no complete request head has arrived when it fires: the
+    # header timeout and the idle timeout in one (bytes trickling in do not restart it). After
+    # answering a request whose body it did not read in full (a refusal), aiohttp reads on for
+    # a while, so the client sees the answer rather than a reset; no longer than a head may take.
+    gateway = app.get(_GATEWAY)  # absent from an app serving only pages (tests)
+    header_timeout = gateway.header_timeout if gateway is not None else DEFAULT_HEADER_TIMEOUT
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=shutdown_grace,
+        keepalive_timeout=header_timeout,
+        lingering_time=min(_LINGERING_SECONDS, header_timeout),
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()

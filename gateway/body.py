@@ -1,36 +1,39 @@
-"""Reading a request body without trusting its size.
+"""Reading a request body without trusting its size, its encoding or its pace.
 
-`Content-Encoding: gzip` is inflated here, a chunk at a time with a cap, so the limit applies
-to the decompressed size and a small gzip bomb is cut off at the limit, never inflated whole
-(Envoy: its gzip decompressor filter ahead of the buffer filter). aiohttp's own decompression is
-off (see `create_app`): it knows more encodings than Envoy does (deflate, and br or zstd when
-their packages are installed) and refuses the others with a plain-text 400 before any handler
-runs. Only gzip and identity are accepted, the encodings Envoy's configuration decodes; anything
-else is a JSON 415 from both.
+Two steps, so that the gateway can refuse a request before reading a byte of its body:
+`body_encoding` judges the head (an encoding we cannot decode is a JSON 415, a declared length
+over the limit a 413, compressed or not), and `read_body` reads the body, a chunk at a time.
+
+`Content-Encoding: gzip` is inflated as it arrives by the inflater the ingest service uses too
+(common/gzip_inflater.py): every member, nothing after them, and both the compressed and the
+inflated size capped, so a gzip bomb is cut off at the limit and trailing bytes are refused as
+soon as they start. aiohttp's own decompression is off (see `create_app`): it knows more
+encodings than Envoy does (deflate, and br or zstd when their packages are installed) and refuses
+the others with a plain-text 400 before any handler runs. Only gzip and identity are accepted,
+the encodings Envoy's configuration decodes; anything else is a JSON 415 from both.
+
+A client that stops sending its body for `idle_timeout` seconds is answered 408 with Envoy's
+words for its stream idle timeout, rather than holding the connection for ever.
 """
 
 from __future__ import annotations
 
-import zlib
+import asyncio
 
 import grpc
 from aiohttp import web
 
+from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater, too_large_message
 from gateway.errors import GatewayError
 
-_CHUNK_BYTES = 64 * 1024
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip"})
-_GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip framing only, as the header promises
+BODY_IDLE_MESSAGE = "stream timeout"  # Envoy's local reply for its stream idle timeout
 
 
 def too_large(limit: int) -> GatewayError:
     # RESOURCE_EXHAUSTED is what gRPC itself answers for a message over its size limit; the
     # HTTP status is the precise 413 rather than that code's usual 429, which means "retry later".
-    return GatewayError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"request body exceeds the limit of {limit} bytes",
-        status=413,
-    )
+    return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large_message(limit), status=413)
 
 
 def unsupported_encoding(encoding: str) -> GatewayError:
@@ -41,39 +44,53 @@ def unsupported_encoding(encoding: str) -> GatewayError:
     )
 
 
+def body_idle() -> GatewayError:
+    return GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, BODY_IDLE_MESSAGE, status=408)
+
+
 def _unreadable(reason: object) -> GatewayError:
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot read the request body: {reason}")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The (decoded) body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+def body_encoding(request: web.Request, limit: int) -> str:
+    """The body's Content-Encoding ("gzip" or identity: ""), once the head shows the body may
+    be read: 415 for another encoding, 413 for a Content-Length over `limit` (the limit holds
+    for the body as sent as well as for what it inflates to)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ACCEPTED_ENCODINGS:
         raise unsupported_encoding(encoding)
-    inflater = zlib.decompressobj(_GZIP_WBITS) if encoding == "gzip" else None
-    # A declared length over the limit is refused before reading a byte. Not a gzip body's:
-    # the limit is on what it inflates to, as in Envoy (whose decompressor drops the length).
-    if inflater is None and request.content_length is not None and request.content_length > limit:
+    if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
+    return "gzip" if encoding == "gzip" else ""
+
+
+async def read_body(request: web.Request, limit: int, encoding: str, idle_timeout: float) -> bytes:
+    """The (inflated) body, refused with 413 as soon as it is known to exceed `limit` bytes,
+    sent or inflated, and with 400 as soon as it cannot be the gzip it claims to be."""
+    inflater = GzipInflater(limit) if encoding == "gzip" else None
     chunks: list[bytes] = []
-    size = received = 0
+    size = 0
     try:
-        async for chunk in request.content.iter_chunked(_CHUNK_BYTES):
-            received += len(chunk)
+        while True:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await request.content.readany()
+            if not chunk:
+                break
             if inflater is not None:
-                # At most one byte past the limit: enough to know the body is too large.
-                chunk = inflater.decompress(chunk, limit - size + 1)
-                if inflater.unconsumed_tail:
-                    raise too_large(limit)
+                chunk = inflater.feed(chunk)
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
             chunks.append(chunk)
+        if inflater is not None:
+            inflater.finish()
+    except TimeoutError:
+        raise body_idle() from None
     except web.RequestPayloadError as exc:
         # A broken chunked encoding or a body shorter than announced.
         raise _unreadable(exc.__cause__ or exc) from None
-    except zlib.error as exc:
-        raise _unreadable(f"not valid gzip ({exc})") from None
-    if inflater is not None and received and not inflater.eof:
-        raise _unreadable("the gzip stream is truncated")
+    except BodyTooLarge:
+        raise too_large(limit) from None
+    except GzipError as exc:
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
     return b"".join(chunks)

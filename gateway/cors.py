@@ -2,7 +2,10 @@
 
 Envoy echoes the request's Origin (never a literal `*`) when it is allowed, answers a preflight
 (OPTIONS with Origin and Access-Control-Request-Method) itself with 200 and no body, and passes
-requests from other origins on untouched. We also send `Vary: Origin`, since the echoed value
+requests from other origins on untouched. Browsers let a page read only the response headers
+named in Access-Control-Expose-Headers (beyond a few simple ones), so that list holds every header
+a client of Pipit relies on: the request id, the rate limit's figures and Retry-After. We also
+send `Vary: Origin`, since the echoed value
 depends on it and a shared cache must not serve one origin's answer to another (gateway/envoy.py
 has Envoy add it too).
 """
@@ -16,6 +19,15 @@ from aiohttp import web
 from common.telemetry import REQUEST_ID_HEADER
 
 ALLOW_HEADERS = ("authorization", "content-type", "content-encoding", REQUEST_ID_HEADER)
+# The services send the X-RateLimit-* figures on every rate-limited answer and Retry-After on a
+# 429 (common/auth.py, services/ingest/service.py).
+EXPOSE_HEADERS = (
+    REQUEST_ID_HEADER,
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+)
 MAX_AGE_SECONDS = 86400
 
 
@@ -50,7 +62,7 @@ class CorsPolicy:
                 "Access-Control-Allow-Headers": ", ".join(ALLOW_HEADERS),
                 "Access-Control-Max-Age": str(MAX_AGE_SECONDS),
                 # Envoy's CORS filter sends it on preflights too.
-                "Access-Control-Expose-Headers": REQUEST_ID_HEADER,
+                "Access-Control-Expose-Headers": ", ".join(EXPOSE_HEADERS),
                 "Vary": "Origin",
             },
         )
@@ -61,4 +73,4 @@ class CorsPolicy:
         response.headers.add("Vary", "Origin")
         if self.allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin or ""
-            response.headers["Access-Control-Expose-Headers"] = REQUEST_ID_HEADER
+            response.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)

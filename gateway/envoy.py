@@ -16,11 +16,22 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   Bearer` and leaves the path (so it reaches neither the services nor the access log); answers
   get `Vary: Origin` and lose the transcoder's leftover `grpc-*` headers; the ingest service's
   `x-http-status` metadata becomes the HTTP status of a successful answer (202 for a queued Events
-  API write). The second, after CORS: native gRPC, which the transcoder would pass through to
-  the services, is refused (UNIMPLEMENTED); an unprintable token is 401, an unsupported
-  `Content-Encoding` 415.
-- The gzip decompressor inflates request bodies before the buffer filter counts them, so the
-  body limit applies to the decompressed size, as in `gateway/body.py`.
+  API write, 413 for an Events API body the service inflated past the limit). The second, after
+  CORS: native gRPC, which the transcoder would pass through to the services, is refused
+  (UNIMPLEMENTED); an unprintable token is 401, an unsupported `Content-Encoding` 415, a declared
+  length over the limit 413.
+- gzip bodies of the Events API (the routes whose body is a `google.api.HttpBody`) are passed on
+  as sent, with their `Content-Encoding`, for the ingest service to inflate with the inflater our
+  gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the end of the first gzip
+  member and ignores what follows, which would drop the events of a `cat a.gz b.gz` body. The
+  buffer filter caps the body as sent; the service caps what it inflates to, answering
+  RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one JSON message, which the
+  transcoder must read) the decompressor inflates the body before the buffer filter counts it.
+- A declared Content-Length over the limit is refused before the body is read, as ours does.
+- Timeouts as our gateway's `header_timeout`: `request_headers_timeout` for a slow request head,
+  the connection `idle_timeout` for a connection without a request; `stream_idle_timeout`, which
+  also runs while a service answers, is that plus the route timeout, so it only ends streams
+  whose client went quiet.
 - `local_reply_config` turns Envoy's own plain-text errors into the JSON error body, with the gRPC
   code our gateway would give for that HTTP status, and gives `/healthz` our body.
 - `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
@@ -60,8 +71,9 @@ import grpc
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from common.telemetry import REQUEST_ID_HEADER
 from gateway.app import (
+    DEFAULT_HEADER_TIMEOUT,
+    ERROR_STATUSES,
     NO_ROUTE,
     STATUS_METADATA_KEY,
     SUCCESS_STATUSES,
@@ -70,9 +82,9 @@ from gateway.app import (
     default_descriptor_set,
 )
 from gateway.body import ACCEPTED_ENCODINGS, too_large, unsupported_encoding
-from gateway.cors import ALLOW_HEADERS, MAX_AGE_SECONDS, allow_methods
+from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
 from gateway.errors import code_number
-from gateway.routes import load_routes
+from gateway.routes import RouteTable, load_routes
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -83,6 +95,7 @@ BOOTSTRAP_NAME = "envoy.json"
 LISTENER_NAME = "pipit_gateway"
 
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+_DECOMPRESSOR = "envoy.filters.http.decompressor"
 _UNROUTED = "unrouted"
 _MESSAGE_OVERHEAD_BYTES = 64 * 1024
 _TYPE = "type.googleapis.com/envoy."
@@ -158,6 +171,7 @@ class EnvoyConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     allowed_origins: Sequence[str] = ("*",)
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     # None disables the admin interface; 0 puts it on a free port of 127.0.0.1.
     admin_port: int | None = 0
     health_check_interval: float = HEALTH_CHECK_INTERVAL
@@ -416,16 +430,21 @@ def _dashboard_routes() -> tuple[list[dict[str, Any]], int]:
     return routes, max(f.stat().st_size for f in files.values())
 
 
+def _lua_set(values: Sequence[object]) -> str:
+    return "{ " + ", ".join(f'["{value}"] = true' for value in values) + " }"
+
+
 def _first_lua() -> str:
-    statuses = ", ".join(f'["{status}"] = true' for status in SUCCESS_STATUSES)
+    errors = ", ".join(f'["{s}"] = {_lua_set(narrower)}' for s, narrower in ERROR_STATUSES.items())
     return (
         _FIRST_LUA.replace("@TOKEN@", TOKEN_PARAMETER)
         .replace("@STATUS_KEY@", STATUS_METADATA_KEY)
-        .replace("@STATUSES@", statuses)
+        .replace("@STATUSES@", _lua_set(SUCCESS_STATUSES))
+        .replace("@ERRORS@", "{ " + errors + " }")
     )
 
 
-def _refusals_lua() -> str:
+def _refusals_lua(max_body_bytes: int) -> str:
     accepted = ", ".join(f'["{e}"] = true' for e in sorted(ACCEPTED_ENCODINGS))
     before, _, after = unsupported_encoding("\0").message.partition("\0")
     no_route_before, _, no_route_after = NO_ROUTE.partition("{}")
@@ -436,6 +455,8 @@ def _refusals_lua() -> str:
         .replace("@UNPRINTABLE@", UNPRINTABLE_TOKEN)
         .replace("@ENCODING_BEFORE@", before)
         .replace("@ENCODING_AFTER@", after)
+        .replace("@MAX_BODY@", str(max_body_bytes))
+        .replace("@TOO_LARGE@", too_large(max_body_bytes).message)
     )
 
 
@@ -443,7 +464,9 @@ def _refusals_lua() -> str:
 # in step with gateway/app.py (`transcode`, `_metadata`, `_success_status`, `_forward`) and
 # gateway/cors.py.
 _FIRST_LUA = r"""
-local STATUSES = { @STATUSES@ }
+local STATUSES = @STATUSES@
+-- By the status of a gRPC error, the more precise statuses x-http-status may give it.
+local ERRORS = @ERRORS@
 
 local function unescape(text, plus_is_space)
   if plus_is_space then text = string.gsub(text, "+", " ") end
@@ -494,8 +517,10 @@ function envoy_on_response(handle)
   local wanted = headers:get("@STATUS_KEY@")
   if wanted == nil then return end
   headers:remove("@STATUS_KEY@")
-  -- Only a 2xx with a body may replace a 200: an error travels as a gRPC status.
-  if headers:get(":status") == "200" and STATUSES[wanted] then
+  -- Only a 2xx with a body may replace a 200: an error travels as a gRPC status, and may
+  -- only be made more precise.
+  local status = headers:get(":status")
+  if (status == "200" and STATUSES[wanted]) or (ERRORS[status] and ERRORS[status][wanted]) then
     headers:replace(":status", wanted)
   end
 end
@@ -525,6 +550,12 @@ function envoy_on_request(handle)
   encoding = string.match(encoding, "^%s*(.-)%s*$")
   if not ACCEPTED[encoding] then
     handle:respond({ [":status"] = "415" }, "@ENCODING_BEFORE@" .. encoding .. "@ENCODING_AFTER@")
+    return
+  end
+  -- Before a byte of the body is read; the buffer filter counts a body without a length.
+  local length = tonumber(headers:get("content-length") or "")
+  if length ~= nil and length > @MAX_BODY@ then
+    handle:respond({ [":status"] = "413" }, "@TOO_LARGE@")
   end
 end
 """
@@ -558,6 +589,18 @@ def _lua(name: str, source: str) -> dict[str, Any]:
     }
 
 
+def _http_body_paths(table: RouteTable) -> list[str]:
+    """The paths of the routes whose body is a raw `google.api.HttpBody` (the Events API)."""
+    paths = []
+    for route in table.routes:
+        if route.body_is_http_body:
+            if route.template.variables or route.template.verb:
+                # A template would need a regex route here; none has one yet.
+                raise ValueError(f"an HttpBody route needs a literal path: {route.template.source}")
+            paths.append(route.template.source)
+    return sorted(set(paths))
+
+
 def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
     """The Envoy bootstrap (a JSON-able dict) for `config`. Raises ValueError when the
     descriptor set has an HTTP service without an upstream, or an upstream names a service the
@@ -585,6 +628,18 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
     # The dashboard's routes skip the transcoder, which would refuse their paths.
     dashboard, largest_file = _dashboard_routes() if config.dashboard else ([], 0)
     routes.extend(dashboard)
+    # The Events API's bodies reach the service as sent (see the module docstring): no
+    # decompressor on its paths, which the route the original path selects decides.
+    routes.extend(
+        {
+            "match": {"path": path},
+            "route": {"cluster": _UNROUTED, "timeout": timeout},
+            "typed_per_filter_config": {
+                _DECOMPRESSOR: _typed("config.route.v3.FilterConfig", disabled=True)
+            },
+        }
+        for path in _http_body_paths(table)
+    )
     # For the CORS filter's sake (see the module docstring): it needs a route entry for the
     # original path. Nothing should reach it: the transcoder refuses unknown methods, the Lua
     # filter native gRPC; if something does, the cluster without endpoints answers 503.
@@ -594,7 +649,7 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
         allow_origin_string_match=_origin_matchers(config.allowed_origins),
         allow_methods=allow_methods(table.http_methods),
         allow_headers=", ".join(ALLOW_HEADERS),
-        expose_headers=REQUEST_ID_HEADER,
+        expose_headers=", ".join(EXPOSE_HEADERS),
         max_age=str(MAX_AGE_SECONDS),
     )
     http_filters = [
@@ -618,9 +673,9 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
                 cluster_min_healthy_percentages={name: {"value": 1} for name in clusters.values()},
             ),
         },
-        _lua("pipit.lua.refusals", _refusals_lua()),
+        _lua("pipit.lua.refusals", _refusals_lua(config.max_body_bytes)),
         {
-            "name": "envoy.filters.http.decompressor",
+            "name": _DECOMPRESSOR,
             "typed_config": _typed(
                 "extensions.filters.http.decompressor.v3.Decompressor",
                 decompressor_library={
@@ -676,6 +731,9 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
     hcm: dict[str, Any] = {
         "stat_prefix": LISTENER_NAME,
         "codec_type": "AUTO",
+        "request_headers_timeout": _duration(config.header_timeout),
+        "common_http_protocol_options": {"idle_timeout": _duration(config.header_timeout)},
+        "stream_idle_timeout": _duration(config.timeout + config.header_timeout),
         "always_set_request_id_in_response": True,
         "route_config": {
             "name": "pipit",
@@ -957,6 +1015,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7181)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--allowed-origins", default="*", help="comma-separated, * = any")
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help="seconds a connection gets to send a request head; idle connections close then",
+    )
     parser.add_argument("--admin-port", type=int, default=None, help="default: no admin")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: HTTPS listener")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -973,6 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             max_body_bytes=args.max_body_bytes,
             allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
+            header_timeout=args.header_timeout,
             admin_port=args.admin_port,
             tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
             upstream_ca=args.upstream_ca,

@@ -72,11 +72,15 @@ _GATEWAY_SETTINGS = [
     "max_body_bytes",
     "allowed_origins",
     "gateway",
+    "header_timeout",
     "shutdown_grace",
     "log_level",
     "tls_cert",
     "tls_key",
     "tls_ca",
+    # Only to refuse unknown tokens early (our gateway); never generated for the gateway.
+    "admin_token",
+    "tokens_file",
 ]
 
 
@@ -124,9 +128,16 @@ def _admin_token(settings: Settings, show: bool) -> str:
 
 
 async def _start_gateway(
-    settings: Settings, ingest_target: str, query_target: str, upstream_ca: Path | None
+    settings: Settings,
+    ingest_target: str,
+    query_target: str,
+    upstream_ca: Path | None,
+    admin_token: str,
 ):
-    """Our gateway, or Envoy, in front of the services; `upstream_ca` set: TLS to them."""
+    """Our gateway, or Envoy, in front of the services; `upstream_ca` set: TLS to them.
+    `admin_token` (with the services' token file) lets our gateway refuse a request without
+    a known token before reading its body; empty: the services alone authenticate."""
+    from common.tokens import TokenStore
     from gateway.app import create_app, serve_gateway
     from gateway.upstreams import upstream_credentials
     from services.ingest.service import SERVICE as INGEST
@@ -153,6 +164,7 @@ async def _start_gateway(
                     port=settings.gateway_port,
                     max_body_bytes=settings.max_body_bytes,
                     allowed_origins=origins,
+                    header_timeout=settings.header_timeout,
                     tls=tls,
                     upstream_ca=upstream_ca,
                 ),
@@ -166,6 +178,8 @@ async def _start_gateway(
             max_body_bytes=settings.max_body_bytes,
             allowed_origins=origins,
             upstream_credentials=upstream_credentials(upstream_ca),
+            header_timeout=settings.header_timeout,
+            token_store=TokenStore(admin_token, settings.tokens_path) if admin_token else None,
         )
         runner = await serve_gateway(app, settings.host, settings.gateway_port, tls=tls)
     scheme = "http" if tls is None else "https"
@@ -202,7 +216,7 @@ async def run_up(settings: Settings) -> None:
     # Services that serve TLS are called over TLS; a self-signed certificate is its own CA.
     upstream_ca = settings.tls_ca or (settings.tls_cert if settings.tls_files() else None)
     gateway = await _start_gateway(
-        settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca
+        settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, token
     )
     try:
         await _until_signalled(stop)
@@ -246,8 +260,13 @@ async def run_query(settings: Settings) -> None:
 
 async def run_gateway(settings: Settings) -> None:
     stop = _shutdown_requested()
+    # The configured admin token only: a gateway never generates one of its own.
     runner = await _start_gateway(
-        settings, settings.ingest_target, settings.query_target, settings.tls_ca
+        settings,
+        settings.ingest_target,
+        settings.query_target,
+        settings.tls_ca,
+        settings.admin_token,
     )
     try:
         await _until_signalled(stop)
@@ -266,6 +285,7 @@ _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
             "gateway_port",
             "allowed_origins",
             "gateway",
+            "header_timeout",
             "tls_ca",
         ],
         run_up,

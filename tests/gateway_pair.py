@@ -18,8 +18,16 @@ import orjson
 import pytest
 from multidict import CIMultiDictProxy
 
-from gateway.app import bound_port, create_app, serve_gateway
-from gateway.envoy import EnvoyConfig, EnvoyNotFound, RunningEnvoy, envoy_binary, start_envoy
+from common.tokens import TokenStore
+from gateway.app import DEFAULT_HEADER_TIMEOUT, bound_port, create_app, serve_gateway
+from gateway.envoy import (
+    DEFAULT_TIMEOUT_SECONDS,
+    EnvoyConfig,
+    EnvoyNotFound,
+    RunningEnvoy,
+    envoy_binary,
+    start_envoy,
+)
 
 GATEWAYS = ("pipit", "envoy")
 # What a client can see that both must agree on; Date, Server, Content-Length, the request id's
@@ -151,11 +159,22 @@ async def start_pair(
     max_body_bytes: int,
     allowed_origins: Sequence[str] = ("*",),
     health_check_interval: float = 0.2,
+    request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    token_store: TokenStore | None = None,
 ) -> GatewayPair:
     """Our gateway and Envoy on free ports, both from the same settings. Envoy's access log
-    and own log go to files in `log_dir` (which must exist), to read when a comparison fails."""
+    and own log go to files in `log_dir` (which must exist), to read when a comparison fails.
+    `token_store`: ours refuses unknown tokens before reading bodies, as in `pipit up`."""
     require_envoy()
-    app = create_app(upstreams, max_body_bytes=max_body_bytes, allowed_origins=allowed_origins)
+    app = create_app(
+        upstreams,
+        max_body_bytes=max_body_bytes,
+        allowed_origins=allowed_origins,
+        timeout=request_timeout,
+        header_timeout=header_timeout,
+        token_store=token_store,
+    )
     runner = await serve_gateway(app, "127.0.0.1", 0)
     access_log: IO[bytes] = (log_dir / "envoy-access.log").open("ab")
     envoy_log: IO[bytes] = (log_dir / "envoy.log").open("ab")
@@ -166,6 +185,8 @@ async def start_pair(
                 max_body_bytes=max_body_bytes,
                 allowed_origins=allowed_origins,
                 health_check_interval=health_check_interval,
+                timeout=request_timeout,
+                header_timeout=header_timeout,
             ),
             stdout=access_log,
             stderr=envoy_log,

@@ -14,6 +14,7 @@ import grpc
 
 from common import config
 from common.grpc_server import GrpcServer
+from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from pipit.cli import start_services
 from pipit.ingest.v1 import ingest_service_pb2_grpc
@@ -88,6 +89,9 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
                 SQL.full_name: f"127.0.0.1:{query.port}",
             },
             max_body_bytes=settings.max_body_bytes,
+            header_timeout=settings.header_timeout,
+            # As `pipit up` does: the gateway refuses unknown tokens before reading a body.
+            token_store=TokenStore(TOKEN, settings.tokens_path),
         )
         suite.gateway_runner = await serve_gateway(app, "127.0.0.1", port)
         suite.gateway_url = f"http://127.0.0.1:{port}"

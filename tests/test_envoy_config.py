@@ -129,6 +129,28 @@ def test_the_body_limit_is_enforced_on_the_decompressed_body(descriptor: Path) -
     )
 
 
+def test_events_api_bodies_skip_the_decompressor(descriptor: Path) -> None:
+    # Its gzip bodies go to the ingest service as sent (see gateway/envoy.py); only its route.
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
+    routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    skipping = [
+        r["match"]
+        for r in routes
+        if "envoy.filters.http.decompressor" in r.get("typed_per_filter_config", {})
+    ]
+    assert skipping == [{"path": "/v0/events"}]
+
+
+def test_timeouts_follow_the_header_timeout(descriptor: Path) -> None:
+    hcm = _hcm(
+        render_bootstrap(EnvoyConfig(_upstreams(), descriptor, timeout=30, header_timeout=12))
+    )
+    assert hcm["request_headers_timeout"] == "12s"
+    assert hcm["common_http_protocol_options"] == {"idle_timeout": "12s"}
+    # Longer than a service may take to answer (the route timeout), which it also covers.
+    assert hcm["stream_idle_timeout"] == "42s"
+
+
 def _validate(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "--config-path", str(path)],

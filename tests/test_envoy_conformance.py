@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import random
 import zlib
 from collections.abc import AsyncIterator
@@ -29,9 +30,10 @@ from gateway_pair import GATEWAYS, Answer, GatewayPair, assert_same, service_tar
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import TOKEN, Suite, start_suite
+from raw_http import RawConnection
 
 from common.datasources import registry
-from common.tokens import TokenFile
+from common.tokens import TokenFile, TokenStore
 from common.warehouse.embedded import EmbeddedWarehouse
 from gateway.app import default_descriptor_set
 from gateway.envoy import http_services
@@ -84,7 +86,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture(scope="module")
 async def pair(
-    suite: Suite, http: aiohttp.ClientSession, tmp_path_factory: pytest.TempPathFactory
+    suite: Suite,
+    http: aiohttp.ClientSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    scoped_tokens: dict[str, Any],
 ) -> AsyncIterator[GatewayPair]:
     """Both gateways; the endpoint data goes in half through each, as NDJSON."""
     running = await start_pair(
@@ -92,6 +97,9 @@ async def pair(
         tmp_path_factory.mktemp("envoy-logs"),
         max_body_bytes=MAX_BODY,
         allowed_origins=ORIGINS,
+        # Ours refuses unknown tokens before reading a body, as in `pipit up`; every answer
+        # below must still be the services' own, word for word.
+        token_store=TokenStore(TOKEN, scoped_tokens["path"]),
     )
     try:
         for name, rows in DATA.items():
@@ -400,7 +408,79 @@ EVENTS_CASES: dict[str, tuple[str, dict[str, str], Any, int, int, int]] = {
         "&wait=true",
         {"Content-Encoding": "gzip"},
         lambda m: _INCOMPRESSIBLE_GZIP,
-        400,  # accepted by both gateways, then not JSON to the service
+        413,  # the limit holds for the body as sent too
+        0,
+        0,
+    ),
+    "gzip of empty members, over the limit as sent": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_line(m)) + _EMPTY_MEMBERS,
+        413,
+        0,
+        0,
+    ),
+    "gzip bomb without Content-Encoding": (
+        "&wait=true",
+        {},
+        lambda m: gzip.compress(_line(m) + b" " * MAX_BODY),
+        413,  # the service inflates it, and says 413 as the gateways do
+        0,
+        0,
+    ),
+    "two gzip members (cat a.gz b.gz)": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_line(m) + b"\n") + gzip.compress(_ndjson(_line(m), _line(m))),
+        200,
+        3,
+        0,
+    ),
+    "gzip members, one empty, without Content-Encoding": (
+        "&wait=true",
+        {},
+        lambda m: gzip.compress(_line(m) + b"\n") + gzip.compress(b"") + gzip.compress(_line(m)),
+        200,
+        2,
+        0,
+    ),
+    "gzip members with a file name": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: _named_member(_line(m) + b"\n") + _named_member(_line(m)),
+        200,
+        2,
+        0,
+    ),
+    "gzip then trailing garbage": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_line(m)) + b"trailing garbage",
+        400,
+        0,
+        0,
+    ),
+    "gzip then zero padding": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_line(m)) + b"\0" * 64,
+        400,
+        0,
+        0,
+    ),
+    "gzip truncated": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: gzip.compress(_ndjson(_line(m), _line(m)))[:-5],
+        400,
+        0,
+        0,
+    ),
+    "plain JSON declared gzip": (
+        "&wait=true",
+        {"Content-Encoding": "gzip"},
+        lambda m: _line(m),
+        400,
         0,
         0,
     ),
@@ -437,6 +517,17 @@ _INCOMPRESSIBLE_GZIP = gzip.compress(
     random.Random(1).randbytes(MAX_BODY - 100).replace(b"\n", b"x")
 )
 assert len(_INCOMPRESSIBLE_GZIP) > MAX_BODY
+
+
+_EMPTY_MEMBERS = gzip.compress(b"") * (MAX_BODY // len(gzip.compress(b"")) + 1)
+
+
+def _named_member(data: bytes) -> bytes:
+    """A gzip member whose header carries a file name (FNAME), as `gzip events.ndjson` makes."""
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="events.ndjson", mode="wb", fileobj=out, mtime=0) as member:
+        member.write(data)
+    return out.getvalue()
 
 
 def _marker(case: str, gateway: str) -> str:
@@ -527,8 +618,7 @@ async def test_events_api_needs_a_known_datasource(
 
 
 async def test_events_api_corrupt_gzip(pair: GatewayPair, http: aiohttp.ClientSession) -> None:
-    # Both 400 INVALID_ARGUMENT. Ours reads the gzip stream and says it is broken; Envoy's
-    # decompressor passes on what it could inflate (here nothing), so the service says "empty".
+    # Envoy passes the body on as sent and the service inflates it with our gateway's inflater.
     ours, envoy = await pair.send(
         http,
         "POST",
@@ -536,14 +626,74 @@ async def test_events_api_corrupt_gzip(pair: GatewayPair, http: aiohttp.ClientSe
         data=b"this is not gzip",
         headers={**AUTH, "Content-Encoding": "gzip"},
     )
-    _assert_worded_differently(
-        ours,
-        envoy,
-        400,
-        "cannot read the request body: not valid gzip "
-        "(Error -3 while decompressing data: incorrect header check)",
-        "empty body: send one JSON object or NDJSON, one event per line",
+    assert ours.json["message"] == (
+        "request body is not valid gzip: Error -3 while decompressing data: incorrect header check"
     )
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
+    pair: GatewayPair, encoding: str
+) -> None:
+    # Not a byte of the body is sent: an answer proves it was not waited for.
+    answers = []
+    for gateway in GATEWAYS:
+        connection = await RawConnection.open(pair.urls[gateway])
+        await connection.send_head(
+            "POST",
+            "/v0/events?name=ab_test_events",
+            {**AUTH, "Content-Length": str(MAX_BODY + 1), "Content-Encoding": encoding},
+        )
+        answers.append(await connection.read_answer())
+        connection.close()
+    assert [(a.status, a.json) for a in answers] == [
+        (
+            413,
+            {
+                "code": 8,
+                "message": f"request body exceeds the limit of {MAX_BODY} bytes",
+                "details": [],
+            },
+        )
+    ] * 2
+
+
+async def test_only_ours_refuses_a_missing_token_before_reading_the_body(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
+) -> None:
+    # Envoy has no way to ask the services about a token before the body (short of ext_authz):
+    # a body over the limit without a length is 413 there, before the service could say 401.
+    def chunks(gateway: str) -> Any:
+        async def gen() -> AsyncIterator[bytes]:
+            yield _line(_marker("unauthenticated", gateway)) + b"\n"
+            for _ in range(MAX_BODY // 65536 + 1):
+                yield b" " * 65536
+
+        return gen()
+
+    events = "/v0/events?name=ab_test_events&wait=true"
+    ours, envoy = await pair.send(http, "POST", events, data=chunks)
+    assert (ours.status, ours.json["code"]) == (401, 16)
+    assert ours.json["message"].startswith("missing bearer token")
+    assert (envoy.status, envoy.json["code"]) == (413, 8)
+    assert envoy.json["message"] == f"request body exceeds the limit of {MAX_BODY} bytes"
+    # Told by its length, it is 413 from both; a body within the limit is 401 from both.
+    ours, envoy = await pair.send(
+        http, "POST", events, data=_line("x") + b" " * MAX_BODY, headers={"X-Unused": "1"}
+    )
+    assert ours.status == 413
+    assert_same(ours, envoy)
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        events + "&token=wrong",
+        data=gzip.compress(_line("x")) + b"trailing garbage",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert (ours.status, ours.json["message"]) == (401, "invalid token")
+    assert_same(ours, envoy)
+    await _assert_landed(suite, "ab_test_events", "unauthenticated", 0, 0)
 
 
 # --- the typed append routes -------------------------------------------------------------------
@@ -648,6 +798,64 @@ async def test_typed_append_refusals_differ_only_in_wording(
     _assert_worded_differently(ours, envoy, 400, ours_says, envoy_says)
 
 
+def _typed_gzip(body: bytes, how: str) -> bytes:
+    if how == "a second member":
+        return gzip.compress(body) + gzip.compress(b"{}")
+    if how == "trailing garbage":
+        return gzip.compress(body) + b"trailing garbage"
+    return b"this is not gzip"
+
+
+@pytest.mark.parametrize("how", ["a second member", "trailing garbage", "corrupt"])
+async def test_typed_append_gzip_is_read_by_envoys_decompressor(
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession, how: str
+) -> None:
+    # A typed append's body is one JSON message, which Envoy's transcoder must read, so Envoy's
+    # own decompressor inflates it: it stops at the end of the first member, ignores whatever
+    # follows, and passes on nothing at all for a body that is not gzip. Ours reads every
+    # member and refuses anything else.
+    case = f"typed-gzip-{how}"
+
+    def body(gateway: str) -> bytes:
+        event = _typed_event("ab_test_events", _marker(case, gateway))
+        return _typed_gzip(orjson.dumps({"events": [event], "wait": True}), how)
+
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        "/v1/datasources/ab_test_events/events",
+        data=body,
+        headers={**AUTH, "Content-Encoding": "gzip"},
+    )
+    ours_says, envoy_answers = TYPED_GZIP[how]
+    assert (ours.status, ours.json["code"]) == (400, 3)
+    assert ours.json["message"].startswith(ours_says)
+    assert (envoy.status, envoy.json) == envoy_answers
+    assert ours.compared_headers().keys() == envoy.compared_headers().keys()
+    stored = 1 if envoy.json["successful_rows"] else 0
+    assert await _landed(suite, "ab_test_events", _marker(case, "pipit")) == (0, 0)
+    assert await _landed(suite, "ab_test_events", _marker(case, "envoy")) == (stored, 0)
+
+
+_ONE_ROW = {"successful_rows": 1, "quarantined_rows": 0}
+# how -> (the start of our message, Envoy's answer)
+TYPED_GZIP: dict[str, tuple[str, tuple[int, Any]]] = {
+    "a second member": (
+        "request body is not valid JSON: unexpected content after document",
+        (200, _ONE_ROW),
+    ),
+    "trailing garbage": (
+        "request body is not valid gzip: bytes after the last gzip member are not another member",
+        (200, _ONE_ROW),
+    ),
+    "corrupt": (
+        "request body is not valid gzip: Error -3 while decompressing data: incorrect header check",
+        # Nothing inflated: an empty body, which is an empty request, queued.
+        (202, {"successful_rows": 0, "quarantined_rows": 0}),
+    ),
+}
+
+
 # --- the Query API ---------------------------------------------------------------------------
 
 SQL_QUERIES = [
@@ -730,7 +938,8 @@ async def test_rate_limits(
     # The X-RateLimit-* figures of each answer, then the 429 with Retry-After. The seconds
     # until the window resets may differ by one: each token's window started a moment apart.
     def headers(gateway: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {scoped_tokens['limited'][gateway]}"}
+        token = scoped_tokens["limited"][gateway]
+        return {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
 
     for remaining in [*range(RATE_LIMIT - 1, -1, -1), None]:
         ours, envoy = await pair.send(http, "GET", "/v0/pipes/feature_usage.json", headers=headers)
@@ -743,6 +952,12 @@ async def test_rate_limits(
             assert ours.headers["retry-after"] == str(resets[0])
             assert envoy.headers["retry-after"] == str(resets[1])
         assert _without_reset(ours, resets[0]) == _without_reset(envoy, resets[1])
+        # A page on another origin may read every one of them.
+        for answer in (ours, envoy):
+            exposed = answer.headers["access-control-expose-headers"].split(", ")
+            sent = [h for h in answer.headers if h.lower().startswith(("x-ratelimit-", "retry-"))]
+            assert len(sent) == (4 if remaining is None else 3)
+            assert {h.lower() for h in sent} <= set(exposed)
 
 
 def _without_reset(answer: Answer, reset: int) -> Any:

@@ -71,6 +71,10 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
             await context.send_initial_metadata((("x-http-status", argument), ("x-custom", "1")))
             if argument == "error":
                 await context.abort(grpc.StatusCode.NOT_FOUND, MESSAGE)
+        if verb == "error-status":  # an error with x-http-status: "<code>=<status>"
+            code, _, status = argument.partition("=")
+            context.set_trailing_metadata((("x-http-status", status),))
+            await context.abort(grpc.StatusCode[code], MESSAGE)
         if verb == "trailer":
             context.set_trailing_metadata((("x-trailer", "1"),))
         if verb == "slow":
@@ -147,6 +151,26 @@ async def test_x_http_status(pair: GatewayPair, http: aiohttp.ClientSession, val
     assert_same(ours, envoy)
     assert ours.headers["x-custom"] == envoy.headers["x-custom"] == "1"
     assert "x-http-status" not in envoy.headers
+
+
+@pytest.mark.parametrize(
+    ("given", "status"),
+    [
+        ("RESOURCE_EXHAUSTED=413", 413),  # a body too large: the one narrowing there is
+        ("RESOURCE_EXHAUSTED=400", 429),
+        ("RESOURCE_EXHAUSTED=202", 429),
+        ("INVALID_ARGUMENT=413", 400),
+        ("NOT_FOUND=200", 404),
+    ],
+)
+async def test_x_http_status_on_an_error(
+    pair: GatewayPair, http: aiohttp.ClientSession, given: str, status: int
+) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary(f"error-status:{given}"))
+    assert ours.status == status
+    assert ours.json["message"] == MESSAGE
+    assert "x-http-status" not in envoy.headers
+    assert_same(ours, envoy)
 
 
 async def test_a_success_answer(pair: GatewayPair, http: aiohttp.ClientSession) -> None:

@@ -29,6 +29,7 @@ from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 QUERY = "pipit.query.v1.QueryService"
 INGEST = "pipit.ingest.v1.IngestService"
 MAX_BODY = 64 * 1024
+EXPOSED = "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset"
 ORIGIN = "https://app.example"
 
 
@@ -240,6 +241,63 @@ async def test_oversized_body_is_413(
     assert upstream.recorder.calls == []
 
 
+async def test_every_gzip_member_arrives(client: TestClient, upstream: Upstream):
+    # `cat a.gz b.gz` (RFC 1952); zlib on its own stops after the first member.
+    first, second = b'{"event_id": "1"}\n', b'{"event_id": "2"}\n{"event_id": "3"}\n'
+    response = await client.post(
+        "/v0/events?name=user_events&wait=1",
+        data=gzip.compress(first) + gzip.compress(b"") + gzip.compress(second),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert response.status == 200
+    assert await _json(response) == {"successful_rows": 3, "quarantined_rows": 0}
+    assert upstream.recorder.last[1].body.data == first + second
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (gzip.compress(b"{}") + b"trailing garbage", "are not another member"),
+        (gzip.compress(b"{}") + b"\0" * 16, "are not another member"),
+        (gzip.compress(b"{}")[:-2], "truncated"),
+        (b"not gzip at all", "incorrect header check"),
+    ],
+    ids=["trailing garbage", "zero padding", "truncated", "not gzip"],
+)
+async def test_a_body_that_is_not_the_gzip_it_claims_is_400(
+    client: TestClient, upstream: Upstream, payload: bytes, says: str
+):
+    response = await client.post(
+        "/v0/events?name=user_events", data=payload, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status == 400
+    body = await _json(response)
+    assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert body["message"].startswith("request body is not valid gzip: ")
+    assert says in body["message"]
+    assert upstream.recorder.calls == []
+
+
+async def test_a_gzip_body_over_the_limit_as_sent_is_413(client: TestClient, upstream: Upstream):
+    # Empty members inflate to nothing: only the compressed size can stop them.
+    empties = gzip.compress(b"") * (MAX_BODY // len(gzip.compress(b"")) + 1)
+    for chunked in (False, True):
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield empties
+
+        response = await client.post(
+            "/v0/events?name=user_events",
+            data=chunks() if chunked else empties,
+            headers={"Content-Encoding": "gzip"},
+        )
+        assert response.status == 413, chunked
+        assert (await _json(response))["message"] == (
+            f"request body exceeds the limit of {MAX_BODY} bytes"
+        )
+    assert upstream.recorder.calls == []
+
+
 async def test_chunked_oversized_body_is_413(client: TestClient, upstream: Upstream):
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(MAX_BODY // 1024 + 2):
@@ -319,6 +377,26 @@ async def test_grpc_codes_map_to_http_statuses(
         "message": f"failed with {code.name}: field 'limit'",
         "details": [],
     }
+
+
+@pytest.mark.parametrize(
+    ("code", "wanted", "status"),
+    [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "413", 413),  # a body the service found too large
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "400", 429),  # not a status of that code
+        (grpc.StatusCode.INVALID_ARGUMENT, "413", 400),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "202", 429),  # a success status is no error's
+    ],
+)
+async def test_x_http_status_narrows_an_error_only_to_a_status_of_its_code(
+    client: TestClient, upstream: Upstream, code: grpc.StatusCode, wanted: str, status: int
+):
+    upstream.recorder.abort = (code, "refused")
+    upstream.recorder.trailing = (("x-http-status", wanted),)
+    response = await client.post("/v0/events?name=user_events", data=b"{}")
+    assert response.status == status
+    assert "x-http-status" not in response.headers
+    assert (await _json(response))["code"] == code.value[0]
 
 
 async def test_error_metadata_such_as_retry_after_is_forwarded(
@@ -413,7 +491,8 @@ async def test_cors_preflight_and_simple_requests(client: TestClient):
 
     simple = await client.get("/v0/pipes/test_summary.json", headers={"Origin": ORIGIN})
     assert simple.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert simple.headers["Access-Control-Expose-Headers"] == "x-request-id"
+    assert simple.headers["Access-Control-Expose-Headers"] == EXPOSED
+    assert preflight.headers["Access-Control-Expose-Headers"] == EXPOSED
     assert "Origin" in simple.headers["Vary"]
 
     foreign = await client.get(
@@ -425,6 +504,23 @@ async def test_cors_preflight_and_simple_requests(client: TestClient):
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert foreign_preflight.status == 404  # passed on, as Envoy does, and not routed
+
+
+async def test_a_browser_may_read_every_header_a_rate_limited_answer_carries(
+    client: TestClient, upstream: Upstream
+):
+    upstream.recorder.abort = (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit reached")
+    upstream.recorder.trailing = (
+        ("retry-after", "7"),
+        ("x-ratelimit-limit", "5"),
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "7"),
+    )
+    response = await client.get("/v0/pipes/test_summary.json", headers={"Origin": ORIGIN})
+    assert response.status == 429
+    exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+    sent = {name for name, _ in upstream.recorder.trailing} | {"x-request-id"}
+    assert sent <= {name.lower() for name in response.headers} and sent <= exposed
 
 
 async def test_healthz(client: TestClient, upstream: Upstream):

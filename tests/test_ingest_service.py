@@ -127,16 +127,18 @@ async def test_body_over_the_limit_is_refused(embedded_warehouse):
     try:
         stub = suite.ingest_stub()
         big = b"\n".join(orjson.dumps(sample()) for _ in range(10))
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.PostEvents(post("ab_test_events", big), metadata=AUTH)
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "1000-byte limit" in caught.value.details()
-        # A small gzip body that inflates past the limit is refused the same way.
+        # A small gzip body that inflates past the limit is refused the same way, and so is
+        # one of empty members that inflates to nothing but is too large as sent.
         bomb = gzip.compress(b"\n".join(orjson.dumps(sample()) for _ in range(50)))
         assert len(bomb) < 1000
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.PostEvents(post("ab_test_events", bomb), metadata=AUTH)
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        empties = gzip.compress(b"") * 60
+        for body in (big, bomb, empties):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.PostEvents(post("ab_test_events", body), metadata=AUTH)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert caught.value.details() == "request body exceeds the limit of 1000 bytes"
+            # The gateways answer it 413, as they do a body over their own limit.
+            assert ("x-http-status", "413") in tuple(caught.value.trailing_metadata())
         small = gzip.compress(orjson.dumps(sample()))
         response = await stub.PostEvents(post("ab_test_events", small), metadata=AUTH)
         assert response.successful_rows == 1
@@ -308,3 +310,45 @@ def embedded_warehouse_wal():
     from pathlib import Path
 
     return Path(tempfile.mkdtemp(prefix="pipit-wal-"))
+
+
+def _ndjson(*markers: str) -> bytes:
+    return b"\n".join(orjson.dumps(sample(session_id=m)) for m in markers)
+
+
+async def test_every_member_of_a_gzip_body_is_kept(suite):
+    # `cat a.gz b.gz` is valid gzip (RFC 1952): zlib alone stops after the first member.
+    first, second = _ndjson("m1", "m2") + b"\n", _ndjson("m3")
+    body = gzip.compress(first) + gzip.compress(b"") + gzip.compress(second)
+    response = await suite.ingest_stub().PostEvents(post("ab_test_events", body), metadata=AUTH)
+    assert response.successful_rows == 3
+    assert await count(suite.warehouse, "ab_test_events") == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "metadata", "message"),
+    [
+        (gzip.compress(_ndjson("g1")) + b"garbage", (), "are not another member"),
+        (gzip.compress(_ndjson("g2"))[:-3], (), "truncated"),
+        # Declared gzip (Envoy passes Content-Encoding on as metadata), but it is not.
+        (_ndjson("g3"), (("content-encoding", "gzip"),), "incorrect header check"),
+        (b"this is not gzip", (("content-encoding", "GZIP"),), "incorrect header check"),
+    ],
+    ids=["trailing garbage", "truncated", "plain JSON declared gzip", "declared in capitals"],
+)
+async def test_a_body_that_is_not_the_gzip_it_claims_stores_nothing(suite, body, metadata, message):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.ingest_stub().PostEvents(post("ab_test_events", body), metadata=AUTH + metadata)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("request body is not valid gzip: ")
+    assert message in caught.value.details()
+    assert await count(suite.warehouse, "ab_test_events") == 0
+    assert await count(suite.warehouse, "ab_test_events_quarantine") == 0
+
+
+async def test_a_declared_gzip_body_is_inflated(suite):
+    body = gzip.compress(_ndjson("d1", "d2"))
+    response = await suite.ingest_stub().PostEvents(
+        post("ab_test_events", body), metadata=(*AUTH, ("content-encoding", "gzip"))
+    )
+    assert response.successful_rows == 2

@@ -1,5 +1,7 @@
 """Decoding a Tinybird Events API body: one JSON value (an object, or an array of
-objects) or NDJSON, one event per line. Optionally gzip-compressed.
+objects) or NDJSON, one event per line. Optionally gzip-compressed, inflated by the inflater
+our gateway uses too (common/gzip_inflater.py), so a body is kept or refused alike whichever
+of them inflates it.
 
 Decoding never raises for a bad line: each line becomes either a decoded value or the
 reason it is not JSON, so one bad line cannot sink the rest of the body. Only a body
@@ -7,13 +9,13 @@ with nothing usable at all is refused outright."""
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-GZIP_MAGIC = b"\x1f\x8b"
+from common.gzip_inflater import GZIP_MAGIC, GzipError, inflate, too_large_message
+from common.gzip_inflater import BodyTooLarge as _InflatedTooLarge
 
 
 class BodyError(ValueError):
@@ -37,19 +39,22 @@ class Events:
         return len(self.texts)
 
 
-def decompress(body: bytes, limit: int) -> bytes:
-    """The body itself, or its gzip payload inflated up to `limit` bytes. Inflating
-    with a cap stops a small gzip bomb from taking the process's memory."""
-    if not body.startswith(GZIP_MAGIC):
+def decompress(body: bytes, limit: int, encoding: str = "") -> bytes:
+    """The body itself, or its gzip payload (every member of it) inflated up to `limit`
+    bytes. It is gzip when `encoding` (the request's Content-Encoding, which Envoy passes
+    on as metadata) says so, or when it starts with gzip's magic number (a client that
+    compressed without saying). Raises BodyTooLarge when the body or what it inflates to is
+    over `limit` bytes, BodyError when it is not the gzip it claims to be."""
+    if len(body) > limit:
+        raise BodyTooLarge(too_large_message(limit))
+    if encoding.strip().lower() != "gzip" and not body.startswith(GZIP_MAGIC):
         return body
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BodyError(f"body is not valid gzip: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLarge(f"decompressed body is over the {limit}-byte limit")
-    return out
+        return inflate(body, limit)
+    except _InflatedTooLarge as exc:
+        raise BodyTooLarge(str(exc)) from None
+    except GzipError as exc:
+        raise BodyError(str(exc)) from None
 
 
 def _from_array(items: list[Any]) -> Events:

@@ -28,6 +28,9 @@ log = structlog.get_logger("ingest")
 
 SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
 HTTP_STATUS_METADATA = "x-http-status"
+TOO_LARGE_STATUS = "413"
+# An HTTP header that reaches the service as metadata when Envoy passes a gzip body on as sent.
+CONTENT_ENCODING_METADATA = "content-encoding"
 _HTTP_BODY = "google.api.HttpBody"
 _QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
 RETRY_AFTER_METADATA = "retry-after"
@@ -126,6 +129,13 @@ async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: st
     # Retry-After reaches HTTP clients as a header (the gateway forwards trailers).
     context.set_trailing_metadata(((RETRY_AFTER_METADATA, str(RETRY_AFTER_SECONDS)),))
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}{note}")
+
+
+def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return ""
 
 
 def _events_field(message: Descriptor) -> FieldDescriptor | None:
@@ -235,13 +245,13 @@ class IngestService:
                     f"datasource '{request.name}' does not exist (known: {known})",
                 )
             data = getattr(request, body_field.name).data
-            if len(data) > limit:
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"body is over the {limit}-byte limit"
-                )
+            encoding = _metadata_value(context, CONTENT_ENCODING_METADATA)
             try:
-                events = events_api.decode(events_api.decompress(data, limit))
+                events = events_api.decode(events_api.decompress(data, limit, encoding))
             except events_api.BodyTooLarge as exc:
+                # 413, not RESOURCE_EXHAUSTED's usual 429 ("retry later"), as the gateways
+                # answer a body over their limit.
+                context.set_trailing_metadata(((HTTP_STATUS_METADATA, TOO_LARGE_STATUS),))
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
             except events_api.BodyError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
