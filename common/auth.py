@@ -21,6 +21,10 @@ from common.tokens import ADMIN, Principal, TokenError, TokenStore, allows, chec
 PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 TOKEN_FILE_NAME = "admin_token"
+# What a caller without a known token is told, by the services and by a gateway that checks
+# first (gateway/early_auth.py): the same words from either place.
+MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' or ?token="
+INVALID_TOKEN = "invalid token"  # noqa: S105 - a message, not a password
 
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
@@ -110,13 +114,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         async def admit(context: grpc.aio.ServicerContext) -> tuple[Principal, Decision | None]:
             token = bearer_token(metadata)
             if not token:
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "missing bearer token: send 'Authorization: Bearer <token>' or ?token=",
-                )
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)
             principal = self._access.tokens.authenticate(token)
             if principal is None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN)
             limit = self._access.limit_for(principal)
             decision = self._access.limiter.take(principal.key, limit) if limit > 0 else None
             if decision is not None and not decision.allowed:

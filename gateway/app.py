@@ -30,7 +30,6 @@ Choices where Envoy gives no single answer:
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,7 +43,7 @@ import structlog
 from aiohttp import HttpVersion11, web
 
 from common.config import Settings
-from common.telemetry import REQUEST_ID_HEADER, new_request_id
+from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
 from gateway.body import body_encoding, read_body
 from gateway.cors import CorsPolicy
@@ -74,7 +73,6 @@ SUCCESS_STATUSES = ("200", "201", "202", "203")
 # What `x-http-status` may make of an error's status: only a more precise status for the same
 # gRPC code. A body over the limit is RESOURCE_EXHAUSTED, 413 rather than 429 ("retry later").
 ERROR_STATUSES = {429: ("413",)}
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NOT_FORWARDED = frozenset(
     {
         "connection",
@@ -256,7 +254,7 @@ async def _offload(size: int, function: Callable[..., _T], *args: Any) -> _T:
 def _request_id(request: web.Request) -> str:
     # Only ids that are safe in logs and metadata are kept; others are replaced.
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    return incoming if _REQUEST_ID.fullmatch(incoming) else new_request_id()
+    return incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else new_request_id()
 
 
 @web.middleware

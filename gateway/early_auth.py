@@ -15,16 +15,11 @@ from __future__ import annotations
 import grpc
 import structlog
 
-from common.auth import bearer_token
+from common.auth import INVALID_TOKEN, MISSING_TOKEN, bearer_token
 from common.tokens import TokenStore
 from gateway.errors import GatewayError
 
 log = structlog.get_logger("gateway")
-
-# The AccessInterceptor's words (common/auth.py), which a client must get alike from either
-# place; tests/test_envoy_conformance.py compares them with the services' answers.
-MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' or ?token="
-INVALID_TOKEN = "invalid token"  # noqa: S105 - a message, not a password
 
 
 def refuse_unknown_token(store: TokenStore, metadata: tuple[tuple[str, str], ...]) -> None:

@@ -19,7 +19,7 @@ from common.auth import Access, load_or_create_admin_token
 from common.config import Settings
 from common.datasources import registry
 from common.telemetry import configure_logging
-from common.tokens import TokenError
+from common.tokens import TokenError, TokenStore
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
 
@@ -132,12 +132,11 @@ async def _start_gateway(
     ingest_target: str,
     query_target: str,
     upstream_ca: Path | None,
-    admin_token: str,
+    token_store: TokenStore | None,
 ):
     """Our gateway, or Envoy, in front of the services; `upstream_ca` set: TLS to them.
-    `admin_token` (with the services' token file) lets our gateway refuse a request without
-    a known token before reading its body; empty: the services alone authenticate."""
-    from common.tokens import TokenStore
+    `token_store` (the services' tokens) lets our gateway refuse a request without a known
+    token before reading its body; None: the services alone authenticate."""
     from gateway.app import create_app, serve_gateway
     from gateway.upstreams import upstream_credentials
     from services.ingest.service import SERVICE as INGEST
@@ -179,7 +178,7 @@ async def _start_gateway(
             allowed_origins=origins,
             upstream_credentials=upstream_credentials(upstream_ca),
             header_timeout=settings.header_timeout,
-            token_store=TokenStore(admin_token, settings.tokens_path) if admin_token else None,
+            token_store=token_store,
         )
         runner = await serve_gateway(app, settings.host, settings.gateway_port, tls=tls)
     scheme = "http" if tls is None else "https"
@@ -188,14 +187,13 @@ async def _start_gateway(
 
 
 async def start_services(
-    settings: Settings, warehouse: Warehouse, admin_token: str
+    settings: Settings, warehouse: Warehouse, access: Access
 ) -> tuple[RunningIngest, GrpcServer]:
     """Ingest and query in one process, as `pipit up` runs them (and the tests start
     them): one Access for both, so a token's rate limit counts its calls to either."""
     from services.ingest.server import start_ingest
     from services.query.server import start_query
 
-    access = Access.for_process(settings, admin_token)
     ingest = await start_ingest(settings, warehouse, access)
     try:
         query = await start_query(settings, warehouse, access)
@@ -207,16 +205,18 @@ async def start_services(
 
 async def run_up(settings: Settings) -> None:
     stop = _shutdown_requested()
-    token = _admin_token(settings, show=True)
+    # One token store for the process: the gateway's early check and the services read the
+    # token file once per change and log a bad one once.
+    access = Access.for_process(settings, _admin_token(settings, show=True))
     warehouse = await _open_warehouse(settings)
-    ingest, query = await start_services(settings, warehouse, token)
+    ingest, query = await start_services(settings, warehouse, access)
     announce("ingest", f"{settings.host}:{ingest.port}")
     announce("query", f"{settings.host}:{query.port}")
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     # Services that serve TLS are called over TLS; a self-signed certificate is its own CA.
     upstream_ca = settings.tls_ca or (settings.tls_cert if settings.tls_files() else None)
     gateway = await _start_gateway(
-        settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, token
+        settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, access.tokens
     )
     try:
         await _until_signalled(stop)
@@ -261,12 +261,11 @@ async def run_query(settings: Settings) -> None:
 async def run_gateway(settings: Settings) -> None:
     stop = _shutdown_requested()
     # The configured admin token only: a gateway never generates one of its own.
+    tokens = (
+        TokenStore(settings.admin_token, settings.tokens_path) if settings.admin_token else None
+    )
     runner = await _start_gateway(
-        settings,
-        settings.ingest_target,
-        settings.query_target,
-        settings.tls_ca,
-        settings.admin_token,
+        settings, settings.ingest_target, settings.query_target, settings.tls_ca, tokens
     )
     try:
         await _until_signalled(stop)

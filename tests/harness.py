@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 
 from common import config
+from common.auth import Access
 from common.grpc_server import GrpcServer
-from common.tokens import TokenStore
 from common.warehouse.base import Warehouse
 from pipit.cli import start_services
 from pipit.ingest.v1 import ingest_service_pb2_grpc
@@ -73,7 +73,8 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
         "tokens_file": Path(tempfile.mkdtemp(prefix="pipit-tokens-")) / "tokens.json",
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
-    ingest, query = await start_services(settings, warehouse, settings.admin_token)
+    access = Access.for_process(settings, settings.admin_token)
+    ingest, query = await start_services(settings, warehouse, access)
     suite = Suite(warehouse, ingest, query)
     if gateway:
         from gateway.app import create_app, serve_gateway
@@ -90,8 +91,9 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
             },
             max_body_bytes=settings.max_body_bytes,
             header_timeout=settings.header_timeout,
-            # As `pipit up` does: the gateway refuses unknown tokens before reading a body.
-            token_store=TokenStore(TOKEN, settings.tokens_path),
+            # As `pipit up` does: the gateway refuses unknown tokens before reading a body,
+            # asking the services' own token store.
+            token_store=access.tokens,
         )
         suite.gateway_runner = await serve_gateway(app, "127.0.0.1", port)
         suite.gateway_url = f"http://127.0.0.1:{port}"

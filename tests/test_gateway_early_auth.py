@@ -167,6 +167,15 @@ async def test_known_tokens_reach_the_services_which_judge_their_scopes(
     runner = await _gateway(suite, tokens.path)
     try:
         async with aiohttp.ClientSession() as http:
+            # The services re-read the token file within a second: wait until they know both.
+            for token in (reader, writer):
+                for _ in range(200):
+                    async with http.get(
+                        _url(runner) + "/v0/pipes/test_summary.json", params={"token": token}
+                    ) as response:
+                        if response.status != 401:
+                            break
+                        await asyncio.sleep(0.05)
             for token, status in ((reader, 403), (writer, 200), (TOKEN, 200)):
                 async with http.post(
                     _url(runner) + EVENTS, data=LINE, headers={"Authorization": f"Bearer {token}"}
@@ -211,7 +220,7 @@ async def test_a_token_check_that_fails_leaves_the_decision_to_the_services(
         await runner.cleanup()
 
 
-@pytest.mark.parametrize(("admin_token", "status"), [("the-admin-token", 401), ("", 503)])
+@pytest.mark.parametrize(("admin_token", "status"), [("the-gateway-admin-token", 401), ("", 503)])
 async def test_pipit_gateway_authenticates_early_only_with_an_admin_token(
     tmp_path: Path, admin_token: str, status: int
 ) -> None:
