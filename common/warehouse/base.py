@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from common.datasources import Datasource
+from common.datasources import QUARANTINE_TTL_DAYS, Datasource
 
 # Applied to every query on both engines so that answers are identical: times are
 # UTC, and 64-bit counts print as JSON numbers as Tinybird's do.
@@ -23,6 +23,21 @@ QUERY_SETTINGS: dict[str, Any] = {
 # The JSON formats rows are inserted in: JSONEachRow (an object per line) and
 # JSONCompactColumns (an array per column; blocks of it may follow one another).
 INSERT_FORMATS = frozenset({"JSONEachRow", "JSONCompactColumns"})
+
+
+def insert_settings(quorum: str) -> dict[str, Any]:
+    """Settings every insert runs with. With a quorum (`auto` for a majority, or a number
+    of replicas), an insert answers only once that many replicas of each shard it writes
+    have its rows, so ingest releases its write-ahead log only then; a Distributed table
+    then inserts synchronously (distributed_foreground_insert), or it would answer once
+    the rows were queued on the node that took them and the quorum would wait for
+    nothing. ClickHouse itself disables a quorum below 2."""
+    if quorum in ("", "0", "1"):
+        return {}
+    return {
+        "insert_quorum": quorum if quorum == "auto" else int(quorum),
+        "distributed_foreground_insert": 1,
+    }
 
 
 class WarehouseError(RuntimeError):
@@ -52,8 +67,9 @@ class QueryResult:
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, *, insert_quorum: str = "0") -> None:
         self.database = database
+        self.insert_settings = insert_settings(insert_quorum)
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -94,10 +110,12 @@ class Warehouse(abc.ABC):
             return False
         return True
 
-    async def ensure_schema(self, datasources: Sequence[Datasource]) -> None:
+    async def ensure_schema(
+        self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+    ) -> None:
         """Creates every datasource table and its quarantine table, idempotently."""
         for ds in datasources:
-            for statement in ds.schema_sql(self.database):
+            for statement in ds.schema_sql(self.database, quarantine_ttl_days):
                 await self.execute(statement)
 
     def insert_statement(
@@ -108,9 +126,14 @@ class Warehouse(abc.ABC):
         fmt: str = "JSONEachRow",
     ) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        settings = ""
+        values: dict[str, Any] = dict(self.insert_settings)
         if dedup_token:
-            settings = f" SETTINGS insert_deduplication_token = {_string_literal(dedup_token)}"
+            values["insert_deduplication_token"] = dedup_token
+        settings = ""
+        if values:
+            settings = " SETTINGS " + ", ".join(
+                f"{name} = {_setting_literal(value)}" for name, value in values.items()
+            )
         target = f"`{self.database}`.`{table}`"
         return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
 
@@ -124,3 +147,7 @@ def insert_format(fmt: str) -> str:
 
 def _string_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _setting_literal(value: Any) -> str:
+    return str(value) if isinstance(value, int) else _string_literal(str(value))

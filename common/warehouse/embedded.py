@@ -67,8 +67,8 @@ class _Engine:
 class EmbeddedWarehouse(Warehouse):
     """chDB in a data directory."""
 
-    def __init__(self, data_dir: Path, database: str) -> None:
-        super().__init__(database)
+    def __init__(self, data_dir: Path, database: str, *, insert_quorum: str = "0") -> None:
+        super().__init__(database, insert_quorum=insert_quorum)
         self.data_dir = data_dir
         self._engine: _Engine | None = None
 

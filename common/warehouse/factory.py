@@ -12,7 +12,11 @@ def open_warehouse(settings: Settings) -> Warehouse:
     if settings.clickhouse_url:
         from common.warehouse.clickhouse import ClickHouseWarehouse
 
-        return ClickHouseWarehouse(settings.clickhouse_url, settings.database)
+        return ClickHouseWarehouse(
+            settings.clickhouse_url, settings.database, insert_quorum=settings.insert_quorum
+        )
     from common.warehouse.embedded import EmbeddedWarehouse
 
-    return EmbeddedWarehouse(settings.data_dir, settings.database)
+    return EmbeddedWarehouse(
+        settings.data_dir, settings.database, insert_quorum=settings.insert_quorum
+    )

@@ -7,7 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 EVENTS = Counter(
     "pipit_ingest_events_total",
-    "Events received, by datasource and outcome (accepted or quarantined).",
+    "Events received, by datasource and outcome: accepted, quarantined, or refused (in a "
+    "request with more invalid events than PIPIT_MAX_QUARANTINE_ROWS).",
     ["datasource", "outcome"],
 )
 ROWS_FLUSHED = Counter(
@@ -23,9 +24,13 @@ FLUSH_RETRIES = Counter(
 )
 BUFFERED_ROWS = Gauge("pipit_ingest_buffered_rows", "Rows accepted but not yet written.")
 WAL_PENDING_BYTES = Gauge(
-    "pipit_ingest_wal_pending_bytes", "Bytes logged but not yet committed to the warehouse."
+    "pipit_ingest_wal_pending_bytes",
+    "Bytes of accepted batches not yet committed to the warehouse.",
 )
-WAL_DISK_BYTES = Gauge("pipit_ingest_wal_disk_bytes", "Size of the write-ahead log segments.")
+WAL_DISK_BYTES = Gauge(
+    "pipit_ingest_wal_disk_bytes",
+    "Size of the write-ahead log segments; never more than PIPIT_WAL_MAX_BYTES.",
+)
 REJECTED = Counter(
     "pipit_ingest_rejected_total", "Requests refused because the log was full (429)."
 )
