@@ -101,9 +101,9 @@ class Batcher:
         self.healthy = True
         metrics.WAREHOUSE_UP.set(1)
         # Read when scraped, so they are true at every moment, not as of the last flush.
-        metrics.BUFFERED_ROWS.set_function(lambda: self.buffered_rows)
-        metrics.WAL_PENDING_BYTES.set_function(lambda: wal.pending_bytes)
-        metrics.WAL_DISK_BYTES.set_function(lambda: wal.disk_bytes)
+        metrics.follow(metrics.BUFFERED_ROWS, self, lambda batcher: batcher.buffered_rows)
+        metrics.follow(metrics.WAL_PENDING_BYTES, wal, lambda log: log.pending_bytes)
+        metrics.follow(metrics.WAL_DISK_BYTES, wal, lambda log: log.disk_bytes)
 
     async def start(self) -> None:
         """Opens the log, queues what it holds for replay, and starts the age ticker."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -37,6 +41,20 @@ REJECTED = Counter(
 WAREHOUSE_UP = Gauge(
     "pipit_ingest_warehouse_up", "1 while flushes succeed, 0 while the warehouse fails them."
 )
+
+
+def follow(gauge: Gauge, owner: Any, read: Callable[[Any], float]) -> None:
+    """Makes `gauge` read `read(owner)` whenever it is scraped, so it is true at every
+    moment. Only a weak reference is kept: a gauge lives as long as the process, and
+    holding a batcher (its loop, its warehouse) until the interpreter's teardown crashes
+    chDB on the way out."""
+    ref = weakref.ref(owner)
+
+    def value() -> float:
+        alive = ref()
+        return 0 if alive is None else read(alive)
+
+    gauge.set_function(value)
 
 
 async def _metrics(_: web.Request) -> web.Response:
