@@ -1,16 +1,19 @@
 """A warehouse outage mid-stream: ingest keeps acknowledging while its log has room,
 reports NOT_SERVING for readiness, then answers RESOURCE_EXHAUSTED (429 with
-Retry-After over HTTP) instead of growing; once the warehouse is back everything
-acknowledged arrives exactly once."""
+Retry-After over HTTP) before the log's files pass PIPIT_WAL_MAX_BYTES (sampled
+throughout from another thread); once the warehouse is back everything acknowledged
+arrives exactly once and the log shrinks back to its open segment."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 import grpc
 import orjson
 import pytest
+from disk_sampler import DiskSampler, segment_bytes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import AUTH, TOKEN, start_suite
 
@@ -70,9 +73,17 @@ def _event(key: str) -> dict:
     }
 
 
+LIMIT = 60_000
+SEGMENT = 8_000
+
+
 async def test_outage_backpressure_and_recovery(embedded_warehouse):
     flaky = FlakyWarehouse(embedded_warehouse)
-    suite = await start_suite(flaky, wal_max_bytes=60_000, flush_interval=0.02)
+    suite = await start_suite(
+        flaky, wal_max_bytes=LIMIT, wal_segment_bytes=SEGMENT, flush_interval=0.02
+    )
+    wal_dir = suite.ingest.wal.directory
+    sampler = DiskSampler(wal_dir).start()
     try:
         flaky.down = True
         acknowledged: set[str] = set()
@@ -98,9 +109,12 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
         assert refused is not None, "ingest never pushed back"
         status, retry_after, answer = refused
         assert (status, retry_after, answer["code"]) == (429, "1", 8)
-        assert "limit 60000" in answer["message"]
+        assert f"limit {LIMIT}" in answer["message"]
         assert len(acknowledged) >= 100
         assert flaky.failed_inserts > 0
+        # Refused before the files passed the bound, across several segments.
+        assert segment_bytes(wal_dir)[1] > 2
+        assert sampler.largest <= LIMIT, (sampler.largest, sampler.samples)
 
         # gRPC clients get RESOURCE_EXHAUSTED too, and readiness says why not to send.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -128,6 +142,16 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
         counts = {row["user_id"]: row["n"] for row in result.data}
         assert set(counts) == acknowledged
         assert set(counts.values()) == {1}
+        # Committed segments are deleted while running: once the last COMMITs are
+        # written, only the open segment is left.
+        for _ in range(200):
+            if segment_bytes(wal_dir)[1] == 1:
+                break
+            await asyncio.sleep(0.01)
+        size, files = segment_bytes(wal_dir)
+        assert (files, suite.ingest.wal.pending_bytes) == (1, 0)
+        assert size == suite.ingest.wal.disk_bytes <= SEGMENT * 2
+        assert sampler.largest <= LIMIT, (sampler.largest, sampler.samples)
         ready = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
         assert ready.status == health_pb2.HealthCheckResponse.SERVING
         async with (
@@ -140,5 +164,6 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
         ):
             assert response.status == 200  # room again
     finally:
+        sampler.stop()
         flaky.down = False
         await suite.stop()

@@ -538,13 +538,19 @@ class WriteAheadLog:
         _fsync_directory(self.directory)
         return handle
 
+    def _next_path(self) -> Path:
+        # Named for the first record it will hold: one already waiting in the queue,
+        # or the next number the log gives.
+        first = self._queue[0].sequence if self._queue else self._next
+        return self.directory / f"{first:020d}{SUFFIX}"
+
     def _roll(self) -> None:
-        path = self.directory / f"{self._next:020d}{SUFFIX}"
+        path = self._next_path()
         self._file = self._open_next(path)
         self._install(path)
 
     async def _roll_async(self) -> None:
-        path = self.directory / f"{self._next:020d}{SUFFIX}"
+        path = self._next_path()
         self._file = await asyncio.to_thread(self._open_next, path)
         self._install(path)
 
