@@ -167,3 +167,48 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
         sampler.stop()
         flaky.down = False
         await suite.stop()
+
+
+async def test_log_gauges_are_true_at_every_moment(embedded_warehouse, tmp_path):
+    from prometheus_client import REGISTRY
+
+    from services.ingest import metrics
+    from services.ingest.batcher import Batcher, FlushPolicy
+    from services.ingest.wal import WriteAheadLog
+
+    def gauges() -> tuple[float, float, float]:
+        return tuple(
+            REGISTRY.get_sample_value(name)
+            for name in (
+                "pipit_ingest_wal_pending_bytes",
+                "pipit_ingest_wal_disk_bytes",
+                "pipit_ingest_buffered_rows",
+            )
+        )
+
+    # A log left with unflushed rows by an earlier run.
+    wal = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    await wal.open()
+    body = b"\n".join(orjson.dumps(_event(f"g{i}")) for i in range(10))
+    columns = tuple(_event("x"))
+    await wal.append("ab_test_events", columns, body.split(b"\n"))
+    await wal.close()
+    for gauge in (metrics.WAL_PENDING_BYTES, metrics.WAL_DISK_BYTES, metrics.BUFFERED_ROWS):
+        gauge.set(0)
+
+    flaky = FlakyWarehouse(embedded_warehouse)
+    flaky.down = True
+    wal = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    batcher = Batcher(flaky, FlushPolicy(max_age=3600), wal)
+    await batcher.start()
+    try:
+        # Replayed, not yet flushed (the warehouse is down): the gauges say so at once.
+        size, _ = segment_bytes(tmp_path)
+        assert gauges() == (wal.pending_bytes, size, 10)
+        assert wal.pending_bytes > 0
+        flaky.down = False
+        await batcher.flush_all()
+        assert gauges() == (0, wal.disk_bytes, 0)
+    finally:
+        flaky.down = False
+        await batcher.close()
