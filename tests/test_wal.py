@@ -98,6 +98,14 @@ def files_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*.wal"))
 
 
+async def settled(log: WriteAheadLog, path: Path) -> None:
+    """Waits (bounded) until the writer has caught up: the files hold what the log counts."""
+    for _ in range(500):
+        if files_bytes(path) == log.disk_bytes:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def commit(log: WriteAheadLog, sequences: list[int], token: str = "tok") -> None:
     """What the batcher does once an insert succeeded: intent, then release with COMMIT."""
     intent = await log.append_flush("t", token, sequences)
@@ -139,12 +147,11 @@ async def test_committed_segments_are_deleted_while_running(tmp_path):
     for n in range(40):
         sequence = await log.append("t", COLUMNS, lines(*range(n, n + 10)))
         await commit(log, [sequence])
-        await asyncio.sleep(0)  # the COMMIT's write
         segments = sorted(tmp_path.glob("*.wal"))
         # Everything is committed: at most the open segment and the one just closed
         # (deleted as the COMMIT that finished it lands) remain.
         assert len(segments) <= 2, [p.name for p in segments]
-    await asyncio.sleep(0.05)
+    await settled(log, tmp_path)
     assert log.pending_bytes == 0
     assert log.disk_bytes == files_bytes(tmp_path) <= 400 + 200
     await log.close()
@@ -164,18 +171,19 @@ async def test_the_bound_holds_on_disk_and_bookkeeping_is_never_refused(tmp_path
     assert files_bytes(tmp_path) <= limit
     for sequence, intent in zip(accepted, intents, strict=True):
         log.release([sequence, intent], intent=intent)
-    await asyncio.sleep(0.05)
+    await settled(log, tmp_path)
     assert files_bytes(tmp_path) <= limit
     assert log.pending_bytes == 0
     # Room again once committed: the open segment, all committed, is rolled away.
-    for _ in range(3):
+    for _ in range(500):
         try:
             await log.append("t", COLUMNS, lines(*range(8)))
             break
         except WalFull:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
     else:
         pytest.fail("the log never made room after everything was committed")
+    await settled(log, tmp_path)
     assert log.disk_bytes == files_bytes(tmp_path)
     await log.close()
 
