@@ -8,6 +8,11 @@ Each datasource becomes two tables on every node of the cluster:
 - `<name>`: a Distributed table over the `_local` tables, sharded by a hash of
   `user_id`, so per-user queries read one shard and rows of one user stay together.
 
+Every insert carries a deduplication token, and a shard drops a block whose token it has
+seen. So every sharding key is a function of the row: a retried flush splits its rows
+across the shards exactly as the first attempt did, and each shard drops its copy.
+(`rand()` would send other rows under the same token: some dropped, some doubled.)
+
 The Distributed table carries the datasource's own name, so the query SQL (which uses
 unqualified datasource names) and ingest (which inserts into `<name>`) run unchanged."""
 
@@ -17,19 +22,28 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from common.datasources import DEDUPLICATION_SETTING, Datasource
+from common.datasources import DEDUPLICATION_SETTING, QUARANTINE_TTL_DAYS, Datasource
 
 LOCAL_SUFFIX = "_local"
 SHARDING_COLUMN = "user_id"
 SHARDING_KEY = f"cityHash64({SHARDING_COLUMN})"
-# Quarantined rows have no trustworthy user_id (they failed validation); any shard will do.
-QUARANTINE_SHARDING_KEY = "rand()"
+# Quarantined rows have no trustworthy user_id (they failed validation): spread them by
+# what they are, which is as even as rand() and the same on every retry.
+QUARANTINE_SHARDING_KEY = "cityHash64(raw)"
 # The Replicated engines deduplicate through Keeper, with their own window setting:
 # ingest retries a flush under the same token, and the retry must be dropped.
 REPLICATED_DEDUPLICATION_SETTING = "replicated_deduplication_window = 10000"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENGINE = re.compile(r"^\s*(?P<name>[A-Za-z]*MergeTree)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
+
+
+def sharding_key(ds: Datasource) -> str:
+    """By user_id where the datasource has one; otherwise by its sorting key, which is
+    made of its columns (so deterministic) and keeps rows that sort together together."""
+    if SHARDING_COLUMN in ds.column_names:
+        return SHARDING_KEY
+    return f"cityHash64({ds.sorting_key})"
 
 
 def replicated_engine(engine: str, zookeeper_path: str) -> str:
@@ -86,6 +100,7 @@ class ClusterSchema:
 
     cluster: str
     database: str
+    quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
 
     def __post_init__(self) -> None:
         # Both reach DDL as identifiers, so only plain identifiers pass.
@@ -123,14 +138,19 @@ class ClusterSchema:
         ]
 
     def datasource_sql(self, ds: Datasource) -> list[str]:
-        # A datasource without user_id still gets a Distributed table, spread evenly.
-        key = SHARDING_KEY if SHARDING_COLUMN in ds.column_names else QUARANTINE_SHARDING_KEY
         # Local tables created before an index or projection was declared get it too.
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
-        return self._pair(ds.create_table_sql(self.database), key) + ds.upgrade_sql(local)
+        return self._pair(ds.create_table_sql(self.database), sharding_key(ds)) + ds.upgrade_sql(
+            local
+        )
 
     def quarantine_sql(self, ds: Datasource) -> list[str]:
-        return self._pair(ds.create_quarantine_sql(self.database), QUARANTINE_SHARDING_KEY)
+        # The TTL lives on the local tables, which hold the parts; older ones get it too.
+        local = self._on_cluster(ds.quarantine_table + LOCAL_SUFFIX)
+        single = ds.create_quarantine_sql(self.database, self.quarantine_ttl_days)
+        return self._pair(single, QUARANTINE_SHARDING_KEY) + ds.quarantine_upgrade_sql(
+            local, self.quarantine_ttl_days
+        )
 
     def statements(self, datasources: Iterable[Datasource]) -> list[str]:
         """Every statement, in the order they must run; each is idempotent."""

@@ -60,6 +60,14 @@ def _boolean(value: str) -> bool:
     return lowered in _TRUE
 
 
+def _insert_quorum(value: str) -> str:
+    # ClickHouse's own spelling: a replica count, or 'auto' for a majority.
+    value = value.strip().lower()
+    if value != "auto" and not (value.isdigit() and value.isascii()):
+        raise ValueError(f"must be auto or a number of replicas, got {value!r}")
+    return value if value == "auto" else str(int(value))
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -92,6 +100,8 @@ class Settings:
     flush_interval: float = 1.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_field_bytes: int = 64 * 1024
+    max_quarantine_rows: int = 1000
+    quarantine_ttl_days: int = 30
     wal_dir: Path | None = None
     wal_max_bytes: int = 256 * 1024 * 1024
     wal_segment_bytes: int = 16 * 1024 * 1024
@@ -108,6 +118,7 @@ class Settings:
     gateway: str = "pipit"
     log_level: str = "info"
     manage_schema: bool = True
+    insert_quorum: str = "0"
 
     def tls_files(self) -> tuple[Path, Path] | None:
         """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
@@ -180,9 +191,19 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         "longest string an event field may hold; longer rows are quarantined",
         _positive_int,
     ),
+    "max_quarantine_rows": (
+        "invalid events one request may carry into quarantine; a request with more is "
+        "refused whole (400) and nothing of it is stored",
+        _positive_int,
+    ),
+    "quarantine_ttl_days": (
+        "days a quarantined row is kept (a TTL on every <datasource>_quarantine table)",
+        _positive_int,
+    ),
     "wal_dir": ("ingest write-ahead log directory (persist it); default <data-dir>/wal", Path),
     "wal_max_bytes": (
-        "unflushed bytes the write-ahead log (and memory) may hold before ingest answers 429",
+        "bytes the write-ahead log may hold on disk (unflushed rows stay in memory too); "
+        "past it ingest answers 429",
         _positive_int,
     ),
     "wal_segment_bytes": ("size at which a write-ahead log segment file is closed", _positive_int),
@@ -216,6 +237,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         "create missing tables at start-up; false where `pipit migrate` owns the schema "
         "(a ClickHouse cluster)",
         _boolean,
+    ),
+    "insert_quorum": (
+        "replicas that must hold a flush before it counts as written: auto (a majority of "
+        "the shard's replicas) or a number; 0 or 1 = off (single node)",
+        _insert_quorum,
     ),
 }
 

@@ -15,10 +15,12 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 import pipit.datasources.v1 as datasources_pkg
+from common.config import Settings
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
 QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+QUARANTINE_TTL_DAYS = Settings.quarantine_ttl_days
 # Ingest retries a flush under the same deduplication token after a crash or timeout;
 # the table must remember recent tokens for the retry to be dropped, not counted twice.
 DEDUPLICATION_SETTING = "non_replicated_deduplication_window = 10000"
@@ -90,8 +92,8 @@ class Datasource:
             for projection in self.projections
         ]
 
-    def create_quarantine_sql(self, database: str) -> str:
-        """Rows that failed validation, kept as received with the reason."""
+    def create_quarantine_sql(self, database: str, ttl_days: int = QUARANTINE_TTL_DAYS) -> str:
+        """Rows that failed validation, kept as received with the reason for `ttl_days`."""
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.quarantine_table}` (\n"
             "    `raw` String,\n"
@@ -101,17 +103,37 @@ class Datasource:
             "ENGINE = MergeTree\n"
             "PARTITION BY toYYYYMM(arrived_at)\n"
             "ORDER BY arrived_at\n"
+            f"TTL {quarantine_ttl(ttl_days)}\n"
             f"SETTINGS {DEDUPLICATION_SETTING}"
         )
 
-    def schema_sql(self, database: str) -> list[str]:
+    @staticmethod
+    def quarantine_upgrade_sql(table: str, ttl_days: int = QUARANTINE_TTL_DAYS) -> list[str]:
+        """Sets the quarantine TTL on `table` (qualified, `ON CLUSTER` included where it
+        applies) when it was created without it or with another. The engine does nothing
+        when the TTL is already this one."""
+        return [f"ALTER TABLE {table} MODIFY TTL {quarantine_ttl(ttl_days)}"]
+
+    def schema_sql(
+        self, database: str, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+    ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
         they run; each is idempotent."""
         return [
             self.create_table_sql(database),
             *self.upgrade_sql(f"`{database}`.`{self.name}`"),
-            self.create_quarantine_sql(database),
+            self.create_quarantine_sql(database, quarantine_ttl_days),
+            *self.quarantine_upgrade_sql(
+                f"`{database}`.`{self.quarantine_table}`", quarantine_ttl_days
+            ),
         ]
+
+
+def quarantine_ttl(days: int) -> str:
+    """The TTL expression of a quarantine table: rows go `days` after they arrived."""
+    if not isinstance(days, int) or days <= 0:
+        raise ValueError(f"the quarantine TTL must be a positive number of days, got {days!r}")
+    return f"toDateTime(arrived_at) + INTERVAL {days} DAY"
 
 
 def _from_descriptor(descriptor: Descriptor) -> Datasource | None:

@@ -39,6 +39,7 @@ _SERVICE_SETTINGS = [
     "shutdown_grace",
     "log_level",
     "manage_schema",
+    "quarantine_ttl_days",
     "tokens_file",
     "rate_limit",
     "tls_cert",
@@ -51,6 +52,8 @@ _INGEST_SETTINGS = [
     "flush_interval",
     "max_body_bytes",
     "max_field_bytes",
+    "max_quarantine_rows",
+    "insert_quorum",
     "wal_dir",
     "wal_max_bytes",
     "wal_segment_bytes",
@@ -111,7 +114,9 @@ async def _open_warehouse(settings: Settings) -> Warehouse:
     # On a ClickHouse cluster the tables are `pipit migrate`'s (Replicated + Distributed);
     # a service creating plain MergeTree tables there would shadow them.
     if settings.manage_schema:
-        await warehouse.ensure_schema(list(registry().values()))
+        await warehouse.ensure_schema(
+            list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
+        )
     return warehouse
 
 

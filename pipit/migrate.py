@@ -18,27 +18,31 @@ from collections.abc import Sequence
 from common import config
 from common.cluster_schema import ClusterSchema
 from common.config import Settings
-from common.datasources import Datasource, registry
+from common.datasources import QUARANTINE_TTL_DAYS, Datasource, registry
 from common.telemetry import configure_logging
 from common.warehouse.base import Warehouse, WarehouseError
 from common.warehouse.factory import open_warehouse
 
-MIGRATE_SETTINGS = ["clickhouse_url", "database", "data_dir", "log_level"]
+MIGRATE_SETTINGS = ["clickhouse_url", "database", "data_dir", "log_level", "quarantine_ttl_days"]
 
 
-def single_node_statements(database: str, datasources: Sequence[Datasource]) -> list[str]:
+def single_node_statements(
+    database: str, datasources: Sequence[Datasource], quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+) -> list[str]:
     """The same statements `Warehouse.ensure_schema` runs, for printing."""
     out = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
     for ds in datasources:
-        out += ds.schema_sql(database)
+        out += ds.schema_sql(database, quarantine_ttl_days)
     return out
 
 
 def statements(settings: Settings, cluster: str | None) -> list[str]:
     datasources = list(registry().values())
     if cluster:
-        return ClusterSchema(cluster, settings.database).statements(datasources)
-    return single_node_statements(settings.database, datasources)
+        return ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days).statements(
+            datasources
+        )
+    return single_node_statements(settings.database, datasources, settings.quarantine_ttl_days)
 
 
 async def apply(warehouse: Warehouse, sql: Sequence[str]) -> None:
@@ -56,7 +60,9 @@ async def migrate(settings: Settings, cluster: str | None) -> int:
         if cluster:
             await apply(warehouse, sql)
         else:
-            await warehouse.ensure_schema(list(registry().values()))
+            await warehouse.ensure_schema(
+                list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
+            )
     finally:
         await warehouse.close()
     where = f"cluster {cluster}" if cluster else "the warehouse"

@@ -270,3 +270,52 @@ async def test_compact_column_blocks_insert_together(embedded_warehouse) -> None
         ("2023-06-15 14:30:01", "b"),
         ("2023-06-15 14:30:02", "c"),
     ]
+
+
+class TokenRecorder(Recorder):
+    """Records the token of each insert too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[str] = []
+
+    async def insert_json_rows(self, table, columns, body, *, dedup_token="", fmt="JSONEachRow"):
+        self.tokens.append(dedup_token)
+        await super().insert_json_rows(table, columns, body, fmt=fmt)
+
+
+async def test_a_failed_intent_is_logged_again_under_its_token(tmp_path: Path, monkeypatch) -> None:
+    from services.ingest import batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "RETRY_INITIAL_SECONDS", 0.001)
+    log = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    real = log.append_flush
+    written: list[tuple[str, tuple[int, ...]]] = []
+
+    async def reaches_disk_then_fails(table, token, members):
+        written.append((token, tuple(members)))
+        sequence = await real(table, token, members)
+        if len(written) == 1:
+            raise OSError(5, "Input/output error")  # e.g. the fsync after the write
+        return sequence
+
+    warehouse = TokenRecorder()
+    batcher = Batcher(warehouse, FlushPolicy(max_rows=100, max_age=3600), log)
+    await batcher.start()
+    await batcher.append("t", ("n",), [b'{"n":1}', b'{"n":2}'])
+    await batcher.append("t", ("n",), [b'{"n":3}'])
+    monkeypatch.setattr(log, "append_flush", reaches_disk_then_fails)
+    await batcher.flush_all()
+    await batcher.close()
+    # Written twice, the same token over the same batches both times; inserted once.
+    assert len(written) == 2 and written[0] == written[1]
+    assert warehouse.tokens == [written[0][0]]
+    # Both copies are on disk; the replay inserts nothing again.
+    warehouse = TokenRecorder()
+    again = Batcher(
+        warehouse, FlushPolicy(), WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    )
+    await again.start()
+    await again.flush_all()
+    await again.close()
+    assert warehouse.tokens == []

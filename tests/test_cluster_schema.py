@@ -7,6 +7,7 @@ chDB."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from common.cluster_schema import (
     ClusterSchema,
     SingleNodeTable,
     replicated_engine,
+    sharding_key,
 )
 from common.config import Settings
 from common.datasources import DEDUPLICATION_SETTING, registry
@@ -241,3 +243,46 @@ def test_pipit_migrate_refuses_a_cluster_without_a_clickhouse_server() -> None:
         cli.main(["migrate", "--cluster", CLUSTER, "--clickhouse-url", ""])
     with pytest.raises(SystemExit, match="plain identifier"):
         cli.main(["migrate", "--cluster", "no such", "--print"])
+
+
+def _distributed_engines() -> dict[str, str]:
+    return {
+        re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1]: s.rsplit("ENGINE = ", 1)[1]
+        for s in _schema().statements(DATASOURCES)
+        if "ENGINE = Distributed(" in s
+    }
+
+
+def test_every_sharding_key_is_a_function_of_the_row() -> None:
+    # Every insert carries a deduplication token: a retried flush must split its rows
+    # across shards exactly as the first attempt did, or each shard drops rows it never
+    # had under that token (and keeps others twice).
+    engines = _distributed_engines()
+    assert set(engines) == {t for t, _, _ in _tables()}
+    for table, engine in engines.items():
+        key = engine.rsplit(", ", 1)[1].rstrip(")")
+        assert key.startswith("cityHash64(") and "rand" not in key, (table, key)
+    assert QUARANTINE_SHARDING_KEY == "cityHash64(raw)"
+
+
+def test_a_datasource_without_user_id_is_sharded_by_its_sorting_key() -> None:
+    ds = DATASOURCES[0]
+    anonymous = dataclasses.replace(ds, columns=tuple(c for c in ds.columns if c.name != "user_id"))
+    assert sharding_key(anonymous) == f"cityHash64({ds.sorting_key})"
+    assert sharding_key(ds) == SHARDING_KEY
+
+
+def test_quarantine_local_tables_expire_rows_and_older_ones_get_the_ttl() -> None:
+    schema = ClusterSchema(CLUSTER, DATABASE, quarantine_ttl_days=9)
+    statements = schema.statements(DATASOURCES)
+    ttl = "toDateTime(arrived_at) + INTERVAL 9 DAY"
+    for ds in DATASOURCES:
+        local = _statement(statements, ds.quarantine_table + LOCAL_SUFFIX)
+        assert f"\nTTL {ttl}\n" in local
+        assert "TTL" not in _statement(statements, ds.quarantine_table)  # Distributed
+        alter = (
+            f"ALTER TABLE `{DATABASE}`.`{ds.quarantine_table}{LOCAL_SUFFIX}` "
+            f"ON CLUSTER `{CLUSTER}` MODIFY TTL {ttl}"
+        )
+        assert statements.index(alter) > statements.index(local)
+        assert "TTL" not in _statement(statements, ds.name + LOCAL_SUFFIX)  # data is kept

@@ -8,6 +8,7 @@ have; the tests render a copy of k8s/ with those files made from the committed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -738,3 +739,22 @@ def test_production_services_leave_the_schema_to_the_migrate_job(
     job = _one(production, "Job", "pipit-migrate")
     assert _pod_spec(job)["containers"][0]["args"][:2] == ["migrate", "--cluster"]
     assert not _of(rendered["dev"], "Job")
+
+
+def test_production_acknowledges_a_flush_only_on_a_quorum_of_replicas(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    from common.warehouse.factory import open_warehouse
+
+    production = config.load(environ=_configmap(rendered["production"], "pipit-config")["data"])
+    assert production.insert_quorum == "auto"
+    warehouse = open_warehouse(
+        dataclasses.replace(production, clickhouse_url="http://clickhouse:8123")
+    )
+    assert warehouse.insert_settings == {
+        "insert_quorum": "auto",
+        "distributed_foreground_insert": 1,
+    }
+    # One ClickHouse node in dev: no replicas to wait for.
+    dev = config.load(environ=_configmap(rendered["dev"], "pipit-config")["data"])
+    assert dev.insert_quorum == "0"

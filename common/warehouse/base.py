@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from common.datasources import Datasource
+from common.datasources import QUARANTINE_TTL_DAYS, Datasource
 
 # Applied to every query on both engines so that answers are identical: times are
 # UTC, and 64-bit counts print as JSON numbers as Tinybird's do.
@@ -43,6 +43,21 @@ class AdhocLimits:
 INSERT_FORMATS = frozenset({"JSONEachRow", "JSONCompactColumns"})
 
 
+def insert_settings(quorum: str) -> dict[str, Any]:
+    """Settings every insert runs with. With a quorum (`auto` for a majority, or a number
+    of replicas), an insert answers only once that many replicas of each shard it writes
+    have its rows, so ingest releases its write-ahead log only then; a Distributed table
+    then inserts synchronously (distributed_foreground_insert), or it would answer once
+    the rows were queued on the node that took them and the quorum would wait for
+    nothing. ClickHouse itself disables a quorum below 2."""
+    if quorum in ("", "0", "1"):
+        return {}
+    return {
+        "insert_quorum": quorum if quorum == "auto" else int(quorum),
+        "distributed_foreground_insert": 1,
+    }
+
+
 class WarehouseError(RuntimeError):
     """The warehouse refused or failed a statement."""
 
@@ -70,9 +85,16 @@ class QueryResult:
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
-    def __init__(self, database: str, adhoc_limits: AdhocLimits | None = None) -> None:
+    def __init__(
+        self,
+        database: str,
+        adhoc_limits: AdhocLimits | None = None,
+        *,
+        insert_quorum: str = "0",
+    ) -> None:
         self.database = database
         self.adhoc_limits = adhoc_limits or AdhocLimits()
+        self.insert_settings = insert_settings(insert_quorum)
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -126,10 +148,12 @@ class Warehouse(abc.ABC):
             return False
         return True
 
-    async def ensure_schema(self, datasources: Sequence[Datasource]) -> None:
+    async def ensure_schema(
+        self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+    ) -> None:
         """Creates every datasource table and its quarantine table, idempotently."""
         for ds in datasources:
-            for statement in ds.schema_sql(self.database):
+            for statement in ds.schema_sql(self.database, quarantine_ttl_days):
                 await self.execute(statement)
 
     def insert_statement(
@@ -140,9 +164,14 @@ class Warehouse(abc.ABC):
         fmt: str = "JSONEachRow",
     ) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        settings = ""
+        values: dict[str, Any] = dict(self.insert_settings)
         if dedup_token:
-            settings = f" SETTINGS insert_deduplication_token = {_string_literal(dedup_token)}"
+            values["insert_deduplication_token"] = dedup_token
+        settings = ""
+        if values:
+            settings = " SETTINGS " + ", ".join(
+                f"{name} = {_setting_literal(value)}" for name, value in values.items()
+            )
         target = f"`{self.database}`.`{table}`"
         return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
 
@@ -156,3 +185,7 @@ def insert_format(fmt: str) -> str:
 
 def _string_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _setting_literal(value: Any) -> str:
+    return str(value) if isinstance(value, int) else _string_literal(str(value))

@@ -36,8 +36,15 @@ def _client_args(url: str) -> dict:
 class ClickHouseWarehouse(Warehouse):
     """A ClickHouse server (or cluster endpoint) at an HTTP URL."""
 
-    def __init__(self, url: str, database: str, adhoc_limits: AdhocLimits | None = None) -> None:
-        super().__init__(database, adhoc_limits)
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        adhoc_limits: AdhocLimits | None = None,
+        *,
+        insert_quorum: str = "0",
+    ) -> None:
+        super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self._args = _client_args(url)
         self._client = None
         self._adhoc_client = None
@@ -94,13 +101,15 @@ class ClickHouseWarehouse(Warehouse):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> None:
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        settings = dict(self.insert_settings)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
         try:
             await self._require_client().raw_insert(
                 f"`{self.database}`.`{table}`",
                 list(columns),
                 insert_block=body,
-                settings=settings,
+                settings=settings or None,
                 fmt=insert_format(fmt),
             )
         except ClickHouseError as exc:

@@ -115,9 +115,14 @@ class EmbeddedWarehouse(Warehouse):
     """chDB in a data directory."""
 
     def __init__(
-        self, data_dir: Path, database: str, adhoc_limits: AdhocLimits | None = None
+        self,
+        data_dir: Path,
+        database: str,
+        adhoc_limits: AdhocLimits | None = None,
+        *,
+        insert_quorum: str = "0",
     ) -> None:
-        super().__init__(database, adhoc_limits)
+        super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self.data_dir = data_dir
         self._engine: _Engine | None = None
 

@@ -17,7 +17,11 @@ def open_warehouse(settings: Settings) -> Warehouse:
     if settings.clickhouse_url:
         from common.warehouse.clickhouse import ClickHouseWarehouse
 
-        return ClickHouseWarehouse(settings.clickhouse_url, settings.database, limits)
+        return ClickHouseWarehouse(
+            settings.clickhouse_url, settings.database, limits, insert_quorum=settings.insert_quorum
+        )
     from common.warehouse.embedded import EmbeddedWarehouse
 
-    return EmbeddedWarehouse(settings.data_dir, settings.database, limits)
+    return EmbeddedWarehouse(
+        settings.data_dir, settings.database, limits, insert_quorum=settings.insert_quorum
+    )

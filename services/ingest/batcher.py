@@ -2,11 +2,13 @@
 are accepted, then flushed to the warehouse at a row count, a byte size or an age,
 whichever comes first.
 
-Each flush is logged as an intent with a deduplication token derived from the log
-positions it covers, then inserted under that token and retried (exponential backoff
+Each flush is logged as an intent under a deduplication token the log makes (unique for
+all time: see wal.py), then inserted under that token and retried (exponential backoff
 with jitter) until the warehouse takes it. Only then is it released from the log. After
 a crash the log replays the same flushes under the same tokens, so a flush that reached
-the warehouse before the crash is dropped by the warehouse instead of counted twice."""
+the warehouse before the crash is dropped by the warehouse instead of counted twice. A
+token is only ever logged with the batches it was made for: an intent whose write fails
+is written again as it was, never regrouped under a new token."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from common.warehouse.base import Warehouse
 from services.ingest import metrics
 from services.ingest.blocks import Block, join
 from services.ingest.faults import crash_point
-from services.ingest.wal import DataRecord, FlushRecord, WriteAheadLog
+from services.ingest.wal import Batch, DataRecord, FlushRecord, WriteAheadLog
 
 log = structlog.get_logger("batcher")
 
@@ -98,6 +100,10 @@ class Batcher:
         self._on_health = on_health
         self.healthy = True
         metrics.WAREHOUSE_UP.set(1)
+        # Read when scraped, so they are true at every moment, not as of the last flush.
+        metrics.follow(metrics.BUFFERED_ROWS, self, lambda batcher: batcher.buffered_rows)
+        metrics.follow(metrics.WAL_PENDING_BYTES, wal, lambda log: log.pending_bytes)
+        metrics.follow(metrics.WAL_DISK_BYTES, wal, lambda log: log.disk_bytes)
 
     async def start(self) -> None:
         """Opens the log, queues what it holds for replay, and starts the age ticker."""
@@ -139,37 +145,40 @@ class Batcher:
             for b in self._buffers.values()
         )
 
-    def ensure_room(self, *blocks: Block) -> None:
-        """Raises WalFull unless the log can take all these blocks."""
-        self._wal.reserve(sum(block.size for block in blocks if block.rows))
-
     async def append(
-        self, table: str, columns: Sequence[str], lines: list[bytes], *, checked: bool = False
+        self, table: str, columns: Sequence[str], lines: list[bytes]
     ) -> asyncio.Future[None]:
-        """Logs JSONEachRow lines for `table` (see `append_block`)."""
-        return await self.append_block(table, columns, Block.from_lines(lines), checked=checked)
+        """Logs JSONEachRow lines for `table` (see `append_batches`)."""
+        (done,) = await self.append_batches([(table, columns, Block.from_lines(lines))])
+        return done
 
     async def append_block(
-        self, table: str, columns: Sequence[str], block: Block, *, checked: bool = False
+        self, table: str, columns: Sequence[str], block: Block
     ) -> asyncio.Future[None]:
-        """Logs rows for `table` durably and queues them. Returns, once they are on disk,
-        a future that resolves when they are in the warehouse. Raises WalFull past the
-        log's bound."""
+        """Logs rows for `table` (see `append_batches`)."""
+        (done,) = await self.append_batches([(table, columns, block)])
+        return done
+
+    async def append_batches(self, batches: Sequence[Batch]) -> list[asyncio.Future[None]]:
+        """Logs rows for their tables durably, in one write, and queues them. Returns,
+        once they are on disk, a future per batch that resolves when its rows are in the
+        warehouse. Raises WalFull past the log's bound, having logged none of them."""
         if self._closing:
             raise RuntimeError("the batcher is shutting down")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not block.rows:
-            done.set_result(None)
-            return done
-        sequence = await self._wal.append_block(table, columns, block, checked=checked)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = [loop.create_future() for _ in batches]
+        logged = [(i, batch) for i, batch in enumerate(batches) if batch[2].rows]
+        sequences = await self._wal.append_batches([batch for _, batch in logged])
         crash_point("after_wal_append")
-        chunk = _Chunk(sequence, block, done)
-        buffer = self._buffer(table, columns)
-        self._add(buffer, chunk)
-        if buffer.rows >= self._policy.max_rows or buffer.size >= self._policy.max_bytes:
-            self._spawn_flush(buffer)
-        self._report()
-        return done
+        for (index, (table, columns, block)), sequence in zip(logged, sequences, strict=True):
+            buffer = self._buffer(table, columns)
+            self._add(buffer, _Chunk(sequence, block, futures[index]))
+            if buffer.rows >= self._policy.max_rows or buffer.size >= self._policy.max_bytes:
+                self._spawn_flush(buffer)
+        for index, (_, _, block) in enumerate(batches):
+            if not block.rows:
+                futures[index].set_result(None)
+        return futures
 
     def _add(self, buffer: _Buffer, chunk: _Chunk) -> None:
         if not buffer.chunks:
@@ -202,18 +211,8 @@ class Batcher:
                 if buffer.replayed:
                     group = buffer.replayed.pop(0)
                 else:
-                    chunks = self._take(buffer)
-                    first, last = chunks[0].sequence, chunks[-1].sequence
-                    token = f"{self._wal.id}:{buffer.table}:{first}-{last}"
-                    try:
-                        intent = await self._wal.append_flush(
-                            buffer.table, token, [c.sequence for c in chunks]
-                        )
-                    except Exception:
-                        self._put_back(buffer, chunks)
-                        raise
+                    group = await self._log_intent(buffer.table, self._take(buffer))
                     crash_point("after_flush_intent")
-                    group = _Group(token, chunks, intent)
                 await self._insert(buffer, group)
                 crash_point("after_insert")
                 self._wal.release(
@@ -222,7 +221,21 @@ class Batcher:
                 for chunk in group.chunks:
                     if not chunk.done.done():
                         chunk.done.set_result(None)
-                self._report()
+
+    async def _log_intent(self, table: str, chunks: list[_Chunk]) -> _Group:
+        """Logs the intent to insert `chunks` under a new token, retrying a failed write
+        with the same token and chunks: the failed copy may be on disk, and a token must
+        never stand for two different batches."""
+        members = [c.sequence for c in chunks]
+        token = self._wal.new_token(table, members)
+        delay = RETRY_INITIAL_SECONDS
+        while True:
+            try:
+                return _Group(token, chunks, await self._wal.append_flush(table, token, members))
+            except Exception as exc:  # noqa: BLE001 - retried as it was
+                log.error("logging a flush intent failed; will retry", table=table, error=str(exc))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _insert(self, buffer: _Buffer, group: _Group) -> None:
         """Inserts the group, retrying until the warehouse takes it."""
@@ -267,11 +280,6 @@ class Batcher:
             if self._on_health is not None:
                 self._on_health(healthy)
 
-    def _report(self) -> None:
-        metrics.BUFFERED_ROWS.set(self.buffered_rows)
-        metrics.WAL_PENDING_BYTES.set(self._wal.pending_bytes)
-        metrics.WAL_DISK_BYTES.set(self._wal.disk_bytes)
-
     def _take(self, buffer: _Buffer) -> list[_Chunk]:
         """Takes chunks from the head of the buffer, up to about one batch, all of one
         format (one insert has one format)."""
@@ -293,12 +301,6 @@ class Batcher:
         buffer.size -= size
         buffer.oldest = time.monotonic()
         return taken
-
-    @staticmethod
-    def _put_back(buffer: _Buffer, chunks: list[_Chunk]) -> None:
-        buffer.chunks[:0] = chunks
-        buffer.rows += sum(c.rows for c in chunks)
-        buffer.size += sum(c.size for c in chunks)
 
     async def flush_all(self) -> None:
         """Writes out everything buffered now (and waits for flushes in flight)."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 EVENTS = Counter(
     "pipit_ingest_events_total",
-    "Events received, by datasource and outcome (accepted or quarantined).",
+    "Events received, by datasource and outcome: accepted, quarantined, or refused (in a "
+    "request with more invalid events than PIPIT_MAX_QUARANTINE_ROWS).",
     ["datasource", "outcome"],
 )
 ROWS_FLUSHED = Counter(
@@ -23,15 +28,33 @@ FLUSH_RETRIES = Counter(
 )
 BUFFERED_ROWS = Gauge("pipit_ingest_buffered_rows", "Rows accepted but not yet written.")
 WAL_PENDING_BYTES = Gauge(
-    "pipit_ingest_wal_pending_bytes", "Bytes logged but not yet committed to the warehouse."
+    "pipit_ingest_wal_pending_bytes",
+    "Bytes of accepted batches not yet committed to the warehouse.",
 )
-WAL_DISK_BYTES = Gauge("pipit_ingest_wal_disk_bytes", "Size of the write-ahead log segments.")
+WAL_DISK_BYTES = Gauge(
+    "pipit_ingest_wal_disk_bytes",
+    "Size of the write-ahead log segments; never more than PIPIT_WAL_MAX_BYTES.",
+)
 REJECTED = Counter(
     "pipit_ingest_rejected_total", "Requests refused because the log was full (429)."
 )
 WAREHOUSE_UP = Gauge(
     "pipit_ingest_warehouse_up", "1 while flushes succeed, 0 while the warehouse fails them."
 )
+
+
+def follow(gauge: Gauge, owner: Any, read: Callable[[Any], float]) -> None:
+    """Makes `gauge` read `read(owner)` whenever it is scraped, so it is true at every
+    moment. Only a weak reference is kept: a gauge lives as long as the process, and
+    holding a batcher (its loop, its warehouse) until the interpreter's teardown crashes
+    chDB on the way out."""
+    ref = weakref.ref(owner)
+
+    def value() -> float:
+        alive = ref()
+        return 0 if alive is None else read(alive)
+
+    gauge.set_function(value)
 
 
 async def _metrics(_: web.Request) -> web.Response:

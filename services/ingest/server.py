@@ -86,7 +86,12 @@ async def start_ingest(
         warehouse, policy, wal, on_health=lambda ok: readiness and readiness[0].readiness(ok)
     )
     await batcher.start()
-    ingestor = Ingestor(batcher, list(registry().values()), settings.max_field_bytes)
+    ingestor = Ingestor(
+        batcher,
+        list(registry().values()),
+        settings.max_field_bytes,
+        settings.max_quarantine_rows,
+    )
     service = IngestService(ingestor, settings.max_body_bytes)
     server = await start_grpc_server(
         [service.generic_handler()],

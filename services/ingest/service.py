@@ -46,16 +46,25 @@ class _Counts:
         self.pending: list[asyncio.Future[None]] = []
 
 
+class TooManyInvalid(ValueError):
+    """A request carries more invalid events than one request may quarantine."""
+
+
 class Ingestor:
     """Validates events and hands rows and quarantined rows to the batcher."""
 
     def __init__(
-        self, batcher: Batcher, datasources: Sequence[Datasource], max_field_bytes: int
+        self,
+        batcher: Batcher,
+        datasources: Sequence[Datasource],
+        max_field_bytes: int,
+        max_quarantine_rows: int,
     ) -> None:
         self._batcher = batcher
         self._validators = {
             ds.name: RowValidator(ds, max_string_bytes=max_field_bytes) for ds in datasources
         }
+        self._max_quarantine_rows = max_quarantine_rows
 
     def datasource(self, name: str) -> Datasource:
         validator = self._validators.get(name)
@@ -67,30 +76,41 @@ class Ingestor:
         self, ds: Datasource, block: Block, bad: list[tuple[str, str]], counts: _Counts
     ) -> None:
         """Logs the valid rows and the quarantined ones together: either both are
-        accepted or neither is (the log's bound is checked once for the pair), so a
-        refused request can be retried whole without duplicating anything."""
+        accepted or neither is (one write, one check of the log's bound), so a refused
+        request can be retried whole without duplicating anything."""
         arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         quarantined = Block.from_columns(
             [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
             len(bad),
         )
         try:
-            self._batcher.ensure_room(block, quarantined)
+            counts.pending += await self._batcher.append_batches(
+                [
+                    (ds.name, ds.column_names, block),
+                    (ds.quarantine_table, _QUARANTINE_COLUMNS, quarantined),
+                ]
+            )
         except WalFull:
             metrics.REJECTED.inc()
             raise
-        counts.pending.append(
-            await self._batcher.append_block(ds.name, ds.column_names, block, checked=True)
-        )
-        counts.pending.append(
-            await self._batcher.append_block(
-                ds.quarantine_table, _QUARANTINE_COLUMNS, quarantined, checked=True
-            )
-        )
         counts.successful += block.rows
         counts.quarantined += quarantined.rows
         metrics.EVENTS.labels(ds.name, "accepted").inc(block.rows)
         metrics.EVENTS.labels(ds.name, "quarantined").inc(quarantined.rows)
+
+    def _check_invalid(self, ds: Datasource, invalid: list[tuple[int, str]], total: int) -> None:
+        """Refuses, before anything is stored, a request with more invalid events than
+        the cap: one body of empty lines must not become millions of quarantined rows."""
+        if len(invalid) <= self._max_quarantine_rows:
+            return
+        metrics.EVENTS.labels(ds.name, "refused").inc(total)
+        index, reason = invalid[0]
+        raise TooManyInvalid(
+            f"{len(invalid)} of {total} events are invalid, more than the "
+            f"{self._max_quarantine_rows} one request may quarantine "
+            f"(PIPIT_MAX_QUARANTINE_ROWS); nothing was stored. First, event {index + 1}: "
+            f"{reason}"
+        )
 
     async def submit_json(self, ds: Datasource, events: events_api.Events, counts: _Counts) -> None:
         validator = self._validators[ds.name]
@@ -102,6 +122,7 @@ class Ingestor:
         # Validated a column at a time: per-batch work, not per-event.
         columns, invalid = validator.columns_from_json(values)
         reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
+        self._check_invalid(ds, reasons, len(events))
         bad = [(events.texts[i].decode("utf-8", "replace"), error) for i, error in reasons]
         block = Block.from_columns(columns, len(values) - len(invalid))
         await self._submit(ds, block, bad, counts)
@@ -111,6 +132,7 @@ class Ingestor:
     ) -> None:
         validator = self._validators[ds.name]
         columns, invalid = validator.columns_from_messages(events)
+        self._check_invalid(ds, invalid, len(events))
         bad = [(validator.message_text(events[index]), error) for index, error in invalid]
         block = Block.from_columns(columns, len(events) - len(invalid))
         await self._submit(ds, block, bad, counts)
@@ -136,6 +158,10 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
         if name == key and isinstance(value, str):
             return value
     return ""
+
+
+def _accepted_before(batches: int) -> str:
+    return f" (the first {batches} batches of this stream were accepted)"
 
 
 def _events_field(message: Descriptor) -> FieldDescriptor | None:
@@ -177,6 +203,8 @@ class IngestService:
                 await self._append_in(request, counts, field)
             except WalFull as exc:
                 await _refuse_full(context, exc)
+            except TooManyInvalid as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             await _finish(counts, request.wait, context)
             return response_class(
                 successful_rows=counts.successful, quarantined_rows=counts.quarantined
@@ -208,8 +236,11 @@ class IngestService:
                 try:
                     await self._append_in(inner, counts, fields[which])
                 except WalFull as exc:
-                    await _refuse_full(
-                        context, exc, f" (the first {batches} batches of this stream were accepted)"
+                    await _refuse_full(context, exc, _accepted_before(batches))
+                except TooManyInvalid as exc:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {batches + 1} of the stream: {exc}{_accepted_before(batches)}",
                     )
                 if inner.wait:
                     waited.extend(counts.pending[before:])
@@ -260,6 +291,8 @@ class IngestService:
                 await self._ingestor.submit_json(ds, events, counts)
             except WalFull as exc:
                 await _refuse_full(context, exc)
+            except TooManyInvalid as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             await _finish(counts, request.wait, context)
             return response_class(
                 successful_rows=counts.successful, quarantined_rows=counts.quarantined

@@ -2,19 +2,32 @@
 acknowledged, and stays there until its rows are committed to the warehouse.
 
 Records go into segment files (`<first sequence number>.wal`) as
-`[length u32][crc32 u32][sequence u64][kind u8][payload]`. Three kinds:
+`[length u32][crc32 u32][sequence u64][kind u8][payload]`. Segments, and the log's id,
+are 0600 in a 0700 directory: they hold every accepted event. Three kinds:
 
 - DATA: one accepted batch for one table (a JSON header line naming the table, its
   columns, the body's format and its row count, then the body: see blocks.py);
 - FLUSH: the intent to insert a set of DATA records as one batch under a deduplication
   token, written before the insert. After a crash the same records are inserted again
-  under the same token, so the warehouse drops the copy it already has (exactly once).
+  under the same token, so the warehouse drops the copy it already has (exactly once);
+- COMMIT: that intent's insert succeeded, so a replay skips it and its batches.
+
+A token names one batch for all time: the log's id, the table, the sequence numbers it
+covers and 128 random bits. The random part alone keeps the tokens of two batches apart
+across restarts (idle ones included), logs that start over and copied log directories;
+the rest says where a batch came from. A replay reuses the token stored in the intent.
 
 Appends are group-committed: whoever arrives while a write is in flight joins the next
-one, so concurrent requests share one fsync. A segment is deleted once it is closed and
-every record in it is committed. A COMMIT record marks a flush done. Segments are deleted
-from the front once every record in them is committed. A torn record at the end of the
-last segment (a crash mid-write) is where the log ends; it was never acknowledged."""
+one, so concurrent requests share one fsync. A torn record at the end of the last
+segment (a crash mid-write) is where the log ends; it was never acknowledged.
+
+Only DATA and FLUSH records wait for the warehouse ("live"). A segment is deleted while
+running as soon as it is closed and it and every segment before it hold nothing live,
+so the log holds the segments from the one with the oldest unflushed record to the one
+being written. On disk it never passes `max_bytes`: a batch is refused (WalFull) when
+the segments, the records queued for writing, the FLUSH and COMMIT records the accepted
+batches will still cause, and the batch itself would pass it. FLUSH and COMMIT records
+are never refused (their room was set aside with their batches), so a full log drains."""
 
 from __future__ import annotations
 
@@ -26,6 +39,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 import structlog
@@ -40,6 +54,13 @@ FLUSH = 2
 COMMIT = 3
 SUFFIX = ".wal"
 ID_FILE = "wal.id"
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+_NONCE_BYTES = 16
+_LARGEST_SEQUENCE = 2**64 - 1
+
+Batch = tuple[str, Sequence[str], Block]
+"""(table, columns, block): rows for one table."""
 
 
 class WalFull(RuntimeError):
@@ -84,6 +105,24 @@ class _Segment:
     closed: bool = False
 
 
+@dataclass(frozen=True)
+class _Hold:
+    """What an uncommitted DATA record counts against the log: its block (pending
+    bytes, in memory and on disk) and the FLUSH and COMMIT records it may still cause."""
+
+    size: int
+    bookkeeping: int
+
+
+@dataclass
+class _Queued:
+    parts: list[bytes]
+    sequence: int
+    kind: int
+    size: int
+    done: asyncio.Future[None]
+
+
 def _encode(sequence: int, kind: int, payload: Sequence[bytes]) -> list[bytes]:
     """A record as parts to write one after the other: the payload (itself in parts,
     so a batch's body is never copied to build it) behind its header."""
@@ -94,11 +133,23 @@ def _encode(sequence: int, kind: int, payload: Sequence[bytes]) -> list[bytes]:
     return [_HEADER.pack(length, crc & 0xFFFFFFFF, sequence, kind), *payload]
 
 
+def _record_size(payload: Sequence[bytes]) -> int:
+    return _HEADER.size + sum(len(part) for part in payload)
+
+
 def _data_payload(table: str, columns: Sequence[str], block: Block) -> list[bytes]:
     header = orjson.dumps(
         {"table": table, "columns": list(columns), "format": block.fmt, "rows": block.rows}
     )
     return [header + b"\n", block.body]
+
+
+def _flush_payload(table: str, token: str, members: Sequence[int]) -> bytes:
+    return orjson.dumps({"table": table, "token": token, "members": list(members)})
+
+
+def _commit_payload(intent: int) -> bytes:
+    return orjson.dumps({"intent": intent})
 
 
 def _data_block(meta: dict, body: bytes) -> Block:
@@ -128,6 +179,46 @@ def _read_segment(path: Path) -> tuple[list[tuple[int, int, bytes]], int]:
     return records, offset
 
 
+def _open_private(path: Path) -> BinaryIO:
+    """`path` for appending, created readable by this user only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    return os.fdopen(fd, "ab")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _done_at_recovery(data: set[int], flushes: list[FlushRecord], committed: set[int]) -> set[int]:
+    """The sequence numbers a replay must skip: committed intents and their batches,
+    and intents that cannot have anything left to insert."""
+    done = set(committed)
+    for intent in flushes:
+        if intent.sequence in committed:
+            done.update(intent.members)
+    claimed: set[int] = set()
+    for intent in flushes:
+        if intent.sequence in done:
+            continue
+        members = intent.members
+        if any(m in done or m not in data for m in members):
+            # A batch leaves the log only after the insert of its intent succeeded
+            # (its COMMIT was lost in a crash), so the rest of it is in the warehouse.
+            done.add(intent.sequence)
+            done.update(members)
+        elif any(m in claimed for m in members):
+            # An intent written again after a failed write (same token, same batches):
+            # the first copy replays them.
+            done.add(intent.sequence)
+        else:
+            claimed.update(members)
+    return done
+
+
 class WriteAheadLog:
     """An append-only, fsync'd, segmented log of accepted batches."""
 
@@ -137,15 +228,21 @@ class WriteAheadLog:
         self.segment_bytes = segment_bytes
         self._segments: dict[int, _Segment] = {}
         self._where: dict[int, _Segment] = {}
-        self._sizes: dict[int, int] = {}
+        self._holds: dict[int, _Hold] = {}
+        self._bookkeeping_sizes: dict[str, int] = {}
         self._current: _Segment | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._next = 1
         self.pending_bytes = 0
-        self._queue: list[tuple[list[bytes], int, asyncio.Future[None]]] = []
+        self._reserved = 0
+        self._queued_bytes = 0
+        self._disk_bytes = 0
+        self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
+        self._roll_wanted = False
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self._broken: BaseException | None = None
         self.id = ""
 
     # --- start-up -------------------------------------------------------------------------
@@ -157,18 +254,30 @@ class WriteAheadLog:
         self._writer = asyncio.create_task(self._write_loop(), name="wal-writer")
         return data, flushes
 
-    def _recover(self) -> tuple[list[DataRecord], list[FlushRecord]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # Sequence numbers restart in a new log; the log's id keeps deduplication tokens
-        # of a new log from matching those an earlier log left in the warehouse.
+    def _open_directory(self) -> None:
+        self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        # Logs made before files were private are made private too.
+        os.chmod(self.directory, DIRECTORY_MODE)
         id_file = self.directory / ID_FILE
-        if not id_file.exists():
-            id_file.write_text(secrets.token_hex(8) + "\n")
+        if not id_file.exists() or not id_file.read_text().strip():
+            staged = self.directory / (ID_FILE + ".new")
+            with _open_private(staged) as f:
+                f.truncate(0)
+                f.write(secrets.token_hex(8).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            staged.replace(id_file)
+            _fsync_directory(self.directory)
+        os.chmod(id_file, FILE_MODE)
         self.id = id_file.read_text().strip()
+
+    def _recover(self) -> tuple[list[DataRecord], list[FlushRecord]]:
+        self._open_directory()
         paths = sorted(self.directory.glob("*" + SUFFIX), key=lambda p: int(p.stem))
         found: list[tuple[_Segment, DataRecord | FlushRecord]] = []
         committed: set[int] = set()
         for index, path in enumerate(paths):
+            os.chmod(path, FILE_MODE)
             records, end = _read_segment(path)
             if end < path.stat().st_size:
                 if index != len(paths) - 1:
@@ -179,36 +288,32 @@ class WriteAheadLog:
                     os.fsync(f.fileno())
             segment = _Segment(path, int(path.stem), size=end, closed=True)
             self._segments[segment.first] = segment
+            self._disk_bytes += end
+            # A segment is named for the first sequence number it holds or, while
+            # empty, the next one the log would give: after restarts that logged
+            # nothing, the names alone carry the numbering on.
+            self._next = max(self._next, segment.first)
             for sequence, kind, payload in records:
                 self._next = max(self._next, sequence + 1)
                 if kind == DATA:
                     head, _, body = payload.partition(b"\n")
                     meta = orjson.loads(head)
                     block = _data_block(meta, body)
-                    found.append(
-                        (
-                            segment,
-                            DataRecord(sequence, meta["table"], tuple(meta["columns"]), block),
-                        )
-                    )
+                    record = DataRecord(sequence, meta["table"], tuple(meta["columns"]), block)
+                    found.append((segment, record))
                 elif kind == FLUSH:
                     meta = orjson.loads(payload)
-                    found.append(
-                        (
-                            segment,
-                            FlushRecord(
-                                sequence, meta["table"], meta["token"], tuple(meta["members"])
-                            ),
-                        )
+                    intent = FlushRecord(
+                        sequence, meta["table"], meta["token"], tuple(meta["members"])
                     )
+                    found.append((segment, intent))
                 elif kind == COMMIT:
                     committed.add(orjson.loads(payload)["intent"])
-        # A committed intent and its batches are done. An intent whose COMMIT was lost in
-        # a crash is replayed under its token, and the warehouse drops the copy.
-        done = set(committed)
-        for _, record in found:
-            if isinstance(record, FlushRecord) and record.sequence in committed:
-                done.update(record.members)
+        done = _done_at_recovery(
+            {r.sequence for _, r in found if isinstance(r, DataRecord)},
+            [r for _, r in found if isinstance(r, FlushRecord)],
+            committed,
+        )
         data: list[DataRecord] = []
         flushes: list[FlushRecord] = []
         for segment, record in found:
@@ -216,130 +321,236 @@ class WriteAheadLog:
                 continue
             if isinstance(record, DataRecord):
                 data.append(record)
-                self._track(segment, record.sequence, record.size)
+                self._hold(record.sequence, _Hold(record.size, self._bookkeeping(record.table)))
             else:
                 flushes.append(record)
-                self._track(segment, record.sequence, 0)
+            segment.live.add(record.sequence)
+            self._where[record.sequence] = segment
         self._drop_finished()
         self._roll()
         if data:
             log.info("replaying write-ahead log", batches=len(data), bytes=self.pending_bytes)
         return data, flushes
 
-    def _track(self, segment: _Segment, sequence: int, size: int) -> None:
-        segment.live.add(sequence)
-        self._where[sequence] = segment
-        self._sizes[sequence] = size
-        self.pending_bytes += size
+    # --- tokens and the bound ---------------------------------------------------------------
+
+    def new_token(self, table: str, members: Sequence[int]) -> str:
+        """A deduplication token for inserting `members` (in log order) as one batch,
+        unlike any other token ever made, here or by any other log."""
+        nonce = secrets.token_hex(_NONCE_BYTES)
+        return f"{self.id}:{table}:{members[0]}-{members[-1]}:{nonce}"
+
+    def _bookkeeping(self, table: str) -> int:
+        """The most a batch of `table` can add in FLUSH and COMMIT records: those of a
+        flush of it alone, with the longest token and sequence numbers there can be
+        (a flush of n batches writes less than n of them)."""
+        size = self._bookkeeping_sizes.get(table)
+        if size is None:
+            token = self.new_token(table, [_LARGEST_SEQUENCE, _LARGEST_SEQUENCE])
+            size = _record_size([_flush_payload(table, token, [_LARGEST_SEQUENCE])])
+            size += _record_size([_commit_payload(_LARGEST_SEQUENCE)])
+            self._bookkeeping_sizes[table] = size
+        return size
+
+    @property
+    def used_bytes(self) -> int:
+        """What counts against `max_bytes`: the segments, records waiting to be
+        written, and the bookkeeping records uncommitted batches may still cause."""
+        return self._disk_bytes + self._queued_bytes + self._reserved
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes in the segment files."""
+        return self._disk_bytes
+
+    @property
+    def oldest_pending(self) -> int | None:
+        """The sequence number of the oldest record not yet committed, if any."""
+        return min(self._where, default=None)
+
+    def _check_room(self, size: int) -> None:
+        used = self.used_bytes
+        if used + size <= self.max_bytes:
+            return
+        current = self._current
+        if current is not None and current.size and not current.live:
+            # The open segment holds only committed records, and only a closed one can
+            # be deleted: start the next one, so that the retry finds the room.
+            self._roll_wanted = True
+            self._wake.set()
+        if size > self.max_bytes:
+            raise WalFull(
+                f"this request needs {size} bytes of write-ahead log, more than its limit "
+                f"of {self.max_bytes} (PIPIT_WAL_MAX_BYTES); send fewer events at a time"
+            )
+        raise WalFull(
+            f"ingest's write-ahead log is full: {used} bytes in use and {size} more "
+            f"asked for, limit {self.max_bytes}; retry later"
+        )
+
+    def _hold(self, sequence: int, hold: _Hold) -> None:
+        self._holds[sequence] = hold
+        self.pending_bytes += hold.size
+        self._reserved += hold.bookkeeping
+
+    def _unhold(self, sequence: int) -> None:
+        hold = self._holds.pop(sequence, None)
+        if hold is not None:
+            self.pending_bytes -= hold.size
+            self._reserved -= hold.bookkeeping
 
     # --- appending ------------------------------------------------------------------------
 
-    def reserve(self, size: int) -> None:
-        """Raises WalFull when `size` more bytes would take the log past its bound."""
-        if self.pending_bytes + size > self.max_bytes:
-            raise WalFull(
-                f"ingest is holding {self.pending_bytes} unflushed bytes (limit "
-                f"{self.max_bytes}); retry later"
-            )
-
-    async def append(
-        self, table: str, columns: Sequence[str], lines: Sequence[bytes], *, checked: bool = False
-    ) -> int:
+    async def append(self, table: str, columns: Sequence[str], lines: Sequence[bytes]) -> int:
         """Logs JSONEachRow lines durably (see `append_block`)."""
-        return await self.append_block(table, columns, Block.from_lines(lines), checked=checked)
+        return await self.append_block(table, columns, Block.from_lines(lines))
 
-    async def append_block(
-        self, table: str, columns: Sequence[str], block: Block, *, checked: bool = False
-    ) -> int:
-        """Logs a batch durably; returns its sequence number once it is fsync'd. Unless
-        the caller `checked` the bound already, raises WalFull past it."""
-        if not checked:
-            self.reserve(block.size)
-        payload = _data_payload(table, columns, block)
-        sequence, done = self._enqueue(DATA, payload, block.size)
-        await done
+    async def append_block(self, table: str, columns: Sequence[str], block: Block) -> int:
+        """Logs a batch durably; returns its sequence number once it is fsync'd. Raises
+        WalFull past the log's bound."""
+        (sequence,) = await self.append_batches([(table, columns, block)])
         return sequence
+
+    async def append_batches(self, batches: Sequence[Batch]) -> list[int]:
+        """Logs batches durably, all in one write, and returns their sequence numbers
+        once that write is fsync'd. Either all are taken or, past the log's bound, none
+        (WalFull), so a refused request can be retried whole."""
+        records = [
+            (table, _data_payload(table, columns, block), block)
+            for table, columns, block in batches
+        ]
+        self._check_room(
+            sum(_record_size(payload) + self._bookkeeping(table) for table, payload, _ in records)
+        )
+        enqueued = [
+            self._enqueue(DATA, payload, _Hold(block.size, self._bookkeeping(table)))
+            for table, payload, block in records
+        ]
+        await asyncio.gather(*(done for _, done in enqueued))
+        return [sequence for sequence, _ in enqueued]
 
     async def append_flush(self, table: str, token: str, members: Sequence[int]) -> int:
         """Logs the intent to insert `members` as one batch under `token`."""
-        payload = orjson.dumps({"table": table, "token": token, "members": list(members)})
-        sequence, done = self._enqueue(FLUSH, [payload], 0)
+        sequence, done = self._enqueue(FLUSH, [_flush_payload(table, token, members)], None)
         await done
         return sequence
 
     def _enqueue(
-        self, kind: int, payload: Sequence[bytes], size: int
+        self, kind: int, payload: Sequence[bytes], hold: _Hold | None
     ) -> tuple[int, asyncio.Future[None]]:
         if self._closed or self._writer is None:
             raise RuntimeError("the write-ahead log is not open")
+        if self._broken is not None:
+            raise RuntimeError(
+                f"the write-ahead log could not undo a failed write ({self._broken}); "
+                "restart ingest"
+            )
         sequence = self._next
         self._next += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((_encode(sequence, kind, payload), sequence, done))
+        parts = _encode(sequence, kind, payload)
+        size = sum(len(part) for part in parts)
+        self._queue.append(_Queued(parts, sequence, kind, size, done))
+        self._queued_bytes += size
         # Counted now, so the bound holds for appends still waiting on their fsync.
-        self._sizes[sequence] = size
-        self.pending_bytes += size
+        if hold is not None:
+            self._hold(sequence, hold)
         self._wake.set()
         return sequence, done
 
     async def _write_loop(self) -> None:
         while True:
             if not self._queue:
+                current = self._current
+                if self._roll_wanted and not self._closed and current is not None and current.size:
+                    self._roll_wanted = False
+                    await self._roll_async()
+                    continue
                 if self._closed:
                     return
                 await self._wake.wait()
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
-            records = [part for record, _, _ in batch for part in record]
-            try:
-                await asyncio.to_thread(self._write, records)
-            except Exception as exc:  # noqa: BLE001 - the callers must hear of it
-                log.error("write-ahead log write failed", error=str(exc))
-                for _, sequence, done in batch:
-                    self.pending_bytes -= self._sizes.pop(sequence, 0)
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            # Bookkeeping stays on the event loop, so release() never races it.
             segment = self._current
             assert segment is not None
-            segment.size += sum(len(part) for part in records)
-            for _, sequence, _ in batch:
-                segment.live.add(sequence)
-                self._where[sequence] = segment
+            try:
+                await asyncio.to_thread(
+                    self._write, [part for record in batch for part in record.parts], segment
+                )
+            except Exception as exc:  # noqa: BLE001 - the callers must hear of it
+                log.error("write-ahead log write failed", error=str(exc))
+                for record in batch:
+                    self._queued_bytes -= record.size
+                    self._unhold(record.sequence)
+                    if not record.done.done():
+                        record.done.set_exception(exc)
+                continue
+            # Bookkeeping stays on the event loop, so release() never races it.
+            for record in batch:
+                self._queued_bytes -= record.size
+                segment.size += record.size
+                self._disk_bytes += record.size
+                if record.kind != COMMIT:
+                    # Batches and intents wait for the warehouse; a COMMIT waits for
+                    # nothing, and tracking it would keep its segment forever.
+                    segment.live.add(record.sequence)
+                    self._where[record.sequence] = segment
             if segment.size >= self.segment_bytes:
                 await self._roll_async()
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            for record in batch:
+                if not record.done.done():
+                    record.done.set_result(None)
 
-    def _write(self, records: list[bytes]) -> None:
+    def _write(self, parts: list[bytes], segment: _Segment) -> None:
         """On a worker thread: one write and one fsync for the whole group."""
         assert self._file is not None
-        self._file.writelines(records)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.writelines(parts)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except BaseException:
+            self._cut_back(segment)
+            raise
 
-    def _open_next(self, path: Path):
+    def _cut_back(self, segment: _Segment) -> None:
+        """After a failed write, cuts the segment back to its last acknowledged byte:
+        part of the group may have reached the file, and later records must not follow
+        a torn one (a replay stops at the first)."""
+        try:
+            try:
+                self._file.close()  # type: ignore[union-attr]
+            except OSError:
+                pass  # its buffer held the failed write; the descriptor is closed
+            handle = _open_private(segment.path)
+            handle.truncate(segment.size)
+            os.fsync(handle.fileno())
+            self._file = handle
+        except BaseException as exc:
+            self._broken = exc
+            log.error("write-ahead log cannot undo a failed write", error=str(exc))
+
+    def _open_next(self, path: Path) -> BinaryIO:
         if self._file is not None:
             self._file.close()
-        handle = path.open("ab")
+        handle = _open_private(path)
         # The new file's directory entry must survive a crash too.
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_directory(self.directory)
         return handle
 
+    def _next_path(self) -> Path:
+        # Named for the first record it will hold: one already waiting in the queue,
+        # or the next number the log gives.
+        first = self._queue[0].sequence if self._queue else self._next
+        return self.directory / f"{first:020d}{SUFFIX}"
+
     def _roll(self) -> None:
-        path = self.directory / f"{self._next:020d}{SUFFIX}"
+        path = self._next_path()
         self._file = self._open_next(path)
         self._install(path)
 
     async def _roll_async(self) -> None:
-        path = self.directory / f"{self._next:020d}{SUFFIX}"
+        path = self._next_path()
         self._file = await asyncio.to_thread(self._open_next, path)
         self._install(path)
 
@@ -356,10 +567,12 @@ class WriteAheadLog:
         """Marks records committed; closed segments with nothing live are deleted. With
         the flush intent that covered them, a COMMIT record tells a later replay to skip
         them (it rides along with the next group write; losing it is harmless)."""
-        if intent is not None and not self._closed:
-            self._enqueue(COMMIT, [orjson.dumps({"intent": intent})], 0)
+        if intent is not None and not self._closed and self._broken is None:
+            _, written = self._enqueue(COMMIT, [_commit_payload(intent)], None)
+            # Nobody waits for it; a failed write of it is logged by the writer.
+            written.add_done_callback(lambda f: f.cancelled() or f.exception())
         for sequence in sequences:
-            self.pending_bytes -= self._sizes.pop(sequence, 0)
+            self._unhold(sequence)
             segment = self._where.pop(sequence, None)
             if segment is not None:
                 segment.live.discard(sequence)
@@ -367,17 +580,15 @@ class WriteAheadLog:
 
     def _drop_finished(self) -> None:
         # Only a prefix of the log is ever deleted: a flush intent always follows its
-        # batches, so while any batch survives, the intent that may have inserted it does.
+        # batches and its COMMIT follows it, so while any batch survives, so do the
+        # intent that may have inserted it and the COMMIT that says it did.
         for first in sorted(self._segments):
             segment = self._segments[first]
             if not segment.closed or segment.live:
                 return
             segment.path.unlink(missing_ok=True)
+            self._disk_bytes -= segment.size
             del self._segments[first]
-
-    @property
-    def disk_bytes(self) -> int:
-        return sum(s.size for s in self._segments.values())
 
     async def close(self) -> None:
         self._closed = True
