@@ -7,21 +7,39 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_http_fixture import clickhouse_url_for_tests
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
 
 _database_numbers = itertools.count(1)
 
+# A secret in the environment of this process and of every process the tests start (the
+# ClickHouse fixture, `pipit up`), as PIPIT_ADMIN_TOKEN would be: the attack corpus checks no
+# answer ever carries it (tests/security/).
+ENVIRON_CANARY = os.environ.setdefault(
+    "PIPIT_TEST_ENVIRON_CANARY", "environ-" + secrets.token_hex(16)
+)
+
 
 @pytest.fixture(scope="session")
 def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's one embedded data directory."""
     return tmp_path_factory.mktemp("pipit-data")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ClickHouse HTTP endpoint for the whole session: the real server named by
+    PIPIT_TEST_CLICKHOUSE_URL, else the test fixture serving it from chDB."""
+    url, stop = clickhouse_url_for_tests(tmp_path_factory.mktemp("clickhouse-http"))
+    yield url
+    stop()
 
 
 def unique_database(prefix: str = "t") -> str:

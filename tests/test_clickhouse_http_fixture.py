@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 # A sibling module: pytest puts tests/ (no package) on sys.path.
-from clickhouse_http_fixture import ClickHouseHttpFixture, clickhouse_url_for_tests, zstd
+from clickhouse_http_fixture import ClickHouseHttpFixture, zstd
 
 from common.datasources import registry
 from common.warehouse.base import WarehouseError
@@ -33,13 +33,6 @@ from common.warehouse.clickhouse import ClickHouseWarehouse
 
 # A timezone no server is configured with, so a leaked setting cannot pass for the default.
 ODD_TIMEZONE = "Pacific/Chatham"
-
-
-@pytest.fixture(scope="session")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, stop = clickhouse_url_for_tests(tmp_path_factory.mktemp("clickhouse-http"))
-    yield url
-    stop()
 
 
 def _database() -> str:

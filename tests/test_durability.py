@@ -8,14 +8,12 @@ crashes."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
 import clickhouse_connect
 import grpc
 import pytest
-from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 from google.protobuf.timestamp_pb2 import Timestamp
 from harness import free_port
@@ -29,16 +27,6 @@ TOKEN = "durability-token"
 CLIENTS = 4
 BATCHES_PER_CLIENT = 60
 EVENTS_PER_BATCH = 25
-
-
-@pytest.fixture(scope="module")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory):
-    configured = os.environ.get("PIPIT_TEST_CLICKHOUSE_URL")
-    if configured:
-        yield configured
-        return
-    with ClickHouseHttpFixture(tmp_path_factory.mktemp("durability-ch")) as server:
-        yield server.url
 
 
 def _event(key: str) -> ab_test_events_pb2.AbTestEvent:

@@ -6,7 +6,6 @@ server named by PIPIT_TEST_CLICKHOUSE_URL)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import aiohttp
 import expected
 import orjson
 import pytest
-from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 from endpoint_cases import CASES, DATA, case_id
 from google.protobuf import json_format
@@ -28,17 +26,6 @@ from common.warehouse.embedded import EmbeddedWarehouse
 from services.query.service import endpoints
 
 RPCS = {endpoint.name: (rpc, endpoint) for rpc, endpoint in endpoints(1024).items()}
-
-
-@pytest.fixture(scope="session")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory):
-    """A ClickHouse HTTP endpoint: the real one when configured, else the chDB fixture."""
-    configured = os.environ.get("PIPIT_TEST_CLICKHOUSE_URL")
-    if configured:
-        yield configured
-        return
-    with ClickHouseHttpFixture(tmp_path_factory.mktemp("clickhouse")) as server:
-        yield server.url
 
 
 async def _open(backend: str, chdb_dir: Path, clickhouse_url: str) -> Warehouse:

@@ -10,7 +10,6 @@ and on the ClickHouse HTTP fixture, and once as a real `pipit up` process."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,6 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 from harness import TOKEN, free_port, start_suite
 from processes import start_pipit
@@ -65,16 +63,6 @@ async def _post_and_wait(http: aiohttp.ClientSession, gateway: str, n: int, toke
 async def _event_ids(warehouse: Warehouse) -> list[str]:
     result = await warehouse.query("SELECT event_id FROM user_events ORDER BY event_id", {})
     return [row["event_id"] for row in result.data]
-
-
-@pytest.fixture(scope="module")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory):
-    configured = os.environ.get("PIPIT_TEST_CLICKHOUSE_URL")
-    if configured:
-        yield configured
-        return
-    with ClickHouseHttpFixture(tmp_path_factory.mktemp("idle-restarts-ch")) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["chdb", "clickhouse-http"])

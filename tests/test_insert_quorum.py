@@ -6,10 +6,7 @@ settings, and deduplication by token still drops a retried flush under them."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 
 from common import config
@@ -58,16 +55,6 @@ def test_the_insert_statement_names_the_quorum_and_the_token(tmp_path) -> None:
         "distributed_foreground_insert = 1, insert_deduplication_token = 'tok\\'en' "
         "FORMAT JSONEachRow"
     )
-
-
-@pytest.fixture(scope="module")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory):
-    configured = os.environ.get("PIPIT_TEST_CLICKHOUSE_URL")
-    if configured:
-        yield configured
-        return
-    with ClickHouseHttpFixture(tmp_path_factory.mktemp("quorum-ch")) as server:
-        yield server.url
 
 
 @pytest.fixture(params=["chdb", "clickhouse-http"])

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import expected
 import orjson
 import pytest
-from clickhouse_http_fixture import clickhouse_url_for_tests
 from conftest import unique_database
 from harness import TOKEN, Suite, start_suite
 
@@ -57,32 +56,30 @@ FAILING = {
 LIMITS = AdhocLimits(max_seconds=2.0, max_memory_bytes=64 * 1024 * 1024, max_threads=1)
 
 
-async def _open(backend: str, chdb_dir: Path, tmp: Path) -> tuple[Warehouse, Callable[[], None]]:
+async def _open(backend: str, chdb_dir: Path, clickhouse_url: str) -> Warehouse:
     database = unique_database("lanes")
     if backend == "chdb":
         warehouse: Warehouse = EmbeddedWarehouse(chdb_dir, database, LIMITS)
-        stop = lambda: None  # noqa: E731
     else:
-        url, stop = clickhouse_url_for_tests(tmp)
-        warehouse = ClickHouseWarehouse(url, database, LIMITS)
+        warehouse = ClickHouseWarehouse(clickhouse_url, database, LIMITS)
     await warehouse.open()
     await warehouse.ensure_schema(list(registry().values()))
     body = b"\n".join(orjson.dumps(event) for event in EVENTS)
     await warehouse.insert_json_rows(
         "ab_test_events", registry()["ab_test_events"].column_names, body
     )
-    return warehouse, stop
+    return warehouse
 
 
 @pytest.fixture(scope="module", params=["chdb", "clickhouse"])
-async def suite(request, chdb_dir: Path, tmp_path_factory) -> AsyncIterator[Suite]:
-    warehouse, stop = await _open(request.param, chdb_dir, tmp_path_factory.mktemp("lanes"))
+async def suite(request, chdb_dir: Path) -> AsyncIterator[Suite]:
+    url = request.getfixturevalue("clickhouse_url") if request.param == "clickhouse" else ""
+    warehouse = await _open(request.param, chdb_dir, url)
     running = await start_suite(warehouse)
     yield running
     await running.stop()
     await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
     await warehouse.close()
-    stop()
 
 
 async def _get(suite: Suite, path: str, token: str = TOKEN, **params: str) -> tuple[int, dict]:
@@ -127,7 +124,7 @@ async def test_a_failed_query_leaves_its_chdb_session_whole(chdb_dir: Path):
 @pytest.fixture
 async def chdb_suite(chdb_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Suite, str]]:
     """A suite on chDB admitting one Query API query at a time, and a second token."""
-    warehouse, _ = await _open("chdb", chdb_dir, tmp_path)
+    warehouse = await _open("chdb", chdb_dir, "")
     tokens = TokenFile(tmp_path / "tokens.json")
     other = tokens.create("other-reader", ["DATASOURCES:READ:ab_test_events"])
     running = await start_suite(

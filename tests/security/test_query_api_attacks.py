@@ -10,7 +10,6 @@ secret (the canary file, the process environment, the admin token, the token dig
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ import aiohttp
 import orjson
 import pytest
 from attack_corpus import CROSS_DATASOURCE, LEGITIMATE, corpus
-from clickhouse_http_fixture import clickhouse_url_for_tests
-from conftest import unique_database
+from conftest import ENVIRON_CANARY, unique_database
 from harness import TOKEN, Suite, start_suite
 
 from common.datasources import registry
@@ -82,17 +80,11 @@ async def _listener() -> tuple[asyncio.Server, list[int]]:
 async def target(request, chdb_dir: Path, tmp_path_factory) -> AsyncIterator[Target]:
     base = tmp_path_factory.mktemp("attacks")
     canary = "canary-" + secrets.token_hex(16)
-    environ_canary = "environ-" + secrets.token_hex(16)
-    # The process environment holds a secret as PIPIT_ADMIN_TOKEN would: it is set before the
-    # ClickHouse fixture's process starts, so both engines' /proc/self/environ carry it.
-    os.environ["PIPIT_TEST_ENVIRON_CANARY"] = environ_canary
-    stop_fixture = None
     database = unique_database("attacks")
     if request.param == "chdb":
         warehouse: Warehouse = EmbeddedWarehouse(chdb_dir, database)
     else:
-        url, stop_fixture = clickhouse_url_for_tests(base / "clickhouse")
-        warehouse = ClickHouseWarehouse(url, database)
+        warehouse = ClickHouseWarehouse(request.getfixturevalue("clickhouse_url"), database)
     await warehouse.open()
     await warehouse.ensure_schema(list(registry().values()))
     body = b"\n".join(orjson.dumps({**ROW, "user_id": f"u{i}"}) for i in range(3))
@@ -115,7 +107,7 @@ async def target(request, chdb_dir: Path, tmp_path_factory) -> AsyncIterator[Tar
         tokens=tokens,
         token_file=token_file.path,
         token_file_bytes=token_file.path.read_bytes(),
-        secrets=[canary, environ_canary, TOKEN, *tokens.values(), *digests, "root:x:0:0"],
+        secrets=[canary, ENVIRON_CANARY, TOKEN, *tokens.values(), *digests, "root:x:0:0"],
         out=base / "out" / "probe.txt",
         probe_dir=base,
         listener=f"127.0.0.1:{port}",
@@ -125,9 +117,6 @@ async def target(request, chdb_dir: Path, tmp_path_factory) -> AsyncIterator[Tar
     server.close()
     await warehouse.execute(f"DROP DATABASE IF EXISTS `{database}`")
     await warehouse.close()
-    if stop_fixture is not None:
-        stop_fixture()
-    os.environ.pop("PIPIT_TEST_ENVIRON_CANARY", None)
 
 
 def _fill(template: str, target: Target) -> str:
