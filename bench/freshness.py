@@ -174,17 +174,9 @@ def chart(document: dict[str, Any], out: Path) -> Path:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     machine = results.machine()
     work = Path(tempfile.mkdtemp(prefix="pipit-bench-freshness-"))
-    ports = {name: launch.free_port() for name in ("ingest", "query", "gateway")}
-    env = {
-        "PIPIT_DATA_DIR": str(work / "data"),
-        "PIPIT_INGEST_PORT": str(ports["ingest"]),
-        "PIPIT_QUERY_PORT": str(ports["query"]),
-        "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
-    }
-    suite = launch.start(["up"], env, {"ingest", "query", "gateway"}, work / "logs")
+    suite = launch.start_up(work)
     try:
-        url = f"http://127.0.0.1:{ports['gateway']}"
-        target = f"127.0.0.1:{ports['ingest']}"
+        url, target = suite.gateway_url, suite.ingest_target
         phases = []
         for background in args.background:
             phase = await measure(url, target, args.probes, args.every, args.poll, background)
@@ -195,7 +187,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             phases.append(phase)
     finally:
-        suite.stop()
+        suite.service.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     document = {

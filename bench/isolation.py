@@ -173,30 +173,21 @@ def _tokens(tokens_file: Path) -> dict[str, str]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     machine = results.machine()
     work = Path(tempfile.mkdtemp(prefix="pipit-bench-isolation-"))
-    ports = {name: launch.free_port() for name in ("ingest", "query", "gateway")}
     tokens_file = work / "tokens.json"
     attackers = await asyncio.to_thread(_tokens, tokens_file)
-    env = {
-        "PIPIT_DATA_DIR": str(work / "data"),
-        "PIPIT_TOKENS_FILE": str(tokens_file),
-        "PIPIT_INGEST_PORT": str(ports["ingest"]),
-        "PIPIT_QUERY_PORT": str(ports["query"]),
-        "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
-    }
-    suite = launch.start(["up"], env, {"ingest", "query", "gateway"}, work / "logs")
+    suite = launch.start_up(work, {"PIPIT_TOKENS_FILE": str(tokens_file)})
     try:
         await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "pipit.cli", "seed", "--events", str(args.events),
-             "--ingest-target", f"127.0.0.1:{ports['ingest']}", "--admin-token", launch.TOKEN],
+             "--ingest-target", suite.ingest_target, "--admin-token", launch.TOKEN],
             check=True, capture_output=True,
         )  # fmt: skip
-        url = f"http://127.0.0.1:{ports['gateway']}"
-        baseline = await phase(url, args.seconds, None)
-        loaded = await phase(url, args.seconds, attackers)
-        peak_rss = suite.peak_rss_mib()
+        baseline = await phase(suite.gateway_url, args.seconds, None)
+        loaded = await phase(suite.gateway_url, args.seconds, attackers)
+        peak_rss = suite.service.peak_rss_mib()
     finally:
-        suite.stop()
+        suite.service.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     document = {

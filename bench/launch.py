@@ -124,3 +124,32 @@ def start(command: list[str], env: Mapping[str, str], expect: set[str], log_dir:
         tail = log_path.read_text()[-2000:]
         raise RuntimeError(f"pipit {command[0]} did not start: {tail}")
     return service
+
+
+@dataclass
+class Suite:
+    """A running `pipit up` on free ports."""
+
+    service: Service
+    ports: dict[str, int]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def ingest_target(self) -> str:
+        return f"127.0.0.1:{self.ports['ingest']}"
+
+
+def start_up(work: Path, env: Mapping[str, str] | None = None) -> Suite:
+    """`pipit up` with its data and logs under `work`, on free ports, `env` added."""
+    ports = {name: free_port() for name in ("ingest", "query", "gateway")}
+    settings = {
+        "PIPIT_DATA_DIR": str(work / "data"),
+        "PIPIT_INGEST_PORT": str(ports["ingest"]),
+        "PIPIT_QUERY_PORT": str(ports["query"]),
+        "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
+        **(env or {}),
+    }
+    return Suite(start(["up"], settings, {"ingest", "query", "gateway"}, work / "logs"), ports)
