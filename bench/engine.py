@@ -27,7 +27,7 @@ from common.datasources import registry
 from common.warehouse.base import QUERY_SETTINGS
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.seed.generator import DATASOURCES, generate
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
 DATABASE = "pipit"  # the services' default (PIPIT_DATABASE)
 LOAD_CHUNK = 250_000
@@ -157,7 +157,7 @@ def direct(
         literal = value if isinstance(value, int | float) else f"'{value}'"
         engine.query(f"SET {name} = {literal}")
     engine.query(f"USE `{DATABASE}`")
-    by_rpc = endpoints(1024)
+    by_rpc = builtin_endpoints(1024)
     cases = json.loads(cases_file.read_text())
     timings: dict[str, list[float]] = {}
     for name, variants in cases.items():

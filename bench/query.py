@@ -35,7 +35,7 @@ import grpc
 
 from bench import launch, results
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
 DEFAULT_DATA_ROOT = Path(tempfile.gettempdir()) / "pipit-bench-data"
 JUNE = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
@@ -80,7 +80,7 @@ def _engine(command: list[str]) -> dict[str, Any]:
 
 
 def _request(variant: dict[str, Any]) -> Any:
-    rpc = endpoints(1024)[variant["rpc"]]
+    rpc = builtin_endpoints(1024)[variant["rpc"]]
     return getattr(query_service_pb2, rpc.request_class.DESCRIPTOR.name)(**variant["fields"])
 
 

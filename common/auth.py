@@ -14,11 +14,17 @@ import grpc
 
 from common.config import Settings
 from common.interceptors import Behavior, wrap_handler
+from common.project_handlers import ScopeRules
 from common.rate_limit import Decision, RateLimiter
 from common.tokens import ADMIN, Principal, TokenError, TokenStore, allows, check_admin_token
 
-# Health checks (probes) and reflection (tooling) must work without a token.
-PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Health checks (probes), reflection (tooling) and the deployment's descriptors (gateways
+# routing by them, as reflection would show them) work without a token.
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.",
+    "/pipit.deploy.v1.DeployService/GetDeployment",
+)
 
 TOKEN_FILE_NAME = "admin_token"
 # What a caller without a known token is told, by the services and by a gateway that checks
@@ -96,9 +102,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
     All of it runs inside the call, so anything that goes wrong here is answered like a
     handler's own failure (see RequestLogInterceptor), never by grpc's default."""
 
-    def __init__(self, access: Access, rules: Mapping[str, ScopeRule]) -> None:
+    def __init__(self, access: Access, rules: Mapping[str, ScopeRule] | ScopeRules) -> None:
         self._access = access
-        self._rules = dict(rules)
+        # A deployed project changes its own rules: looked up on every call, never copied.
+        self._rules = rules
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method

@@ -39,8 +39,11 @@ _ENGINE = re.compile(r"^\s*(?P<name>[A-Za-z]*MergeTree)\s*(?:\((?P<args>.*)\))?\
 
 
 def sharding_key(ds: Datasource) -> str:
-    """By user_id where the datasource has one; otherwise by its sorting key, which is
-    made of its columns (so deterministic) and keeps rows that sort together together."""
+    """As the datasource declares; else by user_id where it has one; otherwise by its
+    sorting key, which is made of its columns (so deterministic) and keeps rows that sort
+    together together."""
+    if ds.declared_sharding_key:
+        return ds.declared_sharding_key
     if SHARDING_COLUMN in ds.column_names:
         return SHARDING_KEY
     return f"cityHash64({ds.sorting_key})"

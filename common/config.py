@@ -118,6 +118,7 @@ class Settings:
     gateway: str = "pipit"
     log_level: str = "info"
     manage_schema: bool = True
+    project: Path | None = None
     insert_quorum: str = "0"
 
     def tls_files(self) -> tuple[Path, Path] | None:
@@ -233,6 +234,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         _gateway_kind,
     ),
     "log_level": ("debug, info, warning or error", str),
+    "project": (
+        "a project folder (Tinybird datafiles, or Pipit's protos and SQL) to build and deploy "
+        "at start; empty: the newest deployment, else the built-in tutorials",
+        Path,
+    ),
     "manage_schema": (
         "create missing tables at start-up; false where `pipit migrate` owns the schema "
         "(a ClickHouse cluster)",

@@ -5,15 +5,18 @@ limits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from common.auth import Access, AccessInterceptor, ScopeRule
 from common.request_log import RequestLogInterceptor
+from pipit.project.runtime import CurrentProject, Project
 
 # The Events API takes bodies up to 10 MiB; leave room for the envelope.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -27,6 +30,9 @@ class GrpcServer:
     health: health.aio.HealthServicer
     port: int
     service_names: tuple[str, ...]
+    project_names: Callable[[], tuple[str, ...]] = tuple
+    """The names of the project's own services in service now."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -34,12 +40,54 @@ class GrpcServer:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in (*self.service_names, ""):
+        for name in (*self.service_names, *self.project_names(), ""):
             await self.health.set(name, status)
+
+    def project_swapped(self, project: Project) -> None:
+        """A deployed project's own services answer health checks too (the fixed names,
+        which readiness may have turned NOT_SERVING, keep their status)."""
+        del project
+
+        async def serve_new_names() -> None:
+            for name in self.project_names():
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        task = asyncio.get_running_loop().create_task(serve_new_names())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self, grace: float) -> None:
         await self.set_serving(False)
         await self.server.stop(grace)
+
+
+class _ProjectReflection(ReflectionServicer):
+    """Server reflection over the project in service: its descriptors (which include the
+    platform's services) and its services' names beside the fixed ones."""
+
+    def __init__(
+        self, fixed: Sequence[str], current: CurrentProject, names: Callable[[], tuple[str, ...]]
+    ) -> None:
+        super().__init__(tuple(fixed))
+        self._fixed = tuple(fixed)
+        self._current = current
+        self._names = names
+
+    @property
+    def _pool(self):  # noqa: ANN202 - the base class reads it as an attribute
+        return self._current.project.pool
+
+    @_pool.setter
+    def _pool(self, _value) -> None:  # the base class assigns it once
+        pass
+
+    @property
+    def _service_names(self) -> tuple[str, ...]:
+        return tuple(sorted({*self._fixed, *self._names()}))
+
+    @_service_names.setter
+    def _service_names(self, _value) -> None:
+        pass
 
 
 async def start_grpc_server(
@@ -51,9 +99,13 @@ async def start_grpc_server(
     access: Access,
     scope_rules: Mapping[str, ScopeRule],
     tls: tuple[bytes, bytes] | None = None,
+    current: CurrentProject | None = None,
+    project_names: Callable[[Project], Sequence[str]] | None = None,
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port). `access` is the
-    process's: every server of a process shares its tokens and rate-limit buckets."""
+    process's: every server of a process shares its tokens and rate-limit buckets. With
+    `current`, reflection and health follow the project in service, whose own services
+    `project_names` lists."""
     server = grpc.aio.server(
         interceptors=[RequestLogInterceptor(), AccessInterceptor(access, scope_rules)],
         options=[
@@ -65,14 +117,23 @@ async def start_grpc_server(
     server.add_generic_rpc_handlers(tuple(handlers))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    fixed = (
+        *service_names,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
     )
+
+    def names() -> tuple[str, ...]:
+        if current is None or project_names is None:
+            return ()
+        return tuple(project_names(current.project))
+
+    if current is None:
+        reflection.enable_server_reflection(fixed, server)
+    else:
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            _ProjectReflection(fixed, current, names), server
+        )
     if tls is not None:
         cert, key = tls
         credentials = grpc.ssl_server_credentials([(key, cert)])
@@ -82,6 +143,8 @@ async def start_grpc_server(
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
-    started = GrpcServer(server, health_servicer, bound, tuple(service_names))
+    started = GrpcServer(server, health_servicer, bound, tuple(service_names), names)
+    if current is not None:
+        current.on_swap(started.project_swapped)
     await started.set_serving(True)
     return started

@@ -48,9 +48,9 @@ from common.tokens import TokenStore
 from gateway.body import body_encoding, read_body
 from gateway.cors import CorsPolicy
 from gateway.dashboard import add_dashboard
+from gateway.deployment import ServedRoutes, following
 from gateway.early_auth import refuse_unknown_token
 from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
-from gateway.routes import RouteTable, load_routes
 from gateway.transcoder import build_request, parse_query, render_response
 from gateway.upstreams import Upstreams
 
@@ -103,17 +103,20 @@ class Gateway:
 
     def __init__(
         self,
-        table: RouteTable,
+        routes: ServedRoutes,
         upstreams: Upstreams,
-        cors: CorsPolicy,
+        allowed_origins: Sequence[str],
         max_body_bytes: int,
         timeout: float,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         token_store: TokenStore | None = None,
     ) -> None:
-        self.table = table
+        self.routes = routes
         self.upstreams = upstreams
-        self.cors = cors
+        self.cors = CorsPolicy(allowed_origins, routes.table.http_methods)
+        routes.on_swap(
+            lambda table: setattr(self, "cors", CorsPolicy(allowed_origins, table.http_methods))
+        )
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
         self.header_timeout = header_timeout
@@ -123,7 +126,10 @@ class Gateway:
         # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
         # let "%2F" act as a separator.
         raw_path, _, raw_query = request.raw_path.partition("?")
-        match = self.table.match(request.method, raw_path)
+        # One table for the whole request, whatever a deploy swaps in meanwhile.
+        table = self.routes.table
+        targets = self.routes.targets
+        match = table.match(request.method, raw_path)
         if match is None:
             raise GatewayError(grpc.StatusCode.NOT_FOUND, NO_ROUTE.format(raw_path))
         route = match.route
@@ -144,12 +150,13 @@ class Gateway:
         # Read whatever the rule says: Envoy parses a body on a rule without one too.
         body = await read_body(request, self.max_body_bytes, encoding, self.header_timeout)
         content_type = request.headers.get("Content-Type", "")
-        pool = self.table.pool
+        pool = table.pool
         # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
         json_bytes = 0 if route.body_is_http_body else len(body)
         message = await _offload(json_bytes, build_request, match, params, body, content_type, pool)
 
-        call = self.upstreams.call(route)(message, metadata=metadata, timeout=self.timeout)
+        target = targets[route.service]
+        call = self.upstreams.call(route, target)(message, metadata=metadata, timeout=self.timeout)
         try:
             reply = await call
             initial = await call.initial_metadata()
@@ -328,20 +335,21 @@ def create_app(
     upstream_credentials: grpc.ChannelCredentials | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     token_store: TokenStore | None = None,
+    follow: bool = True,
 ) -> web.Application:
     """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
     those services is routed; a name missing from the descriptor set raises ValueError.
     `dashboard` also serves the browser dashboard at `/` (gateway/dashboard.py); without it the
     gateway answers only the API, as Envoy does. `header_timeout`: see the module docstring
     (`serve_gateway` applies it to connections). `token_store`, the services' own, lets the
-    gateway refuse a request without a known token before reading its body."""
-    if not upstreams:
-        raise ValueError("the gateway needs at least one upstream service")
-    table = load_routes(descriptor_set or default_descriptor_set(), upstreams)
+    gateway refuse a request without a known token before reading its body. `follow` keeps
+    the routes on the deployment in service (gateway/deployment.py); `descriptor_set` is
+    where they start (the package's own by default)."""
+    routes = ServedRoutes(upstreams, descriptor_set or default_descriptor_set())
     gateway = Gateway(
-        table,
-        Upstreams(upstreams, table, upstream_credentials),
-        CorsPolicy(allowed_origins, table.http_methods),
+        routes,
+        Upstreams(upstreams, upstream_credentials),
+        allowed_origins,
         max_body_bytes,
         timeout,
         header_timeout,
@@ -358,7 +366,15 @@ def create_app(
     async def close_channels(_app: web.Application) -> None:
         await gateway.upstreams.close()
 
+    async def follow_deployments(_app: web.Application):
+        if not follow:
+            yield
+            return
+        async with following(routes, gateway.upstreams.channel):
+            yield
+
     app.on_startup.append(open_channels)
+    app.cleanup_ctx.append(follow_deployments)
     app.on_cleanup.append(close_channels)
     app.router.add_get("/healthz", gateway.healthz, allow_head=False)
     if dashboard:

@@ -83,6 +83,7 @@ from gateway.app import (
 )
 from gateway.body import ACCEPTED_ENCODINGS, too_large, unsupported_encoding
 from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
+from gateway.deployment import resolve_targets, role_targets
 from gateway.errors import code_number
 from gateway.routes import RouteTable, load_routes
 
@@ -608,22 +609,26 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
     if config.descriptor_set_path is None:
         raise ValueError("render_bootstrap needs the descriptor set's path (Envoy reads the file)")
     descriptor_set = Path(config.descriptor_set_path).read_bytes()
+    # Services are routed as our gateway routes them: by name, else by their role's target.
+    upstreams = resolve_targets(
+        config.upstreams, role_targets(config.upstreams, descriptor_set), descriptor_set
+    )
     services = http_services(descriptor_set)
-    missing = sorted(set(services) - set(config.upstreams))
+    missing = sorted(set(services) - set(upstreams))
     if missing:
         raise ValueError(f"no upstream for service(s) {', '.join(missing)}")
     # The same route table our gateway builds: it validates every rule, and its methods are the
     # ones a preflight is told about.
-    table = load_routes(descriptor_set, list(config.upstreams))
-    clusters = _cluster_names(config.upstreams)
+    table = load_routes(descriptor_set, list(upstreams))
+    clusters = _cluster_names(upstreams)
     timeout = _duration(config.timeout)
 
     routes: list[dict[str, Any]] = [
         {
             "match": {"prefix": f"/{service}/"},
-            "route": {"cluster": clusters[config.upstreams[service]], "timeout": timeout},
+            "route": {"cluster": clusters[upstreams[service]], "timeout": timeout},
         }
-        for service in sorted(config.upstreams)
+        for service in sorted(upstreams)
     ]
     # The dashboard's routes skip the transcoder, which would refuse their paths.
     dashboard, largest_file = _dashboard_routes() if config.dashboard else ([], 0)

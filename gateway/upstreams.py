@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.grpc_server import MAX_MESSAGE_BYTES
-from gateway.routes import Route, RouteTable
+from gateway.routes import Route
 
 _CHANNEL_OPTIONS = (
     # Match the services' limits so a 10 MiB Events API body fits in one message.
@@ -29,42 +29,48 @@ def upstream_credentials(ca_file: Path | None) -> grpc.ChannelCredentials | None
 
 
 class Upstreams:
-    """Channels and callables; `open` and `close` must run on the serving event loop.
-    `credentials` makes every channel TLS."""
+    """Channels (one per target, opened when first needed) and a callable per route;
+    `close` must run on the serving event loop. `credentials` makes every channel TLS."""
 
     def __init__(
         self,
         targets: Mapping[str, str],
-        table: RouteTable,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._targets = dict(targets)
-        self._table = table
+        self._targets = sorted(set(targets.values()))
         self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._calls: dict[tuple[str, type, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
     async def open(self) -> None:
-        for target in sorted(set(self._targets.values())):
+        for target in self._targets:
+            self.channel(target)
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        channel = self._channels.get(target)
+        if channel is None:
             if self._credentials is None:
                 channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
             else:
                 channel = grpc.aio.secure_channel(target, self._credentials, _CHANNEL_OPTIONS)
             self._channels[target] = channel
-        for route in self._table.routes:
-            channel = self._channels[self._targets[route.service]]
-            self._calls[route.grpc_method] = channel.unary_unary(
-                route.grpc_method,
-                request_serializer=route.request_class.SerializeToString,
-                response_deserializer=route.response_class.FromString,
-            )
+        return channel
 
     async def close(self) -> None:
         channels, self._channels, self._calls = self._channels, {}, {}
         await asyncio.gather(*(channel.close() for channel in channels.values()))
 
-    def call(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable:
-        return self._calls[route.grpc_method]
+    def call(self, route: Route, target: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        # Keyed by the request class too: a deploy may change a method's messages.
+        key = (route.grpc_method, route.request_class, target)
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self.channel(target).unary_unary(
+                route.grpc_method,
+                request_serializer=route.request_class.SerializeToString,
+                response_deserializer=route.response_class.FromString,
+            )
+        return call
 
     async def health(self, deadline: float) -> dict[str, str]:
         """grpc.health.v1 status (service "") of each target: SERVING, NOT_SERVING, or the

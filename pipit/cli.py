@@ -17,11 +17,13 @@ import structlog
 from common import config
 from common.auth import Access, load_or_create_admin_token
 from common.config import Settings
-from common.datasources import registry
 from common.telemetry import configure_logging
 from common.tokens import TokenError, TokenStore
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
+from pipit.project.compiler import BuildFailed
+from pipit.project.runtime import CurrentProject
+from pipit.project.store import DeploymentStore, following
 
 if TYPE_CHECKING:
     from common.grpc_server import GrpcServer
@@ -108,16 +110,24 @@ async def _until_signalled(stop: asyncio.Event) -> None:
     log.info("shutting down")
 
 
-async def _open_warehouse(settings: Settings) -> Warehouse:
+async def _open_warehouse(settings: Settings) -> tuple[Warehouse, CurrentProject]:
+    """The warehouse and the project to serve from it (its tables created unless `pipit
+    migrate` owns the schema: on a ClickHouse cluster the tables are Replicated +
+    Distributed, and a service creating plain MergeTree tables there would shadow them)."""
+    from pipit.project.serving import start_serving
+
     warehouse = open_warehouse(settings)
     await warehouse.open()
-    # On a ClickHouse cluster the tables are `pipit migrate`'s (Replicated + Distributed);
-    # a service creating plain MergeTree tables there would shadow them.
-    if settings.manage_schema:
-        await warehouse.ensure_schema(
-            list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
+    try:
+        current = await start_serving(
+            warehouse,
+            manage_schema=settings.manage_schema,
+            quarantine_ttl_days=settings.quarantine_ttl_days,
+            project_dir=settings.project,
         )
-    return warehouse
+    except BuildFailed as exc:
+        raise SystemExit(f"pipit: the project was not deployed:\n{exc}") from None
+    return warehouse, current
 
 
 def _admin_token(settings: Settings, show: bool) -> str:
@@ -192,16 +202,17 @@ async def _start_gateway(
 
 
 async def start_services(
-    settings: Settings, warehouse: Warehouse, access: Access
+    settings: Settings, warehouse: Warehouse, access: Access, current: CurrentProject
 ) -> tuple[RunningIngest, GrpcServer]:
     """Ingest and query in one process, as `pipit up` runs them (and the tests start
-    them): one Access for both, so a token's rate limit counts its calls to either."""
+    them): one Access for both, so a token's rate limit counts its calls to either, and
+    one project in service."""
     from services.ingest.server import start_ingest
     from services.query.server import start_query
 
-    ingest = await start_ingest(settings, warehouse, access)
+    ingest = await start_ingest(settings, warehouse, access, current)
     try:
-        query = await start_query(settings, warehouse, access)
+        query = await start_query(settings, warehouse, access, current)
     except BaseException:
         await ingest.stop(0)
         raise
@@ -213,8 +224,8 @@ async def run_up(settings: Settings) -> None:
     # One token store for the process: the gateway's early check and the services read the
     # token file once per change and log a bad one once.
     access = Access.for_process(settings, _admin_token(settings, show=True))
-    warehouse = await _open_warehouse(settings)
-    ingest, query = await start_services(settings, warehouse, access)
+    warehouse, current = await _open_warehouse(settings)
+    ingest, query = await start_services(settings, warehouse, access, current)
     announce("ingest", f"{settings.host}:{ingest.port}")
     announce("query", f"{settings.host}:{query.port}")
     local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
@@ -224,7 +235,8 @@ async def run_up(settings: Settings) -> None:
         settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, access.tokens
     )
     try:
-        await _until_signalled(stop)
+        async with following(DeploymentStore(warehouse), current):
+            await _until_signalled(stop)
     finally:
         await gateway.cleanup()
         await asyncio.gather(
@@ -238,11 +250,12 @@ async def run_ingest(settings: Settings) -> None:
     from services.ingest.server import start_ingest
 
     access = Access.for_process(settings, _admin_token(settings, show=False))
-    warehouse = await _open_warehouse(settings)
-    ingest = await start_ingest(settings, warehouse, access)
+    warehouse, current = await _open_warehouse(settings)
+    ingest = await start_ingest(settings, warehouse, access, current)
     announce("ingest", f"{settings.host}:{ingest.port}")
     try:
-        await _until_signalled(stop)
+        async with following(DeploymentStore(warehouse), current):
+            await _until_signalled(stop)
     finally:
         await ingest.stop(settings.shutdown_grace)
         await warehouse.close()
@@ -253,11 +266,12 @@ async def run_query(settings: Settings) -> None:
     from services.query.server import start_query
 
     access = Access.for_process(settings, _admin_token(settings, show=False))
-    warehouse = await _open_warehouse(settings)
-    query = await start_query(settings, warehouse, access)
+    warehouse, current = await _open_warehouse(settings)
+    query = await start_query(settings, warehouse, access, current)
     announce("query", f"{settings.host}:{query.port}")
     try:
-        await _until_signalled(stop)
+        async with following(DeploymentStore(warehouse), current):
+            await _until_signalled(stop)
     finally:
         await query.stop(settings.shutdown_grace)
         await warehouse.close()
@@ -291,6 +305,7 @@ _COMMANDS: dict[str, tuple[str, list[str], Command]] = {
             "gateway",
             "header_timeout",
             "tls_ca",
+            "project",
         ],
         run_up,
     ),

@@ -18,6 +18,8 @@ from common.grpc_server import GrpcServer
 from common.warehouse.base import Warehouse
 from pipit.cli import start_services
 from pipit.ingest.v1 import ingest_service_pb2_grpc
+from pipit.project.runtime import CurrentProject
+from pipit.project.serving import start_serving
 from pipit.query.v1 import query_service_pb2_grpc
 from services.ingest.server import RunningIngest
 
@@ -38,6 +40,7 @@ class Suite:
     warehouse: Warehouse
     ingest: RunningIngest
     query: GrpcServer
+    current: CurrentProject
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     gateway_runner: Any = None
     gateway_url: str = ""
@@ -74,8 +77,14 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
     access = Access.for_process(settings, settings.admin_token)
-    ingest, query = await start_services(settings, warehouse, access)
-    suite = Suite(warehouse, ingest, query)
+    current = await start_serving(
+        warehouse,
+        manage_schema=True,
+        quarantine_ttl_days=settings.quarantine_ttl_days,
+        project_dir=settings.project,
+    )
+    ingest, query = await start_services(settings, warehouse, access, current)
+    suite = Suite(warehouse, ingest, query, current)
     if gateway:
         from gateway.app import create_app, serve_gateway
         from services.ingest.service import SERVICE as INGEST

@@ -8,9 +8,9 @@ import pytest
 from common.warehouse.base import QueryResult
 from pipit.query.v1 import query_service_pb2 as pb
 from services.query.binder import InvalidParameter, ResultMismatch
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
-ENDPOINTS = endpoints(max_string_length=64)
+ENDPOINTS = builtin_endpoints(max_string_length=64)
 
 
 def test_every_rpc_has_an_endpoint_and_sql() -> None:

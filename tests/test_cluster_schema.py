@@ -206,7 +206,8 @@ async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere
     settings = Settings(
         data_dir=embedded_warehouse.data_dir, database=database, manage_schema=False
     )
-    warehouse = await cli._open_warehouse(settings)
+    warehouse, current = await cli._open_warehouse(settings)
+    assert current.project.name == "tutorials"  # no deployment yet: the built-in project
     try:
         result = await warehouse.query(
             "SELECT count() AS n FROM system.tables WHERE database = {db:String}", {"db": database}

@@ -23,9 +23,9 @@ from common.datasources import registry
 from common.warehouse.base import Warehouse
 from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
-RPCS = {endpoint.name: (rpc, endpoint) for rpc, endpoint in endpoints(1024).items()}
+RPCS = {endpoint.name: (rpc, endpoint) for rpc, endpoint in builtin_endpoints(1024).items()}
 
 
 async def _open(backend: str, chdb_dir: Path, clickhouse_url: str) -> Warehouse:

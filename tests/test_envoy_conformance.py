@@ -126,7 +126,12 @@ def _routes() -> set[tuple[str, str]]:
 
 PIPE_ROUTES = {("GET", f"/v0/pipes/{name}.json") for name, _ in CASES}
 APPEND_ROUTES = {("POST", f"/v1/datasources/{name}/events") for name in registry()}
-OTHER_ROUTES = {("POST", "/v0/events"), ("GET", "/v0/sql")}
+OTHER_ROUTES = {
+    ("POST", "/v0/events"),
+    ("GET", "/v0/sql"),
+    ("GET", "/v0/pipes"),
+    ("POST", "/v0/deploy"),
+}
 
 
 def test_every_http_route_in_the_protos_is_compared() -> None:
@@ -873,6 +878,49 @@ SQL_QUERIES = [
 @pytest.mark.parametrize("q", SQL_QUERIES)
 async def test_query_api(pair: GatewayPair, http: aiohttp.ClientSession, q: str) -> None:
     ours, envoy = await pair.send(http, "GET", f"/v0/sql?{_query({'q': q})}", headers=AUTH)
+    assert_same(ours, envoy)
+
+
+# --- deployments --------------------------------------------------------------------------------
+
+# A dry run of a one-datasource project: validated and planned, nothing applied, so the pair
+# keeps serving the tutorials.
+DRY_RUN = {
+    "dry_run": True,
+    "files": [
+        {
+            "path": "events.datasource",
+            "content": "SCHEMA >\n    `timestamp` DateTime `json:$.timestamp`,\n"
+            '    `name` String `json:$.name`\n\nENGINE "MergeTree"\n'
+            'ENGINE_SORTING_KEY "timestamp"\n',
+        }
+    ],
+}
+BROKEN = {"files": [{"path": "broken.pipe", "content": "NODE x\nSQL >\n    SELEC 1\n"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (DRY_RUN, AUTH),
+        (BROKEN, AUTH),
+        (DRY_RUN, {}),
+        ({"files": "not a list"}, AUTH),
+    ],
+    ids=["dry-run", "broken", "no-token", "malformed"],
+)
+async def test_deploy(
+    pair: GatewayPair, http: aiohttp.ClientSession, body: dict, headers: dict
+) -> None:
+    ours, envoy = await pair.send(
+        http, "POST", "/v0/deploy", headers=headers, data=orjson.dumps(body)
+    )
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize("headers", [AUTH, {}], ids=["admin", "no-token"])
+async def test_list_pipes(pair: GatewayPair, http: aiohttp.ClientSession, headers: dict) -> None:
+    ours, envoy = await pair.send(http, "GET", "/v0/pipes", headers=headers)
     assert_same(ours, envoy)
 
 

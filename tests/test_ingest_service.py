@@ -272,12 +272,17 @@ async def test_prometheus_metrics_are_served(embedded_warehouse):
 
     from common import config
     from common.auth import Access
+    from pipit.project.artifact import builtin
+    from pipit.project.runtime import CurrentProject, Project
     from services.ingest.server import start_ingest
 
     port = free_port()
     settings = config.load(environ={}, admin_token=TOKEN, wal_dir=embedded_warehouse_wal())
     access = Access.for_process(settings, TOKEN)
-    ingest = await start_ingest(settings, embedded_warehouse, access, port=0, metrics_port=port)
+    current = CurrentProject(Project(builtin()))
+    ingest = await start_ingest(
+        settings, embedded_warehouse, access, current, port=0, metrics_port=port
+    )
     try:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingest.port}")
         from pipit.ingest.v1 import ingest_service_pb2_grpc

@@ -17,7 +17,7 @@ from endpoint_cases import DATA
 from harness import TOKEN, start_suite
 
 from common.datasources import registry
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
 PAYLOADS = [
     "' OR '1'='1",
@@ -33,7 +33,7 @@ PAYLOADS = [
     "{user_id:String}",
 ]
 HARMLESS = "harmless_value_that_matches_nothing"
-ENDPOINTS = endpoints(1024)
+ENDPOINTS = builtin_endpoints(1024)
 
 
 def _string_parameters() -> list[tuple[str, str, bool]]:

@@ -14,7 +14,7 @@ from harness import TOKEN, start_suite
 from common.datasources import registry
 from common.validation import RowValidator, parse_datetime
 from services.query.binder import InvalidParameter
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints
 
 JUNE_15 = 1686839400  # 2023-06-15 14:30:00 UTC
 # The zero of some of the digit sets Python reads as decimal digits.
@@ -77,7 +77,7 @@ def test_event_rows_are_quarantined_on_both_validation_paths(name: str, value: s
 
 def _datetime_parameters() -> list[tuple[str, str]]:
     found = []
-    for rpc, endpoint in endpoints(1024).items():
+    for rpc, endpoint in builtin_endpoints(1024).items():
         for parameter in endpoint.parameters:
             if parameter.option.type == "DateTime":
                 assert parameter.field.type == FieldDescriptor.TYPE_STRING
@@ -91,7 +91,7 @@ DATETIME_PARAMETERS = _datetime_parameters()
 @pytest.mark.parametrize(("name", "value"), VARIANTS, ids=IDS)
 def test_pipe_date_parameters(name: str, value: str) -> None:
     assert len(DATETIME_PARAMETERS) >= 20  # every dated endpoint, both bounds
-    endpoints_by_rpc = endpoints(1024)
+    endpoints_by_rpc = builtin_endpoints(1024)
     for rpc, parameter in DATETIME_PARAMETERS:
         endpoint = endpoints_by_rpc[rpc]
         request = endpoint.request_class(**{parameter: value})

@@ -127,6 +127,11 @@ class Warehouse(abc.ABC):
         """Runs a SELECT in the configured database, binding `{name:Type}` placeholders
         server-side from `params`."""
 
+    def sibling(self, database: str) -> Warehouse:
+        """A warehouse like this one in another database (not yet open): the scratch
+        database a build validates a project in."""
+        raise WarehouseError(f"{type(self).__name__} cannot open another database")
+
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         """Runs a SELECT in the ad-hoc lane: a connection of its own, read-only, within
         `adhoc_limits`, so that a slow or failing ad-hoc query never delays or breaks the

@@ -45,6 +45,8 @@ class ClickHouseWarehouse(Warehouse):
         insert_quorum: str = "0",
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
+        self._url = url
+        self._insert_quorum = insert_quorum
         self._args = _client_args(url)
         self._client = None
         self._adhoc_client = None
@@ -71,6 +73,11 @@ class ClickHouseWarehouse(Warehouse):
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
+
+    def sibling(self, database: str) -> ClickHouseWarehouse:
+        return ClickHouseWarehouse(
+            self._url, database, self.adhoc_limits, insert_quorum=self._insert_quorum
+        )
 
     def _adhoc_settings(self) -> dict:
         return {**QUERY_SETTINGS, **self.adhoc_limits.settings(), "readonly": 2}

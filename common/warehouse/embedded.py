@@ -126,6 +126,9 @@ class EmbeddedWarehouse(Warehouse):
         self.data_dir = data_dir
         self._engine: _Engine | None = None
 
+    def sibling(self, database: str) -> EmbeddedWarehouse:
+        return EmbeddedWarehouse(self.data_dir, database, self.adhoc_limits)
+
     async def _run(
         self,
         sql: str,

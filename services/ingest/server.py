@@ -13,9 +13,10 @@ from grpc_health.v1 import health_pb2
 
 from common.auth import Access
 from common.config import Settings
-from common.datasources import registry
 from common.grpc_server import GrpcServer, start_grpc_server
+from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
+from pipit.project.runtime import CurrentProject
 from services.ingest.batcher import Batcher, FlushPolicy
 from services.ingest.metrics import serve_metrics
 from services.ingest.service import SERVICE, Ingestor, IngestService
@@ -66,11 +67,13 @@ async def start_ingest(
     settings: Settings,
     warehouse: Warehouse,
     access: Access,
+    current: CurrentProject,
     port: int | None = None,
     metrics_port: int | None = None,
 ) -> RunningIngest:
-    """Replays the write-ahead log, then serves IngestService on `settings.host` (port 0
-    picks a free one), admitting callers through the process's `access`."""
+    """Replays the write-ahead log, then serves the ingest service of the project in
+    service (`current`) on `settings.host` (port 0 picks a free one), admitting callers
+    through the process's `access`."""
     policy = FlushPolicy(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
@@ -86,21 +89,18 @@ async def start_ingest(
         warehouse, policy, wal, on_health=lambda ok: readiness and readiness[0].readiness(ok)
     )
     await batcher.start()
-    ingestor = Ingestor(
-        batcher,
-        list(registry().values()),
-        settings.max_field_bytes,
-        settings.max_quarantine_rows,
-    )
-    service = IngestService(ingestor, settings.max_body_bytes)
+    ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
+    service = IngestService(ingestor, settings.max_body_bytes, current)
     server = await start_grpc_server(
         [service.generic_handler()],
         [SERVICE.full_name],
         host=settings.host,
         port=settings.ingest_port if port is None else port,
         access=access,
-        scope_rules=service.scope_rules(),
+        scope_rules=ScopeRules({}, current, IngestService.scope_rules),
         tls=settings.server_tls(),
+        current=current,
+        project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
     )
     running = RunningIngest(server, batcher, wal)
     readiness.append(running)

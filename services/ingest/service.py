@@ -1,7 +1,8 @@
-"""The IngestService, built from its proto descriptor: every RPC whose request carries
-a repeated datasource message is a typed append, the client-streaming RPC takes such
-requests in a `oneof`, and the RPC whose request carries a `google.api.HttpBody` is
-the Events API. Adding a datasource adds an RPC to the proto and nothing here."""
+"""The ingest service of the project in service, built from its proto descriptor: every
+RPC whose request carries a repeated datasource message is a typed append, the
+client-streaming RPC takes such requests in a `oneof`, and the RPC whose request carries a
+`google.api.HttpBody` is the Events API. Adding a datasource adds an RPC to the proto and
+nothing here; deploying a project swaps the whole table of handlers."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule
-from common.datasources import Datasource, by_message, registry
+from common.datasources import Datasource
+from common.project_handlers import PerProject, ProjectHandlers
 from common.validation import RowValidator
 from pipit.ingest.v1 import ingest_service_pb2
+from pipit.project.runtime import CurrentProject, Project
 from services.ingest import events_api, metrics
 from services.ingest.batcher import Batcher
 from services.ingest.blocks import Block
@@ -26,6 +29,7 @@ from services.ingest.wal import WalFull
 
 log = structlog.get_logger("ingest")
 
+# The name readiness probes ask for, whatever the project calls its ingest service.
 SERVICE = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
 HTTP_STATUS_METADATA = "x-http-status"
 TOO_LARGE_STATUS = "413"
@@ -56,21 +60,36 @@ class Ingestor:
     def __init__(
         self,
         batcher: Batcher,
-        datasources: Sequence[Datasource],
+        current: CurrentProject,
         max_field_bytes: int,
         max_quarantine_rows: int,
     ) -> None:
         self._batcher = batcher
-        self._validators = {
-            ds.name: RowValidator(ds, max_string_bytes=max_field_bytes) for ds in datasources
-        }
+        self._validators = PerProject(
+            current,
+            lambda project: {
+                ds.name: RowValidator(ds, max_string_bytes=max_field_bytes)
+                for ds in project.datasources.values()
+            },
+        )
         self._max_quarantine_rows = max_quarantine_rows
+        self._max_field_bytes = max_field_bytes
 
     def datasource(self, name: str) -> Datasource:
-        validator = self._validators.get(name)
+        validator = self._validators.get().get(name)
         if validator is None:
             raise KeyError(name)
         return validator.datasource
+
+    def known(self) -> list[str]:
+        return sorted(self._validators.get())
+
+    def _validator(self, ds: Datasource) -> RowValidator:
+        validator = self._validators.get().get(ds.name)
+        if validator is None or validator.datasource is not ds:
+            # A request that began before a deploy replaced its datasource: its own rules.
+            return RowValidator(ds, max_string_bytes=self._max_field_bytes)
+        return validator
 
     async def _submit(
         self, ds: Datasource, block: Block, bad: list[tuple[str, str]], counts: _Counts
@@ -113,7 +132,7 @@ class Ingestor:
         )
 
     async def submit_json(self, ds: Datasource, events: events_api.Events, counts: _Counts) -> None:
-        validator = self._validators[ds.name]
+        validator = self._validator(ds)
         if events.errors:
             decoded = [i for i in range(len(events)) if i not in events.errors]
             values = [events.values[i] for i in decoded]
@@ -130,7 +149,7 @@ class Ingestor:
     async def submit_messages(
         self, ds: Datasource, events: Sequence[Message], counts: _Counts
     ) -> None:
-        validator = self._validators[ds.name]
+        validator = self._validator(ds)
         columns, invalid = validator.columns_from_messages(events)
         self._check_invalid(ds, invalid, len(events))
         bad = [(validator.message_text(events[index]), error) for index, error in invalid]
@@ -164,12 +183,12 @@ def _accepted_before(batches: int) -> str:
     return f" (the first {batches} batches of this stream were accepted)"
 
 
-def _events_field(message: Descriptor) -> FieldDescriptor | None:
+def _events_field(project: Project, message: Descriptor) -> FieldDescriptor | None:
     """The repeated datasource field of a typed append request, if any."""
     for f in message.fields:
         if f.is_repeated and f.message_type is not None:
             try:
-                by_message(f.message_type)
+                project.by_message(f.message_type)
             except KeyError:
                 continue
             return f
@@ -184,23 +203,27 @@ def _body_field(message: Descriptor) -> FieldDescriptor | None:
 
 
 class IngestService:
-    """The gRPC handlers of IngestService over an Ingestor."""
+    """The gRPC handlers of the project's ingest service over an Ingestor."""
 
-    def __init__(self, ingestor: Ingestor, max_body_bytes: int) -> None:
+    def __init__(self, ingestor: Ingestor, max_body_bytes: int, current: CurrentProject) -> None:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
+        self._current = current
 
-    async def _append_in(self, request: Message, counts: _Counts, field: FieldDescriptor) -> None:
-        ds = by_message(field.message_type)
+    async def _append_in(
+        self, request: Message, counts: _Counts, field: FieldDescriptor, ds: Datasource
+    ) -> None:
         await self._ingestor.submit_messages(ds, getattr(request, field.name), counts)
 
-    def _append_handler(self, method: MethodDescriptor, field: FieldDescriptor) -> Callable:
+    def _append_handler(
+        self, method: MethodDescriptor, field: FieldDescriptor, ds: Datasource
+    ) -> Callable:
         response_class = message_factory.GetMessageClass(method.output_type)
 
         async def append(request: Message, context: grpc.aio.ServicerContext) -> Message:
             counts = _Counts()
             try:
-                await self._append_in(request, counts, field)
+                await self._append_in(request, counts, field, ds)
             except WalFull as exc:
                 await _refuse_full(context, exc)
             except TooManyInvalid as exc:
@@ -212,11 +235,14 @@ class IngestService:
 
         return append
 
-    def _stream_handler(self, method: MethodDescriptor) -> Callable:
+    def _stream_handler(self, project: Project, method: MethodDescriptor) -> Callable:
         request_type = method.input_type
         response_class = message_factory.GetMessageClass(method.output_type)
         oneof = request_type.oneofs[0]
-        fields = {f.name: _events_field(f.message_type) for f in oneof.fields}
+        fields = {}
+        for f in oneof.fields:
+            events = _events_field(project, f.message_type)
+            fields[f.name] = (events, project.by_message(events.message_type))
 
         async def stream(
             requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
@@ -234,7 +260,7 @@ class IngestService:
                 inner = getattr(request, which)
                 before = len(counts.pending)
                 try:
-                    await self._append_in(inner, counts, fields[which])
+                    await self._append_in(inner, counts, *fields[which])
                 except WalFull as exc:
                     await _refuse_full(context, exc, _accepted_before(batches))
                 except TooManyInvalid as exc:
@@ -270,7 +296,7 @@ class IngestService:
             try:
                 ds = self._ingestor.datasource(request.name)
             except KeyError:
-                known = ", ".join(registry())
+                known = ", ".join(self._ingestor.known())
                 await context.abort(
                     grpc.StatusCode.NOT_FOUND,
                     f"datasource '{request.name}' does not exist (known: {known})",
@@ -300,15 +326,20 @@ class IngestService:
 
         return post_events
 
-    def scope_rules(self) -> dict[str, ScopeRule]:
-        """The scope each RPC needs: appending to the datasource it writes."""
+    @staticmethod
+    def scope_rules(project: Project) -> dict[str, ScopeRule]:
+        """The scope each RPC of `project`'s ingest service needs: appending to the
+        datasource it writes."""
+        service = project.ingest_service
         rules: dict[str, ScopeRule] = {}
-        for method in SERVICE.methods:
-            path = f"/{SERVICE.full_name}/{method.name}"
+        for method in service.methods if service is not None else ():
+            path = f"/{service.full_name}/{method.name}"
             if method.client_streaming:
                 oneof = method.input_type.oneofs[0]
                 names = {
-                    f.name: by_message(_events_field(f.message_type).message_type).name
+                    f.name: project.by_message(
+                        _events_field(project, f.message_type).message_type
+                    ).name
                     for f in oneof.fields
                 }
 
@@ -319,32 +350,39 @@ class IngestService:
                 rules[path] = stream_rule
             elif _body_field(method.input_type) is not None:
                 rules[path] = lambda r: f"DATASOURCES:APPEND:{r.name}" if r.name else None
-            elif (events := _events_field(method.input_type)) is not None:
-                scope = f"DATASOURCES:APPEND:{by_message(events.message_type).name}"
+            elif (events := _events_field(project, method.input_type)) is not None:
+                scope = f"DATASOURCES:APPEND:{project.by_message(events.message_type).name}"
                 rules[path] = lambda _r, scope=scope: scope
         return rules
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
+    def handlers(self, project: Project) -> dict[str, grpc.RpcMethodHandler]:
+        """The handler of every RPC of `project`'s ingest service, by `/service/method`."""
+        service = project.ingest_service
         handlers: dict[str, grpc.RpcMethodHandler] = {}
-        for method in SERVICE.methods:
+        for method in service.methods if service is not None else ():
             request_class = message_factory.GetMessageClass(method.input_type)
             response_class = message_factory.GetMessageClass(method.output_type)
             codec = {
                 "request_deserializer": request_class.FromString,
                 "response_serializer": response_class.SerializeToString,
             }
+            path = f"/{service.full_name}/{method.name}"
             if method.client_streaming:
-                handlers[method.name] = grpc.stream_unary_rpc_method_handler(
-                    self._stream_handler(method), **codec
+                handlers[path] = grpc.stream_unary_rpc_method_handler(
+                    self._stream_handler(project, method), **codec
                 )
             elif (body := _body_field(method.input_type)) is not None:
-                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                handlers[path] = grpc.unary_unary_rpc_method_handler(
                     self._events_api_handler(method, body), **codec
                 )
-            elif (events := _events_field(method.input_type)) is not None:
-                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                    self._append_handler(method, events), **codec
+            elif (events := _events_field(project, method.input_type)) is not None:
+                ds = project.by_message(events.message_type)
+                handlers[path] = grpc.unary_unary_rpc_method_handler(
+                    self._append_handler(method, events, ds), **codec
                 )
             else:
-                raise TypeError(f"IngestService.{method.name} has no recognised request shape")
-        return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+                raise TypeError(f"{method.full_name} has no recognised request shape")
+        return handlers
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return ProjectHandlers(self._current, self.handlers)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from importlib import resources
 from typing import Any
 
+import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -110,11 +110,10 @@ class Endpoint:
     response_class: type[Message]
 
     @classmethod
-    def from_method(cls, method: MethodDescriptor, max_string_length: int) -> Endpoint | None:
-        name = method.GetOptions().Extensions[options_pb2.endpoint]
-        if not name:
-            return None
-        sql = resources.files("services.query").joinpath("sql", f"{name}.sql").read_text()
+    def from_method(cls, method: MethodDescriptor, sql: str, max_string_length: int) -> Endpoint:
+        """The endpoint of a native query RPC whose SQL (with `{name:Type}` placeholders
+        for its request fields) is `sql`."""
+        name = endpoint_name(method)
         parameters = []
         for f in method.input_type.fields:
             opts = f.GetOptions()
@@ -131,6 +130,10 @@ class Endpoint:
             response_class=message_factory.GetMessageClass(method.output_type),
         )
 
+    def prepare(self, request: Message) -> tuple[str, dict[str, str]]:
+        """The SQL to run for the request and the values of its placeholders."""
+        return self.sql, self.bind(request)
+
     def bind(self, request: Message) -> dict[str, str]:
         """SQL parameters from the request. Raises InvalidParameter naming the field."""
         values = {p.name: p.bind(request) for p in self.parameters}
@@ -143,7 +146,28 @@ class Endpoint:
         return values
 
     def response(self, result: QueryResult) -> Message:
-        """The response message for the SQL's answer, columns matched to fields by name."""
+        return self._responder.response(result)
+
+    @cached_property
+    def _responder(self) -> Responder:
+        return Responder(self.name, self.method, self.response_class)
+
+
+def endpoint_name(method: MethodDescriptor) -> str:
+    """The pipe a query RPC answers (its `endpoint` option), or "" for none."""
+    return method.GetOptions().Extensions[options_pb2.endpoint]
+
+
+@dataclass(frozen=True)
+class Responder:
+    """Fills a pipe's response message from the SQL's answer, columns matched to the row
+    message's fields by name."""
+
+    name: str
+    method: MethodDescriptor
+    response_class: type[Message]
+
+    def response(self, result: QueryResult) -> Message:
         row_field = _row_field(self.method.output_type)
         row_fields = row_field.message_type.fields
         response = self.response_class()
@@ -166,8 +190,14 @@ class Endpoint:
             row = rows.add()
             for f in row_fields:
                 if f.name not in record:
-                    raise ResultMismatch(f"{self.name}.sql returns no column '{f.name}'")
-                setattr(row, f.name, _convert(f, record[f.name], self.name))
+                    raise ResultMismatch(f"{self.name} returns no column '{f.name}'")
+                value = record[f.name]
+                if value is None:  # NULL of a Nullable column: the field stays unset
+                    continue
+                if f.is_repeated:
+                    getattr(row, f.name).extend(_convert(f, item, self.name) for item in value)
+                else:
+                    setattr(row, f.name, _convert(f, value, self.name))
         return self._finish(response, result)
 
     @cached_property
@@ -187,6 +217,8 @@ class Endpoint:
 def _convert(field: FieldDescriptor, value: Any, endpoint: str) -> Any:
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
+        if isinstance(value, dict | list):  # a Map, Tuple or JSON column: its JSON text
+            return orjson.dumps(value).decode()
         return value if isinstance(value, str) else str(value)
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return float(value)

@@ -7,8 +7,14 @@ import structlog
 from common.auth import Access
 from common.config import Settings
 from common.grpc_server import GrpcServer, start_grpc_server
+from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
+from pipit.project.deploy import Deployer
+from pipit.project.runtime import CurrentProject
+from pipit.project.store import DeploymentStore
 from services.query.admission import Admission
+from services.query.deploy_api import SERVICE as DEPLOY_SERVICE
+from services.query.deploy_api import DeployApi
 from services.query.service import SERVICE, QueryService
 from services.query.sql_api import SERVICE as SQL_SERVICE
 from services.query.sql_api import SqlApi
@@ -17,21 +23,33 @@ log = structlog.get_logger("query")
 
 
 async def start_query(
-    settings: Settings, warehouse: Warehouse, access: Access, port: int | None = None
+    settings: Settings,
+    warehouse: Warehouse,
+    access: Access,
+    current: CurrentProject,
+    port: int | None = None,
 ) -> GrpcServer:
-    """Serves QueryService (the pipes) and SqlService (the Query API) on
-    `settings.host` (port 0 picks a free one), admitting callers through the process's
+    """Serves the pipes of the project in service (`current`), the Query API and deploys
+    on `settings.host` (port 0 picks a free one), admitting callers through the process's
     `access`."""
-    service = QueryService(warehouse, settings.max_string_length)
+    service = QueryService(warehouse, settings.max_string_length, current)
     sql = SqlApi(warehouse, Admission(settings.sql_max_queries, settings.sql_max_queries_per_token))
+    deployer = Deployer(
+        warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
+    )
+    deploy = DeployApi(deployer, current)
     server = await start_grpc_server(
-        [service.generic_handler(), sql.generic_handler()],
-        [SERVICE.full_name, SQL_SERVICE.full_name],
+        [service.generic_handler(), sql.generic_handler(), deploy.generic_handler()],
+        [SERVICE.full_name, SQL_SERVICE.full_name, DEPLOY_SERVICE.full_name],
         host=settings.host,
         port=settings.query_port if port is None else port,
         access=access,
-        scope_rules={**service.scope_rules(), **sql.scope_rules()},
+        scope_rules=ScopeRules(
+            {**sql.scope_rules(), **deploy.scope_rules()}, current, QueryService.scope_rules
+        ),
         tls=settings.server_tls(),
+        current=current,
+        project_names=lambda p: [p.query_service.full_name] if p.query_service else [],
     )
-    log.info("query serving", port=server.port, endpoints=sorted(service.endpoints))
+    log.info("query serving", port=server.port, pipes=sorted(current.project.pipes))
     return server

@@ -1,49 +1,85 @@
-"""The QueryService, built from its proto descriptor: every RPC with an `endpoint`
-option runs that endpoint's SQL through the generic binder."""
+"""The query service of the project in service, built from its proto descriptor: every
+RPC with an `endpoint` option answers that pipe, native SQL through the generic binder or
+Tinybird templates through the template binder. Deploying a project swaps the whole table
+of handlers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule
+from common.project_handlers import ProjectHandlers
 from common.warehouse.base import Warehouse, WarehouseError
+from pipit.project.artifact import NATIVE
+from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import query_service_pb2
-from services.query.binder import Endpoint, InvalidParameter, ResultMismatch
+from services.query.binder import Endpoint, InvalidParameter, ResultMismatch, endpoint_name
+
+if TYPE_CHECKING:
+    from services.query.template_binder import TemplateEndpoint
 
 log = structlog.get_logger("query")
 
+# The name readiness probes ask for, whatever the project calls its query service.
 SERVICE = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"]
 
 
-def endpoints(max_string_length: int) -> dict[str, Endpoint]:
-    """Every endpoint of the QueryService, by RPC name."""
-    found = {}
-    for method in SERVICE.methods:
-        endpoint = Endpoint.from_method(method, max_string_length)
-        if endpoint is not None:
-            found[method.name] = endpoint
+def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | TemplateEndpoint]:
+    """Every pipe of the project's query service, by `/service/method`."""
+    service = project.query_service
+    columns = {c.name for ds in project.datasources.values() for c in ds.columns}
+    found: dict[str, Endpoint | TemplateEndpoint] = {}
+    for method in service.methods if service is not None else ():
+        name = endpoint_name(method)
+        if not name:
+            continue
+        pipe = project.pipes.get(name)
+        if pipe is None:
+            raise ValueError(f"{method.full_name} answers pipe '{name}', which has no SQL")
+        path = f"/{service.full_name}/{method.name}"
+        if pipe.form == NATIVE:
+            found[path] = Endpoint.from_method(method, pipe.nodes[0].sql, max_string_length)
+        else:
+            # Only Tinybird projects need the template language.
+            from services.query.template_binder import TemplateEndpoint
+
+            found[path] = TemplateEndpoint.from_method(method, pipe, columns, max_string_length)
     return found
 
 
+def builtin_endpoints(max_string_length: int) -> dict[str, Endpoint | TemplateEndpoint]:
+    """The built-in tutorials' pipes by RPC name, for tools and tests."""
+    from pipit.project.artifact import builtin
+
+    return {
+        path.rpartition("/")[2]: endpoint
+        for path, endpoint in endpoints(Project(builtin()), max_string_length).items()
+    }
+
+
 class QueryService:
-    """The gRPC handlers of QueryService over a warehouse."""
+    """The gRPC handlers of the project's pipes over a warehouse."""
 
-    def __init__(self, warehouse: Warehouse, max_string_length: int) -> None:
+    def __init__(
+        self, warehouse: Warehouse, max_string_length: int, current: CurrentProject
+    ) -> None:
         self._warehouse = warehouse
-        self.endpoints = endpoints(max_string_length)
+        self._max_string_length = max_string_length
+        self._current = current
 
-    def _handler(self, endpoint: Endpoint) -> Callable:
+    def _handler(self, endpoint: Endpoint | TemplateEndpoint) -> Callable:
         async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
-                params = endpoint.bind(request)
+                sql, params = endpoint.prepare(request)
             except InvalidParameter as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                result = await self._warehouse.query(endpoint.sql, params)
+                result = await self._warehouse.query(sql, params)
                 return endpoint.response(result)
             except WarehouseError as exc:
                 log.error("query failed", endpoint=endpoint.name, error=str(exc)[:1000])
@@ -56,20 +92,27 @@ class QueryService:
 
         return run
 
-    def scope_rules(self) -> dict[str, ScopeRule]:
-        """Each endpoint needs PIPES:READ:<endpoint>."""
+    def handlers(self, project: Project) -> dict[str, grpc.RpcMethodHandler]:
+        """The handler of every pipe RPC of `project`, by `/service/method`."""
         return {
-            f"/{SERVICE.full_name}/{rpc}": (lambda _r, scope=f"PIPES:READ:{e.name}": scope)
-            for rpc, e in self.endpoints.items()
-        }
-
-    def generic_handler(self) -> grpc.GenericRpcHandler:
-        handlers = {
-            name: grpc.unary_unary_rpc_method_handler(
+            path: grpc.unary_unary_rpc_method_handler(
                 self._handler(endpoint),
                 request_deserializer=endpoint.request_class.FromString,
                 response_serializer=endpoint.response_class.SerializeToString,
             )
-            for name, endpoint in self.endpoints.items()
+            for path, endpoint in endpoints(project, self._max_string_length).items()
         }
-        return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+    @staticmethod
+    def scope_rules(project: Project) -> dict[str, ScopeRule]:
+        """Each pipe needs PIPES:READ:<pipe>."""
+        service = project.query_service
+        rules: dict[str, ScopeRule] = {}
+        for method in service.methods if service is not None else ():
+            if name := endpoint_name(method):
+                scope = f"PIPES:READ:{name}"
+                rules[f"/{service.full_name}/{method.name}"] = lambda _r, scope=scope: scope
+        return rules
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return ProjectHandlers(self._current, self.handlers)

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from pipit.datasources.v1 import ab_test_events_pb2 as pipit_dot_datasources_dot_v1_dot_ab__test__events__pb2
 from pipit.datasources.v1 import app_events_pb2 as pipit_dot_datasources_dot_v1_dot_app__events__pb2
@@ -30,13 +31,15 @@ from pipit.datasources.v1 import clickstream_events_pb2 as pipit_dot_datasources
 from pipit.datasources.v1 import user_events_pb2 as pipit_dot_datasources_dot_v1_dot_user__events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pipit/ingest/v1/ingest_service.proto\x12\x0fpipit.ingest.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a)pipit/datasources/v1/ab_test_events.proto\x1a%pipit/datasources/v1/app_events.proto\x1a-pipit/datasources/v1/clickstream_events.proto\x1a&pipit/datasources/v1/user_events.proto\"\\\n\x19\x41ppendAbTestEventsRequest\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.pipit.datasources.v1.AbTestEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"O\n\x1a\x41ppendAbTestEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"X\n\x17\x41ppendUserEventsRequest\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.pipit.datasources.v1.UserEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"M\n\x18\x41ppendUserEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"V\n\x16\x41ppendAppEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.pipit.datasources.v1.AppEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"L\n\x17\x41ppendAppEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"f\n\x1e\x41ppendClickstreamEventsRequest\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.pipit.datasources.v1.ClickstreamEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"T\n\x1f\x41ppendClickstreamEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"\xb3\x02\n\x13StreamEventsRequest\x12\x44\n\x0e\x61\x62_test_events\x18\x01 \x01(\x0b\x32*.pipit.ingest.v1.AppendAbTestEventsRequestH\x00\x12?\n\x0buser_events\x18\x02 \x01(\x0b\x32(.pipit.ingest.v1.AppendUserEventsRequestH\x00\x12=\n\napp_events\x18\x03 \x01(\x0b\x32\'.pipit.ingest.v1.AppendAppEventsRequestH\x00\x12M\n\x12\x63lickstream_events\x18\x04 \x01(\x0b\x32/.pipit.ingest.v1.AppendClickstreamEventsRequestH\x00\x42\x07\n\x05\x62\x61tch\"Z\n\x14StreamEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\x04\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\"S\n\x11PostEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\"G\n\x12PostEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r2\xe4\x06\n\rIngestService\x12\x9f\x01\n\x12\x41ppendAbTestEvents\x12*.pipit.ingest.v1.AppendAbTestEventsRequest\x1a+.pipit.ingest.v1.AppendAbTestEventsResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/datasources/ab_test_events/events:\x01*\x12\x96\x01\n\x10\x41ppendUserEvents\x12(.pipit.ingest.v1.AppendUserEventsRequest\x1a).pipit.ingest.v1.AppendUserEventsResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/datasources/user_events/events:\x01*\x12\x92\x01\n\x0f\x41ppendAppEvents\x12\'.pipit.ingest.v1.AppendAppEventsRequest\x1a(.pipit.ingest.v1.AppendAppEventsResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/datasources/app_events/events:\x01*\x12\xb2\x01\n\x17\x41ppendClickstreamEvents\x12/.pipit.ingest.v1.AppendClickstreamEventsRequest\x1a\x30.pipit.ingest.v1.AppendClickstreamEventsResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/datasources/clickstream_events/events:\x01*\x12]\n\x0cStreamEvents\x12$.pipit.ingest.v1.StreamEventsRequest\x1a%.pipit.ingest.v1.StreamEventsResponse(\x01\x12o\n\nPostEvents\x12\".pipit.ingest.v1.PostEventsRequest\x1a#.pipit.ingest.v1.PostEventsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\n/v0/events:\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pipit/ingest/v1/ingest_service.proto\x12\x0fpipit.ingest.v1\x1a\x1cgoogle/api/annotations.proto\x1a!pipit/clickhouse/v1/options.proto\x1a\x19google/api/httpbody.proto\x1a)pipit/datasources/v1/ab_test_events.proto\x1a%pipit/datasources/v1/app_events.proto\x1a-pipit/datasources/v1/clickstream_events.proto\x1a&pipit/datasources/v1/user_events.proto\"\\\n\x19\x41ppendAbTestEventsRequest\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.pipit.datasources.v1.AbTestEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"O\n\x1a\x41ppendAbTestEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"X\n\x17\x41ppendUserEventsRequest\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1f.pipit.datasources.v1.UserEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"M\n\x18\x41ppendUserEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"V\n\x16\x41ppendAppEventsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.pipit.datasources.v1.AppEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"L\n\x17\x41ppendAppEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"f\n\x1e\x41ppendClickstreamEventsRequest\x12\x36\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.pipit.datasources.v1.ClickstreamEvent\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"T\n\x1f\x41ppendClickstreamEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r\"\xb3\x02\n\x13StreamEventsRequest\x12\x44\n\x0e\x61\x62_test_events\x18\x01 \x01(\x0b\x32*.pipit.ingest.v1.AppendAbTestEventsRequestH\x00\x12?\n\x0buser_events\x18\x02 \x01(\x0b\x32(.pipit.ingest.v1.AppendUserEventsRequestH\x00\x12=\n\napp_events\x18\x03 \x01(\x0b\x32\'.pipit.ingest.v1.AppendAppEventsRequestH\x00\x12M\n\x12\x63lickstream_events\x18\x04 \x01(\x0b\x32/.pipit.ingest.v1.AppendClickstreamEventsRequestH\x00\x42\x07\n\x05\x62\x61tch\"Z\n\x14StreamEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\x04\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\"S\n\x11PostEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\"G\n\x12PostEventsResponse\x12\x17\n\x0fsuccessful_rows\x18\x01 \x01(\r\x12\x18\n\x10quarantined_rows\x18\x02 \x01(\r2\xea\x06\n\rIngestService\x12\x9f\x01\n\x12\x41ppendAbTestEvents\x12*.pipit.ingest.v1.AppendAbTestEventsRequest\x1a+.pipit.ingest.v1.AppendAbTestEventsResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/datasources/ab_test_events/events:\x01*\x12\x96\x01\n\x10\x41ppendUserEvents\x12(.pipit.ingest.v1.AppendUserEventsRequest\x1a).pipit.ingest.v1.AppendUserEventsResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/datasources/user_events/events:\x01*\x12\x92\x01\n\x0f\x41ppendAppEvents\x12\'.pipit.ingest.v1.AppendAppEventsRequest\x1a(.pipit.ingest.v1.AppendAppEventsResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/datasources/app_events/events:\x01*\x12\xb2\x01\n\x17\x41ppendClickstreamEvents\x12/.pipit.ingest.v1.AppendClickstreamEventsRequest\x1a\x30.pipit.ingest.v1.AppendClickstreamEventsResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/datasources/clickstream_events/events:\x01*\x12]\n\x0cStreamEvents\x12$.pipit.ingest.v1.StreamEventsRequest\x1a%.pipit.ingest.v1.StreamEventsResponse(\x01\x12o\n\nPostEvents\x12\".pipit.ingest.v1.PostEventsRequest\x1a#.pipit.ingest.v1.PostEventsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\n/v0/events:\x04\x62ody\x1a\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pipit.ingest.v1.ingest_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_INGESTSERVICE']._loaded_options = None
+  _globals['_INGESTSERVICE']._serialized_options = b'\310\363\030\001'
   _globals['_INGESTSERVICE'].methods_by_name['AppendAbTestEvents']._loaded_options = None
   _globals['_INGESTSERVICE'].methods_by_name['AppendAbTestEvents']._serialized_options = b'\202\323\344\223\002*\"%/v1/datasources/ab_test_events/events:\001*'
   _globals['_INGESTSERVICE'].methods_by_name['AppendUserEvents']._loaded_options = None
@@ -47,30 +50,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTSERVICE'].methods_by_name['AppendClickstreamEvents']._serialized_options = b'\202\323\344\223\002.\")/v1/datasources/clickstream_events/events:\001*'
   _globals['_INGESTSERVICE'].methods_by_name['PostEvents']._loaded_options = None
   _globals['_INGESTSERVICE'].methods_by_name['PostEvents']._serialized_options = b'\202\323\344\223\002\022\"\n/v0/events:\004body'
-  _globals['_APPENDABTESTEVENTSREQUEST']._serialized_start=283
-  _globals['_APPENDABTESTEVENTSREQUEST']._serialized_end=375
-  _globals['_APPENDABTESTEVENTSRESPONSE']._serialized_start=377
-  _globals['_APPENDABTESTEVENTSRESPONSE']._serialized_end=456
-  _globals['_APPENDUSEREVENTSREQUEST']._serialized_start=458
-  _globals['_APPENDUSEREVENTSREQUEST']._serialized_end=546
-  _globals['_APPENDUSEREVENTSRESPONSE']._serialized_start=548
-  _globals['_APPENDUSEREVENTSRESPONSE']._serialized_end=625
-  _globals['_APPENDAPPEVENTSREQUEST']._serialized_start=627
-  _globals['_APPENDAPPEVENTSREQUEST']._serialized_end=713
-  _globals['_APPENDAPPEVENTSRESPONSE']._serialized_start=715
-  _globals['_APPENDAPPEVENTSRESPONSE']._serialized_end=791
-  _globals['_APPENDCLICKSTREAMEVENTSREQUEST']._serialized_start=793
-  _globals['_APPENDCLICKSTREAMEVENTSREQUEST']._serialized_end=895
-  _globals['_APPENDCLICKSTREAMEVENTSRESPONSE']._serialized_start=897
-  _globals['_APPENDCLICKSTREAMEVENTSRESPONSE']._serialized_end=981
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=984
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1291
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1293
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=1383
-  _globals['_POSTEVENTSREQUEST']._serialized_start=1385
-  _globals['_POSTEVENTSREQUEST']._serialized_end=1468
-  _globals['_POSTEVENTSRESPONSE']._serialized_start=1470
-  _globals['_POSTEVENTSRESPONSE']._serialized_end=1541
-  _globals['_INGESTSERVICE']._serialized_start=1544
-  _globals['_INGESTSERVICE']._serialized_end=2412
+  _globals['_APPENDABTESTEVENTSREQUEST']._serialized_start=318
+  _globals['_APPENDABTESTEVENTSREQUEST']._serialized_end=410
+  _globals['_APPENDABTESTEVENTSRESPONSE']._serialized_start=412
+  _globals['_APPENDABTESTEVENTSRESPONSE']._serialized_end=491
+  _globals['_APPENDUSEREVENTSREQUEST']._serialized_start=493
+  _globals['_APPENDUSEREVENTSREQUEST']._serialized_end=581
+  _globals['_APPENDUSEREVENTSRESPONSE']._serialized_start=583
+  _globals['_APPENDUSEREVENTSRESPONSE']._serialized_end=660
+  _globals['_APPENDAPPEVENTSREQUEST']._serialized_start=662
+  _globals['_APPENDAPPEVENTSREQUEST']._serialized_end=748
+  _globals['_APPENDAPPEVENTSRESPONSE']._serialized_start=750
+  _globals['_APPENDAPPEVENTSRESPONSE']._serialized_end=826
+  _globals['_APPENDCLICKSTREAMEVENTSREQUEST']._serialized_start=828
+  _globals['_APPENDCLICKSTREAMEVENTSREQUEST']._serialized_end=930
+  _globals['_APPENDCLICKSTREAMEVENTSRESPONSE']._serialized_start=932
+  _globals['_APPENDCLICKSTREAMEVENTSRESPONSE']._serialized_end=1016
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1019
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1326
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1328
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=1418
+  _globals['_POSTEVENTSREQUEST']._serialized_start=1420
+  _globals['_POSTEVENTSREQUEST']._serialized_end=1503
+  _globals['_POSTEVENTSRESPONSE']._serialized_start=1505
+  _globals['_POSTEVENTSRESPONSE']._serialized_end=1576
+  _globals['_INGESTSERVICE']._serialized_start=1579
+  _globals['_INGESTSERVICE']._serialized_end=2453
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from pipit.clickhouse.v1 import options_pb2 as _options_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from pipit.datasources.v1 import ab_test_events_pb2 as _ab_test_events_pb2
 from pipit.datasources.v1 import app_events_pb2 as _app_events_pb2

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from pipit.clickhouse.v1 import options_pb2 as _options_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from pipit.query.v1 import pipe_pb2 as _pipe_pb2
 from google.protobuf.internal import containers as _containers

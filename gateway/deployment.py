@@ -1,0 +1,142 @@
+"""The routes of the deployment in service, and following it.
+
+A gateway starts from the package's descriptor set (the built-in tutorials and the
+platform's services) and then asks the query service for the deployment in service
+(`DeployService/GetDeployment`, once a second, answered without a descriptor set while the
+version is unchanged). Each service of a deployment's descriptor set goes to the upstream
+its `role` option names: the targets given for the built-in services say where ingest
+and query are, and a project's own services (`pipit.project.v1.*`) follow them there. A new
+deployment swaps the whole route table; requests in flight finish on the one they began
+with."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+
+import grpc
+import structlog
+from google.protobuf import descriptor_pb2
+
+from gateway.routes import RouteTable, load_routes
+from pipit.clickhouse.v1 import options_pb2
+from pipit.deploy.v1 import deploy_service_pb2 as deploy_pb
+
+log = structlog.get_logger("gateway")
+
+POLL_SECONDS = 1.0
+GET_DEPLOYMENT = "/pipit.deploy.v1.DeployService/GetDeployment"
+
+
+def _roles(descriptor_set: bytes) -> dict[str, int]:
+    """Every service of the set with its `role` option (0 when it has none)."""
+    file_set = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    return {
+        f"{file.package}.{service.name}".lstrip("."): service.options.Extensions[options_pb2.role]
+        for file in file_set.file
+        for service in file.service
+    }
+
+
+def role_targets(explicit: Mapping[str, str], descriptor_set: bytes) -> dict[int, str]:
+    """The target of each role, from the targets given for services of that role."""
+    roles = _roles(descriptor_set)
+    unknown = sorted(set(explicit) - set(roles))
+    if unknown:
+        raise ValueError(f"service {unknown[0]!r} is not in the descriptor set")
+    return {roles[name]: target for name, target in explicit.items() if roles[name]}
+
+
+def resolve_targets(
+    explicit: Mapping[str, str], by_role: Mapping[int, str], descriptor_set: bytes
+) -> dict[str, str]:
+    """Where each service of the descriptor set is served: as given by name, else at its
+    role's target. Services with neither are not routed."""
+    targets = {}
+    for name, role in _roles(descriptor_set).items():
+        target = explicit.get(name) or by_role.get(role)
+        if target is not None:
+            targets[name] = target
+    return targets
+
+
+class ServedRoutes:
+    """The route table of the deployment in service and where each service is served."""
+
+    def __init__(self, targets: Mapping[str, str], descriptor_set: bytes) -> None:
+        if not targets:
+            raise ValueError("the gateway needs at least one upstream service")
+        self._explicit = dict(targets)
+        # Kept from the first descriptor set: a deployment's services of a role go there.
+        self._by_role = role_targets(targets, descriptor_set)
+        self.version = ""
+        self.table, self.targets = self._load(descriptor_set)
+        self._listeners: list[Callable[[RouteTable], None]] = []
+
+    def _load(self, descriptor_set: bytes) -> tuple[RouteTable, dict[str, str]]:
+        targets = resolve_targets(self._explicit, self._by_role, descriptor_set)
+        return load_routes(descriptor_set, list(targets)), targets
+
+    @property
+    def query_target(self) -> str | None:
+        return self._by_role.get(options_pb2.SERVICE_ROLE_QUERY)
+
+    def on_swap(self, listener: Callable[[RouteTable], None]) -> None:
+        self._listeners.append(listener)
+
+    def use(self, version: str, descriptor_set: bytes) -> None:
+        """Routes the deployment `version` from now on."""
+        self.table, self.targets = self._load(descriptor_set)
+        self.version = version
+        for listener in self._listeners:
+            listener(self.table)
+        log.info("routing deployment", version=version, routes=len(self.table.routes))
+
+    def target(self, grpc_method: str) -> str:
+        return self.targets[grpc_method[1:].partition("/")[0]]
+
+
+async def follow(
+    routes: ServedRoutes,
+    channel: Callable[[str], grpc.aio.Channel],
+    *,
+    every: float = POLL_SECONDS,
+) -> None:
+    """Keeps `routes` on the deployment in service until cancelled. A failed poll (the
+    query service away or older than deployments) keeps the routes as they are."""
+    target = routes.query_target
+    if target is None:
+        return
+    get = channel(target).unary_unary(
+        GET_DEPLOYMENT,
+        request_serializer=deploy_pb.GetDeploymentRequest.SerializeToString,
+        response_deserializer=deploy_pb.Deployment.FromString,
+    )
+    failing = False
+    while True:
+        try:
+            reply = await get(
+                deploy_pb.GetDeploymentRequest(known_version=routes.version), timeout=5.0
+            )
+            if reply.version != routes.version and reply.descriptor_set:
+                routes.use(reply.version, reply.descriptor_set)
+            failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - route on; the next poll tries again
+            if not failing:
+                log.warning("cannot read the deployment in service", error=str(exc)[:300])
+            failing = True
+        await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def following(routes: ServedRoutes, channel: Callable[[str], grpc.aio.Channel]):
+    task = asyncio.create_task(follow(routes, channel), name="follow-deployment")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,111 @@
+"""The DeployService's handlers: deploys (admin only), the deployment in service (for
+gateways, like reflection needs no token) and the listing of pipes a token may read."""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from common.auth import ScopeRule, current_principal
+from common.tokens import ADMIN, allows
+from pipit.clickhouse.v1 import options_pb2
+from pipit.deploy.v1 import deploy_service_pb2 as pb
+from pipit.project.compiler import BuildFailed
+from pipit.project.deploy import Deployer
+from pipit.project.runtime import CurrentProject
+from services.query.binder import endpoint_name
+
+log = structlog.get_logger("deploy")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["DeployService"]
+# Most problems shown in one error message; the rest are counted.
+MAX_PROBLEMS_SHOWN = 50
+
+
+class DeployApi:
+    """Deploys through a Deployer; reads the project in service."""
+
+    def __init__(self, deployer: Deployer, current: CurrentProject) -> None:
+        self._deployer = deployer
+        self._current = current
+
+    async def deploy(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        files = {f.path: f.content for f in request.files}
+        if len(files) != len(request.files):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a file is sent twice")
+        try:
+            deployed = await self._deployer.deploy(
+                files, allow_destructive=request.allow_destructive, dry_run=request.dry_run
+            )
+        except BuildFailed as exc:
+            shown = [str(p) for p in exc.problems[:MAX_PROBLEMS_SHOWN]]
+            more = len(exc.problems) - len(shown)
+            message = "\n".join(shown + ([f"… and {more} more"] if more > 0 else []))
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the project was not deployed: {len(exc.problems)} problem(s)\n{message}",
+            )
+        return pb.DeployResponse(version=deployed.version, changes=list(deployed.changes))
+
+    async def get_deployment(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        project = self._current.project
+        if request.known_version == project.version:
+            return pb.Deployment(version=project.version)
+        return pb.Deployment(version=project.version, descriptor_set=project.descriptor_set)
+
+    async def list_pipes(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        principal = current_principal.get()
+        scopes = principal.scopes if principal is not None else ()
+        project = self._current.project
+        response = pb.ListPipesResponse()
+        service = project.query_service
+        for method in service.methods if service is not None else ():
+            name = endpoint_name(method)
+            if not name or not allows(scopes, f"PIPES:READ:{name}"):
+                continue
+            pipe = response.pipes.add(
+                name=name,
+                description=project.pipes[name].description if name in project.pipes else "",
+                endpoint=f"/v0/pipes/{name}.json",
+            )
+            for field in method.input_type.fields:
+                option = field.GetOptions().Extensions[options_pb2.parameter]
+                if option.type:
+                    pipe.parameters.add(
+                        name=field.name,
+                        type=option.type,
+                        default_value=option.default_value,
+                        required=option.required,
+                    )
+            rows = method.output_type.fields_by_name.get("data")
+            for field in rows.message_type.fields if rows is not None else ():
+                column = field.GetOptions().Extensions[options_pb2.column]
+                pipe.columns.add(name=field.name, type=column.type)
+        return response
+
+    @staticmethod
+    def scope_rules() -> dict[str, ScopeRule]:
+        base = f"/{SERVICE.full_name}"
+        return {
+            f"{base}/Deploy": lambda _request: ADMIN,
+            # Any known token lists what it may read; the answer is filtered by its scopes.
+            f"{base}/ListPipes": lambda _request: None,
+        }
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        def unary(behavior, request, response) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                behavior,
+                request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString,
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE.full_name,
+            {
+                "Deploy": unary(self.deploy, pb.DeployRequest, pb.DeployResponse),
+                "GetDeployment": unary(self.get_deployment, pb.GetDeploymentRequest, pb.Deployment),
+                "ListPipes": unary(self.list_pipes, pb.ListPipesRequest, pb.ListPipesResponse),
+            },
+        )
