@@ -395,11 +395,11 @@ def _column(lines: _Lines, piece: str, line: int) -> ColumnSpec | None:
     if match.group(1) is not None:
         name = re.sub(r"\\(.)", r"\1", name)
     rest = piece[match.end() :]
-    type_text, rest = _take_type(rest)
+    type_text, rest, balanced = _take_type(rest)
     if not type_text:
         lines.problem(line, f"column {name!r} has no type")
         return None
-    if type_text.count("(") != type_text.count(")"):
+    if not balanced:
         lines.problem(
             line, f"column {name!r}: unbalanced parentheses in type {_excerpt(type_text)}"
         )
@@ -447,23 +447,25 @@ def _column(lines: _Lines, piece: str, line: int) -> ColumnSpec | None:
     )
 
 
-def _take_type(text: str) -> tuple[str, str]:
+def _take_type(text: str) -> tuple[str, str, bool]:
     """The leading ClickHouse type of `text` (a word and any balanced parentheses after
-    it) and what follows it."""
+    it), what follows it, and whether its parentheses close."""
     match = re.match(r"\s*[A-Za-z_][A-Za-z0-9_]*", text)
     if match is None:
-        return "", text
+        return "", text, True
     end = match.end()
     probe = end
     while probe < len(text) and text[probe] in " \t":
         probe += 1
     if probe < len(text) and text[probe] == "(":
         end = _balanced_end(text, probe)
-    return text[:end].strip(), text[end:]
+        if end < 0:
+            return text.strip(), "", False
+    return text[:end].strip(), text[end:], True
 
 
 def _balanced_end(text: str, open_at: int) -> int:
-    """Index after the parenthesis closing the one at `open_at` (or the end of text)."""
+    """Index after the parenthesis closing the one at `open_at`; -1 if none does."""
     depth = 0
     quote = ""
     i = open_at
@@ -483,7 +485,7 @@ def _balanced_end(text: str, open_at: int) -> int:
             if depth == 0:
                 return i + 1
         i += 1
-    return len(text)
+    return -1
 
 
 def _take_expression(text: str) -> tuple[str, str]:
