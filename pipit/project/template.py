@@ -983,7 +983,8 @@ class _Parser:
         try:
             tree = ast.parse("(" + source + "\n)", mode="eval")
         except SyntaxError as exc:
-            offset = (exc.lineno or 1) - 1
+            # Past the end (the closing parenthesis added here) means the last line.
+            offset = min((exc.lineno or 1) - 1, source.count("\n"))
             raise self.error(line + offset, f"invalid expression: {exc.msg}") from None
         return tree.body
 
