@@ -139,6 +139,12 @@ def test_default_as_keyword_and_no_default(function: str, ch_type: str) -> None:
         ("{{String(x)}}", {"x": "\ud800"}, "not valid Unicode"),
         ("{{Array(x, 'Int32')}}", {"x": [1, "two"]}, "item 1: expected an integer"),
         ("{{Array(x, 'Int8')}}", {"x": "1,2,300"}, "item 2: 300 is outside Int8's range"),
+        # Values Python itself cannot convert are refused, never a crash.
+        ("{{Int256(x)}}", {"x": "1" * 100}, "expected an integer"),
+        ("{{Float64(x)}}", {"x": 10**400}, "is not a valid Float64"),
+        ("{{String(x)}}", {"x": 10**5000}, "is not a valid String"),
+        ("{{DateTime64(x)}}", {"x": 8e13}, "outside DateTime64's range"),
+        ("{{DateTime64(x)}}", {"x": 1e300}, "outside DateTime64's range"),
     ],
 )
 def test_a_value_that_does_not_fit_its_type_is_a_render_error(

@@ -72,7 +72,7 @@ import operator
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common.validation import parse_datetime
@@ -224,14 +224,19 @@ class _Type:
         """(Python value, text ClickHouse parses) for `value`, or _Invalid."""
         if self.element is not None:
             return self._array(value)
-        return _SCALAR_CONVERTERS[self.sql](self.sql, value)
+        try:
+            return _SCALAR_CONVERTERS[self.sql](self.sql, value)
+        except _Invalid:
+            raise
+        except (ValueError, OverflowError):  # e.g. an integer too long to read or to float
+            raise _Invalid(f"{_short(value)} is not a valid {self.sql}") from None
 
     def _array(self, value: object) -> tuple[object, str]:
         assert self.element is not None
         if isinstance(value, str):
             # Tinybird's arrays arrive comma-separated; numbers may carry spaces.
             items: list[object] = value.split(",")
-            if self.element.family != "str" or self.element.sql != "String":
+            if self.element.sql != "String":
                 items = [str(item).strip(" ") for item in items]
         elif isinstance(value, list | tuple):
             items = list(value)
@@ -299,7 +304,7 @@ def _integer(sql: str, value: object) -> tuple[object, str]:
         raise _Invalid(f"expected an integer, got {_kind(value)}")
     if isinstance(value, str):
         # ASCII only: int() would also read other scripts' digits.
-        if not (value.isascii() and _INTEGER.fullmatch(value)):
+        if not (value.isascii() and len(value) <= 80 and _INTEGER.fullmatch(value)):
             raise _Invalid(f"expected an integer, got {_short(value)}")
         value = int(value)
     bits = int(sql.removeprefix("U").removeprefix("Int"))
@@ -353,7 +358,10 @@ def _datetime64(_: str, value: object) -> tuple[object, str]:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise _Invalid("not a finite number")
-        moment = datetime.fromtimestamp(0, UTC) + _seconds(value)
+        try:
+            moment = datetime.fromtimestamp(0, UTC) + timedelta(seconds=value)
+        except OverflowError:
+            raise _Invalid(f"{value} is outside DateTime64's range") from None
     elif isinstance(value, str) and value.isascii():
         text = value.strip()
         if _DATE.fullmatch(text):
@@ -373,15 +381,6 @@ def _datetime64(_: str, value: object) -> tuple[object, str]:
     return formatted, formatted
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    try:
-        return timedelta(seconds=value)
-    except OverflowError:
-        raise _Invalid(f"{value} is outside DateTime64's range") from None
-
-
 _SCALAR_CONVERTERS: dict[str, Callable[[str, object], tuple[object, str]]] = {
     "String": _string,
     "Bool": _bool,
@@ -396,7 +395,10 @@ _SCALAR_CONVERTERS: dict[str, Callable[[str, object], tuple[object, str]]] = {
 
 
 def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python will print
+        return f"{_kind(value)} too long to show"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -491,7 +493,6 @@ class _Typed(_Expr):
     name: str
     type: _Type
     line: int
-    has_default: bool
     allow_absent: bool  # defined=False
 
     def converted(self, r: _Render) -> tuple[object, str] | None:
@@ -1194,7 +1195,7 @@ class _Parser:
         if use.default is _MISSING and not allow_absent and type_.sql != "Bool":
             use.needs_value = True
         self._use(use)
-        return _Typed(name, type_, at, use.default is not _MISSING, allow_absent)
+        return _Typed(name, type_, at, allow_absent)
 
     def _convert(self, type_: _Type, value: object, line: int, what: str) -> object:
         try:
