@@ -149,12 +149,10 @@ class _Lines:
         self.index = i
         while body and not body[-1].strip():
             body.pop()
-        if indented and not first:
-            body = textwrap.dedent("\n".join(body)).split("\n") if body else []
-        elif indented:
-            body = (
-                [first, *textwrap.dedent("\n".join(body[1:])).split("\n")] if body[1:] else [first]
-            )
+        if indented:
+            below = body[1:] if first else body
+            dedented = textwrap.dedent("\n".join(below)).split("\n") if below else []
+            body = [first, *dedented] if first else dedented
         return body, start
 
 
