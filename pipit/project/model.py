@@ -29,6 +29,8 @@ class ColumnSpec:
     not given)."""
     default: str = ""
     """`DEFAULT <expression>` when the column has one."""
+    codec: str = ""
+    """`CODEC(...)`'s arguments when the column has one, e.g. `ZSTD(1)`."""
     line: int = 0
 
 
