@@ -330,12 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.token_command import add_token_command
 
     add_token_command(commands)
+    from pipit.project.command import add_project_commands
+
+    add_project_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("seed", "migrate", "token"):
+    if args.command in ("seed", "migrate", "token", "init", "build", "protos", "deploy", "dev"):
         return args.run(args)
     settings = config.load(args)
     configure_logging(settings.log_level)

@@ -58,6 +58,25 @@ def insert_settings(quorum: str) -> dict[str, Any]:
     }
 
 
+class Literal:
+    """A bound value given as ClickHouse's own literal text (an Array's `['a','b\\'c']`):
+    bound as it is, where a scalar's text is escaped first."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:  # clickhouse-connect binds a non-str object as its str()
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Literal) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
 class WarehouseError(RuntimeError):
     """The warehouse refused or failed a statement."""
 

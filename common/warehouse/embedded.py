@@ -21,6 +21,7 @@ from clickhouse_connect.driver.binding import escape_str
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
+    Literal,
     QueryResult,
     Warehouse,
     WarehouseError,
@@ -187,4 +188,8 @@ def _escaped(params: Mapping[str, str]) -> dict[str, str]:
     # ClickHouse reads bound values in its escaped text format, so a backslash or a quote
     # must be escaped to mean itself. clickhouse-connect does this on the HTTP path; the
     # same function here keeps both engines reading identical values.
-    return {name: escape_str(value) for name, value in params.items()}
+    # A Literal (an Array's text) is ClickHouse's literal already: bound as it is.
+    return {
+        name: str(value) if isinstance(value, Literal) else escape_str(value)
+        for name, value in params.items()
+    }

@@ -221,11 +221,14 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
     await _create_tables(schema, scratch, where)
 
     interfaces, sources_by_pipe = [], {}
+    columns = sorted({c.name for ds in schema.datasources.values() for c in ds.columns})
     for pipe in pipes:
         endpoint = pipe.endpoint
-        if endpoint is None:
-            continue  # a pipe without an endpoint node serves nothing (yet)
-        nodes = pipe.nodes[: pipe.nodes.index(endpoint) + 1]
+        # A pipe without an endpoint serves nothing, but is checked all the same.
+        nodes = pipe.nodes[: pipe.nodes.index(endpoint) + 1] if endpoint else pipe.nodes
+        if not nodes:
+            problems.append(ProjectError(pipe.file, pipe.line or 1, "the pipe has no NODE"))
+            continue
         for node in nodes:
             if node.type and node.type != "endpoint":
                 problems.append(
@@ -246,6 +249,7 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
             continue
         parameters: dict[str, Any] = {}
         for node, (_, template) in zip(nodes, templates, strict=True):
+            problems += template.check_columns(columns)
             for parameter in template.parameters:
                 known = parameters.setdefault(parameter.name, parameter)
                 if known.type != parameter.type:
@@ -258,9 +262,11 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
                         )
                     )
         try:
-            columns = await _describe_pipe(pipe, templates, parameters, schema, scratch)
+            described = await _describe_pipe(pipe, nodes[-1], templates, columns, scratch)
         except ProjectError as exc:
             problems.append(exc)
+            continue
+        if endpoint is None:
             continue
         interfaces.append(
             protos.PipeInterface(
@@ -276,7 +282,7 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
                     )
                     for p in parameters.values()
                 ),
-                columns=tuple(columns),
+                columns=tuple(described),
             )
         )
         sources_by_pipe[pipe.name] = PipeSource(
@@ -304,64 +310,45 @@ def _default_text(value: Any) -> str:
 
 async def _describe_pipe(
     pipe: PipeSpec,
+    last: Any,
     templates: list,
-    parameters: Mapping[str, Any],
-    schema: Project,
+    columns: list[str],
     scratch: Warehouse,
 ) -> list[tuple[str, str]]:
+    """The columns of the pipe's answer, as the engine describes its SQL rendered for the
+    templates' sample requests (every parameter given, then only the required ones)."""
     from pipit.project.template import RenderError
-    from services.query.template_binder import compose
+    from services.query.template_binder import bindable, compose
 
-    columns = {c.name for ds in schema.datasources.values() for c in ds.columns}
-    # Describe with every defaulted parameter left out, and a value of its type for each
-    # required one (its answer's columns do not depend on the values).
-    given = {
-        p.name: _python_placeholder(p.type)
-        for p in parameters.values()
-        if p.required and p.default is None
-    }
-    rendered, values = [], {}
-    for node_name, template in templates:
+    samples: list[dict[str, Any]] = [{}, {}]
+    for _, template in templates:
+        for merged, sample in zip(samples, template.sample_requests(columns), strict=False):
+            merged.update(sample)
+    where = (last.file or pipe.file, last.line)
+    problem: ProjectError | None = None
+    for given in samples:
         try:
-            result = template.render(given, columns=columns)
-        except RenderError as exc:
-            raise ProjectError(pipe.file, _line(pipe, node_name), f"cannot render: {exc}") from None
-        rendered.append((node_name, result.sql))
-        values.update(result.values)
-    sql = compose(rendered)
-    try:
-        described = await _describe(scratch, sql, values)
-    except WarehouseError as exc:
-        node = pipe.endpoint
-        raise _engine_problem(exc, node.file or pipe.file, node.line) from None
-    for column, _ in described:
-        if not _NAME.match(column):
-            node = pipe.endpoint
-            raise ProjectError(
-                node.file or pipe.file,
-                node.line,
-                f"answer column {column!r} needs a name (`… AS name`) made of letters, digits "
-                "and underscores",
-            )
-    return described
-
-
-def _line(pipe: PipeSpec, node_name: str) -> int:
-    for node in pipe.nodes:
-        if node.name == node_name:
-            return node.line
-    return pipe.line
-
-
-def _python_placeholder(kind: str) -> Any:
-    text = _placeholder_value(kind)
-    if kind.startswith("Array("):
-        return []
-    if kind == "Bool":
-        return False
-    if text == "0":
-        return 0.0 if kind.startswith("Float") else 0
-    return text
+            rendered, values = [], {}
+            for node_name, template in templates:
+                result = template.render(given, columns=columns)
+                rendered.append((node_name, result.sql))
+                values.update(bindable(result))
+        except RenderError:
+            continue  # a sample that meets an error() branch proves nothing
+        try:
+            described = await _describe(scratch, compose(rendered), values)
+        except WarehouseError as exc:
+            problem = problem or _engine_problem(exc, *where)
+            continue
+        for column, _ in described:
+            if not _NAME.match(column):
+                raise ProjectError(
+                    *where,
+                    f"answer column {column!r} needs a name (`… AS name`) made of letters, "
+                    "digits and underscores",
+                )
+        return described
+    raise problem or ProjectError(*where, "no request the pipe accepts could be checked")
 
 
 # --- Pipit's native form -------------------------------------------------------------------

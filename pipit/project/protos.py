@@ -252,6 +252,8 @@ def query_proto(pipes: Sequence[PipeInterface]) -> str:
                 option.append(f"default_value: {_string(parameter.default)}")
             if parameter.required:
                 option.append("required: true")
+            if parameter.description:
+                option.append(f"description: {_string(parameter.description)}")
             fields.append(
                 _comment(
                     parameter.description or f"Parameter `{parameter.name}` ({parameter.type}).",
@@ -265,7 +267,8 @@ def query_proto(pipes: Sequence[PipeInterface]) -> str:
             label, kind = answer_field(kind_text)
             columns.append(
                 f"  // `{column}` {kind_text}.\n"
-                f"  {(label + ' ') if label else ''}{kind} {column} = {number};\n"
+                f"  {(label + ' ') if label else ''}{kind} {column} = {number} "
+                f"[(pipit.clickhouse.v1.column).type = {_string(kind_text)}];\n"
             )
         messages.append(
             f"// Request of {name} (`GET /v0/pipes/{pipe.name}.json`).\n"

@@ -77,6 +77,7 @@ class DeployApi:
                         type=option.type,
                         default_value=option.default_value,
                         required=option.required,
+                        description=option.description,
                     )
             rows = method.output_type.fields_by_name.get("data")
             for field in rows.message_type.fields if rows is not None else ():

@@ -18,9 +18,9 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
 from common.validation import parse_datetime
-from common.warehouse.base import QueryResult
+from common.warehouse.base import Literal, QueryResult
 from pipit.project.artifact import PipeSource
-from pipit.project.template import Parameter, RenderError, Template
+from pipit.project.template import Parameter, Rendered, RenderError, Template
 from services.query.binder import InvalidParameter, Responder, endpoint_name
 
 _WITH = re.compile(r"^\s*WITH\b", re.IGNORECASE)
@@ -31,6 +31,14 @@ _INTEGER_RANGES = {
     for prefix in ("", "U")
     for bits in (8, 16, 32, 64, 128, 256)
 }
+
+
+def bindable(rendered: Rendered) -> dict[str, Any]:
+    """The rendered values as the warehouse binds them: an Array's text is a literal."""
+    return {
+        name: Literal(value) if rendered.types.get(name, "").startswith("Array(") else value
+        for name, value in rendered.values.items()
+    }
 
 
 def compose(nodes: list[tuple[str, str]]) -> str:
@@ -108,7 +116,7 @@ class TemplateEndpoint:
             except RenderError as exc:
                 raise InvalidParameter(str(exc)) from None
             rendered.append((node, result.sql))
-            values.update(result.values)
+            values.update(bindable(result))
         return compose(rendered), values
 
     def _value(self, parameter: Parameter, field: FieldDescriptor, value: Any) -> Any:
