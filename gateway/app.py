@@ -63,6 +63,7 @@ TOKEN_PARAMETER = "token"
 STATUS_METADATA_KEY = "x-http-status"
 UNPRINTABLE_TOKEN = "the token must be printable ASCII"
 NO_ROUTE = "Could not resolve {} to a method."  # Envoy's wording
+DEPLOY_METHOD = "/pipit.deploy.v1.DeployService/Deploy"
 # Health probes must answer fast even when the request timeout is long.
 HEALTH_CHECK_TIMEOUT = 5.0
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
@@ -172,6 +173,9 @@ class Gateway:
             _forward(exc.trailing_metadata(), response)
             return response
         request[_GRPC_CODE] = grpc.StatusCode.OK.name
+        if route.grpc_method == DEPLOY_METHOD and self.routes.refresh is not None:
+            # Whoever deployed gets the new project's routes from their next request on.
+            await self.routes.refresh()
 
         json_bytes = 0 if route.response_is_http_body else reply.ByteSize()
         payload, payload_type = await _offload(json_bytes, render_response, route, reply, pool)

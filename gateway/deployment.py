@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 import structlog
@@ -26,6 +26,8 @@ from pipit.deploy.v1 import deploy_service_pb2 as deploy_pb
 log = structlog.get_logger("gateway")
 
 POLL_SECONDS = 1.0
+# How long a starting gateway waits to learn the deployment before serving the package's.
+FIRST_POLL_SECONDS = 3.0
 GET_DEPLOYMENT = "/pipit.deploy.v1.DeployService/GetDeployment"
 
 
@@ -73,6 +75,8 @@ class ServedRoutes:
         self.version = ""
         self.table, self.targets = self._load(descriptor_set)
         self._listeners: list[Callable[[RouteTable], None]] = []
+        self.refresh: Callable[[], Awaitable[None]] | None = None
+        """Reads the deployment in service now, when something follows it."""
 
     def _load(self, descriptor_set: bytes) -> tuple[RouteTable, dict[str, str]]:
         targets = resolve_targets(self._explicit, self._by_role, descriptor_set)
@@ -97,42 +101,66 @@ class ServedRoutes:
         return self.targets[grpc_method[1:].partition("/")[0]]
 
 
+class _Poller:
+    """Asks the query service for the deployment in service."""
+
+    def __init__(self, routes: ServedRoutes, channel: Callable[[str], grpc.aio.Channel]) -> None:
+        self._routes = routes
+        target = routes.query_target
+        self._get = (
+            None
+            if target is None
+            else channel(target).unary_unary(
+                GET_DEPLOYMENT,
+                request_serializer=deploy_pb.GetDeploymentRequest.SerializeToString,
+                response_deserializer=deploy_pb.Deployment.FromString,
+            )
+        )
+        self._failing = False
+
+    async def poll(self, within: float = 5.0) -> None:
+        """Routes the deployment in service if it changed; a failure (the query service
+        away, or older than deployments) keeps the routes as they are."""
+        if self._get is None:
+            return
+        routes = self._routes
+        try:
+            reply = await self._get(
+                deploy_pb.GetDeploymentRequest(known_version=routes.version), timeout=within
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - route on; the next poll tries again
+            if not self._failing:
+                log.warning("cannot read the deployment in service", error=str(exc)[:300])
+            self._failing = True
+            return
+        self._failing = False
+        if reply.version != routes.version and reply.descriptor_set:
+            routes.use(reply.version, reply.descriptor_set)
+
+
 async def follow(
     routes: ServedRoutes,
     channel: Callable[[str], grpc.aio.Channel],
     *,
     every: float = POLL_SECONDS,
 ) -> None:
-    """Keeps `routes` on the deployment in service until cancelled. A failed poll (the
-    query service away or older than deployments) keeps the routes as they are."""
-    target = routes.query_target
-    if target is None:
-        return
-    get = channel(target).unary_unary(
-        GET_DEPLOYMENT,
-        request_serializer=deploy_pb.GetDeploymentRequest.SerializeToString,
-        response_deserializer=deploy_pb.Deployment.FromString,
-    )
-    failing = False
+    """Keeps `routes` on the deployment in service until cancelled."""
+    poller = _Poller(routes, channel)
     while True:
-        try:
-            reply = await get(
-                deploy_pb.GetDeploymentRequest(known_version=routes.version), timeout=5.0
-            )
-            if reply.version != routes.version and reply.descriptor_set:
-                routes.use(reply.version, reply.descriptor_set)
-            failing = False
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - route on; the next poll tries again
-            if not failing:
-                log.warning("cannot read the deployment in service", error=str(exc)[:300])
-            failing = True
         await asyncio.sleep(every)
+        await poller.poll()
 
 
 @contextlib.asynccontextmanager
 async def following(routes: ServedRoutes, channel: Callable[[str], grpc.aio.Channel]):
+    """Routes the deployment in service before the block (so the first request meets it,
+    not the package's tutorials), then follows it in the background."""
+    poller = _Poller(routes, channel)
+    await poller.poll(within=FIRST_POLL_SECONDS)
+    # A deploy through this gateway is routed before its answer goes back (gateway/app.py).
+    routes.refresh = poller.poll
     task = asyncio.create_task(follow(routes, channel), name="follow-deployment")
     try:
         yield task

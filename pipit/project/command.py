@@ -28,6 +28,8 @@ BUILD_DIR = ".pipit-build"
 WATCH_SECONDS = 0.5
 # The Pipit protos a generated project imports; clients compile them beside its own.
 SUPPORT_PROTOS = ("pipit/clickhouse/v1/options.proto", "pipit/query/v1/pipe.proto")
+# And googleapis' (shipped with googleapis-common-protos), so `-I<out>` resolves every import.
+GOOGLE_API_PROTOS = ("annotations.proto", "http.proto", "httpbody.proto")
 
 INIT_FILES = {
     "datasources/page_views.datasource": """DESCRIPTION >
@@ -122,6 +124,11 @@ def write_protos(artifact: Artifact, folder: Path, out: Path) -> list[Path]:
     }
     for path in SUPPORT_PROTOS:
         sources.setdefault(path, (PROTO_DIR / path).read_text())
+    from google.api import annotations_pb2
+
+    google_api = Path(annotations_pb2.__file__).parent
+    for name in GOOGLE_API_PROTOS:
+        sources.setdefault(f"google/api/{name}", (google_api / name).read_text())
     written = []
     for path, text in sorted(sources.items()):
         target = out / path
