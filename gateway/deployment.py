@@ -72,6 +72,8 @@ class ServedRoutes:
         self._by_role = role_targets(targets, descriptor_set)
         self.version = ""
         self.table, self.targets = self._load(descriptor_set)
+        # What the table was built from, for a gateway that must be handed the set itself.
+        self.descriptor_set = descriptor_set
         self._listeners: list[Callable[[RouteTable], None]] = []
 
     def _load(self, descriptor_set: bytes) -> tuple[RouteTable, dict[str, str]]:
@@ -88,7 +90,7 @@ class ServedRoutes:
     def use(self, version: str, descriptor_set: bytes) -> None:
         """Routes the deployment `version` from now on."""
         self.table, self.targets = self._load(descriptor_set)
-        self.version = version
+        self.version, self.descriptor_set = version, descriptor_set
         for listener in self._listeners:
             listener(self.table)
         log.info("routing deployment", version=version, routes=len(self.table.routes))
