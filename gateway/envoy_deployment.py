@@ -9,32 +9,35 @@ route configuration from a file (`rds` with a `path_config_source`); Envoy watch
 and reloads it when a new one is renamed onto it (only a rename is atomic, so nothing half
 written is ever read). Everything a descriptor set decides is in that route configuration: the
 transcoder's own configuration (descriptor set inline, services) sits on the virtual host,
-where the transcoder takes it over the filter's (it uses the most specific per-route config it
-finds, as every setting it reads comes from that one); the route per service; the Events API's
-paths; the methods CORS allows. The clusters do not change: a deployment's services go to the
+where it replaces the filter's (the filter takes the most specific per-route configuration
+there is and reads every setting from it); the route per service; the Events API's paths; the
+methods CORS allows. The clusters do not change: a deployment's services go to the
 upstream of their role, which is one of the upstreams Envoy started with.
 
 Why RDS and not the alternatives:
 - A route configuration update touches no connection. Each request keeps the route
   configuration it started with until it ends (requests in flight finish on the old
-  deployment), new requests, on the same connections, get the new one.
-- A listener update (LDS from a file) replaces the listener's filter chains, and the
-  connections on the old ones are drained: closed after their next answer, or, idle, at the end
-  of the drain time, when a client sending on a kept-alive connection at that moment sees it
-  reset. That is what "without dropping connections" rules out.
-- Hot restart (`--restart-epoch`, a second Envoy taking the sockets over shared memory) drains
-  the old process the same way, and needs a `--base-id` of its own for every Envoy on a machine.
+  deployment); new requests, on the same connections, get the new one.
+- A listener update (LDS from a file) and hot restart (`--restart-epoch`: a second Envoy
+  taking the sockets over shared memory, with a `--base-id` of its own for every Envoy on a
+  machine) both drain: Envoy's "Draining" overview lists "the server is being hot restarted"
+  and "individual listeners are being modified or removed via LDS". Draining discourages
+  requests (`Connection: close` on HTTP/1.1, GOAWAY on HTTP/2) and closes what is left at the
+  end of the drain time, so clients lose their kept-alive connections, and one sending on a
+  connection as it closes sees it reset. tests/test_envoy_deployments.py counts the
+  connections its client opens across a deploy; a listener drain would make it open new ones.
 
 A route configuration Envoy refuses (its `update_rejected` counter moves) leaves the previous
 one serving; that is logged, with Envoy's own log line saying why. Envoy's admin interface
 (`/stats`: `version_text` of the route configuration) tells when a version is in service.
 
-Documentation relied on: Envoy's "Configuration: Dynamic from filesystem" quick start (updates
-only on a file move) and `config.core.v3.PathConfigSource` (the path is watched for moves);
-the HTTP connection manager's `rds` and its RDS statistics (`version_text`, `update_rejected`);
-`config.route.v3.VirtualHost.typed_per_filter_config` with the gRPC-JSON transcoder's
-per-route configuration (`GrpcJsonTranscoder`, `proto_descriptor_bin`); the listener
-manager's "drain" semantics for filter chain updates (what RDS avoids).
+Documentation relied on: Envoy's "Configuration: Dynamic from filesystem" quick start (Envoy
+updates only when the file is replaced by a move) and `config.core.v3.PathConfigSource` (the
+path is watched for moves); the HTTP connection manager's `rds` and its RDS statistics
+(`version_text`, `update_rejected`); `config.route.v3.VirtualHost.typed_per_filter_config`
+with the gRPC-JSON transcoder (its filter resolves the most specific per-route
+`GrpcJsonTranscoder`, `proto_descriptor_bin` carrying the set inline); the "Draining"
+architecture overview (what RDS avoids).
 """
 
 from __future__ import annotations
