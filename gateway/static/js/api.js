@@ -12,7 +12,7 @@ export const Problem = Object.freeze({
 });
 
 // How errors of GET /v0/pipes name what failed.
-export const PIPE_LIST = "GET /v0/pipes";
+const PIPE_LIST = "GET /v0/pipes";
 
 export class ApiError extends Error {
   constructor(problem, message, { status = 0, code = null, pipe = "" } = {}) {
