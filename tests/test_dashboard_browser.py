@@ -13,14 +13,19 @@ Chromium comes from the system (`apt-get install chromium`, which `.ci/run` does
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shutil
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import orjson
@@ -80,23 +85,31 @@ TIMEOUT_MS = 10_000
 
 
 @dataclass
-class Site:
-    """The seeded suite, its gateway (which serves the dashboard), and two other origins
-    serving the same page: one the gateway allows, one it does not."""
+class Gateway:
+    """A suite's gateway (which serves the dashboard), called as curl calls it."""
 
     gateway_url: str
-    allowed_url: str
-    foreign_url: str
-    ab_token: str  # a scoped token that may read the A/B tests' pipes only
     http: aiohttp.ClientSession
 
     async def api(self, pipe: str, **params: Any) -> list[dict[str, Any]]:
         """The public API's answer, fetched the way curl would."""
+        return (await self.answer(pipe, **params))["data"]
+
+    async def answer(self, pipe: str, **params: Any) -> dict[str, Any]:
+        """The whole answer: meta, data, rows, statistics."""
         async with self.http.get(
             f"{self.gateway_url}/v0/pipes/{pipe}.json", params={"token": TOKEN, **params}
         ) as response:
             assert response.status == 200, await response.text()
-            return (await response.json())["data"]
+            return await response.json()
+
+    async def pipes(self, token: str = TOKEN) -> list[dict[str, Any]]:
+        """GET /v0/pipes: the pipes `token` may read."""
+        async with self.http.get(
+            f"{self.gateway_url}/v0/pipes", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["pipes"]
 
     async def send(self, datasource: str, rows: list[dict[str, Any]]) -> None:
         async with self.http.post(
@@ -107,6 +120,16 @@ class Site:
         ) as response:
             assert response.status == 200, await response.text()
             assert (await response.json())["successful_rows"] == len(rows)
+
+
+@dataclass
+class Site(Gateway):
+    """The seeded suite of the built-in tutorials, and two other origins serving the same
+    page: one the gateway allows, one it does not."""
+
+    allowed_url: str
+    foreign_url: str
+    ab_token: str  # a scoped token that may read the A/B tests' pipes only
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -141,7 +164,7 @@ async def site(chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     )
     gateway_runner, gateway_url = await _serve(gateway)
     async with aiohttp.ClientSession() as http:
-        site = Site(gateway_url, allowed_url, foreign_url, ab_token, http)
+        site = Site(gateway_url, http, allowed_url, foreign_url, ab_token)
         for datasource, rows in generate_all(EVENTS_PER_DATASOURCE, days=DAYS).items():
             await site.send(datasource, list(rows))
         yield site
@@ -287,7 +310,7 @@ async def screenshot(page: Page, output: Path, name: str) -> None:
     shutil.copyfile(path, SCREENSHOTS / path.name)
 
 
-async def as_documented(page: Page, site: Site) -> str:
+async def as_documented(page: Page, site: Gateway) -> str:
     """Makes the page look as the README describes it, so screenshots do not change from run to
     run: served from http://localhost:7181 (requests are passed to the test's gateway; nothing
     listening on 7181 is touched) with the "Updated" clock frozen. Returns the page's URL."""
@@ -342,6 +365,96 @@ def period(value: str) -> str:
 
 def path_of(url: str) -> str:
     return url.removeprefix("https://example.com") or "/"
+
+
+# The Pipes tab knows no pipe: it shows each answer by its `meta` types.
+_NUMBER_TYPE = re.compile(r"^(U?Int\d*|Float(32|64)|Decimal)")
+
+
+def number(value: int | float | str) -> str:
+    """A number as the Pipes tab shows it: grouped, every digit kept, no trailing zeros."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    text = f"{Decimal(value if isinstance(value, str) else repr(value)):,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def as_shown(meta: list[dict[str, str]], row: dict[str, Any]) -> dict[str, str]:
+    """A row of an answer as the Pipes tab's table shows it."""
+    shown = {"_key": ""}
+    for column in meta:
+        value = row[column["name"]]
+        if value is None:
+            shown[column["name"]] = "null"
+        elif _NUMBER_TYPE.match(column["type"]):
+            shown[column["name"]] = number(value)
+        else:
+            shown[column["name"]] = str(value)
+    return shown
+
+
+def statistics(answer: dict[str, Any]) -> str:
+    """The line above an answer in the Pipes tab: rows, time taken, rows and bytes read."""
+    stats = answer["statistics"]
+    seconds = stats["elapsed"]
+    took = (
+        f"{_half_up(seconds * 1000, '0.1')} ms" if seconds < 1 else f"{_half_up(seconds, '0.01')} s"
+    )
+    size, unit = float(stats["bytes_read"]), 0
+    while size >= 1000 and unit < 4:
+        size, unit = size / 1000, unit + 1
+    read = f"{int(size)} B" if unit == 0 else f"{_half_up(size, '0.1')} {'BKMGT'[unit]}B"
+    rows = f"{answer['rows']:,} {'row' if answer['rows'] == 1 else 'rows'}"
+    return f"{rows} in {took} · read {stats['rows_read']:,} rows, {read}"
+
+
+async def shown_tabs(page: Page) -> list[str]:
+    return await page.eval_on_selector_all(
+        '[role="tab"]', "tabs => tabs.filter(t => !t.hidden).map(t => t.dataset.tab)"
+    )
+
+
+async def listed_pipes(page: Page) -> list[str]:
+    return await page.eval_on_selector_all(
+        "#pipes-list [data-pipe]", "buttons => buttons.map(b => b.dataset.pipe)"
+    )
+
+
+async def pick_pipe(page: Page, name: str) -> str:
+    """Clicks a pipe in the list: one that needs no parameter runs at once (and the page's
+    state says how that went), one that does waits for its form."""
+    state = await settle(page, page.click(f'#pipes-list [data-pipe="{name}"]'))
+    assert await page.text_content("#pipes-name") == name
+    return state
+
+
+async def run_pipe(page: Page) -> str:
+    return await settle(page, page.click("#pipes-form button[type=submit]"))
+
+
+async def shown_call(page: Page) -> tuple[str, dict[str, str]]:
+    """The call the Pipes tab says it made: its path and parameters."""
+    method, url = (await page.text_content("#pipes-call")).split(" ", 1)
+    assert method == "GET"
+    parsed = urlsplit(url)
+    return parsed.path, dict(parse_qsl(parsed.query))
+
+
+async def serves(gateway: Gateway, pipe: str, gone: str) -> None:
+    """Waits until the gateway serves the deployed project (it follows a deploy within a
+    second or so): `pipe` of the project answers, `gone` of the built-in one is not found."""
+    deadline = time.monotonic() + 30
+    expected = {pipe: 200, gone: 404}
+    while True:
+        statuses = {}
+        for name in expected:
+            url = f"{gateway.gateway_url}/v0/pipes/{name}.json"
+            async with gateway.http.get(url, params={"token": TOKEN}) as response:
+                statuses[name] = response.status
+        if statuses == expected:
+            return
+        assert time.monotonic() < deadline, f"the gateway still answers {statuses}"
+        await asyncio.sleep(0.1)
 
 
 # --- the four tabs ----------------------------------------------------------------------
@@ -567,6 +680,366 @@ async def test_clickstream_tab(site: Site, opened: Opened, tmp_path: Path) -> No
     await screenshot(page, tmp_path, "clickstream")
 
 
+# --- the Pipes tab: any project ------------------------------------------------------
+
+
+async def test_pipes_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "pipes")
+    # The tab's pipes come with their own dates: the top bar's are hidden.
+    assert await page.is_hidden(".range")
+
+    listed = await site.pipes()
+    assert len(listed) == 12
+    assert await listed_pipes(page) == sorted(pipe["name"] for pipe in listed)
+    assert await page.is_visible("#pipes-pick")
+
+    # test_summary requires nothing: picking it runs it with its defaults.
+    assert await pick_pipe(page, "test_summary") == "ready"
+    assert (
+        await page.get_attribute('#pipes-list [data-pipe="test_summary"]', "aria-current") == "true"
+    )
+    assert await shown_call(page) == ("/v0/pipes/test_summary.json", {})
+    every = await site.answer("test_summary")
+    assert await table(page, "#pipes-table") == [as_shown(every["meta"], r) for r in every["data"]]
+
+    # One input per parameter, typed by its ClickHouse type, defaults filled in.
+    assert await page.get_attribute("#pipe-param-test_id", "type") == "text"
+    assert await page.get_attribute("#pipe-param-start_date", "type") == "datetime-local"
+    assert await page.input_value("#pipe-param-start_date") == "1970-01-01T00:00"
+    await page.fill("#pipe-param-test_id", "homepage_redesign")
+    await page.fill("#pipe-param-start_date", "2023-06-03T00:00")
+    await page.fill("#pipe-param-end_date", "2023-06-05T23:59:59")
+    async with page.expect_response(lambda r: "/v0/pipes/test_summary.json" in r.url) as got:
+        assert await run_pipe(page) == "ready"
+    params = {
+        "test_id": "homepage_redesign",
+        "start_date": "2023-06-03 00:00:00",
+        "end_date": "2023-06-05 23:59:59",
+    }
+    assert await shown_call(page) == ("/v0/pipes/test_summary.json", params)
+    answer = await (await got.value).json()
+    assert answer["data"] == await site.api("test_summary", **params)
+    assert answer["rows"] >= 2 and answer["data"] != every["data"]
+    assert await page.eval_on_selector_all(
+        "#pipes-table th", "ths => ths.map(th => th.textContent)"
+    ) == [column["name"] for column in answer["meta"]]
+    assert await table(page, "#pipes-table") == [
+        as_shown(answer["meta"], r) for r in answer["data"]
+    ]
+    # Numbers right-aligned, text not.
+    aligned = await page.eval_on_selector_all(
+        "#pipes-table tbody tr:first-child td",
+        "tds => Object.fromEntries(tds.map(td =>"
+        " [td.dataset.col, getComputedStyle(td).textAlign]))",
+    )
+    assert aligned == {
+        column["name"]: "right" if _NUMBER_TYPE.match(column["type"]) else "left"
+        for column in answer["meta"]
+    }
+    assert await page.text_content("#pipes-stats") == statistics(answer)
+    # No time column: no chart.
+    assert await page.is_hidden('[data-chart="pipes-chart"]')
+
+    # A time column and numbers: a line per number column, oldest first.
+    await pick_pipe(page, "active_users")
+    periods = await site.api("active_users")
+    drawn = await chart(page, "pipes-chart")
+    assert drawn["labels"] == sorted(period(row["period"]) for row in periods)
+    assert series(drawn) == {
+        column: {period(row["period"]): row[column] for row in periods}
+        for column in ("active_users", "sessions", "total_events")
+    }
+    assert opened.console_errors == []
+
+    # The screenshot shows fixed statistics (the time a query took varies), so that it does
+    # not change from run to run.
+    async def fixed_statistics(route: Any) -> None:
+        url = site.gateway_url + route.request.url.removeprefix(README_URL)
+        response = await route.fetch(url=url)
+        body = await response.json()
+        body["statistics"] = {"elapsed": 0.0042, "rows_read": 20_000, "bytes_read": 1_234_567}
+        await route.fulfill(response=response, json=body)
+
+    await page.route(f"{README_URL}/v0/pipes/active_users.json*", fixed_statistics)
+    assert await settle(page, page.click("#refresh")) == "ready"
+    assert await page.text_content("#pipes-stats") == "30 rows in 4.2 ms · read 20,000 rows, 1.2 MB"
+    await screenshot(page, tmp_path, "pipes")
+    await page.unroute(f"{README_URL}/v0/pipes/active_users.json*", fixed_statistics)
+
+    # Times that repeat, one row per variant: a line per variant for the chosen number.
+    await pick_pipe(page, "test_timeseries")
+    await page.fill("#pipe-param-test_id", "homepage_redesign")
+    assert await run_pipe(page) == "ready"
+    buckets = await site.api("test_timeseries", test_id="homepage_redesign")
+    for measure in ("users", "conversion_rate"):
+        if measure != "users":  # the first number column is drawn first
+            await page.select_option("#pipes-measure", measure)
+        expected: dict[str, dict[str, Any]] = {}
+        for row in buckets:
+            expected.setdefault(row["variant"], {})[period(row["period"])] = row[measure]
+        assert series(await chart(page, "pipes-chart")) == expected
+
+    # A required parameter is marked; the server's refusal is shown as the other tabs show it.
+    assert await pick_pipe(page, "user_event_timeline") == "ready"
+    assert await page.is_visible("#pipes-hint") and await page.is_hidden("#pipes-result")
+    user_field = '[data-param="user_id"]'
+    assert await page.text_content(f"{user_field} .param-required") == "required"
+    assert await page.get_attribute("#pipe-param-user_id", "aria-required") == "true"
+    assert await page.get_attribute("#pipe-param-limit", "type") == "number"
+    assert await page.get_attribute("#pipe-param-limit", "placeholder") == "100"
+    assert await run_pipe(page) == "error"
+    assert await page.get_attribute("#message", "data-problem") == "request"
+    message = await page.text_content("#message")
+    assert "user_event_timeline failed" in message and "HTTP 400" in message
+    assert "user_id" in message
+    await page.fill("#pipe-param-user_id", "user_2")
+    await page.fill("#pipe-param-limit", "5")
+    assert await run_pipe(page) == "ready"
+    assert await page.is_hidden("#message")
+    timeline = await site.answer("user_event_timeline", user_id="user_2", limit="5")
+    assert timeline["rows"] == 5
+    assert await table(page, "#pipes-table") == [
+        as_shown(timeline["meta"], r) for r in timeline["data"]
+    ]
+    # A time column but no number column: no chart.
+    assert await page.is_hidden('[data-chart="pipes-chart"]')
+
+
+# --- a deployed project -------------------------------------------------------------------
+
+TUTORIALS_PROJECT = Path(__file__).resolve().parent / "projects" / "tutorials"
+# A project that is not the tutorials, with a parameter of every kind the form knows.
+SENSORS_PROJECT = {
+    "datasources/readings.datasource": """DESCRIPTION >
+    Readings sent by sensors.
+
+SCHEMA >
+    `timestamp` DateTime `json:$.timestamp`,
+    `sensor` String `json:$.sensor`,
+    `value` Float64 `json:$.value`,
+    `ok` UInt8 `json:$.ok`
+
+ENGINE "MergeTree"
+ENGINE_SORTING_KEY "timestamp, sensor"
+""",
+    "pipes/hourly.pipe": """DESCRIPTION >
+    Readings per hour of one sensor.
+
+NODE hourly_node
+SQL >
+    %
+    SELECT toStartOfHour(timestamp) AS hour, count() AS readings, round(avg(value), 3) AS mean
+    FROM readings
+    WHERE sensor = {{String(sensor, required=True, description="Which sensor")}}
+      AND timestamp >= {{DateTime(since, '2024-01-01 00:00:00', description="From, UTC")}}
+      AND toDate(timestamp) <= {{Date(until, '2024-12-31')}}
+      AND value >= {{Float64(min_value, 0)}}
+      AND (ok = 1 OR NOT {{Boolean(only_ok, False, description="Leave out failed readings")}})
+    GROUP BY hour
+    ORDER BY hour
+    LIMIT {{Int32(limit, 100)}}
+
+TYPE endpoint
+""",
+    "pipes/sensors.pipe": """DESCRIPTION >
+    Every sensor and how many readings it sent.
+
+NODE sensors_node
+SQL >
+    SELECT sensor, count() AS readings FROM readings GROUP BY sensor ORDER BY sensor
+
+TYPE endpoint
+""",
+}
+READINGS = [
+    {
+        "timestamp": f"2024-01-02 {i // 6:02d}:{i % 6 * 10:02d}:00",
+        "sensor": f"s{i % 3}",
+        "value": i % 7 * 0.75,
+        "ok": int(i % 4 != 0),
+    }
+    for i in range(60)
+]
+
+
+@asynccontextmanager
+async def deployed(
+    chdb_dir: Path, project: Path, http: aiohttp.ClientSession
+) -> AsyncIterator[Gateway]:
+    """A suite that deployed `project` at start, and its gateway once it serves the project."""
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("dashboard_project"))
+    await warehouse.open()
+    suite = await start_suite(warehouse, project=project)
+    try:
+        yield Gateway(suite.gateway_url, http)
+    finally:
+        await suite.stop()
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+        await warehouse.close()
+
+
+async def test_a_project_of_its_own(chdb_dir: Path, opened: Opened, tmp_path: Path) -> None:
+    for path, text in SENSORS_PROJECT.items():
+        (tmp_path / "sensors" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sensors" / path).write_text(text)
+    async with (
+        aiohttp.ClientSession() as http,
+        deployed(chdb_dir, tmp_path / "sensors", http) as gateway,
+    ):
+        await serves(gateway, "sensors", gone="test_summary")
+        await gateway.send("readings", READINGS)
+        page = opened.page
+        await sign_in(page, gateway.gateway_url)
+        assert await page.evaluate("document.body.dataset.state") == "ready"
+
+        # None of the tutorials' pipes is listed: their tabs are hidden, the Pipes tab opens.
+        assert await shown_tabs(page) == ["pipes"]
+        assert await page.get_attribute("#tab-pipes", "aria-selected") == "true"
+        assert page.url.endswith("#pipes")
+        assert await listed_pipes(page) == ["hourly", "sensors"]
+        descriptions = await page.eval_on_selector_all(
+            "#pipes-list .pipe-description", "ds => ds.map(d => d.textContent)"
+        )
+        assert descriptions == [
+            "Readings per hour of one sensor.",
+            "Every sensor and how many readings it sent.",
+        ]
+        assert opened.console_errors == []
+
+        # A required parameter: the form waits for it.
+        assert await pick_pipe(page, "hourly") == "ready"
+        assert await page.is_hidden("#pipes-result")
+        inputs = await page.eval_on_selector_all(
+            "#pipes-fields input",
+            """inputs => inputs.map(i => [i.name, i.type, i.type === 'checkbox' ? String(i.checked)
+                : i.value || i.placeholder, i.getAttribute('aria-required') === 'true'])""",
+        )
+        assert inputs == [
+            ["sensor", "text", "", True],
+            ["since", "datetime-local", "2024-01-01T00:00", False],
+            ["until", "date", "2024-12-31", False],
+            ["min_value", "number", "0.0", False],  # the default as GET /v0/pipes gives it
+            ["only_ok", "checkbox", "false", False],
+            ["limit", "number", "100", False],
+        ]
+        assert await page.get_attribute("#pipe-param-min_value", "step") == "any"
+        assert await page.get_attribute("#pipe-param-limit", "step") == "1"
+        help_text = await page.text_content('[data-param="only_ok"] .param-help')
+        assert help_text == "Leave out failed readings · Default: false"
+
+        await page.fill("#pipe-param-sensor", "s1")
+        await page.fill("#pipe-param-min_value", "1.5")
+        await page.check("#pipe-param-only_ok")
+        assert await run_pipe(page) == "ready"
+        # What the form sends: what was filled in; the defaults are the server's to apply.
+        params = {"sensor": "s1", "min_value": "1.5", "only_ok": "true"}
+        assert await shown_call(page) == ("/v0/pipes/hourly.json", params)
+        answer = await gateway.answer("hourly", **params)
+        everything = await gateway.answer("hourly", sensor="s1")
+        assert 0 < answer["rows"] < everything["rows"]
+        assert await table(page, "#pipes-table") == [
+            as_shown(answer["meta"], r) for r in answer["data"]
+        ]
+        drawn = await chart(page, "pipes-chart")
+        assert drawn["labels"] == [row["hour"][:16] for row in answer["data"]]
+        assert series(drawn) == {
+            column: {row["hour"][:16]: row[column] for row in answer["data"]}
+            for column in ("readings", "mean")
+        }
+
+        # "Defaults" puts the form back; the pipe without parameters runs at once, no chart.
+        await page.click("#pipes-form button[type=reset]")
+        assert await page.input_value("#pipe-param-sensor") == ""
+        assert not await page.is_checked("#pipe-param-only_ok")
+        assert await pick_pipe(page, "sensors") == "ready"
+        assert await page.is_visible("#pipes-no-params")
+        sensors = await gateway.answer("sensors")
+        assert [r["readings"] for r in sensors["data"]] == [20, 20, 20]
+        assert await table(page, "#pipes-table") == [
+            as_shown(sensors["meta"], r) for r in sensors["data"]
+        ]
+        assert await page.is_hidden('[data-chart="pipes-chart"]')
+        assert opened.console_errors == []
+
+
+async def test_the_tutorials_as_a_deployed_project(chdb_dir: Path, opened: Opened) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        deployed(chdb_dir, TUTORIALS_PROJECT, http) as gateway,
+    ):
+        await serves(gateway, "get_popular_pages", gone="active_users")
+        for datasource, rows in generate_all(500, days=DAYS).items():
+            await gateway.send(datasource, list(rows))
+        listed = sorted(pipe["name"] for pipe in await gateway.pipes())
+        # Five of the tutorials' pipes: the tabs that need the others are hidden.
+        assert listed == [
+            "get_popular_pages",
+            "get_session_events",
+            "get_user_journey",
+            "session_insights",
+            "test_summary",
+        ]
+        page = opened.page
+        await sign_in(page, gateway.gateway_url)
+        assert await page.evaluate("document.body.dataset.state") == "ready"
+        assert await shown_tabs(page) == ["clickstream", "pipes"]
+        assert await page.get_attribute("#tab-pipes", "aria-selected") == "true"
+        assert await listed_pipes(page) == listed
+
+        # session_insights (as tutorial 003 writes it) requires a user.
+        assert await pick_pipe(page, "session_insights") == "ready"
+        assert await page.get_attribute("#pipe-param-user_id", "aria-required") == "true"
+        user = next(r["user_id"] for r in generate_all(500, days=DAYS)["app_events"])
+        await page.fill("#pipe-param-user_id", user)
+        assert await run_pipe(page) == "ready"
+        insights = await gateway.answer("session_insights", user_id=user)
+        assert insights["rows"] > 0
+        assert await table(page, "#pipes-table") == [
+            as_shown(insights["meta"], r) for r in insights["data"]
+        ]
+
+        # The tab whose pipes are all there works on them. (The tutorial's SQL counts
+        # 'pageview' events, which the generator calls 'page_view'.)
+        views = [("/pricing", 3), ("/docs", 2), ("/blog", 1)]
+        await gateway.send(
+            "clickstream_events",
+            [
+                {
+                    "event_id": f"pv_{path}_{i}",
+                    "user_id": "user_reader",
+                    "session_id": "sess_reader",
+                    "event_type": "pageview",
+                    "page_url": f"https://example.com{path}",
+                    "page_title": path,
+                    "referrer": "",
+                    "timestamp": f"2023-06-10 12:00:0{i}",
+                    "device_type": "desktop",
+                    "browser": "Firefox",
+                    "properties": "{}",
+                }
+                for path, count in views
+                for i in range(count)
+            ],
+        )
+        await open_tab(page, "clickstream")
+        assert await table(page, "#clickstream-pages") == [
+            {
+                "_key": f"https://example.com{path}",
+                "page_title": path,
+                "page_url": path,
+                "view_count": str(count),
+            }
+            for path, count in views
+        ]
+        assert await gateway.api("get_popular_pages") == [
+            {"page_url": f"https://example.com{path}", "page_title": path, "view_count": count}
+            for path, count in views
+        ]
+        assert opened.console_errors == []
+
+
 # --- controls, errors, live data ---------------------------------------------------------
 
 
@@ -628,11 +1101,41 @@ async def test_a_missing_or_rejected_token_is_explained(site: Site, opened: Open
     assert await page.evaluate("localStorage.getItem('pipit.token')") == TOKEN
 
 
-async def test_a_token_without_the_scope_is_explained(site: Site, opened: Opened) -> None:
+async def test_a_scoped_token_sees_what_it_may_read(site: Site, opened: Opened) -> None:
     page = opened.page
     await sign_in(page, site.gateway_url, token=site.ab_token)
     assert await page.evaluate("document.body.dataset.state") == "ready"
     assert await page.locator("#ab-summary tbody tr").count() >= 2
+    # GET /v0/pipes lists only what the token may read: the other tabs are not offered.
+    assert await shown_tabs(page) == ["ab", "pipes"]
+    await open_tab(page, "pipes")
+    assert await listed_pipes(page) == ["test_segments", "test_summary", "test_timeseries"]
+    assert await pick_pipe(page, "test_segments") == "ready"
+    segments = await site.answer("test_segments")
+    assert await table(page, "#pipes-table") == [
+        as_shown(segments["meta"], r) for r in segments["data"]
+    ]
+    # A tab not offered stays closed when its address is opened.
+    await page.evaluate("window.location.hash = '#saas'")
+    assert await settle(page, page.reload()) == "ready"
+    assert await page.get_attribute("#tab-pipes", "aria-selected") == "true"
+    assert await page.is_hidden("#panel-saas")
+    assert page.url.endswith("#pipes")
+
+
+async def test_a_pipe_the_token_may_not_read_is_explained(site: Site, opened: Opened) -> None:
+    page = opened.page
+
+    # A listing that went out of date (the token's scopes were narrowed since): the SaaS tab
+    # is offered, and its pipes answer 403.
+    async def listing_before(route: Any) -> None:
+        admin = {**route.request.headers, "authorization": f"Bearer {TOKEN}"}
+        await route.fulfill(response=await route.fetch(headers=admin))
+
+    await page.route(f"{site.gateway_url}/v0/pipes", listing_before)
+    await sign_in(page, site.gateway_url, token=site.ab_token)
+    assert await page.evaluate("document.body.dataset.state") == "ready"
+    assert await shown_tabs(page) == ["ab", "behaviour", "saas", "clickstream", "pipes"]
 
     assert await settle(page, page.click("#tab-saas")) == "error"
     assert await page.get_attribute("#message", "data-problem") == "forbidden"
@@ -761,9 +1264,11 @@ async def test_a_phone_screen_has_no_sideways_scrolling(site: Site, opened: Open
     page = opened.page
     await page.set_viewport_size(PHONE)
     await sign_in(page, await as_documented(page, site))
-    for name in ("ab", "behaviour", "saas", "clickstream"):
+    for name in ("ab", "behaviour", "saas", "clickstream", "pipes"):
         if name != "ab":
             await open_tab(page, name)
+        if name == "pipes":
+            assert await pick_pipe(page, "active_users") == "ready"
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

@@ -63,7 +63,14 @@ async def test_every_module_the_page_imports_is_served(client: TestClient) -> No
             if line.startswith("import ") and " from " in line:
                 target = line.rsplit(" from ", 1)[1].strip(" \"';")
                 pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
-    assert {"js/api.js", "js/charts.js", "js/dom.js", "js/format.js", "js/tabs/saas.js"} <= served
+    assert {
+        "js/api.js",
+        "js/charts.js",
+        "js/dom.js",
+        "js/format.js",
+        "js/tabs/saas.js",
+        "js/tabs/pipes.js",
+    } <= served
     assert (STATIC_DIR / "vendor" / "chart.js.LICENSE.md").is_file()
 
 

@@ -11,6 +11,9 @@ export const Problem = Object.freeze({
   REQUEST: "request",
 });
 
+// How errors of GET /v0/pipes name what failed.
+const PIPE_LIST = "GET /v0/pipes";
+
 export class ApiError extends Error {
   constructor(problem, message, { status = 0, code = null, pipe = "" } = {}) {
     super(message);
@@ -48,13 +51,24 @@ export class Api {
 
   // GET /v0/pipes/<name>.json; empty parameters are left out so the endpoint's defaults apply.
   async pipe(name, params = {}, signal = undefined) {
+    return this.#fetch(this.pipeUrl(name, params), { method: "GET", signal }, name);
+  }
+
+  // The URL pipe() calls, as curl would call it (the token goes in a header, not here).
+  pipeUrl(name, params = {}) {
     const url = new URL(`v0/pipes/${encodeURIComponent(name)}.json`, this.base);
     for (const [key, value] of Object.entries(params)) {
       if (value !== "" && value !== null && value !== undefined) {
         url.searchParams.set(key, String(value));
       }
     }
-    return this.#fetch(url, { method: "GET", signal }, name);
+    return url;
+  }
+
+  // GET /v0/pipes: the pipes of the project in service that this token may read.
+  async pipes(signal = undefined) {
+    const body = await this.#fetch(new URL("v0/pipes", this.base), { method: "GET", signal }, PIPE_LIST);
+    return Array.isArray(body.pipes) ? body.pipes : [];
   }
 
   async #fetch(url, init, pipe) {

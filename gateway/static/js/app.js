@@ -6,6 +6,7 @@ import * as fmt from "./format.js";
 import { createAbTab } from "./tabs/ab.js";
 import { createBehaviourTab } from "./tabs/behaviour.js";
 import { createClickstreamTab } from "./tabs/clickstream.js";
+import { createPipesTab } from "./tabs/pipes.js";
 import { createSaasTab } from "./tabs/saas.js";
 
 const TOKEN_KEY = "pipit.token";
@@ -22,6 +23,7 @@ const ui = {
   from: $("#from"),
   to: $("#to"),
   allTime: $("#all-time"),
+  range: $(".range"),
   live: $("#live"),
   refresh: $("#refresh"),
   updated: $("#updated"),
@@ -35,9 +37,13 @@ const tabs = {
   behaviour: createBehaviourTab({ onChange }),
   saas: createSaasTab({ onChange }),
   clickstream: createClickstreamTab({ onChange }),
+  pipes: createPipesTab({ onChange }),
 };
+// Where the page opens, and where it goes when a tutorial tab is not served.
+const FIRST_TAB = "ab";
+const ANY_PROJECT_TAB = "pipes";
 
-let current = "ab";
+let current = FIRST_TAB;
 let loading = null; // the AbortController of the load in flight
 let timer = null;
 
@@ -151,10 +157,15 @@ async function refresh({ fromTimer = false } = {}) {
   document.body.dataset.state = "loading";
   const api = new Api(base, storedToken());
   try {
+    // Asked on every load, so a deploy (or another token) changes the tabs at once.
+    const listing = await api.pipes(controller.signal);
+    if (controller.signal.aborted) return;
+    showServedTabs(listing);
     await tabs[current].load({
       api,
       range: fmt.range(ui.from.value, ui.to.value),
       signal: controller.signal,
+      listing,
     });
     if (controller.signal.aborted) return;
     showMessage(null);
@@ -182,8 +193,10 @@ function setLive(on) {
 
 // --- tabs --------------------------------------------------------------------------------
 
+const tabButton = (name) => ui.tabs.find((tab) => tab.dataset.tab === name);
+
 function selectTab(name, { focus = false } = {}) {
-  if (!(name in tabs)) name = "ab";
+  if (!(name in tabs) || tabButton(name).hidden) name = tabButton(FIRST_TAB).hidden ? ANY_PROJECT_TAB : FIRST_TAB;
   current = name;
   for (const tab of ui.tabs) {
     const selected = tab.dataset.tab === name;
@@ -192,7 +205,19 @@ function selectTab(name, { focus = false } = {}) {
     if (selected && focus) tab.focus();
     $(`#${tab.getAttribute("aria-controls")}`).hidden = !selected;
   }
+  // The Pipes tab's dates are its pipes' own parameters.
+  ui.range.hidden = name === ANY_PROJECT_TAB;
   if (window.location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+}
+
+// A tutorial tab is shown only when every pipe it calls is listed: the project in service may
+// not be the tutorials, and a scoped token sees only what it may read.
+function showServedTabs(listing) {
+  const listed = new Set(listing.map((pipe) => pipe.name));
+  for (const tab of ui.tabs) {
+    tab.hidden = !tabs[tab.dataset.tab].pipes.every((name) => listed.has(name));
+  }
+  if (tabButton(current).hidden) selectTab(ANY_PROJECT_TAB);
 }
 
 for (const tab of ui.tabs) {
@@ -203,15 +228,16 @@ for (const tab of ui.tabs) {
   tab.addEventListener("keydown", (event) => {
     const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
     if (!step) return;
-    const index = (ui.tabs.indexOf(tab) + step + ui.tabs.length) % ui.tabs.length;
-    selectTab(ui.tabs[index].dataset.tab, { focus: true });
+    const shown = ui.tabs.filter((t) => !t.hidden);
+    const index = (shown.indexOf(tab) + step + shown.length) % shown.length;
+    selectTab(shown[index].dataset.tab, { focus: true });
     refresh();
   });
 }
 
 window.addEventListener("hashchange", () => {
   const name = window.location.hash.slice(1);
-  if (name !== current && name in tabs) {
+  if (name !== current && name in tabs && !tabButton(name).hidden) {
     selectTab(name);
     refresh();
   }

@@ -90,6 +90,7 @@ export function draw(figure, { kind, labels, series, format, axisFormat = format
   if (chart) {
     chart.data.labels = labels;
     chart.data.datasets = datasets;
+    chart.options.plugins.legend.display = series.length > 1; // the Pipes tab's vary
     chart.update();
     return;
   }

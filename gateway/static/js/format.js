@@ -44,3 +44,30 @@ export function range(from, to) {
     end_date: to ? `${to} 23:59:59` : "",
   };
 }
+
+// Any number an answer holds, grouped but otherwise exact: 64-bit integers may arrive as
+// strings, and formatting the text (not a float made of it) keeps every digit.
+const exact = new Intl.NumberFormat(undefined, { maximumFractionDigits: 20 });
+const NUMBER_TEXT = /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i;
+
+export function number(value) {
+  const text = String(value);
+  return NUMBER_TEXT.test(text) ? exact.format(text) : text; // nan, inf: as sent
+}
+
+// statistics.elapsed is in seconds.
+export function elapsed(seconds) {
+  return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
+}
+
+const UNITS = ["B", "KB", "MB", "GB", "TB"];
+
+export function bytes(value) {
+  let size = value;
+  let unit = 0;
+  while (size >= 1000 && unit < UNITS.length - 1) {
+    size /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${size} B` : `${size.toFixed(1)} ${UNITS[unit]}`;
+}

@@ -81,6 +81,8 @@ export function createAbTab({ onChange }) {
   }
 
   return {
+    // Every pipe it calls; the tab is shown only when GET /v0/pipes lists them all.
+    pipes: ["test_summary", "test_timeseries", "test_segments"],
     async load({ api, range, signal }) {
       // Without test_id, test_summary lists every test in the range: that fills the picker.
       const all = await api.pipe("test_summary", range, signal);

@@ -99,6 +99,8 @@ export function createBehaviourTab({ onChange }) {
   }
 
   return {
+    // Every pipe it calls; the tab is shown only when GET /v0/pipes lists them all.
+    pipes: ["user_activity_metrics", "user_session_stats", "user_event_timeline"],
     async load({ api, range, signal }) {
       const user = selectedUser;
       const [activity, sessions, timeline] = await Promise.all([

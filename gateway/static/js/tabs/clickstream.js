@@ -110,6 +110,8 @@ export function createClickstreamTab({ onChange }) {
   }
 
   return {
+    // Every pipe it calls; the tab is shown only when GET /v0/pipes lists them all.
+    pipes: ["get_popular_pages", "get_user_journey", "get_session_events"],
     async load({ api, range, signal }) {
       const user = selectedUser;
       const session = selectedSession;

@@ -52,6 +52,8 @@ export function createSaasTab({ onChange }) {
   }
 
   return {
+    // Every pipe it calls; the tab is shown only when GET /v0/pipes lists them all.
+    pipes: ["active_users", "feature_usage", "session_insights"],
     async load({ api, range, signal }) {
       const [active, features, sessions] = await Promise.all([
         api.pipe("active_users", { ...range, interval: intervalSelect.value }, signal),
