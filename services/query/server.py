@@ -33,7 +33,8 @@ async def start_query(
     on `settings.host` (port 0 picks a free one), admitting callers through the process's
     `access`."""
     service = QueryService(warehouse, settings.max_string_length, current)
-    sql = SqlApi(warehouse, Admission(settings.sql_max_queries, settings.sql_max_queries_per_token))
+    admission = Admission(settings.sql_max_queries, settings.sql_max_queries_per_token)
+    sql = SqlApi(warehouse, admission, current)
     deployer = Deployer(
         warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
     )

@@ -20,6 +20,7 @@ wrapped whole, never spliced into."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -28,9 +29,9 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule, bearer_token, current_principal
-from common.datasources import registry
 from common.tokens import allows, digest
 from common.warehouse.base import QueryResult, Warehouse, WarehouseError
+from pipit.project.runtime import CurrentProject
 from pipit.query.v1 import sql_service_pb2
 from services.query.admission import Admission, Busy
 from services.query.sql_policy import Refused, check, parse_dump
@@ -51,19 +52,18 @@ _QUOTES_STATEMENT = re.compile(r":? (In scope|While processing) .*", re.DOTALL)
 _ABOUT_ENGINE = re.compile(r" \((version|for url) [^)]*\)")
 
 
-def readable_tables() -> dict[str, str]:
+def readable_tables(datasources: Iterable[str]) -> dict[str, str]:
     """Every table the Query API can read, with the datasource whose READ scope it needs:
-    each datasource and its quarantine table."""
+    each datasource (of the project in service) and its quarantine table."""
     tables = {}
-    for name in registry():
+    for name in datasources:
         tables[name] = name
         tables[name + QUARANTINE_SUFFIX] = name
     return tables
 
 
-def authorize(tables: frozenset[str], scopes: tuple[str, ...]) -> None:
-    """Refuses unless the scopes may read every table."""
-    owners = readable_tables()
+def authorize(tables: frozenset[str], owners: dict[str, str], scopes: tuple[str, ...]) -> None:
+    """Refuses unless the scopes may read every table (`owners`: readable_tables)."""
     for table in sorted(tables):
         required = f"DATASOURCES:READ:{owners[table]}"
         if not allows(scopes, required):
@@ -85,9 +85,10 @@ def engine_message(error: WarehouseError) -> tuple[str, str]:
 class SqlApi:
     """The gRPC handler of SqlService over a warehouse."""
 
-    def __init__(self, warehouse: Warehouse, admission: Admission) -> None:
+    def __init__(self, warehouse: Warehouse, admission: Admission, current: CurrentProject) -> None:
         self._warehouse = warehouse
         self._admission = admission
+        self._current = current
 
     async def query(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
         text = request.q.strip()
@@ -129,8 +130,9 @@ class SqlApi:
             if engine_message(exc)[1] == "READONLY":
                 raise Refused("queries may not carry their own SETTINGS") from None
             raise
-        reads = check(parse_dump(lines), lane.database, frozenset(readable_tables()))
-        authorize(reads.datasources, scopes)
+        owners = readable_tables(self._current.project.datasources)
+        reads = check(parse_dump(lines), lane.database, frozenset(owners))
+        authorize(reads.datasources, owners, scopes)
         if reads.other_names:
             # Names the dump cannot tell apart from CTEs: fine while no such table exists.
             tables = await lane.adhoc_query(_TABLES, {"database": lane.database})
