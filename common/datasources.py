@@ -34,6 +34,14 @@ class Column:
     type: str
     json_text: bool
     field: FieldDescriptor
+    json_path: tuple[str, ...] = ()
+    """Keys leading to the value in an ingested JSON event; () means the column's name."""
+    default_expression: str = ""
+
+    @property
+    def definition(self) -> str:
+        default = f" DEFAULT {self.default_expression}" if self.default_expression else ""
+        return f"`{self.name}` {self.type}{default}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,10 @@ class Datasource:
     """`<name> <expression> TYPE <type> GRANULARITY <n>` of each data-skipping index."""
     projections: tuple[str, ...] = ()
     """`<name> (<query>)` of each aggregate projection."""
+    ttl: str = ""
+    settings: str = ""
+    primary_key: str = ""
+    declared_sharding_key: str = ""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -68,16 +80,23 @@ class Datasource:
         """Single-node DDL. Identifiers come from the protos and the validated database
         setting, never from requests."""
         columns = ",\n    ".join(
-            [f"`{c.name}` {c.type}" for c in self.columns]
+            [c.definition for c in self.columns]
             + [f"INDEX {index}" for index in self.skip_indexes]
             + [f"PROJECTION {projection}" for projection in self.projections]
         )
+        clauses = [f"ENGINE = {self.engine}"]
+        if self.partition_key:
+            clauses.append(f"PARTITION BY {self.partition_key}")
+        clauses.append(f"ORDER BY ({self.sorting_key})" if self.sorting_key else "ORDER BY tuple()")
+        if self.primary_key:
+            clauses.append(f"PRIMARY KEY ({self.primary_key})")
+        if self.ttl:
+            clauses.append(f"TTL {self.ttl}")
+        settings = ", ".join(s for s in (DEDUPLICATION_SETTING, self.settings) if s)
+        clauses.append(f"SETTINGS {settings}")
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {columns}\n)\n"
-            f"ENGINE = {self.engine}\n"
-            f"PARTITION BY {self.partition_key}\n"
-            f"ORDER BY ({self.sorting_key})\n"
-            f"SETTINGS {DEDUPLICATION_SETTING}"
+            + "\n".join(clauses)
         )
 
     def upgrade_sql(self, table: str) -> list[str]:
@@ -136,7 +155,9 @@ def quarantine_ttl(days: int) -> str:
     return f"toDateTime(arrived_at) + INTERVAL {days} DAY"
 
 
-def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
+def from_descriptor(descriptor: Descriptor) -> Datasource | None:
+    """The datasource a message declares with the `pipit.clickhouse.v1.table` option, or
+    None for any other message."""
     opts = descriptor.GetOptions()
     if not opts.HasExtension(options_pb2.table):
         return None
@@ -151,7 +172,17 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
         column = field.GetOptions().Extensions[options_pb2.column]
         if not column.type:
             raise ValueError(f"{descriptor.full_name}.{field.name} has no ClickHouse column type")
-        columns.append(Column(field.name, column.type, column.json_text, field))
+        path = column.json_path.removeprefix("$.") if column.json_path else ""
+        columns.append(
+            Column(
+                field.name,
+                column.type,
+                column.json_text,
+                field,
+                json_path=tuple(path.split(".")) if path and path != field.name else (),
+                default_expression=column.default_expression,
+            )
+        )
     return Datasource(
         name=table.name,
         description=table.description,
@@ -162,6 +193,10 @@ def _from_descriptor(descriptor: Descriptor) -> Datasource | None:
         descriptor=descriptor,
         skip_indexes=skip_indexes,
         projections=projections,
+        ttl=table.ttl,
+        settings=table.settings,
+        primary_key=table.primary_key,
+        declared_sharding_key=table.sharding_key,
     )
 
 
@@ -174,7 +209,7 @@ def registry() -> dict[str, Datasource]:
             continue
         module = importlib.import_module(f"{datasources_pkg.__name__}.{info.name}")
         for descriptor in module.DESCRIPTOR.message_types_by_name.values():
-            ds = _from_descriptor(descriptor)
+            ds = from_descriptor(descriptor)
             if ds is not None:
                 found[ds.name] = ds
     return dict(sorted(found.items()))

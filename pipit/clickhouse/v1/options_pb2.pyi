@@ -1,22 +1,34 @@
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ServiceRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVICE_ROLE_UNSPECIFIED: _ClassVar[ServiceRole]
+    SERVICE_ROLE_INGEST: _ClassVar[ServiceRole]
+    SERVICE_ROLE_QUERY: _ClassVar[ServiceRole]
+SERVICE_ROLE_UNSPECIFIED: ServiceRole
+SERVICE_ROLE_INGEST: ServiceRole
+SERVICE_ROLE_QUERY: ServiceRole
 TABLE_FIELD_NUMBER: _ClassVar[int]
 table: _descriptor.FieldDescriptor
 COLUMN_FIELD_NUMBER: _ClassVar[int]
 column: _descriptor.FieldDescriptor
 PARAMETER_FIELD_NUMBER: _ClassVar[int]
 parameter: _descriptor.FieldDescriptor
+ROLE_FIELD_NUMBER: _ClassVar[int]
+role: _descriptor.FieldDescriptor
 ENDPOINT_FIELD_NUMBER: _ClassVar[int]
 endpoint: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +36,10 @@ class Table(_message.Message):
     SORTING_KEY_FIELD_NUMBER: _ClassVar[int]
     SKIP_INDEXES_FIELD_NUMBER: _ClassVar[int]
     PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
@@ -31,7 +47,11 @@ class Table(_message.Message):
     sorting_key: str
     skip_indexes: _containers.RepeatedCompositeFieldContainer[SkipIndex]
     projections: _containers.RepeatedCompositeFieldContainer[Projection]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ...) -> None: ...
+    ttl: str
+    settings: str
+    primary_key: str
+    sharding_key: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ...) -> None: ...
 
 class Projection(_message.Message):
     __slots__ = ("name", "query")
@@ -54,12 +74,16 @@ class SkipIndex(_message.Message):
     def __init__(self, name: _Optional[str] = ..., expression: _Optional[str] = ..., type: _Optional[str] = ..., granularity: _Optional[int] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("type", "json_text")
+    __slots__ = ("type", "json_text", "json_path", "default_expression")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     JSON_TEXT_FIELD_NUMBER: _ClassVar[int]
+    JSON_PATH_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_EXPRESSION_FIELD_NUMBER: _ClassVar[int]
     type: str
     json_text: bool
-    def __init__(self, type: _Optional[str] = ..., json_text: _Optional[bool] = ...) -> None: ...
+    json_path: str
+    default_expression: str
+    def __init__(self, type: _Optional[str] = ..., json_text: _Optional[bool] = ..., json_path: _Optional[str] = ..., default_expression: _Optional[str] = ...) -> None: ...
 
 class Parameter(_message.Message):
     __slots__ = ("type", "default_value", "required", "allowed_values", "min", "max", "has_min", "has_max", "max_length", "not_before")
