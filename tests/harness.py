@@ -4,16 +4,21 @@ optionally the gateway in front, and stubs that carry the token."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
+import services.ingest.server
 from common import config
 from common.auth import Access
+from common.datasources import Datasource, registry
 from common.grpc_server import GrpcServer
 from common.warehouse.base import Warehouse
 from pipit.cli import start_services
@@ -62,7 +67,28 @@ class Suite:
         await self.query.stop(1.0)
 
 
-async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides: Any) -> Suite:
+@contextlib.contextmanager
+def _ingesting(datasources: Sequence[Datasource]) -> Iterator[None]:
+    """Ingest serves `datasources` beside the built-in ones while it starts (it reads the
+    registry once, then), as a deployed project's would be served."""
+    if not datasources:
+        yield
+        return
+    served = {**registry(), **{ds.name: ds for ds in datasources}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services.ingest.server, "registry", lambda: served)
+        yield
+
+
+async def start_suite(
+    warehouse: Warehouse,
+    *,
+    gateway: bool = True,
+    datasources: Sequence[Datasource] = (),
+    **overrides: Any,
+) -> Suite:
+    """The suite over `warehouse`; its Events API and ingest also take events of
+    `datasources` (tables the caller creates)."""
     defaults = {
         "admin_token": TOKEN,
         "ingest_port": 0,
@@ -74,7 +100,8 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
     access = Access.for_process(settings, settings.admin_token)
-    ingest, query = await start_services(settings, warehouse, access)
+    with _ingesting(datasources):
+        ingest, query = await start_services(settings, warehouse, access)
     suite = Suite(warehouse, ingest, query)
     if gateway:
         from gateway.app import create_app, serve_gateway
