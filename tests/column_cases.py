@@ -287,6 +287,7 @@ CASES = [
     Case("Enum16('x' = 1000)", [("x", '"x"', "x")], [("", "expected one of 'x', got ''")]),
     Case(
         "FixedString(3)",
+        # Stored padded with zero bytes, which toString leaves out.
         [("ab", '"ab"', "ab"), ("é", '"é"', "é"), ("abc", '"abc"', "abc")],
         [
             ("abcd", "longer than the 3 bytes of FixedString(3)"),
