@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import grpc
 
 from common import config
 from common.auth import Access
+from common.datasources import Datasource
 from common.grpc_server import GrpcServer
 from common.warehouse.base import Warehouse
 from pipit.cli import start_services
@@ -65,7 +67,15 @@ class Suite:
         await self.query.stop(1.0)
 
 
-async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides: Any) -> Suite:
+async def start_suite(
+    warehouse: Warehouse,
+    *,
+    gateway: bool = True,
+    datasources: Sequence[Datasource] = (),
+    **overrides: Any,
+) -> Suite:
+    """The suite over `warehouse`; its Events API and ingest also take events of
+    `datasources` (tables the caller creates)."""
     defaults = {
         "admin_token": TOKEN,
         "ingest_port": 0,
@@ -83,6 +93,8 @@ async def start_suite(warehouse: Warehouse, *, gateway: bool = True, **overrides
         quarantine_ttl_days=settings.quarantine_ttl_days,
         project_dir=settings.project,
     )
+    # Datasources the caller made (their tables too) are served beside the project's.
+    current.project.datasources.update({ds.name: ds for ds in datasources})
     ingest, query = await start_services(settings, warehouse, access, current)
     suite = Suite(warehouse, ingest, query, current)
     if gateway:

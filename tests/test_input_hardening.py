@@ -11,6 +11,7 @@ import aiohttp
 import grpc
 import orjson
 import pytest
+from column_cases import ALL_TYPES, STORED, case_events
 from google.api import httpbody_pb2
 from harness import AUTH, TOKEN, start_suite
 from hypothesis import HealthCheck, given, settings
@@ -43,15 +44,20 @@ async def suite(chdb_dir):
 
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database("hardening"))
     await warehouse.open()
-    await warehouse.ensure_schema(list(registry().values()))
-    running = await start_suite(warehouse, max_field_bytes=FIELD_LIMIT, max_body_bytes=1_000_000)
+    await warehouse.ensure_schema([*registry().values(), ALL_TYPES])
+    running = await start_suite(
+        warehouse,
+        max_field_bytes=FIELD_LIMIT,
+        max_body_bytes=1_000_000,
+        datasources=[ALL_TYPES],
+    )
     yield running
     await running.stop()
 
 
-async def _counts(suite) -> tuple[int, int]:
-    kept = await suite.warehouse.query("SELECT count() AS n FROM ab_test_events", {})
-    held = await suite.warehouse.query("SELECT count() AS n FROM ab_test_events_quarantine", {})
+async def _counts(suite, table: str = "ab_test_events") -> tuple[int, int]:
+    kept = await suite.warehouse.query(f"SELECT count() AS n FROM {table}", {})  # noqa: S608
+    held = await suite.warehouse.query(f"SELECT count() AS n FROM {table}_quarantine", {})  # noqa: S608
     return kept.data[0]["n"], held.data[0]["n"]
 
 
@@ -158,6 +164,16 @@ LINES = st.lists(
 )
 
 
+def _events_in(body: bytes) -> int:
+    """How many events the Events API reads in a body: a JSON array's elements, one JSON
+    value, or else its non-blank lines."""
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return sum(1 for line in body.split(b"\n") if line.strip())
+    return len(whole) if isinstance(whole, list) else 1
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lines=LINES)
 async def test_any_ndjson_body_is_answered_and_every_line_accounted_for(suite, lines):
@@ -175,18 +191,40 @@ async def test_any_ndjson_body_is_answered_and_every_line_accounted_for(suite, l
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
         assert await _counts(suite) == before
         return
-    try:
-        whole = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        whole = None
-    if isinstance(whole, list):
-        expected_events = len(whole)
-    elif whole is not None:
-        expected_events = 1
-    else:
-        expected_events = sum(1 for line in lines if line.strip())
-    assert response.successful_rows + response.quarantined_rows == expected_events
+    assert response.successful_rows + response.quarantined_rows == _events_in(body)
     kept, held = await _counts(suite)
+    assert (kept - before[0], held - before[1]) == (
+        response.successful_rows,
+        response.quarantined_rows,
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    events=case_events(
+        {f"c{i}": case for i, case in enumerate(STORED)}, {"id": st.integers(0, 2**32 - 1)}
+    )
+)
+async def test_events_of_every_column_type_are_stored_or_quarantined(suite, events):
+    # Good and bad values of every type, and anything else: each event is stored or
+    # quarantined with its reason, and the answer (given once the rows are written: an
+    # insert the warehouse refused would never be) says which.
+    lines = [json.dumps(event).encode() for event in events]
+    if not lines:
+        return
+    before = await _counts(suite, ALL_TYPES.name)
+    request = pb.PostEventsRequest(
+        name=ALL_TYPES.name, wait=True, body=httpbody_pb2.HttpBody(data=b"\n".join(lines))
+    )
+    try:
+        response = await suite.ingest_stub().PostEvents(request, metadata=AUTH)
+    except grpc.aio.AioRpcError as exc:
+        # Only a body with nothing usable in it (every line not JSON) may be refused.
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
+        assert await _counts(suite, ALL_TYPES.name) == before
+        return
+    assert response.successful_rows + response.quarantined_rows == _events_in(request.body.data)
+    kept, held = await _counts(suite, ALL_TYPES.name)
     assert (kept - before[0], held - before[1]) == (
         response.successful_rows,
         response.quarantined_rows,

@@ -5,7 +5,13 @@ JSONCompactColumns (one JSON array per column: a single `orjson.dumps` per batch
 the cheapest JSON format for the engine to parse). Several blocks of one table and one
 format are inserted together by joining their bodies with newlines, which both formats
 accept. JSONEachRow lines remain readable: the write-ahead log written before blocks
-existed holds them."""
+existed holds them.
+
+A batch in which some event left out a field whose column has a DEFAULT expression (the
+validator's OMITTED) is encoded as JSONEachRow instead, each row without its omitted keys:
+ClickHouse computes a column's DEFAULT only for a field a row leaves out (a null in
+JSONCompactColumns becomes the type's zero, not the DEFAULT), and a row format is the only
+one that can leave a field out of one row."""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from common.validation import OMITTED
 
 JSON_EACH_ROW = "JSONEachRow"
 JSON_COMPACT_COLUMNS = "JSONCompactColumns"
@@ -39,9 +47,30 @@ class Block:
         return cls(b"\n".join(lines), len(lines), JSON_EACH_ROW)
 
     @classmethod
-    def from_columns(cls, columns: Sequence[Sequence[Any]], rows: int) -> Block:
-        """One list of values per column, each `rows` long."""
-        return cls(orjson.dumps(columns) if rows else b"", rows, JSON_COMPACT_COLUMNS)
+    def from_columns(
+        cls, columns: Sequence[Sequence[Any]], rows: int, names: Sequence[str] = ()
+    ) -> Block:
+        """One list of values per column, each `rows` long; `names` are the columns',
+        needed when a value may be OMITTED."""
+        if not rows:
+            return cls(b"", 0, JSON_COMPACT_COLUMNS)
+        try:
+            return cls(orjson.dumps(columns), rows, JSON_COMPACT_COLUMNS)
+        except orjson.JSONEncodeError:
+            if not names or not any(OMITTED in column for column in columns):
+                raise
+        return cls.from_lines(
+            [
+                orjson.dumps(
+                    {
+                        name: value
+                        for name, value in zip(names, row, strict=True)
+                        if value is not OMITTED
+                    }
+                )
+                for row in zip(*columns, strict=True)
+            ]
+        )
 
     def lines(self) -> list[bytes]:
         """The rows of a JSONEachRow block, one line each."""

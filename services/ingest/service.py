@@ -143,7 +143,7 @@ class Ingestor:
         reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
         self._check_invalid(ds, reasons, len(events))
         bad = [(events.texts[i].decode("utf-8", "replace"), error) for i, error in reasons]
-        block = Block.from_columns(columns, len(values) - len(invalid))
+        block = Block.from_columns(columns, len(values) - len(invalid), ds.column_names)
         await self._submit(ds, block, bad, counts)
 
     async def submit_messages(
@@ -153,7 +153,7 @@ class Ingestor:
         columns, invalid = validator.columns_from_messages(events)
         self._check_invalid(ds, invalid, len(events))
         bad = [(validator.message_text(events[index]), error) for index, error in invalid]
-        block = Block.from_columns(columns, len(events) - len(invalid))
+        block = Block.from_columns(columns, len(events) - len(invalid), ds.column_names)
         await self._submit(ds, block, bad, counts)
 
 
