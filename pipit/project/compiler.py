@@ -154,8 +154,15 @@ def _engine_problem(exc: WarehouseError, file: str, line: int) -> ProjectError:
 
 
 async def _create_tables(project: Project, scratch: Warehouse, where: dict[str, tuple]) -> None:
+    from common.validation import RowValidator
+
     problems = []
     for ds in project.datasources.values():
+        try:
+            RowValidator(ds)  # every column a type ingest can check
+        except ValueError as exc:
+            problems.append(ProjectError(*where.get(ds.name, (ds.name, 1)), str(exc)))
+            continue
         try:
             for statement in ds.schema_sql(scratch.database):
                 await scratch.execute(statement)

@@ -82,3 +82,18 @@ def generate(ds: Datasource, count: int, *, days: int = 30, seed: int = 42) -> I
                 event, column.json_path or (column.name,), _value(column.name, kind, rng, moment)
             )
         yield event
+
+
+def events_for(ds: Datasource, count: int, *, days: int = 30, seed: int = 42) -> Iterator[dict]:
+    """Demo events for `ds`: the tutorials' realistic ones when it is one of theirs (same
+    name, same columns, read from the event's top level), else events made from its types."""
+    from common.datasources import registry
+    from pipit.seed import generator
+
+    if (
+        ds.name in generator.DATASOURCES
+        and not any(c.json_path for c in ds.columns)
+        and set(ds.column_names) == set(registry()[ds.name].column_names)
+    ):
+        return generator.generate(ds.name, count, days=days, seed=seed)
+    return generate(ds, count, days=days, seed=seed)

@@ -93,7 +93,9 @@ class Batcher:
         self._warehouse = warehouse
         self._policy = policy
         self._wal = wal
-        self._buffers: dict[str, _Buffer] = {}
+        # By table and column list: a deploy that adds a column to a table changes the
+        # columns new rows carry, while rows logged before still have the old ones.
+        self._buffers: dict[tuple[str, tuple[str, ...]], _Buffer] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -115,9 +117,10 @@ class Batcher:
                 self._spawn_flush(buffer)
 
     def _buffer(self, table: str, columns: Sequence[str]) -> _Buffer:
-        buffer = self._buffers.get(table)
+        key = (table, tuple(columns))
+        buffer = self._buffers.get(key)
         if buffer is None:
-            buffer = self._buffers[table] = _Buffer(table, tuple(columns))
+            buffer = self._buffers[key] = _Buffer(table, key[1])
         return buffer
 
     def _replay(self, data: list[DataRecord], flushes: list[FlushRecord]) -> None:
