@@ -146,6 +146,11 @@ class Warehouse(abc.ABC):
         """Runs a SELECT in the configured database, binding `{name:Type}` placeholders
         server-side from `params`."""
 
+    async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        """Runs a SELECT like `query`, answering the engine's own output in the ClickHouse
+        format `fmt` (CSV, Parquet, JSON…), byte for byte as the engine writes it."""
+        raise WarehouseError(f"{type(self).__name__} cannot answer in {fmt}")
+
     def sibling(self, database: str) -> Warehouse:
         """A warehouse like this one in another database (not yet open): the scratch
         database a build validates a project in."""
@@ -156,6 +161,10 @@ class Warehouse(abc.ABC):
         `adhoc_limits`, so that a slow or failing ad-hoc query never delays or breaks the
         pipes and ingest, which use the other connection(s). Engines without such a lane
         (test doubles) refuse."""
+        raise WarehouseError(f"{type(self).__name__} has no ad-hoc lane")
+
+    async def adhoc_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        """`adhoc_query` answering the engine's own output in the format `fmt`."""
         raise WarehouseError(f"{type(self).__name__} has no ad-hoc lane")
 
     async def adhoc_explain(self, statement: str) -> list[str]:

@@ -123,24 +123,28 @@ class ClickHouseWarehouse(Warehouse):
             raise WarehouseError(str(exc)) from exc
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
+
+    async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
         try:
-            payload = await self._require_client().raw_query(
-                sql, parameters=dict(params), fmt="JSON", settings=dict(QUERY_SETTINGS)
+            return await self._require_client().raw_query(
+                sql, parameters=dict(params), fmt=fmt, settings=dict(QUERY_SETTINGS)
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
-        return QueryResult.from_json(payload)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))
+
+    async def adhoc_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
         if self._adhoc_client is None:
             raise WarehouseError("warehouse is not open")
         try:
-            payload = await self._adhoc_client.raw_query(
-                sql, parameters=dict(params), fmt="JSON", settings=self._adhoc_settings()
+            return await self._adhoc_client.raw_query(
+                sql, parameters=dict(params), fmt=fmt, settings=self._adhoc_settings()
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
-        return QueryResult.from_json(payload)
 
     async def adhoc_explain(self, statement: str) -> list[str]:
         # As a subquery: clickhouse-connect appends `FORMAT JSON` to what it sends, which

@@ -170,18 +170,22 @@ class EmbeddedWarehouse(Warehouse):
         await self._run(statement + "\n" + body.decode("utf-8"))
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
-        payload = await self._run(sql, "JSON", _escaped(params), database=self.database)
-        return QueryResult.from_json(payload)
+        return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
+
+    async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        return await self._run(sql, fmt, _escaped(params), database=self.database)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
+        return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))
+
+    async def adhoc_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
         loop = asyncio.get_running_loop()
         lane = await loop.run_in_executor(
             None, self._engine.lane, "adhoc", adhoc_lane_settings(self.adhoc_limits)
         )
-        payload = await self._run(sql, "JSON", _escaped(params), self.database, lane)
-        return QueryResult.from_json(payload)
+        return await self._run(sql, fmt, _escaped(params), self.database, lane)
 
 
 def _escaped(params: Mapping[str, str]) -> dict[str, str]:
