@@ -129,6 +129,7 @@ APPEND_ROUTES = {("POST", f"/v1/datasources/{name}/events") for name in registry
 OTHER_ROUTES = {
     ("POST", "/v0/events"),
     ("GET", "/v0/sql"),
+    ("POST", "/v0/sql"),
     ("GET", "/v0/pipes"),
     ("POST", "/v0/deploy"),
 }
@@ -881,6 +882,95 @@ async def test_query_api(pair: GatewayPair, http: aiohttp.ClientSession, q: str)
     assert_same(ours, envoy)
 
 
+SQL_FORMATS = [
+    "JSON",
+    "JSONEachRow",
+    "JSONCompact",
+    "CSV",
+    "CSVWithNames",
+    "TSV",
+    "TSVWithNames",
+    "Parquet",
+]
+# Every format over rows of each kind a format prints its own way: 64-bit boundaries,
+# Decimal, Nullable, Array, Map and times.
+SQL_FORMAT_QUERY = (
+    "SELECT user_id, revenue, timestamp, toUInt64(18446744073709551615) AS u64, "
+    "toInt64(-9223372036854775808) AS i64, toDecimal64(revenue, 3) AS d, "
+    "if(revenue > 10, NULL, revenue) AS maybe, [1, 2] AS a, map('k', conversion) AS m "
+    "FROM ab_test_events ORDER BY timestamp, user_id LIMIT 3 FORMAT {}"
+)
+
+
+@pytest.mark.parametrize("fmt", SQL_FORMATS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_query_api_formats(
+    pair: GatewayPair, http: aiohttp.ClientSession, fmt: str, method: str
+) -> None:
+    q = SQL_FORMAT_QUERY.format(fmt)
+    if method == "GET":
+        ours, envoy = await pair.send(http, "GET", f"/v0/sql?{_query({'q': q})}", headers=AUTH)
+    else:
+        headers = {**AUTH, "Content-Type": "text/plain"}
+        ours, envoy = await pair.send(http, "POST", "/v0/sql", data=q.encode(), headers=headers)
+    assert ours.status == 200, ours.body
+    assert_same(ours, envoy)
+
+
+_COUNT = "SELECT count() AS n FROM ab_test_events"
+# How clients send the SQL in a POST, each answered alike by both.
+SQL_POSTS = {
+    "text": ({"Content-Type": "text/plain"}, _COUNT.encode(), 200),
+    "text, no content type": ({}, _COUNT.encode(), 200),
+    "form q": (
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        _query({"q": _COUNT + " FORMAT CSV"}).encode(),
+        200,
+    ),
+    "form pipeline": (
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        _query({"q": "SELECT count() AS n FROM _", "pipeline": "test_summary"}).encode(),
+        200,
+    ),
+    "curl --data": ({"Content-Type": "application/x-www-form-urlencoded"}, _COUNT.encode(), 200),
+    "json": ({"Content-Type": "application/json"}, orjson.dumps({"q": _COUNT}), 200),
+    "json, not an object": ({"Content-Type": "application/json"}, b"[1]", 400),
+    "gzip": (
+        {"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+        gzip.compress(_COUNT.encode()),
+        200,
+    ),
+    "empty": ({"Content-Type": "text/plain"}, b"", 400),
+    "not UTF-8": ({"Content-Type": "text/plain"}, b"SELECT '\xff'", 400),
+}
+
+
+@pytest.mark.parametrize("case", list(SQL_POSTS))
+async def test_query_api_posts(pair: GatewayPair, http: aiohttp.ClientSession, case: str) -> None:
+    headers, body, status = SQL_POSTS[case]
+    ours, envoy = await pair.send(http, "POST", "/v0/sql", data=body, headers={**AUTH, **headers})
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+_&pipeline=test_summary", 200),
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+test_summary+FORMAT+CSV", 200),
+        ("/v0/sql?q=SELECT+1+FROM+_&pipeline=nope", 404),
+        ("/v0/sql?q=SELECT+*+FROM+ab_test_events+FORMAT+XML", 400),
+        ("/v0/sql?q=SELECT+1+FORMAT+CSV+SETTINGS+max_threads%3D2", 403),
+    ],
+)
+async def test_query_api_pipes_and_refusals(
+    pair: GatewayPair, http: aiohttp.ClientSession, target: str, status: int
+) -> None:
+    ours, envoy = await pair.send(http, "GET", target, headers=AUTH)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
 # --- deployments --------------------------------------------------------------------------------
 
 # A dry run of a one-datasource project: validated and planned, nothing applied, so the pair
@@ -962,6 +1052,9 @@ async def test_tokens(
         ("GET", "/v0/pipes/test_segments.json", 403),
         ("POST", "/v0/events?name=ab_test_events&wait=true", 403),
         ("GET", "/v0/sql?q=SELECT+count()+FROM+ab_test_events", 403),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+test_summary", 200),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+_&pipeline=test_summary", 200),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+_&pipeline=test_segments", 403),
     ],
 )
 async def test_scoped_tokens(
