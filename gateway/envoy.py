@@ -23,10 +23,11 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   CORS: native gRPC, which the transcoder would pass through to the services, is refused
   (UNIMPLEMENTED); an unprintable token is 401, an unsupported `Content-Encoding` 415, a declared
   length over the limit 413.
-- gzip bodies of the Events API (the routes whose body is a `google.api.HttpBody`) are passed on
-  as sent, with their `Content-Encoding`, for the ingest service to inflate with the inflater our
-  gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the end of the first gzip
-  member and ignores what follows, which would drop the events of a `cat a.gz b.gz` body. The
+- gzip bodies of the routes whose body is a `google.api.HttpBody` (the Events API, the Query
+  API's POST) are passed on as sent, with their `Content-Encoding`, for the service to inflate
+  with the inflater our gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the
+  end of the first gzip member and ignores what follows, which would drop the events of a
+  `cat a.gz b.gz` body. The
   buffer filter caps the body as sent; the service caps what it inflates to, answering
   RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one JSON message, which the
   transcoder must read) the decompressor inflates the body before the buffer filter counts it.
@@ -606,7 +607,8 @@ def _lua(name: str, source: str) -> dict[str, Any]:
 
 
 def _http_body_paths(table: RouteTable) -> list[str]:
-    """The paths of the routes whose body is a raw `google.api.HttpBody` (the Events API)."""
+    """The paths of the routes whose body is a raw `google.api.HttpBody` (the Events API, the
+    Query API)."""
     paths = []
     for route in table.routes:
         if route.body_is_http_body:

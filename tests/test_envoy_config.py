@@ -144,8 +144,9 @@ def test_the_body_limit_is_enforced_on_the_decompressed_body(descriptor: Path) -
     )
 
 
-def test_events_api_bodies_skip_the_decompressor(descriptor: Path) -> None:
-    # Its gzip bodies go to the ingest service as sent (see gateway/envoy.py); only its route.
+def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
+    # The gzip bodies of the Events API and the Query API go to their services as sent (see
+    # gateway/envoy.py); only their routes.
     bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
     routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     skipping = [
@@ -153,7 +154,7 @@ def test_events_api_bodies_skip_the_decompressor(descriptor: Path) -> None:
         for r in routes
         if "envoy.filters.http.decompressor" in r.get("typed_per_filter_config", {})
     ]
-    assert skipping == [{"path": "/v0/events"}]
+    assert skipping == [{"path": "/v0/events"}, {"path": "/v0/sql"}]
 
 
 def test_timeouts_follow_the_header_timeout(descriptor: Path) -> None:
