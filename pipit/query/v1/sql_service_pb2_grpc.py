@@ -74,7 +74,7 @@ class SqlServiceServicer:
         """Runs one SELECT like RunQuery and answers typed, in the pipe JSON shape, for gRPC
         callers who want a message rather than bytes. A Struct holds every number as a
         double, so 64-bit integers past 2^53 lose precision here; RunQuery's JSON does not.
-        The query's FORMAT clause, if any, is ignored.
+        A FORMAT clause must still name a format RunQuery accepts; the answer is typed anyway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
