@@ -502,3 +502,64 @@ def test_two_pipes_binding_one_parameter_differently_cannot_run_together():
     )
     assert params == {"n": "1"}
     assert prefix.startswith("WITH `a` AS (\nSELECT {n:UInt8}\n), `b` AS (")
+
+
+# --- a deployed Tinybird project's pipes ---------------------------------------------------
+
+TUTORIALS = Path(__file__).parent / "projects" / "tutorials"
+PAGES = {"/a": 3, "/b": 2, "/c": 1}
+
+
+@pytest.fixture(scope="module")
+async def tinybird(chdb_dir: Path) -> AsyncIterator[Suite]:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("sqltb"), LIMITS)
+    await warehouse.open()
+    suite = await start_suite(warehouse, project=TUTORIALS)
+    views = [
+        {"event_type": "pageview", "page_url": url, "page_title": url.upper()}
+        for url, count in PAGES.items()
+        for _ in range(count)
+    ]
+    events = [{"event_type": "click", "page_url": "/a", "page_title": "/A"}, *views]
+    body = b"\n".join(
+        orjson.dumps(
+            {
+                **dict.fromkeys(
+                    ("event_id", "session_id", "referrer", "device_type", "browser"), "x"
+                ),
+                **event,
+                "user_id": "u",
+                "properties": "{}",
+                "timestamp": "2023-06-15 10:00:00",
+            }
+        )
+        for event in events
+    )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{suite.gateway_url}/v0/events?name=clickstream_events&wait=true&token={TOKEN}",
+            data=body,
+        ) as response,
+    ):
+        assert (await response.json())["successful_rows"] == len(events)
+    yield suite
+    await suite.stop()
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+    await warehouse.close()
+
+
+async def test_a_tinybird_projects_pipes_read_as_tables(tinybird: Suite):
+    api = Api(tinybird, tinybird.warehouse, {})
+    q = "SELECT page_url, view_count FROM get_popular_pages ORDER BY page_url FORMAT JSONEachRow"
+    response = await api.get(q)
+    assert response.status == 200, response.body
+    rows = [json.loads(line) for line in response.body.splitlines()]
+    assert {row["page_url"]: row["view_count"] for row in rows} == PAGES
+    total = await api.get("SELECT sum(view_count) AS n FROM _", pipeline="get_popular_pages")
+    assert json.loads(total.body)["data"] == [{"n": sum(PAGES.values())}]
+    # A pipe whose parameter has no default cannot be read with its defaults.
+    needs = await api.get("SELECT count() FROM session_insights")
+    assert needs.status == 400
+    assert "session_insights" in json.loads(needs.body)["message"]
+    assert "user_id" in json.loads(needs.body)["message"]
