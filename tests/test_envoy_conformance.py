@@ -961,6 +961,13 @@ async def test_query_api_posts(pair: GatewayPair, http: aiohttp.ClientSession, c
         ("/v0/sql?q=SELECT+1+FROM+_&pipeline=nope", 404),
         ("/v0/sql?q=SELECT+*+FROM+ab_test_events+FORMAT+XML", 400),
         ("/v0/sql?q=SELECT+1+FORMAT+CSV+SETTINGS+max_threads%3D2", 403),
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+ab_test_events_quarantine", 200),
+        # Over the row cap: an error naming it from both, never a cut answer.
+        (
+            "/v0/sql?q=SELECT+a.user_id+FROM+ab_test_events+AS+a+CROSS+JOIN+ab_test_events+AS+b"
+            "+FORMAT+CSV",
+            400,
+        ),
     ],
 )
 async def test_query_api_pipes_and_refusals(
