@@ -58,7 +58,7 @@ MESSAGES = [
     "ends in a backslash \\",
     "new\nline, tab\t, return\r, form feed\f, bell\a, NUL\x00, DEL\x7f",
     "non-ASCII: é ü ß 日本語 🙂, and line separators \u2028\u2029",
-    '</script> & <b>"quoted"</b> \'single\'',
+    "</script> & <b>\"quoted\"</b> 'single'",
     '{"code":1,"message":"a body inside a body"}',
     "%s %d %q %% $1 \\1",
 ]
