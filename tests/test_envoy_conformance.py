@@ -60,6 +60,10 @@ def scoped_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             gateway: tokens.create(f"limited-{gateway}", ["PIPES:READ:*"], rate_limit=RATE_LIMIT)
             for gateway in GATEWAYS
         },
+        "once": {
+            gateway: tokens.create(f"once-{gateway}", ["PIPES:READ:*"], rate_limit=1)
+            for gateway in GATEWAYS
+        },
     }
 
 
@@ -1173,6 +1177,95 @@ async def test_cors(
         http, method, target, data=b"{}" if method == "POST" else None, headers=headers
     )
     assert_same(ours, envoy)
+
+
+# --- Tinybird's statuses -----------------------------------------------------------------------
+
+# Each failure a Tinybird client meets, with the status Tinybird documents for it:
+# - API overview, Errors (https://www.tinybird.co/docs/api-reference): "400 Bad request. This
+#   could be due to a missing parameter", "403 Forbidden. Provided Auth token doesn't have the
+#   right scope or the datasource is not available", "404 Not found", "405 HTTP Method not
+#   allowed", "413 The message body is too large", "429 Too many requests".
+# - Events API, Return HTTP status codes (https://www.tinybird.co/docs/api-reference/events-api):
+#   "200 ... The write has been acknowledged", "202 ... will be send to the database
+#   eventually", "400 The request is invalid ... missing the 'name' parameter", "403 The token
+#   is not valid", "429 The request/second limit has been reached".
+# - API Endpoints, Errors and retries (https://www.tinybird.co/docs/concepts/apis): the same codes
+#   for a pipe.
+# No page documents a 401, and Tinybird's CLI (tinybird/client.py, `_req`) takes a 403 to a
+# request without a token for "no token" (AuthNoTokenException): a missing token is 403 too.
+SCOPED = "the summary reader's token"
+TINYBIRD_STATUSES = [
+    # (case, method, target, headers, body, status)
+    ("a pipe", "GET", SUMMARY, AUTH, None, 200),
+    ("no token", "GET", SUMMARY, {}, None, 403),  # Events API 403; the CLI
+    ("an unknown token", "GET", SUMMARY, {"Authorization": "Bearer nope"}, None, 403),
+    ("a token without the scope", "GET", "/v0/pipes/test_segments.json", SCOPED, None, 403),
+    ("an unknown pipe", "GET", "/v0/pipes/nope.json", AUTH, None, 404),
+    ("an unknown datasource", "POST", "/v0/events?name=nope", AUTH, b"{}", 404),
+    ("a bad parameter", "GET", "/v0/pipes/get_popular_pages.json?limit=0", AUTH, None, 400),
+    ("a missing parameter", "GET", "/v0/pipes/user_event_timeline.json", AUTH, None, 400),
+    ("no datasource name", "POST", "/v0/events", AUTH, b"{}", 400),  # Events API 400
+    ("a wrong method", "DELETE", SUMMARY, AUTH, None, 405),
+    (
+        "a body too large",
+        "POST",
+        "/v0/events?name=ab_test_events",
+        AUTH,
+        b" " * (MAX_BODY + 1),
+        413,
+    ),
+    ("a queued write", "POST", "/v0/events?name=ab_test_events", AUTH, "event", 202),
+    (
+        "an acknowledged write",
+        "POST",
+        "/v0/events?name=ab_test_events&wait=true",
+        AUTH,
+        "event",
+        200,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body", "status"),
+    [case[1:] for case in TINYBIRD_STATUSES],
+    ids=[case[0] for case in TINYBIRD_STATUSES],
+)
+async def test_tinybird_statuses(
+    pair: GatewayPair,
+    http: aiohttp.ClientSession,
+    scoped_tokens: dict[str, Any],
+    method: str,
+    target: str,
+    headers: Any,
+    body: Any,
+    status: int,
+) -> None:
+    if headers == SCOPED:
+        headers = {"Authorization": f"Bearer {scoped_tokens['summary_reader']}"}
+    data = (lambda gateway: _line(_marker(target, gateway))) if body == "event" else body
+    ours, envoy = await pair.send(http, method, target, data=data, headers=headers)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)  # an error carries "error" too
+
+
+async def test_a_rate_limited_call_is_429_with_retry_after(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict[str, Any]
+) -> None:
+    # API overview: "429 Too many requests"; Events API: "may be retried after awhile". The
+    # TypeScript SDK waits Retry-After's seconds, and Tinybird's CLI reads it as an integer.
+    def headers(gateway: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {scoped_tokens['once'][gateway]}"}
+
+    first = await pair.send(http, "GET", SUMMARY, headers=headers)
+    assert [a.status for a in first] == [200, 200]
+    ours, envoy = await pair.send(http, "GET", SUMMARY, headers=headers)
+    assert (ours.status, envoy.status) == (429, 429)
+    waits = [int(a.headers["retry-after"]) for a in (ours, envoy)]
+    assert all(wait >= 0 for wait in waits)
+    assert ours.json["error"].startswith("rate limit")
+    assert _without_reset(ours, waits[0]) == _without_reset(envoy, waits[1])
 
 
 # --- request ids -------------------------------------------------------------------------------
