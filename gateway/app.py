@@ -55,6 +55,8 @@ from gateway.dashboard import add_dashboard
 from gateway.deployment import ServedRoutes, following
 from gateway.early_auth import refuse_unknown_token
 from gateway.errors import (
+    DEFAULT_RETRY_AFTER,
+    TOO_MANY_REQUESTS,
     GatewayError,
     http_status,
     method_not_allowed,
@@ -184,6 +186,8 @@ class Gateway:
             # A trailers-only error carries all its metadata there (e.g. retry-after).
             _forward(exc.initial_metadata(), response)
             _forward(exc.trailing_metadata(), response)
+            if response.status == TOO_MANY_REQUESTS and "Retry-After" not in response.headers:
+                response.headers["Retry-After"] = DEFAULT_RETRY_AFTER
             return response
         request[_GRPC_CODE] = grpc.StatusCode.OK.name
         if route.grpc_method == DEPLOY_METHOD and self.routes.refresh is not None:

@@ -106,6 +106,7 @@ from gateway.envoy_deployment import (
     rds_from_file,
 )
 from gateway.errors import (
+    DEFAULT_RETRY_AFTER,
     METHOD_NOT_ALLOWED,
     METHOD_NOT_ALLOWED_CODE,
     TINYBIRD_STATUSES,
@@ -478,6 +479,7 @@ def _first_lua() -> str:
         .replace("@STATUSES@", _lua_set(SUCCESS_STATUSES))
         .replace("@ERRORS@", "{ " + errors + " }")
         .replace("@TINYBIRD@", "{ " + tinybird + " }")
+        .replace("@RETRY_AFTER@", DEFAULT_RETRY_AFTER)
     )
 
 
@@ -646,6 +648,10 @@ function envoy_on_response(handle)
     status = TINYBIRD[status]
     headers:replace(":status", status)
   end
+  -- A 429 always says when to come back (gateway/errors.py DEFAULT_RETRY_AFTER).
+  if status == "429" and headers:get("retry-after") == nil then
+    headers:add("retry-after", "@RETRY_AFTER@")
+  end
   if (tonumber(status) or 0) >= 400
       and string.find(headers:get("content-type") or "", "^application/json") then
     add_error_key(handle)
@@ -737,6 +743,7 @@ function envoy_on_request(handle)
   end
   local authorization = headers:get("authorization")
   if authorization ~= nil and string.find(authorization, "[^\32-\126]") then
+    -- UNAUTHENTICATED's status as Envoy gives it; the first filter makes it Tinybird's 403.
     handle:respond({ [":status"] = "401" }, "@UNPRINTABLE@")
     return
   end

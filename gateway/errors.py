@@ -58,6 +58,12 @@ ENVOY_STATUSES: dict[grpc.StatusCode, int] = {
 # ever stands for UNAUTHENTICATED.
 TINYBIRD_STATUSES: dict[int, int] = {401: 403}
 
+# A 429 always says when to come back: the TypeScript SDK retries only when it has a delay and
+# Tinybird's CLI reads the header as an integer. The services send their own (a rate limit's
+# reset, a full write-ahead log's); an upstream 429 without one gets this many seconds.
+TOO_MANY_REQUESTS = 429
+DEFAULT_RETRY_AFTER = "1"
+
 METHOD_NOT_ALLOWED = 405
 # The code in the body of a 405: the method is not one this path implements.
 METHOD_NOT_ALLOWED_CODE = grpc.StatusCode.UNIMPLEMENTED

@@ -71,6 +71,8 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
         verb, _, argument = request.test_id.partition(":")
         if verb == "message":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MESSAGES[int(argument)])
+        if verb == "bare":  # no metadata at all
+            await context.abort(grpc.StatusCode[argument], MESSAGE)
         if verb == "code":
             if argument == "RESOURCE_EXHAUSTED":
                 context.set_trailing_metadata((("retry-after", "1"),))
@@ -159,6 +161,15 @@ async def test_each_grpc_status(pair: GatewayPair, http: aiohttp.ClientSession, 
         "details": [],
     }
     assert ours.headers.get("retry-after") == ("1" if code == "RESOURCE_EXHAUSTED" else None)
+    assert_same(ours, envoy)
+
+
+async def test_a_429_always_says_when_to_come_back(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    # The services send their own Retry-After; one that does not gets a second.
+    ours, envoy = await pair.send(http, "GET", _summary("bare:RESOURCE_EXHAUSTED"))
+    assert (ours.status, ours.headers["retry-after"]) == (429, "1")
     assert_same(ours, envoy)
 
 
