@@ -1076,10 +1076,11 @@ async def test_routing(
 
 # --- wrong methods -----------------------------------------------------------------------------
 
-# A path some route knows, asked with a method no route binds to it: 405 with Allow from both, as
-# Tinybird answers a wrong method ("405 HTTP Method not allowed",
-# https://www.tinybird.co/docs/api-reference, Errors). Each case names a method the path surely
-# takes; routes added to the protos may widen Allow, and both must then list the same ones.
+# A path some route knows, asked with a method no route binds to it: 405 with Allow from both,
+# as Tinybird answers a wrong method ("405 HTTP Method not allowed",
+# https://www.tinybird.co/docs/api-reference/api-reference.html, Errors). Each case names a
+# method the path surely takes; routes added to the protos may widen Allow, and both must then
+# list the same ones.
 WRONG_METHODS = [
     ("DELETE", "/v0/pipes/test_summary.json", "GET"),
     ("PUT", "/v0/pipes/test_summary.json?token=x&test_id=a", "GET"),
@@ -1182,10 +1183,10 @@ async def test_cors(
 # --- Tinybird's statuses -----------------------------------------------------------------------
 
 # Each failure a Tinybird client meets, with the status Tinybird documents for it:
-# - API overview, Errors (https://www.tinybird.co/docs/api-reference): "400 Bad request. This
-#   could be due to a missing parameter", "403 Forbidden. Provided Auth token doesn't have the
-#   right scope or the datasource is not available", "404 Not found", "405 HTTP Method not
-#   allowed", "413 The message body is too large", "429 Too many requests".
+# - API reference, Errors (https://www.tinybird.co/docs/api-reference/api-reference.html): "400
+#   Bad request. This could be due to a missing parameter", "403 Forbidden. Provided Auth token
+#   doesn't have the right scope or the datasource is not available", "404 Not found", "405 HTTP
+#   Method not allowed", "413 The message body is too large", "429 Too many requests".
 # - Events API, Return HTTP status codes (https://www.tinybird.co/docs/api-reference/events-api):
 #   "200 ... The write has been acknowledged", "202 ... will be send to the database
 #   eventually", "400 The request is invalid ... missing the 'name' parameter", "403 The token
