@@ -709,6 +709,10 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
+  -- Native gRPC is the refusals filter's to answer, in gRPC, whatever the path.
+  if string.find(string.lower(headers:get("content-type") or ""), "^application/grpc") then
+    return
+  end
   local method = headers:get(":method") or ""
   local path = string.match(headers:get(":path") or "", "^[^?]*")
   local methods = allowed_methods(path)

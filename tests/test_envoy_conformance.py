@@ -1378,6 +1378,20 @@ async def test_dashboard_files_get_no_cors_headers_from_envoy(
 
 
 @pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
+async def test_native_grpc_to_a_known_path_is_refused_too(
+    pair: GatewayPair, http: aiohttp.ClientSession, content_type: str
+) -> None:
+    # Ours answers it as any request (a wrong method: 405); Envoy refuses gRPC before routing.
+    path = "/v0/pipes"
+    ours, envoy = await pair.send(
+        http, "POST", path, data=b"\0\0\0\0\0", headers={**AUTH, "Content-Type": content_type}
+    )
+    assert ours.status == 405
+    assert (envoy.status, envoy.headers["grpc-status"]) == (200, "12")
+    assert envoy.headers["grpc-message"] == f"Could not resolve {path} to a method."
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
 @pytest.mark.parametrize(
     "target", ["/pipit.query.v1.QueryService/TestSummary", "/grpc.health.v1.Health/Check"]
 )
