@@ -1013,7 +1013,12 @@ def _without_reset(answer: Answer, reset: int) -> Any:
     status, headers, body = answer.comparable()
     headers = {k: v for k, v in headers.items() if k not in ("x-ratelimit-reset", "retry-after")}
     if isinstance(body, dict) and "message" in body:
-        body = {**body, "message": body["message"].replace(f"retry in {reset} s", "retry in ? s")}
+        body = {
+            key: body[key].replace(f"retry in {reset} s", "retry in ? s")
+            if key in ("error", "message")
+            else value
+            for key, value in body.items()
+        }
     return status, headers, body
 
 
