@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from expected import test_summary as expected_summary
 from gateway_pair import require_envoy
-from harness import TOKEN, free_port
-from processes import start_pipit
+from harness import TOKEN
+from processes import start_up
 
 CLIENTS = Path(__file__).parent / "clients"
 JS_CLIENT = CLIENTS / "js"
@@ -66,22 +66,7 @@ def base_url(
         require_envoy()
     tmp = tmp_path_factory.mktemp(f"sdk-{kind}")
     logs = (tmp / "up.log").open("ab")
-    up = start_pipit(
-        ["up", *(["--gateway", "envoy"] if kind == "envoy" else [])],
-        {
-            "PIPIT_DATA_DIR": str(tmp / "data"),
-            "PIPIT_INGEST_PORT": str(free_port()),
-            "PIPIT_QUERY_PORT": str(free_port()),
-            "PIPIT_GATEWAY_PORT": str(free_port()),
-            "PIPIT_METRICS_PORT": str(free_port()),
-            "PIPIT_ADMIN_TOKEN": TOKEN,
-            "PIPIT_CLICKHOUSE_URL": "",
-            "PIPIT_FLUSH_INTERVAL": "0.1",
-        },
-        {"ingest", "query", "gateway"},
-        cwd=str(tmp),
-        stderr=logs,
-    )
+    up = start_up(tmp, TOKEN, *(["--gateway", "envoy"] if kind == "envoy" else []), stderr=logs)
     try:
         yield up.listening["gateway"]
     finally:
