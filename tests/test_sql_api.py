@@ -110,5 +110,5 @@ async def test_admin_may_read_every_datasource_and_tokens_are_required(api):
     suite, _ = api
     status, body = await _sql(suite, "SELECT count() AS n FROM user_events")
     assert (status, body["data"]) == (200, [{"n": 0}])
-    status, _ = await _sql(suite, "SELECT 1 FROM ab_test_events", "wrong")
-    assert status == 401
+    status, body = await _sql(suite, "SELECT 1 FROM ab_test_events", "wrong")
+    assert (status, body["code"]) == (403, 16)  # Tinybird's status, UNAUTHENTICATED
