@@ -65,6 +65,8 @@ class SqlServiceServicer:
         when it has none), byte for byte as the engine prints that format: 64-bit integers
         as exact JSON numbers. This is Tinybird's `GET`/`POST /v0/sql`; the SQL comes from
         `q` (query string or form body), or is the whole `text/plain` body as the SDKs send it.
+        The answer is bytes in a format of the caller's choosing: an HttpBody, deliberately.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
