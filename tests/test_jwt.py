@@ -374,3 +374,21 @@ async def test_rps_limit(pair: GatewayPair, http: aiohttp.ClientSession) -> None
                     break
                 assert response.headers["X-RateLimit-Limit"] == "1"
         assert statuses[0] == 200 and statuses[-1] == 429, (gateway, statuses)
+
+
+def test_pipit_token_jwt(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from pipit.cli import main
+
+    base = ["token", "jwt", "--data-dir", str(tmp_path), "--name", "cli_tenant"]
+    # No admin token anywhere: nothing is made up.
+    assert main([*base, "--pipe", "test_summary"]) == 2
+    assert "no admin token" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    args = ["--pipe", "test_summary", "--fixed-param", "test_id=tenant_b", "--ttl", "10m"]
+    assert main([*base, *args, "--rps", "4", "--admin-token", TOKEN]) == 0
+    token = capsys.readouterr().out.strip()
+    principal = identify(STORE, token)
+    assert principal.scopes == ("PIPES:READ:test_summary",)
+    assert principal.fixed_params == {"test_summary": {"test_id": "tenant_b"}}
+    assert principal.rps == 4
+    assert 590 <= jwt.decode(token, TOKEN, algorithms=["HS256"])["exp"] - time.time() <= 600
