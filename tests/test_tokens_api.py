@@ -115,11 +115,12 @@ async def _call(
     method: str = "GET",
     token: str = TOKEN,
     body: Any = None,
+    content_type: str = "application/json",
 ) -> tuple[int, Any]:
     async with http.request(
         method,
         url,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
         data=None if body is None else orjson.dumps(body),
     ) as response:
         return response.status, await response.json(content_type=None)
@@ -196,6 +197,8 @@ async def test_a_json_body_and_a_trailing_slash_as_tinybirds_sdks_send(
                 "name": f"append_{gateway}",
                 "scopes": [{"type": "DATASOURCES:APPEND", "resource": "ab_test_events"}],
             },
+            # What `curl -d` labels it, as the README's examples send it.
+            content_type="application/x-www-form-urlencoded",
         )
         assert status == 200, created
         event = dict(EVENTS[0], test_id=f"append_{gateway}")
@@ -434,3 +437,33 @@ async def test_python_sdk_create_jwt(pair: GatewayPair, tinybird_sdk: Any) -> No
                 {"name": "x", "expires_at": int(time.time()) + 60, "scopes": []},
             )
         assert refused.value.status == 403
+
+
+def test_a_gateway_of_its_own_passes_on_only_tokens_it_cannot_know() -> None:
+    import grpc
+    import jwt
+
+    from common.tokens import new_token
+    from gateway.early_auth import refuse_unknown_token
+    from gateway.errors import GatewayError
+
+    def check(store: TokenStore, token: str) -> grpc.StatusCode | None:
+        try:
+            refuse_unknown_token(store, (("authorization", f"Bearer {token}"),))
+        except GatewayError as refused:
+            return refused.code
+        return None
+
+    # `pipit gateway` cannot read the warehouse's tokens: one of their shape goes on to the
+    # services; anything else, and every JWT, it judges itself.
+    alone = TokenStore(TOKEN, None)
+    expired = jwt.encode(
+        {"name": "n", "exp": 1, "scopes": [{"type": "PIPES:READ", "resource": "p"}]}, TOKEN
+    )
+    assert check(alone, new_token()) is None
+    assert check(alone, "wrong") == grpc.StatusCode.UNAUTHENTICATED
+    assert check(alone, expired) == grpc.StatusCode.PERMISSION_DENIED
+    assert check(alone, TOKEN) is None
+    # Following the table (`pipit up`), it knows them all.
+    alone.set_api_tokens([])
+    assert check(alone, new_token()) == grpc.StatusCode.UNAUTHENTICATED
