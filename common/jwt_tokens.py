@@ -39,7 +39,7 @@ _RESOURCE = re.compile(r"[A-Za-z0-9_]{1,128}")
 _PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _SEGMENT = r"[A-Za-z0-9_-]+"
-_SHAPE = re.compile(rf"eyJ{_SEGMENT}\.{_SEGMENT}\.[A-Za-z0-9_-]*")
+_SHAPE = re.compile(rf"{_SEGMENT}\.{_SEGMENT}\.[A-Za-z0-9_-]*")
 
 # The signing key is the admin token, whose strength check_admin_token decides (at least 16
 # printable characters; generated ones carry 256 random bits), as Tinybird signs with its
@@ -71,7 +71,8 @@ class JwtGrant:
 
 
 def looks_like_jwt(token: str) -> bool:
-    """Whether a bearer token has a JWT's shape (three base64url parts, a JSON header)."""
+    """Whether a bearer token has a JWT's shape: three base64url parts (the last, the
+    signature, empty in an unsigned one). Static tokens have one dot."""
     return len(token) <= MAX_JWT_LENGTH and _SHAPE.fullmatch(token) is not None
 
 
@@ -95,6 +96,9 @@ def verify(token: str, signing_key: str, now: float) -> JwtGrant:
             algorithms=[ALGORITHM],
             options={"verify_exp": False, "verify_aud": False, "verify_iat": False},
         )
+    except jwt.ImmatureSignatureError:
+        # Checked after the signature: its issuer's, only not valid yet (`nbf`).
+        raise JwtRefused("the JWT is not valid yet (nbf)", signed=True) from None
     except jwt.InvalidTokenError:
         raise JwtRefused("invalid JWT", signed=False) from None
     try:

@@ -144,6 +144,7 @@ def test_a_valid_jwt_grants_its_scopes_and_fixed_params() -> None:
             grpc.StatusCode.PERMISSION_DENIED,
         ),
         (_sign(_claims(limits={"rps": -1})), grpc.StatusCode.PERMISSION_DENIED),
+        (_sign(_claims(nbf=int(time.time()) + 600)), grpc.StatusCode.PERMISSION_DENIED),
         ("eyJ" + "a" * 40, grpc.StatusCode.UNAUTHENTICATED),
     ],
     ids=[
@@ -158,6 +159,7 @@ def test_a_valid_jwt_grants_its_scopes_and_fixed_params() -> None:
         "wildcard",
         "no-exp",
         "bad-rps",
+        "not-yet",
         "garbage",
     ],
 )

@@ -29,6 +29,7 @@ from common.tokens import (
     digest,
     new_token,
 )
+from common.warehouse.base import WarehouseError
 from pipit.tokens.v1 import token_service_pb2 as pb
 
 log = structlog.get_logger("tokens")
@@ -274,8 +275,17 @@ class TokenApi:
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         def unary(behavior, request, response) -> grpc.RpcMethodHandler:
+            async def answer(message: Message, context: grpc.aio.ServicerContext) -> Message:
+                try:
+                    return await behavior(message, context)
+                except WarehouseError as exc:
+                    log.error("tokens table unavailable", error=str(exc)[:300])
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE, "the warehouse holding the tokens failed"
+                    )
+
             return grpc.unary_unary_rpc_method_handler(
-                behavior,
+                answer,
                 request_deserializer=request.FromString,
                 response_serializer=response.SerializeToString,
             )
