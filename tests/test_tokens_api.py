@@ -437,6 +437,20 @@ async def test_python_sdk_create_jwt(pair: GatewayPair, tinybird_sdk: Any) -> No
                 {"name": "x", "expires_at": int(time.time()) + 60, "scopes": []},
             )
         assert refused.value.status == 403
+        # A static token through the SDK's create_token, used as the app would.
+        admin = tinybird_sdk.create_tinybird_api(config)
+        created = await asyncio.to_thread(
+            admin.create_token,
+            {
+                "name": f"py_static_{gateway}",
+                "scopes": [{"type": "PIPES:READ", "resource": "test_summary"}],
+            },
+        )
+        reader = tinybird_sdk.create_tinybird_api(
+            {"base_url": pair.urls[gateway], "token": created["token"]}
+        )
+        answer = await asyncio.to_thread(reader.query, "test_summary", {"test_id": "org_1"})
+        _assert_rows(answer["data"], expected_summary(EVENTS, test_id="org_1"))
 
 
 def test_a_gateway_of_its_own_passes_on_only_tokens_it_cannot_know() -> None:
