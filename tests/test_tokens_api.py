@@ -19,17 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
+import jwt
 import orjson
 import pytest
 from conftest import unique_database
 from expected import test_summary as expected_summary
 from gateway_pair import GATEWAYS, GatewayPair, assert_same, service_targets, start_pair
-from harness import TOKEN, Suite, start_suite
+from harness import TOKEN, Suite, free_port, start_suite
+from processes import start_pipit
 
 from common.datasources import registry
 from common.token_table import TABLE, TokenFollower, TokenTable
-from common.tokens import TokenFile, TokenStore
+from common.tokens import TokenFile, TokenStore, new_token
 from common.warehouse.embedded import EmbeddedWarehouse
+from gateway.early_auth import refuse_unknown_token
+from gateway.errors import GatewayError
+from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
+from pipit.tokens.v1 import token_service_pb2, token_service_pb2_grpc
 
 CLIENTS = Path(__file__).parent / "clients"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -454,13 +461,6 @@ async def test_python_sdk_create_jwt(pair: GatewayPair, tinybird_sdk: Any) -> No
 
 
 def test_a_gateway_of_its_own_passes_on_only_tokens_it_cannot_know() -> None:
-    import grpc
-    import jwt
-
-    from common.tokens import new_token
-    from gateway.early_auth import refuse_unknown_token
-    from gateway.errors import GatewayError
-
     def check(store: TokenStore, token: str) -> grpc.StatusCode | None:
         try:
             refuse_unknown_token(store, (("authorization", f"Bearer {token}"),))
@@ -481,3 +481,111 @@ def test_a_gateway_of_its_own_passes_on_only_tokens_it_cannot_know() -> None:
     # Following the table (`pipit up`), it knows them all.
     alone.set_api_tokens([])
     assert check(alone, new_token()) == grpc.StatusCode.UNAUTHENTICATED
+
+
+# --- replicas in processes of their own ----------------------------------------------------
+
+
+async def _until(check: Any, want: Any, rounds: int = 150) -> Any:
+    """`await check()` until it returns `want` (a bounded readiness wait: replicas poll the
+    table once a second); the last answer otherwise."""
+    got = None
+    for _ in range(rounds):
+        got = await check()
+        if got == want:
+            return got
+        await asyncio.sleep(0.1)
+    return got
+
+
+async def test_every_replica_follows_the_tokens_api(tmp_path: Path, clickhouse_url: str) -> None:
+    admin = "replicas-admin-token-0123456789"
+    ingest_port, query_a, query_b = free_port(), free_port(), free_port()
+    common = {
+        "PIPIT_CLICKHOUSE_URL": clickhouse_url,
+        "PIPIT_DATABASE": unique_database("token_replicas"),
+        "PIPIT_ADMIN_TOKEN": admin,
+        "PIPIT_DATA_DIR": str(tmp_path / "unused"),
+        "PIPIT_TOKENS_FILE": str(tmp_path / "tokens.json"),
+    }
+    ingest = start_pipit(
+        ["ingest"],
+        {**common, "PIPIT_INGEST_PORT": str(ingest_port), "PIPIT_METRICS_PORT": str(free_port())},
+        {"ingest"},
+    )
+    replicas = [
+        start_pipit(["query"], {**common, "PIPIT_QUERY_PORT": str(port)}, {"query"})
+        for port in (query_a, query_b)
+    ]
+    # `pipit gateway` with the admin token checks tokens early, without the warehouse's.
+    gateway = start_pipit(
+        ["gateway"],
+        {
+            "PIPIT_GATEWAY_PORT": str(free_port()),
+            "PIPIT_INGEST_TARGET": f"127.0.0.1:{ingest_port}",
+            "PIPIT_QUERY_TARGET": f"127.0.0.1:{query_a}",
+            "PIPIT_ADMIN_TOKEN": admin,
+            "PIPIT_TOKENS_FILE": str(tmp_path / "tokens.json"),
+        },
+        {"gateway"},
+    )
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in (query_a, query_b)]
+    try:
+        tokens_a = token_service_pb2_grpc.TokenServiceStub(channels[0])
+        tokens_b = token_service_pb2_grpc.TokenServiceStub(channels[1])
+        as_admin = (("authorization", f"Bearer {admin}"),)
+        created = await tokens_a.CreateToken(
+            token_service_pb2.CreateTokenRequest(
+                name="tenant",
+                scope=["PIPES:READ:test_summary", "DATASOURCES:APPEND:ab_test_events"],
+            ),
+            metadata=as_admin,
+        )
+
+        async def summary_code(channel: grpc.aio.Channel, token: str) -> grpc.StatusCode:
+            try:
+                await query_service_pb2_grpc.QueryServiceStub(channel).TestSummary(
+                    query_service_pb2.TestSummaryRequest(),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        async def append_status(token: str) -> int:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{gateway.listening['gateway']}/v0/events?name=ab_test_events",
+                    data=orjson.dumps(EVENTS[0]),
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as response,
+            ):
+                return response.status
+
+        # Made on replica A: replica B and the ingest process (through the gateway of its
+        # own) accept it within their poll.
+        ok = grpc.StatusCode.OK
+        assert await _until(lambda: summary_code(channels[1], created.token), ok) == ok
+        assert await _until(lambda: append_status(created.token), 202) == 202
+
+        # Refreshed on replica B: the old secret stops working on replica A and at ingest.
+        refreshed = await tokens_b.RefreshToken(
+            token_service_pb2.RefreshTokenRequest(token="tenant"), metadata=as_admin
+        )
+        unknown = grpc.StatusCode.UNAUTHENTICATED
+        assert await _until(lambda: summary_code(channels[0], created.token), unknown) == unknown
+        assert await _until(lambda: append_status(created.token), 401) == 401
+        assert await _until(lambda: append_status(refreshed.token), 202) == 202
+
+        # Deleted on replica A: refused everywhere.
+        await tokens_a.DeleteToken(
+            token_service_pb2.DeleteTokenRequest(token="tenant"), metadata=as_admin
+        )
+        assert await _until(lambda: summary_code(channels[1], refreshed.token), unknown) == unknown
+        assert await _until(lambda: append_status(refreshed.token), 401) == 401
+    finally:
+        for channel in channels:
+            await channel.close()
+        codes = [gateway.stop(), *(r.stop() for r in replicas), ingest.stop()]
+    assert codes == [0, 0, 0, 0]
