@@ -394,3 +394,46 @@ def test_pipit_token_jwt(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert principal.fixed_params == {"test_summary": {"test_id": "tenant_b"}}
     assert principal.rps == 4
     assert 590 <= jwt.decode(token, TOKEN, algorithms=["HS256"])["exp"] - time.time() <= 600
+
+
+async def test_fixed_params_on_a_tinybird_template_pipe(chdb_dir: Path) -> None:
+    # The tutorials' own datafiles: test_summary reads `{{String(test_id, '')}}` through the
+    # template binder, which the fixed value reaches the same way.
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("jwt_datafiles"))
+    await warehouse.open()
+    tutorials = Path(__file__).parent / "projects" / "tutorials"
+    suite = await start_suite(warehouse, project=tutorials)
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = b"\n".join(orjson.dumps(e) for e in EVENTS)
+            async with http.post(
+                f"{suite.gateway_url}/v0/events?name=ab_test_events&wait=true",
+                data=body,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+            dates = {"start_date": "2024-01-01 00:00:00", "end_date": "2024-12-31 23:59:59"}
+            token = _sign(
+                _claims(
+                    name="datafiles_tenant_c",
+                    scopes=[
+                        {
+                            "type": "PIPES:READ",
+                            "resource": "test_summary",
+                            "fixed_params": {"test_id": "tenant_c"},
+                        }
+                    ],
+                )
+            )
+            async with http.get(
+                f"{suite.gateway_url}{PIPE}",
+                params={"test_id": "tenant_a", **dates},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+                rows = (await response.json())["data"]
+        _assert_rows(rows, expected_summary(EVENTS, test_id="tenant_c", **dates))
+    finally:
+        await suite.stop()
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+        await warehouse.close()
