@@ -32,6 +32,13 @@ class TokenServiceStub:
     accepts them within a second; a token is shown once, when it is created or refreshed.
     Tokens of the token file (`pipit token`) and the admin token are listed but read-only
     here. Every RPC needs the ADMIN scope.
+
+    Get, Create, Update and Refresh answer the Token itself (AIP-131/133/134), which is the
+    JSON body Tinybird answers with: Envoy's transcoder cannot print one field of a response
+    as the body (`response_body` works only for HttpBody), so a wrapper per RPC, as buf's
+    RPC_RESPONSE_STANDARD_NAME would have it, would change the HTTP answer.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
     def __init__(self, channel):
@@ -79,6 +86,13 @@ class TokenServiceServicer:
     accepts them within a second; a token is shown once, when it is created or refreshed.
     Tokens of the token file (`pipit token`) and the admin token are listed but read-only
     here. Every RPC needs the ADMIN scope.
+
+    Get, Create, Update and Refresh answer the Token itself (AIP-131/133/134), which is the
+    JSON body Tinybird answers with: Envoy's transcoder cannot print one field of a response
+    as the body (`response_body` works only for HttpBody), so a wrapper per RPC, as buf's
+    RPC_RESPONSE_STANDARD_NAME would have it, would change the HTTP answer.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
     def ListTokens(self, request, context):
@@ -175,6 +189,13 @@ class TokenService:
     accepts them within a second; a token is shown once, when it is created or refreshed.
     Tokens of the token file (`pipit token`) and the admin token are listed but read-only
     here. Every RPC needs the ADMIN scope.
+
+    Get, Create, Update and Refresh answer the Token itself (AIP-131/133/134), which is the
+    JSON body Tinybird answers with: Envoy's transcoder cannot print one field of a response
+    as the body (`response_body` works only for HttpBody), so a wrapper per RPC, as buf's
+    RPC_RESPONSE_STANDARD_NAME would have it, would change the HTTP answer.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
 
     @staticmethod
