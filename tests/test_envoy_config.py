@@ -69,7 +69,7 @@ def test_a_service_without_an_upstream_is_refused(descriptor: Path) -> None:
     upstreams = {
         name: target
         for name, target in _upstreams().items()
-        if not name.startswith(("pipit.query", "pipit.deploy"))
+        if not name.startswith(("pipit.query", "pipit.deploy", "pipit.tokens"))
     }
     with pytest.raises(ValueError, match=r"no upstream for service\(s\) .*pipit.query.v1.Query"):
         render_bootstrap(EnvoyConfig(upstreams, descriptor))
@@ -109,7 +109,7 @@ def test_cors_origins(descriptor: Path, origins, matchers) -> None:
     vhost = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
     policy = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]
     assert policy["allow_origin_string_match"] == matchers
-    assert policy["allow_methods"] == "GET, POST, OPTIONS"
+    assert policy["allow_methods"] == "DELETE, GET, POST, PUT, OPTIONS"
 
 
 def test_without_admin_the_port_must_be_given(descriptor: Path) -> None:

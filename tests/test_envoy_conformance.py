@@ -137,11 +137,20 @@ OTHER_ROUTES = {
     ("GET", "/v0/pipes"),
     ("POST", "/v0/deploy"),
 }
+# Sent through both gateways and compared by tests/test_tokens_api.py.
+TOKEN_ROUTES = {
+    ("GET", "/v0/tokens"),
+    ("POST", "/v0/tokens"),
+    ("GET", "/v0/tokens/{token}"),
+    ("PUT", "/v0/tokens/{token}"),
+    ("DELETE", "/v0/tokens/{token}"),
+    ("POST", "/v0/tokens/{token}/refresh"),
+}
 
 
 def test_every_http_route_in_the_protos_is_compared() -> None:
     # A route added to the protos fails this until the suite sends it through both gateways.
-    assert _routes() == PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES
+    assert _routes() == PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES | TOKEN_ROUTES
 
 
 # --- pipes ---------------------------------------------------------------------------------

@@ -516,7 +516,7 @@ async def test_cors_preflight_and_simple_requests(client: TestClient):
     )
     assert preflight.status == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "DELETE, GET, POST, PUT, OPTIONS"
     allowed_headers = preflight.headers["Access-Control-Allow-Headers"]
     for name in ("authorization", "content-type", "content-encoding", "x-request-id"):
         assert name in allowed_headers

@@ -8,6 +8,7 @@ from common.auth import Access
 from common.config import Settings
 from common.grpc_server import GrpcServer, start_grpc_server
 from common.project_handlers import ScopeRules
+from common.token_table import TokenTable
 from common.warehouse.base import Warehouse
 from pipit.project.deploy import Deployer
 from pipit.project.runtime import CurrentProject
@@ -18,6 +19,8 @@ from services.query.deploy_api import DeployApi
 from services.query.service import SERVICE, QueryService
 from services.query.sql_api import SERVICE as SQL_SERVICE
 from services.query.sql_api import SqlApi
+from services.query.token_api import SERVICE as TOKEN_SERVICE
+from services.query.token_api import TokenApi
 
 log = structlog.get_logger("query")
 
@@ -29,7 +32,8 @@ async def start_query(
     current: CurrentProject,
     port: int | None = None,
 ) -> GrpcServer:
-    """Serves the pipes of the project in service (`current`), the Query API and deploys
+    """Serves the pipes of the project in service (`current`), the Query API, deploys and
+    the Tokens API
     on `settings.host` (port 0 picks a free one), admitting callers through the process's
     `access`."""
     service = QueryService(warehouse, settings.max_string_length, current)
@@ -39,9 +43,21 @@ async def start_query(
         warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
     )
     deploy = DeployApi(deployer, current)
+    # Every TokenService RPC needs ADMIN: the interceptor's rule for methods without one.
+    tokens = TokenApi(TokenTable(warehouse), access.tokens)
     server = await start_grpc_server(
-        [service.generic_handler(), sql.generic_handler(), deploy.generic_handler()],
-        [SERVICE.full_name, SQL_SERVICE.full_name, DEPLOY_SERVICE.full_name],
+        [
+            service.generic_handler(),
+            sql.generic_handler(),
+            deploy.generic_handler(),
+            tokens.generic_handler(),
+        ],
+        [
+            SERVICE.full_name,
+            SQL_SERVICE.full_name,
+            DEPLOY_SERVICE.full_name,
+            TOKEN_SERVICE.full_name,
+        ],
         host=settings.host,
         port=settings.query_port if port is None else port,
         access=access,

@@ -45,6 +45,7 @@ from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import sql_service_pb2
 from services.query.admission import Admission, Busy
 from services.query.binder import InvalidParameter
+from services.query.fixed_params import FixedParamRefused, apply_fixed_params
 from services.query.service import endpoints
 from services.query.sql_policy import Refused, check, parse_dump
 
@@ -354,7 +355,7 @@ class SqlApi:
     ) -> dict[str, tuple[str, Mapping[str, Any]]]:
         """The tables bound ahead of the query: `sources`, then the pipeline as `_`, then
         each pipe the query names, authorized by PIPES:READ:<pipe> and computed with its
-        default parameters."""
+        default parameters, save those a JWT fixes (its tenant's rows, never another's)."""
         pipes = self._pipes(project)
         bound: dict[str, tuple[str, Mapping[str, Any]]] = dict(sources)
         wanted = [(name, name) for name in sorted(names - set(bound)) if name in pipes]
@@ -367,8 +368,13 @@ class SqlApi:
             if not allows(scopes, required):
                 raise Refused(f"token lacks scope {required}")
             endpoint = pipes[pipe]
+            request = endpoint.request_class()
             try:
-                bound[table] = endpoint.prepare(endpoint.request_class())
+                apply_fixed_params(request, current_principal.get(), pipe)
+            except FixedParamRefused as exc:
+                raise Refused(str(exc)) from None
+            try:
+                bound[table] = endpoint.prepare(request)
             except InvalidParameter as exc:
                 raise SqlFailure(
                     grpc.StatusCode.INVALID_ARGUMENT,
