@@ -1,0 +1,258 @@
+"""The OpenAPI 3 document of the pipes a token may read (`GET /v0/pipes/openapi.json`),
+generated from the project's descriptors: each pipe's path with its parameters (types,
+bounds, defaults, allowed values, required, descriptions from the `parameter` option or
+the field's comment) and the schema of its answer (from its row message, as the gateways
+print it: proto3 JSON with proto field names and every non-optional field present).
+Tokens go as Tinybird documents them: `Authorization: Bearer` or `?token=`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
+
+from pipit.project.runtime import Project
+from services.query.catalog import (
+    column_type,
+    parameter_description,
+    parameter_fields,
+    pipe_description,
+    readable_pipes,
+    row_fields,
+)
+
+OPENAPI_VERSION = "3.0.3"
+JSON = "application/json"
+# What a pipe answers in when nothing else serves its other formats.
+JSON_ONLY: Mapping[str, str] = {"json": JSON}
+
+_F = FieldDescriptor
+_INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+_UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
+_INT64 = {"type": "integer", "format": "int64", "minimum": -(2**63), "maximum": 2**63 - 1}
+_UINT64 = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+# proto3 JSON prints 64-bit integers as decimal strings.
+_INT64_TEXT = {"type": "string", "pattern": "^-?[0-9]+$"}
+_NUMBER = {"type": "number"}
+_SCALARS: dict[int, dict[str, Any]] = {
+    _F.TYPE_DOUBLE: _NUMBER,
+    _F.TYPE_FLOAT: _NUMBER,
+    _F.TYPE_INT32: _INT32,
+    _F.TYPE_SINT32: _INT32,
+    _F.TYPE_SFIXED32: _INT32,
+    _F.TYPE_UINT32: _UINT32,
+    _F.TYPE_FIXED32: _UINT32,
+    _F.TYPE_BOOL: {"type": "boolean"},
+    _F.TYPE_STRING: {"type": "string"},
+    _F.TYPE_BYTES: {"type": "string", "format": "byte"},
+    _F.TYPE_ENUM: {"type": "string"},
+}
+_REQUEST_64 = {
+    _F.TYPE_INT64: _INT64,
+    _F.TYPE_SINT64: _INT64,
+    _F.TYPE_SFIXED64: _INT64,
+    _F.TYPE_UINT64: _UINT64,
+    _F.TYPE_FIXED64: _UINT64,
+}
+_ERROR_STATUSES = {
+    "400": "A parameter is malformed, out of range or missing.",
+    "401": "No token, or an unknown one.",
+    "403": "The token lacks the pipe's PIPES:READ scope.",
+    "404": "No such pipe.",
+    "429": "The token's rate limit is reached; retry after `Retry-After` seconds.",
+}
+_COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token with the pipe's PIPES:READ scope (or ADMIN).",
+        },
+        "tokenParameter": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "The same token as a query parameter, as Tinybird accepts it.",
+        },
+    },
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "description": "Why the request failed.",
+            "properties": {
+                "error": {"type": "string"},
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {}},
+            },
+        },
+        "ColumnMeta": {
+            "type": "object",
+            "required": ["name", "type"],
+            "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+        },
+        "Statistics": {
+            "type": "object",
+            "required": ["elapsed", "rows_read", "bytes_read"],
+            "properties": {
+                "elapsed": _NUMBER,
+                "rows_read": _NUMBER,
+                "bytes_read": _NUMBER,
+            },
+        },
+    },
+    "responses": {
+        "Error": {
+            "description": "An error.",
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    },
+}
+
+
+def _value_schema(field: FieldDescriptor, *, answer: bool) -> dict[str, Any]:
+    """The JSON schema of one value of `field` as proto3 JSON prints it (`answer`) or as a
+    query parameter spells it."""
+    if field.type in _REQUEST_64:
+        return dict(_INT64_TEXT if answer else _REQUEST_64[field.type])
+    if field.type == _F.TYPE_MESSAGE:
+        if field.message_type.full_name == "google.protobuf.Timestamp":
+            return {"type": "string", "format": "date-time"}
+        return {"type": "object"}
+    return dict(_SCALARS[field.type])
+
+
+def _has_presence(field: FieldDescriptor) -> bool:
+    return not field.is_repeated and field.has_presence
+
+
+def _row_schema(project: Project, method: MethodDescriptor) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required = []
+    for field in row_fields(method):
+        value = _value_schema(field, answer=True)
+        schema = {"type": "array", "items": value} if field.is_repeated else value
+        if not _has_presence(field):
+            # Always printed; an optional field (a Nullable column) is left out when NULL.
+            required.append(field.name)
+        description = project.comment(field.full_name)
+        kind = column_type(field)
+        if kind:
+            description = f"{description} ({kind})".strip() if description else kind
+        if description:
+            schema["description"] = description
+        properties[field.name] = schema
+    row: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        row["required"] = required
+    return row
+
+
+def _parameters(project: Project, method: MethodDescriptor) -> list[dict[str, Any]]:
+    parameters = []
+    for field, option in parameter_fields(method):
+        value = _value_schema(field, answer=False)
+        if option.has_min:
+            value["minimum"] = option.min
+        if option.has_max:
+            value["maximum"] = option.max
+        if option.max_length:
+            value["maxLength"] = option.max_length
+        if option.allowed_values:
+            value["enum"] = list(option.allowed_values)
+        if option.default_value:
+            value["default"] = _default(value, option.default_value)
+        schema = {"type": "array", "items": value} if field.is_repeated else value
+        description = parameter_description(project, field, option)
+        if option.type:
+            description = f"{description} (ClickHouse {option.type})".strip()
+        parameter: dict[str, Any] = {
+            "name": field.name,
+            "in": "query",
+            "required": option.required,
+            "schema": schema,
+        }
+        if field.is_repeated:
+            parameter.update(style="form", explode=True)
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _default(schema: dict[str, Any], text: str) -> Any:
+    kind = schema.get("type")
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "boolean":
+        return text.lower() in ("1", "true")
+    return text
+
+
+def _schema_name(method: MethodDescriptor, suffix: str) -> str:
+    # Component names allow dots: the full name keeps two packages' pipes apart.
+    return f"{method.output_type.full_name.removesuffix('Response')}{suffix}"
+
+
+def openapi_document(
+    project: Project,
+    scopes: tuple[str, ...],
+    formats: Mapping[str, str] = JSON_ONLY,
+) -> dict[str, Any]:
+    """The document for a token with `scopes`. `formats` maps each file extension a pipe is
+    served in to its content type; `json` is the typed answer and has a schema, the others
+    are described as they are (bytes of the engine's own output)."""
+    schemas = dict(_COMPONENTS["schemas"])
+    paths: dict[str, Any] = {}
+    errors = {status: {"$ref": "#/components/responses/Error"} for status in _ERROR_STATUSES}
+    for name, method in sorted(readable_pipes(project, scopes).items()):
+        row, answer = _schema_name(method, "Row"), _schema_name(method, "Response")
+        schemas[row] = _row_schema(project, method)
+        schemas[answer] = {
+            "type": "object",
+            "required": ["meta", "data", "rows", "statistics"],
+            "properties": {
+                "meta": {"type": "array", "items": {"$ref": "#/components/schemas/ColumnMeta"}},
+                "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{row}"}},
+                "rows": {"type": "integer", "minimum": 0},
+                "statistics": {"$ref": "#/components/schemas/Statistics"},
+            },
+        }
+        description = pipe_description(project, name, method)
+        parameters = _parameters(project, method)
+        for extension, content_type in formats.items():
+            if extension == "json":
+                content = {content_type: {"schema": {"$ref": f"#/components/schemas/{answer}"}}}
+            else:
+                content = {content_type: {"schema": {"type": "string", "format": "binary"}}}
+            operation: dict[str, Any] = {
+                "operationId": name if extension == "json" else f"{name}_{extension}",
+                "summary": description or f"The {name} pipe",
+                "tags": ["pipes"],
+                "parameters": parameters,
+                "responses": {
+                    "200": {"description": f"The pipe's answer ({extension}).", "content": content},
+                    **errors,
+                },
+            }
+            paths[f"/v0/pipes/{name}.{extension}"] = {"get": operation}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": f"Pipit pipes ({project.name})",
+            "version": project.version,
+            "description": "The pipes of the project in service that this token may read.",
+        },
+        # Relative: the host that served this document serves the pipes too.
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"tokenParameter": []}],
+        "tags": [{"name": "pipes", "description": "Analytics endpoints."}],
+        "paths": paths,
+        "components": {**_COMPONENTS, "schemas": schemas},
+    }
