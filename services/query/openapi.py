@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
+from common.column_types import parse
 from pipit.project.runtime import Project
 from services.query.catalog import (
     column_type,
@@ -54,6 +55,20 @@ _REQUEST_64 = {
     _F.TYPE_SFIXED64: _INT64,
     _F.TYPE_UINT64: _UINT64,
     _F.TYPE_FIXED64: _UINT64,
+}
+_DAY = "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+# Years each type holds: DateTime is 1970-2106 (2106 only in part), Date 1970-2149.
+_DATETIME_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|210[0-5])"
+_DATE_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|21[0-4][0-9])"
+_ANY_YEAR = "[0-9]{4}"
+# How a date or time parameter is spelled (the binders also take RFC 3339 and epoch seconds,
+# which the document leaves out to keep to one spelling).
+_PATTERNS = {
+    "Date": f"^{_DATE_YEARS}{_DAY}$",
+    "Date32": f"^{_ANY_YEAR}{_DAY}$",
+    "DateTime": f"^{_DATETIME_YEARS}{_DAY}( {_TIME})?$",
+    "DateTime64": f"^{_ANY_YEAR}{_DAY}( {_TIME}(\\.[0-9]{{1,9}})?)?$",
 }
 _ERROR_STATUSES = {
     "400": "A parameter is malformed, out of range or missing.",
@@ -159,6 +174,12 @@ def _parameters(project: Project, method: MethodDescriptor) -> list[dict[str, An
             value["maximum"] = option.max
         if option.max_length:
             value["maxLength"] = option.max_length
+        if value.get("type") == "string" and option.type:
+            if pattern := _PATTERNS.get(parse(option.type).name):
+                value["pattern"] = pattern
+        if option.required and value.get("type") == "string" and not _has_presence(field):
+            # Without presence an empty value is no value: a required one must have text.
+            value["minLength"] = 1
         if option.allowed_values:
             value["enum"] = list(option.allowed_values)
         if option.default_value:
