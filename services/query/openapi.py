@@ -7,6 +7,7 @@ Tokens go as Tinybird documents them: `Authorization: Bearer` or `?token=`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,8 +59,8 @@ _REQUEST_64 = {
 }
 _DAY = "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-# Years each type holds: DateTime is 1970-2106 (2106 only in part), Date 1970-2149.
-_DATETIME_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|210[0-5])"
+# Years each type holds: DateTime 1970-2106 and Date 1970-2149 (their last year only in part).
+_DATETIME_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|210[0-6])"
 _DATE_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|21[0-4][0-9])"
 _ANY_YEAR = "[0-9]{4}"
 # How a date or time parameter is spelled (the binders also take RFC 3339 and epoch seconds,
@@ -174,8 +175,10 @@ def _parameters(project: Project, method: MethodDescriptor) -> list[dict[str, An
             value["maximum"] = option.max
         if option.max_length:
             value["maxLength"] = option.max_length
-        if value.get("type") == "string" and option.type:
-            if pattern := _PATTERNS.get(parse(option.type).name):
+        pattern = _PATTERNS.get(parse(option.type).name) if option.type else None
+        if value.get("type") == "string" and pattern:
+            # Unless the default is spelled otherwise (a template's own default is free text).
+            if not option.default_value or re.search(pattern, option.default_value):
                 value["pattern"] = pattern
         if option.required and value.get("type") == "string" and not _has_presence(field):
             # Without presence an empty value is no value: a required one must have text.
