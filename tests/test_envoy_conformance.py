@@ -55,6 +55,9 @@ def scoped_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "path": tokens.path,
         "summary_reader": tokens.create("summary-reader", ["PIPES:READ:test_summary"]),
+        "catalog_reader": tokens.create(
+            "catalog-reader", ["PIPES:READ:test_*", "DATASOURCES:READ:app_events"]
+        ),
         # One per gateway: the services count a token's requests, whichever gateway sent them.
         "limited": {
             gateway: tokens.create(f"limited-{gateway}", ["PIPES:READ:*"], rate_limit=RATE_LIMIT)
@@ -135,6 +138,9 @@ OTHER_ROUTES = {
     ("GET", "/v0/sql"),
     ("POST", "/v0/sql"),
     ("GET", "/v0/pipes"),
+    ("GET", "/v0/pipes/openapi.json"),
+    ("GET", "/v0/datasources"),
+    ("GET", "/v0/datasources/{name}"),
     ("POST", "/v0/deploy"),
 }
 
@@ -1015,6 +1021,52 @@ async def test_deploy(
 @pytest.mark.parametrize("headers", [AUTH, {}], ids=["admin", "no-token"])
 async def test_list_pipes(pair: GatewayPair, http: aiohttp.ClientSession, headers: dict) -> None:
     ours, envoy = await pair.send(http, "GET", "/v0/pipes", headers=headers)
+    assert_same(ours, envoy)
+
+
+CATALOG_TARGETS = [
+    "/v0/pipes",
+    "/v0/pipes/openapi.json",
+    "/v0/datasources",
+    "/v0/datasources/app_events",
+    "/v0/datasources/user_events",  # the scoped token may not see it
+    "/v0/datasources/nope",
+    "/v0/datasources/app_events_quarantine",
+    "/v0/datasources/",  # the listing, as Tinybird's `/v0/datasources/?` is
+]
+
+
+@pytest.mark.parametrize("who", ["admin", "scoped", "no-token"])
+@pytest.mark.parametrize("target", CATALOG_TARGETS)
+async def test_catalog(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict, target: str, who: str
+) -> None:
+    token = {"admin": TOKEN, "scoped": scoped_tokens["catalog_reader"], "no-token": None}[who]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ours, envoy = await pair.send(http, "GET", target, headers=headers)
+    assert_same(ours, envoy)
+    if token is None:
+        assert ours.status == 401
+    elif target in ("/v0/datasources/nope", "/v0/datasources/app_events_quarantine"):
+        assert ours.status == (404 if who == "admin" else 403)
+    elif target == "/v0/datasources/user_events" and who == "scoped":
+        assert ours.status == 403
+    else:
+        assert ours.status == 200
+        assert ours.headers["Content-Type"] == "application/json"
+
+
+async def test_catalog_token_parameter(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict
+) -> None:
+    token = quote_plus(scoped_tokens["catalog_reader"])
+    ours, envoy = await pair.send(http, "GET", f"/v0/pipes/openapi.json?token={token}")
+    assert ours.status == 200
+    assert sorted(ours.json["paths"]) == [
+        "/v0/pipes/test_segments.json",
+        "/v0/pipes/test_summary.json",
+        "/v0/pipes/test_timeseries.json",
+    ]
     assert_same(ours, envoy)
 
 
