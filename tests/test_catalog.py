@@ -209,6 +209,9 @@ async def test_describe_pipe_of_a_tinybird_project(embedded_warehouse) -> None:
     columns = {c["name"]: c["type"] for c in summary["columns"]}
     assert columns["users"] == "UInt64"
     assert columns["total_revenue"] == "Float64"
+    # The datafile describes neither: no boilerplate from the generated protos instead.
+    assert params["test_id"]["description"] == ""
+    assert {c["description"] for c in summary["columns"]} == {""}
 
 
 # --- datasources -------------------------------------------------------------------------------

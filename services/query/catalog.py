@@ -10,7 +10,7 @@ clients look for the same facts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
@@ -20,6 +20,7 @@ from common.datasources import Datasource
 from common.tokens import ADMIN, allows
 from common.warehouse.base import Warehouse
 from pipit.clickhouse.v1 import options_pb2
+from pipit.project.artifact import NATIVE
 from pipit.project.runtime import Project
 from services.query.binder import endpoint_name
 
@@ -69,14 +70,28 @@ def column_type(field: FieldDescriptor) -> str | None:
     return field.GetOptions().Extensions[options_pb2.column].type or None
 
 
+def pipe_comments(project: Project, name: str) -> Callable[[str], str]:
+    """The comments of a pipe's RPC and messages by full name, where its author wrote them
+    (Pipit's native form); a Tinybird pipe's generated protos hold only boilerplate, and
+    its descriptions are in its datafile."""
+    pipe = project.pipes.get(name)
+    if pipe is not None and pipe.form != NATIVE:
+        return lambda _full_name: ""
+    return project.comment
+
+
 def pipe_description(project: Project, name: str, method: MethodDescriptor) -> str:
     """What a pipe answers: its datafile's DESCRIPTION, else its RPC's comment."""
     pipe = project.pipes.get(name)
-    return (pipe.description if pipe is not None else "") or project.comment(method.full_name)
+    described = pipe.description if pipe is not None else ""
+    return described or pipe_comments(project, name)(method.full_name)
 
 
-def parameter_description(project: Project, field: FieldDescriptor, option: Any) -> str:
-    return option.description or project.comment(field.full_name)
+def parameter_description(
+    comments: Callable[[str], str], field: FieldDescriptor, option: Any
+) -> str:
+    """What a parameter means: its declared description, else its field's comment."""
+    return option.description or comments(field.full_name)
 
 
 def _typed_default(clickhouse_type: str, text: str) -> str | int | None:
@@ -98,10 +113,11 @@ def describe_pipe(project: Project, name: str, *, with_sql: bool = False) -> dic
     method = pipe_methods(project).get(name)
     if method is None:
         raise KeyError(name)
+    comments = pipe_comments(project, name)
     parameters = []
     params = []
     for field, option in parameter_fields(method):
-        description = parameter_description(project, field, option)
+        description = parameter_description(comments, field, option)
         parameters.append(
             {
                 "name": field.name,
@@ -125,7 +141,7 @@ def describe_pipe(project: Project, name: str, *, with_sql: bool = False) -> dic
         {
             "name": field.name,
             "type": column_type(field),
-            "description": project.comment(field.full_name),
+            "description": comments(field.full_name),
         }
         for field in row_fields(method)
     ]

@@ -8,7 +8,7 @@ Tokens go as Tinybird documents them: `Authorization: Bearer` or `?token=`."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
@@ -19,6 +19,7 @@ from services.query.catalog import (
     column_type,
     parameter_description,
     parameter_fields,
+    pipe_comments,
     pipe_description,
     readable_pipes,
     row_fields,
@@ -143,7 +144,7 @@ def _has_presence(field: FieldDescriptor) -> bool:
     return not field.is_repeated and field.has_presence
 
 
-def _row_schema(project: Project, method: MethodDescriptor) -> dict[str, Any]:
+def _row_schema(comments: Callable[[str], str], method: MethodDescriptor) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required = []
     for field in row_fields(method):
@@ -152,7 +153,7 @@ def _row_schema(project: Project, method: MethodDescriptor) -> dict[str, Any]:
         if not _has_presence(field):
             # Always printed; an optional field (a Nullable column) is left out when NULL.
             required.append(field.name)
-        description = project.comment(field.full_name)
+        description = comments(field.full_name)
         kind = column_type(field)
         if kind:
             description = f"{description} ({kind})".strip() if description else kind
@@ -165,7 +166,7 @@ def _row_schema(project: Project, method: MethodDescriptor) -> dict[str, Any]:
     return row
 
 
-def _parameters(project: Project, method: MethodDescriptor) -> list[dict[str, Any]]:
+def _parameters(comments: Callable[[str], str], method: MethodDescriptor) -> list[dict[str, Any]]:
     parameters = []
     for field, option in parameter_fields(method):
         value = _value_schema(field, answer=False)
@@ -188,7 +189,7 @@ def _parameters(project: Project, method: MethodDescriptor) -> list[dict[str, An
         if option.default_value:
             value["default"] = _default(value, option.default_value)
         schema = {"type": "array", "items": value} if field.is_repeated else value
-        description = parameter_description(project, field, option)
+        description = parameter_description(comments, field, option)
         if option.type:
             description = f"{description} (ClickHouse {option.type})".strip()
         parameter: dict[str, Any] = {
@@ -237,7 +238,8 @@ def openapi_document(
     errors = {status: {"$ref": "#/components/responses/Error"} for status in _ERROR_STATUSES}
     for name, method in sorted(readable_pipes(project, scopes).items()):
         row, answer = _schema_name(method, "Row"), _schema_name(method, "Response")
-        schemas[row] = _row_schema(project, method)
+        comments = pipe_comments(project, name)
+        schemas[row] = _row_schema(comments, method)
         schemas[answer] = {
             "type": "object",
             "required": ["meta", "data", "rows", "statistics"],
@@ -249,7 +251,7 @@ def openapi_document(
             },
         }
         description = pipe_description(project, name, method)
-        parameters = _parameters(project, method)
+        parameters = _parameters(comments, method)
         for extension, content_type in formats.items():
             if extension == "json":
                 content = {content_type: {"schema": {"$ref": f"#/components/schemas/{answer}"}}}
