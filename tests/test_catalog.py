@@ -6,6 +6,7 @@ sent. Both gateways answer alike: tests/test_envoy_conformance.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from harness import TOKEN, Suite, start_suite
 
 from common.datasources import registry
 from common.tokens import TokenFile
+from common.warehouse.base import Warehouse
+from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.project.artifact import builtin
 from pipit.project.runtime import Project
-from services.query.catalog import describe_pipe
+from services.query.catalog import describe_pipe, row_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_DATAFILES = ROOT / "tests" / "projects" / "tutorials"
@@ -321,3 +324,39 @@ async def test_row_and_quarantined_counts_are_what_was_sent(
     expected = {name: (len(rows), 0) for name, rows in DATA.items()}
     expected["app_events"] = (len(DATA["app_events"]) + EXTRA_GOOD, EXTRA_BAD)
     assert counts == expected
+
+
+@pytest.mark.parametrize("engine", ["chdb", "clickhouse"])
+async def test_row_counts_on_both_engines(
+    request: pytest.FixtureRequest, chdb_dir: Path, engine: str
+) -> None:
+    database = unique_database("counts")
+    warehouse: Warehouse = (
+        EmbeddedWarehouse(chdb_dir, database)
+        if engine == "chdb"
+        else ClickHouseWarehouse(request.getfixturevalue("clickhouse_url"), database)
+    )
+    await warehouse.open()
+    datasources = [registry()["app_events"], registry()["user_events"]]
+    try:
+        await warehouse.ensure_schema(datasources)
+        events = [{"event_id": f"e{i}"} for i in range(5)]
+        await warehouse.insert_json_rows(
+            "app_events", ["event_id"], b"\n".join(map(orjson.dumps, events))
+        )
+        # Arrived now: the quarantine table's TTL drops rows that arrived long ago.
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        refused = [{"raw": "{", "error": "not JSON", "arrived_at": now} for _ in range(2)]
+        await warehouse.insert_json_rows(
+            "user_events_quarantine",
+            ["raw", "error", "arrived_at"],
+            b"\n".join(map(orjson.dumps, refused)),
+        )
+        assert await row_counts(warehouse, datasources) == {
+            "app_events": (5, 0),
+            "user_events": (0, 2),
+        }
+        assert await row_counts(warehouse, []) == {}
+    finally:
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        await warehouse.close()
