@@ -74,11 +74,31 @@ _PATTERNS = {
 }
 _ERROR_STATUSES = {
     "400": "A parameter is malformed, out of range or missing.",
-    "401": "No token, or an unknown one.",
-    "403": "The token lacks the pipe's PIPES:READ scope.",
+    "403": "No token, an unknown one (`code` 16), or one without the pipe's PIPES:READ scope "
+    "(`code` 7), as Tinybird answers them.",
     "404": "No such pipe.",
     "429": "The token's rate limit is reached; retry after `Retry-After` seconds.",
+    "503": "The warehouse is unreachable.",
 }
+
+
+def _error_response(status: str, description: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if status == "429":
+        # Both gateways always send it (one second when the service named none).
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return response
+
+
 _COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
         "bearerAuth": {
@@ -96,7 +116,9 @@ _COMPONENTS: dict[str, Any] = {
     "schemas": {
         "Error": {
             "type": "object",
-            "description": "Why the request failed.",
+            "description": "Why the request failed: `error` as Tinybird's clients read it, "
+            "beside the gRPC status (`code`, `message`, `details`).",
+            "required": ["error", "code", "message"],
             "properties": {
                 "error": {"type": "string"},
                 "code": {"type": "integer"},
@@ -120,10 +142,8 @@ _COMPONENTS: dict[str, Any] = {
         },
     },
     "responses": {
-        "Error": {
-            "description": "An error.",
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
+        f"Error{status}": _error_response(status, description)
+        for status, description in _ERROR_STATUSES.items()
     },
 }
 
@@ -235,7 +255,9 @@ def openapi_document(
     are described as they are (bytes of the engine's own output)."""
     schemas = dict(_COMPONENTS["schemas"])
     paths: dict[str, Any] = {}
-    errors = {status: {"$ref": "#/components/responses/Error"} for status in _ERROR_STATUSES}
+    errors = {
+        status: {"$ref": f"#/components/responses/Error{status}"} for status in _ERROR_STATUSES
+    }
     for name, method in sorted(readable_pipes(project, scopes).items()):
         row, answer = _schema_name(method, "Row"), _schema_name(method, "Response")
         comments = pipe_comments(project, name)
