@@ -150,6 +150,102 @@ async def test_a_tinybird_project_document_is_valid_openapi(embedded_warehouse) 
     assert operation["summary"].startswith("Provides summary metrics for each A/B test")
 
 
+# Parameters and answer columns of many kinds: Nullable, Array, 64-bit, Bool, Date, DateTime64.
+VARIED_PROJECT = {
+    "datasources/readings.datasource": """DESCRIPTION >
+    Readings sent by sensors.
+
+SCHEMA >
+    `timestamp` DateTime64(3) `json:$.timestamp`,
+    `sensor` String `json:$.sensor`,
+    `value` Float64 `json:$.value`,
+    `ok` Bool `json:$.ok`,
+    `tags` Array(String) `json:$.tags`,
+    `note` Nullable(String) `json:$.note`,
+    `count` Int64 `json:$.count`
+
+ENGINE "MergeTree"
+ENGINE_SORTING_KEY "sensor, timestamp"
+""",
+    "pipes/readings_of.pipe": """DESCRIPTION >
+    Readings of some sensors.
+
+NODE readings_node
+SQL >
+    %
+    SELECT sensor, timestamp, value, ok, tags, note, count, toUInt64(count) AS unsigned
+    FROM readings
+    WHERE sensor IN {{Array(sensors, 'String', 'a,b', description="Which sensors")}}
+      AND timestamp >= {{DateTime64(since, '2024-01-01 00:00:00.000')}}
+      AND toDate(timestamp) <= {{Date(until, '2149-06-06')}}
+      AND value >= {{Float64(min_value, 0.5)}}
+      AND (ok OR NOT {{Boolean(only_ok, False)}})
+      AND count <= {{Int64(most, 9007199254740993)}}
+      AND length(tags) < {{UInt8(tag_limit, 200, required=True)}}
+    ORDER BY sensor, timestamp
+    LIMIT {{Int32(limit, 100)}}
+
+TYPE endpoint
+""",
+}
+
+
+async def test_a_varied_project_document_is_valid_and_schemathesis_finds_nothing(
+    embedded_warehouse, tmp_path: Path
+) -> None:
+    folder = tmp_path / "varied"
+    for path, text in VARIED_PROJECT.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(text)
+    suite = await start_suite(embedded_warehouse, project=folder)
+    try:
+        readings = [
+            {
+                "timestamp": "2024-03-01 10:00:00.250",
+                "sensor": "a",
+                "value": 1.5,
+                "ok": True,
+                "tags": ["x"],
+                "note": None,
+                "count": 2**53 + 1,
+            },
+            {
+                "timestamp": "2024-03-01 11:00:00.000",
+                "sensor": "b",
+                "value": 2.0,
+                "ok": False,
+                "tags": [],
+                "note": "n",
+                "count": -(2**63),
+            },
+        ]
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{suite.gateway_url}/v0/events?name=readings&wait=true",
+                data=b"\n".join(map(orjson.dumps, readings)),
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                assert await response.json() == {"successful_rows": 2, "quarantined_rows": 0}
+        document = await _document(suite.gateway_url, TOKEN)
+        validate(document)
+        operation = document["paths"]["/v0/pipes/readings_of.json"]["get"]
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert parameters["sensors"]["schema"]["type"] == "array"
+        assert parameters["sensors"]["style"] == "form"
+        assert parameters["tag_limit"]["required"] is True
+        assert parameters["tag_limit"]["schema"]["maximum"] == 2**32 - 1  # UInt8 rides a uint32
+        assert parameters["only_ok"]["schema"] == {"type": "boolean", "default": False}
+        assert parameters["most"]["schema"]["default"] == 9007199254740993
+        row = document["components"]["schemas"]["pipit.project.v1.ReadingsOfRow"]
+        assert "note" not in row["required"]  # Nullable: left out when NULL
+        assert row["properties"]["tags"]["type"] == "array"
+        done = await _schemathesis(suite.gateway_url, TOKEN, tmp_path)
+    finally:
+        await suite.stop()
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
+    assert "1 selected / 1 total" in done.stdout
+
+
 # --- schemathesis against `pipit up` -----------------------------------------------------------
 
 
@@ -185,16 +281,25 @@ async def test_schemathesis_finds_nothing(pipit_up: PipitProcess, tmp_path: Path
                 f"{url}/v0/events?name={name}&wait=true", data=body, headers=headers
             ) as response:
                 assert response.status == 200, await response.text()
+    done = await _schemathesis(url, UP_TOKEN, tmp_path)
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
+    pipes = len((await _document(url, UP_TOKEN))["paths"])
+    assert pipes > 0
+    assert f"{pipes} selected / {pipes} total" in done.stdout  # every pipe was tried
+
+
+async def _schemathesis(url: str, token: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The schemathesis CLI run against the document `url` serves to `token`."""
     command = [
         sys.executable,
         "-m",
         "schemathesis.cli",
         "run",
-        f"{url}/v0/pipes/openapi.json?token={UP_TOKEN}",
+        f"{url}/v0/pipes/openapi.json?token={token}",
         "--url",
         url,
         "--header",
-        f"Authorization: Bearer {UP_TOKEN}",
+        f"Authorization: Bearer {token}",
         "--checks",
         ",".join(CHECKS),
         "--max-examples",
@@ -207,16 +312,12 @@ async def test_schemathesis_finds_nothing(pipit_up: PipitProcess, tmp_path: Path
         "none",
         "--no-color",
     ]
-    done = await asyncio.to_thread(
+    return await asyncio.to_thread(
         subprocess.run,
         command,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
-    pipes = len((await _document(url, UP_TOKEN))["paths"])
-    assert pipes > 0
-    assert f"{pipes} selected / {pipes} total" in done.stdout  # every pipe was tried

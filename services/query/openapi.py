@@ -204,10 +204,14 @@ def _parameters(comments: Callable[[str], str], method: MethodDescriptor) -> lis
         if option.required and value.get("type") == "string" and not _has_presence(field):
             # Without presence an empty value is no value: a required one must have text.
             value["minLength"] = 1
-        if option.allowed_values:
-            value["enum"] = list(option.allowed_values)
-        if option.default_value:
-            value["default"] = _default(value, option.default_value)
+        # A value the schema's type cannot hold (a template's free-text default, an Array's
+        # literal) is left out rather than making the document invalid.
+        allowed = [_typed(value, text) for text in option.allowed_values]
+        if allowed and _UNTYPED not in allowed:
+            value["enum"] = allowed
+        default = _typed(value, option.default_value) if option.default_value else _UNTYPED
+        if default is not _UNTYPED and not field.is_repeated:
+            value["default"] = default
         schema = {"type": "array", "items": value} if field.is_repeated else value
         description = parameter_description(comments, field, option)
         if option.type:
@@ -226,7 +230,11 @@ def _parameters(comments: Callable[[str], str], method: MethodDescriptor) -> lis
     return parameters
 
 
-def _default(schema: dict[str, Any], text: str) -> Any:
+_UNTYPED = object()
+
+
+def _typed(schema: dict[str, Any], text: str) -> Any:
+    """`text` as a value of the schema's type, or _UNTYPED when it is not one."""
     kind = schema.get("type")
     try:
         if kind == "integer":
@@ -234,9 +242,9 @@ def _default(schema: dict[str, Any], text: str) -> Any:
         if kind == "number":
             return float(text)
     except ValueError:
-        return text
+        return _UNTYPED
     if kind == "boolean":
-        return text.lower() in ("1", "true")
+        return {"1": True, "true": True, "0": False, "false": False}.get(text.lower(), _UNTYPED)
     return text
 
 
