@@ -69,7 +69,7 @@ def test_a_service_without_an_upstream_is_refused(descriptor: Path) -> None:
     upstreams = {
         name: target
         for name, target in _upstreams().items()
-        if not name.startswith(("pipit.query", "pipit.deploy", "pipit.tokens"))
+        if not name.startswith(("pipit.query", "pipit.deploy", "pipit.tokens", "pipit.catalog"))
     }
     with pytest.raises(ValueError, match=r"no upstream for service\(s\) .*pipit.query.v1.Query"):
         render_bootstrap(EnvoyConfig(upstreams, descriptor))

@@ -55,6 +55,9 @@ def scoped_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "path": tokens.path,
         "summary_reader": tokens.create("summary-reader", ["PIPES:READ:test_summary"]),
+        "catalog_reader": tokens.create(
+            "catalog-reader", ["PIPES:READ:test_*", "DATASOURCES:READ:app_events"]
+        ),
         # One per gateway: the services count a token's requests, whichever gateway sent them.
         "limited": {
             gateway: tokens.create(f"limited-{gateway}", ["PIPES:READ:*"], rate_limit=RATE_LIMIT)
@@ -135,6 +138,9 @@ OTHER_ROUTES = {
     ("GET", "/v0/sql"),
     ("POST", "/v0/sql"),
     ("GET", "/v0/pipes"),
+    ("GET", "/v0/pipes/openapi.json"),
+    ("GET", "/v0/datasources"),
+    ("GET", "/v0/datasources/{name}"),
     ("POST", "/v0/deploy"),
 }
 # Sent through both gateways and compared by tests/test_tokens_api.py.
@@ -1027,6 +1033,52 @@ async def test_list_pipes(pair: GatewayPair, http: aiohttp.ClientSession, header
     assert_same(ours, envoy)
 
 
+CATALOG_TARGETS = [
+    "/v0/pipes",
+    "/v0/pipes/openapi.json",
+    "/v0/datasources",
+    "/v0/datasources/app_events",
+    "/v0/datasources/user_events",  # the scoped token may not see it
+    "/v0/datasources/nope",
+    "/v0/datasources/app_events_quarantine",
+    "/v0/datasources/",  # the listing, as Tinybird's `/v0/datasources/?` is
+]
+
+
+@pytest.mark.parametrize("who", ["admin", "scoped", "no-token"])
+@pytest.mark.parametrize("target", CATALOG_TARGETS)
+async def test_catalog(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict, target: str, who: str
+) -> None:
+    token = {"admin": TOKEN, "scoped": scoped_tokens["catalog_reader"], "no-token": None}[who]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ours, envoy = await pair.send(http, "GET", target, headers=headers)
+    assert_same(ours, envoy)
+    if token is None:
+        assert (ours.status, ours.json["code"]) == (403, 16)  # UNAUTHENTICATED
+    elif target in ("/v0/datasources/nope", "/v0/datasources/app_events_quarantine"):
+        assert ours.status == (404 if who == "admin" else 403)
+    elif target == "/v0/datasources/user_events" and who == "scoped":
+        assert ours.status == 403
+    else:
+        assert ours.status == 200
+        assert ours.headers["Content-Type"] == "application/json"
+
+
+async def test_catalog_token_parameter(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict
+) -> None:
+    token = quote_plus(scoped_tokens["catalog_reader"])
+    ours, envoy = await pair.send(http, "GET", f"/v0/pipes/openapi.json?token={token}")
+    assert ours.status == 200
+    assert sorted(ours.json["paths"]) == [
+        "/v0/pipes/test_segments.json",
+        "/v0/pipes/test_summary.json",
+        "/v0/pipes/test_timeseries.json",
+    ]
+    assert_same(ours, envoy)
+
+
 # --- tokens ------------------------------------------------------------------------------------
 
 SUMMARY = "/v0/pipes/test_summary.json?test_id=homepage_redesign"
@@ -1207,6 +1259,9 @@ WRONG_METHODS = [
     ("DELETE", "/v0/sql?q=SELECT+1", "GET"),
     ("GET", "/v0/deploy", "POST"),
     ("DELETE", "/v0/pipes", "GET"),
+    ("POST", "/v0/datasources", "GET"),
+    ("DELETE", "/v0/datasources/app_events", "GET"),
+    ("PUT", "/v0/pipes/openapi.json", "GET"),
 ]
 
 
