@@ -10,6 +10,8 @@ Choices where Envoy gives no single answer:
   404 as well, not a 405: Envoy's matcher keys routes by method and path, so with
   `reject_unknown_method` it answers 404 for both (without it, it forwards the request untranscoded
   and the gRPC server answers with a non-JSON error), and the conformance suite compares statuses.
+- `GET /v0/pipes/<pipe>.json` with a non-empty `q` goes to PipeService's `:query` binding
+  (`pipe_query_path`): the typed RPC the path names would ignore `q` (Envoy: the first Lua filter).
 - `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
   Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
 - Initial metadata `x-http-status` (200-203) sets the status of a successful answer, and 413 that
@@ -30,6 +32,7 @@ Choices where Envoy gives no single answer:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,7 +54,7 @@ from gateway.dashboard import add_dashboard
 from gateway.deployment import ServedRoutes, following
 from gateway.early_auth import refuse_unknown_token
 from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
-from gateway.transcoder import build_request, parse_query, render_response
+from gateway.transcoder import build_request, parse_query, render_response, unescape
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
@@ -64,6 +67,10 @@ STATUS_METADATA_KEY = "x-http-status"
 UNPRINTABLE_TOKEN = "the token must be printable ASCII"
 NO_ROUTE = "Could not resolve {} to a method."  # Envoy's wording
 DEPLOY_METHOD = "/pipit.deploy.v1.DeployService/Deploy"
+# A pipe's typed `.json` route, and the verb of PipeService's binding that takes a `q` for it.
+PIPE_JSON_PATH = re.compile(r"/v0/pipes/[^/:]+\.json")
+PIPE_QUERY_PARAMETER = "q"
+PIPE_QUERY_VERB = ":query"
 # Health probes must answer fast even when the request timeout is long.
 HEALTH_CHECK_TIMEOUT = 5.0
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
@@ -127,6 +134,7 @@ class Gateway:
         # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
         # let "%2F" act as a separator.
         raw_path, _, raw_query = request.raw_path.partition("?")
+        raw_path = pipe_query_path(request.method, raw_path, raw_query)
         # One table for the whole request, whatever a deploy swaps in meanwhile.
         table = self.routes.table
         targets = self.routes.targets
@@ -210,6 +218,19 @@ def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
             raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, UNPRINTABLE_TOKEN)
         metadata.append(("authorization", authorization))
     return tuple(metadata)
+
+
+def pipe_query_path(method: str, raw_path: str, raw_query: str) -> str:
+    """`raw_path` with PipeService's `:query` verb when it is `GET /v0/pipes/<pipe>.json` with
+    a non-empty `q`: the pipe's typed RPC, which the literal path would reach, cannot answer a
+    query over its result. gateway/envoy.py's first Lua filter does the same."""
+    if method != "GET" or not PIPE_JSON_PATH.fullmatch(raw_path):
+        return raw_path
+    for param in raw_query.split("&"):
+        name, sep, value = param.partition("=")
+        if sep and value and unescape(name, errors="surrogateescape") == PIPE_QUERY_PARAMETER:
+            return raw_path + PIPE_QUERY_VERB
+    return raw_path
 
 
 def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:

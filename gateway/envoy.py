@@ -9,14 +9,19 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 
 - `grpc_json_transcoder` with the descriptor set built from `protos/`, every service in it that
   has `google.api.http` rules, and the options our gateway assumes (proto field names, primitive
-  fields always printed, unknown query parameters ignored, `+` as a space, gRPC status converted to
-  an HTTP status and a JSON `google.rpc.Status` body, unknown methods refused with 404).
+  fields always printed, unknown query parameters ignored, or captured into an HttpBody body's
+  `extensions` where there is one, which is how a pipe's parameters reach PipeService; `+` as a
+  space, gRPC status converted to an HTTP status and a JSON `google.rpc.Status` body, unknown
+  methods refused with 404).
 - The transcoder rewrites `:path` to `/<package>.<Service>/<Method>` and clears the route cache,
   so routing to the services happens on that gRPC path (one route per service prefix), after
   transcoding. A catch-all route exists only so that the CORS filter (which acts on the route the
   original path selects) has a policy for every path.
 - Two Lua filters do what no built-in filter does. The first: `?token=` becomes `Authorization:
-  Bearer` and leaves the path (so it reaches neither the services nor the access log); answers
+  Bearer` and leaves the path (so it reaches neither the services nor the access log); `GET
+  /v0/pipes/<pipe>.json` with a non-empty `q` gets PipeService's `:query` verb, so that it reaches
+  ReadPipe rather than the pipe's typed RPC (whose literal path would win, and which cannot
+  answer a query over the pipe's result; gateway/app.py `pipe_query_path` is ours); answers
   get `Vary: Origin` and lose the transcoder's leftover `grpc-*` headers; the ingest service's
   `x-http-status` metadata becomes the HTTP status of a successful answer (202 for a queued Events
   API write, 413 for an Events API body the service inflated past the limit). The second, after
@@ -82,6 +87,8 @@ from gateway.app import (
     DEFAULT_HEADER_TIMEOUT,
     ERROR_STATUSES,
     NO_ROUTE,
+    PIPE_QUERY_PARAMETER,
+    PIPE_QUERY_VERB,
     STATUS_METADATA_KEY,
     SUCCESS_STATUSES,
     TOKEN_PARAMETER,
@@ -101,6 +108,8 @@ from gateway.envoy_deployment import (
 )
 from gateway.errors import code_number
 from gateway.routes import RouteTable, load_routes
+from pipit.clickhouse.v1.options_pb2 import SERVICE_ROLE_INGEST as INGEST_ROLE
+from pipit.clickhouse.v1.options_pb2 import role
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -457,7 +466,14 @@ def _first_lua() -> str:
         .replace("@STATUS_KEY@", STATUS_METADATA_KEY)
         .replace("@STATUSES@", _lua_set(SUCCESS_STATUSES))
         .replace("@ERRORS@", "{ " + errors + " }")
+        .replace("@PIPE_Q@", PIPE_QUERY_PARAMETER)
+        .replace("@PIPE_JSON@", _PIPE_JSON_LUA)
+        .replace("@PIPE_VERB@", PIPE_QUERY_VERB)
     )
+
+
+# gateway/app.py's PIPE_JSON_PATH as a Lua pattern.
+_PIPE_JSON_LUA = "^/v0/pipes/[^/:]+%.json$"
 
 
 def _refusals_lua(max_body_bytes: int) -> str:
@@ -502,17 +518,27 @@ function envoy_on_request(handle)
   if query == nil then return end
   -- The last ?@TOKEN@= wins, as in our gateway, and every one leaves the path: the token is a
   -- credential, not a field, and must reach neither the services nor the access log.
-  local token, kept = nil, {}
+  local token, kept, pipe_query = nil, {}, false
   for param in string.gmatch(query, "[^&]*") do
     local name, value = string.match(param, "^([^=]*)=(.*)$")
     if name ~= nil and name ~= "" and unescape(name, false) == "@TOKEN@" then
       token = unescape(value, true)
     elseif param ~= "" then
       table.insert(kept, param)
+      if name ~= nil and value ~= "" and unescape(name, false) == "@PIPE_Q@" then
+        pipe_query = true
+      end
     end
   end
-  if token == nil then return end
+  -- GET /v0/pipes/<pipe>.json?q=… goes to PipeService's :query binding (gateway/app.py
+  -- pipe_query_path): the pipe's typed RPC would ignore q.
+  if pipe_query and headers:get(":method") == "GET" and string.find(base, "@PIPE_JSON@") then
+    base = base .. "@PIPE_VERB@"
+  elseif token == nil then
+    return
+  end
   headers:replace(":path", #kept > 0 and (base .. "?" .. table.concat(kept, "&")) or base)
+  if token == nil then return end
   local current = headers:get("authorization")
   if (current == nil or current == "") and token ~= "" then
     headers:replace("authorization", "Bearer " .. token)
@@ -606,10 +632,13 @@ def _lua(name: str, source: str) -> dict[str, Any]:
 
 
 def _http_body_paths(table: RouteTable) -> list[str]:
-    """The paths of the routes whose body is a raw `google.api.HttpBody` (the Events API)."""
+    """The paths of the routes whose raw `google.api.HttpBody` body an ingest service reads
+    (the Events API), which inflates gzip itself. Other HttpBody bodies (a pipe's POSTed
+    parameters) are small and read as they are: the decompressor inflates them."""
     paths = []
     for route in table.routes:
-        if route.body_is_http_body:
+        service = table.pool.FindServiceByName(route.service)
+        if route.body_is_http_body and service.GetOptions().Extensions[role] == INGEST_ROLE:
             if route.template.variables or route.template.verb:
                 # A template would need a regex route here; none has one yet.
                 raise ValueError(f"an HttpBody route needs a literal path: {route.template.source}")
@@ -633,6 +662,7 @@ def _transcoder(
             "preserve_proto_field_names": True,
         },
         ignore_unknown_query_parameters=True,
+        capture_unknown_query_parameters=True,
         ignored_query_parameters=[TOKEN_PARAMETER],
         convert_grpc_status=True,
         query_param_unescape_plus=True,

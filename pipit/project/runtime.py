@@ -18,8 +18,11 @@ from common.datasources import Datasource, from_descriptor
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
-# Services every deployment has, whatever the project: the Query API and deploys.
-PLATFORM_SERVICES = frozenset({"pipit.query.v1.SqlService", "pipit.deploy.v1.DeployService"})
+# Services every deployment has, whatever the project: every pipe in every format, the
+# Query API and deploys.
+PLATFORM_SERVICES = frozenset(
+    {"pipit.query.v1.PipeService", "pipit.query.v1.SqlService", "pipit.deploy.v1.DeployService"}
+)
 INGEST = options_pb2.SERVICE_ROLE_INGEST
 QUERY = options_pb2.SERVICE_ROLE_QUERY
 

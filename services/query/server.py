@@ -15,6 +15,8 @@ from pipit.project.store import DeploymentStore
 from services.query.admission import Admission
 from services.query.deploy_api import SERVICE as DEPLOY_SERVICE
 from services.query.deploy_api import DeployApi
+from services.query.pipe_api import SERVICE as PIPE_SERVICE
+from services.query.pipe_api import PipeApi
 from services.query.service import SERVICE, QueryService
 from services.query.sql_api import SERVICE as SQL_SERVICE
 from services.query.sql_api import SqlApi
@@ -35,18 +37,31 @@ async def start_query(
     service = QueryService(warehouse, settings.max_string_length, current)
     admission = Admission(settings.sql_max_queries, settings.sql_max_queries_per_token)
     sql = SqlApi(warehouse, admission, current)
+    pipes = PipeApi(warehouse, settings.max_string_length, current, sql)
     deployer = Deployer(
         warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
     )
     deploy = DeployApi(deployer, current)
     server = await start_grpc_server(
-        [service.generic_handler(), sql.generic_handler(), deploy.generic_handler()],
-        [SERVICE.full_name, SQL_SERVICE.full_name, DEPLOY_SERVICE.full_name],
+        [
+            service.generic_handler(),
+            pipes.generic_handler(),
+            sql.generic_handler(),
+            deploy.generic_handler(),
+        ],
+        [
+            SERVICE.full_name,
+            PIPE_SERVICE.full_name,
+            SQL_SERVICE.full_name,
+            DEPLOY_SERVICE.full_name,
+        ],
         host=settings.host,
         port=settings.query_port if port is None else port,
         access=access,
         scope_rules=ScopeRules(
-            {**sql.scope_rules(), **deploy.scope_rules()}, current, QueryService.scope_rules
+            {**pipes.scope_rules(), **sql.scope_rules(), **deploy.scope_rules()},
+            current,
+            QueryService.scope_rules,
         ),
         tls=settings.server_tls(),
         current=current,

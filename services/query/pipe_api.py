@@ -1,0 +1,246 @@
+"""Any pipe over HTTP in any of Tinybird's formats (`PipeService.ReadPipe`): `.json`, `.csv`,
+`.csvwithnames`, `.ndjson`, `.parquet`, each the engine's own output of that format for
+`SELECT * FROM (<the pipe's SQL>)`, bound exactly as the pipe's typed RPC binds it.
+
+The parameters arrive as text: the query string (in the HttpBody's `extensions`, where the
+transcoder's `capture_unknown_query_parameters` puts what names no field of the request) and,
+on a POST, a JSON object or a form in the body, whose values win over the query's. They are
+converted into the pipe's typed request message by the transcoder's own rules
+(gateway/transcoder.py `parse_scalar`), so a value the typed `.json` route refuses is refused
+here with the same words, and the pipe's binder (`prepare`) checks them as it does for gRPC.
+
+`q` is a query over the pipe's result, which it reads as `_`; it runs through the Query API
+(services/query/sql_api.py `answer`), with its policy, scopes and caps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import orjson
+import structlog
+from google.api import httpbody_pb2
+from google.protobuf.message import DecodeError, Message
+
+from common.auth import ScopeRule, bearer_token, current_principal
+from common.project_handlers import PerProject
+from common.tokens import digest
+from common.warehouse.base import Warehouse, WarehouseError
+from gateway.errors import GatewayError
+from gateway.routes import resolve_field_path
+from gateway.transcoder import UNKNOWN_QUERY_PARAMS, parse_query, parse_scalar
+from pipit.project.runtime import CurrentProject, Project
+from pipit.query.v1 import pipe_service_pb2
+from services.query.binder import Endpoint, InvalidParameter
+from services.query.service import endpoints
+
+if TYPE_CHECKING:
+    from services.query.sql_api import SqlApi
+    from services.query.template_binder import TemplateEndpoint
+
+log = structlog.get_logger("query")
+
+SERVICE = pipe_service_pb2.DESCRIPTOR.services_by_name["PipeService"]
+READ_PIPE = f"/{SERVICE.full_name}/ReadPipe"
+# Each extension Tinybird serves: the engine's format and the answer's content type.
+FORMATS: dict[str, tuple[str, str]] = {
+    "json": ("JSON", "application/json"),
+    "csv": ("CSV", "text/csv; charset=utf-8"),
+    "csvwithnames": ("CSVWithNames", "text/csv; charset=utf-8"),
+    "ndjson": ("JSONEachRow", "application/x-ndjson"),
+    "parquet": ("Parquet", "application/octet-stream"),
+}
+QUERY_PARAMETER = "q"
+_FORM = "application/x-www-form-urlencoded"
+
+
+def split_file(file: str) -> tuple[str, str]:
+    """(pipe, extension) of `<pipe>.<extension>`; the extension is "" for a bare name."""
+    pipe, dot, extension = file.rpartition(".")
+    return (pipe, extension) if dot else (file, "")
+
+
+def unknown_format(extension: str) -> str:
+    accepted = ", ".join(f".{e}" for e in FORMATS)
+    return f"unknown format '.{extension}': a pipe answers in {accepted}"
+
+
+class PipeApi:
+    """The gRPC handler of PipeService over a warehouse and the Query API."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        max_string_length: int,
+        current: CurrentProject,
+        sql: SqlApi,
+    ) -> None:
+        self._warehouse = warehouse
+        self._sql = sql
+        self._pipes: PerProject[dict[str, Endpoint | TemplateEndpoint]] = PerProject(
+            current, lambda project: _by_pipe(project, max_string_length)
+        )
+
+    async def read_pipe(
+        self, request: pipe_service_pb2.ReadPipeRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        name, extension = split_file(request.file)
+        endpoint = self._pipes.get().get(name)
+        if endpoint is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"pipe '{name}' not found")
+        if not extension:
+            # The pipe's description (GET /v0/pipes/<pipe>) is the catalog's to write.
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"pipe '{name}': no description yet")
+        if extension not in FORMATS:
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown_format(extension))
+        fmt, content_type = FORMATS[extension]
+        try:
+            values = parameters(request.body)
+            given = values.pop(QUERY_PARAMETER, [])
+            query = given[-1][0] if given else ""
+            typed = typed_request(endpoint, values)
+            sql, params = endpoint.prepare(typed)
+        except (InvalidParameter, GatewayError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if query:
+            return await self._over_result(query, sql, params, context)
+        # On a line of its own: a pipe's SQL may end in a comment.
+        statement = f"SELECT * FROM (\n{sql}\n)"  # noqa: S608 - the pipe's own SQL, bound
+        try:
+            data = await self._warehouse.query_raw(statement, params, fmt)
+        except WarehouseError as exc:
+            log.error("query failed", endpoint=name, format=fmt, error=str(exc)[:1000])
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"{name}: the warehouse failed the query"
+            )
+        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+
+    async def _over_result(
+        self, query: str, sql: str, params: dict[str, Any], context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        from services.query.sql_api import SqlFailure
+
+        principal = current_principal.get()
+        try:
+            body, content_type = await self._sql.answer(
+                query,
+                scopes=principal.scopes if principal is not None else (),
+                token_key=digest(bearer_token(context.invocation_metadata())),
+                sources={"_": (sql, params)},
+            )
+        except SqlFailure as exc:
+            if exc.retry_after:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
+            await context.abort(exc.code, exc.message)
+        return httpbody_pb2.HttpBody(content_type=content_type, data=body)
+
+    @staticmethod
+    def scope_rules() -> dict[str, ScopeRule]:
+        """ReadPipe needs PIPES:READ:<pipe>, the pipe its path names."""
+        return {READ_PIPE: lambda request: f"PIPES:READ:{split_file(request.file)[0]}"}
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE.full_name,
+            {
+                "ReadPipe": grpc.unary_unary_rpc_method_handler(
+                    self.read_pipe,
+                    request_deserializer=pipe_service_pb2.ReadPipeRequest.FromString,
+                    response_serializer=httpbody_pb2.HttpBody.SerializeToString,
+                )
+            },
+        )
+
+
+def _by_pipe(project: Project, max_string_length: int) -> dict[str, Endpoint | TemplateEndpoint]:
+    return {e.name: e for e in endpoints(project, max_string_length).values()}
+
+
+def parameters(body: httpbody_pb2.HttpBody) -> dict[str, list[tuple[str, str]]]:
+    """Every parameter given, by name: its values, each with what it was given as (for error
+    messages). A name the body gives replaces the query string's values for it."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for extension in body.extensions:
+        if extension.type_url != UNKNOWN_QUERY_PARAMS:
+            continue
+        captured = pipe_service_pb2.QueryParameters()
+        try:
+            captured.ParseFromString(extension.value)
+        except DecodeError:
+            # Envoy passes the bytes on as they came; only UTF-8 is text.
+            raise InvalidParameter("a query parameter is not valid UTF-8") from None
+        for name, values in captured.key.items():
+            what = f"query parameter {name!r}"
+            found[name] = [(value, what) for value in values.values]
+    if body.data:
+        for name, values in _body_values(body).items():
+            what = f"body parameter {name!r}"
+            found[name] = [(value, what) for value in values]
+    return found
+
+
+def _body_values(body: httpbody_pb2.HttpBody) -> dict[str, list[str]]:
+    media_type = body.content_type.partition(";")[0].strip().lower()
+    values: dict[str, list[str]] = {}
+    if media_type == _FORM:
+        text = body.data.decode(errors="surrogateescape")
+        for name, value in parse_query(text):
+            values.setdefault(name, []).append(value)
+        return values
+    try:
+        document = orjson.loads(body.data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(
+            f"the body must be a JSON object or a form ({_FORM}) of parameters: {exc}"
+        ) from None
+    if not isinstance(document, dict):
+        raise InvalidParameter("the body must be a JSON object of parameters")
+    for name, value in document.items():
+        items = value if isinstance(value, list) else [value]
+        values[name] = [_text(name, item) for item in items if item is not None]
+    return values
+
+
+def _text(name: str, value: Any) -> str:
+    """A JSON value as the text a query parameter would have carried."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise InvalidParameter(f"body parameter {name!r} must be a string, a number or a list")
+
+
+def typed_request(
+    endpoint: Endpoint | TemplateEndpoint, values: dict[str, list[tuple[str, str]]]
+) -> Message:
+    """The pipe's request message from text values, by the transcoder's rules for query
+    parameters: a name that is no field is ignored, a value its field cannot hold is refused
+    (GatewayError, naming it)."""
+    request = endpoint.request_class()
+    for name, given in values.items():
+        fields = resolve_field_path(request.DESCRIPTOR, name)
+        if fields is None or not given:
+            continue
+        field = fields[-1]
+        if len(fields) > 1 or field.message_type is not None:
+            continue  # pipe requests are flat: such a name is no parameter
+        _assign(request, field, given)
+    return request
+
+
+def _assign(request: Message, field: Any, given: Iterable[tuple[str, str]]) -> None:
+    for value, what in given:
+        _check_text(value, what)
+        parsed = parse_scalar(field, value, what)
+        if field.is_repeated:
+            getattr(request, field.name).append(parsed)
+        else:
+            setattr(request, field.name, parsed)
+
+
+def _check_text(value: str, what: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidParameter(f"{what} is not valid UTF-8") from None
