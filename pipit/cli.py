@@ -66,6 +66,7 @@ _QUERY_SETTINGS = [
     "sql_timeout",
     "sql_max_memory_bytes",
     "sql_max_threads",
+    "sql_max_rows",
     "sql_max_queries",
     "sql_max_queries_per_token",
 ]

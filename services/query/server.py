@@ -36,7 +36,7 @@ async def start_query(
     `access`."""
     service = QueryService(warehouse, settings.max_string_length, current)
     admission = Admission(settings.sql_max_queries, settings.sql_max_queries_per_token)
-    sql = SqlApi(warehouse, admission, current)
+    sql = SqlApi(warehouse, admission, current, settings.max_string_length)
     pipes = PipeApi(warehouse, settings.max_string_length, current, sql)
     deployer = Deployer(
         warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
