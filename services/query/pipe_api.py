@@ -34,23 +34,18 @@ from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import pipe_service_pb2
 from services.query.binder import Endpoint, InvalidParameter
 from services.query.service import endpoints
+from services.query.sql_api import FORMATS, PIPELINE_TABLE, OutputFormat, SqlApi, SqlFailure
 
 if TYPE_CHECKING:
-    from services.query.sql_api import SqlApi
     from services.query.template_binder import TemplateEndpoint
 
 log = structlog.get_logger("query")
 
 SERVICE = pipe_service_pb2.DESCRIPTOR.services_by_name["PipeService"]
 READ_PIPE = f"/{SERVICE.full_name}/ReadPipe"
-# Each extension Tinybird serves: the engine's format and the answer's content type.
-FORMATS: dict[str, tuple[str, str]] = {
-    "json": ("JSON", "application/json"),
-    "csv": ("CSV", "text/csv; charset=utf-8"),
-    "csvwithnames": ("CSVWithNames", "text/csv; charset=utf-8"),
-    "ndjson": ("JSONEachRow", "application/x-ndjson"),
-    "parquet": ("Parquet", "application/octet-stream"),
-}
+# The extensions a pipe answers in, each the name of a Query API output format (for
+# `ndjson`, JSONEachRow's alias): the same engine format and content type as on /v0/sql.
+EXTENSIONS = ("json", "csv", "csvwithnames", "ndjson", "parquet")
 QUERY_PARAMETER = "q"
 _FORM = "application/x-www-form-urlencoded"
 
@@ -62,7 +57,7 @@ def split_file(file: str) -> tuple[str, str]:
 
 
 def unknown_format(extension: str) -> str:
-    accepted = ", ".join(f".{e}" for e in FORMATS)
+    accepted = ", ".join(f".{e}" for e in EXTENSIONS)
     return f"unknown format '.{extension}': a pipe answers in {accepted}"
 
 
@@ -92,9 +87,9 @@ class PipeApi:
         if not extension:
             # The pipe's description (GET /v0/pipes/<pipe>) is the catalog's to write.
             await context.abort(grpc.StatusCode.NOT_FOUND, f"pipe '{name}': no description yet")
-        if extension not in FORMATS:
+        if extension not in EXTENSIONS:
             await context.abort(grpc.StatusCode.NOT_FOUND, unknown_format(extension))
-        fmt, content_type = FORMATS[extension]
+        output = FORMATS[extension]
         try:
             values = parameters(request.body)
             given = values.pop(QUERY_PARAMETER, [])
@@ -104,30 +99,36 @@ class PipeApi:
         except (InvalidParameter, GatewayError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if query:
-            return await self._over_result(query, sql, params, context)
+            return await self._over_result(query, sql, params, output, context)
         # On a line of its own: a pipe's SQL may end in a comment.
         statement = f"SELECT * FROM (\n{sql}\n)"  # noqa: S608 - the pipe's own SQL, bound
         try:
-            data = await self._warehouse.query_raw(statement, params, fmt)
+            data = await self._warehouse.query_raw(statement, params, output.name)
         except WarehouseError as exc:
-            log.error("query failed", endpoint=name, format=fmt, error=str(exc)[:1000])
+            log.error("query failed", endpoint=name, format=output.name, error=str(exc)[:1000])
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"{name}: the warehouse failed the query"
             )
-        return httpbody_pb2.HttpBody(content_type=content_type, data=data)
+        return httpbody_pb2.HttpBody(content_type=output.content_type, data=data)
 
     async def _over_result(
-        self, query: str, sql: str, params: dict[str, Any], context: grpc.aio.ServicerContext
+        self,
+        query: str,
+        sql: str,
+        params: dict[str, Any],
+        output: OutputFormat,
+        context: grpc.aio.ServicerContext,
     ) -> httpbody_pb2.HttpBody:
-        from services.query.sql_api import SqlFailure
-
+        """`query` over the pipe's result as `_`, answered in the extension's format
+        whatever FORMAT the query names."""
         principal = current_principal.get()
         try:
             body, content_type = await self._sql.answer(
                 query,
                 scopes=principal.scopes if principal is not None else (),
                 token_key=digest(bearer_token(context.invocation_metadata())),
-                sources={"_": (sql, params)},
+                sources={PIPELINE_TABLE: (sql, params)},
+                output=output,
             )
         except SqlFailure as exc:
             if exc.retry_after:
