@@ -146,11 +146,11 @@ class Gateway:
 
         token = ""
         params = []
-        for name, value in parse_query(raw_query):
+        for name, value, as_sent in parse_query(raw_query, raw_names=True):
             if name == TOKEN_PARAMETER:
                 token = value
             else:
-                params.append((name, value))
+                params.append((name, value, as_sent))
         metadata = _metadata(request, token)
         encoding = body_encoding(request, self.max_body_bytes)
         if self.token_store is not None:

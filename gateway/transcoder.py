@@ -106,22 +106,22 @@ def _is_hex(pair: bytes) -> bool:
     return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
 
 
-def parse_query(raw_query: str) -> list[tuple[str, str]]:
+def parse_query(raw_query: str, *, raw_names: bool = False) -> list[tuple[str, ...]]:
     """`name=value` pairs in order, decoded. Like Envoy, a parameter without `=` or with an empty
     name binds nothing. Bytes that are not UTF-8 stay as lone surrogates (`surrogateescape`):
     an unknown parameter is ignored whatever it holds, as in Envoy, and only a value bound to a
-    field is refused (see `_assign`)."""
-    pairs = []
+    field is refused (see `_assign`). With `raw_names`, each pair is followed by the name as
+    sent, which is how Envoy captures an unknown parameter (see `build_request`)."""
+    pairs: list[tuple[str, ...]] = []
     for param in raw_query.split("&"):
         name, sep, value = param.partition("=")
         if not sep or not name:
             continue
-        pairs.append(
-            (
-                unescape(name, errors="surrogateescape"),
-                unescape(value, plus_is_space=True, errors="surrogateescape"),
-            )
+        decoded = (
+            unescape(name, errors="surrogateescape"),
+            unescape(value, plus_is_space=True, errors="surrogateescape"),
         )
+        pairs.append((*decoded, name) if raw_names else decoded)
     return pairs
 
 
@@ -140,13 +140,14 @@ def _check_utf8(value: str, what: str) -> None:
 
 def build_request(
     match: RouteMatch,
-    query: Iterable[tuple[str, str]],
+    query: Iterable[tuple[str, ...]],
     body: bytes,
     content_type: str,
     pool: DescriptorPool,
 ) -> Message:
-    """The request message for a matched route. Raises GatewayError (INVALID_ARGUMENT) naming
-    the parameter or body at fault."""
+    """The request message for a matched route, from the query's (name, value) pairs, each
+    optionally followed by the name as sent (`parse_query(raw_names=True)`). Raises GatewayError
+    (INVALID_ARGUMENT) naming the parameter or body at fault."""
     route = match.route
     message = route.request_class()
     for (field_path, raw_parts), multi in zip(match.bindings, match.multi_segment, strict=True):
@@ -162,12 +163,13 @@ def build_request(
     # Query parameters after the path, so that one naming a path variable's field wins over it:
     # Envoy's path matcher binds the path first, then the query, and the last value counts.
     unknown: dict[str, list[str]] = {}
-    for name, value in query:
+    for name, value, *as_sent in query:
         # A name that is not UTF-8 (see parse_query) names no field.
         fields = resolve_field_path(message.DESCRIPTOR, name) if _is_utf8(name) else None
         if fields is None:
-            # Unknown parameters are ignored, or handed on in an HttpBody (below).
-            unknown.setdefault(name, []).append(value)
+            # Unknown parameters are ignored, or handed on in an HttpBody (below) under the
+            # name as sent: Envoy decodes a name to find its field, not to capture it.
+            unknown.setdefault(as_sent[0] if as_sent else name, []).append(value)
         elif not (route.body_is_http_body and _within(fields, route.body_fields)):
             # Ones inside an HttpBody are dropped, as in Envoy.
             _assign(message, fields, value, f"query parameter {name!r}")

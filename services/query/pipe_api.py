@@ -29,7 +29,7 @@ from common.tokens import digest
 from common.warehouse.base import Warehouse, WarehouseError
 from gateway.errors import GatewayError
 from gateway.routes import resolve_field_path
-from gateway.transcoder import UNKNOWN_QUERY_PARAMS, parse_query, parse_scalar
+from gateway.transcoder import UNKNOWN_QUERY_PARAMS, parse_query, parse_scalar, unescape
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import pipe_service_pb2
 from services.query.binder import Endpoint, InvalidParameter
@@ -171,7 +171,9 @@ def parameters(body: httpbody_pb2.HttpBody) -> dict[str, list[tuple[str, str]]]:
         except DecodeError:
             # Envoy passes the bytes on as they came; only UTF-8 is text.
             raise InvalidParameter("a query parameter is not valid UTF-8") from None
-        for name, values in captured.key.items():
+        for as_sent, values in captured.key.items():
+            # Captured as sent (see gateway/transcoder.py); decoded as the typed route does.
+            name = unescape(as_sent, errors="surrogateescape")
             what = f"query parameter {name!r}"
             found[name] = [(value, what) for value in values.values]
     if body.data:
@@ -220,8 +222,10 @@ def typed_request(
     (GatewayError, naming it)."""
     request = endpoint.request_class()
     for name, given in values.items():
+        if not given or not _is_text(name):
+            continue  # a name that is not UTF-8 names no field
         fields = resolve_field_path(request.DESCRIPTOR, name)
-        if fields is None or not given:
+        if fields is None:
             continue
         field = fields[-1]
         if len(fields) > 1 or field.message_type is not None:
@@ -241,7 +245,14 @@ def _assign(request: Message, field: Any, given: Iterable[tuple[str, str]]) -> N
 
 
 def _check_text(value: str, what: str) -> None:
+    if not _is_text(value):
+        raise InvalidParameter(f"{what} is not valid UTF-8")
+
+
+def _is_text(value: str) -> bool:
+    """False for a value with undecodable bytes (lone surrogates, see parse_query)."""
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise InvalidParameter(f"{what} is not valid UTF-8") from None
+        return False
+    return True

@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!pipit/query/v1/pipe_service.proto\x12\x0epipit.query.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a!pipit/clickhouse/v1/options.proto\"C\n\x0fReadPipeRequest\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\"\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"\xb6\x01\n\x0fQueryParameters\x12\x35\n\x03key\x18\x01 \x03(\x0b\x32(.pipit.query.v1.QueryParameters.KeyEntry\x1a\x18\n\x06Values\x12\x0e\n\x06values\x18\x01 \x03(\t\x1aR\n\x08KeyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.pipit.query.v1.QueryParameters.Values:\x02\x38\x01\x32\xd1\x01\n\x0bPipeService\x12\xbb\x01\n\x08ReadPipe\x12\x1f.pipit.query.v1.ReadPipeRequest\x1a\x14.google.api.HttpBody\"x\x82\xd3\xe4\x93\x02r\x12\x10/v0/pipes/{file}:\x04\x62odyZ\x18\"\x10/v0/pipes/{file}:\x04\x62odyZ\x1e\x12\x16/v0/pipes/{file}:query:\x04\x62odyZ\x1e\"\x16/v0/pipes/{file}:query:\x04\x62ody\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!pipit/query/v1/pipe_service.proto\x12\x0epipit.query.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a!pipit/clickhouse/v1/options.proto\"C\n\x0fReadPipeRequest\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\"\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"\xb6\x01\n\x0fQueryParameters\x12\x35\n\x03key\x18\x01 \x03(\x0b\x32(.pipit.query.v1.QueryParameters.KeyEntry\x1a\x18\n\x06Values\x12\x0e\n\x06values\x18\x01 \x03(\t\x1aR\n\x08KeyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.pipit.query.v1.QueryParameters.Values:\x02\x38\x01\x32\xb1\x01\n\x0bPipeService\x12\x9b\x01\n\x08ReadPipe\x12\x1f.pipit.query.v1.ReadPipeRequest\x1a\x14.google.api.HttpBody\"X\x82\xd3\xe4\x93\x02R\x12\x10/v0/pipes/{file}:\x04\x62odyZ\x18\"\x10/v0/pipes/{file}:\x04\x62odyZ\x1e\x12\x16/v0/pipes/{file}:query:\x04\x62ody\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIPESERVICE']._loaded_options = None
   _globals['_PIPESERVICE']._serialized_options = b'\310\363\030\002'
   _globals['_PIPESERVICE'].methods_by_name['ReadPipe']._loaded_options = None
-  _globals['_PIPESERVICE'].methods_by_name['ReadPipe']._serialized_options = b'\202\323\344\223\002r\022\020/v0/pipes/{file}:\004bodyZ\030\"\020/v0/pipes/{file}:\004bodyZ\036\022\026/v0/pipes/{file}:query:\004bodyZ\036\"\026/v0/pipes/{file}:query:\004body'
+  _globals['_PIPESERVICE'].methods_by_name['ReadPipe']._serialized_options = b'\202\323\344\223\002R\022\020/v0/pipes/{file}:\004bodyZ\030\"\020/v0/pipes/{file}:\004bodyZ\036\022\026/v0/pipes/{file}:query:\004body'
   _globals['_READPIPEREQUEST']._serialized_start=145
   _globals['_READPIPEREQUEST']._serialized_end=212
   _globals['_QUERYPARAMETERS']._serialized_start=215
@@ -49,5 +49,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYPARAMETERS_KEYENTRY']._serialized_start=315
   _globals['_QUERYPARAMETERS_KEYENTRY']._serialized_end=397
   _globals['_PIPESERVICE']._serialized_start=400
-  _globals['_PIPESERVICE']._serialized_end=609
+  _globals['_PIPESERVICE']._serialized_end=577
 # @@protoc_insertion_point(module_scope)
