@@ -187,6 +187,37 @@ async def test_the_typed_json_route_and_readpipe_agree_on_rows(
     assert _rows(typed) == _rows(engine)
 
 
+@pytest.mark.parametrize(
+    ("name", "given", "count"),
+    [
+        # Every page viewed in the data, and every event of the busiest user: the rows the
+        # pipes' LIMIT cuts from, counted in plain Python.
+        ("get_popular_pages", {"limit": "2"},
+         lambda: len({r["page_url"] for r in DATA["clickstream_events"]
+                      if r["event_type"] in ("page_view", "pageview")})),
+        ("user_event_timeline", {"user_id": UE_USER, "limit": "2"},
+         lambda: sum(r["user_id"] == UE_USER for r in DATA["user_events"])),
+    ],
+)  # fmt: skip
+async def test_typed_json_has_rows_before_limit(
+    suite: Suite, http: aiohttp.ClientSession, name: str, given: dict, count
+) -> None:
+    status, _, body = await _call(http, suite, "GET", f"/v0/pipes/{name}.json", given)
+    assert status == 200, body
+    document = orjson.loads(body)
+    assert list(document) == ["meta", "data", "rows", "rows_before_limit_at_least", "statistics"]
+    assert document["rows"] == 2
+    assert document["rows_before_limit_at_least"] == count()
+    # The engine's JSON (ReadPipe) says the same.
+    _, _, engine = await _call(http, suite, "POST", f"/v0/pipes/{name}.json", given)
+    assert orjson.loads(engine)["rows_before_limit_at_least"] == count()
+
+
+async def test_no_limit_no_rows_before_limit(suite: Suite, http: aiohttp.ClientSession) -> None:
+    _, _, body = await _call(http, suite, "GET", "/v0/pipes/test_summary.json")
+    assert "rows_before_limit_at_least" not in orjson.loads(body)
+
+
 async def test_rows_before_limit_at_least(suite: Suite, http: aiohttp.ClientSession) -> None:
     every = {"limit": "10000"}
     _, _, all_pages = await _call(http, suite, "POST", "/v0/pipes/get_popular_pages.json", every)
