@@ -261,6 +261,38 @@ def test_pipit_descriptor_set_routes() -> None:
     assert table.match("GET", "/v0/events") is None
 
 
+def test_unknown_parameters_travel_in_an_http_bodys_extensions() -> None:
+    # As Envoy's capture_unknown_query_parameters: names as sent, values decoded (bytes that
+    # are not UTF-8 included), parameters that name a field bound and not captured.
+    from pipit.query.v1 import pipe_service_pb2
+
+    table = load_routes(
+        default_descriptor_set(), ["pipit.query.v1.QueryService", "pipit.query.v1.PipeService"]
+    )
+    match = table.match("GET", "/v0/pipes/test_summary.csv")
+    assert match is not None and match.route.grpc_method.endswith("/ReadPipe")
+    query = "a=1&b=two+words&a=3&c%5Fd=%C3%A9&x=%FF&novalue&body.data=x&file=other.csv"
+    request = build_request(match, parse_query(query, raw_names=True), b"", "", table.pool)
+    assert request.file == "other.csv"  # the query wins over the path, as in Envoy
+    (extension,) = request.body.extensions
+    assert extension.type_url == (
+        "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3."
+        "UnknownQueryParams"
+    )
+    with pytest.raises(Exception, match="UTF-8"):
+        pipe_service_pb2.QueryParameters.FromString(extension.value)
+    valid = build_request(match, parse_query(query.replace("&x=%FF", ""), raw_names=True),
+                          b"", "", table.pool)  # fmt: skip
+    captured = pipe_service_pb2.QueryParameters.FromString(valid.body.extensions[0].value)
+    assert {k: list(v.values) for k, v in captured.key.items()} == {
+        "a": ["1", "3"],
+        "b": ["two words"],
+        "c%5Fd": ["é"],
+    }
+    # Nothing unknown: no extension at all, as in Envoy.
+    assert not build_request(match, [], b"", "", table.pool).body.extensions
+
+
 # --- query parameters and path variables → request fields ---
 
 
