@@ -492,3 +492,110 @@ async def test_a_deployed_tinybird_pipe_in_every_format(
     assert status == 200, body
     assert _rows(answers["json"]), "the deployed pipe answers rows"
     assert _rows(body) == [{"n": len(_rows(answers["json"]))}]
+
+
+# A native project (protos + SQL): its pipe in every format too, with no protos of its own for it.
+NATIVE_PROTO = """syntax = "proto3";
+
+package shop.v1;
+
+import "google/api/annotations.proto";
+import "pipit/clickhouse/v1/options.proto";
+import "pipit/query/v1/pipe.proto";
+
+// One sale.
+message Sale {
+  option (pipit.clickhouse.v1.table) = {
+    name: "sales"
+    engine: "MergeTree"
+    sorting_key: "sku"
+  };
+
+  // The product.
+  string sku = 1 [(pipit.clickhouse.v1.column).type = "String"];
+  // Units sold.
+  uint32 units = 2 [(pipit.clickhouse.v1.column).type = "UInt32"];
+}
+
+// The shop's pipes.
+service ShopQueries {
+  option (pipit.clickhouse.v1.role) = SERVICE_ROLE_QUERY;
+
+  // Units per product.
+  rpc TopSkus(TopSkusRequest) returns (TopSkusResponse) {
+    option (google.api.http) = {get: "/v0/pipes/top_skus.json"};
+    option (pipit.clickhouse.v1.endpoint) = "top_skus";
+  }
+}
+
+// Request of TopSkus.
+message TopSkusRequest {
+  // How many products.
+  int32 limit = 1 [(pipit.clickhouse.v1.parameter) = {type: "Int32", default_value: "10"}];
+}
+
+// One row of TopSkusResponse.
+message TopSkusRow {
+  // The product.
+  string sku = 1;
+  // Units sold.
+  uint64 units = 2;
+}
+
+// Response of TopSkus.
+message TopSkusResponse {
+  // Columns.
+  repeated pipit.query.v1.ColumnMeta meta = 1;
+  // Rows.
+  repeated TopSkusRow data = 2;
+  // Row count.
+  uint32 rows = 3;
+  // Cost.
+  pipit.query.v1.Statistics statistics = 4;
+}
+"""
+NATIVE_SQL = (
+    "SELECT sku, sum(units) AS units FROM sales GROUP BY sku ORDER BY units DESC, sku "
+    "LIMIT {limit:Int32}"
+)
+
+
+@pytest.fixture
+async def native(embedded_warehouse: EmbeddedWarehouse, tmp_path: Path) -> AsyncIterator[Suite]:
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "shop.proto").write_text(NATIVE_PROTO)
+    (tmp_path / "sql" / "top_skus.sql").write_text(NATIVE_SQL)
+    running = await start_suite(embedded_warehouse, project=tmp_path)
+    # The project has no ingest service: its rows go straight in.
+    rows = [{"sku": f"sku_{n % 7}", "units": n} for n in range(50)]
+    await embedded_warehouse.insert_json_rows(
+        "sales", ["sku", "units"], b"\n".join(orjson.dumps(row) for row in rows)
+    )
+    yield running
+    await running.stop()
+
+
+async def test_a_deployed_native_pipe_in_every_format(
+    native: Suite, http: aiohttp.ClientSession
+) -> None:
+    endpoint = next(iter(endpoints(native.current.project, 1024).values()))
+    given = {"limit": "3"}
+    sql, params = endpoint.prepare(json_format.ParseDict(given, endpoint.request_class()))
+    for extension in EXTENSIONS:
+        method = "POST" if extension == "json" else "GET"  # GET .json is the typed RPC
+        status, _, body = await _call(
+            http, native, method, f"/v0/pipes/top_skus.{extension}", given
+        )
+        assert status == 200, body
+        expected = await native.warehouse.query_raw(sql, params, ENGINE_FORMATS[extension])
+        if extension == "parquet":
+            assert pq.read_table(io.BytesIO(body)).equals(pq.read_table(io.BytesIO(expected)))
+        else:
+            assert _masked(body) == _masked(expected)
+    # Plain Python: units per sku, the three largest.
+    totals = Counter()
+    for n in range(50):
+        totals[f"sku_{n % 7}"] += n
+    top = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:3]
+    _, _, csv = await _call(http, native, "GET", "/v0/pipes/top_skus.csv", given)
+    assert csv.decode() == "".join(f'"{sku}",{units}\n' for sku, units in top)
