@@ -1,6 +1,6 @@
 """Any pipe over HTTP in any of Tinybird's formats (`PipeService.ReadPipe`): `.json`, `.csv`,
-`.csvwithnames`, `.ndjson`, `.parquet`, each the engine's own output of that format for
-`SELECT * FROM (<the pipe's SQL>)`, bound exactly as the pipe's typed RPC binds it.
+`.csvwithnames`, `.ndjson`, `.parquet`, each the engine's own output of that format for the
+pipe's SQL, bound and run exactly as the pipe's typed RPC runs it (no SQL text is built here).
 
 The parameters arrive as text: the query string (in the HttpBody's `extensions`, where the
 transcoder's `capture_unknown_query_parameters` puts what names no field of the request) and,
@@ -100,10 +100,9 @@ class PipeApi:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if query:
             return await self._over_result(query, sql, params, output, context)
-        # On a line of its own: a pipe's SQL may end in a comment.
-        statement = f"SELECT * FROM (\n{sql}\n)"  # noqa: S608 - the pipe's own SQL, bound
         try:
-            data = await self._warehouse.query_raw(statement, params, output.name)
+            # The pipe's SQL as its typed RPC runs it: no text is built around it.
+            data = await self._warehouse.query_raw(sql, params, output.name)
         except WarehouseError as exc:
             log.error("query failed", endpoint=name, format=output.name, error=str(exc)[:1000])
             await context.abort(
