@@ -1,7 +1,7 @@
 """Refusing a request without a known token before its body is read.
 
 The services authenticate every call (common/auth.py); the gateway would otherwise read and
-inflate a whole body, up to the limit, only for the service to answer 401. When the gateway is
+inflate a whole body, up to the limit, only for the service to answer 403. When the gateway is
 given the services' admin token and token file, it asks the same TokenStore first and answers a
 missing or unknown token itself, with the services' exact status and words. Everything else
 (scopes, rate limits) stays the services' to decide: a known token is passed on.
@@ -23,7 +23,8 @@ log = structlog.get_logger("gateway")
 
 
 def refuse_unknown_token(store: TokenStore, metadata: tuple[tuple[str, str], ...]) -> None:
-    """Raises the services' 401 when the call's metadata has no token or an unknown one."""
+    """Raises the services' UNAUTHENTICATED (HTTP 403) when the call's metadata has no token or
+    an unknown one."""
     token = bearer_token(metadata)
     if not token:
         raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)

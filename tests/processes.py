@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 STARTUP_SECONDS = 60.0
@@ -24,6 +25,7 @@ class PipitProcess:
     process: subprocess.Popen[str]
     listening: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, as Kubernetes sends; returns the exit code."""
@@ -76,4 +78,37 @@ def start_pipit(
         if line.startswith("pipit: ") and " listening on " in line:
             service, _, address = line[len("pipit: ") :].strip().partition(" listening on ")
             running.listening[service] = address
+    return running
+
+
+def start_up(
+    workdir: Path,
+    admin_token: str,
+    *args: str,
+    stderr: IO[Any] | int = subprocess.DEVNULL,
+    env: Mapping[str, str] | None = None,
+) -> PipitProcess:
+    """`pipit up *args` on embedded chDB in `workdir/data`, on free ports, with
+    `admin_token`, flushing every 0.1 s; returns once ingest, query and gateway listen (their
+    addresses in `.listening`; the ingest and query ports also in `.ports`)."""
+    from harness import free_port
+
+    ports = {"PIPIT_INGEST_PORT": free_port(), "PIPIT_QUERY_PORT": free_port()}
+    running = start_pipit(
+        ["up", *args],
+        {
+            "PIPIT_DATA_DIR": str(workdir / "data"),
+            **{name: str(port) for name, port in ports.items()},
+            "PIPIT_GATEWAY_PORT": str(free_port()),
+            "PIPIT_METRICS_PORT": str(free_port()),
+            "PIPIT_ADMIN_TOKEN": admin_token,
+            "PIPIT_CLICKHOUSE_URL": "",
+            "PIPIT_FLUSH_INTERVAL": "0.1",
+            **(env or {}),
+        },
+        {"ingest", "query", "gateway"},
+        cwd=str(workdir),
+        stderr=stderr,
+    )
+    running.ports = {"ingest": ports["PIPIT_INGEST_PORT"], "query": ports["PIPIT_QUERY_PORT"]}
     return running

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 from gateway_pair import Answer, require_envoy
 from harness import free_port
-from processes import start_pipit
+from processes import start_pipit, start_up
 
 TOKEN = "envoy-e2e-admin-token-0123456789"
 
@@ -108,22 +108,8 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Answer:
 
 async def test_pipit_up_with_envoy_answers_the_walkthrough_as_our_gateway(tmp_path: Path):
     require_envoy()
-    ingest_port, query_port = free_port(), free_port()
-    up = start_pipit(
-        ["up", "--gateway", "envoy"],
-        {
-            "PIPIT_DATA_DIR": str(tmp_path / "data"),
-            "PIPIT_INGEST_PORT": str(ingest_port),
-            "PIPIT_QUERY_PORT": str(query_port),
-            "PIPIT_GATEWAY_PORT": str(free_port()),
-            "PIPIT_METRICS_PORT": str(free_port()),
-            "PIPIT_ADMIN_TOKEN": TOKEN,
-            "PIPIT_CLICKHOUSE_URL": "",
-            "PIPIT_FLUSH_INTERVAL": "0.1",
-        },
-        {"ingest", "query", "gateway"},
-        cwd=str(tmp_path),
-    )
+    up = start_up(tmp_path, TOKEN, "--gateway", "envoy")
+    ingest_port, query_port = up.ports["ingest"], up.ports["query"]
     alone = {
         "PIPIT_INGEST_TARGET": f"127.0.0.1:{ingest_port}",
         "PIPIT_QUERY_TARGET": f"127.0.0.1:{query_port}",
@@ -160,7 +146,7 @@ async def test_pipit_up_with_envoy_answers_the_walkthrough_as_our_gateway(tmp_pa
                 await asyncio.sleep(0.1)
             for call in GETS:
                 answers = [await _get(http, f"{b}/v0/pipes/{call.format(t=TOKEN)}") for b in bases]
-                assert answers[0].status == (401 if "token" not in call else 200)
+                assert answers[0].status == (403 if "token" not in call else 200)
                 comparable = [a.comparable() for a in answers]
                 assert comparable[0] == comparable[1] == comparable[2], call
             summary = await _get(http, f"{bases[0]}/v0/pipes/{GETS[0].format(t=TOKEN)}")

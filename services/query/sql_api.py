@@ -318,8 +318,16 @@ class SqlApi:
             lines = await lane.adhoc_explain(statement)
         except WarehouseError as exc:
             # The read-only lane refuses a query's own SETTINGS as soon as it sees them.
-            if engine_message(exc)[1] == "READONLY":
+            name = engine_message(exc)[1]
+            if name == "READONLY":
                 raise Refused("queries may not carry their own SETTINGS") from None
+            if name == "SYNTAX_ERROR":
+                # The statement parsed alone, so what cannot be a subquery is a clause that
+                # may only end a query; the engine's message would quote our wrapper.
+                raise Refused(
+                    "INTO OUTFILE and SETTINGS are not allowed in the Query API, nor FORMAT "
+                    "anywhere but at the very end of the query"
+                ) from None
             raise
         project = self._current.project
         owners = readable_tables(project.datasources)

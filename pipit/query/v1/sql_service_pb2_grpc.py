@@ -65,6 +65,8 @@ class SqlServiceServicer:
         when it has none), byte for byte as the engine prints that format: 64-bit integers
         as exact JSON numbers. This is Tinybird's `GET`/`POST /v0/sql`; the SQL comes from
         `q` (query string or form body), or is the whole `text/plain` body as the SDKs send it.
+        The answer is bytes in a format of the caller's choosing: an HttpBody, deliberately.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,7 +76,7 @@ class SqlServiceServicer:
         """Runs one SELECT like RunQuery and answers typed, in the pipe JSON shape, for gRPC
         callers who want a message rather than bytes. A Struct holds every number as a
         double, so 64-bit integers past 2^53 lose precision here; RunQuery's JSON does not.
-        The query's FORMAT clause, if any, is ignored.
+        A FORMAT clause must still name a format RunQuery accepts; the answer is typed anyway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
