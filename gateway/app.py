@@ -14,6 +14,8 @@ Choices where Envoy gives no single answer:
 - Statuses are Envoy's, but for those Tinybird documents otherwise (gateway/errors.py): a missing
   or unknown token is 403, not 401. Every error body carries Tinybird's `"error": <message>`
   beside the printed `google.rpc.Status`.
+- `GET /v0/pipes/<pipe>.json` with a non-empty `q` goes to PipeService's `:query` binding
+  (`pipe_query_path`): the typed RPC the path names would ignore `q` (Envoy: the first Lua filter).
 - `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
   Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
 - Initial metadata `x-http-status` (200-203) sets the status of a successful answer, and 413 that
@@ -34,6 +36,7 @@ Choices where Envoy gives no single answer:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,7 +66,7 @@ from gateway.errors import (
     rpc_error_body,
     status_body,
 )
-from gateway.transcoder import build_request, parse_query, render_response
+from gateway.transcoder import build_request, parse_query, render_response, unescape
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
@@ -76,6 +79,10 @@ STATUS_METADATA_KEY = "x-http-status"
 UNPRINTABLE_TOKEN = "the token must be printable ASCII"
 NO_ROUTE = "Could not resolve {} to a method."  # Envoy's wording
 DEPLOY_METHOD = "/pipit.deploy.v1.DeployService/Deploy"
+# A pipe's typed `.json` route, and the verb of PipeService's binding that takes a `q` for it.
+PIPE_JSON_PATH = re.compile(r"/v0/pipes/[^/:]+\.json")
+PIPE_QUERY_PARAMETER = "q"
+PIPE_QUERY_VERB = ":query"
 # Health probes must answer fast even when the request timeout is long.
 HEALTH_CHECK_TIMEOUT = 5.0
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
@@ -139,6 +146,7 @@ class Gateway:
         # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
         # let "%2F" act as a separator.
         raw_path, _, raw_query = request.raw_path.partition("?")
+        raw_path = pipe_query_path(request.method, raw_path, raw_query)
         # One table for the whole request, whatever a deploy swaps in meanwhile.
         table = self.routes.table
         targets = self.routes.targets
@@ -153,11 +161,11 @@ class Gateway:
 
         token = ""
         params = []
-        for name, value in parse_query(raw_query):
+        for name, value, as_sent in parse_query(raw_query, raw_names=True):
             if name == TOKEN_PARAMETER:
                 token = value
             else:
-                params.append((name, value))
+                params.append((name, value, as_sent))
         metadata = _metadata(request, token)
         encoding = body_encoding(request, self.max_body_bytes)
         if self.token_store is not None:
@@ -227,6 +235,19 @@ def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
             raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, UNPRINTABLE_TOKEN)
         metadata.append(("authorization", authorization))
     return tuple(metadata)
+
+
+def pipe_query_path(method: str, raw_path: str, raw_query: str) -> str:
+    """`raw_path` with PipeService's `:query` verb when it is `GET /v0/pipes/<pipe>.json` with
+    a non-empty `q`: the pipe's typed RPC, which the literal path would reach, cannot answer a
+    query over its result. gateway/envoy.py's first Lua filter does the same."""
+    if method != "GET" or not PIPE_JSON_PATH.fullmatch(raw_path):
+        return raw_path
+    for param in raw_query.split("&"):
+        name, sep, value = param.partition("=")
+        if sep and value and unescape(name, errors="surrogateescape") == PIPE_QUERY_PARAMETER:
+            return raw_path + PIPE_QUERY_VERB
+    return raw_path
 
 
 def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:

@@ -9,14 +9,19 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 
 - `grpc_json_transcoder` with the descriptor set built from `protos/`, every service in it that
   has `google.api.http` rules, and the options our gateway assumes (proto field names, primitive
-  fields always printed, unknown query parameters ignored, `+` as a space, gRPC status converted to
-  an HTTP status and a JSON `google.rpc.Status` body, unknown methods refused with 404).
+  fields always printed, unknown query parameters ignored, or captured into an HttpBody body's
+  `extensions` where there is one, which is how a pipe's parameters reach PipeService; `+` as a
+  space, gRPC status converted to an HTTP status and a JSON `google.rpc.Status` body, unknown
+  methods refused with 404).
 - The transcoder rewrites `:path` to `/<package>.<Service>/<Method>` and clears the route cache,
   so routing to the services happens on that gRPC path (one route per service prefix), after
   transcoding. A catch-all route exists only so that the CORS filter (which acts on the route the
   original path selects) has a policy for every path.
 - Three Lua filters do what no built-in filter does. The first: `?token=` becomes `Authorization:
-  Bearer` and leaves the path (so it reaches neither the services nor the access log); answers
+  Bearer` and leaves the path (so it reaches neither the services nor the access log); `GET
+  /v0/pipes/<pipe>.json` with a non-empty `q` gets PipeService's `:query` verb, so that it reaches
+  ReadPipe rather than the pipe's typed RPC (whose literal path would win, and which cannot
+  answer a query over the pipe's result; gateway/app.py `pipe_query_path` is ours); answers
   get `Vary: Origin` and lose the transcoder's leftover `grpc-*` headers; the ingest service's
   `x-http-status` metadata becomes the HTTP status of a successful answer (202 for a queued Events
   API write, 413 for an Events API body the service inflated past the limit); statuses Tinybird
@@ -29,13 +34,13 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   is refused (UNIMPLEMENTED); an unprintable token is refused (UNAUTHENTICATED), an unsupported
   `Content-Encoding` 415, a declared length over the limit 413.
 - gzip bodies of the routes whose body is a `google.api.HttpBody` (the Events API, the Query
-  API's POST) are passed on as sent, with their `Content-Encoding`, for the service to inflate
-  with the inflater our gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the
-  end of the first gzip member and ignores what follows, which would drop the events of a
-  `cat a.gz b.gz` body. The buffer filter caps the body as sent; the service caps what it
-  inflates to, answering RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one
-  JSON message, which the transcoder must read) the decompressor inflates the body before the
-  buffer filter counts it.
+  API's POST; not a pipe's POSTed parameters, which the decompressor inflates) are passed on as
+  sent, with their `Content-Encoding`, for the service to inflate with the inflater our gateway
+  uses (common/gzip_inflater.py): Envoy's decompressor stops at the end of the first gzip member
+  and ignores what follows, which would drop the events of a `cat a.gz b.gz` body. The buffer
+  filter caps the body as sent; the service caps what it inflates to, answering
+  RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one JSON message, which the
+  transcoder must read) the decompressor inflates the body before the buffer filter counts it.
 - A declared Content-Length over the limit is refused before the body is read, as ours does.
 - Timeouts as our gateway's `header_timeout`: `request_headers_timeout` for a slow request head,
   the connection `idle_timeout` for a connection without a request; `stream_idle_timeout`, which
@@ -89,6 +94,8 @@ from gateway.app import (
     DEFAULT_HEADER_TIMEOUT,
     ERROR_STATUSES,
     NO_ROUTE,
+    PIPE_QUERY_PARAMETER,
+    PIPE_QUERY_VERB,
     STATUS_METADATA_KEY,
     SUCCESS_STATUSES,
     TOKEN_PARAMETER,
@@ -481,7 +488,14 @@ def _first_lua() -> str:
         .replace("@ERRORS@", "{ " + errors + " }")
         .replace("@TINYBIRD@", "{ " + tinybird + " }")
         .replace("@RETRY_AFTER@", DEFAULT_RETRY_AFTER)
+        .replace("@PIPE_Q@", PIPE_QUERY_PARAMETER)
+        .replace("@PIPE_JSON@", _PIPE_JSON_LUA)
+        .replace("@PIPE_VERB@", PIPE_QUERY_VERB)
     )
+
+
+# gateway/app.py's PIPE_JSON_PATH as a Lua pattern.
+_PIPE_JSON_LUA = "^/v0/pipes/[^/:]+%.json$"
 
 
 def _lua_string(text: str) -> str:
@@ -579,17 +593,27 @@ function envoy_on_request(handle)
   if query == nil then return end
   -- The last ?@TOKEN@= wins, as in our gateway, and every one leaves the path: the token is a
   -- credential, not a field, and must reach neither the services nor the access log.
-  local token, kept = nil, {}
+  local token, kept, pipe_query = nil, {}, false
   for param in string.gmatch(query, "[^&]*") do
     local name, value = string.match(param, "^([^=]*)=(.*)$")
     if name ~= nil and name ~= "" and unescape(name, false) == "@TOKEN@" then
       token = unescape(value, true)
     elseif param ~= "" then
       table.insert(kept, param)
+      if name ~= nil and value ~= "" and unescape(name, false) == "@PIPE_Q@" then
+        pipe_query = true
+      end
     end
   end
-  if token == nil then return end
+  -- GET /v0/pipes/<pipe>.json?q=… goes to PipeService's :query binding (gateway/app.py
+  -- pipe_query_path): the pipe's typed RPC would ignore q.
+  if pipe_query and headers:get(":method") == "GET" and string.find(base, "@PIPE_JSON@") then
+    base = base .. "@PIPE_VERB@"
+  elseif token == nil then
+    return
+  end
   headers:replace(":path", #kept > 0 and (base .. "?" .. table.concat(kept, "&")) or base)
+  if token == nil then return end
   local current = headers:get("authorization")
   if (current == nil or current == "") and token ~= "" then
     headers:replace("authorization", "Bearer " .. token)
@@ -796,14 +820,13 @@ def _lua(name: str, source: str) -> dict[str, Any]:
 
 
 def _http_body_paths(table: RouteTable) -> list[str]:
-    """The paths of the routes whose body is a raw `google.api.HttpBody` (the Events API, the
-    Query API)."""
+    """The literal paths of the routes whose body is a raw `google.api.HttpBody` (the Events
+    API, the Query API), whose services inflate gzip themselves. A templated one (a pipe's
+    POSTed parameters, PipeService) is small and read as it comes: the decompressor inflates
+    it, as our gateway does."""
     paths = []
     for route in table.routes:
-        if route.body_is_http_body:
-            if route.template.variables or route.template.verb:
-                # A template would need a regex route here; none has one yet.
-                raise ValueError(f"an HttpBody route needs a literal path: {route.template.source}")
+        if route.body_is_http_body and not (route.template.variables or route.template.verb):
             paths.append(route.template.source)
     return sorted(set(paths))
 
@@ -824,6 +847,7 @@ def _transcoder(
             "preserve_proto_field_names": True,
         },
         ignore_unknown_query_parameters=True,
+        capture_unknown_query_parameters=True,
         ignored_query_parameters=[TOKEN_PARAMETER],
         convert_grpc_status=True,
         query_param_unescape_plus=True,

@@ -1,14 +1,16 @@
 """HTTP request → request message, response message → HTTP body, by grpc_json_transcoder's rules.
 
-Request: query parameters, then path variables, each naming a field by proto or JSON name with
-dotted paths into sub-messages; then the body, where the rule's `body` says ("*", or no `body`
-at all as in Envoy: JSON into the whole message; a field: JSON into that field; a
+Request: path variables, then query parameters (which win), each naming a field by proto or
+JSON name with dotted paths into sub-messages; then the body, where the rule's `body` says
+("*", or no `body` at all as in Envoy: JSON into the whole message; a field: JSON into that field; a
 `google.api.HttpBody` field: the raw bytes and Content-Type, never parsed), its values winning
 over the parameters' as Envoy's request weaver has it. Unknown parameters are ignored
-(`ignore_unknown_query_parameters`), unknown JSON fields too (Envoy drops them). Path captures
-are unescaped as Envoy's default `url_unescape_spec` does; query values are form-decoded, `+`
-included (Envoy needs `query_param_unescape_plus: true` to match: browsers and HTTP clients send
-spaces in `start_date=2023-06-01 00:00:00` as `+`).
+(`ignore_unknown_query_parameters`), unknown JSON fields too (Envoy drops them); when the body
+is an HttpBody they travel in its `extensions` as Envoy's UnknownQueryParams
+(`capture_unknown_query_parameters`), which is how a pipe's parameters reach PipeService.
+Path captures are unescaped as Envoy's default `url_unescape_spec` does; query values are
+form-decoded, `+` included (Envoy needs `query_param_unescape_plus: true` to match: browsers
+and HTTP clients send spaces in `start_date=2023-06-01 00:00:00` as `+`).
 
 Response: printed with proto field names and every no-presence field (Envoy's
 `preserve_proto_field_names` and `always_print_primitive_fields`), keys in declaration order and
@@ -48,6 +50,11 @@ _INT_RANGES = {
     FieldDescriptor.TYPE_FIXED64: ("uint64", 0, 2**64 - 1),
 }
 _FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+# Where Envoy's `capture_unknown_query_parameters` puts, in a request's HttpBody `extensions`,
+# the query parameters that name no field.
+UNKNOWN_QUERY_PARAMS = (
+    "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.UnknownQueryParams"
+)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
@@ -99,22 +106,22 @@ def _is_hex(pair: bytes) -> bool:
     return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
 
 
-def parse_query(raw_query: str) -> list[tuple[str, str]]:
+def parse_query(raw_query: str, *, raw_names: bool = False) -> list[tuple[str, ...]]:
     """`name=value` pairs in order, decoded. Like Envoy, a parameter without `=` or with an empty
     name binds nothing. Bytes that are not UTF-8 stay as lone surrogates (`surrogateescape`):
     an unknown parameter is ignored whatever it holds, as in Envoy, and only a value bound to a
-    field is refused (see `_assign`)."""
-    pairs = []
+    field is refused (see `_assign`). With `raw_names`, each pair is followed by the name as
+    sent, which is how Envoy captures an unknown parameter (see `build_request`)."""
+    pairs: list[tuple[str, ...]] = []
     for param in raw_query.split("&"):
         name, sep, value = param.partition("=")
         if not sep or not name:
             continue
-        pairs.append(
-            (
-                unescape(name, errors="surrogateescape"),
-                unescape(value, plus_is_space=True, errors="surrogateescape"),
-            )
+        decoded = (
+            unescape(name, errors="surrogateescape"),
+            unescape(value, plus_is_space=True, errors="surrogateescape"),
         )
+        pairs.append((*decoded, name) if raw_names else decoded)
     return pairs
 
 
@@ -133,22 +140,16 @@ def _check_utf8(value: str, what: str) -> None:
 
 def build_request(
     match: RouteMatch,
-    query: Iterable[tuple[str, str]],
+    query: Iterable[tuple[str, ...]],
     body: bytes,
     content_type: str,
     pool: DescriptorPool,
 ) -> Message:
-    """The request message for a matched route. Raises GatewayError (INVALID_ARGUMENT) naming
-    the parameter or body at fault."""
+    """The request message for a matched route, from the query's (name, value) pairs, each
+    optionally followed by the name as sent (`parse_query(raw_names=True)`). Raises GatewayError
+    (INVALID_ARGUMENT) naming the parameter or body at fault."""
     route = match.route
     message = route.request_class()
-    for name, value in query:
-        # A name that is not UTF-8 (see parse_query) names no field.
-        fields = resolve_field_path(message.DESCRIPTOR, name) if _is_utf8(name) else None
-        if fields is None or (route.body_is_http_body and _within(fields, route.body_fields)):
-            # Unknown parameters are ignored; so are ones inside an HttpBody, as in Envoy.
-            continue
-        _assign(message, fields, value, f"query parameter {name!r}")
     for (field_path, raw_parts), multi in zip(match.bindings, match.multi_segment, strict=True):
         try:
             value = "/".join(unescape(p, keep_reserved=multi) for p in raw_parts)
@@ -159,12 +160,56 @@ def build_request(
         fields = resolve_field_path(message.DESCRIPTOR, field_path)
         assert fields is not None  # checked when the route was built
         _assign(message, fields, value, f"path variable {field_path!r}")
+    # Query parameters after the path, so that one naming a path variable's field wins over it:
+    # Envoy's path matcher binds the path first, then the query, and the last value counts.
+    unknown: dict[str, list[str]] = {}
+    for name, value, *as_sent in query:
+        # A name that is not UTF-8 (see parse_query) names no field.
+        fields = resolve_field_path(message.DESCRIPTOR, name) if _is_utf8(name) else None
+        if fields is None:
+            # Unknown parameters are ignored, or handed on in an HttpBody (below) under the
+            # name as sent: Envoy decodes a name to find its field, not to capture it.
+            unknown.setdefault(as_sent[0] if as_sent else name, []).append(value)
+        elif not (route.body_is_http_body and _within(fields, route.body_fields)):
+            # Ones inside an HttpBody are dropped, as in Envoy.
+            _assign(message, fields, value, f"query parameter {name!r}")
     # The body last, so that its fields win over query and path bindings of the same field:
     # Envoy's request weaver drops a binding the body sets. A rule without `body` still takes
     # a JSON body into the whole message there, so here too.
     if route.body or body:
         _fill_body(route, message, body, content_type, pool)
+    if route.body_is_http_body and unknown:
+        parent = _descend(message, route.body_fields)
+        parent.extensions.add(type_url=UNKNOWN_QUERY_PARAMS, value=unknown_query_params(unknown))
     return message
+
+
+def unknown_query_params(parameters: dict[str, list[str]]) -> bytes:
+    """Envoy's UnknownQueryParams (`map<string, Values> key = 1`, Values `repeated string
+    values = 1`) in its wire form, written by hand: Envoy hands names and values on as the
+    bytes they decode to, UTF-8 or not, which a Python message's string field cannot hold."""
+    out = bytearray()
+    for name, values in parameters.items():
+        listed = b"".join(_length_delimited(1, _raw(v)) for v in values)
+        out += _length_delimited(1, _length_delimited(1, _raw(name)) + _length_delimited(2, listed))
+    return bytes(out)
+
+
+def _raw(text: str) -> bytes:
+    return text.encode(errors="surrogateescape")  # parse_query's lone surrogates: the bytes
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _within(fields: Sequence[FieldDescriptor], prefix: Sequence[FieldDescriptor]) -> bool:

@@ -134,6 +134,9 @@ def _routes() -> set[tuple[str, str]]:
 PIPE_ROUTES = {("GET", f"/v0/pipes/{name}.json") for name, _ in CASES}
 APPEND_ROUTES = {("POST", f"/v1/datasources/{name}/events") for name in registry()}
 OTHER_ROUTES = {
+    ("GET", "/v0/pipes/{file}"),
+    ("POST", "/v0/pipes/{file}"),
+    ("GET", "/v0/pipes/{file}:query"),
     ("POST", "/v0/events"),
     ("GET", "/v0/sql"),
     ("POST", "/v0/sql"),
@@ -228,6 +231,72 @@ PIPE_QUERIES = [
 @pytest.mark.parametrize("query", PIPE_QUERIES)
 async def test_pipe_parameters(pair: GatewayPair, http: aiohttp.ClientSession, query: str) -> None:
     ours, envoy = await pair.send(http, "GET", f"/v0/pipes/{query}", headers=AUTH)
+    assert_same(ours, envoy)
+
+
+# Every pipe in every format (PipeService.ReadPipe): the engine's own bytes, parameters from the
+# query string (Envoy's capture_unknown_query_parameters), a body, and `q` over the result.
+PIPE_FORMAT_TARGETS = [
+    *(f"/v0/pipes/test_summary.{ext}" for ext in ("csv", "csvwithnames", "ndjson", "parquet")),
+    "/v0/pipes/get_popular_pages.csvwithnames?limit=3&start_date=2023-06-02+00%3A00%3A00",
+    "/v0/pipes/test_segments.ndjson?segment=country&segment=device",  # the last one wins
+    "/v0/pipes/test_summary.csv?test_id=a+b%2Bc%20d&unknown=1&novalue&=x",
+    "/v0/pipes/test_summary.csv?x=%FF",  # not UTF-8: refused by the service, alike
+    "/v0/pipes/test_summary.csv?%FE=1",
+    "/v0/pipes/get_popular_pages.csv?limit=many",  # the service's words on both
+    "/v0/pipes/get_popular_pages.csv?limit=10001",
+    "/v0/pipes/get_popular_pages.csv?file=test_summary.csv",  # the query wins over the path
+    "/v0/pipes/get_popular_pages.csv?body.data=eA&body=x",  # inside the HttpBody: dropped
+    "/v0/pipes/get_session_events.csv",  # a required parameter
+    "/v0/pipes/test_summary.xml",
+    "/v0/pipes/nope.csv",
+    "/v0/pipes/test_summary",  # the description: the catalog's
+    "/v0/pipes/test%5Fsummary.csv",
+    "/v0/pipes/test_summary.csv:query",
+    # q: GET .json goes to ReadPipe's :query binding, not the typed RPC
+    "/v0/pipes/get_popular_pages.json?limit=10000&q=select+count()+as+n+from+_",
+    f"/v0/pipes/get_popular_pages.json?token={TOKEN}&q=select+count()+from+_&limit=3",
+    "/v0/pipes/get_popular_pages.json?%71=select+sum(view_count)+from+_",  # an escaped name
+    "/v0/pipes/get_popular_pages.json?q=",  # empty: the typed RPC
+    "/v0/pipes/get_popular_pages.json?q",
+    "/v0/pipes/test_segments.csv?q=select+segment,+sum(users)+from+_+group+by+segment+order+by+1",
+    "/v0/pipes/test_summary.csv?q=select+*+from+numbers(2)",
+    "/v0/pipes/test_summary.json?q=select+count()+from+user_events",
+    "/v0/pipes/test_summary.json:query?q=select+1+as+one",
+]
+
+
+@pytest.mark.parametrize("target", PIPE_FORMAT_TARGETS)
+async def test_pipe_formats(pair: GatewayPair, http: aiohttp.ClientSession, target: str) -> None:
+    ours, envoy = await pair.send(http, "GET", target, headers=AUTH)
+    assert_same(ours, envoy)
+
+
+PIPE_BODIES = [
+    ("/v0/pipes/get_popular_pages.json?limit=3", b"", ""),
+    ("/v0/pipes/get_popular_pages.json",
+     b'{"limit": 2, "q": "select count() from _"}', "application/json"),
+    ("/v0/pipes/get_popular_pages.csv?limit=5", b'{"limit": 2}', "application/json"),
+    ("/v0/pipes/get_popular_pages.csv",
+     b"limit=2&start_date=2023-06-02+00%3A00%3A00", "application/x-www-form-urlencoded"),
+    ("/v0/pipes/user_event_timeline.ndjson",
+     orjson.dumps({"user_id": "user_tie", "limit": 1}), "application/json"),
+    ("/v0/pipes/get_popular_pages.csv", b'{"limit": "many"}', "application/json"),
+    ("/v0/pipes/get_popular_pages.csv", b"[1]", "application/json"),
+    ("/v0/pipes/get_popular_pages.csv", b"not json", "text/plain"),
+    ("/v0/pipes/get_popular_pages.parquet", gzip.compress(b'{"limit": 2}'), "application/json"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("target", "body", "content_type"), PIPE_BODIES)
+async def test_pipe_formats_post(
+    pair: GatewayPair, http: aiohttp.ClientSession, target: str, body: bytes, content_type: str
+) -> None:
+    headers = {**AUTH, "Content-Type": content_type} if content_type else AUTH
+    if body[:2] == b"\x1f\x8b":
+        headers = {**headers, "Content-Encoding": "gzip"}
+    ours, envoy = await pair.send(http, "POST", target, data=body, headers=headers)
+    assert ours.status in (200, 400), ours.body
     assert_same(ours, envoy)
 
 
@@ -1042,6 +1111,9 @@ CATALOG_TARGETS = [
     "/v0/datasources/nope",
     "/v0/datasources/app_events_quarantine",
     "/v0/datasources/",  # the listing, as Tinybird's `/v0/datasources/?` is
+    "/v0/pipes/test_summary",  # a pipe's description (PipeService asks the catalog)
+    "/v0/pipes/user_session_stats",  # the scoped token may not read it
+    "/v0/pipes/nope",
 ]
 
 
@@ -1056,13 +1128,23 @@ async def test_catalog(
     assert_same(ours, envoy)
     if token is None:
         assert (ours.status, ours.json["code"]) == (403, 16)  # UNAUTHENTICATED
-    elif target in ("/v0/datasources/nope", "/v0/datasources/app_events_quarantine"):
+    elif target in (
+        "/v0/datasources/nope",
+        "/v0/datasources/app_events_quarantine",
+        "/v0/pipes/nope",
+    ):
         assert ours.status == (404 if who == "admin" else 403)
-    elif target == "/v0/datasources/user_events" and who == "scoped":
+    elif target in ("/v0/datasources/user_events", "/v0/pipes/user_session_stats") and (
+        who == "scoped"
+    ):
         assert ours.status == 403
     else:
         assert ours.status == 200
         assert ours.headers["Content-Type"] == "application/json"
+    if target == "/v0/pipes/test_summary" and token:
+        assert ours.json["name"] == "test_summary"
+        # The SQL names tables and columns a reader may not see: ADMIN only.
+        assert ("sql" in ours.json["nodes"][0]) == (who == "admin")
 
 
 async def test_catalog_token_parameter(
@@ -1072,9 +1154,9 @@ async def test_catalog_token_parameter(
     ours, envoy = await pair.send(http, "GET", f"/v0/pipes/openapi.json?token={token}")
     assert ours.status == 200
     assert sorted(ours.json["paths"]) == [
-        "/v0/pipes/test_segments.json",
-        "/v0/pipes/test_summary.json",
-        "/v0/pipes/test_timeseries.json",
+        f"/v0/pipes/{pipe}.{extension}"
+        for pipe in ("test_segments", "test_summary", "test_timeseries")
+        for extension in sorted(("json", "csv", "csvwithnames", "ndjson", "parquet"))
     ]
     assert_same(ours, envoy)
 
@@ -1291,7 +1373,7 @@ async def test_a_known_path_with_another_method_is_405(
 @pytest.mark.parametrize(
     ("method", "target"),
     [
-        ("DELETE", "/v0/pipes/nope.json"),  # unknown: 404, whatever the method
+        ("DELETE", "/v0/pipes/a/nope.json"),  # unknown: 404, whatever the method
         ("PUT", "/v0/nope"),
         ("POST", "//v0/pipes"),  # an empty first segment is another path
         ("POST", "/v0%2Fpipes"),  # and an escaped slash no separator

@@ -20,6 +20,7 @@ from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway import bound_port, create_app, serve_gateway
+from gateway.app import pipe_query_path
 from pipit.ingest.v1 import ingest_service_pb2 as ingest_pb2
 from pipit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from pipit.query.v1 import pipe_pb2
@@ -137,7 +138,7 @@ async def test_query_parameters_become_request_fields(client: TestClient, upstre
     response = await client.get(
         "/v0/pipes/get_popular_pages.json"
         "?start_date=2023-06-01+00:00:00&end_date=2023-06-30%2023:59:59&limit=5"
-        "&unknown=1&q=select&token=secret-token"
+        "&unknown=1&utm_source=x&token=secret-token"
     )
     assert response.status == 200
     name, request, metadata = upstream.recorder.last
@@ -147,6 +148,27 @@ async def test_query_parameters_become_request_fields(client: TestClient, upstre
     assert request.HasField("limit") and request.limit == 5
     assert metadata["authorization"] == "Bearer secret-token"
     assert metadata["x-request-id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "rewritten"),
+    [
+        ("GET", "/v0/pipes/p.json", "q=select+1", True),
+        ("GET", "/v0/pipes/p.json", "limit=1&%71=select+1", True),  # a name decodes to q
+        ("GET", "/v0/pipes/p.json", "q=", False),  # an empty q is no query
+        ("GET", "/v0/pipes/p.json", "q", False),
+        ("GET", "/v0/pipes/p.json", "qq=select+1", False),
+        ("POST", "/v0/pipes/p.json", "q=select+1", False),  # every POST reaches ReadPipe
+        ("GET", "/v0/pipes/p.csv", "q=select+1", False),  # as does every other format
+        ("GET", "/v0/pipes/a/p.json", "q=select+1", False),
+        ("GET", "/v0/pipes/p.json:query", "q=select+1", False),
+    ],
+)
+def test_a_pipes_json_with_q_goes_to_readpipe(
+    method: str, path: str, query: str, rewritten: bool
+) -> None:
+    expected = path + ":query" if rewritten else path
+    assert pipe_query_path(method, path, query) == expected
 
 
 async def test_bad_int_is_400_naming_the_parameter(client: TestClient, upstream: Upstream):
@@ -464,9 +486,10 @@ async def test_unknown_path_is_404(client: TestClient, upstream: Upstream):
     [
         ("GET", "/v0/events", "POST"),
         ("PUT", "/v0/events?name=ab_test_events", "POST"),
-        ("DELETE", "/v0/pipes/test_summary.json", "GET"),
-        ("HEAD", "/v0/pipes/test_summary.json", "GET"),
-        ("OPTIONS", "/v0/pipes/test_summary.json", "GET"),  # not a preflight
+        # The typed GET and PipeService's GET and POST of /v0/pipes/{file}.
+        ("DELETE", "/v0/pipes/test_summary.json", "GET, POST"),
+        ("HEAD", "/v0/pipes/test_summary.json", "GET, POST"),
+        ("OPTIONS", "/v0/pipes/test_summary.json", "GET, POST"),  # not a preflight
         ("GET", "/v1/datasources/ab_test_events/events/", "POST"),
     ],
 )

@@ -292,6 +292,38 @@ def test_pipit_descriptor_set_routes() -> None:
     assert table.match("GET", "/v0/events") is None
 
 
+def test_unknown_parameters_travel_in_an_http_bodys_extensions() -> None:
+    # As Envoy's capture_unknown_query_parameters: names as sent, values decoded (bytes that
+    # are not UTF-8 included), parameters that name a field bound and not captured.
+    from pipit.query.v1 import pipe_service_pb2
+
+    table = load_routes(
+        default_descriptor_set(), ["pipit.query.v1.QueryService", "pipit.query.v1.PipeService"]
+    )
+    match = table.match("GET", "/v0/pipes/test_summary.csv")
+    assert match is not None and match.route.grpc_method.endswith("/ReadPipe")
+    query = "a=1&b=two+words&a=3&c%5Fd=%C3%A9&x=%FF&novalue&body.data=x&file=other.csv"
+    request = build_request(match, parse_query(query, raw_names=True), b"", "", table.pool)
+    assert request.file == "other.csv"  # the query wins over the path, as in Envoy
+    (extension,) = request.body.extensions
+    assert extension.type_url == (
+        "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3."
+        "UnknownQueryParams"
+    )
+    with pytest.raises(Exception, match="UTF-8"):
+        pipe_service_pb2.QueryParameters.FromString(extension.value)
+    valid = build_request(match, parse_query(query.replace("&x=%FF", ""), raw_names=True),
+                          b"", "", table.pool)  # fmt: skip
+    captured = pipe_service_pb2.QueryParameters.FromString(valid.body.extensions[0].value)
+    assert {k: list(v.values) for k, v in captured.key.items()} == {
+        "a": ["1", "3"],
+        "b": ["two words"],
+        "c%5Fd": ["é"],
+    }
+    # Nothing unknown: no extension at all, as in Envoy.
+    assert not build_request(match, [], b"", "", table.pool).body.extensions
+
+
 # --- query parameters and path variables → request fields ---
 
 
@@ -363,8 +395,9 @@ def test_path_variables_are_unescaped_like_envoy(table: RouteTable) -> None:
     assert _request(table, "PATCH", "/v1/books/a%2Fb%20c").name == "a/b c"
     assert _request(table, "GET", "/v1/browse/a%2Fb/c%20d").name == "a%2Fb/c d"
     assert _request(table, "GET", "/v1/shelves/s/books/b%3A1").name == "shelves/s/books/b%3A1"
-    # Path variables override the same field given as a query parameter.
-    assert _request(table, "GET", "/v1/books/b1?name=other").name == "b1"
+    # A query parameter naming a path variable's field wins over it, as in Envoy (which binds
+    # the path, then the query; PipeService's `?file=` case in the conformance suite).
+    assert _request(table, "GET", "/v1/books/b1?name=other").name == "other"
 
 
 def test_unescape_and_parse_query() -> None:

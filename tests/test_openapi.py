@@ -45,6 +45,10 @@ CHECKS = (
 )
 
 
+# Every format a pipe answers in (issue 15), each a path of the document.
+EXTENSIONS = ("json", "csv", "csvwithnames", "ndjson", "parquet")
+
+
 async def _document(url: str, token: str) -> Any:
     async with aiohttp.ClientSession() as http:
         async with http.get(
@@ -82,7 +86,9 @@ async def test_the_tutorials_document_is_valid_openapi(suite: Suite) -> None:
     validate(document)
     assert document["openapi"].startswith("3.")
     assert sorted(document["paths"]) == sorted(
-        f"/v0/pipes/{name}.json" for name in suite.current.project.pipes
+        f"/v0/pipes/{name}.{extension}"
+        for name in suite.current.project.pipes
+        for extension in EXTENSIONS
     )
     assert document["components"]["securitySchemes"]["tokenParameter"] == {
         "type": "apiKey",
@@ -96,7 +102,9 @@ async def test_the_tutorials_document_is_valid_openapi(suite: Suite) -> None:
 async def test_a_scoped_token_sees_only_its_pipes(suite: Suite, scoped: dict) -> None:
     document = await _document(suite.gateway_url, scoped["timeline"])
     validate(document)
-    assert list(document["paths"]) == ["/v0/pipes/user_event_timeline.json"]
+    assert sorted(document["paths"]) == sorted(
+        f"/v0/pipes/user_event_timeline.{extension}" for extension in EXTENSIONS
+    )
     nothing = await _document(suite.gateway_url, scoped["datasources"])
     validate(nothing)
     assert nothing["paths"] == {}
@@ -107,7 +115,7 @@ async def test_parameters_and_answer_as_the_tutorial_declares_them(suite: Suite)
     operation = document["paths"]["/v0/pipes/user_event_timeline.json"]["get"]
     parameters = {p["name"]: p for p in operation["parameters"]}
     # From protos/pipit/query/v1/query_service.proto's UserEventTimelineRequest, read by eye.
-    assert list(parameters) == ["user_id", "start_date", "end_date", "event_type", "limit"]
+    assert list(parameters) == ["user_id", "start_date", "end_date", "event_type", "limit", "q"]
     assert parameters["user_id"]["required"] is True
     assert parameters["user_id"]["schema"] == {"type": "string", "minLength": 1}
     assert parameters["limit"]["required"] is False
@@ -123,7 +131,9 @@ async def test_parameters_and_answer_as_the_tutorial_declares_them(suite: Suite)
     segments = document["paths"]["/v0/pipes/test_segments.json"]["get"]
     segment = next(p for p in segments["parameters"] if p["name"] == "segment")
     assert segment["schema"]["enum"] == ["device", "country"]
-    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    typed, generic = operation["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert generic == {"$ref": "#/components/schemas/QueryAnswer"}  # with q=
+    answer = typed["$ref"]
     row_ref = document["components"]["schemas"][answer.rsplit("/", 1)[1]]["properties"]["data"]
     row = document["components"]["schemas"][row_ref["items"]["$ref"].rsplit("/", 1)[1]]
     assert row["properties"]["timestamp"]["type"] == "string"
@@ -243,7 +253,7 @@ async def test_a_varied_project_document_is_valid_and_schemathesis_finds_nothing
     finally:
         await suite.stop()
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
-    assert "1 selected / 1 total" in done.stdout
+    assert "5 selected / 5 total" in done.stdout  # its one pipe, in each format
 
 
 # --- schemathesis against `pipit up` -----------------------------------------------------------

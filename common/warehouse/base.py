@@ -94,6 +94,8 @@ class QueryResult:
     data: list[dict[str, Any]]
     rows: int
     statistics: dict[str, float]
+    # What the engine says about a query with a LIMIT; None without one.
+    rows_before_limit_at_least: int | None = None
 
     @classmethod
     def from_json(cls, payload: bytes) -> QueryResult:
@@ -103,6 +105,7 @@ class QueryResult:
             data=doc.get("data", []),
             rows=int(doc.get("rows", 0)),
             statistics=doc.get("statistics", {}),
+            rows_before_limit_at_least=doc.get("rows_before_limit_at_least"),
         )
 
 

@@ -34,6 +34,7 @@ from pipit.project.runtime import Project
 from pipit.protogen import PROTO_DIR, include_paths
 
 PLATFORM_PROTOS = (
+    "pipit/query/v1/pipe_service.proto",
     "pipit/query/v1/sql_service.proto",
     "pipit/deploy/v1/deploy_service.proto",
     "pipit/tokens/v1/token_service.proto",

@@ -18,10 +18,11 @@ from common.datasources import Datasource, from_descriptor
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
-# Services every deployment has, whatever the project: the Query API, deploys, tokens and the
-# catalog (listings, OpenAPI).
+# Services every deployment has, whatever the project: every pipe in every format, the Query
+# API, deploys, tokens and the catalog (listings, OpenAPI).
 PLATFORM_SERVICES = frozenset(
     {
+        "pipit.query.v1.PipeService",
         "pipit.query.v1.SqlService",
         "pipit.deploy.v1.DeployService",
         "pipit.tokens.v1.TokenService",

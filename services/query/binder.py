@@ -20,6 +20,8 @@ from common.warehouse.base import QueryResult
 from pipit.clickhouse.v1 import options_pb2
 
 _UINT32_MAX = 2**32 - 1
+# Tinybird's pipe JSON field for the rows a LIMIT cut, when a response message has it.
+_BEFORE_LIMIT = "rows_before_limit_at_least"
 
 
 class InvalidParameter(ValueError):
@@ -207,6 +209,10 @@ class Responder:
     @staticmethod
     def _finish(response: Message, result: QueryResult) -> Message:
         response.rows = len(result.data)
+        before_limit = result.rows_before_limit_at_least
+        # A project's own (native) response messages may not carry the field.
+        if before_limit is not None and _BEFORE_LIMIT in response.DESCRIPTOR.fields_by_name:
+            setattr(response, _BEFORE_LIMIT, float(before_limit))
         stats = result.statistics
         response.statistics.elapsed = float(stats.get("elapsed", 0.0))
         response.statistics.rows_read = float(stats.get("rows_read", 0))

@@ -140,6 +140,18 @@ _COMPONENTS: dict[str, Any] = {
                 "bytes_read": _NUMBER,
             },
         },
+        # The answer of `q` over a pipe: whatever columns the query makes.
+        "QueryAnswer": {
+            "type": "object",
+            "required": ["meta", "data", "rows", "statistics"],
+            "properties": {
+                "meta": {"type": "array", "items": {"$ref": "#/components/schemas/ColumnMeta"}},
+                "data": {"type": "array", "items": {"type": "object"}},
+                "rows": {"type": "integer", "minimum": 0},
+                "rows_before_limit_at_least": {"type": "integer", "minimum": 0},
+                "statistics": {"$ref": "#/components/schemas/Statistics"},
+            },
+        },
     },
     "responses": {
         f"Error{status}": _error_response(status, description)
@@ -253,6 +265,17 @@ def _schema_name(method: MethodDescriptor, suffix: str) -> str:
     return f"{method.output_type.full_name.removesuffix('Response')}{suffix}"
 
 
+# Tinybird's `q` on a pipe: SQL over the pipe's answer, read as the table `_`.
+_QUERY_PARAMETER = {
+    "name": "q",
+    "in": "query",
+    "required": False,
+    "description": "SQL over the pipe's answer, read as the table `_` (read-only, as the Query "
+    "API runs it); the answer then has the query's columns.",
+    "schema": {"type": "string"},
+}
+
+
 def openapi_document(
     project: Project,
     scopes: tuple[str, ...],
@@ -281,10 +304,12 @@ def openapi_document(
             },
         }
         description = pipe_description(project, name, method)
-        parameters = _parameters(comments, method)
+        parameters = [*_parameters(comments, method), _QUERY_PARAMETER]
         for extension, content_type in formats.items():
             if extension == "json":
-                content = {content_type: {"schema": {"$ref": f"#/components/schemas/{answer}"}}}
+                typed = {"$ref": f"#/components/schemas/{answer}"}
+                generic = {"$ref": "#/components/schemas/QueryAnswer"}
+                content = {content_type: {"schema": {"anyOf": [typed, generic]}}}
             else:
                 content = {content_type: {"schema": {"type": "string", "format": "binary"}}}
             operation: dict[str, Any] = {

@@ -18,6 +18,8 @@ from services.query.catalog_api import SERVICE as CATALOG_SERVICE
 from services.query.catalog_api import CatalogApi
 from services.query.deploy_api import SERVICE as DEPLOY_SERVICE
 from services.query.deploy_api import DeployApi
+from services.query.pipe_api import SERVICE as PIPE_SERVICE
+from services.query.pipe_api import PipeApi, pipe_formats
 from services.query.service import SERVICE, QueryService
 from services.query.sql_api import SERVICE as SQL_SERVICE
 from services.query.sql_api import SqlApi
@@ -40,16 +42,18 @@ async def start_query(
     service = QueryService(warehouse, settings.max_string_length, current)
     admission = Admission(settings.sql_max_queries, settings.sql_max_queries_per_token)
     sql = SqlApi(warehouse, admission, current, settings.max_string_length)
+    pipes = PipeApi(warehouse, settings.max_string_length, current, sql)
     deployer = Deployer(
         warehouse, current, DeploymentStore(warehouse), settings.quarantine_ttl_days
     )
     deploy = DeployApi(deployer, current)
     # Every TokenService RPC needs ADMIN: the interceptor's rule for methods without one.
     tokens = TokenApi(TokenTable(warehouse), access.tokens)
-    catalog = CatalogApi(warehouse, current)
+    catalog = CatalogApi(warehouse, current, formats=pipe_formats())
     server = await start_grpc_server(
         [
             service.generic_handler(),
+            pipes.generic_handler(),
             sql.generic_handler(),
             deploy.generic_handler(),
             tokens.generic_handler(),
@@ -57,6 +61,7 @@ async def start_query(
         ],
         [
             SERVICE.full_name,
+            PIPE_SERVICE.full_name,
             SQL_SERVICE.full_name,
             DEPLOY_SERVICE.full_name,
             TOKEN_SERVICE.full_name,
@@ -66,7 +71,12 @@ async def start_query(
         port=settings.query_port if port is None else port,
         access=access,
         scope_rules=ScopeRules(
-            {**sql.scope_rules(), **deploy.scope_rules(), **catalog.scope_rules()},
+            {
+                **pipes.scope_rules(),
+                **sql.scope_rules(),
+                **deploy.scope_rules(),
+                **catalog.scope_rules(),
+            },
             current,
             QueryService.scope_rules,
         ),

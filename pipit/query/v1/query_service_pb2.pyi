@@ -20,16 +20,18 @@ class TestSummaryRequest(_message.Message):
     def __init__(self, test_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
 
 class TestSummaryResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[TestSummaryRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestSummaryRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestSummaryRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class TestSummaryRow(_message.Message):
     __slots__ = ("test_id", "variant", "users", "conversions", "conversion_rate", "total_revenue", "revenue_per_user")
@@ -62,16 +64,18 @@ class TestSegmentsRequest(_message.Message):
     def __init__(self, test_id: _Optional[str] = ..., segment: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
 
 class TestSegmentsResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[TestSegmentsRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestSegmentsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestSegmentsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class TestSegmentsRow(_message.Message):
     __slots__ = ("test_id", "variant", "segment", "users", "conversions", "conversion_rate", "total_revenue", "revenue_per_user")
@@ -106,16 +110,18 @@ class TestTimeseriesRequest(_message.Message):
     def __init__(self, test_id: _Optional[str] = ..., interval: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
 
 class TestTimeseriesResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[TestTimeseriesRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestTimeseriesRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestTimeseriesRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class TestTimeseriesRow(_message.Message):
     __slots__ = ("test_id", "variant", "period", "users", "conversions", "conversion_rate", "total_revenue")
@@ -148,16 +154,18 @@ class UserSessionStatsRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class UserSessionStatsResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[UserSessionStatsRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserSessionStatsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserSessionStatsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class UserSessionStatsRow(_message.Message):
     __slots__ = ("session_id", "user_id", "session_start", "session_end", "duration_seconds", "event_count", "page_views", "unique_pages", "device_type", "browser", "country")
@@ -200,16 +208,18 @@ class UserEventTimelineRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., event_type: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class UserEventTimelineResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[UserEventTimelineRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserEventTimelineRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserEventTimelineRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class UserEventTimelineRow(_message.Message):
     __slots__ = ("event_id", "user_id", "session_id", "event_type", "page_url", "referrer", "device_type", "browser", "country", "city", "properties", "timestamp")
@@ -248,16 +258,18 @@ class UserActivityMetricsRequest(_message.Message):
     def __init__(self, start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
 
 class UserActivityMetricsResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[UserActivityMetricsRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserActivityMetricsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[UserActivityMetricsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class UserActivityMetricsRow(_message.Message):
     __slots__ = ("date", "unique_users", "sessions", "total_events", "page_views", "clicks", "click_through_rate")
@@ -290,16 +302,18 @@ class SessionInsightsRequest(_message.Message):
     def __init__(self, start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., user_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class SessionInsightsResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[SessionInsightsRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[SessionInsightsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[SessionInsightsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class SessionInsightsRow(_message.Message):
     __slots__ = ("session_id", "user_id", "session_start", "session_end", "session_duration_seconds", "event_count", "device_type", "browser", "os", "location")
@@ -336,16 +350,18 @@ class FeatureUsageRequest(_message.Message):
     def __init__(self, start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., feature: _Optional[str] = ...) -> None: ...
 
 class FeatureUsageResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[FeatureUsageRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[FeatureUsageRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[FeatureUsageRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class FeatureUsageRow(_message.Message):
     __slots__ = ("feature", "total_events", "unique_users", "unique_sessions")
@@ -370,16 +386,18 @@ class ActiveUsersRequest(_message.Message):
     def __init__(self, start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., interval: _Optional[str] = ...) -> None: ...
 
 class ActiveUsersResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[ActiveUsersRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[ActiveUsersRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[ActiveUsersRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class ActiveUsersRow(_message.Message):
     __slots__ = ("period", "active_users", "sessions", "total_events")
@@ -404,16 +422,18 @@ class GetUserJourneyRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
 
 class GetUserJourneyResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[GetUserJourneyRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetUserJourneyRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetUserJourneyRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class GetUserJourneyRow(_message.Message):
     __slots__ = ("user_id", "session_id", "timestamp", "event_type", "page_url", "page_title", "referrer", "device_type", "browser")
@@ -444,16 +464,18 @@ class GetSessionEventsRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class GetSessionEventsResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[GetSessionEventsRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetSessionEventsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetSessionEventsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class GetSessionEventsRow(_message.Message):
     __slots__ = ("event_id", "user_id", "timestamp", "event_type", "page_url", "page_title", "referrer", "device_type", "browser", "properties")
@@ -490,16 +512,18 @@ class GetPopularPagesRequest(_message.Message):
     def __init__(self, start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class GetPopularPagesResponse(_message.Message):
-    __slots__ = ("meta", "data", "rows", "statistics")
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
     META_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
     data: _containers.RepeatedCompositeFieldContainer[GetPopularPagesRow]
     rows: int
+    rows_before_limit_at_least: float
     statistics: _pipe_pb2.Statistics
-    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetPopularPagesRow, _Mapping]]] = ..., rows: _Optional[int] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[GetPopularPagesRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
 
 class GetPopularPagesRow(_message.Message):
     __slots__ = ("page_url", "page_title", "view_count")
