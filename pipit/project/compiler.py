@@ -33,7 +33,11 @@ from pipit.project.model import DatasourceSpec, PipeSpec, ProjectError
 from pipit.project.runtime import Project
 from pipit.protogen import PROTO_DIR, include_paths
 
-PLATFORM_PROTOS = ("pipit/query/v1/sql_service.proto", "pipit/deploy/v1/deploy_service.proto")
+PLATFORM_PROTOS = (
+    "pipit/query/v1/sql_service.proto",
+    "pipit/deploy/v1/deploy_service.proto",
+    "pipit/ingest/v1/datasources_service.proto",
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PROTOC_PROBLEM = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:\d+:)?\s*(?P<message>.*)$")
 _RESERVED_PREFIX = "_pipit"

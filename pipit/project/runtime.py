@@ -18,8 +18,15 @@ from common.datasources import Datasource, from_descriptor
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
-# Services every deployment has, whatever the project: the Query API and deploys.
-PLATFORM_SERVICES = frozenset({"pipit.query.v1.SqlService", "pipit.deploy.v1.DeployService"})
+# Services every deployment has, whatever the project: the Query API, deploys and the Data
+# Sources API's bulk writes.
+PLATFORM_SERVICES = frozenset(
+    {
+        "pipit.query.v1.SqlService",
+        "pipit.deploy.v1.DeployService",
+        "pipit.ingest.v1.DatasourcesService",
+    }
+)
 INGEST = options_pb2.SERVICE_ROLE_INGEST
 QUERY = options_pb2.SERVICE_ROLE_QUERY
 

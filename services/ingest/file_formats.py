@@ -1,0 +1,350 @@
+"""Reading a bulk file (CSV, NDJSON or Parquet; CSV and NDJSON gzip-compressed or not) a
+batch of rows at a time, from a binary file object, never the whole file: each batch is the
+Events API's `Events` (each row's text for the quarantine, its value as a JSON-like dict, or
+why it could not be read at all), so batches go through the Events API's own validator.
+
+These readers are blocking (the csv module, pyarrow): the importer runs them on a worker
+thread, a batch per call, so the event loop never waits for a file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+
+from common.column_values import INT_RANGES, read_type, unwrap
+from common.datasources import Column, Datasource
+from common.gzip_inflater import GZIP_MAGIC
+from services.ingest.events_api import Events
+
+CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
+FORMATS = (CSV, NDJSON, PARQUET)
+_EXTENSIONS = {
+    ".csv": CSV,
+    ".tsv": CSV,
+    ".ndjson": NDJSON,
+    ".jsonl": NDJSON,
+    ".json": NDJSON,
+    ".parquet": PARQUET,
+}
+# ClickHouse's CSV spelling of NULL.
+_CSV_NULL = "\\N"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_TRUE_TEXT = frozenset({"true", "1"})
+_FALSE_TEXT = frozenset({"false", "0"})
+
+
+class FileError(ValueError):
+    """The file as a whole cannot be read (not the format it claims, corrupt)."""
+
+
+def format_of(name: str) -> str:
+    """The format a file name or URL path implies (`.csv.gz` is CSV), or "" when none."""
+    lowered = name.lower().split("?", 1)[0]
+    if lowered.endswith(".gz"):
+        lowered = lowered[:-3]
+    for extension, fmt in _EXTENSIONS.items():
+        if lowered.endswith(extension):
+            return fmt
+    return ""
+
+
+_PARQUET_MAGIC = b"PAR1"
+_SNIFF_BYTES = 64 * 1024
+
+
+def sniff(raw: IO[bytes]) -> str:
+    """The format of a seekable file whose name says none: Parquet by its magic number,
+    NDJSON when its first text (inflated, if gzip) is a JSON object, else CSV. Leaves the
+    file at its start."""
+    head = raw.read(_SNIFF_BYTES)
+    raw.seek(0)
+    if head.startswith(_PARQUET_MAGIC):
+        return PARQUET
+    if head.startswith(GZIP_MAGIC):
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, _SNIFF_BYTES)
+        except zlib.error:
+            return CSV
+    return NDJSON if head.lstrip().startswith(b"{") else CSV
+
+
+class CountingReader(io.RawIOBase):
+    """A binary file that counts the bytes read through it (the job's progress)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.count += size
+        return size
+
+
+class MemoryReader(io.RawIOBase):
+    """A binary file over bytes already in memory (a request body's file part) that copies
+    nothing up front: each read copies only what it returns."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._at : self._at + len(buffer)]
+        size = len(chunk)
+        buffer[:size] = chunk
+        self._at += size
+        return size
+
+
+def _inflated(raw: IO[bytes]) -> IO[bytes]:
+    """`raw`, or what it inflates to when it is gzip (every member, as a stream)."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+    return buffered
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Tinybird's CSV dialect options."""
+
+    delimiter: str = ","
+    escapechar: str = ""
+
+
+def _csv_cell(column: Column) -> Callable[[str], Any]:
+    """How a CSV cell becomes the JSON value the validator checks for `column`: numbers and
+    flags parsed from their text, composite values from JSON, `\\N` (and an empty cell in a
+    Nullable column that is not text) as null; text that does not parse stays text, so the
+    validator names what is wrong with it."""
+    nullable, base = unwrap(read_type(column.type))
+    name = base.name
+    text_column = name in ("String", "FixedString")
+
+    def settle(cell: str) -> Any:
+        if cell == _CSV_NULL and nullable:
+            return None
+        if cell == "" and nullable and not text_column:
+            return None
+        return _MISSING_CELL if cell == "" and not text_column else cell
+
+    if name in INT_RANGES:
+
+        def integer(cell: str) -> Any:
+            if _INTEGER.fullmatch(cell):
+                return int(cell)
+            return settle(cell)
+
+        return integer
+    if name in ("Float32", "Float64"):
+
+        def number(cell: str) -> Any:
+            try:
+                return float(cell)
+            except ValueError:
+                return settle(cell)
+
+        return number
+    if name == "Bool":
+
+        def flag(cell: str) -> Any:
+            lowered = cell.lower()
+            if lowered in _TRUE_TEXT:
+                return True
+            if lowered in _FALSE_TEXT:
+                return False
+            return settle(cell)
+
+        return flag
+    if name in ("Array", "Map", "Tuple", "JSON", "Object"):
+
+        def composite(cell: str) -> Any:
+            try:
+                return orjson.loads(cell)
+            except orjson.JSONDecodeError:
+                return settle(cell)
+
+        return composite
+    return settle
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING_CELL: Any = _Missing()
+
+
+def _csv_line(row: list[str], delimiter: str) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row)
+    return out.getvalue().encode()
+
+
+def read_csv(raw: IO[bytes], ds: Datasource, batch_rows: int, dialect: Dialect) -> Iterator[Events]:
+    """The rows of a CSV file, with a header row (every cell a column name: the columns in
+    its order) or without (the datasource's column order)."""
+    text = io.TextIOWrapper(_inflated(raw), encoding="utf-8", errors="replace", newline="")
+    reader = csv.reader(
+        text,
+        delimiter=dialect.delimiter or ",",
+        escapechar=dialect.escapechar or None,
+        doublequote=True,
+        strict=False,
+    )
+    by_name = {column.name: column for column in ds.columns}
+    order: list[Column] = list(ds.columns)
+    cells = [_csv_cell(column) for column in order]
+    first = True
+    events = Events([], [])
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            events.errors[len(events.texts)] = f"line {reader.line_num}: not valid CSV ({exc})"
+            events.texts.append(b"")
+            events.values.append(None)
+            continue
+        if first:
+            first = False
+            if row and all(cell.strip() in by_name for cell in row):
+                order = [by_name[cell.strip()] for cell in row]
+                cells = [_csv_cell(column) for column in order]
+                continue
+        if not row or row == [""]:
+            continue
+        events.texts.append(_csv_line(row, dialect.delimiter or ","))
+        if len(row) > len(order):
+            events.errors[len(events.values)] = (
+                f"line {reader.line_num}: {len(row)} fields, more than the "
+                f"{len(order)} columns of {ds.name}"
+            )
+            events.values.append(None)
+        else:
+            value = {}
+            for column, read, cell in zip(order, cells, row, strict=False):
+                parsed = read(cell)
+                if parsed is not _MISSING_CELL:
+                    value[column.name] = parsed
+            events.values.append(value)
+        if len(events.texts) >= batch_rows:
+            yield events
+            events = Events([], [])
+    if events.texts:
+        yield events
+
+
+def read_ndjson(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
+    """The rows of an NDJSON file, one JSON object per line."""
+    events = Events([], [])
+    for number, line in enumerate(_inflated(raw), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            events.errors[len(events.texts)] = f"line {number}: not valid JSON ({exc})"
+            value = None
+        events.texts.append(line)
+        events.values.append(value)
+        if len(events.texts) >= batch_rows:
+            yield events
+            events = Events([], [])
+    if events.texts:
+        yield events
+
+
+def _plain(value: Any) -> Any:
+    """A Parquet value as the JSON value the validator reads: times as UTC text, decimals
+    as their exact text, binary as text, maps as objects."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        if value.microsecond:
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(k): _plain(v) for k, v in value}
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def read_parquet(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
+    """The rows of a Parquet file, a record batch at a time (pyarrow reads only the row
+    groups it needs for each). `raw` must be seekable: Parquet's index is at its end."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(raw)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileError(f"not a Parquet file: {exc}") from None
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            rows = batch.to_pylist()
+            values = []
+            for row in rows:
+                if all(type(v) in _PLAIN_TYPES for v in row.values()):
+                    values.append(row)
+                else:
+                    values.append({k: _plain(v) for k, v in row.items()})
+            texts = [orjson.dumps(v, default=str) for v in values]
+            yield Events(texts, values)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileError(f"the Parquet file cannot be read: {exc}") from None
+
+
+def read_rows(
+    raw: IO[bytes], fmt: str, ds: Datasource, batch_rows: int, dialect: Dialect
+) -> Iterator[Events]:
+    """The batches of a file in `fmt`."""
+    if fmt == PARQUET:
+        return read_parquet(raw, batch_rows)
+    if fmt == NDJSON:
+        return read_ndjson(raw, batch_rows)
+    return read_csv(raw, ds, batch_rows, dialect)
