@@ -6,6 +6,7 @@ Expected rows and counts are computed here in plain Python from the files the te
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import io
@@ -21,7 +22,7 @@ import pytest
 from aiohttp import web
 from harness import TOKEN, free_port, start_suite
 
-from common.tokens import TokenEntry  # noqa: F401 - the token file's shape, written below
+from common.tokens import TokenFile
 
 DS = "ab_test_events"
 COLUMNS = [
@@ -296,5 +297,195 @@ async def test_private_addresses_are_refused_unless_allowed(embedded_warehouse, 
         assert job["status"] == "error"
         assert job["error"].startswith("fetching the url failed: Cannot connect to host localhost")
         assert await _stored(suite, "bulk") == []
+    finally:
+        await suite.stop()
+
+
+async def _count_and_revenue(warehouse) -> tuple[int, float]:
+    result = await warehouse.query(
+        "SELECT count() AS n, round(sum(revenue), 2) AS revenue FROM ab_test_events", {}
+    )
+    return result.data[0]["n"], result.data[0]["revenue"]
+
+
+async def test_replace_swaps_at_once_under_concurrent_reads(suite):
+    old, new = _rows(2000, seed=7, test_id="old"), _rows(3000, seed=8, test_id="new")
+    job = await _import(suite, f"/v0/datasources?name={DS}", data=_ndjson(old))
+    assert job["status"] == "done", job
+    states = {
+        (len(old), round(sum(r["revenue"] for r in old), 2)): "old",
+        (len(new), round(sum(r["revenue"] for r in new), 2)): "new",
+    }
+    status, answer = await _call(
+        suite, "POST", f"/v0/datasources?name={DS}&mode=replace&format=ndjson", data=_ndjson(new)
+    )
+    assert status == 200, answer
+    finished = asyncio.create_task(suite.ingest.importer.wait(answer["id"]))
+    seen = []
+    # Reads go on until the job is over: with 100-row batches, 30 inserts into the staging
+    # table, each a moment a non-atomic load would show.
+    while not finished.done():
+        seen.append(await _count_and_revenue(suite.warehouse))
+    await finished
+    seen.append(await _count_and_revenue(suite.warehouse))
+    assert {states.get(s, s) for s in seen} <= {"old", "new"}, seen
+    assert states[seen[-1]] == "new"
+    assert len(seen) > 2
+    status, job = await _call(suite, "GET", f"/v0/jobs/{answer['id']}")
+    assert (job["status"], job["mode"], job["statistics"]["row_count"]) == ("done", "replace", 3000)
+    tables = await suite.warehouse.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND name LIKE '%replace%'",
+        {},
+    )
+    assert tables.data == []  # the staging table (holding the old rows at the end) is gone
+
+
+async def test_truncate_empties_the_datasource(suite):
+    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(_rows(50, seed=9)))
+    status, answer = await _call(suite, "POST", f"/v0/datasources/{DS}/truncate")
+    assert status == 200, answer
+    assert (answer["status"], answer["job"]["kind"]) == ("done", "truncate")
+    assert await _count_and_revenue(suite.warehouse) == (0, 0)
+    status, answer = await _call(suite, "POST", "/v0/datasources/nope/truncate")
+    assert status == 404
+
+
+async def test_delete_counts_then_deletes_the_rows_its_condition_selects(suite):
+    rows = _rows(400, seed=10, test_id="del")
+    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(rows))
+    doomed = [r for r in rows if r["country"] == "ES" and r["revenue"] > 30]
+    condition = "country = 'ES' AND revenue > 30"
+    status, answer = await _call(
+        suite,
+        "POST",
+        f"/v0/datasources/{DS}/delete",
+        data={"delete_condition": condition, "dry_run": "true"},
+    )
+    assert (status, answer["rows_to_be_deleted"]) == (200, len(doomed)), answer
+    assert len(await _stored(suite, "del")) == len(rows)
+    status, answer = await _call(
+        suite, "POST", f"/v0/datasources/{DS}/delete", data={"delete_condition": condition}
+    )
+    assert status == 200, answer
+    assert answer["delete_id"] == answer["id"] == answer["job"]["id"]
+    await suite.ingest.datasources.wait_deletes()
+    status, job = await _call(suite, "GET", f"/v0/jobs/{answer['id']}")
+    assert (job["status"], job["kind"], job["rows_affected"]) == (
+        "done",
+        "delete_data",
+        len(doomed),
+    )
+    assert job["delete_condition"] == "(country = 'ES') AND (revenue > 30)"
+    key = lambda r: (r["timestamp"], r["user_id"], r["revenue"])  # noqa: E731
+    kept = [r for r in rows if r not in doomed]
+    assert sorted(await _stored(suite, "del"), key=key) == sorted(kept, key=key)
+
+
+# Each is refused before anything runs: other tables, subqueries, table functions, functions
+# off the allow-list, settings, parameters, other statements, text that closes the WHERE.
+DELETE_ATTACKS = [
+    "1=1) OR (1=1",
+    "1 = 1) OR 1 = (1",
+    "1; DROP TABLE ab_test_events",
+    "1 SETTINGS max_threads = 1",
+    "1 FORMAT JSON",
+    "1 UNION ALL SELECT 1",
+    "1 GROUP BY 1",
+    "1 LIMIT 1",
+    "country IN (SELECT country FROM ab_test_events_quarantine)",
+    "country IN ab_test_events_quarantine",
+    "exists(SELECT 1)",
+    "1 IN (SELECT 1 FROM file('/etc/passwd'))",
+    "(SELECT count() FROM system.tables) > 0",
+    "ab_test_events_quarantine.raw = ''",
+    "system.one.dummy = 0",
+    "hostName() != ''",
+    "currentUser() != ''",
+    "dictGet('d', 'a', 1) = 1",
+    "arrayExists(x -> x = 1, [1])",
+    "{p:String} = ''",
+    "nosuchcolumn = 1",
+    "",
+    "x" * 9000,
+]
+
+
+async def test_delete_conditions_of_the_attack_corpus_are_refused_and_delete_nothing(suite):
+    rows = _rows(60, seed=11, test_id="corpus")
+    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(rows))
+    before = await _count_and_revenue(suite.warehouse)
+    for condition in DELETE_ATTACKS:
+        for dry_run in ("true", "false"):
+            status, answer = await _call(
+                suite,
+                "POST",
+                f"/v0/datasources/{DS}/delete",
+                data={"delete_condition": condition, "dry_run": dry_run},
+            )
+            assert status == 400, (condition, answer)
+    await suite.ingest.datasources.wait_deletes()
+    assert await _count_and_revenue(suite.warehouse) == before
+    status, listed = await _call(suite, "GET", "/v0/jobs?kind=delete_data")
+    assert listed["jobs"] == []
+
+
+async def test_jobs_list_newest_first_and_filters(suite):
+    first = await _import(suite, f"/v0/datasources?name={DS}", data=_csv(_rows(5, seed=12)))
+    # CSV sent as Parquet: a job that fails, and says why.
+    second = await _import(
+        suite, f"/v0/datasources?name={DS}&format=parquet", data=_csv(_rows(5, seed=13))
+    )
+    assert (first["status"], second["status"]) == ("done", "error")
+    assert second["error"].startswith("not a Parquet file")
+    status, answer = await _call(suite, "GET", "/v0/jobs")
+    assert status == 200
+    assert [j["id"] for j in answer["jobs"]] == [second["id"], first["id"]]
+    status, answer = await _call(suite, "GET", "/v0/jobs?status=error")
+    assert [j["id"] for j in answer["jobs"]] == [second["id"]]
+    status, answer = await _call(suite, "GET", "/v0/jobs?kind=truncate")
+    assert answer["jobs"] == []
+    status, answer = await _call(suite, "GET", "/v0/jobs/0123456789abcdef")
+    assert status == 404
+    status, answer = await _call(suite, "POST", f"/v0/datasources?name={DS}", data=b"")
+    assert status == 400
+    assert "send the file" in _reason(answer)
+    status, answer = await _call(suite, "POST", "/v0/datasources?name=nope", data=b"a,b")
+    assert status == 404
+
+
+async def test_an_append_token_appends_and_follows_its_job_but_destroys_nothing(
+    embedded_warehouse, tmp_path
+):
+    tokens = TokenFile(tmp_path / "tokens.json")
+    appender = tokens.create("appender", [f"DATASOURCES:APPEND:{DS}"])
+    other = tokens.create("other", ["DATASOURCES:APPEND:user_events"])
+    suite = await start_suite(embedded_warehouse, tokens_file=tmp_path / "tokens.json")
+    try:
+        auth = {"Authorization": f"Bearer {appender}"}
+        job = await _import(
+            suite, f"/v0/datasources?name={DS}", data=_csv(_rows(7, seed=14)), headers=auth
+        )
+        assert (job["status"], job["statistics"]["row_count"]) == ("done", 7)
+        status, _ = await _call(
+            suite, "GET", f"/v0/jobs/{job['id']}", headers={"Authorization": f"Bearer {other}"}
+        )
+        assert status == 404  # as if there were no such job
+        refused = [
+            ("POST", f"/v0/datasources?name={DS}&mode=replace", {"data": b"x"}),
+            (
+                "POST",
+                f"/v0/datasources?name={DS}",
+                {"data": {"mode": "replace", "url": "http://a/b"}},
+            ),
+            ("POST", f"/v0/datasources/{DS}/truncate", {}),
+            ("POST", f"/v0/datasources/{DS}/delete", {"data": {"delete_condition": "1"}}),
+            ("GET", "/v0/jobs", {}),
+            ("POST", "/v0/datasources?name=user_events", {"data": b"x"}),
+        ]
+        for method, path, kwargs in refused:
+            status, answer = await _call(suite, method, path, headers=auth, **kwargs)
+            assert status == 403, (path, answer)
+        assert (await _count_and_revenue(suite.warehouse))[0] == 7
     finally:
         await suite.stop()
