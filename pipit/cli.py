@@ -183,6 +183,7 @@ async def _start_gateway(
                     host=settings.host,
                     port=settings.gateway_port,
                     max_body_bytes=settings.max_body_bytes,
+                    import_max_body_bytes=settings.import_max_body_bytes,
                     allowed_origins=origins,
                     header_timeout=settings.header_timeout,
                     tls=tls,
