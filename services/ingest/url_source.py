@@ -25,7 +25,7 @@ from aiohttp.resolver import DefaultResolver
 
 _SCHEMES = ("http", "https")
 _MAX_REDIRECTS = 5
-_CHUNK_BYTES = 1024 * 1024
+_CHUNK_BYTES = 256 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
