@@ -341,12 +341,25 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.project.command import add_project_commands
 
     add_project_commands(commands)
+    from pipit.import_command import add_import_command
+
+    add_import_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("seed", "migrate", "token", "init", "build", "protos", "deploy", "dev"):
+    if args.command in (
+        "seed",
+        "migrate",
+        "token",
+        "init",
+        "build",
+        "protos",
+        "deploy",
+        "dev",
+        "import",
+    ):
         return args.run(args)
     settings = config.load(args)
     configure_logging(settings.log_level)
