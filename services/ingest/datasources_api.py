@@ -22,9 +22,17 @@ from common.tokens import ADMIN, allows
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import datasources_service_pb2 as pb
 from pipit.project.runtime import CurrentProject
-from services.ingest import file_formats, jobs
+from services.ingest import file_formats, jobs, s3_source
 from services.ingest.delete_condition import checked_condition
-from services.ingest.imports import APPEND, MODES, REPLACE, Importer, ImportSpec
+from services.ingest.imports import (
+    APPEND,
+    MODES,
+    REPLACE,
+    Importer,
+    ImportSpec,
+    s3_job,
+    s3_spec,
+)
 from services.ingest.upload import FILE_FIELDS, UploadError, read_body
 from services.ingest.url_source import UrlRefused, check_url
 from services.query.sql_policy import Refused
@@ -97,6 +105,8 @@ class DatasourcesApi:
             )
         url = param("url")
         has_file = len(upload.file) > 0
+        if url.startswith(s3_source.SCHEME) and not has_file:
+            return await self._import_s3(ds, url, mode, context)
         if url and has_file:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "send either a file or url=, not both"
@@ -141,6 +151,24 @@ class DatasourcesApi:
         await self._save(job, context)
         self._importer.start(job, spec)
         log.info("import started", job=job.id, datasource=ds.name, mode=mode, format=fmt)
+        return jobs.response_for(job)
+
+    async def _import_s3(
+        self, ds: Datasource, url: str, mode: str, context: grpc.aio.ServicerContext
+    ) -> pb.JobResponse:
+        """Loads the files of an `s3://` pattern not loaded yet (the S3 connector, once)."""
+        try:
+            pattern = s3_source.S3Pattern.parse(url)
+        except s3_source.S3Error as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if mode != APPEND:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "S3 files are appended: mode must be append"
+            )
+        job = s3_job(ds, pattern)
+        await self._save(job, context)
+        self._importer.start(job, s3_spec(ds, pattern))
+        log.info("s3 import started", job=job.id, datasource=ds.name, pattern=str(pattern))
         return jobs.response_for(job)
 
     async def _save(self, job: pb.Job, context: grpc.aio.ServicerContext) -> None:

@@ -31,7 +31,7 @@ from common.datasources import QUARANTINE_COLUMNS, Datasource
 from common.validation import RowValidator
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import datasources_service_pb2 as pb
-from services.ingest import file_formats, jobs, url_source
+from services.ingest import file_formats, jobs, s3_source, url_source
 from services.ingest.blocks import Block
 from services.ingest.events_api import Events
 from services.ingest.service import quarantine_block, validated
@@ -61,6 +61,7 @@ class ImportSpec:
     dialect: file_formats.Dialect
     url: str = ""
     data: memoryview | None = None
+    s3: s3_source.S3Pattern | None = None
 
 
 @dataclass
@@ -78,8 +79,16 @@ def _saturated(value: int) -> int:
 class Importer:
     """Starts import jobs and runs them to the end, recording each in the job store."""
 
-    def __init__(self, warehouse: Warehouse, store: jobs.JobStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        store: jobs.JobStore,
+        settings: Settings,
+        s3: s3_source.S3Store | None = None,
+    ) -> None:
         self._warehouse = warehouse
+        self._s3 = s3 or s3_source.S3Store(settings)
+        self.ledger = s3_source.S3Ledger(warehouse)
         self._store = store
         self._batch_rows = settings.import_batch_rows
         self._max_field_bytes = settings.max_field_bytes
@@ -115,6 +124,11 @@ class Importer:
             async with self._slots:
                 job.status = jobs.WORKING
                 await self._store.save(job)
+                if spec.s3 is not None:
+                    await self._load_s3(job, spec)
+                    job.status = jobs.DONE
+                    job.progress_percentage = 100
+                    return
                 if spec.url:
                     spool = await self._download(job, spec.url)
                 target = spec.ds.name
@@ -136,7 +150,12 @@ class Importer:
         except asyncio.CancelledError:
             _fail(job, "the ingest service stopped before the import finished")
             raise
-        except (file_formats.FileError, url_source.UrlRefused, UnicodeError) as exc:
+        except (
+            file_formats.FileError,
+            url_source.UrlRefused,
+            s3_source.S3Error,
+            UnicodeError,
+        ) as exc:
             _fail(job, str(exc))
         except WarehouseError as exc:
             _fail(job, f"the warehouse refused the import: {str(exc)[:500]}")
@@ -162,6 +181,40 @@ class Importer:
                 quarantined=job.quarantine_rows,
             )
 
+    async def new_s3_files(
+        self, ds: Datasource, pattern: s3_source.S3Pattern
+    ) -> list[s3_source.S3File]:
+        """The files of `pattern` not yet loaded into `ds`."""
+        loaded = await self.ledger.loaded(ds.name, pattern.bucket)
+        return [f for f in await self._s3.list(pattern) if (f.key, f.etag) not in loaded]
+
+    async def run_s3(self, ds: Datasource, pattern: s3_source.S3Pattern) -> pb.Job | None:
+        """Loads the new files of `pattern` as one job, to its end (a scheduled look); None
+        when there is nothing new."""
+        if not await self.new_s3_files(ds, pattern):
+            return None
+        job = s3_job(ds, pattern)
+        await self._store.save(job)
+        await self._run(job, s3_spec(ds, pattern))
+        return job
+
+    async def _load_s3(self, job: pb.Job, spec: ImportSpec) -> None:
+        assert spec.s3 is not None
+        files = await self.new_s3_files(spec.ds, spec.s3)
+        for done, file in enumerate(files):
+            spool = await asyncio.to_thread(url_source.new_spool, self._spool)
+            try:
+                await self._s3.fetch(file, spool)
+                fmt = spec.fmt or file_formats.format_of(file.key)
+                await self._load(
+                    job, dataclasses.replace(spec, fmt=fmt), spool, spec.ds.name, file.token
+                )
+            finally:
+                await asyncio.to_thread(spool.unlink, missing_ok=True)
+            await self.ledger.record(spec.ds.name, file, job.id)
+            job.progress_percentage = min(99, (done + 1) * 100 // len(files))
+            await self._store.save(job)
+
     async def _download(self, job: pb.Job, url: str) -> Path:
         last = time.monotonic()
 
@@ -182,7 +235,18 @@ class Importer:
             progress=progress,
         )
 
-    async def _load(self, job: pb.Job, spec: ImportSpec, spool: Path | None, target: str) -> None:
+    async def _load(
+        self,
+        job: pb.Job,
+        spec: ImportSpec,
+        spool: Path | None,
+        target: str,
+        token: str = "",
+    ) -> None:
+        """Loads one file into `target`; its inserts' deduplication tokens are named for
+        `token` (the job, unless the file has a name of its own: an S3 file's)."""
+        token = token or f"import-{job.id}"
+        bytes_before = job.statistics.bytes
         validator = RowValidator(spec.ds, max_string_bytes=self._max_field_bytes)
         raw, total = await asyncio.to_thread(_open, spec, spool)
         if not spec.fmt:
@@ -200,12 +264,12 @@ class Importer:
                 prepared = await asyncio.to_thread(_prepare, batches, validator, counted)
                 if prepared is None:
                     break
-                await self._insert(target, spec.ds.column_names, prepared.block, job, number)
+                await self._insert(target, spec.ds.column_names, prepared.block, token, number)
                 await self._insert(
                     spec.ds.quarantine_table,
                     QUARANTINE_COLUMNS,
                     quarantine_block(prepared.bad),
-                    job,
+                    token,
                     number,
                     "q",
                 )
@@ -216,12 +280,15 @@ class Importer:
                 job.quarantine_rows = _saturated(job.quarantine_rows + len(prepared.bad))
                 job.invalid_lines = _saturated(job.invalid_lines + prepared.invalid_lines)
                 if spec.fmt != file_formats.PARQUET:
-                    job.statistics.bytes = _saturated(prepared.read_bytes)
-                    job.progress_percentage = min(99, prepared.read_bytes * 100 // max(total, 1))
+                    job.statistics.bytes = _saturated(bytes_before + prepared.read_bytes)
+                    if not spec.s3:
+                        job.progress_percentage = min(
+                            99, prepared.read_bytes * 100 // max(total, 1)
+                        )
                 if time.monotonic() - last > PROGRESS_SECONDS:
                     last = time.monotonic()
                     await self._store.save(job)
-            job.statistics.bytes = _saturated(total)
+            job.statistics.bytes = _saturated(bytes_before + total)
         finally:
             await asyncio.to_thread(raw.close)
 
@@ -230,14 +297,14 @@ class Importer:
         table: str,
         columns: tuple[str, ...],
         block: Block,
-        job: pb.Job,
+        name: str,
         number: int,
         kind: str = "rows",
     ) -> None:
         if not block.rows:
             return
-        # Named for the job and the batch: a retried insert is the same insert.
-        token = f"import-{job.id}-{kind}-{number}"
+        # Named for the file and the batch: a retried insert is the same insert.
+        token = f"{name}-{kind}-{number}"
         for attempt in range(_INSERT_ATTEMPTS):
             try:
                 await self._warehouse.insert_json_rows(
@@ -248,6 +315,19 @@ class Importer:
                 if attempt == _INSERT_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.5 * 2**attempt)
+
+
+def s3_job(ds: Datasource, pattern: s3_source.S3Pattern) -> pb.Job:
+    """A waiting job loading the new files of `pattern` into `ds`."""
+    job = jobs.new_job(jobs.IMPORT, ds.name)
+    job.mode, job.url = APPEND, str(pattern)
+    job.format = file_formats.format_of(pattern.glob)
+    return job
+
+
+def s3_spec(ds: Datasource, pattern: s3_source.S3Pattern) -> ImportSpec:
+    fmt = file_formats.format_of(pattern.glob)
+    return ImportSpec(ds=ds, mode=APPEND, fmt=fmt, dialect=file_formats.Dialect(), s3=pattern)
 
 
 def _open(spec: ImportSpec, spool: Path | None) -> tuple[IO[bytes], int]:

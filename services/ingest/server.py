@@ -23,6 +23,8 @@ from services.ingest.datasources_api import DatasourcesApi
 from services.ingest.imports import Importer
 from services.ingest.jobs import JobStore
 from services.ingest.metrics import serve_metrics
+from services.ingest.s3_schedule import S3Schedule
+from services.ingest.s3_source import S3Error, scheduled_imports
 from services.ingest.service import SERVICE, Ingestor, IngestService
 from services.ingest.wal import WriteAheadLog
 
@@ -38,6 +40,7 @@ class RunningIngest:
     wal: WriteAheadLog
     importer: Importer
     datasources: DatasourcesApi
+    s3_schedule: S3Schedule | None = None
     metrics: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -63,6 +66,8 @@ class RunningIngest:
     async def stop(self, grace: float) -> None:
         """Stops taking requests, lets in-flight ones finish, then flushes everything."""
         await self.grpc.stop(grace)
+        if self.s3_schedule is not None:
+            await self.s3_schedule.stop()
         await self.importer.close()
         await self.batcher.close(deadline=grace)
         if self.metrics is not None:
@@ -99,9 +104,14 @@ async def start_ingest(
     ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
     service = IngestService(ingestor, settings.max_body_bytes, current)
     jobs = JobStore(warehouse)
+    importer = Importer(warehouse, jobs, settings)
     if settings.manage_schema:
         await jobs.ensure()
-    importer = Importer(warehouse, jobs, settings)
+        await importer.ledger.ensure()
+    try:
+        s3_imports = scheduled_imports(settings.s3_imports)
+    except S3Error as exc:
+        raise SystemExit(str(exc)) from None
     datasources = DatasourcesApi(
         warehouse, jobs, importer, current, settings.import_allow_private_urls
     )
@@ -118,6 +128,9 @@ async def start_ingest(
         max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
     )
     running = RunningIngest(server, batcher, wal, importer, datasources)
+    if s3_imports:
+        running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
+        running.s3_schedule.start()
     readiness.append(running)
     if not batcher.healthy:
         running.readiness(False)

@@ -89,7 +89,7 @@ async def download(
     check_url(url, allow_private)
     resolver = None if allow_private else _PublicResolver()
     connector = aiohttp.TCPConnector(resolver=resolver)
-    spool = await asyncio.to_thread(_new_spool, directory)
+    spool = await asyncio.to_thread(new_spool, directory)
     try:
         async with aiohttp.ClientSession(
             connector=connector,
@@ -119,7 +119,8 @@ async def download(
         raise
 
 
-def _new_spool(directory: Path) -> Path:
+def new_spool(directory: Path) -> Path:
+    """A new empty file in `directory` (made if missing) for a download. Blocking."""
     directory.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=directory, prefix="import-")
     os.close(handle)
