@@ -15,7 +15,7 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -211,59 +211,151 @@ def _csv_line(row: list[str], delimiter: str) -> bytes:
     return out.getvalue().encode()
 
 
+class _CsvTexts(Sequence[bytes]):
+    """A batch's rows as CSV lines for the quarantine, each written only when asked for:
+    only invalid rows ever are."""
+
+    def __init__(self, rows: list[list[str] | None], delimiter: str) -> None:
+        self._rows = rows
+        self._delimiter = delimiter
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        row = self._rows[index]
+        return b"" if row is None else _csv_line(row, self._delimiter)
+
+
+class _Dicts(Sequence[dict[str, Any]]):
+    """A batch's events as dicts, each made when asked for: only a batch the validator
+    cannot check a column at a time ever is."""
+
+    def __init__(self, names: list[str], columns: list[list[Any]]) -> None:
+        self._names = names
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return len(self._columns[0]) if self._columns else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return {
+            name: column[index]
+            for name, column in zip(self._names, self._columns, strict=True)
+            if column[index] is not _MISSING_CELL
+        }
+
+
+def _column_of(column: Column, read: Callable[[str], Any]) -> Callable[[list[str]], list[Any]]:
+    """How a whole column of cells becomes values: at C speed where every cell is a plain
+    number (or the column is text), else a cell at a time."""
+    nullable, base = unwrap(read_type(column.type))
+    if base.name in ("String", "FixedString") and not nullable:
+        return lambda cells: list(cells)
+    whole: Callable[[str], Any] | None = None
+    if base.name in INT_RANGES:
+        whole = int
+    elif base.name in ("Float32", "Float64"):
+        whole = float
+
+    def each(cells: list[str]) -> list[Any]:
+        if whole is not None:
+            try:
+                return list(map(whole, cells))
+            except ValueError:
+                pass
+        return list(map(read, cells))
+
+    return each
+
+
+def _csv_events(
+    rows: list[list[str] | None],
+    errors: dict[int, str],
+    order: list[Column],
+    cells: list[Callable[[str], Any]],
+    columns: list[Callable[[list[str]], list[Any]]],
+    delimiter: str,
+) -> Events:
+    names = [column.name for column in order]
+    width = len(order)
+    values: list[Any]
+    if not errors and all(len(row) == width for row in rows):  # type: ignore[arg-type]
+        transposed = zip(*rows, strict=True)  # type: ignore[misc]
+        converted = [
+            convert(list(cells_of)) for convert, cells_of in zip(columns, transposed, strict=True)
+        ]
+        missing = any(any(v is _MISSING_CELL for v in column) for column in converted)
+        return Events(
+            _CsvTexts(rows, delimiter),  # type: ignore[arg-type]
+            _Dicts(names, converted),  # type: ignore[arg-type]
+            columns=None if missing else dict(zip(names, converted, strict=True)),
+        )
+    values = []
+    for index, row in enumerate(rows):
+        if row is None or index in errors:
+            values.append(None)
+            continue
+        if len(row) > width:
+            errors[index] = f"{len(row)} fields, more than the {width} columns"
+            values.append(None)
+            continue
+        value = {}
+        for name, read, cell in zip(names, cells, row, strict=False):
+            parsed = read(cell)
+            if parsed is not _MISSING_CELL:
+                value[name] = parsed
+        values.append(value)
+    return Events(_CsvTexts(rows, delimiter), values, errors)  # type: ignore[arg-type]
+
+
 def read_csv(raw: IO[bytes], ds: Datasource, batch_rows: int, dialect: Dialect) -> Iterator[Events]:
     """The rows of a CSV file, with a header row (every cell a column name: the columns in
-    its order) or without (the datasource's column order)."""
+    its order) or without (the datasource's column order). A batch is converted a column at
+    a time."""
+    delimiter = dialect.delimiter or ","
     text = io.TextIOWrapper(_inflated(raw), encoding="utf-8", errors="replace", newline="")
     reader = csv.reader(
         text,
-        delimiter=dialect.delimiter or ",",
+        delimiter=delimiter,
         escapechar=dialect.escapechar or None,
         doublequote=True,
         strict=False,
     )
     by_name = {column.name: column for column in ds.columns}
+
+    def rules(order: list[Column]) -> tuple[list[Callable], list[Callable]]:
+        cells = [_csv_cell(column) for column in order]
+        return cells, [_column_of(c, read) for c, read in zip(order, cells, strict=True)]
+
     order: list[Column] = list(ds.columns)
-    cells = [_csv_cell(column) for column in order]
+    cells, columns = rules(order)
     first = True
-    events = Events([], [])
+    rows: list[list[str] | None] = []
+    errors: dict[int, str] = {}
     while True:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            events.errors[len(events.texts)] = f"line {reader.line_num}: not valid CSV ({exc})"
-            events.texts.append(b"")
-            events.values.append(None)
+            errors[len(rows)] = f"line {reader.line_num}: not valid CSV ({exc})"
+            rows.append(None)
             continue
         if first:
             first = False
             if row and all(cell.strip() in by_name for cell in row):
                 order = [by_name[cell.strip()] for cell in row]
-                cells = [_csv_cell(column) for column in order]
+                cells, columns = rules(order)
                 continue
         if not row or row == [""]:
             continue
-        events.texts.append(_csv_line(row, dialect.delimiter or ","))
-        if len(row) > len(order):
-            events.errors[len(events.values)] = (
-                f"line {reader.line_num}: {len(row)} fields, more than the "
-                f"{len(order)} columns of {ds.name}"
-            )
-            events.values.append(None)
-        else:
-            value = {}
-            for column, read, cell in zip(order, cells, row, strict=False):
-                parsed = read(cell)
-                if parsed is not _MISSING_CELL:
-                    value[column.name] = parsed
-            events.values.append(value)
-        if len(events.texts) >= batch_rows:
-            yield events
-            events = Events([], [])
-    if events.texts:
-        yield events
+        rows.append(row)
+        if len(rows) >= batch_rows:
+            yield _csv_events(rows, errors, order, cells, columns, delimiter)
+            rows, errors = [], {}
+    if rows:
+        yield _csv_events(rows, errors, order, cells, columns, delimiter)
 
 
 def read_ndjson(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
@@ -314,9 +406,51 @@ def _plain(value: Any) -> Any:
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
+def _arrow_text(array: Any) -> Any | None:
+    """A column of a record batch as the values the validator reads, converted by Arrow (a
+    C++ pass, not a Python call per value): times as UTC text to the second, dates and
+    decimals as text. None when a value needs Python's closer look (sub-second times,
+    nested values, binary that is not UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        seconds = array.cast(pa.timestamp("s", tz=kind.tz), safe=False)
+        if kind.unit != "s":
+            # None when every value is null; False when some has a fraction of a second.
+            if pc.all(pc.equal(seconds.cast(kind), array)).as_py() is False:
+                return None
+        return pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S")
+    if pa.types.is_date(kind) or pa.types.is_decimal(kind):
+        return array.cast(pa.string())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            return array.cast(pa.string())
+        except pa.ArrowInvalid:
+            return None
+    if pa.types.is_nested(kind) or pa.types.is_dictionary(kind):
+        return None
+    return array
+
+
+class _JsonTexts(Sequence[bytes]):
+    """A batch's events as JSON text for the quarantine, each written only when asked for."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, index: Any) -> Any:
+        return orjson.dumps(self._values[index], default=str)
+
+
 def read_parquet(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
     """The rows of a Parquet file, a record batch at a time (pyarrow reads only the row
-    groups it needs for each). `raw` must be seekable: Parquet's index is at its end."""
+    groups it needs for each), converted a column at a time where Arrow can. `raw` must be
+    seekable: Parquet's index is at its end."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -326,15 +460,25 @@ def read_parquet(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
         raise FileError(f"not a Parquet file: {exc}") from None
     try:
         for batch in parquet.iter_batches(batch_size=batch_rows):
+            converted = [_arrow_text(column) for column in batch.columns]
+            if all(c is not None for c in converted):
+                names = list(batch.schema.names)
+                columns = [c.to_pylist() for c in converted]
+                values = _Dicts(names, columns)
+                yield Events(
+                    _JsonTexts(values),  # type: ignore[arg-type]
+                    values,  # type: ignore[arg-type]
+                    columns=dict(zip(names, columns, strict=True)),
+                )
+                continue
             rows = batch.to_pylist()
-            values = []
+            plain = []
             for row in rows:
                 if all(type(v) in _PLAIN_TYPES for v in row.values()):
-                    values.append(row)
+                    plain.append(row)
                 else:
-                    values.append({k: _plain(v) for k, v in row.items()})
-            texts = [orjson.dumps(v, default=str) for v in values]
-            yield Events(texts, values)
+                    plain.append({k: _plain(v) for k, v in row.items()})
+            yield Events(_JsonTexts(plain), plain)  # type: ignore[arg-type]
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileError(f"the Parquet file cannot be read: {exc}") from None
 

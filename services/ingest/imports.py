@@ -246,7 +246,8 @@ class Importer:
         """Loads one file into `target`; its inserts' deduplication tokens are named for
         `token` (the job, unless the file has a name of its own: an S3 file's)."""
         token = token or f"import-{job.id}"
-        bytes_before = job.statistics.bytes
+        # An S3 job reads several files; a URL job counted its download in the same figure.
+        bytes_before = job.statistics.bytes if spec.s3 is not None else 0
         validator = RowValidator(spec.ds, max_string_bytes=self._max_field_bytes)
         raw, total = await asyncio.to_thread(_open, spec, spool)
         if not spec.fmt:

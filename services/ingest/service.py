@@ -59,6 +59,10 @@ def validated(validator: RowValidator, events: events_api.Events) -> tuple[Block
     """The valid events of a batch as a block, and the index of each invalid one with the
     reason, in order: the one validation of the Events API and of bulk imports."""
     ds = validator.datasource
+    if events.columns is not None and not events.errors:
+        columns = validator.checked_columns(events.columns)
+        if columns is not None:
+            return Block.from_columns(columns, len(events), ds.column_names), []
     if events.errors:
         decoded = [i for i in range(len(events)) if i not in events.errors]
         values = [events.values[i] for i in decoded]
