@@ -250,6 +250,7 @@ class Importer:
         bytes_before = job.statistics.bytes if spec.s3 is not None else 0
         validator = RowValidator(spec.ds, max_string_bytes=self._max_field_bytes)
         raw, total = await asyncio.to_thread(_open, spec, spool)
+        upcoming: asyncio.Future[_Prepared | None] | None = None
         if not spec.fmt:
             job.format = await asyncio.to_thread(file_formats.sniff, raw)
             spec = dataclasses.replace(spec, fmt=job.format)
@@ -261,10 +262,20 @@ class Importer:
             )
             last = time.monotonic()
             number = 0
+
+            def read_next() -> asyncio.Future[_Prepared | None]:
+                return asyncio.ensure_future(
+                    asyncio.to_thread(_prepare, batches, validator, counted)
+                )
+
+            upcoming = read_next()
             while True:
-                prepared = await asyncio.to_thread(_prepare, batches, validator, counted)
+                prepared = await upcoming
                 if prepared is None:
                     break
+                # The next batch is read and validated on its thread while this one is
+                # inserted: two batches at most are held, and neither side waits for the other.
+                upcoming = read_next()
                 await self._insert(target, spec.ds.column_names, prepared.block, token, number)
                 await self._insert(
                     spec.ds.quarantine_table,
@@ -291,6 +302,9 @@ class Importer:
                     await self._store.save(job)
             job.statistics.bytes = _saturated(bytes_before + total)
         finally:
+            if upcoming is not None and not upcoming.done():
+                # A failed insert: the batch being read is not wanted; the file closes after it.
+                await asyncio.gather(upcoming, return_exceptions=True)
             await asyncio.to_thread(raw.close)
 
     async def _insert(
