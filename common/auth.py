@@ -1,10 +1,14 @@
 """Bearer-token authentication, enforced in one place: a gRPC server interceptor, so
-that our gateway, Envoy and direct gRPC clients all get the same answer."""
+that our gateway, Envoy and direct gRPC clients all get the same answer. A bearer token is
+a static token (the admin token, the token file's, the Tokens API's) or a JWT signed with
+the admin token (common/jwt_tokens.py); `identify` tells which, for the interceptor and for
+our gateway's early check alike."""
 
 from __future__ import annotations
 
 import contextvars
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from common import jwt_tokens
 from common.config import Settings
 from common.interceptors import Behavior, wrap_handler
 from common.project_handlers import ScopeRules
@@ -31,6 +36,46 @@ TOKEN_FILE_NAME = "admin_token"
 # first (gateway/early_auth.py): the same words from either place.
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' or ?token="
 INVALID_TOKEN = "invalid token"  # noqa: S105 - a message, not a password
+
+
+class Refused(Exception):  # noqa: N818 - a refusal, not a failure
+    """A bearer token that admits no one: the gRPC status and the words to answer with
+    (never the token)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def identify(tokens: TokenStore, token: str, now: Callable[[], float] = time.time) -> Principal:
+    """Who `token` is: a static token the store knows, else a JWT signed with the admin
+    token. Raises Refused: UNAUTHENTICATED for no token or one that is neither (tampered,
+    unsigned, another algorithm), PERMISSION_DENIED for a correctly signed JWT that is
+    expired or whose claims grant nothing Pipit can honour exactly (Tinybird answers 403)."""
+    if not token:
+        raise Refused(grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)
+    principal = tokens.authenticate(token)
+    if principal is not None:
+        return principal
+    if not jwt_tokens.looks_like_jwt(token):
+        raise Refused(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN)
+    try:
+        grant = jwt_tokens.verify(token, tokens.signing_key, now())
+    except jwt_tokens.JwtRefused as exc:
+        if not exc.signed:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN) from None
+        raise Refused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+    # Keyed by the JWT's name, as Tinybird counts a JWT's rps: every JWT its issuer signs
+    # under one name shares one bucket, so a client cannot reset its limit by asking for a
+    # fresh JWT. (Names are the issuer's, signed: a caller cannot choose one.)
+    return Principal(
+        key=f"jwt:{grant.name}",
+        name=f"jwt:{grant.name}",
+        scopes=grant.scopes,
+        rps=grant.rps,
+        fixed_params=grant.fixed_params,
+    )
 
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
@@ -74,6 +119,8 @@ class Access:
     tokens: TokenStore
     default_rate_limit: int = 0  # requests per minute for tokens without their own; 0 = none
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # JWTs' `limits.rps`, per JWT name.
+    rps_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(window=1.0))
 
     @classmethod
     def for_process(cls, settings: Settings, admin_token: str) -> Access:
@@ -81,6 +128,18 @@ class Access:
 
     def limit_for(self, principal: Principal) -> int:
         return principal.rate_limit if principal.rate_limit is not None else self.default_rate_limit
+
+    def admit(self, principal: Principal) -> Decision | None:
+        """The rate-limit decision for one more request of `principal` (None: no limit
+        applies). A JWT's rps and the per-minute limit both count; the first refusal is
+        answered, else the per-second figures, the tighter, make the headers."""
+        limit = self.limit_for(principal)
+        decision = self.limiter.take(principal.key, limit) if limit > 0 else None
+        if decision is not None and not decision.allowed:
+            return decision
+        if principal.rps:
+            return self.rps_limiter.take(principal.key, principal.rps)
+        return decision
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -119,14 +178,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         rule = self._rules.get(method, lambda _request: ADMIN)
 
         async def admit(context: grpc.aio.ServicerContext) -> tuple[Principal, Decision | None]:
-            token = bearer_token(metadata)
-            if not token:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN)
-            principal = self._access.tokens.authenticate(token)
-            if principal is None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN)
-            limit = self._access.limit_for(principal)
-            decision = self._access.limiter.take(principal.key, limit) if limit > 0 else None
+            try:
+                principal = identify(self._access.tokens, bearer_token(metadata))
+            except Refused as refused:
+                await context.abort(refused.code, refused.message)
+            decision = self._access.admit(principal)
             if decision is not None and not decision.allowed:
                 await _refuse_rate(context, decision)
             current_principal.set(principal)
@@ -196,5 +252,6 @@ async def _refuse_rate(context: grpc.aio.ServicerContext, decision: Decision) ->
     context.set_trailing_metadata((("retry-after", str(decision.reset)), *decision.headers()))
     await context.abort(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"rate limit of {decision.limit} requests per minute reached; retry in {decision.reset} s",
+        f"rate limit of {decision.limit} requests per {decision.period} reached; "
+        f"retry in {decision.reset} s",
     )

@@ -110,6 +110,7 @@ class Settings:
     sql_timeout: float = 10.0
     sql_max_memory_bytes: int = 1024 * 1024 * 1024
     sql_max_threads: int = 1
+    sql_max_rows: int = 10_000
     sql_max_queries: int = 4
     sql_max_queries_per_token: int = 2
     shutdown_grace: float = 10.0
@@ -224,6 +225,10 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sql_timeout": ("seconds a Query API (/v0/sql) query may run", _positive_float),
     "sql_max_memory_bytes": ("memory one Query API query may use, in bytes", _positive_int),
     "sql_max_threads": ("engine threads one Query API query may use", _positive_int),
+    "sql_max_rows": (
+        "rows a Query API answer may have; a larger result is an error naming the cap",
+        _positive_int,
+    ),
     "sql_max_queries": (
         "Query API queries running or waiting at once in a process; more answer 429",
         _positive_int,

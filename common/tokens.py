@@ -18,8 +18,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Printable ASCII without the space: what an HTTP header and gRPC metadata carry unaltered.
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]*")
+# What new_token makes.
+_ISSUED = re.compile(r"p\.[A-Za-z0-9_-]{43}")
 
 
 class TokenError(ValueError):
@@ -52,6 +54,16 @@ class TokenError(ValueError):
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A new static token: 256 random bits, Tinybird's `p.` prefix."""
+    return "p." + secrets.token_urlsafe(32)
+
+
+def could_be_issued(token: str) -> bool:
+    """Whether `token` has the shape of one new_token makes."""
+    return _ISSUED.fullmatch(token) is not None
 
 
 def check_admin_token(token: str) -> str:
@@ -69,6 +81,15 @@ def check_admin_token(token: str) -> str:
             f"(a file written with a trailing newline adds one); {advice}"
         )
     return token
+
+
+def check_token_name(name: str) -> str:
+    """A name a new token may take; TokenError says why not."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise TokenError(f"invalid token name {name!r}: 1-64 letters, digits, '_', '.' or '-'")
+    if name.lower() in RESERVED_NAMES:
+        raise TokenError(f"the name {name!r} is reserved for the admin token; choose another")
+    return name
 
 
 def check_scope(scope: str) -> str:
@@ -101,6 +122,9 @@ class Principal:
     name: str  # a label for messages and logs
     scopes: tuple[str, ...]
     rate_limit: int | None = None  # requests per minute; None = the service default
+    rps: int | None = None  # a JWT's `limits.rps`: requests per second, shared by its name
+    fixed_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """A JWT's `fixed_params`, by pipe: what the pipe runs with whatever the caller sends."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,7 @@ class TokenEntry:
     scopes: tuple[str, ...]
     created_at: str
     rate_limit: int | None = None
+    description: str = ""
 
 
 def _entry_json(entry: TokenEntry) -> dict:
@@ -212,10 +237,7 @@ class TokenFile:
 
     def create(self, name: str, scopes: list[str], rate_limit: int | None = None) -> str:
         """Adds a token and returns it; only its digest is stored."""
-        if not _NAME.fullmatch(name):
-            raise TokenError(f"invalid token name {name!r}: letters, digits, '_', '.', '-'")
-        if name.lower() in RESERVED_NAMES:
-            raise TokenError(f"the name {name!r} is reserved for the admin token; choose another")
+        check_token_name(name)
         if not scopes:
             raise TokenError("a token needs at least one --scope")
         for scope in scopes:
@@ -227,7 +249,7 @@ class TokenFile:
         entries = self.entries()
         if any(e.name == name for e in entries):
             raise TokenError(f"a token named {name!r} exists; revoke it first")
-        token = "p." + secrets.token_urlsafe(32)
+        token = new_token()
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entries.append(TokenEntry(name, digest(token), tuple(scopes), created, rate_limit))
         self._save(entries)
@@ -258,9 +280,19 @@ class TokenStore:
         check_admin_token(admin_token)
         admin_digest = digest(admin_token)
         self._admin = Principal(admin_digest, ADMIN_NAME, (ADMIN,))
+        # The admin token signs and verifies JWTs (the workspace's signing key, as in
+        # Tinybird); it never leaves the process.
+        self.signing_key = admin_token
         self._path = path
         self._clock = clock
         self._by_digest: dict[str, Principal] = {}
+        self._file_entries: tuple[TokenEntry, ...] = ()
+        # Tokens made by the Tokens API, kept in the warehouse (common/token_table.py): set
+        # by whoever follows that table. Until then this store knows only the admin token
+        # and the file's, and says so (`follows_api_tokens`).
+        self._api_by_digest: dict[str, Principal] = {}
+        self._api_entries: tuple[TokenEntry, ...] = ()
+        self.follows_api_tokens = False
         self._content: bytes | None = None  # digest of the bytes last read
         self._problem: str | None = None
         self._checked = clock()
@@ -288,6 +320,7 @@ class TokenStore:
                     "token file removed: only the admin token is accepted", path=str(self._path)
                 )
                 self._by_digest = {}
+                self._file_entries = ()
             return
         except OSError as exc:
             self._content = None
@@ -308,6 +341,7 @@ class TokenStore:
         self._by_digest = {
             e.sha256: Principal(e.sha256, e.name, e.scopes, e.rate_limit) for e in entries
         }
+        self._file_entries = tuple(entries)
         self._problem = None
         log.info("token file loaded", path=str(self._path), tokens=len(entries))
 
@@ -332,4 +366,24 @@ class TokenStore:
         # Constant-time for the admin token, the one most worth guessing at.
         if hmac.compare_digest(presented, self._admin.key):
             return self._admin
-        return self._by_digest.get(presented)
+        return self._by_digest.get(presented) or self._api_by_digest.get(presented)
+
+    def file_entries(self) -> tuple[TokenEntry, ...]:
+        """The token file's tokens in force (the last good file)."""
+        return self._file_entries
+
+    def api_entries(self) -> tuple[TokenEntry, ...]:
+        """The Tokens API's tokens, as last loaded from the warehouse."""
+        return self._api_entries
+
+    def set_api_tokens(self, entries: Iterable[TokenEntry]) -> None:
+        """Puts the Tokens API's tokens in force, replacing the previous set whole. A name
+        or digest the token file also holds stays the file's."""
+        kept = tuple(entries)
+        self._api_entries = kept
+        self._api_by_digest = {
+            e.sha256: Principal(e.sha256, e.name, e.scopes, e.rate_limit)
+            for e in kept
+            if e.sha256 not in self._by_digest
+        }
+        self.follows_api_tokens = True

@@ -6,10 +6,14 @@ with `preserve_proto_field_names`, `always_print_primitive_fields`,
 configuration, and tests/test_envoy_conformance.py compares the two answer for answer.
 
 Choices where Envoy gives no single answer:
-- No route: 404 `{"code": 5, ...}` with Envoy's message. A known path with the wrong method is a
-  404 as well, not a 405: Envoy's matcher keys routes by method and path, so with
-  `reject_unknown_method` it answers 404 for both (without it, it forwards the request untranscoded
-  and the gRPC server answers with a non-JSON error), and the conformance suite compares statuses.
+- No route: 404 with Envoy's message. A path some route knows, asked with a method no route binds
+  to it, is 405 with `Allow` (Tinybird's status; `RouteTable.allowed_methods`). Envoy's matcher
+  keys routes by method and path and answers 404 for both, so gateway/envoy.py has a Lua filter,
+  rendered from the same route table, answer the 405 before the transcoder. A CORS preflight from
+  an allowed origin is answered before either.
+- Statuses are Envoy's, but for those Tinybird documents otherwise (gateway/errors.py): a missing
+  or unknown token is 403, not 401. Every error body carries Tinybird's `"error": <message>`
+  beside the printed `google.rpc.Status`.
 - `?token=` is not a field: it becomes `authorization: Bearer <token>` unless the request has an
   Authorization header (Envoy: `ignored_query_parameters: [token]` plus a header rewrite).
 - Initial metadata `x-http-status` (200-203) sets the status of a successful answer, and 413 that
@@ -22,9 +26,9 @@ Choices where Envoy gives no single answer:
   opens or its last answer, is closed (idle keep-alive connections too), and a body that stalls
   that long is answered 408; Envoy's `request_headers_timeout`, `idle_timeout` and
   `stream_idle_timeout` do the same.
-- Gateway-made errors are JSON `google.rpc.Status` bodies; Envoy's own local replies are plain
-  text unless its `local_reply_config` formats them (gateway/envoy.py's does, with the gRPC code
-  this gateway would give for the HTTP status).
+- Gateway-made errors have the same JSON body; Envoy's own local replies are plain text unless
+  its `local_reply_config` formats them (gateway/envoy.py's does, with the gRPC code this gateway
+  would give for the HTTP status).
 """
 
 from __future__ import annotations
@@ -51,7 +55,15 @@ from gateway.cors import CorsPolicy
 from gateway.dashboard import add_dashboard
 from gateway.deployment import ServedRoutes, following
 from gateway.early_auth import refuse_unknown_token
-from gateway.errors import GatewayError, http_status, rpc_error_body, status_body
+from gateway.errors import (
+    DEFAULT_RETRY_AFTER,
+    TOO_MANY_REQUESTS,
+    GatewayError,
+    http_status,
+    method_not_allowed,
+    rpc_error_body,
+    status_body,
+)
 from gateway.transcoder import build_request, parse_query, render_response
 from gateway.upstreams import Upstreams
 from pipit.ingest.v1 import datasources_service_pb2
@@ -142,6 +154,9 @@ class Gateway:
         targets = self.routes.targets
         match = table.match(request.method, raw_path)
         if match is None:
+            allowed = table.allowed_methods(raw_path)
+            if allowed:
+                raise method_not_allowed(request.method, raw_path, allowed)
             raise GatewayError(grpc.StatusCode.NOT_FOUND, NO_ROUTE.format(raw_path))
         route = match.route
         request[_GRPC_METHOD] = route.grpc_method
@@ -186,6 +201,8 @@ class Gateway:
             # A trailers-only error carries all its metadata there (e.g. retry-after).
             _forward(exc.initial_metadata(), response)
             _forward(exc.trailing_metadata(), response)
+            if response.status == TOO_MANY_REQUESTS and "Retry-After" not in response.headers:
+                response.headers["Retry-After"] = DEFAULT_RETRY_AFTER
             return response
         request[_GRPC_CODE] = grpc.StatusCode.OK.name
         if route.grpc_method == DEPLOY_METHOD and self.routes.refresh is not None:
@@ -325,8 +342,8 @@ async def _answer(
     try:
         return await handler(request)
     except GatewayError as exc:
-        body = exc.body()
-        status = exc.status
+        headers = {**exc.headers, "Content-Type": "application/json"}
+        return web.Response(status=exc.status, body=exc.body(), headers=headers)
     except web.HTTPException as exc:
         # aiohttp's own refusals (e.g. a malformed request) in the same JSON shape.
         code = grpc.StatusCode.INVALID_ARGUMENT if exc.status < 500 else grpc.StatusCode.INTERNAL

@@ -15,28 +15,35 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   so routing to the services happens on that gRPC path (one route per service prefix), after
   transcoding. A catch-all route exists only so that the CORS filter (which acts on the route the
   original path selects) has a policy for every path.
-- Two Lua filters do what no built-in filter does. The first: `?token=` becomes `Authorization:
+- Three Lua filters do what no built-in filter does. The first: `?token=` becomes `Authorization:
   Bearer` and leaves the path (so it reaches neither the services nor the access log); answers
   get `Vary: Origin` and lose the transcoder's leftover `grpc-*` headers; the ingest service's
   `x-http-status` metadata becomes the HTTP status of a successful answer (202 for a queued Events
-  API write, 413 for an Events API body the service inflated past the limit). The second, after
-  CORS: native gRPC, which the transcoder would pass through to the services, is refused
-  (UNIMPLEMENTED); an unprintable token is 401, an unsupported `Content-Encoding` 415, a declared
-  length over the limit 413.
-- gzip bodies of the Events API (the routes whose body is a `google.api.HttpBody`) are passed on
-  as sent, with their `Content-Encoding`, for the ingest service to inflate with the inflater our
-  gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the end of the first gzip
-  member and ignores what follows, which would drop the events of a `cat a.gz b.gz` body. The
-  buffer filter caps the body as sent; the service caps what it inflates to, answering
-  RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one JSON message, which the
-  transcoder must read) the decompressor inflates the body before the buffer filter counts it.
+  API write, 413 for an Events API body the service inflated past the limit); statuses Tinybird
+  documents otherwise are replaced (gateway/errors.py `TINYBIRD_STATUSES`: 401 becomes 403), and
+  the transcoder's error bodies get Tinybird's `"error"` key. The second, after CORS (so that a
+  preflight is answered first and a refusal carries CORS headers): a path some route knows, asked
+  with a method none binds, is 405 with `Allow`; its code is rendered from the route table into
+  the route configuration (a per-route Lua source on the virtual host), so it follows
+  deployments. The third: native gRPC, which the transcoder would pass through to the services,
+  is refused (UNIMPLEMENTED); an unprintable token is refused (UNAUTHENTICATED), an unsupported
+  `Content-Encoding` 415, a declared length over the limit 413.
+- gzip bodies of the routes whose body is a `google.api.HttpBody` (the Events API, the Query
+  API's POST) are passed on as sent, with their `Content-Encoding`, for the service to inflate
+  with the inflater our gateway uses (common/gzip_inflater.py): Envoy's decompressor stops at the
+  end of the first gzip member and ignores what follows, which would drop the events of a
+  `cat a.gz b.gz` body. The buffer filter caps the body as sent; the service caps what it
+  inflates to, answering RESOURCE_EXHAUSTED with `x-http-status: 413`. On the other routes (one
+  JSON message, which the transcoder must read) the decompressor inflates the body before the
+  buffer filter counts it.
 - A declared Content-Length over the limit is refused before the body is read, as ours does.
 - Timeouts as our gateway's `header_timeout`: `request_headers_timeout` for a slow request head,
   the connection `idle_timeout` for a connection without a request; `stream_idle_timeout`, which
   also runs while a service answers, is that plus the route timeout, so it only ends streams
   whose client went quiet.
-- `local_reply_config` turns Envoy's own plain-text errors into the JSON error body, with the gRPC
-  code our gateway would give for that HTTP status, and gives `/healthz` our body.
+- `local_reply_config` turns Envoy's own plain-text errors into the JSON error body (`error`
+  included), with the gRPC code our gateway would give for that HTTP status, and gives `/healthz`
+  our body.
 - `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
   its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
   Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
@@ -100,7 +107,14 @@ from gateway.envoy_deployment import (
     keep_on_deployment,
     rds_from_file,
 )
-from gateway.errors import code_number
+from gateway.errors import (
+    DEFAULT_RETRY_AFTER,
+    METHOD_NOT_ALLOWED,
+    METHOD_NOT_ALLOWED_CODE,
+    TINYBIRD_STATUSES,
+    code_number,
+    method_not_allowed_message,
+)
 from gateway.routes import LITERAL_SEGMENT as _LITERAL_SEGMENT
 from gateway.routes import RouteTable, load_routes
 
@@ -131,6 +145,7 @@ _LOCAL_REPLY_CODES: dict[int, grpc.StatusCode] = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    METHOD_NOT_ALLOWED: METHOD_NOT_ALLOWED_CODE,
     408: grpc.StatusCode.DEADLINE_EXCEEDED,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
@@ -338,8 +353,14 @@ def _origin_matchers(origins: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _error_format(code: grpc.StatusCode, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, Any]:
+    # gateway/errors.py's `status_body`.
     return {
-        "json_format": {"code": code_number(code), "message": message, "details": []},
+        "json_format": {
+            "error": message,
+            "code": code_number(code),
+            "message": message,
+            "details": [],
+        },
         "content_type": "application/json",
     }
 
@@ -481,12 +502,66 @@ def _lua_set(values: Sequence[object]) -> str:
 
 def _first_lua() -> str:
     errors = ", ".join(f'["{s}"] = {_lua_set(narrower)}' for s, narrower in ERROR_STATUSES.items())
+    tinybird = ", ".join(f'["{envoy}"] = "{ours}"' for envoy, ours in TINYBIRD_STATUSES.items())
     return (
         _FIRST_LUA.replace("@TOKEN@", TOKEN_PARAMETER)
         .replace("@STATUS_KEY@", STATUS_METADATA_KEY)
         .replace("@STATUSES@", _lua_set(SUCCESS_STATUSES))
         .replace("@ERRORS@", "{ " + errors + " }")
+        .replace("@TINYBIRD@", "{ " + tinybird + " }")
+        .replace("@RETRY_AFTER@", DEFAULT_RETRY_AFTER)
     )
+
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal for any text: bytes outside printable ASCII, quotes and backslashes
+    as decimal escapes, so nothing in a route's path can end the literal early."""
+    out = []
+    for byte in text.encode():
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def _methods_lua(table: RouteTable) -> str:
+    """The 405 filter's code for one route table: the table's paths as data, matched as
+    gateway/routes.py matches them (see _METHODS_LUA)."""
+    rows = []
+    for route in table.routes:
+        template = route.template
+        literals = ", ".join(f"[{i + 1}] = {_lua_string(text)}" for i, text in template.literals)
+        rows.append(
+            f"  {{ {_lua_string(route.http_method)}, {_lua_string(template.verb)}, "
+            f"{len(template.segments)}, {str(template.open_ended).lower()}, {{ {literals} }} }},"
+        )
+    verbs = ", ".join(f"[{_lua_string(verb)}] = true" for verb in sorted(table.verbs))
+    before, middle, listed_before, listed_after = _method_message_parts()
+    message = " .. ".join(
+        (
+            _lua_string(before),
+            "method",
+            _lua_string(middle),
+            "path",
+            _lua_string(listed_before),
+            "listed",
+            _lua_string(listed_after),
+        )
+    )
+    return (
+        _METHODS_LUA.replace("@VERBS@", "{ " + verbs + " }")
+        .replace("@ROUTES@", "\n".join(rows))
+        .replace("@STATUS@", str(METHOD_NOT_ALLOWED))
+        .replace("@MESSAGE@", message)
+    )
+
+
+def _method_message_parts() -> tuple[str, str, str, str]:
+    # gateway/errors.py's wording, cut where the method, the path and the methods go.
+    text = method_not_allowed_message("\0", "\1", "\2")
+    before, _, rest = text.partition("\0")
+    middle, _, rest = rest.partition("\1")
+    listed_before, _, listed_after = rest.partition("\2")
+    return before, middle, listed_before, listed_after
 
 
 def _refusals_lua(max_body_bytes: int, import_max_body_bytes: int) -> str:
@@ -515,6 +590,8 @@ _FIRST_LUA = r"""
 local STATUSES = @STATUSES@
 -- By the status of a gRPC error, the more precise statuses x-http-status may give it.
 local ERRORS = @ERRORS@
+-- Envoy's status -> the one Tinybird documents for the same failure (gateway/errors.py).
+local TINYBIRD = @TINYBIRD@
 
 local function unescape(text, plus_is_space)
   if plus_is_space then text = string.gsub(text, "+", " ") end
@@ -551,6 +628,33 @@ function envoy_on_request(handle)
   end
 end
 
+-- The transcoder prints a gRPC error as the google.rpc.Status `{"code":N,"message":"...",
+-- "details":[...]}`, in that order and without whitespace; Tinybird's clients read `error`, so
+-- the message goes in front under that key too. The message is a JSON string already: it is
+-- copied as printed, up to its closing quote (the first `"` not escaped by a backslash), so no
+-- byte of it is decoded or re-escaped. Any other body (Envoy's local replies, which
+-- local_reply_config already gives `error`; a health answer) does not start that way.
+local function add_error_key(handle)
+  local body = handle:body()
+  if body == nil then return end
+  local text = body:getBytes(0, body:length())
+  local head = string.match(text, '^{"code":%-?%d+,"message":"')
+  if head == nil then return end
+  local i = #head + 1
+  while i <= #text do
+    local byte = string.byte(text, i)
+    if byte == 92 then
+      i = i + 2  -- a backslash and the character it escapes
+    elseif byte == 34 then
+      break
+    else
+      i = i + 1
+    end
+  end
+  if i > #text then return end  -- not a complete string: leave the body alone
+  body:setBytes('{"error":' .. string.sub(text, #head, i) .. "," .. string.sub(text, 2))
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   -- The echoed Access-Control-Allow-Origin depends on Origin; shared caches must know.
@@ -563,19 +667,104 @@ function envoy_on_response(handle)
     headers:remove("grpc-accept-encoding")
   end
   local wanted = headers:get("@STATUS_KEY@")
-  if wanted == nil then return end
-  headers:remove("@STATUS_KEY@")
-  -- Only a 2xx with a body may replace a 200: an error travels as a gRPC status, and may
-  -- only be made more precise.
+  if wanted ~= nil then
+    headers:remove("@STATUS_KEY@")
+    -- Only a 2xx with a body may replace a 200: an error travels as a gRPC status, and may
+    -- only be made more precise.
+    local status = headers:get(":status")
+    if (status == "200" and STATUSES[wanted]) or (ERRORS[status] and ERRORS[status][wanted]) then
+      headers:replace(":status", wanted)
+    end
+  end
   local status = headers:get(":status")
-  if (status == "200" and STATUSES[wanted]) or (ERRORS[status] and ERRORS[status][wanted]) then
-    headers:replace(":status", wanted)
+  if TINYBIRD[status] then
+    status = TINYBIRD[status]
+    headers:replace(":status", status)
+  end
+  -- A 429 always says when to come back (gateway/errors.py DEFAULT_RETRY_AFTER).
+  if status == "429" and headers:get("retry-after") == nil then
+    headers:add("retry-after", "@RETRY_AFTER@")
+  end
+  if (tonumber(status) or 0) >= 400
+      and string.find(headers:get("content-type") or "", "^application/json") then
+    add_error_key(handle)
   end
 end
 """
 
-# After the CORS filter, so that a refusal carries CORS headers as ours do. A refusal is a local
-# reply with a plain-text message: local_reply_config gives it the JSON error shape.
+# After the CORS filter, which answers a preflight first, so that the 405 carries CORS headers as
+# ours does; before the refusals, as our gateway matches the route before it looks at the token,
+# the encoding or the length. Kept in step with gateway/routes.py (`RouteTable._split`,
+# `PathTemplate.match`, `RouteTable.allowed_methods`): the same split of the raw path (no
+# unescaping, a `:verb` only when some rule declares it, trailing empty segments dropped), the
+# same segment rules (a literal must be equal, `*` takes any one segment, a final `**` any
+# number). Rendered per route table by `_methods_lua` into the route configuration.
+_METHODS_LUA = r"""
+local VERBS = @VERBS@
+-- Per route: HTTP method, verb, segment count, whether it ends in `**`, literals by position.
+local ROUTES = {
+@ROUTES@
+}
+
+local function split(path)
+  local verb = ""
+  local stem, suffix = string.match(path, "^(.*):([^:/]*)$")
+  if stem ~= nil and VERBS[suffix] then
+    path, verb = stem, suffix
+  end
+  if string.sub(path, 1, 1) == "/" then path = string.sub(path, 2) end
+  local parts = {}
+  for part in string.gmatch(path .. "/", "([^/]*)/") do parts[#parts + 1] = part end
+  while #parts > 0 and parts[#parts] == "" do parts[#parts] = nil end
+  return parts, verb
+end
+
+local function allowed_methods(path)
+  local parts, verb = split(path)
+  local methods, seen = {}, {}
+  for _, route in ipairs(ROUTES) do
+    local method, count, open_ended = route[1], route[3], route[4]
+    local fits = route[2] == verb and not seen[method]
+      and ((open_ended and #parts >= count - 1) or #parts == count)
+    if fits then
+      for position, text in pairs(route[5]) do
+        if parts[position] ~= text then fits = false break end
+      end
+    end
+    if fits then
+      seen[method] = true
+      methods[#methods + 1] = method
+    end
+  end
+  table.sort(methods)
+  return methods
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  -- Native gRPC is the refusals filter's to answer, in gRPC, whatever the path.
+  if string.find(string.lower(headers:get("content-type") or ""), "^application/grpc") then
+    return
+  end
+  local method = headers:get(":method") or ""
+  local path = string.match(headers:get(":path") or "", "^[^?]*")
+  local methods = allowed_methods(path)
+  if #methods == 0 then return end  -- unknown path: the transcoder's 404
+  for _, known in ipairs(methods) do
+    if known == method then return end
+  end
+  local listed = table.concat(methods, ", ")
+  handle:respond({ [":status"] = "@STATUS@", ["allow"] = listed }, @MESSAGE@)
+end
+"""
+
+# The methods filter's code in the bootstrap: the route configuration's, on the virtual host,
+# takes its place (see `render_route_config`).
+_NO_METHODS_LUA = "function envoy_on_request(handle) end\n"
+_METHODS_FILTER = "pipit.lua.methods"
+
+# After the methods filter. A refusal is a local reply with a plain-text message:
+# local_reply_config gives it the JSON error shape.
 _REFUSALS_LUA = r"""
 local ACCEPTED = { @ACCEPTED@ }
 
@@ -591,6 +780,7 @@ function envoy_on_request(handle)
   end
   local authorization = headers:get("authorization")
   if authorization ~= nil and string.find(authorization, "[^\32-\126]") then
+    -- UNAUTHENTICATED's status as Envoy gives it; the first filter makes it Tinybird's 403.
     handle:respond({ [":status"] = "401" }, "@UNPRINTABLE@")
     return
   end
@@ -644,8 +834,9 @@ def _lua(name: str, source: str) -> dict[str, Any]:
 
 def _http_body_matches(table: RouteTable) -> list[dict[str, Any]]:
     """Route matches for the paths of the routes whose body is a raw `google.api.HttpBody`
-    (the Events API, the Data Sources API): the path itself, or a regular expression for a
-    template with single-segment variables (`/v0/datasources/{name}/truncate`)."""
+    (the Events API, the Query API, the Data Sources API): the path itself, or a regular
+    expression for a template with single-segment variables
+    (`/v0/datasources/{name}/truncate`)."""
     matches: dict[str, dict[str, Any]] = {}
     for route in table.routes:
         if not route.body_is_http_body:
@@ -782,6 +973,11 @@ def render_route_config(
                 "routes": routes,
                 "typed_per_filter_config": {
                     "envoy.filters.http.cors": cors_policy,
+                    # The 405s of this route table (see _METHODS_LUA).
+                    _METHODS_FILTER: _typed(
+                        "extensions.filters.http.lua.v3.LuaPerRoute",
+                        source_code={"inline_string": _methods_lua(table)},
+                    ),
                     # The transcoder takes the most specific configuration it finds; a
                     # route's own (the dashboard's: disabled) beats this one.
                     _TRANSCODER: _transcoder(
@@ -831,6 +1027,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
                 cluster_min_healthy_percentages={name: {"value": 1} for name in clusters.values()},
             ),
         },
+        _lua(_METHODS_FILTER, _NO_METHODS_LUA),
         _lua("pipit.lua.refusals", _refusals_lua(config.max_body_bytes, config.import_limit)),
         {
             "name": _DECOMPRESSOR,

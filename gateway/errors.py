@@ -1,17 +1,27 @@
-"""HTTP answers for gRPC outcomes, as Envoy's grpc_json_transcoder gives them.
+"""HTTP answers for gRPC outcomes: Envoy's grpc_json_transcoder's, with the few statuses Tinybird
+documents differently, and an error body Tinybird's clients read.
 
-The HTTP status of a gRPC code is Envoy's `Grpc::Utility::grpcToHttpStatus`. The error body is
-the `google.rpc.Status` that `convert_grpc_status: true` sends, printed with the same print options
-as responses (`preserve_proto_field_names`, `always_print_primitive_fields`). Those options print
-empty repeated fields too, so Envoy's body is `{"code":5,"message":"...","details":[]}` (envoy#15193
-shows that exact shape); we print `details` for the same reason. When the upstream sends a rich
-status in `grpc-status-details-bin`, that status is printed instead, as Envoy does.
+The HTTP status of a gRPC code starts from Envoy's `Grpc::Utility::grpcToHttpStatus`; where
+Tinybird's API documents another status for the same failure, `TINYBIRD_STATUSES` replaces it (on
+every route: they all take Tinybird's tokens, and a client should not have to know which family a
+path belongs to). gateway/envoy.py has Envoy apply the same table, so both gateways agree; gRPC
+callers still get the gRPC code itself.
 
-Errors the gateway raises itself (no route, bad query parameter, bad JSON, body too large) use the
-same body so that clients parse one shape.
+The error body is `{"error": <message>, "code": <gRPC code>, "message": <message>, "details":
+[...]}`. `error` is what Tinybird's clients read (`{"error": "..."}`: the TypeScript SDK's
+`TinybirdApiError`, the CLI's `parse_error_response`); the rest is the `google.rpc.Status` that
+Envoy's `convert_grpc_status: true` prints with the response print options
+(`preserve_proto_field_names`, `always_print_primitive_fields`, which print an empty `details`
+too: envoy#15193 shows that exact shape). When the upstream sends a rich status in
+`grpc-status-details-bin`, that status is printed instead, as Envoy does, `error` beside it.
+
+Errors the gateway raises itself (no route, wrong method, bad query parameter, bad JSON, body too
+large) use the same body so that clients parse one shape.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import grpc
 import orjson
@@ -19,7 +29,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import status_pb2
 
-_HTTP_STATUS: dict[grpc.StatusCode, int] = {
+# Envoy's grpcToHttpStatus.
+ENVOY_STATUSES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.UNKNOWN: 500,
@@ -39,12 +50,31 @@ _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 
+# Envoy's status -> the one Tinybird documents for that failure. Tinybird answers a missing or
+# unknown token with 403, as it does a token without the scope (API overview: "403 Forbidden.
+# Provided Auth token doesn't have the right scope"; Events API: "403 The token is not valid";
+# its CLI raises AuthNoTokenException on a 403 sent without a token) and never sends 401. Keyed
+# by status, not code, so that Envoy can apply it to every answer, its own included: a 401 only
+# ever stands for UNAUTHENTICATED.
+TINYBIRD_STATUSES: dict[int, int] = {401: 403}
+
+# A 429 always says when to come back: the TypeScript SDK retries only when it has a delay and
+# Tinybird's CLI reads the header as an integer. The services send their own (a rate limit's
+# reset, a full write-ahead log's); an upstream 429 without one gets this many seconds.
+TOO_MANY_REQUESTS = 429
+DEFAULT_RETRY_AFTER = "1"
+
+METHOD_NOT_ALLOWED = 405
+# The code in the body of a 405: the method is not one this path implements.
+METHOD_NOT_ALLOWED_CODE = grpc.StatusCode.UNIMPLEMENTED
+
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def http_status(code: grpc.StatusCode) -> int:
-    """The HTTP status Envoy answers for a gRPC code (500 for anything unmapped)."""
-    return _HTTP_STATUS.get(code, 500)
+    """The HTTP status both gateways answer for a gRPC code (500 for anything unmapped)."""
+    status = ENVOY_STATUSES.get(code, 500)
+    return TINYBIRD_STATUSES.get(status, status)
 
 
 def code_number(code: grpc.StatusCode) -> int:
@@ -54,19 +84,46 @@ def code_number(code: grpc.StatusCode) -> int:
 class GatewayError(Exception):
     """A request the gateway answers itself, without (or instead of) calling upstream."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = http_status(code) if status is None else status
+        self.headers = dict(headers or {})
 
     def body(self) -> bytes:
         return status_body(self.code, self.message)
 
 
+def method_not_allowed(method: str, path: str, allowed: tuple[str, ...]) -> GatewayError:
+    """405 for a path some route knows, asked with a method none of them binds; `Allow` lists
+    the methods that path takes (RFC 9110 requires it on a 405)."""
+    methods = ", ".join(allowed)
+    return GatewayError(
+        METHOD_NOT_ALLOWED_CODE,
+        method_not_allowed_message(method, path, methods),
+        status=METHOD_NOT_ALLOWED,
+        headers={"Allow": methods},
+    )
+
+
+def method_not_allowed_message(method: str, path: str, methods: str) -> str:
+    # One wording for both gateways: gateway/envoy.py's Lua builds the same sentence.
+    return f"method {method} is not allowed on {path}; it takes {methods}"
+
+
 def status_body(code: grpc.StatusCode, message: str) -> bytes:
-    """`{"code": <int>, "message": ..., "details": []}`, the printed google.rpc.Status."""
-    return orjson.dumps({"code": code_number(code), "message": message, "details": []})
+    """`{"error": ..., "code": <int>, "message": ..., "details": []}`: the printed
+    google.rpc.Status, with Tinybird's `error` first."""
+    return orjson.dumps(
+        {"error": message, "code": code_number(code), "message": message, "details": []}
+    )
 
 
 def rpc_error_body(error: grpc.aio.AioRpcError, pool: DescriptorPool) -> bytes:
@@ -86,7 +143,7 @@ def rpc_error_body(error: grpc.aio.AioRpcError, pool: DescriptorPool) -> bytes:
                 always_print_fields_with_no_presence=True,
                 descriptor_pool=pool,
             )
-            return orjson.dumps(printed)
+            return orjson.dumps({"error": printed.get("message", ""), **printed})
         except Exception:
             # A malformed or unresolvable detail must not hide the error itself.
             break

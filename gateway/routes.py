@@ -7,7 +7,8 @@ Matching follows grpc-httpjson-transcoding's PathMatcher (the library inside Env
   `:verb` suffix of the last segment is split off only if some rule declares that verb;
 - a literal segment beats `*`, which beats `**` (the order of its trie walk), and `**` may match
   zero segments;
-- the HTTP method is part of the key, so a known path with the wrong method finds no route.
+- the HTTP method is part of the key, so a known path with the wrong method finds no route;
+  `allowed_methods` tells such a path (405) from an unknown one (404).
 """
 
 from __future__ import annotations
@@ -54,11 +55,20 @@ class PathTemplate:
     variables: tuple[Variable, ...]
     verb: str
 
+    @property
+    def open_ended(self) -> bool:
+        """Whether the template ends in `**`, which takes any number of segments, none too."""
+        return bool(self.segments) and self.segments[-1][0] == _MULTI
+
+    @property
+    def literals(self) -> tuple[tuple[int, str], ...]:
+        """(index, text) of each literal segment: all a path must equal to match."""
+        return tuple((i, text) for i, (kind, text) in enumerate(self.segments) if kind == _LITERAL)
+
     def match(self, parts: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
         """(field path, raw captured segments) per variable, or None if `parts` don't match."""
         segments = self.segments
-        open_ended = bool(segments) and segments[-1][0] == _MULTI
-        if open_ended:
+        if self.open_ended:
             if len(parts) < len(segments) - 1:
                 return None
         elif len(parts) != len(segments):
@@ -224,6 +234,26 @@ class RouteTable:
         _, route, bindings = best
         variables = {v.field_path: v.multi_segment for v in route.template.variables}
         return RouteMatch(route, bindings, tuple(variables[name] for name, _ in bindings))
+
+    def allowed_methods(self, raw_path: str) -> tuple[str, ...]:
+        """The HTTP methods some route binds to this path, sorted: empty for a path no route
+        knows. Matching is `match`'s with the method left out, so a request is 405 exactly when
+        this is non-empty and `match` finds nothing for its method."""
+        parts, verb = self._split(raw_path)
+        return tuple(
+            sorted(
+                {
+                    route.http_method
+                    for route in self.routes
+                    if route.template.verb == verb and route.template.match(parts) is not None
+                }
+            )
+        )
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        """The custom verbs (`:verb`) some rule declares: only these are split off a path."""
+        return self._verbs
 
     def _split(self, raw_path: str) -> tuple[list[str], str]:
         path, verb = raw_path, ""

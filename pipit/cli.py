@@ -18,6 +18,7 @@ from common import config
 from common.auth import Access, load_or_create_admin_token
 from common.config import Settings
 from common.telemetry import configure_logging
+from common.token_table import following_tokens
 from common.tokens import TokenError, TokenStore
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
@@ -77,6 +78,7 @@ _QUERY_SETTINGS = [
     "sql_timeout",
     "sql_max_memory_bytes",
     "sql_max_threads",
+    "sql_max_rows",
     "sql_max_queries",
     "sql_max_queries_per_token",
 ]
@@ -249,7 +251,10 @@ async def run_up(settings: Settings) -> None:
         settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, access.tokens
     )
     try:
-        async with following(DeploymentStore(warehouse), current):
+        async with (
+            following(DeploymentStore(warehouse), current),
+            following_tokens(warehouse, access.tokens),
+        ):
             await _until_signalled(stop)
     finally:
         await gateway.cleanup()
@@ -268,7 +273,10 @@ async def run_ingest(settings: Settings) -> None:
     ingest = await start_ingest(settings, warehouse, access, current)
     announce("ingest", f"{settings.host}:{ingest.port}")
     try:
-        async with following(DeploymentStore(warehouse), current):
+        async with (
+            following(DeploymentStore(warehouse), current),
+            following_tokens(warehouse, access.tokens),
+        ):
             await _until_signalled(stop)
     finally:
         await ingest.stop(settings.shutdown_grace)
@@ -284,7 +292,10 @@ async def run_query(settings: Settings) -> None:
     query = await start_query(settings, warehouse, access, current)
     announce("query", f"{settings.host}:{query.port}")
     try:
-        async with following(DeploymentStore(warehouse), current):
+        async with (
+            following(DeploymentStore(warehouse), current),
+            following_tokens(warehouse, access.tokens),
+        ):
             await _until_signalled(stop)
     finally:
         await query.stop(settings.shutdown_grace)

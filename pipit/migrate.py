@@ -15,7 +15,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from common import config
+from common import config, token_table
 from common.cluster_schema import ClusterSchema
 from common.config import Settings
 from common.datasources import QUARANTINE_TTL_DAYS, Datasource, registry
@@ -39,9 +39,9 @@ def single_node_statements(
 def statements(settings: Settings, cluster: str | None) -> list[str]:
     datasources = list(registry().values())
     if cluster:
-        return ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days).statements(
-            datasources
-        )
+        schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
+        # The services make the tokens table themselves only where they manage the schema.
+        return [*schema.statements(datasources), token_table.create_sql(settings.database, cluster)]
     return single_node_statements(settings.database, datasources, settings.quarantine_ttl_days)
 
 

@@ -49,6 +49,7 @@ COMPARED_HEADERS = (
     "x-http-status",
     "grpc-status",
     "grpc-message",
+    "allow",
 )
 # Timings and warehouse counters of a query, which two runs of it need not share.
 _STATISTICS = ("elapsed", "rows_read", "bytes_read")
@@ -106,6 +107,22 @@ def assert_same(ours: Answer, envoy: Answer) -> None:
     mine, theirs = ours.comparable(), envoy.comparable()
     # (This module is not rewritten by pytest, so the message says what differs.)
     assert mine == theirs, f"ours:  {mine!r}\nenvoy: {theirs!r}"
+    assert_tinybird_error(ours)
+    assert_tinybird_error(envoy)
+
+
+def assert_tinybird_error(answer: Answer) -> None:
+    """An error answer in JSON carries `"error": <message>`, which Tinybird's clients read, beside
+    the gRPC status's `code` and `message`. (A health check's 503 is a status, not an error.)"""
+    json = answer.headers.get("content-type", "").startswith("application/json")
+    if answer.status < 400 or not json or not answer.body:  # an answer to HEAD has none
+        return
+    body = answer.json
+    if body == {"status": "NOT_SERVING"}:
+        return
+    assert isinstance(body.get("error"), str), f"no error key: {body!r}"
+    assert body["error"] == body["message"], body
+    assert isinstance(body["code"], int), body
 
 
 PerGateway = Callable[[str], Any]

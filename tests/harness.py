@@ -43,6 +43,7 @@ class Suite:
     ingest: RunningIngest
     query: GrpcServer
     current: CurrentProject
+    access: Access | None = None  # the services' tokens and rate limits
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     gateway_runner: Any = None
     gateway_url: str = ""
@@ -96,7 +97,7 @@ async def start_suite(
     # Datasources the caller made (their tables too) are served beside the project's.
     current.project.datasources.update({ds.name: ds for ds in datasources})
     ingest, query = await start_services(settings, warehouse, access, current)
-    suite = Suite(warehouse, ingest, query, current)
+    suite = Suite(warehouse, ingest, query, current, access)
     if gateway:
         from gateway.app import create_app, serve_gateway
         from services.ingest.service import SERVICE as INGEST

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common import config
+from common import config, token_table
 from common.cluster_schema import (
     LOCAL_SUFFIX,
     QUARANTINE_SHARDING_KEY,
@@ -134,7 +134,8 @@ async def test_every_statement_parses_as_clickhouse_sql(
 ) -> None:
     # Through the session's chDB (one per process): ClickHouse's parser reformats each
     # statement without running it, so a syntax error fails here, not on the cluster.
-    for statement in _schema().statements(DATASOURCES):
+    tokens = token_table.create_sql(DATABASE, CLUSTER)
+    for statement in [*_schema().statements(DATASOURCES), tokens]:
         result = await embedded_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
@@ -228,7 +229,9 @@ def test_manage_schema_is_read_from_the_environment() -> None:
 def test_pipit_migrate_print_shows_the_cluster_ddl(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["migrate", "--cluster", CLUSTER, "--database", DATABASE, "--print"]) == 0
     out = capsys.readouterr().out
-    assert out == ";\n\n".join(_schema().statements(DATASOURCES)) + ";\n"
+    # Then the Tokens API's table, whole on every node.
+    expected = [*_schema().statements(DATASOURCES), token_table.create_sql(DATABASE, CLUSTER)]
+    assert out == ";\n\n".join(expected) + ";\n"
 
 
 def test_pipit_migrate_print_shows_the_single_node_ddl(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1087,7 +1087,7 @@ async def test_a_missing_or_rejected_token_is_explained(site: Site, opened: Open
     assert await settle(page, page.click("#token-form button[type=submit]")) == "error"
     assert await page.get_attribute("#message", "data-problem") == "token-rejected"
     message = await page.text_content("#message")
-    assert "rejected this token" in message and "HTTP 401: invalid token" in message
+    assert "rejected this token" in message and "HTTP 403: invalid token" in message
     assert await page.get_attribute("#token", "aria-invalid") is not None
 
     await page.fill("#token", TOKEN)

@@ -69,7 +69,7 @@ def test_a_service_without_an_upstream_is_refused(descriptor: Path) -> None:
     upstreams = {
         name: target
         for name, target in _upstreams().items()
-        if not name.startswith(("pipit.query", "pipit.deploy"))
+        if not name.startswith(("pipit.query", "pipit.deploy", "pipit.tokens", "pipit.catalog"))
     }
     with pytest.raises(ValueError, match=r"no upstream for service\(s\) .*pipit.query.v1.Query"):
         render_bootstrap(EnvoyConfig(upstreams, descriptor))
@@ -109,7 +109,7 @@ def test_cors_origins(descriptor: Path, origins, matchers) -> None:
     vhost = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
     policy = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]
     assert policy["allow_origin_string_match"] == matchers
-    assert policy["allow_methods"] == "GET, POST, OPTIONS"
+    assert policy["allow_methods"] == "DELETE, GET, POST, PUT, OPTIONS"
 
 
 def test_without_admin_the_port_must_be_given(descriptor: Path) -> None:
@@ -144,8 +144,9 @@ def test_the_body_limit_is_enforced_on_the_decompressed_body(descriptor: Path) -
     )
 
 
-def test_events_api_bodies_skip_the_decompressor(descriptor: Path) -> None:
-    # Its gzip bodies go to the ingest service as sent (see gateway/envoy.py); only its route.
+def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
+    # The gzip bodies of the Events API and the Query API go to their services as sent (see
+    # gateway/envoy.py); only their routes.
     bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
     routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     skipping = [
@@ -153,7 +154,7 @@ def test_events_api_bodies_skip_the_decompressor(descriptor: Path) -> None:
         for r in routes
         if "envoy.filters.http.decompressor" in r.get("typed_per_filter_config", {})
     ]
-    assert skipping == [{"path": "/v0/events"}]
+    assert skipping == [{"path": "/v0/events"}, {"path": "/v0/sql"}]
 
 
 def test_timeouts_follow_the_header_timeout(descriptor: Path) -> None:
@@ -292,3 +293,30 @@ def test_routes_from_a_file_carry_everything_the_descriptor_set_decides(
     path.write_text(json.dumps(bootstrap))
     result = _validate(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_405_filter_comes_with_the_route_configuration(descriptor: Path) -> None:
+    # After CORS (a preflight is answered first) and before the refusals and the transcoder (as
+    # ours matches the route before anything else); its code is the route table's, on the
+    # virtual host, so a deployment's route configuration brings its own.
+    bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
+    names = [f["name"] for f in _hcm(bootstrap)["http_filters"]]
+    order = [
+        "envoy.filters.http.cors",
+        "pipit.lua.methods",
+        "pipit.lua.refusals",
+        "envoy.filters.http.grpc_json_transcoder",
+    ]
+    assert [names.index(name) for name in order] == sorted(names.index(name) for name in order)
+    vhost = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
+    code = vhost["typed_per_filter_config"]["pipit.lua.methods"]["source_code"]["inline_string"]
+    assert '{ "GET", "", 3, false, { [1] = "v0", [2] = "pipes", [3] = "test_summary.json" } }' in (
+        code
+    )
+    assert '{ "POST", "", 2, false, { [1] = "v0", [2] = "events" } }' in code
+
+
+def test_route_literals_cannot_end_the_lua_string() -> None:
+    from gateway.envoy import _lua_string
+
+    assert _lua_string('a"b\\c\n\x00é') == '"a\\034b\\092c\\010\\000\\195\\169"'

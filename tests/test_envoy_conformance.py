@@ -55,9 +55,16 @@ def scoped_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "path": tokens.path,
         "summary_reader": tokens.create("summary-reader", ["PIPES:READ:test_summary"]),
+        "catalog_reader": tokens.create(
+            "catalog-reader", ["PIPES:READ:test_*", "DATASOURCES:READ:app_events"]
+        ),
         # One per gateway: the services count a token's requests, whichever gateway sent them.
         "limited": {
             gateway: tokens.create(f"limited-{gateway}", ["PIPES:READ:*"], rate_limit=RATE_LIMIT)
+            for gateway in GATEWAYS
+        },
+        "once": {
+            gateway: tokens.create(f"once-{gateway}", ["PIPES:READ:*"], rate_limit=1)
             for gateway in GATEWAYS
         },
     }
@@ -129,7 +136,11 @@ APPEND_ROUTES = {("POST", f"/v1/datasources/{name}/events") for name in registry
 OTHER_ROUTES = {
     ("POST", "/v0/events"),
     ("GET", "/v0/sql"),
+    ("POST", "/v0/sql"),
     ("GET", "/v0/pipes"),
+    ("GET", "/v0/pipes/openapi.json"),
+    ("GET", "/v0/datasources"),
+    ("GET", "/v0/datasources/{name}"),
     ("POST", "/v0/deploy"),
 }
 # The Data Sources API's, compared in tests/test_datasources_api_envoy.py.
@@ -140,11 +151,22 @@ DATASOURCES_API_ROUTES = {
     ("GET", "/v0/jobs"),
     ("GET", "/v0/jobs/{job_id}"),
 }
+# Sent through both gateways and compared by tests/test_tokens_api.py.
+TOKEN_ROUTES = {
+    ("GET", "/v0/tokens"),
+    ("POST", "/v0/tokens"),
+    ("GET", "/v0/tokens/{token}"),
+    ("PUT", "/v0/tokens/{token}"),
+    ("DELETE", "/v0/tokens/{token}"),
+    ("POST", "/v0/tokens/{token}/refresh"),
+}
 
 
 def test_every_http_route_in_the_protos_is_compared() -> None:
     # A route added to the protos fails this until the suite sends it through both gateways.
-    assert _routes() == PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES | DATASOURCES_API_ROUTES
+    assert _routes() == (
+        PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES | TOKEN_ROUTES | DATASOURCES_API_ROUTES
+    )
 
 
 # --- pipes ---------------------------------------------------------------------------------
@@ -272,9 +294,9 @@ def _assert_worded_differently(
 ) -> None:
     assert (ours.status, envoy.status) == (status, status)
     assert ours.compared_headers() == envoy.compared_headers()
-    assert ours.json["message"] == ours_says
-    assert envoy.json["message"] == envoy_says
-    assert {**ours.json, "message": ""} == {**envoy.json, "message": ""}
+    assert ours.json["error"] == ours.json["message"] == ours_says
+    assert envoy.json["error"] == envoy.json["message"] == envoy_says
+    assert {**ours.json, "error": "", "message": ""} == {**envoy.json, "error": "", "message": ""}
 
 
 async def test_a_known_parameter_that_is_not_utf8(
@@ -660,15 +682,9 @@ async def test_a_declared_length_over_the_limit_is_refused_before_the_body(
         )
         answers.append(await connection.read_answer())
         connection.close()
+    message = f"request body exceeds the limit of {MAX_BODY} bytes"
     assert [(a.status, a.json) for a in answers] == [
-        (
-            413,
-            {
-                "code": 8,
-                "message": f"request body exceeds the limit of {MAX_BODY} bytes",
-                "details": [],
-            },
-        )
+        (413, {"error": message, "code": 8, "message": message, "details": []})
     ] * 2
 
 
@@ -676,7 +692,7 @@ async def test_only_ours_refuses_a_missing_token_before_reading_the_body(
     pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
 ) -> None:
     # Envoy has no way to ask the services about a token before the body (short of ext_authz):
-    # a body over the limit without a length is 413 there, before the service could say 401.
+    # a body over the limit without a length is 413 there, before the service could say 403.
     def chunks(gateway: str) -> Any:
         async def gen() -> AsyncIterator[bytes]:
             yield _line(_marker("unauthenticated", gateway)) + b"\n"
@@ -687,11 +703,11 @@ async def test_only_ours_refuses_a_missing_token_before_reading_the_body(
 
     events = "/v0/events?name=ab_test_events&wait=true"
     ours, envoy = await pair.send(http, "POST", events, data=chunks)
-    assert (ours.status, ours.json["code"]) == (401, 16)
-    assert ours.json["message"].startswith("missing bearer token")
+    assert (ours.status, ours.json["code"]) == (403, 16)
+    assert ours.json["error"].startswith("missing bearer token")
     assert (envoy.status, envoy.json["code"]) == (413, 8)
     assert envoy.json["message"] == f"request body exceeds the limit of {MAX_BODY} bytes"
-    # Told by its length, it is 413 from both; a body within the limit is 401 from both.
+    # Told by its length, it is 413 from both; a body within the limit is 403 from both.
     ours, envoy = await pair.send(
         http, "POST", events, data=_line("x") + b" " * MAX_BODY, headers={"X-Unused": "1"}
     )
@@ -704,7 +720,7 @@ async def test_only_ours_refuses_a_missing_token_before_reading_the_body(
         data=gzip.compress(_line("x")) + b"trailing garbage",
         headers={"Content-Encoding": "gzip"},
     )
-    assert (ours.status, ours.json["message"]) == (401, "invalid token")
+    assert (ours.status, ours.json["error"]) == (403, "invalid token")
     assert_same(ours, envoy)
     await _assert_landed(suite, "ab_test_events", "unauthenticated", 0, 0)
 
@@ -889,6 +905,102 @@ async def test_query_api(pair: GatewayPair, http: aiohttp.ClientSession, q: str)
     assert_same(ours, envoy)
 
 
+SQL_FORMATS = [
+    "JSON",
+    "JSONEachRow",
+    "JSONCompact",
+    "CSV",
+    "CSVWithNames",
+    "TSV",
+    "TSVWithNames",
+    "Parquet",
+]
+# Every format over rows of each kind a format prints its own way: 64-bit boundaries,
+# Decimal, Nullable, Array, Map and times.
+SQL_FORMAT_QUERY = (
+    "SELECT user_id, revenue, timestamp, toUInt64(18446744073709551615) AS u64, "
+    "toInt64(-9223372036854775808) AS i64, toDecimal64(revenue, 3) AS d, "
+    "if(revenue > 10, NULL, revenue) AS maybe, [1, 2] AS a, map('k', conversion) AS m "
+    "FROM ab_test_events ORDER BY timestamp, user_id LIMIT 3 FORMAT {}"
+)
+
+
+@pytest.mark.parametrize("fmt", SQL_FORMATS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_query_api_formats(
+    pair: GatewayPair, http: aiohttp.ClientSession, fmt: str, method: str
+) -> None:
+    q = SQL_FORMAT_QUERY.format(fmt)
+    if method == "GET":
+        ours, envoy = await pair.send(http, "GET", f"/v0/sql?{_query({'q': q})}", headers=AUTH)
+    else:
+        headers = {**AUTH, "Content-Type": "text/plain"}
+        ours, envoy = await pair.send(http, "POST", "/v0/sql", data=q.encode(), headers=headers)
+    assert ours.status == 200, ours.body
+    assert_same(ours, envoy)
+
+
+_COUNT = "SELECT count() AS n FROM ab_test_events"
+# How clients send the SQL in a POST, each answered alike by both.
+SQL_POSTS = {
+    "text": ({"Content-Type": "text/plain"}, _COUNT.encode(), 200),
+    "text, no content type": ({}, _COUNT.encode(), 200),
+    "form q": (
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        _query({"q": _COUNT + " FORMAT CSV"}).encode(),
+        200,
+    ),
+    "form pipeline": (
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        _query({"q": "SELECT count() AS n FROM _", "pipeline": "test_summary"}).encode(),
+        200,
+    ),
+    "curl --data": ({"Content-Type": "application/x-www-form-urlencoded"}, _COUNT.encode(), 200),
+    "json": ({"Content-Type": "application/json"}, orjson.dumps({"q": _COUNT}), 200),
+    "json, not an object": ({"Content-Type": "application/json"}, b"[1]", 400),
+    "gzip": (
+        {"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+        gzip.compress(_COUNT.encode()),
+        200,
+    ),
+    "empty": ({"Content-Type": "text/plain"}, b"", 400),
+    "not UTF-8": ({"Content-Type": "text/plain"}, b"SELECT '\xff'", 400),
+}
+
+
+@pytest.mark.parametrize("case", list(SQL_POSTS))
+async def test_query_api_posts(pair: GatewayPair, http: aiohttp.ClientSession, case: str) -> None:
+    headers, body, status = SQL_POSTS[case]
+    ours, envoy = await pair.send(http, "POST", "/v0/sql", data=body, headers={**AUTH, **headers})
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+_&pipeline=test_summary", 200),
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+test_summary+FORMAT+CSV", 200),
+        ("/v0/sql?q=SELECT+1+FROM+_&pipeline=nope", 404),
+        ("/v0/sql?q=SELECT+*+FROM+ab_test_events+FORMAT+XML", 400),
+        ("/v0/sql?q=SELECT+1+FORMAT+CSV+SETTINGS+max_threads%3D2", 403),
+        ("/v0/sql?q=SELECT+count()+AS+n+FROM+ab_test_events_quarantine", 200),
+        # Over the row cap: an error naming it from both, never a cut answer.
+        (
+            "/v0/sql?q=SELECT+a.user_id+FROM+ab_test_events+AS+a+CROSS+JOIN+ab_test_events+AS+b"
+            "+FORMAT+CSV",
+            400,
+        ),
+    ],
+)
+async def test_query_api_pipes_and_refusals(
+    pair: GatewayPair, http: aiohttp.ClientSession, target: str, status: int
+) -> None:
+    ours, envoy = await pair.send(http, "GET", target, headers=AUTH)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)
+
+
 # --- deployments --------------------------------------------------------------------------------
 
 # A dry run of a one-datasource project: validated and planned, nothing applied, so the pair
@@ -931,28 +1043,76 @@ async def test_list_pipes(pair: GatewayPair, http: aiohttp.ClientSession, header
     assert_same(ours, envoy)
 
 
+CATALOG_TARGETS = [
+    "/v0/pipes",
+    "/v0/pipes/openapi.json",
+    "/v0/datasources",
+    "/v0/datasources/app_events",
+    "/v0/datasources/user_events",  # the scoped token may not see it
+    "/v0/datasources/nope",
+    "/v0/datasources/app_events_quarantine",
+    "/v0/datasources/",  # the listing, as Tinybird's `/v0/datasources/?` is
+]
+
+
+@pytest.mark.parametrize("who", ["admin", "scoped", "no-token"])
+@pytest.mark.parametrize("target", CATALOG_TARGETS)
+async def test_catalog(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict, target: str, who: str
+) -> None:
+    token = {"admin": TOKEN, "scoped": scoped_tokens["catalog_reader"], "no-token": None}[who]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ours, envoy = await pair.send(http, "GET", target, headers=headers)
+    assert_same(ours, envoy)
+    if token is None:
+        assert (ours.status, ours.json["code"]) == (403, 16)  # UNAUTHENTICATED
+    elif target in ("/v0/datasources/nope", "/v0/datasources/app_events_quarantine"):
+        assert ours.status == (404 if who == "admin" else 403)
+    elif target == "/v0/datasources/user_events" and who == "scoped":
+        assert ours.status == 403
+    else:
+        assert ours.status == 200
+        assert ours.headers["Content-Type"] == "application/json"
+
+
+async def test_catalog_token_parameter(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict
+) -> None:
+    token = quote_plus(scoped_tokens["catalog_reader"])
+    ours, envoy = await pair.send(http, "GET", f"/v0/pipes/openapi.json?token={token}")
+    assert ours.status == 200
+    assert sorted(ours.json["paths"]) == [
+        "/v0/pipes/test_segments.json",
+        "/v0/pipes/test_summary.json",
+        "/v0/pipes/test_timeseries.json",
+    ]
+    assert_same(ours, envoy)
+
+
 # --- tokens ------------------------------------------------------------------------------------
 
 SUMMARY = "/v0/pipes/test_summary.json?test_id=homepage_redesign"
 
 
+# A missing, unknown or unprintable token is 403, as Tinybird answers it (gateway/errors.py),
+# with the gRPC code UNAUTHENTICATED in the body.
 @pytest.mark.parametrize(
     ("query", "headers", "status"),
     [
-        ("", {}, 401),
-        ("", {"Authorization": "Bearer wrong"}, 401),
-        ("&token=wrong", {}, 401),
+        ("", {}, 403),
+        ("", {"Authorization": "Bearer wrong"}, 403),
+        ("&token=wrong", {}, 403),
         (f"&token={TOKEN}", {}, 200),
         (f"&token={quote_plus(TOKEN)}&utm=1", {}, 200),
         ("", AUTH, 200),
         ("", {"Authorization": f"bearer {TOKEN}"}, 200),
-        ("", {"Authorization": f"Basic {TOKEN}"}, 401),
+        ("", {"Authorization": f"Basic {TOKEN}"}, 403),
         ("&token=wrong", AUTH, 200),  # a header beats ?token=
-        (f"&token={TOKEN}", {"Authorization": "Bearer wrong"}, 401),
+        (f"&token={TOKEN}", {"Authorization": "Bearer wrong"}, 403),
         (f"&token=wrong&token={TOKEN}", {}, 200),  # the last ?token= wins
-        ("&token=", {}, 401),
-        ("&token=%C3%A9", {}, 401),  # not printable ASCII
-        ("&token=%FF", {}, 401),
+        ("&token=", {}, 403),
+        ("&token=%C3%A9", {}, 403),  # not printable ASCII
+        ("&token=%FF", {}, 403),
     ],
 )
 async def test_tokens(
@@ -961,6 +1121,8 @@ async def test_tokens(
     ours, envoy = await pair.send(http, "GET", SUMMARY + query, headers=headers)
     assert ours.status == status, ours.body
     assert_same(ours, envoy)
+    if status == 403:
+        assert ours.json["code"] == 16
 
 
 @pytest.mark.parametrize(
@@ -970,6 +1132,9 @@ async def test_tokens(
         ("GET", "/v0/pipes/test_segments.json", 403),
         ("POST", "/v0/events?name=ab_test_events&wait=true", 403),
         ("GET", "/v0/sql?q=SELECT+count()+FROM+ab_test_events", 403),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+test_summary", 200),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+_&pipeline=test_summary", 200),
+        ("GET", "/v0/sql?q=SELECT+count()+FROM+_&pipeline=test_segments", 403),
     ],
 )
 async def test_scoped_tokens(
@@ -1019,7 +1184,12 @@ def _without_reset(answer: Answer, reset: int) -> Any:
     status, headers, body = answer.comparable()
     headers = {k: v for k, v in headers.items() if k not in ("x-ratelimit-reset", "retry-after")}
     if isinstance(body, dict) and "message" in body:
-        body = {**body, "message": body["message"].replace(f"retry in {reset} s", "retry in ? s")}
+        body = {
+            key: body[key].replace(f"retry in {reset} s", "retry in ? s")
+            if key in ("error", "message")
+            else value
+            for key, value in body.items()
+        }
     return status, headers, body
 
 
@@ -1032,7 +1202,7 @@ async def test_a_rejected_write_stores_nothing(
         "/v0/events?name=ab_test_events&wait=true&token=wrong",
         data=lambda gateway: _line(_marker("rejected", gateway)),
     )
-    assert ours.status == 401
+    assert ours.status == 403
     assert_same(ours, envoy)
     await _assert_landed(suite, "ab_test_events", "rejected", 0, 0)
 
@@ -1080,6 +1250,72 @@ async def test_routing(
     assert_same(ours, envoy)
 
 
+# --- wrong methods -----------------------------------------------------------------------------
+
+# A path some route knows, asked with a method no route binds to it: 405 with Allow from both,
+# as Tinybird answers a wrong method ("405 HTTP Method not allowed",
+# https://www.tinybird.co/docs/api-reference/api-reference.html, Errors). Each case names a
+# method the path surely takes; routes added to the protos may widen Allow, and both must then
+# list the same ones.
+WRONG_METHODS = [
+    ("DELETE", "/v0/pipes/test_summary.json", "GET"),
+    ("PUT", "/v0/pipes/test_summary.json?token=x&test_id=a", "GET"),
+    ("PATCH", "/v0/pipes/test_summary.json/", "GET"),  # trailing slash: the same path
+    ("HEAD", "/v0/pipes/test_summary.json", "GET"),
+    ("OPTIONS", "/v0/pipes/test_summary.json", "GET"),  # not a preflight
+    ("GET", "/v0/events?name=ab_test_events", "POST"),
+    ("PUT", "/v0/events", "POST"),
+    ("GET", "/v1/datasources/ab_test_events/events", "POST"),
+    ("DELETE", "/v0/sql?q=SELECT+1", "GET"),
+    ("GET", "/v0/deploy", "POST"),
+    ("DELETE", "/v0/pipes", "GET"),
+    ("POST", "/v0/datasources", "GET"),
+    ("DELETE", "/v0/datasources/app_events", "GET"),
+    ("PUT", "/v0/pipes/openapi.json", "GET"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "takes"), WRONG_METHODS)
+@pytest.mark.parametrize("headers", [AUTH, {}], ids=["token", "no-token"])
+async def test_a_known_path_with_another_method_is_405(
+    pair: GatewayPair,
+    http: aiohttp.ClientSession,
+    method: str,
+    target: str,
+    takes: str,
+    headers: dict,
+) -> None:
+    # Decided by the route table alone, before the token is looked at, as ours matches routes.
+    ours, envoy = await pair.send(http, method, target, headers=headers)
+    assert ours.status == 405, ours.body
+    assert takes in ours.headers["allow"].split(", ")
+    assert_same(ours, envoy)
+    if method != "HEAD":
+        path = target.partition("?")[0]
+        assert ours.json["code"] == 12  # UNIMPLEMENTED: no such method on that path
+        assert ours.json["error"] == (
+            f"method {method} is not allowed on {path}; it takes {ours.headers['allow']}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("DELETE", "/v0/pipes/nope.json"),  # unknown: 404, whatever the method
+        ("PUT", "/v0/nope"),
+        ("POST", "//v0/pipes"),  # an empty first segment is another path
+        ("POST", "/v0%2Fpipes"),  # and an escaped slash no separator
+    ],
+)
+async def test_an_unknown_path_is_404_whatever_the_method(
+    pair: GatewayPair, http: aiohttp.ClientSession, method: str, target: str
+) -> None:
+    ours, envoy = await pair.send(http, method, target, headers=AUTH)
+    assert ours.status == 404, ours.body
+    assert "allow" not in ours.headers
+    assert_same(ours, envoy)
+
+
 # --- CORS --------------------------------------------------------------------------------------
 
 
@@ -1108,6 +1344,7 @@ async def test_routing(
         ("GET", SUMMARY + f"&token={TOKEN}", {"Origin": ORIGIN}),
         ("GET", SUMMARY + f"&token={TOKEN}", {"Origin": "https://evil.example.com"}),
         ("GET", SUMMARY, {"Origin": ORIGIN}),  # an error answer
+        ("DELETE", SUMMARY, {"Origin": ORIGIN}),  # a 405 carries them too
         ("GET", "/nope", {"Origin": ORIGIN}),
         ("GET", "/healthz", {"Origin": ORIGIN}),
         ("POST", "/v0/events?name=nope", {"Origin": ORIGIN, **AUTH}),
@@ -1120,6 +1357,95 @@ async def test_cors(
         http, method, target, data=b"{}" if method == "POST" else None, headers=headers
     )
     assert_same(ours, envoy)
+
+
+# --- Tinybird's statuses -----------------------------------------------------------------------
+
+# Each failure a Tinybird client meets, with the status Tinybird documents for it:
+# - API reference, Errors (https://www.tinybird.co/docs/api-reference/api-reference.html): "400
+#   Bad request. This could be due to a missing parameter", "403 Forbidden. Provided Auth token
+#   doesn't have the right scope or the datasource is not available", "404 Not found", "405 HTTP
+#   Method not allowed", "413 The message body is too large", "429 Too many requests".
+# - Events API, Return HTTP status codes (https://www.tinybird.co/docs/api-reference/events-api):
+#   "200 ... The write has been acknowledged", "202 ... will be send to the database
+#   eventually", "400 The request is invalid ... missing the 'name' parameter", "403 The token
+#   is not valid", "429 The request/second limit has been reached".
+# - API Endpoints, Errors and retries (https://www.tinybird.co/docs/concepts/apis): the same codes
+#   for a pipe.
+# No page documents a 401, and Tinybird's CLI (tinybird/client.py, `_req`) takes a 403 to a
+# request without a token for "no token" (AuthNoTokenException): a missing token is 403 too.
+SCOPED = "the summary reader's token"
+TINYBIRD_STATUSES = [
+    # (case, method, target, headers, body, status)
+    ("a pipe", "GET", SUMMARY, AUTH, None, 200),
+    ("no token", "GET", SUMMARY, {}, None, 403),  # Events API 403; the CLI
+    ("an unknown token", "GET", SUMMARY, {"Authorization": "Bearer nope"}, None, 403),
+    ("a token without the scope", "GET", "/v0/pipes/test_segments.json", SCOPED, None, 403),
+    ("an unknown pipe", "GET", "/v0/pipes/nope.json", AUTH, None, 404),
+    ("an unknown datasource", "POST", "/v0/events?name=nope", AUTH, b"{}", 404),
+    ("a bad parameter", "GET", "/v0/pipes/get_popular_pages.json?limit=0", AUTH, None, 400),
+    ("a missing parameter", "GET", "/v0/pipes/user_event_timeline.json", AUTH, None, 400),
+    ("no datasource name", "POST", "/v0/events", AUTH, b"{}", 400),  # Events API 400
+    ("a wrong method", "DELETE", SUMMARY, AUTH, None, 405),
+    (
+        "a body too large",
+        "POST",
+        "/v0/events?name=ab_test_events",
+        AUTH,
+        b" " * (MAX_BODY + 1),
+        413,
+    ),
+    ("a queued write", "POST", "/v0/events?name=ab_test_events", AUTH, "event", 202),
+    (
+        "an acknowledged write",
+        "POST",
+        "/v0/events?name=ab_test_events&wait=true",
+        AUTH,
+        "event",
+        200,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body", "status"),
+    [case[1:] for case in TINYBIRD_STATUSES],
+    ids=[case[0] for case in TINYBIRD_STATUSES],
+)
+async def test_tinybird_statuses(
+    pair: GatewayPair,
+    http: aiohttp.ClientSession,
+    scoped_tokens: dict[str, Any],
+    method: str,
+    target: str,
+    headers: Any,
+    body: Any,
+    status: int,
+) -> None:
+    if headers == SCOPED:
+        headers = {"Authorization": f"Bearer {scoped_tokens['summary_reader']}"}
+    data = (lambda gateway: _line(_marker(target, gateway))) if body == "event" else body
+    ours, envoy = await pair.send(http, method, target, data=data, headers=headers)
+    assert ours.status == status, ours.body
+    assert_same(ours, envoy)  # an error carries "error" too
+
+
+async def test_a_rate_limited_call_is_429_with_retry_after(
+    pair: GatewayPair, http: aiohttp.ClientSession, scoped_tokens: dict[str, Any]
+) -> None:
+    # API overview: "429 Too many requests"; Events API: "may be retried after awhile". The
+    # TypeScript SDK waits Retry-After's seconds, and Tinybird's CLI reads it as an integer.
+    def headers(gateway: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {scoped_tokens['once'][gateway]}"}
+
+    first = await pair.send(http, "GET", SUMMARY, headers=headers)
+    assert [a.status for a in first] == [200, 200]
+    ours, envoy = await pair.send(http, "GET", SUMMARY, headers=headers)
+    assert (ours.status, envoy.status) == (429, 429)
+    waits = [int(a.headers["retry-after"]) for a in (ours, envoy)]
+    assert all(wait >= 0 for wait in waits)
+    assert ours.json["error"].startswith("rate limit")
+    assert _without_reset(ours, waits[0]) == _without_reset(envoy, waits[1])
 
 
 # --- request ids -------------------------------------------------------------------------------
@@ -1231,6 +1557,20 @@ async def test_dashboard_files_get_no_cors_headers_from_envoy(
 
 
 @pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
+async def test_native_grpc_to_a_known_path_is_refused_too(
+    pair: GatewayPair, http: aiohttp.ClientSession, content_type: str
+) -> None:
+    # Ours answers it as any request (a wrong method: 405); Envoy refuses gRPC before routing.
+    path = "/v0/pipes"
+    ours, envoy = await pair.send(
+        http, "POST", path, data=b"\0\0\0\0\0", headers={**AUTH, "Content-Type": content_type}
+    )
+    assert ours.status == 405
+    assert (envoy.status, envoy.headers["grpc-status"]) == (200, "12")
+    assert envoy.headers["grpc-message"] == f"Could not resolve {path} to a method."
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
 @pytest.mark.parametrize(
     "target", ["/pipit.query.v1.QueryService/TestSummary", "/grpc.health.v1.Health/Check"]
 )
@@ -1243,7 +1583,10 @@ async def test_native_grpc_stays_inside(
         http, "POST", target, data=b"\0\0\0\0\0", headers={**AUTH, "Content-Type": content_type}
     )
     message = f"Could not resolve {target} to a method."
-    assert (ours.status, ours.json) == (404, {"code": 5, "message": message, "details": []})
+    assert (ours.status, ours.json) == (
+        404,
+        {"error": message, "code": 5, "message": message, "details": []},
+    )
     assert (envoy.status, envoy.body) == (200, b"")
     assert envoy.headers["content-type"] == "application/grpc"
     assert envoy.headers["grpc-status"] == "12"

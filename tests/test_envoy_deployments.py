@@ -316,6 +316,9 @@ async def test_after_a_deploy_our_gateway_and_envoy_answer_alike(gateways: Gatew
             ("GET", "/v0/pipes/views_by_country.json", AUTH, None),
             ("GET", "/v0/pipes/test_summary.json", AUTH, None),
             ("GET", "/v0/pipes", AUTH, None),
+            # A path of the new deployment with a method it has no route for: the 405 filter
+            # Envoy runs comes with the deployment's route configuration.
+            ("DELETE", "/v0/pipes/views_by_country.json", AUTH, None),
             (
                 "OPTIONS",
                 "/v0/pipes/views_by_country.json",
@@ -347,6 +350,9 @@ async def test_after_a_deploy_our_gateway_and_envoy_answer_alike(gateways: Gatew
                     answers.append(Answer(response.status, response.headers, await response.read()))
             for envoy in answers[1:]:
                 assert_same(answers[0], envoy)
+            if method == "DELETE":
+                assert answers[0].status == 405
+                assert "GET" in answers[0].headers["allow"].split(", ")
 
 
 async def test_a_route_configuration_envoy_refuses_leaves_the_previous_one(

@@ -1,7 +1,7 @@
 """The one error mapping, proven on both gateways: a scripted upstream answers each gRPC status
 (and metadata, rich statuses, health) on demand, and our gateway and the real Envoy must turn
-each into the same HTTP status, JSON body and headers. Then both in front of an upstream that
-is not there."""
+each into the same HTTP status, JSON body (Tinybird's `error` included, whatever the message
+holds) and headers. Then both in front of an upstream that is not there."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from pipit.query.v1 import pipe_pb2
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
-# A code's HTTP status, as the README's table gives it (and gateway/errors.py implements).
+# A code's HTTP status, as the README's table gives it (and gateway/errors.py implements):
+# Envoy's grpcToHttpStatus, but UNAUTHENTICATED is 403 as Tinybird documents it
+# (tests/test_tinybird_statuses.py holds the references).
 README_TABLE = {
     "CANCELLED": 499,
     "UNKNOWN": 500,
@@ -43,9 +45,23 @@ README_TABLE = {
     "INTERNAL": 500,
     "UNAVAILABLE": 503,
     "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
+    "UNAUTHENTICATED": 403,
 }
 MESSAGE = 'it went wrong: <"quoted"> & é'
+# Messages the Lua filter that adds `error` to Envoy's bodies must copy exactly: it reads the
+# printed JSON string up to its closing quote.
+MESSAGES = [
+    "",
+    '"',
+    "\\",
+    'a quote " and a backslash \\ and both \\" in a row\\\\"',
+    "ends in a backslash \\",
+    "new\nline, tab\t, return\r, form feed\f, bell\a, NUL\x00, DEL\x7f",
+    "non-ASCII: é ü ß 日本語 🙂, and line separators \u2028\u2029",
+    "</script> & <b>\"quoted\"</b> 'single'",
+    '{"code":1,"message":"a body inside a body"}',
+    "%s %d %q %% $1 \\1",
+]
 
 
 class ScriptedQuery(query_grpc.QueryServiceServicer):
@@ -53,6 +69,10 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
 
     async def TestSummary(self, request, context):
         verb, _, argument = request.test_id.partition(":")
+        if verb == "message":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MESSAGES[int(argument)])
+        if verb == "bare":  # no metadata at all
+            await context.abort(grpc.StatusCode[argument], MESSAGE)
         if verb == "code":
             if argument == "RESOURCE_EXHAUSTED":
                 context.set_trailing_metadata((("retry-after", "1"),))
@@ -135,12 +155,36 @@ async def test_each_grpc_status(pair: GatewayPair, http: aiohttp.ClientSession, 
     ours, envoy = await pair.send(http, "GET", _summary(f"code:{code}"))
     assert ours.status == README_TABLE[code]
     assert ours.json == {
+        "error": MESSAGE,
         "code": grpc.StatusCode[code].value[0],
         "message": MESSAGE,
         "details": [],
     }
     assert ours.headers.get("retry-after") == ("1" if code == "RESOURCE_EXHAUSTED" else None)
     assert_same(ours, envoy)
+
+
+async def test_a_429_always_says_when_to_come_back(
+    pair: GatewayPair, http: aiohttp.ClientSession
+) -> None:
+    # The services send their own Retry-After; one that does not gets a second.
+    ours, envoy = await pair.send(http, "GET", _summary("bare:RESOURCE_EXHAUSTED"))
+    assert (ours.status, ours.headers["retry-after"]) == (429, "1")
+    assert_same(ours, envoy)
+
+
+@pytest.mark.parametrize("index", range(len(MESSAGES)))
+async def test_the_error_key_holds_any_message(
+    pair: GatewayPair, http: aiohttp.ClientSession, index: int
+) -> None:
+    ours, envoy = await pair.send(http, "GET", _summary(f"message:{index}"))
+    assert (ours.status, ours.json) == (
+        400,
+        {"error": MESSAGES[index], "code": 3, "message": MESSAGES[index], "details": []},
+    )
+    assert_same(ours, envoy)
+    # Envoy's body is its transcoder's, with the message copied in front as printed.
+    assert envoy.body.startswith(b'{"error":')
 
 
 @pytest.mark.parametrize("value", ["201", "202", "204", "302", "404", "abc", "error"])
@@ -204,6 +248,7 @@ async def test_a_rich_status(pair: GatewayPair, http: aiohttp.ClientSession) -> 
     assert ours.json["details"] == [
         {"@type": "type.googleapis.com/pipit.query.v1.ColumnMeta", "name": "limit", "type": "Int32"}
     ]
+    assert ours.json["error"] == ours.json["message"] == MESSAGE
 
 
 async def test_a_rich_status_with_a_detail_type_outside_the_descriptor_set(
@@ -212,7 +257,10 @@ async def test_a_rich_status_with_a_detail_type_outside_the_descriptor_set(
     # Ours drops the details it cannot print; Envoy cannot print the status at all and sends the
     # gRPC framing on with an empty body. Pipit's services send no rich statuses.
     ours, envoy = await pair.send(http, "GET", _summary("rich:unknown"))
-    assert (ours.status, ours.json) == (400, {"code": 3, "message": MESSAGE, "details": []})
+    assert (ours.status, ours.json) == (
+        400,
+        {"error": MESSAGE, "code": 3, "message": MESSAGE, "details": []},
+    )
     assert (envoy.status, envoy.body) == (400, b"")
     assert envoy.headers["content-type"] == "application/grpc"
 

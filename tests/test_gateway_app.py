@@ -366,15 +366,17 @@ async def test_grpc_codes_map_to_http_statuses(
         "INTERNAL": 500,
         "UNAVAILABLE": 503,
         "DATA_LOSS": 500,
-        "UNAUTHENTICATED": 401,
+        "UNAUTHENTICATED": 403,  # as Tinybird documents it
     }
     upstream.recorder.abort = (code, f"failed with {code.name}: field 'limit'")
     response = await client.get("/v0/pipes/test_summary.json")
     assert response.status == expected[code.name]
     assert response.headers["Content-Type"] == "application/json"
+    message = f"failed with {code.name}: field 'limit'"
     assert await _json(response) == {
+        "error": message,
         "code": code.value[0],
-        "message": f"failed with {code.name}: field 'limit'",
+        "message": message,
         "details": [],
     }
 
@@ -418,6 +420,7 @@ async def test_rich_status_details_are_printed(client: TestClient, upstream: Ups
     response = await client.get("/v0/pipes/test_summary.json")
     assert response.status == 400
     assert await _json(response) == {
+        "error": "limit out of range",
         "code": 3,
         "message": "limit out of range",
         "details": [
@@ -445,13 +448,44 @@ async def test_unimplemented_method_is_501(client: TestClient):
     assert (await _json(response))["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
 
 
-async def test_unknown_path_and_wrong_method_are_404(client: TestClient, upstream: Upstream):
-    for method, path in [("GET", "/v0/nope"), ("GET", "/v0/events"), ("DELETE", "/healthz")]:
+async def test_unknown_path_is_404(client: TestClient, upstream: Upstream):
+    for method, path in [("GET", "/v0/nope"), ("POST", "/v0/event"), ("DELETE", "/healthz")]:
         response = await client.request(method, path)
         assert response.status == 404, (method, path)
         body = await _json(response)
         assert body["code"] == grpc.StatusCode.NOT_FOUND.value[0]
-        assert path in body["message"]
+        assert body["error"] == body["message"] == f"Could not resolve {path} to a method."
+        assert "Allow" not in response.headers
+    assert upstream.recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v0/events", "POST"),
+        ("PUT", "/v0/events?name=ab_test_events", "POST"),
+        ("DELETE", "/v0/pipes/test_summary.json", "GET"),
+        ("HEAD", "/v0/pipes/test_summary.json", "GET"),
+        ("OPTIONS", "/v0/pipes/test_summary.json", "GET"),  # not a preflight
+        ("GET", "/v1/datasources/ab_test_events/events/", "POST"),
+    ],
+)
+async def test_a_known_path_with_another_method_is_405(
+    client: TestClient, upstream: Upstream, method: str, path: str, allow: str
+):
+    # Tinybird's "405 HTTP Method not allowed", with the Allow RFC 9110 asks of a 405.
+    response = await client.request(method, path, headers={"Authorization": "Bearer t"})
+    assert response.status == 405
+    assert response.headers["Allow"] == allow
+    if method != "HEAD":
+        raw_path = path.partition("?")[0]
+        message = f"method {method} is not allowed on {raw_path}; it takes {allow}"
+        assert await _json(response) == {
+            "error": message,
+            "code": grpc.StatusCode.UNIMPLEMENTED.value[0],
+            "message": message,
+            "details": [],
+        }
     assert upstream.recorder.calls == []
 
 
@@ -482,7 +516,7 @@ async def test_cors_preflight_and_simple_requests(client: TestClient):
     )
     assert preflight.status == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "DELETE, GET, POST, PUT, OPTIONS"
     allowed_headers = preflight.headers["Access-Control-Allow-Headers"]
     for name in ("authorization", "content-type", "content-encoding", "x-request-id"):
         assert name in allowed_headers
@@ -503,7 +537,8 @@ async def test_cors_preflight_and_simple_requests(client: TestClient):
         "/v0/events",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
-    assert foreign_preflight.status == 404  # passed on, as Envoy does, and not routed
+    # Passed on, as Envoy does: an OPTIONS the path has no route for.
+    assert foreign_preflight.status == 405
 
 
 async def test_a_browser_may_read_every_header_a_rate_limited_answer_carries(

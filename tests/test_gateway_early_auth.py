@@ -1,6 +1,6 @@
 """Our gateway refuses a request without a known token before reading its body, with the
 services' own answer. The proof needs no clock: a raw client sends the head and a first part of
-a large body, and gets the 401 while the rest has not been sent (so it cannot have been read,
+a large body, and gets the 403 while the rest has not been sent (so it cannot have been read,
 let alone inflated)."""
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def test_no_known_token_is_refused_before_the_body_is_read(
         await connection.send(first_part)
         answer = await connection.read_answer()
         connection.close()
-        assert answer.status == 401
+        assert answer.status == 403
         assert answer.json["message"].startswith(message)
 
         # Word for word what the service answers when the whole body reaches it.
@@ -112,7 +112,7 @@ async def test_no_known_token_is_refused_before_the_body_is_read(
                 data=gzip.compress(LINE) if encoding == "gzip" else LINE,
                 headers={**headers, "Content-Encoding": encoding},
             ) as response:
-                assert response.status == 401
+                assert response.status == 403
                 assert answer.json == await response.json()
     finally:
         await early.cleanup()
@@ -136,7 +136,7 @@ async def test_a_client_that_asks_first_is_told_not_to_send_its_body(
         await refused.send_head(
             "POST", EVENTS, {"Content-Length": str(len(LINE)), "Expect": "100-continue"}
         )
-        assert (await refused.read_answer()).status == 401  # no 100 Continue before it
+        assert (await refused.read_answer()).status == 403  # no 100 Continue before it
         refused.close()
 
         welcome = await RawConnection.open(_url(runner))
@@ -173,7 +173,8 @@ async def test_known_tokens_reach_the_services_which_judge_their_scopes(
                     async with http.get(
                         _url(runner) + "/v0/pipes/test_summary.json", params={"token": token}
                     ) as response:
-                        if response.status != 401:
+                        # Unknown yet: 403 with UNAUTHENTICATED (a missing scope is 403 too).
+                        if response.status != 403 or (await response.json())["code"] != 16:
                             break
                         await asyncio.sleep(0.05)
             for token, status in ((reader, 403), (writer, 200), (TOKEN, 200)):
@@ -181,6 +182,8 @@ async def test_known_tokens_reach_the_services_which_judge_their_scopes(
                     _url(runner) + EVENTS, data=LINE, headers={"Authorization": f"Bearer {token}"}
                 ) as response:
                     assert response.status == status, await response.text()
+                    if status == 403:  # known, without the scope: PERMISSION_DENIED
+                        assert (await response.json())["code"] == 7
             # A token created after the gateway started is known to it too (the file is
             # re-read), as it is to the services.
             late = tokens.create("late", ["DATASOURCES:APPEND:*"])
@@ -190,7 +193,7 @@ async def test_known_tokens_reach_the_services_which_judge_their_scopes(
                 ) as response:
                     if response.status == 200:
                         break
-                    assert response.status == 401
+                    assert response.status == 403
                     await asyncio.sleep(0.05)
             assert response.status == 200
     finally:
@@ -211,7 +214,7 @@ async def test_a_token_check_that_fails_leaves_the_decision_to_the_services(
     runner = await serve_gateway(app, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http:
-            for token, status in ((TOKEN, 200), ("wrong", 401)):
+            for token, status in ((TOKEN, 200), ("wrong", 403)):
                 async with http.post(
                     _url(runner) + EVENTS, data=LINE, headers={"Authorization": f"Bearer {token}"}
                 ) as response:
@@ -220,11 +223,11 @@ async def test_a_token_check_that_fails_leaves_the_decision_to_the_services(
         await runner.cleanup()
 
 
-@pytest.mark.parametrize(("admin_token", "status"), [("the-gateway-admin-token", 401), ("", 503)])
+@pytest.mark.parametrize(("admin_token", "status"), [("the-gateway-admin-token", 403), ("", 503)])
 async def test_pipit_gateway_authenticates_early_only_with_an_admin_token(
     tmp_path: Path, admin_token: str, status: int
 ) -> None:
-    # Nothing listens upstream: a 401 can only be the gateway's own, a 503 means it passed the
+    # Nothing listens upstream: a 403 can only be the gateway's own, a 503 means it passed the
     # request on. `pipit gateway` never makes up an admin token of its own.
     port = free_port()
     process = start_pipit(

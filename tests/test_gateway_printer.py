@@ -42,6 +42,8 @@ def _value(field: FieldDescriptor, rng: random.Random):
         return rng.choice(_STRINGS)
     if kind == FieldDescriptor.TYPE_BOOL:
         return rng.random() < 0.5
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return rng.choice([b"", b"\x00\xff", b"text"])
     if kind == FieldDescriptor.TYPE_ENUM:
         numbers = list(field.enum_type.values_by_number) + [999]  # and an unknown one
         return rng.choice(numbers)

@@ -115,7 +115,7 @@ async def test_a_stalled_body_is_answered_408(pair: GatewayPair, gateway: str) -
     answer = await connection.read_answer()
     assert (answer.status, answer.json) == (
         408,
-        {"code": 4, "message": "stream timeout", "details": []},
+        {"error": "stream timeout", "code": 4, "message": "stream timeout", "details": []},
     )
     await connection.closed_by_server()
 
@@ -147,5 +147,13 @@ async def test_envoy_times_out_a_typed_message_split_across_gzip_members(
                 answers[gateway] = (response.status, await response.json())
     assert answers == {
         "pipit": (200, {"successful_rows": 1, "quarantined_rows": 0}),
-        "envoy": (504, {"code": 4, "message": "upstream request timeout", "details": []}),
+        "envoy": (
+            504,
+            {
+                "error": "upstream request timeout",
+                "code": 4,
+                "message": "upstream request timeout",
+                "details": [],
+            },
+        ),
     }

@@ -233,6 +233,37 @@ def test_route_not_matched(table: RouteTable, method: str, path: str) -> None:
     assert table.match(method, path) is None
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/books/b1", ("GET", "PATCH")),  # GetBook's additional binding, RenameBook
+        ("/v1/books/special", ("GET", "PATCH")),  # the literal and `*` both take it
+        ("/v1/books/special/", ("GET", "PATCH")),  # trailing slash ignored
+        ("/v1/books/b1:archive", ("POST",)),  # a declared verb splits off
+        ("/v1/books/b1:unknownverb", ("GET", "PATCH")),  # an unknown one stays in the segment
+        ("/v1/browse", ("GET",)),  # `**` takes zero segments
+        ("/v1/browse/a/b/c", ("GET",)),
+        ("/v1/cache", ("PURGE",)),  # a custom method
+        ("/v1/books/a%2Fb", ("GET", "PATCH")),  # an escaped slash is no separator
+        ("/v1/shelves/1/books", ()),
+        ("/v1/books", ()),
+        ("/v2/books/b1", ()),
+        ("//v1/books/b1", ()),  # an empty first segment is a segment
+        ("/v1/watch", ()),  # a streaming method without a rule is not routed
+        ("", ()),
+        ("/", ()),
+    ],
+)
+def test_allowed_methods(table: RouteTable, path: str, allowed: tuple[str, ...]) -> None:
+    # What a 405's Allow lists: every method some rule binds to the path; none for a path no
+    # rule knows (404). A method in the list always finds its route.
+    assert table.allowed_methods(path) == allowed
+    for method in allowed:
+        assert table.match(method, path) is not None
+    for method in {"GET", "POST", "PATCH", "PURGE", "DELETE", "PUT"} - set(allowed):
+        assert table.match(method, path) is None
+
+
 def test_route_flags(table: RouteTable) -> None:
     upload = table.match("POST", "/v1/uploads/x")
     assert upload is not None and upload.route.body_is_http_body
@@ -405,7 +436,7 @@ def test_http_body_responses_are_raw(table: RouteTable) -> None:
 # --- errors ---
 
 
-def test_grpc_to_http_status_matches_envoy() -> None:
+def test_grpc_to_http_status_is_envoys_with_tinybirds_statuses() -> None:
     expected = {
         "OK": 200,
         "CANCELLED": 499,
@@ -423,11 +454,13 @@ def test_grpc_to_http_status_matches_envoy() -> None:
         "INTERNAL": 500,
         "UNAVAILABLE": 503,
         "DATA_LOSS": 500,
-        "UNAUTHENTICATED": 401,
+        # Tinybird's status (gateway/errors.py TINYBIRD_STATUSES); Envoy's own is 401.
+        "UNAUTHENTICATED": 403,
     }
     assert {code.name: http_status(code) for code in grpc.StatusCode} == expected
 
 
 def test_status_body_shape() -> None:
     body = orjson.loads(status_body(grpc.StatusCode.NOT_FOUND, "no such pipe"))
-    assert body == {"code": 5, "message": "no such pipe", "details": []}
+    assert body == {"error": "no such pipe", "code": 5, "message": "no such pipe", "details": []}
+    assert list(body) == ["error", "code", "message", "details"]

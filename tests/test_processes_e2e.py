@@ -92,7 +92,7 @@ async def _tutorial_calls(base: str, token: str) -> None:
             series = (await r.json())["data"]
         assert [(s["period"], s["conversions"]) for s in series] == [("2023-06-15 14:00:00", 1)]
         async with http.get(f"{base}/v0/pipes/test_summary.json?{SUMMARY_QUERY}") as r:
-            assert r.status == 401
+            assert r.status == 403
 
 
 async def _grpc_summary(address: str, token: str) -> list[tuple]:

@@ -1,5 +1,6 @@
 """The Query API: read-only SQL over the datasources a token may read, refused for
-writes, DDL, table functions, system tables and datasources outside the token's scope."""
+writes, DDL, table functions, system tables and datasources outside the token's scope, by
+GET and by POST alike (formats, pipes and caps: test_query_api_formats.py)."""
 
 from __future__ import annotations
 
@@ -45,12 +46,17 @@ async def api(chdb_dir, tmp_path_factory):
     await suite.stop()
 
 
-async def _sql(suite, q: str, token: str = TOKEN) -> tuple[int, dict]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{suite.gateway_url}/v0/sql", params={"q": q, "token": token}) as r,
-    ):
-        return r.status, await r.json()
+async def _sql(suite, q: str, token: str = TOKEN, method: str = "GET") -> tuple[int, dict]:
+    url = f"{suite.gateway_url}/v0/sql"
+    async with aiohttp.ClientSession() as http:
+        if method == "GET":
+            request = http.get(url, params={"q": q, "token": token})
+        else:  # the SQL as the body, as the SDKs send it
+            request = http.post(
+                url, params={"token": token}, data=q, headers={"Content-Type": "text/plain"}
+            )
+        async with request as r:
+            return r.status, await r.json()
 
 
 async def test_a_select_answers_in_the_pipe_shape(api):
@@ -62,6 +68,7 @@ async def test_a_select_answers_in_the_pipe_shape(api):
     )
     assert status == 200, body
     assert [m["name"] for m in body["meta"]] == ["variant", "n", "r"]
+    assert [m["type"] for m in body["meta"]] == ["String", "UInt64", "Float64"]
     assert body["data"] == [{"variant": "A", "n": 3, "r": 7.5}]
     assert body["rows"] == 1
     assert set(body["statistics"]) == {"elapsed", "rows_read", "bytes_read"}
@@ -89,9 +96,10 @@ async def test_a_select_answers_in_the_pipe_shape(api):
         ("", 400, "parameter 'q' is required"),
     ],
 )
-async def test_refusals(api, q, status, message):
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_refusals(api, q, status, message, method):
     suite, reader = api
-    got, body = await _sql(suite, q, reader)
+    got, body = await _sql(suite, q, reader, method)
     assert got == status, body
     assert message in body["message"]
     result = await suite.warehouse.query("SELECT count() AS n FROM ab_test_events", {})
@@ -102,5 +110,5 @@ async def test_admin_may_read_every_datasource_and_tokens_are_required(api):
     suite, _ = api
     status, body = await _sql(suite, "SELECT count() AS n FROM user_events")
     assert (status, body["data"]) == (200, [{"n": 0}])
-    status, _ = await _sql(suite, "SELECT 1 FROM ab_test_events", "wrong")
-    assert status == 401
+    status, body = await _sql(suite, "SELECT 1 FROM ab_test_events", "wrong")
+    assert (status, body["code"]) == (403, 16)  # Tinybird's status, UNAUTHENTICATED

@@ -24,17 +24,22 @@ QUERY_SETTINGS: dict[str, Any] = {
 class AdhocLimits:
     """Caps on the ad-hoc lane, where the Query API runs a stranger's SQL: a query that
     needs more time, memory or threads than these fails on its own instead of slowing
-    the pipes and ingest, which run elsewhere."""
+    the pipes and ingest, which run elsewhere. A result of more than `max_result_rows`
+    rows is an error (TOO_MANY_ROWS_OR_BYTES), never an answer cut short without a word;
+    the cap counts the rows of the answer only, not those a subquery or an `IN` reads."""
 
     max_seconds: float = 10.0
     max_memory_bytes: int = 1024 * 1024 * 1024
     max_threads: int = 1
+    max_result_rows: int = 10_000
 
     def settings(self) -> dict[str, Any]:
         return {
             "max_execution_time": self.max_seconds,
             "max_memory_usage": self.max_memory_bytes,
             "max_threads": self.max_threads,
+            "max_result_rows": self.max_result_rows,
+            "result_overflow_mode": "throw",
         }
 
 

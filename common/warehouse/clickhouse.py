@@ -80,7 +80,15 @@ class ClickHouseWarehouse(Warehouse):
         )
 
     def _adhoc_settings(self) -> dict:
-        return {**QUERY_SETTINGS, **self.adhoc_limits.settings(), "readonly": 2}
+        # `wait_end_of_query`: the server holds the answer until the query is done, so a
+        # query that fails part way (past the row cap, say) is an error status, not a 200
+        # whose body ends in the exception's text.
+        return {
+            **QUERY_SETTINGS,
+            **self.adhoc_limits.settings(),
+            "readonly": 2,
+            "wait_end_of_query": 1,
+        }
 
     async def close(self) -> None:
         for client in (self._client, self._adhoc_client):

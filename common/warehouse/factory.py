@@ -13,6 +13,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
         max_seconds=settings.sql_timeout,
         max_memory_bytes=settings.sql_max_memory_bytes,
         max_threads=settings.sql_max_threads,
+        max_result_rows=settings.sql_max_rows,
     )
     if settings.clickhouse_url:
         from common.warehouse.clickhouse import ClickHouseWarehouse

@@ -37,10 +37,14 @@ PLATFORM_PROTOS = (
     "pipit/query/v1/sql_service.proto",
     "pipit/deploy/v1/deploy_service.proto",
     "pipit/ingest/v1/datasources_service.proto",
+    "pipit/tokens/v1/token_service.proto",
+    "pipit/catalog/v1/catalog_service.proto",
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PROTOC_PROBLEM = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:\d+:)?\s*(?P<message>.*)$")
 _RESERVED_PREFIX = "_pipit"
+# Pipe names whose `/v0/pipes/<name>.json` the platform serves (the pipes' OpenAPI document).
+_RESERVED_PIPES = frozenset({"openapi"})
 _PLACEHOLDER_VALUES = {
     "String": "",
     "Bool": "false",
@@ -140,6 +144,13 @@ def _check_names(
                     *where,
                     f"{kind} name {item.name!r} is reserved (names starting `{_RESERVED_PREFIX}` "
                     f"or ending `{QUARANTINE_SUFFIX}` are Pipit's)",
+                )
+            )
+        elif kind == "pipe" and item.name in _RESERVED_PIPES:
+            problems.append(
+                ProjectError(
+                    *where,
+                    f"pipe name {item.name!r} is reserved: /v0/pipes/{item.name}.json is Pipit's",
                 )
             )
         camel = protos.camel(item.name)

@@ -18,13 +18,15 @@ from common.datasources import Datasource, from_descriptor
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
-# Services every deployment has, whatever the project: the Query API, deploys and the Data
-# Sources API's bulk writes.
+# Services every deployment has, whatever the project: the Query API, deploys, tokens, the
+# catalog (listings, OpenAPI) and the Data Sources API's bulk writes.
 PLATFORM_SERVICES = frozenset(
     {
         "pipit.query.v1.SqlService",
         "pipit.deploy.v1.DeployService",
         "pipit.ingest.v1.DatasourcesService",
+        "pipit.tokens.v1.TokenService",
+        "pipit.catalog.v1.CatalogService",
     }
 )
 INGEST = options_pb2.SERVICE_ROLE_INGEST
@@ -35,6 +37,31 @@ def _messages(descriptor: Descriptor) -> Iterator[Descriptor]:
     yield descriptor
     for nested in descriptor.nested_types:
         yield from _messages(nested)
+
+
+def _declaration_paths(
+    file: descriptor_pb2.FileDescriptorProto,
+) -> Iterator[tuple[tuple[int, ...], str]]:
+    """(source-info path, full name) of every message, field, service and method of a file;
+    the numbers are the FileDescriptorProto's own field numbers, as source info counts."""
+    package = f"{file.package}." if file.package else ""
+
+    def message(
+        proto: descriptor_pb2.DescriptorProto, path: tuple[int, ...], prefix: str
+    ) -> Iterator[tuple[tuple[int, ...], str]]:
+        name = prefix + proto.name
+        yield path, name
+        for index, field in enumerate(proto.field):
+            yield (*path, 2, index), f"{name}.{field.name}"
+        for index, nested in enumerate(proto.nested_type):
+            yield from message(nested, (*path, 3, index), f"{name}.")
+
+    for index, proto in enumerate(file.message_type):
+        yield from message(proto, (4, index), package)
+    for index, service in enumerate(file.service):
+        yield (6, index), package + service.name
+        for number, method in enumerate(service.method):
+            yield (6, index, 2, number), f"{package}{service.name}.{method.name}"
 
 
 class Project:
@@ -84,6 +111,22 @@ class Project:
             return self._by_message[descriptor.full_name]
         except KeyError:
             raise KeyError(f"{descriptor.full_name} is not a datasource message") from None
+
+    @cached_property
+    def _comments(self) -> dict[str, str]:
+        comments: dict[str, str] = {}
+        for file in self.files:
+            names = dict(_declaration_paths(file))
+            for location in file.source_code_info.location:
+                name = names.get(tuple(location.path))
+                if name is not None and location.leading_comments.strip():
+                    comments[name] = " ".join(location.leading_comments.split())
+        return comments
+
+    def comment(self, full_name: str) -> str:
+        """The leading comment of a message, field, service or method (by full name), on
+        one line; empty when it has none or the build kept no source info."""
+        return self._comments.get(full_name, "")
 
     @property
     def services(self) -> tuple[ServiceDescriptor, ...]:

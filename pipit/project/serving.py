@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 
+from common.token_table import TokenTable
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.project.artifact import builtin
 from pipit.project.compiler import read_files
@@ -41,6 +42,8 @@ async def start_serving(
     store = DeploymentStore(warehouse)
     if manage_schema:
         await store.ensure()
+        # The Tokens API's tokens live beside the deployments (common/token_table.py).
+        await TokenTable(warehouse).ensure()
     current = CurrentProject(await newest_or_builtin(store))
     if project_dir is not None:
         deployer = Deployer(warehouse, current, store, quarantine_ttl_days)

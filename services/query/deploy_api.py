@@ -1,5 +1,5 @@
-"""The DeployService's handlers: deploys (admin only), the deployment in service (for
-gateways, like reflection needs no token) and the listing of pipes a token may read."""
+"""The DeployService's handlers: deploys (admin only) and the deployment in service (for
+gateways, like reflection needs no token)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from common.auth import ScopeRule, current_principal
-from common.tokens import ADMIN, allows
-from pipit.clickhouse.v1 import options_pb2
+from common.auth import ScopeRule
+from common.tokens import ADMIN
 from pipit.deploy.v1 import deploy_service_pb2 as pb
 from pipit.project.compiler import BuildFailed
 from pipit.project.deploy import Deployer
 from pipit.project.runtime import CurrentProject
-from services.query.binder import endpoint_name
 
 log = structlog.get_logger("deploy")
 
@@ -54,44 +52,11 @@ class DeployApi:
             return pb.Deployment(version=project.version)
         return pb.Deployment(version=project.version, descriptor_set=project.descriptor_set)
 
-    async def list_pipes(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
-        principal = current_principal.get()
-        scopes = principal.scopes if principal is not None else ()
-        project = self._current.project
-        response = pb.ListPipesResponse()
-        service = project.query_service
-        for method in service.methods if service is not None else ():
-            name = endpoint_name(method)
-            if not name or not allows(scopes, f"PIPES:READ:{name}"):
-                continue
-            pipe = response.pipes.add(
-                name=name,
-                description=project.pipes[name].description if name in project.pipes else "",
-                endpoint=f"/v0/pipes/{name}.json",
-            )
-            for field in method.input_type.fields:
-                option = field.GetOptions().Extensions[options_pb2.parameter]
-                if option.type:
-                    pipe.parameters.add(
-                        name=field.name,
-                        type=option.type,
-                        default_value=option.default_value,
-                        required=option.required,
-                        description=option.description,
-                    )
-            rows = method.output_type.fields_by_name.get("data")
-            for field in rows.message_type.fields if rows is not None else ():
-                column = field.GetOptions().Extensions[options_pb2.column]
-                pipe.columns.add(name=field.name, type=column.type)
-        return response
-
     @staticmethod
     def scope_rules() -> dict[str, ScopeRule]:
         base = f"/{SERVICE.full_name}"
         return {
             f"{base}/Deploy": lambda _request: ADMIN,
-            # Any known token lists what it may read; the answer is filtered by its scopes.
-            f"{base}/ListPipes": lambda _request: None,
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -107,6 +72,5 @@ class DeployApi:
             {
                 "Deploy": unary(self.deploy, pb.DeployRequest, pb.DeployResponse),
                 "GetDeployment": unary(self.get_deployment, pb.GetDeploymentRequest, pb.Deployment),
-                "ListPipes": unary(self.list_pipes, pb.ListPipesRequest, pb.ListPipesResponse),
             },
         )

@@ -12,13 +12,14 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from common.auth import ScopeRule
+from common.auth import ScopeRule, current_principal
 from common.project_handlers import ProjectHandlers
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.project.artifact import NATIVE
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import query_service_pb2
 from services.query.binder import Endpoint, InvalidParameter, ResultMismatch, endpoint_name
+from services.query.fixed_params import FixedParamRefused, apply_fixed_params
 
 if TYPE_CHECKING:
     from services.query.template_binder import TemplateEndpoint
@@ -74,6 +75,10 @@ class QueryService:
 
     def _handler(self, endpoint: Endpoint | TemplateEndpoint) -> Callable:
         async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            try:
+                apply_fixed_params(request, current_principal.get(), endpoint.name)
+            except FixedParamRefused as exc:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
             try:
                 sql, params = endpoint.prepare(request)
             except InvalidParameter as exc:

@@ -137,6 +137,13 @@ STATEMENTS = {
     "cte-shadowing-internal": (
         "WITH {other} AS (SELECT * FROM {victim}) SELECT * FROM {other}_quarantine"
     ),
+    # Pipes read as tables are bound ahead of the query as CTEs: a query's own CTE of a
+    # pipe's name, or a pipe beside another datasource, still reads what it names.
+    "pipe-shadowed-by-cte": (
+        "WITH test_summary AS (SELECT * FROM {other}) SELECT * FROM test_summary"
+    ),
+    "pipe-and-other": "SELECT * FROM test_summary WHERE test_id IN (SELECT user_id FROM {other})",
+    "pipe-format-smuggled": "SELECT * FROM test_summary FORMAT TSV SETTINGS max_threads = 8",
 }
 
 
@@ -167,6 +174,8 @@ CROSS_DATASOURCE = frozenset(
             "source:other-quarantine:",
             "expr:scalar-subquery-other:",
             "statement:cte-shadowing-internal",
+            "statement:pipe-shadowed-by-cte",
+            "statement:pipe-and-other",
         )
     )
 )

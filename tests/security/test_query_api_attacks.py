@@ -1,7 +1,8 @@
 """The Query API under attack: every query of the corpus (attack_corpus.py), from a token of
 each kind (append-only, read one datasource, pipes only, admin), on embedded chDB and on the
 ClickHouse HTTP path (the test fixture, or the real server named by
-PIPIT_TEST_CLICKHOUSE_URL). Each is refused with 403 or 400 (the admin token may read the
+PIPIT_TEST_CLICKHOUSE_URL), by GET and by POST, and a sample through the typed gRPC
+`Query`. Each is refused with 403 or 400 (the admin token may read the
 other datasource, and does), and after each: no file was written, no socket was opened, the
 token file is as it was, the datasources hold what they held, and no response carries a
 secret (the canary file, the process environment, the admin token, the token digests,
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import grpc
 import orjson
 import pytest
 from attack_corpus import CROSS_DATASOURCE, LEGITIMATE, corpus
@@ -27,6 +29,7 @@ from common.tokens import TokenFile
 from common.warehouse.base import Warehouse
 from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.query.v1 import sql_service_pb2, sql_service_pb2_grpc
 
 VICTIM = "ab_test_events"
 OTHER = "user_events"
@@ -131,15 +134,27 @@ def _fill(template: str, target: Target) -> str:
     )
 
 
+# Each token's queries go by one of the Query API's bindings, so both are attacked: the query
+# string of a GET, and the text/plain body of a POST as the SDKs send it.
+POSTED = frozenset({"read-one", "admin"})
+
+
 async def _sql(target: Target, q: str, scope: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{target.suite.gateway_url}/v0/sql",
-            params={"q": q, "token": target.tokens[scope]},
-        ) as response,
-    ):
-        return response.status, await response.text()
+    url = f"{target.suite.gateway_url}/v0/sql"
+    async with aiohttp.ClientSession() as http:
+        if scope in POSTED:
+            request = http.post(
+                url,
+                data=q.encode(),
+                headers={
+                    "Authorization": f"Bearer {target.tokens[scope]}",
+                    "Content-Type": "text/plain",
+                },
+            )
+        else:
+            request = http.get(url, params={"q": q, "token": target.tokens[scope]})
+        async with request as response:
+            return response.status, await response.text()
 
 
 def _files(directory: Path) -> set[Path]:
@@ -189,3 +204,39 @@ async def test_tokens_without_a_read_scope_read_nothing(target: Target, scope: s
         assert status == 200, text
     else:
         assert status == 403, text
+
+
+# The typed gRPC method runs the same checks as the HTTP bindings; a sample of every kind.
+TYPED_SAMPLE = [
+    "expr:file:plain",
+    "expr:file:no-from",
+    "source:file:cte",
+    "source:other-datasource:plain",
+    "statement:outfile",
+    "statement:multi-file",
+    "statement:settings-readonly",
+    "statement:format-template",
+    "statement:pipe-shadowed-by-cte",
+]
+
+
+@pytest.mark.parametrize("attack", TYPED_SAMPLE)
+async def test_the_typed_grpc_method_refuses_alike(target: Target, attack: str):
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{target.suite.query.port}")
+    stub = sql_service_pb2_grpc.SqlServiceStub(channel)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Query(
+                sql_service_pb2.QueryRequest(q=_fill(ATTACKS[attack], target)),
+                metadata=(("authorization", f"Bearer {target.tokens['read-one']}"),),
+            )
+    finally:
+        await channel.close()
+    assert refused.value.code() in (
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    for secret in target.secrets:
+        assert secret not in (refused.value.details() or "")
+    assert not target.out.exists()
+    assert target.connections == [0]

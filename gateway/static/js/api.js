@@ -11,6 +11,9 @@ export const Problem = Object.freeze({
   REQUEST: "request",
 });
 
+// The gRPC code in an error body for a missing or unknown token.
+const UNAUTHENTICATED = 16;
+
 // How errors of GET /v0/pipes name what failed.
 const PIPE_LIST = "GET /v0/pipes";
 
@@ -99,10 +102,15 @@ export class Api {
     }
     if (response.ok && body !== null) return body;
 
-    // Errors are {"code", "message", "details"}; anything else came from something in between.
-    const message = body && typeof body.message === "string" ? body.message : response.statusText;
+    // Errors are {"error", "code", "message", "details"} (`error` is what Tinybird's clients
+    // read); anything else came from something in between.
+    const message = body && typeof body.error === "string" ? body.error : response.statusText;
     const options = { status: response.status, code: body?.code ?? null, pipe };
-    if (response.status === 401) throw new ApiError(Problem.TOKEN_REJECTED, message, options);
+    // A missing or unknown token is 403, as Tinybird answers it, with the gRPC code
+    // UNAUTHENTICATED; a known token without the scope is 403 PERMISSION_DENIED.
+    if (response.status === 401 || (response.status === 403 && options.code === UNAUTHENTICATED)) {
+      throw new ApiError(Problem.TOKEN_REJECTED, message, options);
+    }
     if (response.status === 403) throw new ApiError(Problem.FORBIDDEN, message, options);
     if (response.status === 503) throw new ApiError(Problem.UNAVAILABLE, message, options);
     throw new ApiError(Problem.REQUEST, message || "unreadable answer", options);

@@ -90,7 +90,7 @@ function explain(error) {
       return [
         "error",
         "The gateway rejected this token",
-        `HTTP 401: ${error.message}. Check the token and press Use.`,
+        `HTTP ${error.status}: ${error.message}. Check the token and press Use.`,
       ];
     case Problem.FORBIDDEN:
       return [

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pipit/deploy/v1/deploy_service.proto\x12\x0fpipit.deploy.v1\x1a\x1cgoogle/api/annotations.proto\x1a!pipit/clickhouse/v1/options.proto\",\n\x0bProjectFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"h\n\rDeployRequest\x12+\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1c.pipit.deploy.v1.ProjectFile\x12\x19\n\x11\x61llow_destructive\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"2\n\x0e\x44\x65ployResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x02 \x03(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rknown_version\x18\x01 \x01(\t\"5\n\nDeployment\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65scriptor_set\x18\x02 \x01(\x0c\"\x12\n\x10ListPipesRequest\"i\n\rPipeParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"(\n\nPipeColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x9d\x01\n\x04Pipe\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x32\n\nparameters\x18\x04 \x03(\x0b\x32\x1e.pipit.deploy.v1.PipeParameter\x12,\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x1b.pipit.deploy.v1.PipeColumn\"9\n\x11ListPipesResponse\x12$\n\x05pipes\x18\x01 \x03(\x0b\x32\x15.pipit.deploy.v1.Pipe2\xb3\x02\n\rDeployService\x12`\n\x06\x44\x65ploy\x12\x1e.pipit.deploy.v1.DeployRequest\x1a\x1f.pipit.deploy.v1.DeployResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v0/deploy:\x01*\x12S\n\rGetDeployment\x12%.pipit.deploy.v1.GetDeploymentRequest\x1a\x1b.pipit.deploy.v1.Deployment\x12\x65\n\tListPipes\x12!.pipit.deploy.v1.ListPipesRequest\x1a\".pipit.deploy.v1.ListPipesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v0/pipes\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pipit/deploy/v1/deploy_service.proto\x12\x0fpipit.deploy.v1\x1a\x1cgoogle/api/annotations.proto\x1a!pipit/clickhouse/v1/options.proto\",\n\x0bProjectFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"h\n\rDeployRequest\x12+\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1c.pipit.deploy.v1.ProjectFile\x12\x19\n\x11\x61llow_destructive\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"2\n\x0e\x44\x65ployResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x02 \x03(\t\"-\n\x14GetDeploymentRequest\x12\x15\n\rknown_version\x18\x01 \x01(\t\"5\n\nDeployment\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65scriptor_set\x18\x02 \x01(\x0c\x32\xcc\x01\n\rDeployService\x12`\n\x06\x44\x65ploy\x12\x1e.pipit.deploy.v1.DeployRequest\x1a\x1f.pipit.deploy.v1.DeployResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v0/deploy:\x01*\x12S\n\rGetDeployment\x12%.pipit.deploy.v1.GetDeploymentRequest\x1a\x1b.pipit.deploy.v1.Deployment\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYSERVICE']._serialized_options = b'\310\363\030\002'
   _globals['_DEPLOYSERVICE'].methods_by_name['Deploy']._loaded_options = None
   _globals['_DEPLOYSERVICE'].methods_by_name['Deploy']._serialized_options = b'\202\323\344\223\002\017\"\n/v0/deploy:\001*'
-  _globals['_DEPLOYSERVICE'].methods_by_name['ListPipes']._loaded_options = None
-  _globals['_DEPLOYSERVICE'].methods_by_name['ListPipes']._serialized_options = b'\202\323\344\223\002\013\022\t/v0/pipes'
   _globals['_PROJECTFILE']._serialized_start=122
   _globals['_PROJECTFILE']._serialized_end=166
   _globals['_DEPLOYREQUEST']._serialized_start=168
@@ -49,16 +47,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETDEPLOYMENTREQUEST']._serialized_end=371
   _globals['_DEPLOYMENT']._serialized_start=373
   _globals['_DEPLOYMENT']._serialized_end=426
-  _globals['_LISTPIPESREQUEST']._serialized_start=428
-  _globals['_LISTPIPESREQUEST']._serialized_end=446
-  _globals['_PIPEPARAMETER']._serialized_start=448
-  _globals['_PIPEPARAMETER']._serialized_end=553
-  _globals['_PIPECOLUMN']._serialized_start=555
-  _globals['_PIPECOLUMN']._serialized_end=595
-  _globals['_PIPE']._serialized_start=598
-  _globals['_PIPE']._serialized_end=755
-  _globals['_LISTPIPESRESPONSE']._serialized_start=757
-  _globals['_LISTPIPESRESPONSE']._serialized_end=814
-  _globals['_DEPLOYSERVICE']._serialized_start=817
-  _globals['_DEPLOYSERVICE']._serialized_end=1124
+  _globals['_DEPLOYSERVICE']._serialized_start=429
+  _globals['_DEPLOYSERVICE']._serialized_end=633
 # @@protoc_insertion_point(module_scope)

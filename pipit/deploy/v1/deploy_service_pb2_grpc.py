@@ -49,11 +49,6 @@ class DeployServiceStub:
                 request_serializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.SerializeToString,
                 response_deserializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.Deployment.FromString,
                 _registered_method=True)
-        self.ListPipes = channel.unary_unary(
-                '/pipit.deploy.v1.DeployService/ListPipes',
-                request_serializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesRequest.SerializeToString,
-                response_deserializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesResponse.FromString,
-                _registered_method=True)
 
 
 class DeployServiceServicer:
@@ -81,13 +76,6 @@ class DeployServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListPipes(self, request, context):
-        """The project's pipes with their parameters and columns, those the token may read.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_DeployServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,11 +88,6 @@ def add_DeployServiceServicer_to_server(servicer, server):
                     servicer.GetDeployment,
                     request_deserializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.FromString,
                     response_serializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.Deployment.SerializeToString,
-            ),
-            'ListPipes': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListPipes,
-                    request_deserializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesRequest.FromString,
-                    response_serializer=pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -166,33 +149,6 @@ class DeployService:
             '/pipit.deploy.v1.DeployService/GetDeployment',
             pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.SerializeToString,
             pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.Deployment.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListPipes(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pipit.deploy.v1.DeployService/ListPipes',
-            pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesRequest.SerializeToString,
-            pipit_dot_deploy_dot_v1_dot_deploy__service__pb2.ListPipesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
-from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from pipit.clickhouse.v1 import options_pb2 as pipit_dot_clickhouse_dot_v1_dot_options__pb2
 from pipit.query.v1 import pipe_pb2 as pipit_dot_query_dot_v1_dot_pipe__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pipit/query/v1/sql_service.proto\x12\x0epipit.query.v1\x1a\x1cgoogle/api/annotations.proto\x1a!pipit/clickhouse/v1/options.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19pipit/query/v1/pipe.proto\"\x19\n\x0cQueryRequest\x12\t\n\x01q\x18\x01 \x01(\t\"\x9e\x01\n\rQueryResponse\x12(\n\x04meta\x18\x01 \x03(\x0b\x32\x1a.pipit.query.v1.ColumnMeta\x12%\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12.\n\nstatistics\x18\x04 \x01(\x0b\x32\x1a.pipit.query.v1.Statistics2i\n\nSqlService\x12U\n\x05Query\x12\x1c.pipit.query.v1.QueryRequest\x1a\x1d.pipit.query.v1.QueryResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/v0/sql\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pipit/query/v1/sql_service.proto\x12\x0epipit.query.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a!pipit/clickhouse/v1/options.proto\x1a\x19pipit/query/v1/pipe.proto\"R\n\x0fRunQueryRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\"+\n\x0cQueryRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\"\x9e\x01\n\rQueryResponse\x12(\n\x04meta\x18\x01 \x03(\x0b\x32\x1a.pipit.query.v1.ColumnMeta\x12%\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12.\n\nstatistics\x18\x04 \x01(\x0b\x32\x1a.pipit.query.v1.Statistics2\xbd\x01\n\nSqlService\x12\x63\n\x08RunQuery\x12\x1f.pipit.query.v1.RunQueryRequest\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a\"\x07/v0/sql:\x04\x62odyZ\t\x12\x07/v0/sql\x12\x44\n\x05Query\x12\x1c.pipit.query.v1.QueryRequest\x1a\x1d.pipit.query.v1.QueryResponse\x1a\x04\xc8\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +38,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SQLSERVICE']._loaded_options = None
   _globals['_SQLSERVICE']._serialized_options = b'\310\363\030\002'
-  _globals['_SQLSERVICE'].methods_by_name['Query']._loaded_options = None
-  _globals['_SQLSERVICE'].methods_by_name['Query']._serialized_options = b'\202\323\344\223\002\t\022\007/v0/sql'
-  _globals['_QUERYREQUEST']._serialized_start=174
-  _globals['_QUERYREQUEST']._serialized_end=199
-  _globals['_QUERYRESPONSE']._serialized_start=202
-  _globals['_QUERYRESPONSE']._serialized_end=360
-  _globals['_SQLSERVICE']._serialized_start=362
-  _globals['_SQLSERVICE']._serialized_end=467
+  _globals['_SQLSERVICE'].methods_by_name['RunQuery']._loaded_options = None
+  _globals['_SQLSERVICE'].methods_by_name['RunQuery']._serialized_options = b'\202\323\344\223\002\032\"\007/v0/sql:\004bodyZ\t\022\007/v0/sql'
+  _globals['_RUNQUERYREQUEST']._serialized_start=201
+  _globals['_RUNQUERYREQUEST']._serialized_end=283
+  _globals['_QUERYREQUEST']._serialized_start=285
+  _globals['_QUERYREQUEST']._serialized_end=328
+  _globals['_QUERYRESPONSE']._serialized_start=331
+  _globals['_QUERYRESPONSE']._serialized_end=489
+  _globals['_SQLSERVICE']._serialized_start=492
+  _globals['_SQLSERVICE']._serialized_end=681
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from pipit.query.v1 import sql_service_pb2 as pipit_dot_query_dot_v1_dot_sql__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -26,10 +27,11 @@ if _version_not_supported:
 
 
 class SqlServiceStub:
-    """SqlService runs ad-hoc, read-only SQL over the datasources a token may read, as
-    Tinybird's Query API does. The engine resolves which tables a query reads; every one
-    must be a datasource the token holds DATASOURCES:READ:<name> for. Writes, DDL, table
-    functions and system tables are refused; execution time, memory and rows are capped.
+    """SqlService runs ad-hoc, read-only SQL over the datasources and pipes a token may read,
+    as Tinybird's Query API does. The engine resolves which tables a query reads; every one
+    must be a datasource (or its quarantine table) the token holds DATASOURCES:READ:<name>
+    for, or a pipe it holds PIPES:READ:<name> for. Writes, DDL, table functions and system
+    tables are refused; execution time, memory and result rows are capped.
     """
 
     def __init__(self, channel):
@@ -38,6 +40,11 @@ class SqlServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.RunQuery = channel.unary_unary(
+                '/pipit.query.v1.SqlService/RunQuery',
+                request_serializer=pipit_dot_query_dot_v1_dot_sql__service__pb2.RunQueryRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.Query = channel.unary_unary(
                 '/pipit.query.v1.SqlService/Query',
                 request_serializer=pipit_dot_query_dot_v1_dot_sql__service__pb2.QueryRequest.SerializeToString,
@@ -46,14 +53,30 @@ class SqlServiceStub:
 
 
 class SqlServiceServicer:
-    """SqlService runs ad-hoc, read-only SQL over the datasources a token may read, as
-    Tinybird's Query API does. The engine resolves which tables a query reads; every one
-    must be a datasource the token holds DATASOURCES:READ:<name> for. Writes, DDL, table
-    functions and system tables are refused; execution time, memory and rows are capped.
+    """SqlService runs ad-hoc, read-only SQL over the datasources and pipes a token may read,
+    as Tinybird's Query API does. The engine resolves which tables a query reads; every one
+    must be a datasource (or its quarantine table) the token holds DATASOURCES:READ:<name>
+    for, or a pipe it holds PIPES:READ:<name> for. Writes, DDL, table functions and system
+    tables are refused; execution time, memory and result rows are capped.
     """
 
+    def RunQuery(self, request, context):
+        """Runs one SELECT and answers in the output format its `FORMAT` clause names (JSON
+        when it has none), byte for byte as the engine prints that format: 64-bit integers
+        as exact JSON numbers. This is Tinybird's `GET`/`POST /v0/sql`; the SQL comes from
+        `q` (query string or form body), or is the whole `text/plain` body as the SDKs send it.
+        The answer is bytes in a format of the caller's choosing: an HttpBody, deliberately.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Query(self, request, context):
-        """Runs one SELECT and answers in the pipe JSON shape.
+        """Runs one SELECT like RunQuery and answers typed, in the pipe JSON shape, for gRPC
+        callers who want a message rather than bytes. A Struct holds every number as a
+        double, so 64-bit integers past 2^53 lose precision here; RunQuery's JSON does not.
+        A FORMAT clause must still name a format RunQuery accepts; the answer is typed anyway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -62,6 +85,11 @@ class SqlServiceServicer:
 
 def add_SqlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'RunQuery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunQuery,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_sql__service__pb2.RunQueryRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
                     request_deserializer=pipit_dot_query_dot_v1_dot_sql__service__pb2.QueryRequest.FromString,
@@ -76,11 +104,39 @@ def add_SqlServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SqlService:
-    """SqlService runs ad-hoc, read-only SQL over the datasources a token may read, as
-    Tinybird's Query API does. The engine resolves which tables a query reads; every one
-    must be a datasource the token holds DATASOURCES:READ:<name> for. Writes, DDL, table
-    functions and system tables are refused; execution time, memory and rows are capped.
+    """SqlService runs ad-hoc, read-only SQL over the datasources and pipes a token may read,
+    as Tinybird's Query API does. The engine resolves which tables a query reads; every one
+    must be a datasource (or its quarantine table) the token holds DATASOURCES:READ:<name>
+    for, or a pipe it holds PIPES:READ:<name> for. Writes, DDL, table functions and system
+    tables are refused; execution time, memory and result rows are capped.
     """
+
+    @staticmethod
+    def RunQuery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.SqlService/RunQuery',
+            pipit_dot_query_dot_v1_dot_sql__service__pb2.RunQueryRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Query(request,
