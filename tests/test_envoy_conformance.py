@@ -1269,8 +1269,12 @@ WRONG_METHODS = [
     ("DELETE", "/v0/sql?q=SELECT+1", "GET"),
     ("GET", "/v0/deploy", "POST"),
     ("DELETE", "/v0/pipes", "GET"),
-    ("POST", "/v0/datasources", "GET"),
+    ("PUT", "/v0/datasources", "POST"),  # GET lists them, POST imports (the Data Sources API)
     ("DELETE", "/v0/datasources/app_events", "GET"),
+    ("GET", "/v0/datasources/app_events/truncate", "POST"),
+    ("GET", "/v0/datasources/app_events/delete", "POST"),
+    ("DELETE", "/v0/jobs", "GET"),
+    ("POST", "/v0/jobs/0123", "GET"),
     ("PUT", "/v0/pipes/openapi.json", "GET"),
 ]
 
