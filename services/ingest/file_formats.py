@@ -406,11 +406,12 @@ def _plain(value: Any) -> Any:
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
-def _arrow_text(array: Any) -> Any | None:
+def _arrow_text(array: Any, epoch_seconds: bool = False) -> Any | None:
     """A column of a record batch as the values the validator reads, converted by Arrow (a
-    C++ pass, not a Python call per value): times as UTC text to the second, dates and
-    decimals as text. None when a value needs Python's closer look (sub-second times,
-    nested values, binary that is not UTF-8)."""
+    C++ pass, not a Python call per value): times as UTC text to the second (or, for a
+    DateTime column, `epoch_seconds`, as seconds since the epoch), dates and decimals as
+    text. None when a value needs Python's closer look (sub-second times, nested values,
+    binary that is not UTF-8)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -421,6 +422,9 @@ def _arrow_text(array: Any) -> Any | None:
             # None when every value is null; False when some has a fraction of a second.
             if pc.all(pc.equal(seconds.cast(kind), array)).as_py() is False:
                 return None
+        if epoch_seconds:
+            # A DateTime column takes seconds since the epoch as they are: nothing to parse.
+            return seconds.cast(pa.int64())
         return pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S")
     if pa.types.is_date(kind) or pa.types.is_decimal(kind):
         return array.cast(pa.string())
@@ -447,7 +451,7 @@ class _JsonTexts(Sequence[bytes]):
         return orjson.dumps(self._values[index], default=str)
 
 
-def read_parquet(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
+def read_parquet(raw: IO[bytes], ds: Datasource, batch_rows: int) -> Iterator[Events]:
     """The rows of a Parquet file, a record batch at a time (pyarrow reads only the row
     groups it needs for each), converted a column at a time where Arrow can. `raw` must be
     seekable: Parquet's index is at its end."""
@@ -459,8 +463,16 @@ def read_parquet(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileError(f"not a Parquet file: {exc}") from None
     try:
+        datetimes = {
+            column.name
+            for column in ds.columns
+            if not column.json_path and read_type(column.type).name == "DateTime"
+        }
         for batch in parquet.iter_batches(batch_size=batch_rows):
-            converted = [_arrow_text(column) for column in batch.columns]
+            converted = [
+                _arrow_text(column, name in datetimes)
+                for name, column in zip(batch.schema.names, batch.columns, strict=True)
+            ]
             if all(c is not None for c in converted):
                 names = list(batch.schema.names)
                 columns = [c.to_pylist() for c in converted]
@@ -488,7 +500,7 @@ def read_rows(
 ) -> Iterator[Events]:
     """The batches of a file in `fmt`."""
     if fmt == PARQUET:
-        return read_parquet(raw, batch_rows)
+        return read_parquet(raw, ds, batch_rows)
     if fmt == NDJSON:
         return read_ndjson(raw, batch_rows)
     return read_csv(raw, ds, batch_rows, dialect)
