@@ -78,7 +78,11 @@ class DatasourcesServiceServicer:
 
     def ImportData(self, request, context):
         """Appends to (mode `append`) or replaces (mode `replace`) a datasource's rows from the
-        file in the body (a multipart form's file part, or the raw file) or at `url`.
+        file in the body (a multipart form's file part, or the raw file) or at `url`. Every
+        write answers one shape, the job it started, as Tinybird's Data Sources API does: one
+        response message for the three, deliberately.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +90,8 @@ class DatasourcesServiceServicer:
 
     def TruncateDatasource(self, request, context):
         """Removes every row of a datasource.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,6 +99,8 @@ class DatasourcesServiceServicer:
 
     def DeleteData(self, request, context):
         """Removes the rows of a datasource a condition selects, or counts them (`dry_run`).
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +114,8 @@ class DatasourcesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Reports one job.
+        """Reports one job: the Job itself, as AIP's Get methods answer their resource.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
