@@ -121,6 +121,17 @@ class Settings:
     manage_schema: bool = True
     project: Path | None = None
     insert_quorum: str = "0"
+    import_max_body_bytes: int = 256 * 1024 * 1024
+    import_max_url_bytes: int = 64 * 1024 * 1024 * 1024
+    import_batch_rows: int = 50_000
+    import_url_timeout: float = 60.0
+    import_allow_private_urls: bool = False
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_imports: str = ""
+    s3_poll_interval: float = 60.0
 
     def tls_files(self) -> tuple[Path, Path] | None:
         """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
@@ -253,6 +264,48 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         "replicas that must hold a flush before it counts as written: auto (a majority of "
         "the shard's replicas) or a number; 0 or 1 = off (single node)",
         _insert_quorum,
+    ),
+    "import_max_body_bytes": (
+        "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
+        "gateways and the ingest service accept, in bytes; larger files go by url=",
+        _positive_int,
+    ),
+    "import_max_url_bytes": (
+        "largest file a Data Sources API import fetches from a url=, in bytes (it is spooled "
+        "to <data-dir>/imports while it is read)",
+        _positive_int,
+    ),
+    "import_batch_rows": (
+        "rows an import reads, validates and inserts at a time: what bounds its memory",
+        _positive_int,
+    ),
+    "import_url_timeout": (
+        "seconds an import's url= fetch may wait to connect or for the next bytes",
+        _positive_float,
+    ),
+    "import_allow_private_urls": (
+        "let imports fetch url=s on private, loopback or link-local addresses (off: only "
+        "public addresses, so a url cannot reach the services' own network)",
+        _boolean,
+    ),
+    "s3_endpoint_url": (
+        "S3 connector: the S3 API's URL (an S3-compatible store); empty = AWS",
+        str,
+    ),
+    "s3_region": ("S3 connector: the region of the buckets", str),
+    "s3_access_key_id": (
+        "S3 connector: access key id; empty = boto3's usual chain (environment, instance role)",
+        str,
+    ),
+    "s3_secret_access_key": ("S3 connector: the secret of --s3-access-key-id", str),
+    "s3_imports": (
+        "S3 connector: scheduled imports, `datasource=s3://bucket/prefix/*.parquet`, "
+        "separated by spaces; each new file (key and ETag) is loaded exactly once",
+        str,
+    ),
+    "s3_poll_interval": (
+        "S3 connector: seconds between two looks for new files of --s3-imports",
+        _positive_float,
     ),
 }
 

@@ -20,6 +20,8 @@ from pipit.project.runtime import CurrentProject, Project
 
 # The Events API takes bodies up to 10 MiB; leave room for the envelope.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# What a request message adds to the body it carries (its other fields, framing).
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -101,15 +103,17 @@ async def start_grpc_server(
     tls: tuple[bytes, bytes] | None = None,
     current: CurrentProject | None = None,
     project_names: Callable[[Project], Sequence[str]] | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port). `access` is the
     process's: every server of a process shares its tokens and rate-limit buckets. With
     `current`, reflection and health follow the project in service, whose own services
-    `project_names` lists."""
+    `project_names` lists. `max_message_bytes` caps a request (the ingest service's takes a
+    Data Sources API file whole)."""
     server = grpc.aio.server(
         interceptors=[RequestLogInterceptor(), AccessInterceptor(access, scope_rules)],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max(max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],

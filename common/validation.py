@@ -26,7 +26,7 @@ field of each bad row; so the fast path never changes an answer, it only skips w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
@@ -427,6 +427,9 @@ class RowValidator:
         # The batch paths' steps, looked up once: they run per column of every batch.
         self._json_batch = [(r.column, r.check) for r in self._json]
         self._message_batch = [(r.column, r.check) for r in self._messages]
+        # Columns a reader can hand over whole (a CSV file's): top-level fields only.
+        self._top_level = all(not c.json_path for c in datasource.columns)
+        self._checks = [r.check for r in self._json]
 
     def columns_from_json(self, values: Sequence[Any]) -> tuple[Columns, list[tuple[int, str]]]:
         """The valid events of a batch of decoded JSON values as columns, and (index,
@@ -437,6 +440,19 @@ class RowValidator:
             return [check(column(values)) for column, check in self._json_batch], []
         except _Rejected:
             return self._row_by_row(values, self.from_json)
+
+    def checked_columns(self, given: Mapping[str, list[Any]]) -> Columns | None:
+        """A batch already a column at a time (every column of the datasource, each value as
+        JSON would decode it) checked whole: the columns, or None when some value needs a
+        closer look (then validate the batch as JSON values, which names each bad one)."""
+        if not self._top_level or not all(name in given for name in self._names):
+            return None
+        try:
+            return [
+                check(given[name]) for name, check in zip(self._names, self._checks, strict=True)
+            ]
+        except _Rejected:
+            return None
 
     def columns_from_messages(
         self, events: Sequence[Message]

@@ -50,6 +50,7 @@ import structlog
 from aiohttp import HttpVersion11, web
 
 from common.config import Settings
+from common.grpc_server import MESSAGE_OVERHEAD_BYTES
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
 from gateway.body import body_encoding, read_body
@@ -68,6 +69,12 @@ from gateway.errors import (
 )
 from gateway.transcoder import build_request, parse_query, render_response, unescape
 from gateway.upstreams import Upstreams
+from pipit.ingest.v1 import datasources_service_pb2
+
+# The Data Sources API's file uploads, whose bodies have a limit of their own.
+IMPORT_METHOD = "/{}/ImportData".format(
+    datasources_service_pb2.DESCRIPTOR.services_by_name["DatasourcesService"].full_name
+)
 
 log = structlog.get_logger("gateway")
 
@@ -130,6 +137,7 @@ class Gateway:
         timeout: float,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         token_store: TokenStore | None = None,
+        import_max_body_bytes: int = 0,
     ) -> None:
         self.routes = routes
         self.upstreams = upstreams
@@ -138,6 +146,8 @@ class Gateway:
             lambda table: setattr(self, "cors", CorsPolicy(allowed_origins, table.http_methods))
         )
         self.max_body_bytes = max_body_bytes
+        # Data Sources API imports carry whole files: a limit of their own (0: the same).
+        self.import_max_body_bytes = import_max_body_bytes or max_body_bytes
         self.timeout = timeout
         self.header_timeout = header_timeout
         self.token_store = token_store
@@ -167,12 +177,17 @@ class Gateway:
             else:
                 params.append((name, value, as_sent))
         metadata = _metadata(request, token)
-        encoding = body_encoding(request, self.max_body_bytes)
+        limit = (
+            self.import_max_body_bytes
+            if route.grpc_method == IMPORT_METHOD
+            else self.max_body_bytes
+        )
+        encoding = body_encoding(request, limit)
         if self.token_store is not None:
             refuse_unknown_token(self.token_store, metadata)
         await _continue(request)
         # Read whatever the rule says: Envoy parses a body on a rule without one too.
-        body = await read_body(request, self.max_body_bytes, encoding, self.header_timeout)
+        body = await read_body(request, limit, encoding, self.header_timeout)
         content_type = request.headers.get("Content-Type", "")
         pool = table.pool
         # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
@@ -378,6 +393,7 @@ def create_app(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     token_store: TokenStore | None = None,
     follow: bool = True,
+    import_max_body_bytes: int = 0,
 ) -> web.Application:
     """The gateway for `upstreams` (gRPC service full name → "host:port"). Every HttpRule of
     those services is routed; a name missing from the descriptor set raises ValueError.
@@ -386,16 +402,22 @@ def create_app(
     (`serve_gateway` applies it to connections). `token_store`, the services' own, lets the
     gateway refuse a request without a known token before reading its body. `follow` keeps
     the routes on the deployment in service (gateway/deployment.py); `descriptor_set` is
-    where they start (the package's own by default)."""
+    where they start (the package's own by default). `import_max_body_bytes` is the body
+    limit of Data Sources API imports (IMPORT_METHOD), `max_body_bytes` that of the rest."""
     routes = ServedRoutes(upstreams, descriptor_set or default_descriptor_set())
     gateway = Gateway(
         routes,
-        Upstreams(upstreams, upstream_credentials),
+        Upstreams(
+            upstreams,
+            upstream_credentials,
+            max(max_body_bytes, import_max_body_bytes) + MESSAGE_OVERHEAD_BYTES,
+        ),
         allowed_origins,
         max_body_bytes,
         timeout,
         header_timeout,
         token_store,
+        import_max_body_bytes,
     )
     # body.py decodes gzip itself (see there); aiohttp's decoding would answer unknown encodings
     # with a plain-text 400 before the middleware runs.

@@ -74,6 +74,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,9 @@ from gateway.errors import (
     code_number,
     method_not_allowed_message,
 )
+from gateway.routes import LITERAL_SEGMENT as _LITERAL_SEGMENT
 from gateway.routes import RouteTable, load_routes
+from pipit.query.v1 import pipe_service_pb2
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -133,6 +136,10 @@ LISTENER_NAME = "pipit_gateway"
 
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 _DECOMPRESSOR = "envoy.filters.http.decompressor"
+_BUFFER = "envoy.filters.http.buffer"
+# The Data Sources API's imports (POST /v0/datasources), whose files have a body limit of their
+# own (EnvoyConfig.import_max_body_bytes), as on our gateway (gateway/app.py, IMPORT_METHOD).
+IMPORT_PATH = "/v0/datasources"
 _UNROUTED = "unrouted"
 _MESSAGE_OVERHEAD_BYTES = 64 * 1024
 _TYPE = "type.googleapis.com/envoy."
@@ -207,6 +214,7 @@ class EnvoyConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port, read back from the admin interface
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    import_max_body_bytes: int = 0  # 0: max_body_bytes
     allowed_origins: Sequence[str] = ("*",)
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
@@ -217,6 +225,11 @@ class EnvoyConfig:
     dashboard: bool = True  # serve gateway/static/ as our gateway does
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: HTTPS listener
     upstream_ca: Path | None = None  # CA bundle: TLS to the services, trusting it
+
+    @property
+    def import_limit(self) -> int:
+        """The body limit of Data Sources API imports."""
+        return self.import_max_body_bytes or self.max_body_bytes
 
     def __post_init__(self) -> None:
         if self.admin_port is None and self.port == 0:
@@ -379,7 +392,7 @@ def _health_filter() -> dict[str, Any]:
 _HEALTH_REGEX = "^" + HEALTH_PATH + r"(\?.*)?$"
 
 
-def _local_reply_config(max_body_bytes: int) -> dict[str, Any]:
+def _local_reply_config(max_body_bytes: int, import_max_body_bytes: int) -> dict[str, Any]:
     # An answer to a native gRPC request is gRPC (its text goes into grpc-message): left alone.
     # (Not told by the request's content type: the transcoder makes every request gRPC.)
     grpc_request = {
@@ -402,7 +415,24 @@ def _local_reply_config(max_body_bytes: int) -> dict[str, Any]:
                 },
             }
         )
-    # Our gateway's wording for a body over the limit, so both bodies are the same.
+    # Our gateway's wording for a body over the limit, so both bodies are the same: an import's
+    # limit on its path (before the transcoder rewrites it), the Events API's on the others.
+    import_path = {
+        "header_filter": {
+            "header": {
+                "name": ":path",
+                "string_match": {"safe_regex": {"regex": f"^{re.escape(IMPORT_PATH)}(\\?.*)?$"}},
+            }
+        }
+    }
+    mappers.append(
+        {
+            "filter": {"and_filter": {"filters": [_status_filter(413), import_path]}},
+            "body_format_override": _error_format(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, too_large(import_max_body_bytes).message
+            ),
+        }
+    )
     mappers.append(
         {
             "filter": _status_filter(413),
@@ -549,7 +579,7 @@ def _method_message_parts() -> tuple[str, str, str, str]:
     return before, middle, listed_before, listed_after
 
 
-def _refusals_lua(max_body_bytes: int) -> str:
+def _refusals_lua(max_body_bytes: int, import_max_body_bytes: int) -> str:
     accepted = ", ".join(f'["{e}"] = true' for e in sorted(ACCEPTED_ENCODINGS))
     before, _, after = unsupported_encoding("\0").message.partition("\0")
     no_route_before, _, no_route_after = NO_ROUTE.partition("{}")
@@ -562,6 +592,9 @@ def _refusals_lua(max_body_bytes: int) -> str:
         .replace("@ENCODING_AFTER@", after)
         .replace("@MAX_BODY@", str(max_body_bytes))
         .replace("@TOO_LARGE@", too_large(max_body_bytes).message)
+        .replace("@IMPORT_PATH@", IMPORT_PATH)
+        .replace("@IMPORT_MAX_BODY@", str(import_max_body_bytes))
+        .replace("@IMPORT_TOO_LARGE@", too_large(import_max_body_bytes).message)
     )
 
 
@@ -784,7 +817,12 @@ function envoy_on_request(handle)
   end
   -- Before a byte of the body is read; the buffer filter counts a body without a length.
   local length = tonumber(headers:get("content-length") or "")
-  if length ~= nil and length > @MAX_BODY@ then
+  local path = string.match(headers:get(":path") or "", "^[^?]*")
+  if path == "@IMPORT_PATH@" then
+    if length ~= nil and length > @IMPORT_MAX_BODY@ then
+      handle:respond({ [":status"] = "413" }, "@IMPORT_TOO_LARGE@")
+    end
+  elseif length ~= nil and length > @MAX_BODY@ then
     handle:respond({ [":status"] = "413" }, "@TOO_LARGE@")
   end
 end
@@ -819,16 +857,32 @@ def _lua(name: str, source: str) -> dict[str, Any]:
     }
 
 
-def _http_body_paths(table: RouteTable) -> list[str]:
-    """The literal paths of the routes whose body is a raw `google.api.HttpBody` (the Events
-    API, the Query API), whose services inflate gzip themselves. A templated one (a pipe's
-    POSTed parameters, PipeService) is small and read as it comes: the decompressor inflates
-    it, as our gateway does."""
-    paths = []
+# Its raw bodies (a pipe's POSTed parameters) go through Envoy's decompressor.
+PIPE_SERVICE = pipe_service_pb2.DESCRIPTOR.services_by_name["PipeService"].full_name
+
+
+def _http_body_matches(table: RouteTable) -> list[dict[str, Any]]:
+    """Route matches for the paths of the routes whose body is a raw `google.api.HttpBody`
+    that its service inflates itself (the Events API, the Query API, the Data Sources API):
+    the path itself, or a regular expression for a template with single-segment variables
+    (`/v0/datasources/{name}/truncate`). A pipe's POSTed parameters (PipeService) are small
+    and read as they come: the decompressor inflates them, as our gateway does."""
+    matches: dict[str, dict[str, Any]] = {}
     for route in table.routes:
-        if route.body_is_http_body and not (route.template.variables or route.template.verb):
-            paths.append(route.template.source)
-    return sorted(set(paths))
+        if not route.body_is_http_body or route.service == PIPE_SERVICE:
+            continue
+        template = route.template
+        if template.verb or any(v.multi_segment for v in template.variables):
+            raise ValueError(f"an HttpBody route needs a simple path: {template.source}")
+        if not template.variables:
+            matches[template.source] = {"path": template.source}
+            continue
+        regex = "".join(
+            "/" + (re.escape(text) if kind == _LITERAL_SEGMENT else "[^/]+")
+            for kind, text in template.segments
+        )
+        matches[regex] = {"safe_regex": {"regex": regex}}
+    return [matches[key] for key in sorted(matches)]
 
 
 def _transcoder(
@@ -910,18 +964,23 @@ def render_route_config(
     # The dashboard's routes skip the transcoder, which would refuse their paths.
     dashboard, largest_file = _dashboard_routes() if config.dashboard else ([], 0)
     routes.extend(dashboard)
-    # The Events API's bodies reach the service as sent (see the module docstring): no
-    # decompressor on its paths, which the route the original path selects decides.
-    routes.extend(
-        {
-            "match": {"path": path},
-            "route": {"cluster": _UNROUTED, "timeout": timeout},
-            "typed_per_filter_config": {
-                _DECOMPRESSOR: _typed("config.route.v3.FilterConfig", disabled=True)
-            },
-        }
-        for path in _http_body_paths(table)
-    )
+    # The Events API's and Data Sources API's bodies reach the service as sent (see the module
+    # docstring): no decompressor on their paths, which the route the original path selects
+    # decides. An import's file has a body limit of its own.
+    for match in _http_body_matches(table):
+        per_filter = {_DECOMPRESSOR: _typed("config.route.v3.FilterConfig", disabled=True)}
+        if match.get("path") == IMPORT_PATH:
+            per_filter[_BUFFER] = _typed(
+                "extensions.filters.http.buffer.v3.BufferPerRoute",
+                buffer={"max_request_bytes": config.import_limit},
+            )
+        routes.append(
+            {
+                "match": match,
+                "route": {"cluster": _UNROUTED, "timeout": timeout},
+                "typed_per_filter_config": per_filter,
+            }
+        )
     # For the CORS filter's sake (see the module docstring): it needs a route entry for the
     # original path. Nothing should reach it: the transcoder refuses unknown methods, the Lua
     # filter native gRPC; if something does, the cluster without endpoints answers 503.
@@ -952,7 +1011,9 @@ def render_route_config(
                     ),
                     # The transcoder takes the most specific configuration it finds; a
                     # route's own (the dashboard's: disabled) beats this one.
-                    _TRANSCODER: _transcoder(descriptor, services, config.max_body_bytes),
+                    _TRANSCODER: _transcoder(
+                        descriptor, services, max(config.max_body_bytes, config.import_limit)
+                    ),
                 },
             }
         ],
@@ -998,7 +1059,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
             ),
         },
         _lua(_METHODS_FILTER, _NO_METHODS_LUA),
-        _lua("pipit.lua.refusals", _refusals_lua(config.max_body_bytes)),
+        _lua("pipit.lua.refusals", _refusals_lua(config.max_body_bytes, config.import_limit)),
         {
             "name": _DECOMPRESSOR,
             "typed_config": _typed(
@@ -1021,7 +1082,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
             ),
         },
         {
-            "name": "envoy.filters.http.buffer",
+            "name": _BUFFER,
             "typed_config": _typed(
                 "extensions.filters.http.buffer.v3.Buffer", max_request_bytes=config.max_body_bytes
             ),
@@ -1040,7 +1101,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
         "stream_idle_timeout": _duration(config.timeout + config.header_timeout),
         "always_set_request_id_in_response": True,
         "http_filters": http_filters,
-        "local_reply_config": _local_reply_config(config.max_body_bytes),
+        "local_reply_config": _local_reply_config(config.max_body_bytes, config.import_limit),
     }
     if routes_path is None:
         hcm["route_config"] = route_config
@@ -1342,6 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - Envoy's listener, in a pod
     parser.add_argument("--port", type=int, default=7181)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--import-max-body-bytes", type=int, default=0, help="0: --max-body-bytes")
     parser.add_argument("--allowed-origins", default="*", help="comma-separated, * = any")
     parser.add_argument(
         "--header-timeout",
@@ -1364,6 +1426,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             max_body_bytes=args.max_body_bytes,
+            import_max_body_bytes=args.import_max_body_bytes,
             allowed_origins=[o.strip() for o in args.allowed_origins.split(",") if o.strip()],
             header_timeout=args.header_timeout,
             admin_port=args.admin_port,

@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 HTTP_BODY = "google.api.HttpBody"
 
 _LITERAL, _SINGLE, _MULTI = 0, 1, 2  # also the precedence of a segment kind: lower wins
+LITERAL_SEGMENT = _LITERAL  # the kind of a PathTemplate segment that is literal text
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LITERAL_TEXT = re.compile(r"[^/{}*:]+")
 

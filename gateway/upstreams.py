@@ -13,12 +13,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.grpc_server import MAX_MESSAGE_BYTES
 from gateway.routes import Route
 
-_CHANNEL_OPTIONS = (
-    # Match the services' limits so a 10 MiB Events API body fits in one message.
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
-
 
 def upstream_credentials(ca_file: Path | None) -> grpc.ChannelCredentials | None:
     """TLS to the services, trusting the CA bundle in `ca_file`; None (plaintext) without one.
@@ -36,7 +30,13 @@ class Upstreams:
         self,
         targets: Mapping[str, str],
         credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
+        # Match the services' limits, so the largest body accepted fits in one message.
+        self._options = (
+            ("grpc.max_send_message_length", max(max_message_bytes, MAX_MESSAGE_BYTES)),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        )
         self._targets = sorted(set(targets.values()))
         self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -50,9 +50,9 @@ class Upstreams:
         channel = self._channels.get(target)
         if channel is None:
             if self._credentials is None:
-                channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+                channel = grpc.aio.insecure_channel(target, options=self._options)
             else:
-                channel = grpc.aio.secure_channel(target, self._credentials, _CHANNEL_OPTIONS)
+                channel = grpc.aio.secure_channel(target, self._credentials, self._options)
             self._channels[target] = channel
         return channel
 

@@ -55,6 +55,17 @@ _INGEST_SETTINGS = [
     "flush_interval",
     "max_body_bytes",
     "max_field_bytes",
+    "import_max_body_bytes",
+    "import_max_url_bytes",
+    "import_batch_rows",
+    "import_url_timeout",
+    "import_allow_private_urls",
+    "s3_endpoint_url",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_imports",
+    "s3_poll_interval",
     "max_quarantine_rows",
     "insert_quorum",
     "wal_dir",
@@ -77,6 +88,7 @@ _GATEWAY_SETTINGS = [
     "ingest_target",
     "query_target",
     "max_body_bytes",
+    "import_max_body_bytes",
     "allowed_origins",
     "gateway",
     "header_timeout",
@@ -179,6 +191,7 @@ async def _start_gateway(
                     host=settings.host,
                     port=settings.gateway_port,
                     max_body_bytes=settings.max_body_bytes,
+                    import_max_body_bytes=settings.import_max_body_bytes,
                     allowed_origins=origins,
                     header_timeout=settings.header_timeout,
                     tls=tls,
@@ -192,6 +205,7 @@ async def _start_gateway(
         app = create_app(
             upstreams,
             max_body_bytes=settings.max_body_bytes,
+            import_max_body_bytes=settings.import_max_body_bytes,
             allowed_origins=origins,
             upstream_credentials=upstream_credentials(upstream_ca),
             header_timeout=settings.header_timeout,
@@ -344,12 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.project.command import add_project_commands
 
     add_project_commands(commands)
+    from pipit.import_command import add_import_command
+
+    add_import_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("seed", "migrate", "token", "init", "build", "protos", "deploy", "dev"):
+    if args.command in (
+        "seed",
+        "migrate",
+        "token",
+        "init",
+        "build",
+        "protos",
+        "deploy",
+        "dev",
+        "import",
+    ):
         return args.run(args)
     settings = config.load(args)
     configure_logging(settings.log_level)

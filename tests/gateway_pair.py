@@ -179,6 +179,7 @@ async def start_pair(
     request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     token_store: TokenStore | None = None,
+    import_max_body_bytes: int = 0,
 ) -> GatewayPair:
     """Our gateway and Envoy on free ports, both from the same settings. Envoy's access log
     and own log go to files in `log_dir` (which must exist), to read when a comparison fails.
@@ -187,6 +188,7 @@ async def start_pair(
     app = create_app(
         upstreams,
         max_body_bytes=max_body_bytes,
+        import_max_body_bytes=import_max_body_bytes,
         allowed_origins=allowed_origins,
         timeout=request_timeout,
         header_timeout=header_timeout,
@@ -200,6 +202,7 @@ async def start_pair(
             EnvoyConfig(
                 upstreams=upstreams,
                 max_body_bytes=max_body_bytes,
+                import_max_body_bytes=import_max_body_bytes,
                 allowed_origins=allowed_origins,
                 health_check_interval=health_check_interval,
                 timeout=request_timeout,

@@ -112,6 +112,7 @@ async def start_suite(
                 SQL.full_name: f"127.0.0.1:{query.port}",
             },
             max_body_bytes=settings.max_body_bytes,
+            import_max_body_bytes=settings.import_max_body_bytes,
             header_timeout=settings.header_timeout,
             # As `pipit up` does: the gateway refuses unknown tokens before reading a body,
             # asking the services' own token store.

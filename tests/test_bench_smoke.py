@@ -22,6 +22,7 @@ SCENARIOS = {
         "--clients", "1,2", "--duration", "0.3",
     ],
     "isolation": ["--events", "2000", "--seconds", "2"],
+    "import": ["--rows", "3000", "--bad", "10"],
 }  # fmt: skip
 
 
@@ -68,3 +69,9 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert isolation[phase]["pipes"]["n"] > 0 and isolation[phase]["ingest_wait"]["n"] > 0
     assert len(isolation["loaded"]["ad_hoc"]) == 4
     assert all(sum(statuses.values()) > 0 for statuses in isolation["loaded"]["ad_hoc"].values())
+    imported = json.loads((tmp_path / "import.json").read_text())
+    assert [r["format"] for r in imported["runs"]] == ["csv", "ndjson", "parquet"]
+    for run in imported["runs"]:
+        assert run["counts_match"], run
+        assert run["chdb"]["rows_per_s"] > 0 and run["pipit"]["rows_per_s"] > 0
+        assert run["pipit"]["peak_rss_mib"] > 0

@@ -154,7 +154,36 @@ def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
         for r in routes
         if "envoy.filters.http.decompressor" in r.get("typed_per_filter_config", {})
     ]
-    assert skipping == [{"path": "/v0/events"}, {"path": "/v0/sql"}]
+    assert skipping == [
+        {"path": "/v0/datasources"},
+        {"safe_regex": {"regex": "/v0/datasources/[^/]+/delete"}},
+        {"safe_regex": {"regex": "/v0/datasources/[^/]+/truncate"}},
+        {"path": "/v0/events"},
+        {"path": "/v0/sql"},
+    ]
+
+
+def test_imports_have_a_body_limit_of_their_own(descriptor: Path) -> None:
+    config = EnvoyConfig(_upstreams(), descriptor, max_body_bytes=1000, import_max_body_bytes=5000)
+    bootstrap = render_bootstrap(config)
+    routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    [imports] = [r for r in routes if r["match"] == {"path": "/v0/datasources"}]
+    buffer = imports["typed_per_filter_config"]["envoy.filters.http.buffer"]
+    assert buffer["buffer"] == {"max_request_bytes": 5000}
+    others = [
+        r for r in routes if "envoy.filters.http.buffer" in r.get("typed_per_filter_config", {})
+    ]
+    assert others == [imports]
+    mappers = _hcm(bootstrap)["local_reply_config"]["mappers"]
+    messages = [
+        m["body_format_override"]["json_format"]["message"]
+        for m in mappers
+        if "too_large" in str(m) or "exceeds the limit" in str(m)
+    ]
+    assert messages == [
+        "request body exceeds the limit of 5000 bytes",
+        "request body exceeds the limit of 1000 bytes",
+    ]
 
 
 def test_timeouts_follow_the_header_timeout(descriptor: Path) -> None:

@@ -146,6 +146,14 @@ OTHER_ROUTES = {
     ("GET", "/v0/datasources/{name}"),
     ("POST", "/v0/deploy"),
 }
+# The Data Sources API's, compared in tests/test_datasources_api_envoy.py.
+DATASOURCES_API_ROUTES = {
+    ("POST", "/v0/datasources"),
+    ("POST", "/v0/datasources/{name}/truncate"),
+    ("POST", "/v0/datasources/{name}/delete"),
+    ("GET", "/v0/jobs"),
+    ("GET", "/v0/jobs/{job_id}"),
+}
 # Sent through both gateways and compared by tests/test_tokens_api.py.
 TOKEN_ROUTES = {
     ("GET", "/v0/tokens"),
@@ -159,7 +167,9 @@ TOKEN_ROUTES = {
 
 def test_every_http_route_in_the_protos_is_compared() -> None:
     # A route added to the protos fails this until the suite sends it through both gateways.
-    assert _routes() == PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES | TOKEN_ROUTES
+    assert _routes() == (
+        PIPE_ROUTES | APPEND_ROUTES | OTHER_ROUTES | TOKEN_ROUTES | DATASOURCES_API_ROUTES
+    )
 
 
 # --- pipes ---------------------------------------------------------------------------------
@@ -1341,8 +1351,12 @@ WRONG_METHODS = [
     ("DELETE", "/v0/sql?q=SELECT+1", "GET"),
     ("GET", "/v0/deploy", "POST"),
     ("DELETE", "/v0/pipes", "GET"),
-    ("POST", "/v0/datasources", "GET"),
+    ("PUT", "/v0/datasources", "POST"),  # GET lists them, POST imports (the Data Sources API)
     ("DELETE", "/v0/datasources/app_events", "GET"),
+    ("GET", "/v0/datasources/app_events/truncate", "POST"),
+    ("GET", "/v0/datasources/app_events/delete", "POST"),
+    ("DELETE", "/v0/jobs", "GET"),
+    ("POST", "/v0/jobs/0123", "GET"),
     ("PUT", "/v0/pipes/openapi.json", "GET"),
 ]
 

@@ -245,3 +245,105 @@ def test_tinybird_sdk_typescript(base_url: str, node: str) -> None:
     assert not refused["ok"] and "no_such_datasource" in refused["error"]
     assert "Request failed" not in refused["error"]
     assert not bad["ok"] and bad["status"] == 400 and "start_date" in bad["error"]
+
+
+def _job_done(base_url: str, job_id: str) -> dict[str, Any]:
+    """The job once it is over (a readiness wait, bounded)."""
+    from tb.api import API
+
+    api = API(TOKEN, base_url)
+    deadline = time.monotonic() + 60
+    while (job := api.get(f"jobs/{job_id}").json())["status"] not in ("done", "error"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def _count(base_url: str, test_id: str) -> int:
+    from tb.api import API
+
+    q = f"SELECT count() AS n FROM {DATASOURCE} WHERE test_id = '{test_id}'"  # noqa: S608
+    return API(TOKEN, base_url).get("sql", params={"q": q}).json()["data"][0]["n"]
+
+
+def _csv_of(events: list[dict[str, Any]]) -> str:
+    columns = list(events[0])
+    return (
+        "\n".join([",".join(columns), *(",".join(str(e[c]) for c in columns) for e in events)])
+        + "\n"
+    )
+
+
+def test_data_sources_api_from_the_python_sdk(base_url: str, tmp_path: Path) -> None:
+    from tb.api import API
+
+    test_id = "sdk_python_bulk"
+    events = _events(test_id, 80, seed=4)
+    api = API(TOKEN, base_url)
+    # As Tinybird's docs call it: the file as a multipart `csv` part, the datasource in the query.
+    answer = api.post(
+        "datasources",
+        params={"name": DATASOURCE, "mode": "append"},
+        files={"csv": ("events.csv", _csv_of(events))},
+    ).json()
+    job = _job_done(base_url, answer["id"])
+    assert (job["status"], job["statistics"]["row_count"], job["quarantine_rows"]) == (
+        "done",
+        len(events),
+        0,
+    )
+    assert _count(base_url, test_id) == len(events)
+
+
+def test_data_sources_api_from_the_typescript_sdk(base_url: str, node: str, tmp_path: Path) -> None:
+    test_id = "sdk_typescript_bulk"
+    events = _events(test_id, 90, seed=5)
+    csv_file = tmp_path / "events.csv"
+    csv_file.write_text(_csv_of(events))
+    ndjson_file = tmp_path / "more.ndjson"
+    more = _events(test_id, 30, seed=6)
+    ndjson_file.write_text("".join(json.dumps(e) + "\n" for e in more))
+    [appended, appended_ndjson] = _node_calls(
+        node,
+        base_url,
+        [
+            {"call": "appendDatasource", "args": [DATASOURCE, {"file": str(csv_file)}]},
+            {"call": "appendDatasource", "args": [DATASOURCE, {"file": str(ndjson_file)}]},
+        ],
+    )
+    assert appended["ok"] and appended_ndjson["ok"], (appended, appended_ndjson)
+    for answer in (appended, appended_ndjson):
+        assert _job_done(base_url, answer["value"]["id"])["status"] == "done"
+    everything = events + more
+    assert _count(base_url, test_id) == len(everything)
+
+    doomed = sum(e["variant"] == "A" for e in everything)
+    condition = f"test_id = '{test_id}' AND variant = 'A'"
+    dry, deleted = _node_calls(
+        node,
+        base_url,
+        [
+            {
+                "call": "deleteDatasource",
+                "args": [DATASOURCE, {"deleteCondition": condition, "dryRun": True}],
+            },
+            {"call": "deleteDatasource", "args": [DATASOURCE, {"deleteCondition": condition}]},
+        ],
+    )
+    assert dry["ok"] and dry["value"]["rows_to_be_deleted"] == doomed, dry
+    assert deleted["ok"], deleted
+    job = _job_done(base_url, deleted["value"]["id"])
+    assert (job["status"], job["rows_affected"]) == ("done", doomed)
+    assert _count(base_url, test_id) == len(everything) - doomed
+
+    [refused, truncated] = _node_calls(
+        node,
+        base_url,
+        [
+            {"call": "deleteDatasource", "args": [DATASOURCE, {"deleteCondition": "1=1) OR (1=1"}]},
+            {"call": "truncateDatasource", "args": [DATASOURCE]},
+        ],
+    )
+    assert not refused["ok"] and refused["status"] == 400, refused
+    assert truncated["ok"] and truncated["value"]["status"] == "done", truncated
+    assert _count(base_url, test_id) == 0

@@ -81,7 +81,7 @@ pipit protos . --out protos/   # the typed gRPC API, to generate client stubs fr
 }
 
 
-def _admin_token(args: argparse.Namespace) -> str:
+def admin_token_of(args: argparse.Namespace) -> str:
     token = args.token or os.environ.get("PIPIT_ADMIN_TOKEN", "")
     if not token:
         path = Path(args.data_dir) / TOKEN_FILE_NAME
@@ -220,7 +220,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         deploy(
             Path(args.dir),
             args.url,
-            _admin_token(args),
+            admin_token_of(args),
             allow_destructive=args.allow_destructive,
             dry_run=args.dry_run,
         )
@@ -248,7 +248,7 @@ async def _watch(folder: Path, url: str, token: str) -> None:
 def run_dev(args: argparse.Namespace) -> int:
     print(f"pipit: deploying {args.dir} to {args.url} on every save (Ctrl-C stops)")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_watch(Path(args.dir), args.url, _admin_token(args)))
+        asyncio.run(_watch(Path(args.dir), args.url, admin_token_of(args)))
     return 0
 
 

@@ -37,6 +37,7 @@ PLATFORM_PROTOS = (
     "pipit/query/v1/pipe_service.proto",
     "pipit/query/v1/sql_service.proto",
     "pipit/deploy/v1/deploy_service.proto",
+    "pipit/ingest/v1/datasources_service.proto",
     "pipit/tokens/v1/token_service.proto",
     "pipit/catalog/v1/catalog_service.proto",
 )

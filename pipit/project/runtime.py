@@ -19,12 +19,13 @@ from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
 # Services every deployment has, whatever the project: every pipe in every format, the Query
-# API, deploys, tokens and the catalog (listings, OpenAPI).
+# API, deploys, tokens, the catalog (listings, OpenAPI) and the Data Sources API's bulk writes.
 PLATFORM_SERVICES = frozenset(
     {
         "pipit.query.v1.PipeService",
         "pipit.query.v1.SqlService",
         "pipit.deploy.v1.DeployService",
+        "pipit.ingest.v1.DatasourcesService",
         "pipit.tokens.v1.TokenService",
         "pipit.catalog.v1.CatalogService",
     }

@@ -9,6 +9,7 @@ with nothing usable at all is refused outright."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,9 @@ class Events:
     texts: list[bytes]
     values: list[Any]
     errors: dict[int, str] = field(default_factory=dict)
+    columns: Mapping[str, list[Any]] | None = None
+    """The same events a column at a time, when the reader has them so (a CSV file's): the
+    validator checks those whole, without a dict per event."""
 
     def __len__(self) -> int:
         return len(self.texts)

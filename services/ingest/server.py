@@ -13,12 +13,18 @@ from grpc_health.v1 import health_pb2
 
 from common.auth import Access
 from common.config import Settings
-from common.grpc_server import GrpcServer, start_grpc_server
+from common.grpc_server import MESSAGE_OVERHEAD_BYTES, GrpcServer, start_grpc_server
 from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
 from pipit.project.runtime import CurrentProject
 from services.ingest.batcher import Batcher, FlushPolicy
+from services.ingest.datasources_api import SERVICE as DATASOURCES_SERVICE
+from services.ingest.datasources_api import DatasourcesApi
+from services.ingest.imports import Importer
+from services.ingest.jobs import JobStore
 from services.ingest.metrics import serve_metrics
+from services.ingest.s3_schedule import S3Schedule
+from services.ingest.s3_source import S3Error, scheduled_imports
 from services.ingest.service import SERVICE, Ingestor, IngestService
 from services.ingest.wal import WriteAheadLog
 
@@ -32,6 +38,9 @@ class RunningIngest:
     grpc: GrpcServer
     batcher: Batcher
     wal: WriteAheadLog
+    importer: Importer
+    datasources: DatasourcesApi
+    s3_schedule: S3Schedule | None = None
     metrics: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -57,6 +66,9 @@ class RunningIngest:
     async def stop(self, grace: float) -> None:
         """Stops taking requests, lets in-flight ones finish, then flushes everything."""
         await self.grpc.stop(grace)
+        if self.s3_schedule is not None:
+            await self.s3_schedule.stop()
+        await self.importer.close()
         await self.batcher.close(deadline=grace)
         if self.metrics is not None:
             await self.metrics.cleanup()
@@ -91,18 +103,34 @@ async def start_ingest(
     await batcher.start()
     ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
     service = IngestService(ingestor, settings.max_body_bytes, current)
+    jobs = JobStore(warehouse)
+    importer = Importer(warehouse, jobs, settings)
+    if settings.manage_schema:
+        await jobs.ensure()
+        await importer.ledger.ensure()
+    try:
+        s3_imports = scheduled_imports(settings.s3_imports)
+    except S3Error as exc:
+        raise SystemExit(str(exc)) from None
+    datasources = DatasourcesApi(
+        warehouse, jobs, importer, current, settings.import_allow_private_urls
+    )
     server = await start_grpc_server(
-        [service.generic_handler()],
-        [SERVICE.full_name],
+        [service.generic_handler(), datasources.generic_handler()],
+        [SERVICE.full_name, DATASOURCES_SERVICE.full_name],
         host=settings.host,
         port=settings.ingest_port if port is None else port,
         access=access,
-        scope_rules=ScopeRules({}, current, IngestService.scope_rules),
+        scope_rules=ScopeRules(datasources.scope_rules(), current, IngestService.scope_rules),
         tls=settings.server_tls(),
         current=current,
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
+        max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
     )
-    running = RunningIngest(server, batcher, wal)
+    running = RunningIngest(server, batcher, wal, importer, datasources)
+    if s3_imports:
+        running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
+        running.s3_schedule.start()
     readiness.append(running)
     if not batcher.healthy:
         running.readiness(False)

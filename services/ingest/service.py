@@ -17,7 +17,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule
-from common.datasources import Datasource
+from common.datasources import QUARANTINE_COLUMNS, Datasource
 from common.project_handlers import PerProject, ProjectHandlers
 from common.validation import RowValidator
 from pipit.ingest.v1 import ingest_service_pb2
@@ -36,7 +36,8 @@ TOO_LARGE_STATUS = "413"
 # An HTTP header that reaches the service as metadata when Envoy passes a gzip body on as sent.
 CONTENT_ENCODING_METADATA = "content-encoding"
 _HTTP_BODY = "google.api.HttpBody"
-_QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+Reason = tuple[int, str]
+"""An invalid event's index in its batch and why it is invalid."""
 RETRY_AFTER_METADATA = "retry-after"
 RETRY_AFTER_SECONDS = 1
 
@@ -52,6 +53,34 @@ class _Counts:
 
 class TooManyInvalid(ValueError):
     """A request carries more invalid events than one request may quarantine."""
+
+
+def validated(validator: RowValidator, events: events_api.Events) -> tuple[Block, list[Reason]]:
+    """The valid events of a batch as a block, and the index of each invalid one with the
+    reason, in order: the one validation of the Events API and of bulk imports."""
+    ds = validator.datasource
+    if events.columns is not None and not events.errors:
+        columns = validator.checked_columns(events.columns)
+        if columns is not None:
+            return Block.from_columns(columns, len(events), ds.column_names), []
+    if events.errors:
+        decoded = [i for i in range(len(events)) if i not in events.errors]
+        values = [events.values[i] for i in decoded]
+    else:
+        decoded, values = range(len(events)), events.values
+    # Validated a column at a time: per-batch work, not per-event.
+    columns, invalid = validator.columns_from_json(values)
+    reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
+    return Block.from_columns(columns, len(values) - len(invalid), ds.column_names), reasons
+
+
+def quarantine_block(bad: Sequence[tuple[str, str]]) -> Block:
+    """Quarantine rows (the raw text and the reason of each), arriving now."""
+    arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return Block.from_columns(
+        [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
+        len(bad),
+    )
 
 
 class Ingestor:
@@ -97,16 +126,12 @@ class Ingestor:
         """Logs the valid rows and the quarantined ones together: either both are
         accepted or neither is (one write, one check of the log's bound), so a refused
         request can be retried whole without duplicating anything."""
-        arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        quarantined = Block.from_columns(
-            [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
-            len(bad),
-        )
+        quarantined = quarantine_block(bad)
         try:
             counts.pending += await self._batcher.append_batches(
                 [
                     (ds.name, ds.column_names, block),
-                    (ds.quarantine_table, _QUARANTINE_COLUMNS, quarantined),
+                    (ds.quarantine_table, QUARANTINE_COLUMNS, quarantined),
                 ]
             )
         except WalFull:
@@ -132,18 +157,9 @@ class Ingestor:
         )
 
     async def submit_json(self, ds: Datasource, events: events_api.Events, counts: _Counts) -> None:
-        validator = self._validator(ds)
-        if events.errors:
-            decoded = [i for i in range(len(events)) if i not in events.errors]
-            values = [events.values[i] for i in decoded]
-        else:
-            decoded, values = range(len(events)), events.values
-        # Validated a column at a time: per-batch work, not per-event.
-        columns, invalid = validator.columns_from_json(values)
-        reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
+        block, reasons = validated(self._validator(ds), events)
         self._check_invalid(ds, reasons, len(events))
         bad = [(events.texts[i].decode("utf-8", "replace"), error) for i, error in reasons]
-        block = Block.from_columns(columns, len(values) - len(invalid), ds.column_names)
         await self._submit(ds, block, bad, counts)
 
     async def submit_messages(

@@ -1,0 +1,318 @@
+"""The DatasourcesService's handlers: Tinybird's Data Sources API writes (imports, truncate,
+delete) and the Jobs API.
+
+Who may do what: appending needs DATASOURCES:APPEND:<name>, as the Events API does; replacing,
+truncating and deleting destroy rows, so they need ADMIN, and so does listing every job. A job
+can be read by whoever could have started it (ADMIN, or for an import, a token that may append
+to its datasource), so `pipit import` with an append token can follow its own job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from common.auth import ScopeRule, current_principal
+from common.datasources import Datasource
+from common.tokens import ADMIN, allows
+from common.warehouse.base import Warehouse, WarehouseError
+from pipit.ingest.v1 import datasources_service_pb2 as pb
+from pipit.project.runtime import CurrentProject
+from services.ingest import file_formats, jobs, s3_source
+from services.ingest.delete_condition import checked_condition
+from services.ingest.imports import (
+    APPEND,
+    MODES,
+    REPLACE,
+    Importer,
+    ImportSpec,
+    s3_job,
+    s3_spec,
+)
+from services.ingest.upload import FILE_FIELDS, UploadError, read_body
+from services.ingest.url_source import UrlRefused, check_url
+from services.query.sql_policy import Refused
+
+log = structlog.get_logger("datasources")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["DatasourcesService"]
+_TRUE = ("true", "1", "yes")
+
+
+def _append_scope(name: str) -> str:
+    return f"DATASOURCES:APPEND:{name}"
+
+
+def _is_admin() -> bool:
+    principal = current_principal.get()
+    return principal is not None and ADMIN in principal.scopes
+
+
+class DatasourcesApi:
+    """The gRPC handlers of DatasourcesService."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        store: jobs.JobStore,
+        importer: Importer,
+        current: CurrentProject,
+        allow_private_urls: bool,
+    ) -> None:
+        self._warehouse = warehouse
+        self._store = store
+        self._importer = importer
+        self._current = current
+        self._allow_private = allow_private_urls
+        self._deletes: set[asyncio.Task[None]] = set()
+
+    async def _datasource(self, name: str, context: grpc.aio.ServicerContext) -> Datasource:
+        if not name:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "parameter 'name' is required: the datasource"
+            )
+        ds = self._current.project.datasources.get(name)
+        if ds is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"datasource '{name}' does not exist")
+        return ds
+
+    async def import_data(
+        self, request: pb.ImportDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JobResponse:
+        ds = await self._datasource(request.name, context)
+        try:
+            upload = read_body(request.body.data, request.body.content_type)
+        except UploadError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        fields = upload.fields
+
+        def param(name: str) -> str:
+            return getattr(request, name) or fields.get(name, "")
+
+        mode = (param("mode") or APPEND).lower()
+        if mode not in MODES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"mode must be append or replace, got {mode!r}"
+            )
+        if mode == REPLACE and not _is_admin():
+            # The scope rule saw only the query string; a form can ask for replace too.
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "replacing a datasource's rows needs ADMIN"
+            )
+        url = param("url")
+        has_file = len(upload.file) > 0
+        if url.startswith(s3_source.SCHEME) and not has_file:
+            return await self._import_s3(ds, url, mode, context)
+        if url and has_file:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "send either a file or url=, not both"
+            )
+        if not url and not has_file:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "send the file in the body (multipart form or raw) or its url= to import",
+            )
+        if url:
+            try:
+                check_url(url, self._allow_private)
+            except UrlRefused as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        fmt = (
+            param("format")
+            or FILE_FIELDS.get(upload.file_field, "")
+            or file_formats.format_of(url or upload.file_name)
+        ).lower()
+        if fmt and fmt not in file_formats.FORMATS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"format must be one of {', '.join(file_formats.FORMATS)}, got {fmt!r}",
+            )
+        delimiter = param("dialect_delimiter")
+        escapechar = param("dialect_escapechar")
+        if len(delimiter) > 1 or len(escapechar) > 1:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "dialect_delimiter and dialect_escapechar are one character each",
+            )
+        job = jobs.new_job(jobs.IMPORT, ds.name)
+        job.mode, job.format, job.url = mode, fmt, url
+        spec = ImportSpec(
+            ds=ds,
+            mode=mode,
+            fmt=fmt,
+            dialect=file_formats.Dialect(delimiter or ",", escapechar),
+            url=url,
+            data=None if url else upload.file,
+        )
+        await self._save(job, context)
+        self._importer.start(job, spec)
+        log.info("import started", job=job.id, datasource=ds.name, mode=mode, format=fmt)
+        return jobs.response_for(job)
+
+    async def _import_s3(
+        self, ds: Datasource, url: str, mode: str, context: grpc.aio.ServicerContext
+    ) -> pb.JobResponse:
+        """Loads the files of an `s3://` pattern not loaded yet (the S3 connector, once)."""
+        try:
+            pattern = s3_source.S3Pattern.parse(url)
+        except s3_source.S3Error as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if mode != APPEND:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "S3 files are appended: mode must be append"
+            )
+        job = s3_job(ds, pattern)
+        await self._save(job, context)
+        self._importer.start(job, s3_spec(ds, pattern))
+        log.info("s3 import started", job=job.id, datasource=ds.name, pattern=str(pattern))
+        return jobs.response_for(job)
+
+    async def _save(self, job: pb.Job, context: grpc.aio.ServicerContext) -> None:
+        try:
+            await self._store.save(job)
+        except WarehouseError as exc:
+            log.warning("job not saved", job=job.id, error=str(exc)[:300])
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
+
+    async def truncate(
+        self, request: pb.TruncateDatasourceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JobResponse:
+        ds = await self._datasource(request.name, context)
+        job = jobs.new_job(jobs.TRUNCATE, ds.name)
+        database = self._warehouse.database
+        try:
+            # Instant on both engines (parts are dropped, not rewritten): done in the call,
+            # so a write sent after the answer never lands before the truncate.
+            await self._warehouse.execute(f"TRUNCATE TABLE `{database}`.`{ds.name}`")
+        except WarehouseError as exc:
+            job.status = jobs.ERROR
+            job.error = str(exc)[:500]
+            job.errors.append(job.error)
+            await self._save(job, context)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the truncate failed: " + job.error)
+        job.status = jobs.DONE
+        await self._save(job, context)
+        return jobs.response_for(job)
+
+    async def delete(
+        self, request: pb.DeleteDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JobResponse:
+        ds = await self._datasource(request.name, context)
+        try:
+            fields = read_body(request.body.data, request.body.content_type).fields
+        except UploadError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        condition = request.delete_condition or fields.get("delete_condition", "")
+        dry_run = (request.dry_run or fields.get("dry_run", "")).lower() in _TRUE
+        try:
+            checked = await checked_condition(self._warehouse, ds, condition)
+        except Refused as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if dry_run:
+            return pb.JobResponse(rows_to_be_deleted=await self._count(ds, checked, context))
+        job = jobs.new_job(jobs.DELETE, ds.name)
+        job.delete_condition = checked
+        await self._save(job, context)
+        task = asyncio.get_running_loop().create_task(self._run_delete(job, ds, checked))
+        self._deletes.add(task)
+        task.add_done_callback(self._deletes.discard)
+        return jobs.response_for(job)
+
+    async def _count(
+        self, ds: Datasource, checked: str, context: grpc.aio.ServicerContext | None
+    ) -> int:
+        count = f"SELECT count() AS n FROM `{ds.name}` WHERE {checked}"  # noqa: S608 - checked
+        try:
+            result = await self._warehouse.query(count, {})
+        except WarehouseError as exc:
+            if context is None:
+                raise
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc).split("\n", 1)[0])
+        return int(result.data[0]["n"])
+
+    async def _run_delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
+        job.status = jobs.WORKING
+        database = self._warehouse.database
+        try:
+            await self._store.save(job)
+            job.rows_affected = min(await self._count(ds, checked, None), 2**32 - 1)
+            # mutations_sync = 2: the job is done when every replica has applied it.
+            await self._warehouse.execute(
+                f"ALTER TABLE `{database}`.`{ds.name}` DELETE WHERE {checked} "
+                "SETTINGS mutations_sync = 2"
+            )
+            job.status = jobs.DONE
+        except WarehouseError as exc:
+            job.status = jobs.ERROR
+            job.error = str(exc)[:500]
+            job.errors.append(job.error)
+        finally:
+            with contextlib.suppress(WarehouseError):
+                await asyncio.shield(self._store.save(job))
+
+    async def wait_deletes(self) -> None:
+        await asyncio.gather(*self._deletes, return_exceptions=True)
+
+    async def list_jobs(
+        self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListJobsResponse:
+        try:
+            found = await self._store.list(request.kind, request.status)
+        except WarehouseError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
+        return pb.ListJobsResponse(jobs=found)
+
+    async def get_job(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
+        try:
+            job = await self._store.get(request.job_id) if request.job_id else None
+        except WarehouseError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
+        principal = current_principal.get()
+        scopes = principal.scopes if principal is not None else ()
+        may_read = job is not None and (
+            ADMIN in scopes
+            or (job.kind == jobs.IMPORT and allows(scopes, _append_scope(job.datasource.name)))
+        )
+        if not may_read:
+            # The same answer for a job that does not exist and one the token may not see.
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job '{request.job_id}' not found")
+        return job
+
+    def scope_rules(self) -> dict[str, ScopeRule]:
+        name = SERVICE.full_name
+
+        def import_rule(request: Message) -> str | None:
+            if not request.name:
+                return None
+            return ADMIN if request.mode.lower() == REPLACE else _append_scope(request.name)
+
+        return {
+            f"/{name}/ImportData": import_rule,
+            # Checked in the handler, against the job it finds.
+            f"/{name}/GetJob": lambda _request: None,
+        }
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        def unary(handler: Callable, request: type[Message], response: type[Message]):
+            return grpc.unary_unary_rpc_method_handler(
+                handler,
+                request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString,
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE.full_name,
+            {
+                "ImportData": unary(self.import_data, pb.ImportDataRequest, pb.JobResponse),
+                "TruncateDatasource": unary(
+                    self.truncate, pb.TruncateDatasourceRequest, pb.JobResponse
+                ),
+                "DeleteData": unary(self.delete, pb.DeleteDataRequest, pb.JobResponse),
+                "ListJobs": unary(self.list_jobs, pb.ListJobsRequest, pb.ListJobsResponse),
+                "GetJob": unary(self.get_job, pb.GetJobRequest, pb.Job),
+            },
+        )
