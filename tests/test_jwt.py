@@ -68,7 +68,9 @@ def _claims(**change: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "workspace_id": "any-workspace",
         "name": "tenant_a_session",
-        "exp": int(time.time()) + 3600,
+        # Signed when the tests are collected (parametrize lists) and used up to the end of
+        # the whole run: a day is far past any run.
+        "exp": int(time.time()) + 86400,
         "scopes": [
             {
                 "type": "PIPES:READ",
@@ -144,7 +146,8 @@ def test_a_valid_jwt_grants_its_scopes_and_fixed_params() -> None:
             grpc.StatusCode.PERMISSION_DENIED,
         ),
         (_sign(_claims(limits={"rps": -1})), grpc.StatusCode.PERMISSION_DENIED),
-        (_sign(_claims(nbf=int(time.time()) + 600)), grpc.StatusCode.PERMISSION_DENIED),
+        # Not valid for a year: still in the future however late in the run this case comes.
+        (_sign(_claims(nbf=int(time.time()) + 365 * 86400)), grpc.StatusCode.PERMISSION_DENIED),
         ("eyJ" + "a" * 40, grpc.StatusCode.UNAUTHENTICATED),
     ],
     ids=[
