@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 
+from common.background import in_background
 from common.tokens import TokenEntry, TokenStore
 from common.warehouse.base import Warehouse
 
@@ -178,10 +179,5 @@ async def following_tokens(warehouse: Warehouse, store: TokenStore, every: float
         await follower.refresh()
     except Exception as exc:  # noqa: BLE001 - serve the static tokens; the poll tries again
         log.warning("reading the tokens table failed", error=str(exc)[:300])
-    task = asyncio.create_task(follower.follow(every), name="follow-tokens")
-    try:
+    async with in_background(follower.follow(every), "follow-tokens") as task:
         yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

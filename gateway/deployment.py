@@ -19,6 +19,7 @@ import grpc
 import structlog
 from google.protobuf import descriptor_pb2
 
+from common.background import in_background
 from gateway.routes import RouteTable, load_routes
 from pipit.clickhouse.v1 import options_pb2
 from pipit.deploy.v1 import deploy_service_pb2 as deploy_pb
@@ -163,10 +164,5 @@ async def following(routes: ServedRoutes, channel: Callable[[str], grpc.aio.Chan
     await poller.poll(within=FIRST_POLL_SECONDS)
     # A deploy through this gateway is routed before its answer goes back (gateway/app.py).
     routes.refresh = poller.poll
-    task = asyncio.create_task(follow(routes, channel), name="follow-deployment")
-    try:
+    async with in_background(follow(routes, channel), "follow-deployment") as task:
         yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

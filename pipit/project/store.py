@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 
+from common.background import in_background
 from common.warehouse.base import Warehouse
 from pipit.project.artifact import Artifact
 from pipit.project.runtime import CurrentProject, Project
@@ -102,10 +103,5 @@ async def follow(
 @contextlib.asynccontextmanager
 async def following(store: DeploymentStore, current: CurrentProject, **kwargs):
     """`follow` as a background task for the duration of the block."""
-    task = asyncio.create_task(follow(store, current, **kwargs), name="follow-deployments")
-    try:
+    async with in_background(follow(store, current, **kwargs), "follow-deployments") as task:
         yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
