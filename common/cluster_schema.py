@@ -143,8 +143,10 @@ class ClusterSchema:
     def datasource_sql(self, ds: Datasource) -> list[str]:
         # Local tables created before an index or projection was declared get it too.
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
-        return self._pair(ds.create_table_sql(self.database), sharding_key(ds)) + ds.upgrade_sql(
-            local
+        return (
+            self._pair(ds.create_table_sql(self.database), sharding_key(ds))
+            + ds.upgrade_sql(local)
+            + ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`")
         )
 
     def quarantine_sql(self, ds: Datasource) -> list[str]:
