@@ -19,10 +19,18 @@ def open_warehouse(settings: Settings) -> Warehouse:
         from common.warehouse.clickhouse import ClickHouseWarehouse
 
         return ClickHouseWarehouse(
-            settings.clickhouse_url, settings.database, limits, insert_quorum=settings.insert_quorum
+            settings.clickhouse_url,
+            settings.database,
+            limits,
+            insert_quorum=settings.insert_quorum,
+            query_concurrency=settings.query_concurrency,
         )
     from common.warehouse.embedded import EmbeddedWarehouse
 
     return EmbeddedWarehouse(
-        settings.data_dir, settings.database, limits, insert_quorum=settings.insert_quorum
+        settings.data_dir,
+        settings.database,
+        limits,
+        insert_quorum=settings.insert_quorum,
+        query_concurrency=settings.query_concurrency,
     )
