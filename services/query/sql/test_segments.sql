@@ -13,9 +13,11 @@
 --   users, 4), total_revenue = round(sum(revenue), 2), revenue_per_user =
 --   round(sum(revenue) / users, 4)). A user seen on two devices counts in both.
 -- Ordering: test_id, variant, segment (the group key, so there are no ties).
--- Cost: read from the `ab_segment_hours` range view (services/query/sql/README.md): whole hours from
---   the projection of that name, the cut hours at either end from the rows; distinct
---   users are merged from per-hour sets, so any range is exact.
+-- Cost: read from the `ab_segment_hours` range view (services/query/sql/README.md):
+--   whole hours from the projection of that name, the cut hours at either end from the
+--   rows; distinct users are merged from per-hour sets, so any range is exact.
+-- Alike on purpose: test_summary.sql's metrics, computed per segment. Each endpoint is
+--   its own file (an RPC plus its SQL), so the five metric lines stand in both.
 SELECT
     test_id,
     variant,

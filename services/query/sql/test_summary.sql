@@ -14,6 +14,7 @@
 --   revenue_per_user = round(sum(revenue) / users, 4), from the unrounded sum
 -- Divisions are guarded so no row can carry NaN or infinity.
 -- Ordering: test_id, variant (the group key, so there are no ties).
+-- Alike on purpose: test_segments.sql computes these metrics per segment too.
 -- Cost: read from the `ab_hours` range view (services/query/sql/README.md): whole hours from
 --   the projection of that name, the cut hours at either end from the rows; distinct
 --   users are merged from per-hour sets, so any range is exact.
