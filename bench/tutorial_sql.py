@@ -79,7 +79,8 @@ SQL = {
         any(browser) as browser,
         any(country) as country
     FROM user_events
-    WHERE ({user_id:String} = '' OR user_id = {user_id:String})
+    -- Qualified: ClickHouse reads a bare user_id here as the any(user_id) alias above.
+    WHERE ({user_id:String} = '' OR user_events.user_id = {user_id:String})
         AND timestamp >= {start_date:DateTime}
         AND timestamp <= {end_date:DateTime}
     GROUP BY session_id
@@ -195,9 +196,13 @@ AGREE = frozenset(
 
 
 def comparable(rows: list[dict]) -> list[str]:
-    """Rows as a sorted list of their printed values, floats to two decimals: ties the
-    two orderings break differently and float summation order do not count."""
-    return sorted(
-        repr(sorted((k, round(v, 2) if isinstance(v, float) else v) for k, v in row.items()))
-        for row in rows
-    )
+    """Rows as a sorted list of their printed values, numbers as floats to two decimals:
+    ties the two orderings break differently, float summation order and a rounded sum
+    printed as `214` beside `214.0` do not count."""
+    return sorted(repr(sorted((k, _number(v)) for k, v in row.items())) for row in rows)
+
+
+def _number(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(float(value), 2)
+    return value
