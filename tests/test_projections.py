@@ -20,6 +20,7 @@ from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
+from common.range_views import RangeView
 from common.warehouse.embedded import EmbeddedWarehouse
 
 # endpoint -> (the projection it reads, the extra parameters it is run with). The whole
@@ -200,3 +201,19 @@ async def test_whole_hours_are_read_from_the_projection(
         # the projection rather than none.
         outcomes.append(uses)
     assert any(outcomes)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # No hour to cut the range at.
+        "SELECT feature, count() AS n GROUP BY feature",
+        # An hour, but the projection does not group by it.
+        "SELECT feature, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY feature",
+        # Not a SELECT … GROUP BY.
+        "SELECT session_id, timestamp ORDER BY session_id",
+    ],
+)
+def test_a_range_view_needs_an_hourly_aggregate(query: str) -> None:
+    with pytest.raises(ValueError, match="range view"):
+        RangeView("v", query)
