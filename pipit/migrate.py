@@ -23,7 +23,15 @@ from common.telemetry import configure_logging
 from common.warehouse.base import Warehouse, WarehouseError
 from common.warehouse.factory import open_warehouse
 
-MIGRATE_SETTINGS = ["clickhouse_url", "database", "data_dir", "log_level", "quarantine_ttl_days"]
+MIGRATE_SETTINGS = [
+    "clickhouse_url",
+    "clickhouse_user",
+    "clickhouse_ca",
+    "database",
+    "data_dir",
+    "log_level",
+    "quarantine_ttl_days",
+]
 
 
 def single_node_statements(
