@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from common import config, token_table
 from common.cluster_schema import ClusterSchema
@@ -22,6 +22,8 @@ from common.datasources import QUARANTINE_TTL_DAYS, Datasource, registry
 from common.telemetry import configure_logging
 from common.warehouse.base import Warehouse, WarehouseError
 from common.warehouse.factory import open_warehouse
+from pipit.project import store
+from services.ingest import jobs, s3_source
 
 MIGRATE_SETTINGS = [
     "clickhouse_url",
@@ -44,12 +46,23 @@ def single_node_statements(
     return out
 
 
+# Pipit's own tables, which the services create for themselves only where they manage the
+# schema: the Tokens API's tokens, deployed projects, the Data Sources API's jobs and the S3
+# connector's ledger.
+INTERNAL_TABLES: tuple[Callable[[str], str], ...] = (
+    token_table.create_sql,
+    store.create_sql,
+    jobs.create_sql,
+    s3_source.ledger_sql,
+)
+
+
 def statements(settings: Settings, cluster: str | None) -> list[str]:
     datasources = list(registry().values())
     if cluster:
         schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
-        # The services make the tokens table themselves only where they manage the schema.
-        return [*schema.statements(datasources), token_table.create_sql(settings.database, cluster)]
+        internal = [schema.everywhere_sql(create(settings.database)) for create in INTERNAL_TABLES]
+        return [*schema.statements(datasources), *internal]
     return single_node_statements(settings.database, datasources, settings.quarantine_ttl_days)
 
 
