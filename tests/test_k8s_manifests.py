@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -27,6 +28,7 @@ from network_policy import Endpoint, PolicySet, Port
 
 from common import config
 from common.config import Settings
+from common.warehouse.embedded import EmbeddedWarehouse
 from services.ingest.service import SERVICE as INGEST_SERVICE
 from services.query.service import SERVICE as QUERY_SERVICE
 
@@ -38,9 +40,13 @@ NAMESPACE = "pipit"
 # kubernetes-validate ships schemas for: manifests valid there are valid on newer ones.
 KUBERNETES_VERSION = "1.35.0"
 DEFAULTS = Settings()
+# ClickHouse's and Keeper's <prometheus> port.
+CLICKHOUSE_METRICS_PORT = 9363
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 LONG_RUNNING_KINDS = ("Deployment", "StatefulSet")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+# The migrate Job is named for the release (the pipit image's tag) it migrates to.
+MIGRATE_JOB = "pipit-migrate-" + VERSION.replace(".", "-")
 
 Doc = dict[str, Any]
 
@@ -285,36 +291,147 @@ def test_env_references_resolve_and_passwords_come_from_secrets(
                 defined.add(var["name"])
 
 
+# Who signs in to ClickHouse as whom: the workload, its ClickHouse user, and the key of
+# pipit-secrets that holds that user's password.
+CLICKHOUSE_ROLES = (
+    ("StatefulSet", "ingest", "pipit_ingest", "clickhouse-ingest-password"),
+    ("Deployment", "query", "pipit_query", "clickhouse-query-password"),
+    ("Job", MIGRATE_JOB, "pipit_migrate", "clickhouse-migrate-password"),
+)
+
+
+def _users_xml(docs: list[Doc]) -> ET.Element:
+    return ET.fromstring(_configmap(docs, "clickhouse-users")["data"]["users.xml"])
+
+
+def _grants(user: ET.Element) -> list[tuple[set[str], str]]:
+    """(privileges, ON target) of each GRANT of a user."""
+    out = []
+    for query in user.findall("grants/query"):
+        match = re.fullmatch(r"GRANT (.+) ON (\S+)", query.text.strip())
+        assert match, query.text
+        out.append(({p.strip() for p in match[1].split(",")}, match[2]))
+    return out
+
+
 @parametrize_overlays
-def test_services_reach_clickhouse_with_the_secret_password(
+def test_each_service_signs_in_as_its_own_clickhouse_user(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
     docs = rendered[overlay]
-    settings = _configmap(docs, "pipit-config")["data"]
-    users = ET.fromstring(_configmap(docs, "clickhouse-users")["data"]["users.xml"])
-    user = users.find(f"users/{settings['CLICKHOUSE_USER']}")
-    assert user is not None and user.find("password").get("from_env") == "CLICKHOUSE_PASSWORD"
-    clickhouse = _container(docs, "StatefulSet", "clickhouse")
-    assert "secretKeyRef" in _env(clickhouse)["CLICKHOUSE_PASSWORD"]["valueFrom"]
-    for kind, name in (("StatefulSet", "ingest"), ("Deployment", "query")):
+    settings = config.load(environ=_configmap(docs, "pipit-config")["data"])
+    # The password never in a URL: it would reach logs and process listings.
+    url = urlsplit(settings.clickhouse_url)
+    assert url.username is None and url.password is None, settings.clickhouse_url
+    service = _one(docs, "Service", url.hostname)
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    users = _users_xml(docs)
+    server_env = _env(_container(docs, "StatefulSet", "clickhouse"))
+    seen = set()
+    for kind, name, user_name, key in CLICKHOUSE_ROLES:
         env = _env(_container(docs, kind, name))
-        assert env["PIPIT_CLICKHOUSE_URL"]["value"] == (
-            "http://$(CLICKHOUSE_USER):$(CLICKHOUSE_PASSWORD)"
-            "@$(CLICKHOUSE_HOST):$(CLICKHOUSE_HTTP_PORT)"
+        assert "PIPIT_CLICKHOUSE_URL" not in env  # the ConfigMap's, without credentials
+        assert env["PIPIT_CLICKHOUSE_USER"]["value"] == user_name
+        assert env["PIPIT_CLICKHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == key
+        # The server reads the same key into the variable the user's password names.
+        user = users.find(f"users/{user_name}")
+        assert user is not None, user_name
+        server_var = user.find("password").get("from_env")
+        assert server_env[server_var]["valueFrom"]["secretKeyRef"]["key"] == key
+        seen.add(key)
+    assert len(seen) == len(CLICKHOUSE_ROLES)
+
+
+@parametrize_overlays
+def test_clickhouse_users_are_granted_only_what_their_role_needs(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    database = config.load(environ=_configmap(docs, "pipit-config")["data"]).database
+    users = _users_xml(docs)
+    every = {u.tag for u in users.find("users")}
+    assert every == {"default", "pipit_ingest", "pipit_query", "pipit_migrate"}
+    # The image's passwordless default user answers on the pod itself only.
+    assert {ip.text for ip in users.findall("users/default/networks/ip")} == {"::1", "127.0.0.1"}
+    grants = {name: _grants(users.find(f"users/{name}")) for name in every - {"default"}}
+    for name, granted in grants.items():
+        for privileges, target in granted:
+            if privileges == {"CLUSTER"}:
+                continue
+            # Its own database only: no other database, no table functions (SOURCES).
+            assert target.startswith(f"{database}."), (name, target)
+            assert not privileges & {"ALL", "SOURCES", "ACCESS MANAGEMENT", "DROP DATABASE"}
+
+    def privileges_on(name: str, target: str) -> set[str]:
+        return set().union(*(p for p, t in grants[name] if t == target))
+
+    everything = f"{database}.*"
+    # Query runs strangers' SQL: reads, and inserts into the two tables it keeps.
+    assert privileges_on("pipit_query", everything) == {"SELECT", "CREATE DATABASE"}
+    from common.token_table import TABLE as TOKENS
+    from pipit.project.store import TABLE as DEPLOYMENTS
+
+    assert {t for p, t in grants["pipit_query"] if p == {"INSERT"}} == {
+        f"{database}.{TOKENS}",
+        f"{database}.{DEPLOYMENTS}",
+    }
+    # Ingest writes rows; it changes no table's definition and sends no ON CLUSTER DDL.
+    ingest = privileges_on("pipit_ingest", everything)
+    assert {"INSERT", "SELECT"} <= ingest
+    assert not ingest & {"ALTER TABLE", "ALTER", "ALTER ADD COLUMN", "CLUSTER"}
+    assert all(p != {"CLUSTER"} for p, _ in grants["pipit_ingest"])
+    # Migrate changes the schema, on every node, and reads and writes no rows.
+    migrate = privileges_on("pipit_migrate", everything)
+    assert {"CREATE TABLE", "ALTER TABLE", "CREATE DATABASE"} <= migrate
+    assert not migrate & {"SELECT", "INSERT"}
+    assert ({"CLUSTER"}, "*.*") in grants["pipit_migrate"]
+    # The query user's profile: no DDL and capped resources, however a query asks.
+    profile = users.find(f"profiles/{users.findtext('users/pipit_query/profile')}")
+    assert profile.findtext("allow_ddl") == "0"
+    assert profile.find("constraints/allow_ddl/const") is not None
+    for setting in ("max_execution_time", "max_memory_usage"):
+        assert int(profile.findtext(f"constraints/{setting}/max")) > 0
+    # ...and within those caps, the ad-hoc lane's own limits (else every /v0/sql fails).
+    assert DEFAULTS.sql_timeout <= int(profile.findtext("constraints/max_execution_time/max"))
+    assert DEFAULTS.sql_max_memory_bytes <= int(
+        profile.findtext("constraints/max_memory_usage/max")
+    )
+
+
+async def test_clickhouse_users_and_profiles_parse_as_clickhouse_reads_them(
+    rendered: dict[str, list[Doc]], embedded_warehouse: EmbeddedWarehouse
+) -> None:
+    """Through chDB, ClickHouse's own parser and settings list: every GRANT parses, and
+    every setting a profile sets or constrains exists (a misspelt one stops the server)."""
+    users = _users_xml(rendered["production"])
+    for query in users.iter("query"):
+        result = await embedded_warehouse.query(
+            # users.xml leaves out `TO <user>`: the user it sits in.
+            "SELECT formatQuery({q:String}) AS f",
+            {"q": query.text.strip() + " TO someone"},
         )
-        assert env["CLICKHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == (
-            "clickhouse-password"
-        )
-    service = _one(docs, "Service", settings["CLICKHOUSE_HOST"])
-    assert int(settings["CLICKHOUSE_HTTP_PORT"]) in [p["port"] for p in service["spec"]["ports"]]
+        assert result.data[0]["f"].startswith("GRANT "), query.text
+    names = set()
+    for profile in users.find("profiles"):
+        names |= {s.tag for s in profile if s.tag != "constraints"}
+        names |= {s.tag for s in profile.findall("constraints/*")}
+    known = await embedded_warehouse.query(
+        "SELECT name FROM system.settings WHERE has(splitByChar(',', {names:String}), name)",
+        {"names": ",".join(sorted(names))},
+    )
+    assert {row["name"] for row in known.data} == names
 
 
 def test_secret_examples_are_committed_and_the_real_files_ignored() -> None:
     examples = sorted(K8S.rglob("secrets/*.example"))
     assert {e.name for e in examples} == {
         "admin-token.example",
-        "clickhouse-password.example",
+        "clickhouse-ingest-password.example",
+        "clickhouse-query-password.example",
+        "clickhouse-migrate-password.example",
         "clickhouse-cluster-secret.example",
+        "interserver-password.example",
+        "keeper-identity.example",
     }
     for example in examples:
         # A trailing newline would become part of the token or password.
@@ -549,6 +666,25 @@ def _endpoints(docs: list[Doc]) -> list[Endpoint]:
             (Port(53, "UDP"), Port(53, "TCP")),
             governed=False,
         ),
+        # NodeLocal DNSCache: a host-network pod on every node, which no pod selector of
+        # ours names; where it runs, every lookup goes to it.
+        Endpoint(
+            "node-local-dns",
+            "kube-system",
+            {"k8s-app": "node-local-dns"},
+            {"kubernetes.io/metadata.name": "kube-system"},
+            (Port(53, "UDP"), Port(53, "TCP")),
+            governed=False,
+        ),
+        # Prometheus, scraping metrics from its own namespace.
+        Endpoint(
+            "prometheus",
+            "monitoring",
+            {"app.kubernetes.io/name": "prometheus"},
+            {"kubernetes.io/metadata.name": "monitoring"},
+            (Port(9090, name="web"),),
+            governed=False,
+        ),
     ]
 
 
@@ -556,15 +692,20 @@ def _expected_connections(
     overlay: str, endpoints: list[Endpoint]
 ) -> set[tuple[str, str, int, str]]:
     ingest, query, gateway = DEFAULTS.ingest_port, DEFAULTS.query_port, DEFAULTS.gateway_port
+    metrics = DEFAULTS.metrics_port
     expected = {
         ("gateway", "ingest", ingest, "TCP"),
         ("gateway", "query", query, "TCP"),
         ("ingest", "clickhouse", 8123, "TCP"),
         ("query", "clickhouse", 8123, "TCP"),
+        (MIGRATE_JOB, "clickhouse", 8123, "TCP"),
+        # Prometheus reaches each metrics port and nothing else.
+        ("prometheus", "ingest", metrics, "TCP"),
+        ("prometheus", "clickhouse", CLICKHOUSE_METRICS_PORT, "TCP"),
     }
     if overlay == "production":
         expected |= {
-            ("pipit-migrate", "clickhouse", 8123, "TCP"),
+            ("prometheus", "clickhouse-keeper", CLICKHOUSE_METRICS_PORT, "TCP"),
             ("clickhouse", "clickhouse", 9000, "TCP"),
             ("clickhouse", "clickhouse", 9009, "TCP"),
             ("clickhouse", "clickhouse-keeper", 9181, "TCP"),
@@ -572,7 +713,8 @@ def _expected_connections(
         }
     for endpoint in endpoints:
         if endpoint.namespace == NAMESPACE:
-            expected |= {(endpoint.name, "dns", 53, "UDP"), (endpoint.name, "dns", 53, "TCP")}
+            for dns in ("dns", "node-local-dns"):
+                expected |= {(endpoint.name, dns, 53, "UDP"), (endpoint.name, dns, 53, "TCP")}
         else:
             # The gateway is open to the world (its callers are not ours to list).
             expected.add((endpoint.name, "gateway", gateway, "TCP"))
@@ -630,7 +772,7 @@ def test_each_clickhouse_pod_gets_the_shard_and_replica_remote_servers_gives_it(
     docs = rendered["production"]
     cluster_config = _configmap(docs, "clickhouse-cluster-config")["data"]
     cluster_xml = ET.fromstring(cluster_config["cluster.xml"])
-    job = _container(docs, "Job", "pipit-migrate")
+    job = _container(docs, "Job", MIGRATE_JOB)
     cluster_name = job["args"][job["args"].index("--cluster") + 1]
     cluster = cluster_xml.find(f"remote_servers/{cluster_name}")
     assert cluster is not None, f"the Job's cluster {cluster_name} is not in remote_servers"
@@ -734,16 +876,37 @@ def test_keeper_is_a_three_node_ensemble_each_pod_knowing_its_raft_id(
     assert nodes == {(s.findtext("hostname"), ports["client"]) for s in servers}
 
 
-def test_production_services_leave_the_schema_to_the_migrate_job(
-    rendered: dict[str, list[Doc]],
+@parametrize_overlays
+def test_services_leave_the_schema_to_the_migrate_job(
+    rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
-    assert config.load(environ=_configmap(rendered["dev"], "pipit-config")["data"]).manage_schema
-    production = rendered["production"]
-    settings = config.load(environ=_configmap(production, "pipit-config")["data"])
-    assert settings.manage_schema is False
-    job = _one(production, "Job", "pipit-migrate")
-    assert _pod_spec(job)["containers"][0]["args"][:2] == ["migrate", "--cluster"]
-    assert not _of(rendered["dev"], "Job")
+    docs = rendered[overlay]
+    # Their ClickHouse users may not change tables (above): the Job does, as its own.
+    assert config.load(environ=_configmap(docs, "pipit-config")["data"]).manage_schema is False
+    (job,) = _of(docs, "Job")
+    args = _pod_spec(job)["containers"][0]["args"]
+    # A cluster gets Replicated + Distributed tables; one node, the services' own DDL.
+    assert args == (["migrate", "--cluster", "pipit"] if overlay == "production" else ["migrate"])
+
+
+@parametrize_overlays
+def test_each_release_applies_a_migrate_job_of_its_own(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    """A Job's pod template is immutable, so one named for every release would refuse the
+    next release's image; named for the image's tag, each release creates a new Job, and
+    finished ones are deleted after a while."""
+    (job,) = _of(rendered[overlay], "Job")
+    image = _pod_spec(job)["containers"][0]["image"]
+    tag = image.rpartition(":")[2]
+    assert tag == VERSION
+    assert job["metadata"]["name"] == "pipit-migrate-" + tag.replace(".", "-") == MIGRATE_JOB
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == tag
+    # A pod's hostname is its name: a DNS label, no dots.
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", job["metadata"]["name"])
+    assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 7 * 86400
+    assert job["spec"]["backoffLimit"] >= 5
+    assert _pod_spec(job)["restartPolicy"] == "OnFailure"
 
 
 def test_production_acknowledges_a_flush_only_on_a_quorum_of_replicas(
