@@ -926,3 +926,208 @@ def test_production_acknowledges_a_flush_only_on_a_quorum_of_replicas(
     # One ClickHouse node in dev: no replicas to wait for.
     dev = config.load(environ=_configmap(rendered["dev"], "pipit-config")["data"])
     assert dev.insert_quorum == "0"
+
+
+# --- Surviving node loss, rollouts and drains ---------------------------------------------
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    from network_policy import selector_matches
+
+    return selector_matches(selector, labels)
+
+
+def _required_anti_affinity(workload: Doc, topology_key: str) -> list[Doc]:
+    terms = (
+        (_pod_spec(workload).get("affinity") or {})
+        .get("podAntiAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    )
+    return [t for t in terms if t["topologyKey"] == topology_key]
+
+
+def _spread(workload: Doc, topology_key: str, when: str) -> list[Doc]:
+    return [
+        c
+        for c in _pod_spec(workload).get("topologySpreadConstraints") or []
+        if c["topologyKey"] == topology_key and c["whenUnsatisfiable"] == when
+    ]
+
+
+HOSTNAME = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
+
+
+def test_keepers_never_share_a_node_and_spread_over_zones(rendered: dict[str, list[Doc]]) -> None:
+    # Two Keepers of three on one node (or in one zone): losing it loses the quorum.
+    keeper = _one(rendered["production"], "StatefulSet", "clickhouse-keeper")
+    labels = _pod_labels(keeper)
+    (term,) = _required_anti_affinity(keeper, HOSTNAME)
+    assert _selects(term["labelSelector"], labels)
+    (zones,) = _spread(keeper, ZONE, "DoNotSchedule")
+    assert zones["maxSkew"] == 1 and _selects(zones["labelSelector"], labels)
+
+
+def test_each_shard_keeps_a_replica_when_a_node_goes(rendered: dict[str, list[Doc]]) -> None:
+    """No two ClickHouse pods on one node, required: a node takes at most one replica of
+    one shard (cluster.xml gives each shard two pods). Zones are spread over too, softly:
+    one StatefulSet's pods cannot be told apart by shard (see clickhouse-cluster.yaml)."""
+    docs = rendered["production"]
+    statefulset = _one(docs, "StatefulSet", "clickhouse")
+    labels = _pod_labels(statefulset)
+    (term,) = _required_anti_affinity(statefulset, HOSTNAME)
+    assert _selects(term["labelSelector"], labels)
+    cluster_xml = ET.fromstring(
+        _configmap(docs, "clickhouse-cluster-config")["data"]["cluster.xml"]
+    )
+    shards = cluster_xml.findall("remote_servers/pipit/shard")
+    assert shards and all(len(s.findall("replica")) >= 2 for s in shards)
+    (zones,) = _spread(statefulset, ZONE, "ScheduleAnyway")
+    assert _selects(zones["labelSelector"], labels)
+
+
+@parametrize_overlays
+def test_ingest_query_and_gateway_spread_over_nodes_and_zones(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    for kind, name in (
+        ("StatefulSet", "ingest"),
+        ("Deployment", "query"),
+        ("Deployment", "gateway"),
+    ):
+        workload = _one(docs, kind, name)
+        for key in (HOSTNAME, ZONE):
+            # Soft: a service would rather run crowded than not run.
+            (spread,) = _spread(workload, key, "ScheduleAnyway")
+            assert _selects(spread["labelSelector"], _pod_labels(workload)), (name, key)
+
+
+@parametrize_overlays
+def test_services_leave_the_endpoints_before_they_stop_accepting(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    """A preStop pause (the sleep action: no shell in the image needed), then the
+    shutdown grace for calls in flight, all within the pod's termination grace."""
+    docs = rendered[overlay]
+    for kind, name in (
+        ("StatefulSet", "ingest"),
+        ("Deployment", "query"),
+        ("Deployment", "gateway"),
+    ):
+        workload = _one(docs, kind, name)
+        pause = _container(docs, kind, name)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pause >= 5, name
+        grace = _pod_spec(workload)["terminationGracePeriodSeconds"]
+        assert grace >= pause + DEFAULTS.shutdown_grace + 10, name
+    # Ingest also flushes its buffers after the grace: it gets the longest.
+    ingest = _pod_spec(_one(docs, "StatefulSet", "ingest"))["terminationGracePeriodSeconds"]
+    query = _pod_spec(_one(docs, "Deployment", "query"))["terminationGracePeriodSeconds"]
+    assert ingest > query
+
+
+@parametrize_overlays
+def test_disruption_budgets_let_drains_evict_unready_pods(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    for budget in _of(rendered[overlay], "PodDisruptionBudget"):
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", budget["metadata"]
+
+
+@parametrize_overlays
+def test_volumes_are_chowned_only_when_their_root_is_not_already(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    for workload in _workloads(rendered[overlay]):
+        if workload["spec"].get("volumeClaimTemplates"):
+            security = _pod_spec(workload)["securityContext"]
+            assert security["fsGroupChangePolicy"] == "OnRootMismatch", workload["metadata"]
+
+
+@parametrize_overlays
+def test_clickhouse_memory_request_is_its_limit(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    resources = _container(rendered[overlay], "StatefulSet", "clickhouse")["resources"]
+    assert resources["requests"]["memory"] == resources["limits"]["memory"]
+
+
+@parametrize_overlays
+def test_probes_ask_what_the_pod_can_serve(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    docs = rendered[overlay]
+    clickhouse = _container(docs, "StatefulSet", "clickhouse")
+    # Ready while its replicas are not behind; alive while it answers at all.
+    assert clickhouse["readinessProbe"]["httpGet"] == {"path": "/replicas_status", "port": "http"}
+    assert clickhouse["livenessProbe"]["httpGet"]["path"] == "/ping"
+    assert clickhouse["startupProbe"]
+    if overlay != "production":
+        return
+    keeper_spec = _pod_spec(_one(docs, "StatefulSet", "clickhouse-keeper"))
+    keeper = keeper_spec["containers"][0]
+    config_xml = ET.fromstring(
+        _configmap(docs, "clickhouse-keeper-config")["data"]["keeper_config.xml"].replace(
+            "@SERVER_ID@", "1"
+        )
+    )
+    control = config_xml.find("keeper_server/http_control")
+    ready = keeper["readinessProbe"]["httpGet"]
+    assert ready["path"] == control.findtext("readiness/endpoint") == "/ready"
+    assert _ports(keeper)[ready["port"]] == int(control.findtext("port"))
+    # A slow snapshot load is not a dead Keeper.
+    startup = keeper["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert "tcpSocket" in keeper["livenessProbe"]
+
+
+@parametrize_overlays
+def test_clickhouse_and_keeper_serve_prometheus_metrics_on_their_metrics_port(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    configs = [
+        (
+            _container(docs, "StatefulSet", "clickhouse"),
+            _configmap(docs, "clickhouse-config")["data"]["config.xml"],
+        )
+    ]
+    if overlay == "production":
+        keeper_config = _configmap(docs, "clickhouse-keeper-config")["data"]["keeper_config.xml"]
+        configs.append((_container(docs, "StatefulSet", "clickhouse-keeper"), keeper_config))
+    for container, xml in configs:
+        prometheus = ET.fromstring(xml.replace("@SERVER_ID@", "1")).find("prometheus")
+        assert prometheus.findtext("endpoint") == "/metrics"
+        assert int(prometheus.findtext("port")) == _ports(container)["metrics"]
+        assert _ports(container)["metrics"] == CLICKHOUSE_METRICS_PORT
+    assert _ports(_container(docs, "StatefulSet", "ingest"))["metrics"] == DEFAULTS.metrics_port
+
+
+@parametrize_overlays
+def test_the_ingress_names_its_class(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    (ingress,) = _of(rendered[overlay], "Ingress")
+    assert ingress["spec"]["ingressClassName"]
+
+
+def test_cluster_members_authenticate_each_other(rendered: dict[str, list[Doc]]) -> None:
+    """remote_servers' secret, interserver HTTP credentials and a Keeper digest identity,
+    each read from the environment, each variable from the cluster's Secret."""
+    docs = rendered["production"]
+    cluster_xml = ET.fromstring(
+        _configmap(docs, "clickhouse-cluster-config")["data"]["cluster.xml"]
+    )
+    env = _env(_container(docs, "StatefulSet", "clickhouse"))
+    secrets = {d["metadata"]["name"]: d["data"] for d in _of(docs, "Secret")}
+    for path in (
+        "remote_servers/pipit/secret",
+        "interserver_http_credentials/password",
+        "zookeeper/identity",
+    ):
+        element = cluster_xml.find(path)
+        assert element is not None, path
+        ref = env[element.get("from_env")]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] in secrets[ref["name"]], path
+    assert cluster_xml.findtext("interserver_http_credentials/user")
+    # Keeper's digest identity is user:password.
+    identity_ref = env[cluster_xml.find("zookeeper/identity").get("from_env")]["valueFrom"]
+    key = identity_ref["secretKeyRef"]["key"]
+    example = K8S / "overlays" / "production" / "secrets" / f"{key}.example"
+    assert re.fullmatch(r"[^:\s]+:\S+", example.read_text())
