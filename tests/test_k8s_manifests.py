@@ -35,6 +35,8 @@ from services.query.service import SERVICE as QUERY_SERVICE
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "production")
+# The production overlay with the clickhouse-tls component.
+TLS = "production+tls"
 NAMESPACE = "pipit"
 # The oldest Kubernetes minor still supported upstream when this was written that
 # kubernetes-validate ships schemas for: manifests valid there are valid on newer ones.
@@ -95,6 +97,20 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
         )
         assert result.returncode == 0, result.stderr
         out[overlay] = [d for d in yaml.safe_load_all(result.stdout) if d]
+    # Production with TLS to ClickHouse: the component its kustomization names, commented.
+    production = work / "overlays" / "production" / "kustomization.yaml"
+    commented = "  # - ../../components/clickhouse-tls\n"
+    assert commented in production.read_text()
+    production.write_text(production.read_text().replace(commented, commented.replace("# ", "")))
+    result = subprocess.run(
+        [kubectl, "kustomize", str(production.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out[TLS] = [d for d in yaml.safe_load_all(result.stdout) if d]
     return out
 
 
@@ -1131,3 +1147,57 @@ def test_cluster_members_authenticate_each_other(rendered: dict[str, list[Doc]])
     key = identity_ref["secretKeyRef"]["key"]
     example = K8S / "overlays" / "production" / "secrets" / f"{key}.example"
     assert re.fullmatch(r"[^:\s]+:\S+", example.read_text())
+
+
+# --- TLS to ClickHouse (k8s/components/clickhouse-tls) ----------------------------------
+
+
+def test_with_tls_every_client_of_clickhouse_speaks_https_and_trusts_only_its_ca(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered[TLS]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    settings = config.load(environ=_configmap(docs, "pipit-config")["data"])
+    url = urlsplit(settings.clickhouse_url)
+    assert url.scheme == "https" and url.username is None
+    clickhouse = _container(docs, "StatefulSet", "clickhouse")
+    assert _ports(clickhouse)["http"] == url.port
+    service = _one(docs, "Service", url.hostname)
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["http"] == url.port
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert clickhouse[probe]["httpGet"]["scheme"] == "HTTPS"
+    # The server: HTTPS on that port, plain HTTP gone, its key from the Secret.
+    tls_xml = ET.fromstring(_configmap(docs, "clickhouse-config")["data"]["clickhouse-tls.xml"])
+    assert int(tls_xml.findtext("https_port")) == url.port
+    assert tls_xml.find("http_port").get("remove") == "remove"
+    mounts = {m["mountPath"]: m["name"] for m in clickhouse["volumeMounts"]}
+    volumes = {v["name"]: v for v in _pod_spec(_one(docs, "StatefulSet", "clickhouse"))["volumes"]}
+    key_dir = str(Path(tls_xml.findtext("openSSL/server/privateKeyFile")).parent)
+    assert volumes[mounts[key_dir]]["secret"]["secretName"] == "clickhouse-tls"
+    # Each client mounts the CA alone (never the server's key) where the setting says.
+    for kind, name, _, _ in CLICKHOUSE_ROLES:
+        workload = _one(docs, kind, name)
+        mounts = {
+            m["name"]: m["mountPath"] for m in _pod_spec(workload)["containers"][0]["volumeMounts"]
+        }
+        volume = {v["name"]: v for v in _pod_spec(workload)["volumes"]}["clickhouse-ca"]
+        assert volume["secret"] == {
+            "secretName": "clickhouse-tls",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        }
+        assert str(settings.clickhouse_ca) == mounts["clickhouse-ca"] + "/ca.crt"
+    # The policies still admit the services to ClickHouse, now on the TLS port only.
+    endpoints = _endpoints(docs)
+    admitted = PolicySet(NAMESPACE, _of(docs, "NetworkPolicy")).admitted(endpoints)
+    to_clickhouse = {(s, p) for s, d, p, _ in admitted if d == "clickhouse" and s != "clickhouse"}
+    assert to_clickhouse == {
+        ("ingest", url.port),
+        ("query", url.port),
+        (MIGRATE_JOB, url.port),
+        ("prometheus", CLICKHOUSE_METRICS_PORT),
+    }
+    from common.warehouse.factory import open_warehouse
+
+    args = open_warehouse(settings)._args
+    assert args["secure"] is True and args["ca_cert"] == str(settings.clickhouse_ca)
