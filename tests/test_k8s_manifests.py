@@ -44,7 +44,7 @@ KUBERNETES_VERSION = "1.35.0"
 DEFAULTS = Settings()
 # ClickHouse's and Keeper's <prometheus> port.
 CLICKHOUSE_METRICS_PORT = 9363
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 LONG_RUNNING_KINDS = ("Deployment", "StatefulSet")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # The migrate Job is named for the release (the pipit image's tag) it migrates to.
@@ -128,12 +128,18 @@ def _workloads(docs: list[Doc], kinds: tuple[str, ...] = WORKLOAD_KINDS) -> Iter
     return (d for d in docs if d["kind"] in kinds)
 
 
+def _pod_template(workload: Doc) -> Doc:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]
+    return workload["spec"]["template"]
+
+
 def _pod_spec(workload: Doc) -> Doc:
-    return workload["spec"]["template"]["spec"]
+    return _pod_template(workload)["spec"]
 
 
 def _pod_labels(workload: Doc) -> dict[str, str]:
-    return workload["spec"]["template"]["metadata"]["labels"]
+    return _pod_template(workload)["metadata"]["labels"]
 
 
 def _containers(workload: Doc, init: bool = True) -> list[Doc]:
@@ -559,6 +565,10 @@ def test_volumes_hold_the_write_ahead_log_and_the_warehouse(
             for mount in container.get("volumeMounts") or []:
                 if mount.get("readOnly") or mount["name"] in claims:
                     continue
+                if workload["metadata"]["name"] == "ingest-drain" and mount["name"] == "data":
+                    # The claim of the ingest replica it drains.
+                    assert volumes["data"]["persistentVolumeClaim"]
+                    continue
                 assert "emptyDir" in volumes[mount["name"]], (
                     f"{workload['metadata']['name']}: {mount['mountPath']}"
                 )
@@ -715,6 +725,7 @@ def _expected_connections(
         ("ingest", "clickhouse", 8123, "TCP"),
         ("query", "clickhouse", 8123, "TCP"),
         (MIGRATE_JOB, "clickhouse", 8123, "TCP"),
+        ("ingest-drain", "clickhouse", 8123, "TCP"),
         # Prometheus reaches each metrics port and nothing else.
         ("prometheus", "ingest", metrics, "TCP"),
         ("prometheus", "clickhouse", CLICKHOUSE_METRICS_PORT, "TCP"),
@@ -1195,9 +1206,46 @@ def test_with_tls_every_client_of_clickhouse_speaks_https_and_trusts_only_its_ca
         ("ingest", url.port),
         ("query", url.port),
         (MIGRATE_JOB, url.port),
+        ("ingest-drain", url.port),
         ("prometheus", CLICKHOUSE_METRICS_PORT),
     }
     from common.warehouse.factory import open_warehouse
 
     args = open_warehouse(settings)._args
     assert args["secure"] is True and args["ca_cert"] == str(settings.clickhouse_ca)
+
+
+@parametrize_overlays
+def test_a_scaled_down_ingest_replicas_log_is_kept_and_drained_as_ingest(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    """The StatefulSet keeps a removed replica's claim; the ingest-drain template (never
+    scheduled) replays it with ingest's own ClickHouse user, the claim's mount path and
+    WAL directory being ingest's."""
+    docs = rendered[overlay]
+    ingest = _one(docs, "StatefulSet", "ingest")
+    assert ingest["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenScaled": "Retain",
+        "whenDeleted": "Retain",
+    }
+    drain = _one(docs, "CronJob", "ingest-drain")
+    assert drain["spec"]["suspend"] is True
+    container = _pod_spec(drain)["containers"][0]
+    ingest_container = _container(docs, "StatefulSet", "ingest")
+    wal_dir = _env(ingest_container)["PIPIT_WAL_DIR"]["value"]
+    assert container["args"] == ["drain", "--wal-dir", wal_dir]
+    assert container["image"] == ingest_container["image"]
+    for name in ("PIPIT_CLICKHOUSE_USER", "PIPIT_CLICKHOUSE_PASSWORD"):
+        assert _env(container)[name] == _env(ingest_container)[name]
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["data"]
+    ingest_mount = {m["name"]: m["mountPath"] for m in ingest_container["volumeMounts"]}["data"]
+    assert mount == ingest_mount and wal_dir.startswith(mount + "/")
+    (claim,) = [v for v in _pod_spec(drain)["volumes"] if v["name"] == "data"]
+    # The placeholder the runbook replaces: the StatefulSet's claims are <template>-<pod>.
+    template = ingest["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert claim["persistentVolumeClaim"]["claimName"] == f"{template}-ingest-ORDINAL"
+    assert "data-ingest-ORDINAL" in (K8S / "base" / "ingest-drain.yaml").read_text()
+    assert (
+        _pod_spec(drain)["securityContext"]["fsGroup"]
+        == (_pod_spec(ingest)["securityContext"]["fsGroup"])
+    )
