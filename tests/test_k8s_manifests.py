@@ -1249,3 +1249,82 @@ def test_a_scaled_down_ingest_replicas_log_is_kept_and_drained_as_ingest(
         _pod_spec(drain)["securityContext"]["fsGroup"]
         == (_pod_spec(ingest)["securityContext"]["fsGroup"])
     )
+
+
+# --- The README's production runbook ------------------------------------------------------
+
+RUNBOOK_TITLE = "## Running Pipit in production (Kubernetes)"
+
+
+def _runbook() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(RUNBOOK_TITLE)
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_runbook_names_only_objects_the_production_overlay_defines(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["production"]
+    runbook = _runbook()
+    kinds = {"statefulset": "StatefulSet", "deployment": "Deployment", "cronjob": "CronJob"}
+    statefulsets = {w["metadata"]["name"]: w for w in _of(docs, "StatefulSet")}
+    created = set(re.findall(r"create job ([a-z0-9-]+)", runbook))
+    assert created
+
+    def pod_exists(pod: str) -> bool:
+        owner, _, ordinal = pod.rpartition("-")
+        return owner in statefulsets and int(ordinal) < statefulsets[owner]["spec"]["replicas"]
+
+    # What the commands name: the shell blocks and `code` spans, not the prose.
+    code = "\n".join(
+        re.findall(r"```bash\n(.*?)```", runbook, re.S) + re.findall(r"`([^`\n]+)`", runbook)
+    )
+    references = re.findall(r"\b(statefulset|deployment|cronjob|job|pod|pvc)[/ ]([a-z0-9-]+)", code)
+    references += [("pod", p) for p in re.findall(r"\bexec ([a-z0-9-]+) --", code)]
+    assert len(references) > 15
+    for kind, name in references:
+        if name.endswith("-"):
+            continue  # a placeholder: data-clickhouse-keeper-N, pipit-migrate-<tag>
+        if kind in kinds:
+            _one(docs, kinds[kind], name)
+        elif kind == "job":
+            assert name == MIGRATE_JOB or name in created, name
+        elif kind == "pod":
+            assert pod_exists(name), name
+        else:  # a StatefulSet's claim: <template>-<pod>
+            for statefulset in statefulsets.values():
+                for template in statefulset["spec"].get("volumeClaimTemplates") or []:
+                    prefix = template["metadata"]["name"] + "-"
+                    if name.startswith(prefix) and pod_exists(name.removeprefix(prefix)):
+                        break
+                else:
+                    continue
+                break
+            else:
+                raise AssertionError(f"no claim {name}")
+    # The drain step's placeholder is the template's, and its pod is ingest's to drain.
+    (claim,) = re.findall(r"s/(data-ingest-ORDINAL)/", runbook)
+    drain = _one(docs, "CronJob", "ingest-drain")
+    volumes = {v["name"]: v for v in _pod_spec(drain)["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim
+    for name in ("pipit-secrets", "clickhouse-tls", "pipit-gateway-tls", "allow-metrics-scrape"):
+        assert name in runbook and name in yaml.safe_dump_all(rendered[TLS]), name
+
+
+def test_the_runbook_writes_every_secret_file_the_overlays_read() -> None:
+    runbook = _runbook()
+    written = set(re.findall(r"> ((?:base|overlays/\w+)/secrets/[\w$-]+)", runbook))
+    written = {w.replace("$role", role) for w in written for role in ("ingest", "query", "migrate")}
+    read = set()
+    for kustomization in (K8S / "base", K8S / "overlays" / "production"):
+        spec = yaml.safe_load((kustomization / "kustomization.yaml").read_text())
+        for generator in spec.get("secretGenerator") or []:
+            for source in generator["files"]:
+                path = (kustomization / source.partition("=")[2]).relative_to(K8S)
+                read.add(str(path))
+    assert read == written
+    # Every file the runbook points at is there.
+    for path in re.findall(r"`((?:k8s/)?(?:base|overlays|components)/[\w./-]+)`", runbook):
+        assert (K8S / path.removeprefix("k8s/")).exists(), path
