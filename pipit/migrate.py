@@ -1,4 +1,5 @@
-"""`pipit migrate`: creates the datasource tables on the configured warehouse.
+"""`pipit migrate`: creates the datasource tables, and Pipit's own, on the configured
+warehouse.
 
 On one node (embedded chDB or a single ClickHouse server) these are the tables the
 services create for themselves at start-up. With `--cluster NAME` they are the ON CLUSTER
@@ -63,7 +64,12 @@ def statements(settings: Settings, cluster: str | None) -> list[str]:
         schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
         internal = [schema.everywhere_sql(create(settings.database)) for create in INTERNAL_TABLES]
         return [*schema.statements(datasources), *internal]
-    return single_node_statements(settings.database, datasources, settings.quarantine_ttl_days)
+    # On one node too: k8s/ runs the services with PIPIT_MANAGE_SCHEMA=false everywhere.
+    internal = [create(settings.database) for create in INTERNAL_TABLES]
+    return [
+        *single_node_statements(settings.database, datasources, settings.quarantine_ttl_days),
+        *internal,
+    ]
 
 
 async def apply(warehouse: Warehouse, sql: Sequence[str]) -> None:
@@ -84,6 +90,7 @@ async def migrate(settings: Settings, cluster: str | None) -> int:
             await warehouse.ensure_schema(
                 list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
             )
+            await apply(warehouse, [create(settings.database) for create in INTERNAL_TABLES])
     finally:
         await warehouse.close()
     where = f"cluster {cluster}" if cluster else "the warehouse"

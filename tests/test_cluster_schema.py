@@ -386,6 +386,15 @@ def test_pipit_migrate_adds_a_column_an_older_release_lacked(clickhouse_url: str
         assert (
             cli.main(["migrate", "--clickhouse-url", clickhouse_url, "--database", database]) == 0
         )
+        # Pipit's own tables too: services that do not manage the schema never make them.
+        tables = client.query(
+            "SELECT name FROM system.tables "
+            "WHERE database = {db:String} AND startsWith(name, '_pipit_')",
+            parameters={"db": database},
+        ).result_rows
+        assert {row[0] for row in tables} == {
+            SingleNodeTable.parse(create(database)).table for create in INTERNAL_TABLES
+        }
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{database}`")
         client.close()
