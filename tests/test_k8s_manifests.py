@@ -442,6 +442,17 @@ async def test_clickhouse_users_and_profiles_parse_as_clickhouse_reads_them(
         {"names": ",".join(sorted(names))},
     )
     assert {row["name"] for row in known.data} == names
+    # And the server's MergeTree settings (the readiness probe's threshold).
+    server_config = ET.fromstring(
+        _configmap(rendered["production"], "clickhouse-config")["data"]["config.xml"]
+    )
+    merge_tree = {s.tag for s in server_config.find("merge_tree")}
+    known = await embedded_warehouse.query(
+        "SELECT name FROM system.merge_tree_settings "
+        "WHERE has(splitByChar(',', {names:String}), name)",
+        {"names": ",".join(sorted(merge_tree))},
+    )
+    assert {row["name"] for row in known.data} == merge_tree
 
 
 def test_secret_examples_are_committed_and_the_real_files_ignored() -> None:
@@ -1085,6 +1096,9 @@ def test_probes_ask_what_the_pod_can_serve(rendered: dict[str, list[Doc]], overl
     clickhouse = _container(docs, "StatefulSet", "clickhouse")
     # Ready while its replicas are not behind; alive while it answers at all.
     assert clickhouse["readinessProbe"]["httpGet"] == {"path": "/replicas_status", "port": "http"}
+    # ...behind its shard by what the server's configuration says (the handler's threshold).
+    server_config = ET.fromstring(_configmap(docs, "clickhouse-config")["data"]["config.xml"])
+    assert int(server_config.findtext("merge_tree/min_relative_delay_to_close")) > 0
     assert clickhouse["livenessProbe"]["httpGet"]["path"] == "/ping"
     assert clickhouse["startupProbe"]
     if overlay != "production":
