@@ -88,6 +88,9 @@ class Settings:
     query_target: str = "127.0.0.1:50052"
     data_dir: Path = Path(".pipit")
     clickhouse_url: str = ""
+    clickhouse_user: str = ""
+    clickhouse_password: str = ""
+    clickhouse_ca: Path | None = None
     database: str = "pipit"
     admin_token: str = ""
     tokens_file: Path | None = None
@@ -173,6 +176,18 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "clickhouse_url": (
         "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
         str,
+    ),
+    # Apart from the URL so that a password never sits in one (URLs reach logs and process
+    # listings), and so that each service signs in as its own ClickHouse user (k8s/).
+    "clickhouse_user": (
+        "ClickHouse user; overrides the URL's (default: the URL's, else `default`)",
+        str,
+    ),
+    "clickhouse_password": ("password of the ClickHouse user; overrides the URL's", str),
+    "clickhouse_ca": (
+        "PEM CA bundle an https:// ClickHouse URL's certificate is checked against "
+        "(default: the system's)",
+        Path,
     ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": (

@@ -36,6 +36,9 @@ _SERVICE_SETTINGS = [
     "host",
     "data_dir",
     "clickhouse_url",
+    # The password has no flag: PIPIT_CLICKHOUSE_PASSWORD only, never in a process listing.
+    "clickhouse_user",
+    "clickhouse_ca",
     "database",
     "admin_token",
     "max_string_length",
