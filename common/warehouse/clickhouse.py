@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -43,11 +44,15 @@ class ClickHouseWarehouse(Warehouse):
         adhoc_limits: AdhocLimits | None = None,
         *,
         insert_quorum: str = "0",
+        connect_timeout: float = Settings.clickhouse_connect_timeout,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self._url = url
         self._insert_quorum = insert_quorum
-        self._args = _client_args(url)
+        self._connect_timeout = connect_timeout
+        # A server that does not answer the connection fails the call within the connect
+        # timeout (pipes answer UNAVAILABLE), rather than after the client's default 10 s.
+        self._args = {**_client_args(url), "connect_timeout": connect_timeout}
         self._client = None
         self._adhoc_client = None
 
@@ -76,7 +81,11 @@ class ClickHouseWarehouse(Warehouse):
 
     def sibling(self, database: str) -> ClickHouseWarehouse:
         return ClickHouseWarehouse(
-            self._url, database, self.adhoc_limits, insert_quorum=self._insert_quorum
+            self._url,
+            database,
+            self.adhoc_limits,
+            insert_quorum=self._insert_quorum,
+            connect_timeout=self._connect_timeout,
         )
 
     def _adhoc_settings(self) -> dict:

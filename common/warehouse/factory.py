@@ -19,7 +19,11 @@ def open_warehouse(settings: Settings) -> Warehouse:
         from common.warehouse.clickhouse import ClickHouseWarehouse
 
         return ClickHouseWarehouse(
-            settings.clickhouse_url, settings.database, limits, insert_quorum=settings.insert_quorum
+            settings.clickhouse_url,
+            settings.database,
+            limits,
+            insert_quorum=settings.insert_quorum,
+            connect_timeout=settings.clickhouse_connect_timeout,
         )
     from common.warehouse.embedded import EmbeddedWarehouse
 

@@ -48,14 +48,16 @@ class RunningIngest:
     def port(self) -> int:
         return self.grpc.port
 
-    def readiness(self, healthy: bool) -> None:
-        """Readiness follows the warehouse: NOT_SERVING for the IngestService while
-        flushes fail (the log keeps accepting). Liveness (service "") stays SERVING, so
-        an orchestrator stops routing new clients here but does not restart the pod."""
+    def readiness(self, full: bool) -> None:
+        """Readiness follows the write-ahead log's room, not the warehouse: the service
+        acknowledges events into the log whether or not flushes succeed, so it is
+        NOT_SERVING for the IngestService only while the log is full (answering 429).
+        Liveness (service "") stays SERVING, so an orchestrator stops routing new
+        clients here but does not restart the pod."""
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if healthy
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if full
+            else health_pb2.HealthCheckResponse.SERVING
         )
         task = asyncio.get_running_loop().create_task(
             self.grpc.health.set(SERVICE.full_name, status)
@@ -90,16 +92,14 @@ async def start_ingest(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
         max_age=settings.flush_interval,
+        retry_max=settings.flush_retry_max,
     )
     wal = WriteAheadLog(
         settings.wal_path,
         max_bytes=settings.wal_max_bytes,
         segment_bytes=settings.wal_segment_bytes,
     )
-    readiness: list[RunningIngest] = []
-    batcher = Batcher(
-        warehouse, policy, wal, on_health=lambda ok: readiness and readiness[0].readiness(ok)
-    )
+    batcher = Batcher(warehouse, policy, wal)
     await batcher.start()
     ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
     service = IngestService(ingestor, settings.max_body_bytes, current)
@@ -131,9 +131,7 @@ async def start_ingest(
     if s3_imports:
         running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
         running.s3_schedule.start()
-    readiness.append(running)
-    if not batcher.healthy:
-        running.readiness(False)
+    wal.on_full(running.readiness)
     metrics_port = settings.metrics_port if metrics_port is None else metrics_port
     if metrics_port:
         running.metrics = await serve_metrics(settings.host, metrics_port)
