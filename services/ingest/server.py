@@ -40,9 +40,19 @@ class RunningIngest:
     wal: WriteAheadLog
     importer: Importer
     datasources: DatasourcesApi
+    jobs: JobStore
+    manage_schema: bool
     s3_schedule: S3Schedule | None = None
     metrics: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def open(self) -> None:
+        """Serves calls, once the warehouse answers (a service started `ready=False`):
+        its own tables first, where it manages the schema."""
+        if self.manage_schema:
+            await self.jobs.ensure()
+            await self.importer.ledger.ensure()
+        await self.grpc.open()
 
     @property
     def port(self) -> int:
@@ -84,10 +94,12 @@ async def start_ingest(
     current: CurrentProject,
     port: int | None = None,
     metrics_port: int | None = None,
+    ready: bool = True,
 ) -> RunningIngest:
     """Replays the write-ahead log, then serves the ingest service of the project in
     service (`current`) on `settings.host` (port 0 picks a free one), admitting callers
-    through the process's `access`."""
+    through the process's `access`. `ready=False`: listening, alive, refusing calls until
+    `open()` (the warehouse has not answered yet; replayed batches wait in the log)."""
     policy = FlushPolicy(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
@@ -105,9 +117,6 @@ async def start_ingest(
     service = IngestService(ingestor, settings.max_body_bytes, current)
     jobs = JobStore(warehouse)
     importer = Importer(warehouse, jobs, settings)
-    if settings.manage_schema:
-        await jobs.ensure()
-        await importer.ledger.ensure()
     try:
         s3_imports = scheduled_imports(settings.s3_imports)
     except S3Error as exc:
@@ -126,8 +135,13 @@ async def start_ingest(
         current=current,
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
         max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
+        ready=False,
     )
-    running = RunningIngest(server, batcher, wal, importer, datasources)
+    running = RunningIngest(
+        server, batcher, wal, importer, datasources, jobs, settings.manage_schema
+    )
+    if ready:
+        await running.open()
     if s3_imports:
         running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
         running.s3_schedule.start()
