@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.import_command import add_import_command
 
     add_import_command(commands)
+    from pipit.drain import add_drain_command
+
+    add_drain_command(commands)
     return parser
 
 
@@ -382,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "deploy",
         "dev",
         "import",
+        "drain",
     ):
         return args.run(args)
     settings = config.load(args)

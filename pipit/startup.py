@@ -62,27 +62,44 @@ def placeholder() -> CurrentProject:
     return CurrentProject(Project(builtin()))
 
 
+def _retrying(settings: Settings, doing: str) -> AsyncRetrying:
+    """Tries until the warehouse answers (other failures are raised as they are)."""
+
+    def failed(state: RetryCallState) -> None:
+        log.warning(
+            f"the warehouse does not answer yet ({doing}); will retry",
+            retry_in=round(state.upcoming_sleep, 2),
+            error=str(state.outcome.exception())[:300],
+        )
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type((WarehouseError, OSError)),
+        wait=wait_random_exponential(
+            multiplier=FIRST_RETRY_SECONDS, max=settings.startup_retry_max
+        ),
+        before_sleep=failed,
+        reraise=True,
+    )
+
+
+async def until_opened(settings: Settings, warehouse: Warehouse) -> None:
+    """Opens the warehouse, tried until it answers."""
+    async for attempt in _retrying(settings, "opening"):
+        with attempt:
+            try:
+                await warehouse.open()
+            except (WarehouseError, OSError):
+                await warehouse.close()  # a half-open warehouse starts over
+                raise
+
+
 async def until_loaded(
     settings: Settings, warehouse: Warehouse, stop: asyncio.Event
 ) -> CurrentProject | None:
     """`load_project`, tried until the warehouse answers; None when `stop` is set first."""
 
-    def failed(state: RetryCallState) -> None:
-        log.warning(
-            "the warehouse does not answer yet; will retry",
-            retry_in=round(state.upcoming_sleep, 2),
-            error=str(state.outcome.exception())[:300],
-        )
-
     async def retried() -> CurrentProject:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((WarehouseError, OSError)),
-            wait=wait_random_exponential(
-                multiplier=FIRST_RETRY_SECONDS, max=settings.startup_retry_max
-            ),
-            before_sleep=failed,
-            reraise=True,
-        ):
+        async for attempt in _retrying(settings, "loading the project"):
             with attempt:
                 try:
                     return await load_project(settings, warehouse)

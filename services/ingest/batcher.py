@@ -157,6 +157,13 @@ class Batcher:
             self._add(self._buffer(record.table, record.columns), chunk)
 
     @property
+    def buffered_batches(self) -> int:
+        """Accepted batches not yet written."""
+        return sum(
+            len(b.chunks) + sum(len(g.chunks) for g in b.replayed) for b in self._buffers.values()
+        )
+
+    @property
     def buffered_rows(self) -> int:
         return sum(
             b.rows + sum(c.rows for g in b.replayed for c in g.chunks)

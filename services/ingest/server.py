@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import structlog
 from aiohttp import web
@@ -26,7 +27,7 @@ from services.ingest.metrics import serve_metrics
 from services.ingest.s3_schedule import S3Schedule
 from services.ingest.s3_source import S3Error, scheduled_imports
 from services.ingest.service import SERVICE, Ingestor, IngestService
-from services.ingest.wal import WriteAheadLog
+from services.ingest.wal import WalInUse, WriteAheadLog, lock
 
 log = structlog.get_logger("ingest")
 
@@ -42,6 +43,7 @@ class RunningIngest:
     datasources: DatasourcesApi
     jobs: JobStore
     manage_schema: bool
+    wal_lock: BinaryIO | None = None
     s3_schedule: S3Schedule | None = None
     metrics: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -82,6 +84,8 @@ class RunningIngest:
             await self.s3_schedule.stop()
         await self.importer.close()
         await self.batcher.close(deadline=grace)
+        if self.wal_lock is not None:
+            self.wal_lock.close()
         if self.metrics is not None:
             await self.metrics.cleanup()
         log.info("ingest stopped", unflushed_rows=self.batcher.buffered_rows)
@@ -106,6 +110,11 @@ async def start_ingest(
         max_age=settings.flush_interval,
         retry_max=settings.flush_retry_max,
     )
+    # Held while this process may write the log, so `pipit drain` cannot replay it too.
+    try:
+        wal_lock = await asyncio.to_thread(lock, settings.wal_path)
+    except WalInUse as exc:
+        raise SystemExit(f"pipit ingest: {exc}") from None
     wal = WriteAheadLog(
         settings.wal_path,
         max_bytes=settings.wal_max_bytes,
@@ -138,7 +147,7 @@ async def start_ingest(
         ready=False,
     )
     running = RunningIngest(
-        server, batcher, wal, importer, datasources, jobs, settings.manage_schema
+        server, batcher, wal, importer, datasources, jobs, settings.manage_schema, wal_lock
     )
     if ready:
         await running.open()

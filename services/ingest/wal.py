@@ -37,6 +37,7 @@ worth of room."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import secrets
 import struct
@@ -69,6 +70,28 @@ ROOM_AGAIN = 0.5
 
 Batch = tuple[str, Sequence[str], Block]
 """(table, columns, block): rows for one table."""
+
+
+LOCK_FILE = "wal.lock"
+
+
+class WalInUse(RuntimeError):
+    """Another process holds the log: two writers (an ingest and a drain) would each
+    insert its unflushed batches under tokens of their own, so the warehouse would
+    count them twice."""
+
+
+def lock(directory: Path) -> BinaryIO:
+    """Holds `directory`'s log for this process until the returned file is closed (or
+    the process ends, however it ends). Raises WalInUse when another holds it."""
+    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    handle = _open_private(directory / LOCK_FILE)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise WalInUse(f"another process is using the write-ahead log in {directory}") from None
+    return handle
 
 
 class WalFull(RuntimeError):
