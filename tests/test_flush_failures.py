@@ -184,3 +184,23 @@ def test_which_failures_are_permanent():
     network = WarehouseError("Network Error: Cannot connect to host")
     assert (network.code, permanent(network), unreachable(network)) == (None, False, True)
     assert not permanent(OSError("disk"))
+
+
+async def test_a_batch_set_aside_twice_is_quarantined_once(embedded_warehouse, tmp_path):
+    # A replica that dies after quarantining a batch, before the log let it go, replays it
+    # under the same token: the quarantine table drops the second copy.
+    from services.ingest.blocks import Block
+    from services.ingest.dead_letter import DeadLetters
+
+    async def insert(table, columns, blocks, token):
+        await embedded_warehouse.insert_json_rows(
+            table, columns, blocks[0].body, dedup_token=token, fmt=blocks[0].fmt
+        )
+
+    events = [_event(f"u{i}", no_such_column=1) for i in range(2)]
+    block = Block.from_lines([orjson.dumps(e) for e in events])
+    refused = WarehouseError("Code: 16. DB::Exception: No such column no_such_column")
+    letters = DeadLetters(insert, tmp_path / DIRECTORY)
+    for _ in range(2):
+        await letters.set_aside("ab_test_events", tuple(events[0]), [block], "tok-1", refused)
+    assert [raw for raw, _ in await _quarantined(embedded_warehouse)] == events
