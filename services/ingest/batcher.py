@@ -271,23 +271,23 @@ class Batcher:
         the warehouse refuses it for good."""
         blocks = [chunk.block for chunk in group.chunks]
         rows = sum(block.rows for block in blocks)
-        started = time.perf_counter()
         try:
-            await self._write(buffer.table, buffer.columns, blocks, group.token)
+            took = await self._write(buffer.table, buffer.columns, blocks, group.token)
         except WarehouseError as exc:  # only failures no retry can mend get here
             await self._dead_letters.set_aside(
                 buffer.table, buffer.columns, blocks, group.token, exc
             )
             return
-        metrics.FLUSH_SECONDS.labels(buffer.table).observe(time.perf_counter() - started)
+        metrics.FLUSH_SECONDS.labels(buffer.table).observe(took)
         metrics.ROWS_FLUSHED.labels(buffer.table).inc(rows)
         log.debug("flushed", table=buffer.table, rows=rows)
 
     async def _write(
         self, table: str, columns: Sequence[str], blocks: Sequence[Block], token: str
-    ) -> None:
+    ) -> float:
         """One insert of `blocks` (one format) under `token`, tried until the warehouse
-        takes it; raises the failure when it is one no retry can mend."""
+        takes it; returns how long the try that succeeded took. Raises the failure when it
+        is one no retry can mend."""
         body = join(blocks)
         fmt = blocks[0].fmt
 
@@ -304,10 +304,12 @@ class Batcher:
 
         async for attempt in self._policy.retrying(failed):
             with attempt:
+                started = time.perf_counter()
                 await self._warehouse.insert_json_rows(
                     table, columns, body, dedup_token=token, fmt=fmt
                 )
         self._set_health(True)
+        return time.perf_counter() - started
 
     def _set_health(self, healthy: bool) -> None:
         # Reported, not acted on: readiness follows the log's room (server.py), so a
