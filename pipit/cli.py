@@ -225,7 +225,15 @@ async def run_up(settings: Settings) -> None:
     # token file once per change and log a bad one once.
     access = Access.for_process(settings, _admin_token(settings, show=True))
     warehouse = open_warehouse(settings)
-    current = await load_project(settings, warehouse)
+    if settings.embedded:
+        current = await load_project(settings, warehouse)
+    else:
+        # A ClickHouse server that does not answer yet is waited for, not a reason to exit.
+        current = await first_try(settings, warehouse) or await until_loaded(
+            settings, warehouse, stop
+        )
+        if current is None:
+            return
     ingest, query = await start_services(settings, warehouse, access, current)
     announce("ingest", f"{settings.host}:{ingest.port}")
     announce("query", f"{settings.host}:{query.port}")
