@@ -410,7 +410,8 @@ async def test_drain_replays_a_stopped_replicas_log_exactly_once(tmp_path: Path)
             params = {"query": query, "database": database, "param_t": TEST_ID}
             async with http.get(clickhouse.url, params=params) as response:
                 stored = set((await response.text()).split())
-        assert len(acknowledged) >= 50
+        # All of the never replica's, and the midway replica's up to its crash.
+        assert len(acknowledged) > 30
         assert stored == acknowledged
         assert (count, users) == (len(acknowledged), len(acknowledged))
         # Drained again: nothing left to send, nothing doubled.
