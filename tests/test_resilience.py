@@ -218,7 +218,8 @@ async def test_failing_writes_leave_queries_and_readiness_alone(tmp_path: Path) 
             assert refused.headers["Retry-After"] == "1"
             assert len(acknowledged) >= 100
             # The log is full: ingest is not ready (still alive); queries go on regardless.
-            assert await _health(ingest_at, INGEST_READY) == "NOT_SERVING"
+            not_ready = await _eventually(lambda: _health(ingest_at, INGEST_READY), "NOT_SERVING")
+            assert not_ready == "NOT_SERVING"
             assert await _health(ingest_at, "") == "SERVING"
             assert await _users(http, base) == (200, 1)
             assert await _status(http, f"{base}/healthz") == 200
