@@ -91,6 +91,7 @@ class Settings:
     clickhouse_user: str = ""
     clickhouse_password: str = ""
     clickhouse_ca: Path | None = None
+    clickhouse_connect_timeout: float = 2.0
     database: str = "pipit"
     admin_token: str = ""
     tokens_file: Path | None = None
@@ -101,6 +102,8 @@ class Settings:
     flush_rows: int = 10_000
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
+    flush_retry_max: float = 30.0
+    startup_retry_max: float = 10.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_field_bytes: int = 64 * 1024
     max_quarantine_rows: int = 1000
@@ -189,6 +192,11 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         "(default: the system's)",
         Path,
     ),
+    "clickhouse_connect_timeout": (
+        "seconds a connection to ClickHouse may take to open; past it the call fails (a pipe "
+        "answers UNAVAILABLE, HTTP 503) instead of hanging on an unreachable server",
+        _positive_float,
+    ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": (
         f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
@@ -214,6 +222,18 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
     "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
     "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
+    "flush_retry_max": (
+        "longest wait, in seconds, between two tries of a flush the warehouse failed for a "
+        "reason that may pass (unreachable, timeouts, Keeper lost, too many parts): the wait "
+        "doubles from 0.2 s up to this, with full jitter. Refusals that cannot pass (unknown "
+        "column, type mismatch, unknown table) are not retried: the batch goes to quarantine",
+        _positive_float,
+    ),
+    "startup_retry_max": (
+        "longest wait, in seconds, between two tries to reach the warehouse at start-up; "
+        "until it answers the services listen, alive but not ready, instead of exiting",
+        _positive_float,
+    ),
     "max_body_bytes": ("largest Events API body accepted, in bytes", _positive_int),
     "max_field_bytes": (
         "longest string an event field may hold; longer rows are quarantined",

@@ -27,8 +27,10 @@ from common.cluster_schema import (
 from common.config import Settings
 from common.datasources import DEDUPLICATION_SETTING, Column, Datasource, registry
 from common.warehouse.embedded import EmbeddedWarehouse
+from common.warehouse.factory import open_warehouse
 from pipit import cli
 from pipit.migrate import INTERNAL_TABLES, apply, single_node_statements
+from pipit.startup import load_project
 
 CLUSTER = "pipit_cluster"
 DATABASE = "analytics"
@@ -208,7 +210,8 @@ async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere
     settings = Settings(
         data_dir=embedded_warehouse.data_dir, database=database, manage_schema=False
     )
-    warehouse, current = await cli._open_warehouse(settings)
+    warehouse = open_warehouse(settings)
+    current = await load_project(settings, warehouse)
     assert current.project.name == "tutorials"  # no deployment yet: the built-in project
     try:
         result = await warehouse.query(

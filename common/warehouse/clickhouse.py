@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -62,12 +63,16 @@ class ClickHouseWarehouse(Warehouse):
         *,
         insert_quorum: str = "0",
         credentials: Credentials = Credentials(),  # noqa: B008 - frozen
+        connect_timeout: float = Settings.clickhouse_connect_timeout,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self._url = url
         self._insert_quorum = insert_quorum
         self._credentials = credentials
-        self._args = _client_args(url, credentials)
+        self._connect_timeout = connect_timeout
+        # A server that does not answer the connection fails the call within the connect
+        # timeout (pipes answer UNAVAILABLE), rather than after the client's default 10 s.
+        self._args = {**_client_args(url, credentials), "connect_timeout": connect_timeout}
         self._client = None
         self._adhoc_client = None
 
@@ -101,6 +106,7 @@ class ClickHouseWarehouse(Warehouse):
             self.adhoc_limits,
             insert_quorum=self._insert_quorum,
             credentials=self._credentials,
+            connect_timeout=self._connect_timeout,
         )
 
     def _adhoc_settings(self) -> dict:

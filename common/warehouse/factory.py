@@ -26,6 +26,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
             credentials=Credentials(
                 settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_ca
             ),
+            connect_timeout=settings.clickhouse_connect_timeout,
         )
     from common.warehouse.embedded import EmbeddedWarehouse
 
