@@ -1,7 +1,9 @@
 """Query latency and throughput: p50/p95/p99 of each of the twelve endpoints through the
 HTTP gateway and through gRPC, beside the same SQL bound the same way and run directly
-on the engine in the same run; then requests/s of a mix of all twelve through the
-gateway with 1, 8 and 32 concurrent clients.
+on the engine in the same run, and beside the tutorial's own SQL for the endpoint
+(bench/tutorial_sql.py: the yardstick, reported as tutorial ÷ ours at p50 and p95, with
+the answers compared where the definitions agree); then requests/s of a mix of all twelve
+through the gateway with 1, 8 and 32 concurrent clients.
 
     python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
                           [--clients 1,8,32] [--duration 10] [--data-root DIR]
@@ -174,7 +176,7 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
     plan = cases(dataset["samples"])
     cases_file = work / f"cases-{events}.json"
     cases_file.write_text(json.dumps(plan))
-    direct = _engine(
+    engine_side = _engine(
         [
             "direct",
             "--dir",
@@ -188,7 +190,8 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             "--min-repeat",
             str(args.min_repeat),
         ]
-    )["timings"]
+    )
+    direct, tutorial = engine_side["timings"], engine_side["tutorial"]
     ports = {"query": launch.free_port(), "gateway": launch.free_port()}
     query = launch.start(
         ["query"],
@@ -242,10 +245,17 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
         d = results.percentiles(direct[name])
         h = results.percentiles(measured[name]["http"])
         g = results.percentiles(measured[name]["grpc"])
+        t = results.percentiles(tutorial[name])
         per_endpoint[name] = {
             "direct": d,
             "grpc": g,
             "http": h,
+            "tutorial": t,
+            # How many times faster than the tutorial's SQL run on the bare engine: the
+            # endpoint through HTTP, every layer included.
+            "speedup_p50_http_vs_tutorial": round(t["p50_ms"] / h["p50_ms"], 2),
+            "speedup_p95_http_vs_tutorial": round(t["p95_ms"] / h["p95_ms"], 2),
+            "answers_agree_with_tutorial": engine_side["answers_agree"].get(name),
             "overhead_p50_ms_http": round(h["p50_ms"] - d["p50_ms"], 3),
             "overhead_p50_ms_grpc": round(g["p50_ms"] - d["p50_ms"], 3),
             "ratio_p50_http_to_direct": round(h["p50_ms"] / d["p50_ms"], 2),
@@ -253,7 +263,9 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
         print(
             f"  {name:>22}: http p50 {h['p50_ms']:8.2f} p95 {h['p95_ms']:8.2f} "
             f"p99 {h['p99_ms']:8.2f} | direct p50 {d['p50_ms']:8.2f} "
-            f"(+{per_endpoint[name]['overhead_p50_ms_http']:.2f} ms)",
+            f"(+{per_endpoint[name]['overhead_p50_ms_http']:.2f} ms) | tutorial p50 "
+            f"{t['p50_ms']:8.2f} p95 {t['p95_ms']:8.2f} "
+            f"(x{per_endpoint[name]['speedup_p95_http_vs_tutorial']} at p95)",
             file=sys.stderr,
         )
     return {

@@ -150,6 +150,7 @@ class ClusterSchema:
             *ds.add_columns_sql(local),
             *ds.add_columns_sql(self._on_cluster(ds.name)),
             *ds.upgrade_sql(local),
+            *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`"),
         ]
 
     def everywhere_sql(self, single_node_sql: str) -> str:

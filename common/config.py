@@ -48,6 +48,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return number
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -113,6 +120,7 @@ class Settings:
     wal_segment_bytes: int = 16 * 1024 * 1024
     metrics_port: int = 9464
     max_string_length: int = 1024
+    query_concurrency: int = 0
     sql_timeout: float = 10.0
     sql_max_memory_bytes: int = 1024 * 1024 * 1024
     sql_max_threads: int = 1
@@ -257,6 +265,12 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "wal_segment_bytes": ("size at which a write-ahead log segment file is closed", _positive_int),
     "metrics_port": ("Prometheus metrics port of the ingest service (0 = off)", int),
     "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
+    "query_concurrency": (
+        "pipe queries a process runs side by side: chDB sessions (one thread each) or "
+        "connections to the ClickHouse server; 0 = the engine's cores (this machine's for "
+        "chDB, the server's max_threads for ClickHouse)",
+        _non_negative_int,
+    ),
     "sql_timeout": ("seconds a Query API (/v0/sql) query may run", _positive_float),
     "sql_max_memory_bytes": ("memory one Query API query may use, in bytes", _positive_int),
     "sql_max_threads": ("engine threads one Query API query may use", _positive_int),

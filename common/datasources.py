@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 import pipit.datasources.v1 as datasources_pkg
 from common.config import Settings
+from common.range_views import RangeView
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -59,6 +60,8 @@ class Datasource:
     """`<name> <expression> TYPE <type> GRANULARITY <n>` of each data-skipping index."""
     projections: tuple[str, ...] = ()
     """`<name> (<query>)` of each aggregate projection."""
+    range_views: tuple[RangeView, ...] = ()
+    retired_projections: tuple[str, ...] = ()
     ttl: str = ""
     settings: str = ""
     primary_key: str = ""
@@ -104,11 +107,26 @@ class Datasource:
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
         do not change, only their cost."""
+        return (
+            [f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}" for index in self.skip_indexes]
+            + [
+                f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
+                for projection in self.projections
+            ]
+            + [
+                f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
+                for name in self.retired_projections
+            ]
+        )
+
+    def range_views_sql(self, database: str, on_cluster: str = "") -> list[str]:
+        """The range view of each projection that declares one, over this table (on a
+        cluster, over its Distributed table: every shard answers from its own parts)."""
         return [
-            f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}" for index in self.skip_indexes
-        ] + [
-            f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
-            for projection in self.projections
+            view.create_sql(
+                f"`{database}`.`{self.name}`", f"`{database}`.`{view.name}`{on_cluster}"
+            )
+            for view in self.range_views
         ]
 
     def add_columns_sql(self, table: str) -> list[str]:
@@ -154,6 +172,7 @@ class Datasource:
             self.create_table_sql(database),
             *self.add_columns_sql(f"`{database}`.`{self.name}`"),
             *self.upgrade_sql(f"`{database}`.`{self.name}`"),
+            *self.range_views_sql(database),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *self.quarantine_upgrade_sql(
                 f"`{database}`.`{self.quarantine_table}`", quarantine_ttl_days
@@ -180,6 +199,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         for index in table.skip_indexes
     )
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
+    range_views = tuple(RangeView(p.name, p.query) for p in table.projections if p.range_view)
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]
@@ -206,6 +226,8 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         descriptor=descriptor,
         skip_indexes=skip_indexes,
         projections=projections,
+        range_views=range_views,
+        retired_projections=tuple(table.retired_projections),
         ttl=table.ttl,
         settings=table.settings,
         primary_key=table.primary_key,

@@ -66,13 +66,28 @@ def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else()
     created = [
         re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1]
         for s in statements[1:]
-        if not s.startswith("ALTER TABLE ")  # projections added to older local tables
+        # Projections added to older local tables; range views, below.
+        if not s.startswith(("ALTER TABLE ", "CREATE OR REPLACE VIEW "))
     ]
     expected = []
     for table, _, _ in _tables():
         # The local table first: a Distributed insert fails until it exists.
         expected += [table + LOCAL_SUFFIX, table]
     assert created == expected
+
+
+def test_range_views_read_the_distributed_tables_on_every_node() -> None:
+    statements = _schema().statements(DATASOURCES)
+    views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW ")]
+    declared = [(ds.name, v.name) for ds in DATASOURCES for v in ds.range_views]
+    assert declared and len(views) == len(declared)
+    for (table, view), sql in zip(declared, views, strict=True):
+        assert sql.startswith(
+            f"CREATE OR REPLACE VIEW `{DATABASE}`.`{view}` ON CLUSTER `{CLUSTER}` AS\n"
+        )
+        # Both halves read the Distributed table, never one node's local table.
+        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == 2
+        assert LOCAL_SUFFIX not in sql
 
 
 @pytest.mark.parametrize("table,single_node,sharding_key", _tables(), ids=[t[0] for t in _tables()])
@@ -184,7 +199,8 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         {"db": embedded_warehouse.database},
     )
     tables = {row["name"]: row["engine"] for row in result.data}
-    assert tables == {t: "MergeTree" for t, _, _ in _tables()}
+    views = {v.name: "View" for ds in DATASOURCES for v in ds.range_views}
+    assert tables == {t: "MergeTree" for t, _, _ in _tables()} | views
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:

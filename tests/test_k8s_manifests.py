@@ -405,6 +405,8 @@ def test_clickhouse_users_are_granted_only_what_their_role_needs(
     # Migrate changes the schema, on every node, and reads and writes no rows.
     migrate = privileges_on("pipit_migrate", everything)
     assert {"CREATE TABLE", "ALTER TABLE", "CREATE DATABASE"} <= migrate
+    # ...the range views too, which `CREATE OR REPLACE VIEW` drops and creates.
+    assert {"CREATE VIEW", "DROP VIEW"} <= migrate
     assert not migrate & {"SELECT", "INSERT"}
     assert ({"CLUSTER"}, "*.*") in grants["pipit_migrate"]
     # The query user's profile: no DDL and capped resources, however a query asks.

@@ -62,10 +62,12 @@ class ClickHouseWarehouse(Warehouse):
         adhoc_limits: AdhocLimits | None = None,
         *,
         insert_quorum: str = "0",
+        query_concurrency: int = 0,
         credentials: Credentials = Credentials(),  # noqa: B008 - frozen
         connect_timeout: float = Settings.clickhouse_connect_timeout,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
+        self.query_concurrency = query_concurrency
         self._url = url
         self._insert_quorum = insert_quorum
         self._credentials = credentials
@@ -82,10 +84,19 @@ class ClickHouseWarehouse(Warehouse):
             bootstrap = await clickhouse_connect.get_async_client(**self._args)
             try:
                 await bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+                if not self.query_concurrency:
+                    # The server runs as many queries side by side as it has cores to
+                    # give them; more connections would only queue on its side.
+                    cores = await bootstrap.command("SELECT getSetting('max_threads')")
+                    self.query_concurrency = max(1, int(str(cores).strip("'auto() ")))
             finally:
                 await bootstrap.close()
             self._client = await clickhouse_connect.get_async_client(
-                **self._args, database=self.database, settings=dict(QUERY_SETTINGS)
+                **self._args,
+                database=self.database,
+                settings=dict(QUERY_SETTINGS),
+                connector_limit=self.query_concurrency,
+                connector_limit_per_host=self.query_concurrency,
             )
             # The ad-hoc lane: a pool of its own, so ad-hoc queries never take the pipes'
             # connections, and every request read-only within the caps. `readonly = 2`,
@@ -105,6 +116,7 @@ class ClickHouseWarehouse(Warehouse):
             database,
             self.adhoc_limits,
             insert_quorum=self._insert_quorum,
+            query_concurrency=self.query_concurrency,
             credentials=self._credentials,
             connect_timeout=self._connect_timeout,
         )

@@ -23,6 +23,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
             settings.database,
             limits,
             insert_quorum=settings.insert_quorum,
+            query_concurrency=settings.query_concurrency,
             credentials=Credentials(
                 settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_ca
             ),
@@ -31,5 +32,9 @@ def open_warehouse(settings: Settings) -> Warehouse:
     from common.warehouse.embedded import EmbeddedWarehouse
 
     return EmbeddedWarehouse(
-        settings.data_dir, settings.database, limits, insert_quorum=settings.insert_quorum
+        settings.data_dir,
+        settings.database,
+        limits,
+        insert_quorum=settings.insert_quorum,
+        query_concurrency=settings.query_concurrency,
     )
