@@ -63,6 +63,8 @@ class Datasource:
     settings: str = ""
     primary_key: str = ""
     declared_sharding_key: str = ""
+    materialized_by: str = ""
+    """The materialized pipe that fills the table; empty when events are appended to it."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -197,6 +199,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         settings=table.settings,
         primary_key=table.primary_key,
         declared_sharding_key=table.sharding_key,
+        materialized_by=table.materialized_by,
     )
 
 

@@ -28,7 +28,7 @@ ENDPOINT_FIELD_NUMBER: _ClassVar[int]
 endpoint: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "materialized_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Table(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_KEY_FIELD_NUMBER: _ClassVar[int]
     SHARDING_KEY_FIELD_NUMBER: _ClassVar[int]
+    MATERIALIZED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
@@ -51,7 +52,8 @@ class Table(_message.Message):
     settings: str
     primary_key: str
     sharding_key: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ...) -> None: ...
+    materialized_by: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., materialized_by: _Optional[str] = ...) -> None: ...
 
 class Projection(_message.Message):
     __slots__ = ("name", "query")
