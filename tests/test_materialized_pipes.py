@@ -399,6 +399,14 @@ async def test_a_deploy_under_ingest_load_backfills_every_event_exactly_once(
                 assert response.status == 200, await response.text()
                 data = (await response.json())["data"]
             assert {row["day"]: (row["users"], row["views"]) for row in data} == want
+            async with http.post(
+                f"{suite.gateway_url}/v0/events",
+                params={"name": "daily_users"},
+                data=b'{"day": "2026-11-01"}',
+                headers=headers,
+            ) as response:
+                assert response.status == 400
+                assert "materialized pipe 'daily_users_mv'" in (await response.json())["error"]
     finally:
         stop.set()
         await suite.stop()
