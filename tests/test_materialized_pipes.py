@@ -407,6 +407,14 @@ async def test_a_deploy_under_ingest_load_backfills_every_event_exactly_once(
             ) as response:
                 assert response.status == 400
                 assert "materialized pipe 'daily_users_mv'" in (await response.json())["error"]
+            async with http.post(
+                f"{suite.gateway_url}/v0/datasources",
+                params={"name": "daily_users", "format": "ndjson", "mode": "append"},
+                data=b'{"day": "2026-11-01"}',
+                headers=headers,
+            ) as response:
+                assert response.status == 400
+                assert "materialized pipe 'daily_users_mv'" in (await response.json())["error"]
     finally:
         stop.set()
         await suite.stop()
