@@ -419,3 +419,34 @@ async def test_a_deploy_under_ingest_load_backfills_every_event_exactly_once(
         stop.set()
         await suite.stop()
     assert read_files(folder)  # the folder deployed is the one written
+
+
+async def test_a_summing_target_works_the_same(warehouse, deployer):
+    rng = random.Random(13)
+    files = project(with_materialized=False) | {
+        "datasources/daily_views.datasource": (
+            "SCHEMA >\n    `day` Date,\n    `path` String,\n    `views` UInt64\n\n"
+            'ENGINE "SummingMergeTree"\nENGINE_SORTING_KEY "day, path"\n'
+        ),
+        "pipes/daily_views_mv.pipe": (
+            "NODE daily\nSQL >\n    SELECT toDate(timestamp) AS day, path, count() AS views\n"
+            "    FROM page_views\n    GROUP BY day, path\n\n"
+            "TYPE materialized\nDATASOURCE daily_views\n"
+        ),
+    }
+    before = events(rng, 300)
+    await deployer.deploy(project(with_materialized=False))
+    await warehouse.insert_json_rows("page_views", COLUMNS, body(before), dedup_token="s1")
+    await deployer.deploy(files)
+    after = events(rng, 300)
+    for _ in range(2):  # a retried flush
+        await warehouse.insert_json_rows("page_views", COLUMNS, body(after), dedup_token="s2")
+    result = await warehouse.query(
+        "SELECT toString(day) AS day, path, sum(views) AS views FROM daily_views "
+        "GROUP BY day, path",
+        {},
+    )
+    want: dict[tuple[str, str], int] = defaultdict(int)
+    for event in before + after:
+        want[(event["timestamp"][:10], event["path"])] += 1
+    assert {(r["day"], r["path"]): int(r["views"]) for r in result.data} == want
