@@ -450,3 +450,18 @@ async def test_a_summing_target_works_the_same(warehouse, deployer):
     for event in before + after:
         want[(event["timestamp"][:10], event["path"])] += 1
     assert {(r["day"], r["path"]): int(r["views"]) for r in result.data} == want
+
+
+async def test_a_flush_first_tried_before_the_view_and_retried_after_counts_once(
+    warehouse, deployer
+):
+    rng = random.Random(21)
+    await deployer.deploy(project(with_materialized=False))
+    straddling = events(rng, 150)
+    await warehouse.insert_json_rows("page_views", COLUMNS, body(straddling), dedup_token="r")
+    await deployer.deploy(project())
+    # Its answer was lost, say: ingest sends it again, after the deploy and its backfill.
+    await warehouse.insert_json_rows("page_views", COLUMNS, body(straddling), dedup_token="r")
+    fresh = events(rng, 100)
+    await warehouse.insert_json_rows("page_views", COLUMNS, body(fresh), dedup_token="f")
+    assert await target(warehouse) == expected(straddling + fresh)

@@ -13,7 +13,7 @@ are current, and a changed pipe is a new chain:
 The cut between the backfill and the view. ClickHouse has no snapshot to cut at: an
 insert that started before the view existed never reaches it, even if it commits after,
 and part names or block numbers are given at commit. So each row carries what names its
-insert: the source gets a MATERIALIZED column `_pipit_insert` holding the insert's
+insert: every datasource has a MATERIALIZED column `_pipit_insert` holding the insert's
 deduplication token (every insert Pipit makes into a datasource has one, unique for all
 time; rows from before the column read as ''). The view stamps each block it carries with
 the same token, and the Null stage hands every block to both the target and the ledger,
@@ -27,19 +27,24 @@ views exist before the view that feeds it: no insert sees one without the other)
    insert reached the view is in the ledger now (a source's part is committed before its
    views run, so without this wait a token could be in the source and not yet in the
    ledger).
-4. Backfill the rows whose token is in `_ids` and not in the ledger, through the pipe's
-   own SQL (a CTE named for the source, holding just those rows, stands in for it).
+4. Record the tokens about to be backfilled (`_ids` less the ledger) in `_backfilled`,
+   which the view reads: from then on it skips a block under one of them.
+5. Wait again, so that a block the view carried before it could see step 4 is in the
+   ledger; then backfill the rows whose token is in `_ids` and not in the ledger, through
+   the pipe's own SQL (a CTE named for the source, holding just those rows, stands in for
+   it).
 
-A retried flush that straddles the view's creation (first try before, retry while the
-backfill runs) is dropped by the source, yet the view carries it under the same token, and
-the ledger has it: the backfill leaves it out. Then the ledger and its view are dropped; the
-stage hop stays, a Null table costing one pass over each block. Known gap: a flush whose
-first try landed before the view existed and whose retry comes after the backfill finished
-(ingest's backoff, or a write-ahead log replayed after a crash, spanning the whole deploy) is
-counted twice in the target: the source drops the retry, but with
+Retries. A retried flush is dropped by the source, yet with
 `deduplicate_blocks_in_dependent_materialized_views` the view still carries it, and the
-target never saw its token (the backfill's blocks have none). Closing it needs the view to
-skip the tokens the backfill covered, a set too large to check per insert without a bound.
+target drops it only if it has seen the token. A retry of a flush first tried after the
+view existed: the target has, so it counts once. First tried before the view, retried
+while the backfill runs: the ledger has it, so the backfill leaves it out. Retried after
+the backfill (ingest's backoff or a write-ahead log replayed after a crash, spanning the
+whole deploy): `_backfilled` has it, so the view skips it. Only a flush first tried before
+its datasource had the column (before this version of Pipit) and retried after the
+backfill would count twice: its token was never stored. Then the ledger and its view are
+dropped; the stage hop stays (a Null table, one pass over each block) and `_backfilled`
+too (a primary-key lookup per insert).
 
 A changed pipe drops its old chain first (the view that feeds it first of all), empties
 the target and builds the new chain: the rows inserted in between reach no view and are
@@ -58,6 +63,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from common.datasources import INSERT_COLUMN, INSERT_TOKEN
 from common.warehouse.base import Warehouse
 from pipit.project.artifact import Materialization
 from pipit.project.runtime import Project
@@ -65,12 +71,8 @@ from pipit.project.runtime import Project
 log = structlog.get_logger("materialize")
 
 PREFIX = "_pipit_mv_"
-INSERT_COLUMN = "_pipit_insert"
-# The deduplication token of the insert the expression runs in: '' when it has none (and
-# so for rows written before the column existed, which read it back as ''.
-_INSERT_TOKEN = "getSetting('insert_deduplication_token')"
 _DIGEST = 12
-_SUFFIXES = ("_stage", "_fill", "_seen", "_ledger", "_ids")
+_SUFFIXES = ("_stage", "_fill", "_seen", "_ledger", "_ids", "_backfilled")
 _WAIT_POLL_SECONDS = 0.05
 _WAIT_LIMIT_SECONDS = 600.0
 
@@ -113,8 +115,10 @@ class Chain:
         answer = ", ".join(f"`{name}`" for name, _ in m.columns)
         sql = compose([(n.name, n.sql) for n in m.nodes])
         return [
+            # Every datasource has it (Datasource.upgrade_sql); a source deployed before
+            # Pipit had it gets it here, before the view exists.
             f"ALTER TABLE {self._table(m.source)} ADD COLUMN IF NOT EXISTS "
-            f"`{INSERT_COLUMN}` String MATERIALIZED {_INSERT_TOKEN}",
+            f"`{INSERT_COLUMN}` String MATERIALIZED {INSERT_TOKEN}",
             f"CREATE TABLE {self._name('_ledger')} (`insert` String) "
             "ENGINE = MergeTree ORDER BY insert",
             f"CREATE TABLE {self._name('_stage')} (\n    {stage_columns}\n) ENGINE = Null",
@@ -123,8 +127,15 @@ class Chain:
             f"CREATE MATERIALIZED VIEW {self._name('_seen')} TO {self._name('_ledger')} "  # noqa: S608 - the project's (admin's) SQL and built names
             f"AS SELECT DISTINCT `{INSERT_COLUMN}` AS insert FROM {self._name('_stage')} "
             f"WHERE `{INSERT_COLUMN}` != ''",
+            f"CREATE TABLE {self._name('_backfilled')} (`insert` String) "
+            "ENGINE = MergeTree ORDER BY insert",
+            # A block whose token the backfill carried is a retry of a flush first tried
+            # before the view existed: the source dropped it, and so does the view. The
+            # token is constant in an insert, so this is a primary-key lookup.
             f"CREATE MATERIALIZED VIEW {self._name()} TO {self._name('_stage')} "  # noqa: S608 - the project's (admin's) SQL and built names
-            f"AS SELECT *, {_INSERT_TOKEN} AS `{INSERT_COLUMN}` FROM ({sql})",
+            f"AS SELECT *, {INSERT_TOKEN} AS `{INSERT_COLUMN}` FROM ({sql}) "
+            f"WHERE {INSERT_TOKEN} NOT IN (SELECT insert FROM {self._name('_backfilled')} "
+            f"WHERE insert = {INSERT_TOKEN})",
         ]
 
     def snapshot_sql(self) -> str:
@@ -132,6 +143,13 @@ class Chain:
         return (
             f"CREATE TABLE {self._name('_ids')} ENGINE = MergeTree ORDER BY insert "  # noqa: S608 - the project's (admin's) SQL and built names
             f"AS SELECT DISTINCT `{INSERT_COLUMN}` AS insert FROM {source}"
+        )
+
+    def carried_sql(self) -> str:
+        """Records the tokens the backfill is about to carry, for the view to skip."""
+        return (
+            f"INSERT INTO {self._name('_backfilled')} SELECT insert FROM {self._name('_ids')} "  # noqa: S608 - the project's (admin's) SQL and built names
+            f"WHERE insert != '' AND insert NOT IN (SELECT insert FROM {self._name('_ledger')})"
         )
 
     def backfill_sql(self) -> str:
@@ -163,7 +181,7 @@ class Chain:
 def drop_sql(database: str, base: str) -> list[str]:
     """A chain's objects, the view that feeds it first so that nothing is half carried."""
     views = [base, f"{base}_fill", f"{base}_seen"]
-    tables = [f"{base}_stage", f"{base}_ledger", f"{base}_ids"]
+    tables = [f"{base}_stage", f"{base}_ledger", f"{base}_ids", f"{base}_backfilled"]
     return [f"DROP VIEW IF EXISTS `{database}`.`{v}`" for v in views] + [
         f"DROP TABLE IF EXISTS `{database}`.`{t}`" for t in tables
     ]
@@ -252,6 +270,10 @@ async def _build(warehouse: Warehouse, chain: Chain) -> None:
         await warehouse.execute(statement)
     await _wait_for_running_inserts(warehouse)
     await warehouse.execute(chain.snapshot_sql())
+    await _wait_for_running_inserts(warehouse)
+    await warehouse.execute(chain.carried_sql())
+    # A retry the view carried before it could see the token just recorded is in the
+    # ledger once its insert is done: the backfill reads the ledger after that.
     await _wait_for_running_inserts(warehouse)
     await warehouse.execute(chain.backfill_sql())
     for statement in chain.finish_sql():
