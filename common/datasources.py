@@ -22,6 +22,12 @@ from pipit.clickhouse.v1 import options_pb2
 QUARANTINE_SUFFIX = "_quarantine"
 QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
 QUARANTINE_TTL_DAYS = Settings.quarantine_ttl_days
+# Each row names the insert that wrote it: its deduplication token (every insert Pipit makes
+# into a datasource has one, unique for all time), '' for rows from before the column. A
+# materialized pipe's backfill tells by it which rows its view carried
+# (pipit/project/materialize.py). Hidden from `SELECT *`, never sent by ingest.
+INSERT_COLUMN = "_pipit_insert"
+INSERT_TOKEN = "getSetting('insert_deduplication_token')"
 # Ingest retries a flush under the same deduplication token after a crash or timeout;
 # the table must remember recent tokens for the retry to be dropped, not counted twice.
 DEDUPLICATION_SETTING = "non_replicated_deduplication_window = 10000"
@@ -66,6 +72,8 @@ class Datasource:
     settings: str = ""
     primary_key: str = ""
     declared_sharding_key: str = ""
+    materialized_by: str = ""
+    """The materialized pipe that fills the table; empty when events are appended to it."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -103,12 +111,20 @@ class Datasource:
         )
 
     def upgrade_sql(self, table: str) -> list[str]:
-        """Adds the declared skipping indexes and projections to `table` (its qualified
+        """Adds the insert column (INSERT_COLUMN), the declared skipping indexes and
+        projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
         do not change, only their cost."""
         return (
-            [f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}" for index in self.skip_indexes]
+            [
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{INSERT_COLUMN}` String "
+                f"MATERIALIZED {INSERT_TOKEN}"
+            ]
+            + [
+                f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}"
+                for index in self.skip_indexes
+            ]
             + [
                 f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
                 for projection in self.projections
@@ -232,6 +248,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         settings=table.settings,
         primary_key=table.primary_key,
         declared_sharding_key=table.sharding_key,
+        materialized_by=table.materialized_by,
     )
 
 

@@ -67,6 +67,20 @@ def insert_settings(quorum: str) -> dict[str, Any]:
     }
 
 
+def deduplication_settings(token: str) -> dict[str, Any]:
+    """Settings of an insert under a deduplication token. A retried flush is dropped by the
+    table it reaches, and, with `deduplicate_blocks_in_dependent_materialized_views`, by
+    every materialized pipe's target too: the views' blocks are named for the same token,
+    so a retry after the source took the rows (but the answer was lost) never counts twice
+    downstream either."""
+    if not token:
+        return {}
+    return {
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+
+
 class Literal:
     """A bound value given as ClickHouse's own literal text (an Array's `['a','b\\'c']`):
     bound as it is, where a scalar's text is escaped first."""
@@ -217,9 +231,7 @@ class Warehouse(abc.ABC):
         fmt: str = "JSONEachRow",
     ) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        values: dict[str, Any] = dict(self.insert_settings)
-        if dedup_token:
-            values["insert_deduplication_token"] = dedup_token
+        values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
         settings = ""
         if values:
             settings = " SETTINGS " + ", ".join(

@@ -17,6 +17,7 @@ from common.warehouse.base import (
     QueryResult,
     Warehouse,
     WarehouseError,
+    deduplication_settings,
     insert_format,
 )
 
@@ -158,9 +159,7 @@ class ClickHouseWarehouse(Warehouse):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> None:
-        settings = dict(self.insert_settings)
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
+        settings = {**self.insert_settings, **deduplication_settings(dedup_token)}
         try:
             await self._require_client().raw_insert(
                 f"`{self.database}`.`{table}`",

@@ -183,7 +183,9 @@ class EmbeddedWarehouse(Warehouse):
         self._engine = None
 
     async def execute(self, sql: str) -> None:
-        await self._run(sql)
+        # In the database, as a ClickHouse server's client runs it: a materialized view's
+        # SQL names its tables unqualified, and the engine qualifies them when it is created.
+        await self._run(sql, database=self.database)
 
     async def insert_json_rows(
         self,

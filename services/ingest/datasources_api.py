@@ -84,6 +84,11 @@ class DatasourcesApi:
         self, request: pb.ImportDataRequest, context: grpc.aio.ServicerContext
     ) -> pb.JobResponse:
         ds = await self._datasource(request.name, context)
+        if ds.materialized_by:  # its rows come from its materialized pipe only
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"datasource '{ds.name}' is filled by materialized pipe '{ds.materialized_by}'",
+            )
         try:
             upload = read_body(request.body.data, request.body.content_type)
         except UploadError as exc:

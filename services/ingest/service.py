@@ -86,9 +86,11 @@ class Ingestor:
         self._batcher = batcher
         self._validators = PerProject(
             current,
+            # A materialized pipe's target is filled by its view alone: no appends.
             lambda project: {
                 ds.name: RowValidator(ds, max_string_bytes=max_field_bytes)
                 for ds in project.datasources.values()
+                if not ds.materialized_by
             },
         )
         self._max_quarantine_rows = max_quarantine_rows
@@ -178,6 +180,13 @@ async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: st
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}{note}")
 
 
+def _no_appends(ds: Datasource) -> str:
+    return (
+        f"datasource '{ds.name}' is filled by materialized pipe '{ds.materialized_by}': "
+        "append to the datasource that pipe reads"
+    )
+
+
 def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
     for name, value in context.invocation_metadata() or ():
         if name == key and isinstance(value, str):
@@ -227,6 +236,8 @@ class IngestService:
         response_class = message_factory.GetMessageClass(method.output_type)
 
         async def append(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            if ds.materialized_by:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _no_appends(ds))
             counts = _Counts()
             try:
                 await self._append_in(request, counts, field, ds)
@@ -302,6 +313,9 @@ class IngestService:
             try:
                 ds = self._ingestor.datasource(request.name)
             except KeyError:
+                target = self._current.project.datasources.get(request.name)
+                if target is not None and target.materialized_by:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _no_appends(target))
                 known = ", ".join(self._ingestor.known())
                 await context.abort(
                     grpc.StatusCode.NOT_FOUND,
