@@ -1,12 +1,13 @@
 """The statistics of `test_results` that the engine has no function for, from the rows of
 services/query/sql/test_results.sql (per variant: users, conversions, revenue mean and
-variance, the control's, and ClickHouse's proportionsZTest and welchTTest against it).
+variance, the control's, and ClickHouse's welchTTest against it).
 
 Intervals are 95%, tests two-sided at 5%. The statistics:
 
 - conversion_rate with its Wilson score interval (scipy's binomtest);
-- lift (rate minus the control's) with the unpooled normal interval proportionsZTest gives,
-  and p_value, its pooled z-test;
+- lift (rate minus the control's) with its unpooled normal (Wald) interval, and p_value,
+  the pooled two-proportion z-test (not ClickHouse's proportionsZTest, which answers NaN
+  when a group has no conversions);
 - relative_lift (lift over the control's rate) with a delta-method interval, whose variance
   is p(1-p)/n / p_c^2 + p^2 p_c(1-p_c)/n_c / p_c^4;
 - chance_to_beat_control: P(rate > control's rate) with Beta(1 + conversions, 1 + users -
@@ -141,7 +142,7 @@ def _result(
             "revenue_p_value": 1.0,
         }
     else:
-        comparison = _compare(row, sequential, rate, rate_c, n, n_c, x, x_c)
+        comparison = _compare(sequential, rate, rate_c, n, n_c, x, x_c)
         comparison |= _revenue(row, sequential, mean - mean_c, n, n_c, variance, variance_c)
     revenue_lift = comparison.pop("revenue_lift")
     revenue = {
@@ -169,7 +170,6 @@ def _result(
 
 
 def _compare(
-    row: Mapping[str, Any],
     sequential: bool,
     rate: float,
     rate_c: float,
@@ -190,17 +190,13 @@ def _compare(
     else:
         relative, relative_se = 0.0, 0.0
     total = n + n_c
-    z_test = row["z_test"] or {}
     if sequential:
         p_value = always_valid_p(lift, pooled, total)
         lift_low, lift_high = confidence_sequence(lift, unpooled, total)
         relative_low, relative_high = confidence_sequence(relative, relative_se, total)
     else:
-        p_value = _finite(z_test.get("p_value"), 1.0) if pooled > 0 else 1.0
-        lift_low = _finite(z_test.get("confidence_interval_low"), lift)
-        lift_high = _finite(z_test.get("confidence_interval_high"), lift)
-        if unpooled == 0:
-            lift_low = lift_high = lift
+        p_value = float(2 * stats.norm.sf(abs(lift) / pooled)) if pooled > 0 else 1.0
+        lift_low, lift_high = lift - Z * unpooled, lift + Z * unpooled
         relative_low, relative_high = relative - Z * relative_se, relative + Z * relative_se
     return {
         "lift": lift,
@@ -224,7 +220,7 @@ def _revenue(
     variance_c: float,
 ) -> dict[str, float]:
     se = math.sqrt(variance / n + variance_c / n_c) if n > 1 and n_c > 1 else 0.0
-    welch = row["welch"] or {}
+    welch = row["welch"][0] if row["welch"] else {}
     if se == 0:
         p_value, low, high = 1.0, lift, lift
     elif sequential:

@@ -1,7 +1,9 @@
--- test_results: per A/B test, each variant beside its control, with the tests ClickHouse
--- has functions for; services/query/analysis/test_results.py finishes the statistics
--- (Wilson intervals, relative lift, chance to beat control, the sample-ratio check, the
--- sequential mode) from these rows.
+-- test_results: per A/B test, each variant beside its control, with Welch's test of revenue
+-- per user (ClickHouse's welchTTest); services/query/analysis/test_results.py finishes the
+-- statistics (the z-test, Wilson intervals, lifts, chance to beat control, the
+-- sample-ratio check, the sequential mode) from these rows. ClickHouse's proportionsZTest
+-- would fit the z-test but answers NaN whenever a group has no conversions at all, a case
+-- the z-test is defined for.
 -- Parameters:
 --   test_id    String    '' = every test, otherwise only this test
 --   start_date DateTime  earliest event time included (inclusive)
@@ -16,15 +18,10 @@
 --   revenue (of a user)    = sum of the user's revenue in the variant, 0 when none
 --   revenue_per_user       = mean of the users' revenue; revenue_variance its sample
 --                            variance (NaN, printed null, for a single user)
---   z_test                 = proportionsZTest(variant, control, pooled): (z_statistic,
---                            p_value, confidence_interval_low, _high), the two-sided
---                            p-value and the 95% (unpooled, Wald) interval of the
---                            variant's rate minus the control's; NaN (null) where nothing
---                            varies
---   welch                  = welchTTest(0.95) over the users' revenue, the variant's users
+--   welch                  = [welchTTest(0.95)] over the users' revenue, the variant's users
 --                            against the control's (the two per-variant states merged):
---                            (t_statistic, p_value, confidence_interval_low, _high) of the
---                            variant's mean minus the control's; NaN (null) where undefined
+--                            [(t_statistic, p_value, confidence_interval_low, _high)] of the
+--                            variant's mean minus the control's; [] where undefined
 --   control_*              = the control's users, conversions, revenue mean and variance
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Cost: one pass over the range's rows, grouped per user, then per variant; the windows
@@ -41,9 +38,16 @@ SELECT
     control_conversions,
     control_revenue_per_user,
     control_revenue_variance,
-    proportionsZTest(conversions, control_conversions, users, control_users, 0.95, 'pooled')
-        AS z_test,
-    arrayReduce('welchTTestMerge(0.95)', [as_first, control_as_second]) AS welch
+    -- welchTTest throws where its degrees of freedom are undefined (a single user, or no
+    -- revenue variance on either side): the pair of states is filtered out first there.
+    arrayMap(
+        states -> arrayReduce('welchTTestMerge(0.95)', states),
+        arrayFilter(
+            states -> users > 1 AND control_users > 1
+                AND (revenue_variance > 0 OR control_revenue_variance > 0),
+            [[as_first, control_as_second]]
+        )
+    ) AS welch
 FROM (
     SELECT
         *,

@@ -1,0 +1,516 @@
+"""test_results, the A/B statistics pipe: every statistic equals one computed another way
+over the same generated events, to 1e-9 relative — statsmodels for the z-test and the
+Wilson and Wald intervals, scipy's two-sample Welch test over the users' revenue, an exact
+sum at 50 digits (mpmath) for the chance to beat control, the chi-square tail from mpmath's
+incomplete gamma, and the mSPRT / GrowthBook formulas written out as the papers give them —
+including a variant with zero conversions, single users, 100% conversion, unequal splits
+and a real sample-ratio mismatch. The sequential mode is simulated (A/A tests peeked at
+daily): its false-positive rate stays at 5% where the fixed-horizon p-value's does not.
+
+The answers are read through the gateway, over gRPC, in every pipe format, with `q=` and
+as a table of the Query API: one answer whichever way it is asked for."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import mpmath
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from conftest import unique_database
+from harness import TOKEN, Suite, start_suite
+from scipy import stats
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
+
+from common.datasources import registry
+from common.tokens import TokenFile
+from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.query.v1 import query_service_pb2
+from services.query.analysis.test_results import always_valid_p
+
+REL = 1e-9
+# Where the expected value is 0 (a lift of nothing, a Wilson bound at 0), relative
+# tolerance means nothing: what doubles leave of a difference of equal numbers.
+ABS = 1e-12
+ALPHA = 0.05
+N_STAR = 5000  # GrowthBook's default sequential tuning parameter
+
+
+# --- the events -----------------------------------------------------------------------------
+
+
+def _event(test: str, variant: str, user: str, day: int, conversion: int, revenue: float):
+    return {
+        "timestamp": f"2023-06-{day:02d} {random.Random(user).randrange(24):02d}:00:00",
+        "user_id": user,
+        "test_id": test,
+        "variant": variant,
+        "event_type": "purchase" if conversion else "page_view",
+        "conversion": conversion,
+        "revenue": revenue,
+        "session_id": f"s_{user}",
+        "device": "mobile",
+        "country": "US",
+    }
+
+
+def _users(
+    rng: random.Random, test: str, variant: str, count: int, rate: float, spend: float
+) -> list[dict[str, Any]]:
+    """`count` users, each with one to three events; a converting user spends."""
+    events = []
+    for i in range(count):
+        user = f"{test}_{variant}_{i}"
+        converts = rng.random() < rate
+        for k in range(rng.randint(1, 3)):
+            conversion = int(converts and k == 0)
+            revenue = round(rng.expovariate(1 / spend), 2) if conversion and spend else 0.0
+            events.append(_event(test, variant, user, 1 + rng.randrange(10), conversion, revenue))
+    return events
+
+
+def _events() -> list[dict[str, Any]]:
+    rng = random.Random(19)
+    events = []
+    # An ordinary test, three variants, the last better.
+    for variant, rate in (("A", 0.10), ("B", 0.12), ("C", 0.16)):
+        events += _users(rng, "ordinary", variant, 400, rate, 40.0)
+    # Nobody converts anywhere: every test has nothing to stand on.
+    for variant in ("A", "B"):
+        events += _users(rng, "zero", variant, 50, 0.0, 0.0)
+    # The control converts everyone; the variant most.
+    events += _users(rng, "all", "A", 30, 1.0, 20.0)
+    events += _users(rng, "all", "B", 20, 0.75, 20.0)
+    # A single user per variant.
+    events += [_event("one", "A", "one_a", 3, 1, 12.5), _event("one", "B", "one_b", 4, 0, 0.0)]
+    # A 2:1:1 split, as intended (weights=2,1,1).
+    for variant, count in (("control", 600), ("x", 300), ("y", 300)):
+        events += _users(rng, "unequal", variant, count, 0.2, 10.0)
+    # A real sample-ratio mismatch: 1000 against 800 of an intended 50/50.
+    events += _users(rng, "srm", "A", 1000, 0.1, 30.0)
+    events += _users(rng, "srm", "B", 800, 0.1, 30.0)
+    # A variant with no conversions against one with some; revenue only on one side.
+    events += _users(rng, "none_converts", "A", 60, 0.2, 15.0)
+    events += _users(rng, "none_converts", "B", 70, 0.0, 0.0)
+    # One variant alone.
+    events += _users(rng, "single", "only", 25, 0.3, 5.0)
+    return events
+
+
+EVENTS = _events()
+
+
+# --- the answer computed another way ---------------------------------------------------------
+
+
+def _per_user(events: Iterable[Mapping[str, Any]], start: str, end: str):
+    """{test: {variant: {user: [converted, revenue]}}} over the events in range."""
+    users: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(dict))
+    for event in events:
+        if not start <= event["timestamp"] <= end:
+            continue
+        user = users[event["test_id"]][event["variant"]].setdefault(event["user_id"], [False, 0.0])
+        user[0] = user[0] or event["conversion"] == 1
+        user[1] += event["revenue"]
+    return users
+
+
+def _chance_exact(x: int, n: int, x_c: int, n_c: int) -> float:
+    """P(Beta(1+x, 1+n-x) > Beta(1+x_c, 1+n_c-x_c)) by Evan Miller's closed form
+    (https://www.evanmiller.org/bayesian-ab-testing.html), summed at 50 digits."""
+    with mpmath.workdps(50):
+        a_b, b_b, a_a, b_a = 1 + x, 1 + n - x, 1 + x_c, 1 + n_c - x_c
+        total = mpmath.fsum(
+            mpmath.beta(a_a + i, b_a + b_b)
+            / ((b_b + i) * mpmath.beta(1 + i, b_b) * mpmath.beta(a_a, b_a))
+            for i in range(a_b)
+        )
+        return float(total)
+
+
+def _msprt(estimate: float, se: float, total: int) -> tuple[float, float, float]:
+    """(always-valid p, interval low, high): Johari et al.'s normal-mixture likelihood
+    ratio with the mixing variance GrowthBook's tuning gives, and GrowthBook's interval
+    (docs.growthbook.io/statistics/sequential), each as written there."""
+    if se == 0:
+        return 1.0, estimate, estimate
+    rho2 = (-2 * math.log(ALPHA) + math.log(-2 * math.log(ALPHA) + 1)) / N_STAR
+    sigma2 = se**2 * total  # per-unit variance
+    v = se**2
+    tau2 = rho2 * sigma2
+    ratio = math.sqrt(v / (v + tau2)) * math.exp(tau2 * estimate**2 / (2 * v * (v + tau2)))
+    half = math.sqrt(sigma2) * math.sqrt(
+        (2 * (total * rho2 + 1)) / (total**2 * rho2)
+        * math.log(math.sqrt(total * rho2 + 1) / ALPHA)
+    )  # fmt: skip
+    return min(1.0, 1 / ratio), estimate - half, estimate + half
+
+
+def expected_results(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    test_id: str = "",
+    control: str = "",
+    weights: str = "",
+    sequential: bool = False,
+    start: str = "1970-01-01 00:00:00",
+    end: str = "2106-02-07 06:28:15",
+) -> list[dict[str, Any]]:
+    rows = []
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    for test, variants in sorted(_per_user(events, start, end).items()):
+        if test_id and test != test_id:
+            continue
+        names = sorted(variants)
+        chosen = control if control in variants else names[0]
+        counts = [len(variants[v]) for v in names]
+        if len(names) > 1:
+            shares = [float(w) for w in weights.split(",")] if weights else [1.0] * len(names)
+            expected = [sum(counts) * s / sum(shares) for s in shares]
+            chi2 = math.fsum((o - e) ** 2 / e for o, e in zip(counts, expected, strict=True))
+            srm_p = float(mpmath.gammainc((len(names) - 1) / 2, chi2 / 2, mpmath.inf, True))
+        else:
+            chi2, srm_p = 0.0, 1.0
+        base = variants[chosen]
+        n_c = len(base)
+        x_c = sum(converted for converted, _ in base.values())
+        rev_c = [revenue for _, revenue in base.values()]
+        for name in names:
+            users = variants[name]
+            n = len(users)
+            x = sum(converted for converted, _ in users.values())
+            rev = [revenue for _, revenue in users.values()]
+            rate, rate_c = x / n, x_c / n_c
+            low, high = proportion_confint(x, n, alpha=ALPHA, method="wilson")
+            row = {
+                "test_id": test,
+                "variant": name,
+                "control": chosen,
+                "users": n,
+                "conversions": x,
+                "conversion_rate": rate,
+                "conversion_rate_low": low,
+                "conversion_rate_high": high,
+            }
+            mean, mean_c = statistics.fmean(rev), statistics.fmean(rev_c)
+            variance = statistics.variance(rev) if n > 1 else 0.0
+            variance_c = statistics.variance(rev_c) if n_c > 1 else 0.0
+            if name == chosen:
+                comparison = dict.fromkeys(
+                    ("lift", "lift_low", "lift_high", "relative_lift", "relative_lift_low",
+                     "relative_lift_high"), 0.0,
+                )  # fmt: skip
+                p, chance = 1.0, 0.5
+                revenue = {"revenue_lift": 0.0, "revenue_lift_low": 0.0, "revenue_lift_high": 0.0,
+                           "revenue_p_value": 1.0}  # fmt: skip
+            else:
+                lift = rate - rate_c
+                pooled = (x + x_c) / (n + n_c)
+                pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_c))
+                unpooled_se = math.sqrt(rate * (1 - rate) / n + rate_c * (1 - rate_c) / n_c)
+                if rate_c > 0:
+                    rel = rate / rate_c - 1
+                    rel_se = math.sqrt(
+                        rate * (1 - rate) / (n * rate_c**2)
+                        + rate**2 * rate_c * (1 - rate_c) / (n_c * rate_c**4)
+                    )
+                else:
+                    rel, rel_se = 0.0, 0.0
+                if sequential:
+                    p = _msprt(lift, pooled_se, n + n_c)[0]
+                    _, lift_low, lift_high = _msprt(lift, unpooled_se, n + n_c)
+                    _, rel_low, rel_high = _msprt(rel, rel_se, n + n_c)
+                else:
+                    p = 1.0 if pooled_se == 0 else float(proportions_ztest([x, x_c], [n, n_c])[1])
+                    if unpooled_se == 0:
+                        lift_low = lift_high = lift
+                    else:
+                        lift_low, lift_high = confint_proportions_2indep(
+                            x, n, x_c, n_c, method="wald", compare="diff", alpha=ALPHA
+                        )
+                    rel_low, rel_high = rel - z * rel_se, rel + z * rel_se
+                comparison = {
+                    "lift": lift,
+                    "lift_low": lift_low,
+                    "lift_high": lift_high,
+                    "relative_lift": rel,
+                    "relative_lift_low": rel_low,
+                    "relative_lift_high": rel_high,
+                }
+                chance = _chance_exact(x, n, x_c, n_c)
+                revenue_lift = mean - mean_c
+                se = math.sqrt(variance / n + variance_c / n_c) if n > 1 and n_c > 1 else 0.0
+                if se == 0:
+                    rp, rlow, rhigh = 1.0, revenue_lift, revenue_lift
+                elif sequential:
+                    rp, rlow, rhigh = _msprt(revenue_lift, se, n + n_c)
+                else:
+                    welch = stats.ttest_ind(rev, rev_c, equal_var=False)
+                    interval = welch.confidence_interval(1 - ALPHA)
+                    rp, rlow, rhigh = float(welch.pvalue), interval.low, interval.high
+                revenue = {
+                    "revenue_lift": revenue_lift,
+                    "revenue_lift_low": rlow,
+                    "revenue_lift_high": rhigh,
+                    "revenue_p_value": rp,
+                }
+            rows.append(
+                {
+                    **row,
+                    **comparison,
+                    "p_value": p,
+                    "significant": p < ALPHA,
+                    "chance_to_beat_control": chance,
+                    "revenue_per_user": mean,
+                    "revenue_variance": variance,
+                    **revenue,
+                    "srm_chi_square": chi2,
+                    "srm_p_value": srm_p,
+                    "srm": srm_p < 0.001,
+                    "sequential": sequential,
+                }
+            )
+    return rows
+
+
+def assert_results(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [(r["test_id"], r["variant"]) for r in actual] == [
+        (r["test_id"], r["variant"]) for r in expected
+    ]
+    for got, want in zip(actual, expected, strict=True):
+        assert list(got) == list(want)
+        where = (want["test_id"], want["variant"])
+        for column, value in want.items():
+            if isinstance(value, float):
+                # The engine sums revenue in its own order: a difference of two means
+                # carries their rounding, relative to the means, not to the difference.
+                scale = ABS
+                if column.startswith("revenue_lift"):
+                    scale = max(ABS, REL * (abs(got["revenue_per_user"]) + 1))
+                assert got[column] == pytest.approx(value, rel=REL, abs=scale), (where, column)
+            else:
+                assert got[column] == value, (where, column)
+
+
+# --- the suite ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> TokenFile:
+    return TokenFile(tmp_path_factory.mktemp("results-tokens") / "tokens.json")
+
+
+@pytest.fixture(scope="module")
+def summary_only(tokens: TokenFile) -> str:
+    return tokens.create("summary-only", ["PIPES:READ:test_summary"])
+
+
+@pytest.fixture(scope="module")
+async def suite(chdb_dir: Path, tokens: TokenFile, summary_only: str) -> AsyncIterator[Suite]:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("results"))
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    body = b"\n".join(orjson.dumps(event) for event in EVENTS)
+    await warehouse.insert_json_rows(
+        "ab_test_events", registry()["ab_test_events"].column_names, body
+    )
+    running = await start_suite(warehouse, tokens_file=tokens.path)
+    yield running
+    await running.stop()
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+    await warehouse.close()
+
+
+async def _get(suite: Suite, path: str, **params: str) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{suite.gateway_url}{path}", params={**params, "token": TOKEN}) as response,
+    ):
+        return response.status, await response.read()
+
+
+async def _results(suite: Suite, **params: str) -> list[dict[str, Any]]:
+    status, body = await _get(suite, "/v0/pipes/test_results.json", **params)
+    assert status == 200, body
+    return orjson.loads(body)["data"]
+
+
+CASES = [
+    {},
+    {"test_id": "ordinary"},
+    {"test_id": "ordinary", "control": "B"},
+    {"test_id": "ordinary", "control": "no_such_variant"},
+    {"test_id": "unequal", "weights": "2,1,1"},
+    {"test_id": "unequal"},
+    {"test_id": "srm", "weights": "50,50"},
+    {"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-06 12:00:00"},
+    {"sequential": "true"},
+    {"test_id": "ordinary", "sequential": "true", "control": "C"},
+]
+
+
+@pytest.mark.parametrize("given", CASES, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items()))
+async def test_every_statistic(suite: Suite, given: dict[str, str]) -> None:
+    expected = expected_results(
+        EVENTS,
+        test_id=given.get("test_id", ""),
+        control=given.get("control", ""),
+        weights=given.get("weights", ""),
+        sequential=given.get("sequential") == "true",
+        start=given.get("start_date", "1970-01-01 00:00:00"),
+        end=given.get("end_date", "2106-02-07 06:28:15"),
+    )
+    assert expected, "the case must answer rows"
+    assert_results(await _results(suite, **given), expected)
+
+
+async def test_edge_cases_are_what_the_docs_say(suite: Suite) -> None:
+    """Beyond matching the computation above: the definitions of the edge cases."""
+    rows = {(r["test_id"], r["variant"]): r for r in await _results(suite)}
+    zero = rows[("zero", "B")]
+    assert (zero["p_value"], zero["lift_low"], zero["lift_high"]) == (1.0, 0.0, 0.0)
+    assert zero["relative_lift"] == zero["relative_lift_low"] == 0.0
+    assert zero["chance_to_beat_control"] == pytest.approx(0.5 * 51 / 51, rel=1e-3)
+    assert zero["revenue_p_value"] == 1.0
+    one = rows[("one", "B")]
+    assert one["revenue_variance"] == 0.0 and one["revenue_p_value"] == 1.0
+    assert one["revenue_lift_low"] == one["revenue_lift_high"] == -12.5
+    assert rows[("all", "A")]["conversion_rate"] == 1.0
+    assert rows[("all", "B")]["relative_lift"] == pytest.approx(-0.25)
+    assert rows[("srm", "A")]["srm"] and rows[("srm", "B")]["srm"]
+    assert not rows[("ordinary", "B")]["srm"]
+    single = rows[("single", "only")]
+    assert (single["srm_chi_square"], single["srm_p_value"], single["control"]) == (
+        0.0,
+        1.0,
+        "only",
+    )
+    weighted = await _results(suite, test_id="unequal", weights="2,1,1")
+    assert not weighted[0]["srm"]
+    assert (await _results(suite, test_id="unequal"))[0]["srm"]  # 600/300/300 is not equal
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ({"weights": "1,x"}, "'x' is not a number"),
+        ({"weights": "1,0"}, "'0' is not positive"),
+        ({"weights": "1,-2"}, "is not positive"),
+        ({"weights": "1,nan"}, "is not positive"),
+        ({"test_id": "ordinary", "weights": "1,1"}, "test 'ordinary' has 3 variants"),
+        ({"sequential": "maybe"}, "sequential"),
+    ],
+)
+async def test_bad_parameters_are_refused(suite: Suite, given: dict[str, str], words: str) -> None:
+    status, body = await _get(suite, "/v0/pipes/test_results.json", **given)
+    assert status == 400, body
+    assert words in orjson.loads(body)["error"]
+
+
+async def test_grpc_formats_q_and_query_api_give_the_same_answer(suite: Suite) -> None:
+    given = {"test_id": "ordinary", "sequential": "true"}
+    reference = await _results(suite, **given)
+    reply = await suite.query_stub().TestResults(
+        query_service_pb2.TestResultsRequest(test_id="ordinary", sequential=True),
+        metadata=(("authorization", f"Bearer {TOKEN}"),),
+    )
+    assert [(r.variant, r.p_value, r.lift_low, r.chance_to_beat_control) for r in reply.data] == [
+        (r["variant"], r["p_value"], r["lift_low"], r["chance_to_beat_control"]) for r in reference
+    ]
+    assert [m.name for m in reply.meta] == list(reference[0])
+
+    status, body = await _get(suite, "/v0/pipes/test_results.ndjson", **given)
+    assert status == 200
+    assert [orjson.loads(line) for line in body.splitlines()] == reference
+    status, body = await _get(suite, "/v0/pipes/test_results.parquet", **given)
+    assert status == 200
+    assert pq.read_table(io.BytesIO(body)).to_pylist() == reference
+    status, body = await _get(suite, "/v0/pipes/test_results.csvwithnames", **given)
+    assert body.splitlines()[0].decode() == ",".join(f'"{c}"' for c in reference[0])
+
+    status, body = await _get(
+        suite,
+        "/v0/pipes/test_results.json",
+        q="SELECT variant, p_value FROM _ WHERE variant != control ORDER BY variant",
+        **given,
+    )
+    assert status == 200, body
+    assert orjson.loads(body)["data"] == [
+        {"variant": r["variant"], "p_value": r["p_value"]}
+        for r in reference
+        if r["variant"] != r["control"]
+    ]
+
+    # The Query API reads the pipe with its defaults: every test, fixed horizon.
+    status, body = await _get(
+        suite, "/v0/sql", q="SELECT test_id, variant, srm FROM test_results WHERE srm"
+    )
+    assert status == 200, body
+    assert orjson.loads(body)["data"] == [
+        {"test_id": r["test_id"], "variant": r["variant"], "srm": True}
+        for r in expected_results(EVENTS)
+        if r["srm"]
+    ]
+
+
+async def test_scope(suite: Suite, summary_only: str) -> None:
+    token = summary_only
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{suite.gateway_url}/v0/pipes/test_results.json?token={token}") as response,
+    ):
+        assert response.status == 403
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await suite.query_stub().TestResults(
+            query_service_pb2.TestResultsRequest(),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# --- the sequential mode, simulated -----------------------------------------------------------
+
+
+def test_peeking_daily_keeps_the_sequential_false_positive_rate() -> None:
+    """A/A tests (both arms convert at 10%), 1000 of them, each read after every one of 30
+    days of 200 users per arm: a test "wins" the first day its p-value is below 5%. The
+    fixed-horizon z-test's p-value read that way wins far more often than 5%; mSPRT's
+    (services/query/analysis/test_results.py, as the pipe computes it) stays at or below 5%
+    within simulation error (3 standard errors of a 5% rate over 1000 tests)."""
+    rng = np.random.default_rng(20170801)
+    experiments, days, per_day, rate = 1000, 30, 200, 0.10
+    conversions = rng.binomial(per_day, rate, size=(experiments, days, 2)).cumsum(axis=1)
+    users = per_day * np.arange(1, days + 1)
+    fixed = sequential = 0
+    for experiment in conversions:
+        fixed_won = sequential_won = False
+        for day in range(days):
+            n = int(users[day])
+            x, x_c = int(experiment[day, 0]), int(experiment[day, 1])
+            pooled = (x + x_c) / (2 * n)
+            se = math.sqrt(pooled * (1 - pooled) * 2 / n)
+            if se == 0:
+                continue
+            lift = x / n - x_c / n
+            fixed_won |= 2 * stats.norm.sf(abs(lift / se)) < ALPHA
+            sequential_won |= always_valid_p(lift, se, 2 * n) < ALPHA
+        fixed += fixed_won
+        sequential += sequential_won
+    error = math.sqrt(ALPHA * (1 - ALPHA) / experiments)
+    assert sequential / experiments <= ALPHA + 3 * error
+    assert fixed / experiments > ALPHA + 3 * error
