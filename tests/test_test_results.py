@@ -15,27 +15,20 @@ from __future__ import annotations
 import io
 import math
 import random
-import statistics
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
-import mpmath
 import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
 from conftest import unique_database
+from expected import test_results as reference
 from harness import TOKEN, Suite, start_suite
 from scipy import stats
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_confint,
-    proportions_ztest,
-)
 
 from common.datasources import registry
 from common.tokens import TokenFile
@@ -118,176 +111,6 @@ EVENTS = _events()
 # --- the answer computed another way ---------------------------------------------------------
 
 
-def _per_user(events: Iterable[Mapping[str, Any]], start: str, end: str):
-    """{test: {variant: {user: [converted, revenue]}}} over the events in range."""
-    users: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(dict))
-    for event in events:
-        if not start <= event["timestamp"] <= end:
-            continue
-        user = users[event["test_id"]][event["variant"]].setdefault(event["user_id"], [False, 0.0])
-        user[0] = user[0] or event["conversion"] == 1
-        user[1] += event["revenue"]
-    return users
-
-
-def _chance_exact(x: int, n: int, x_c: int, n_c: int) -> float:
-    """P(Beta(1+x, 1+n-x) > Beta(1+x_c, 1+n_c-x_c)) by Evan Miller's closed form
-    (https://www.evanmiller.org/bayesian-ab-testing.html), summed at 50 digits."""
-    with mpmath.workdps(50):
-        a_b, b_b, a_a, b_a = 1 + x, 1 + n - x, 1 + x_c, 1 + n_c - x_c
-        total = mpmath.fsum(
-            mpmath.beta(a_a + i, b_a + b_b)
-            / ((b_b + i) * mpmath.beta(1 + i, b_b) * mpmath.beta(a_a, b_a))
-            for i in range(a_b)
-        )
-        return float(total)
-
-
-def _msprt(estimate: float, se: float, total: int) -> tuple[float, float, float]:
-    """(always-valid p, interval low, high): Johari et al.'s normal-mixture likelihood
-    ratio with the mixing variance GrowthBook's tuning gives, and GrowthBook's interval
-    (docs.growthbook.io/statistics/sequential), each as written there."""
-    if se == 0:
-        return 1.0, estimate, estimate
-    rho2 = (-2 * math.log(ALPHA) + math.log(-2 * math.log(ALPHA) + 1)) / N_STAR
-    sigma2 = se**2 * total  # per-unit variance
-    v = se**2
-    tau2 = rho2 * sigma2
-    ratio = math.sqrt(v / (v + tau2)) * math.exp(tau2 * estimate**2 / (2 * v * (v + tau2)))
-    half = math.sqrt(sigma2) * math.sqrt(
-        (2 * (total * rho2 + 1)) / (total**2 * rho2)
-        * math.log(math.sqrt(total * rho2 + 1) / ALPHA)
-    )  # fmt: skip
-    return min(1.0, 1 / ratio), estimate - half, estimate + half
-
-
-def expected_results(
-    events: Iterable[Mapping[str, Any]],
-    *,
-    test_id: str = "",
-    control: str = "",
-    weights: str = "",
-    sequential: bool = False,
-    start: str = "1970-01-01 00:00:00",
-    end: str = "2106-02-07 06:28:15",
-) -> list[dict[str, Any]]:
-    rows = []
-    z = stats.norm.ppf(1 - ALPHA / 2)
-    for test, variants in sorted(_per_user(events, start, end).items()):
-        if test_id and test != test_id:
-            continue
-        names = sorted(variants)
-        chosen = control if control in variants else names[0]
-        counts = [len(variants[v]) for v in names]
-        if len(names) > 1:
-            shares = [float(w) for w in weights.split(",")] if weights else [1.0] * len(names)
-            expected = [sum(counts) * s / sum(shares) for s in shares]
-            chi2 = math.fsum((o - e) ** 2 / e for o, e in zip(counts, expected, strict=True))
-            srm_p = float(mpmath.gammainc((len(names) - 1) / 2, chi2 / 2, mpmath.inf, True))
-        else:
-            chi2, srm_p = 0.0, 1.0
-        base = variants[chosen]
-        n_c = len(base)
-        x_c = sum(converted for converted, _ in base.values())
-        rev_c = [revenue for _, revenue in base.values()]
-        for name in names:
-            users = variants[name]
-            n = len(users)
-            x = sum(converted for converted, _ in users.values())
-            rev = [revenue for _, revenue in users.values()]
-            rate, rate_c = x / n, x_c / n_c
-            low, high = proportion_confint(x, n, alpha=ALPHA, method="wilson")
-            row = {
-                "test_id": test,
-                "variant": name,
-                "control": chosen,
-                "users": n,
-                "conversions": x,
-                "conversion_rate": rate,
-                "conversion_rate_low": low,
-                "conversion_rate_high": high,
-            }
-            mean, mean_c = statistics.fmean(rev), statistics.fmean(rev_c)
-            variance = statistics.variance(rev) if n > 1 else 0.0
-            variance_c = statistics.variance(rev_c) if n_c > 1 else 0.0
-            if name == chosen:
-                comparison = dict.fromkeys(
-                    ("lift", "lift_low", "lift_high", "relative_lift", "relative_lift_low",
-                     "relative_lift_high"), 0.0,
-                )  # fmt: skip
-                p, chance = 1.0, 0.5
-                revenue = {"revenue_lift": 0.0, "revenue_lift_low": 0.0, "revenue_lift_high": 0.0,
-                           "revenue_p_value": 1.0}  # fmt: skip
-            else:
-                lift = rate - rate_c
-                pooled = (x + x_c) / (n + n_c)
-                pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_c))
-                unpooled_se = math.sqrt(rate * (1 - rate) / n + rate_c * (1 - rate_c) / n_c)
-                if rate_c > 0:
-                    rel = rate / rate_c - 1
-                    rel_se = math.sqrt(
-                        rate * (1 - rate) / (n * rate_c**2)
-                        + rate**2 * rate_c * (1 - rate_c) / (n_c * rate_c**4)
-                    )
-                else:
-                    rel, rel_se = 0.0, 0.0
-                if sequential:
-                    p = _msprt(lift, pooled_se, n + n_c)[0]
-                    _, lift_low, lift_high = _msprt(lift, unpooled_se, n + n_c)
-                    _, rel_low, rel_high = _msprt(rel, rel_se, n + n_c)
-                else:
-                    p = 1.0 if pooled_se == 0 else float(proportions_ztest([x, x_c], [n, n_c])[1])
-                    if unpooled_se == 0:
-                        lift_low = lift_high = lift
-                    else:
-                        lift_low, lift_high = confint_proportions_2indep(
-                            x, n, x_c, n_c, method="wald", compare="diff", alpha=ALPHA
-                        )
-                    rel_low, rel_high = rel - z * rel_se, rel + z * rel_se
-                comparison = {
-                    "lift": lift,
-                    "lift_low": lift_low,
-                    "lift_high": lift_high,
-                    "relative_lift": rel,
-                    "relative_lift_low": rel_low,
-                    "relative_lift_high": rel_high,
-                }
-                chance = _chance_exact(x, n, x_c, n_c)
-                revenue_lift = mean - mean_c
-                se = math.sqrt(variance / n + variance_c / n_c) if n > 1 and n_c > 1 else 0.0
-                if se == 0:
-                    rp, rlow, rhigh = 1.0, revenue_lift, revenue_lift
-                elif sequential:
-                    rp, rlow, rhigh = _msprt(revenue_lift, se, n + n_c)
-                else:
-                    welch = stats.ttest_ind(rev, rev_c, equal_var=False)
-                    interval = welch.confidence_interval(1 - ALPHA)
-                    rp, rlow, rhigh = float(welch.pvalue), interval.low, interval.high
-                revenue = {
-                    "revenue_lift": revenue_lift,
-                    "revenue_lift_low": rlow,
-                    "revenue_lift_high": rhigh,
-                    "revenue_p_value": rp,
-                }
-            rows.append(
-                {
-                    **row,
-                    **comparison,
-                    "p_value": p,
-                    "significant": p < ALPHA,
-                    "chance_to_beat_control": chance,
-                    "revenue_per_user": mean,
-                    "revenue_variance": variance,
-                    **revenue,
-                    "srm_chi_square": chi2,
-                    "srm_p_value": srm_p,
-                    "srm": srm_p < 0.001,
-                    "sequential": sequential,
-                }
-            )
-    return rows
-
-
 def assert_results(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
     assert [(r["test_id"], r["variant"]) for r in actual] == [
         (r["test_id"], r["variant"]) for r in expected
@@ -366,15 +189,7 @@ CASES = [
 
 @pytest.mark.parametrize("given", CASES, ids=lambda g: ",".join(f"{k}={v}" for k, v in g.items()))
 async def test_every_statistic(suite: Suite, given: dict[str, str]) -> None:
-    expected = expected_results(
-        EVENTS,
-        test_id=given.get("test_id", ""),
-        control=given.get("control", ""),
-        weights=given.get("weights", ""),
-        sequential=given.get("sequential") == "true",
-        start=given.get("start_date", "1970-01-01 00:00:00"),
-        end=given.get("end_date", "2106-02-07 06:28:15"),
-    )
+    expected = reference(EVENTS, **given)
     assert expected, "the case must answer rows"
     assert_results(await _results(suite, **given), expected)
 
@@ -424,24 +239,24 @@ async def test_bad_parameters_are_refused(suite: Suite, given: dict[str, str], w
 
 async def test_grpc_formats_q_and_query_api_give_the_same_answer(suite: Suite) -> None:
     given = {"test_id": "ordinary", "sequential": "true"}
-    reference = await _results(suite, **given)
+    answer = await _results(suite, **given)
     reply = await suite.query_stub().TestResults(
         query_service_pb2.TestResultsRequest(test_id="ordinary", sequential=True),
         metadata=(("authorization", f"Bearer {TOKEN}"),),
     )
     assert [(r.variant, r.p_value, r.lift_low, r.chance_to_beat_control) for r in reply.data] == [
-        (r["variant"], r["p_value"], r["lift_low"], r["chance_to_beat_control"]) for r in reference
+        (r["variant"], r["p_value"], r["lift_low"], r["chance_to_beat_control"]) for r in answer
     ]
-    assert [m.name for m in reply.meta] == list(reference[0])
+    assert [m.name for m in reply.meta] == list(answer[0])
 
     status, body = await _get(suite, "/v0/pipes/test_results.ndjson", **given)
     assert status == 200
-    assert [orjson.loads(line) for line in body.splitlines()] == reference
+    assert [orjson.loads(line) for line in body.splitlines()] == answer
     status, body = await _get(suite, "/v0/pipes/test_results.parquet", **given)
     assert status == 200
-    assert pq.read_table(io.BytesIO(body)).to_pylist() == reference
+    assert pq.read_table(io.BytesIO(body)).to_pylist() == answer
     status, body = await _get(suite, "/v0/pipes/test_results.csvwithnames", **given)
-    assert body.splitlines()[0].decode() == ",".join(f'"{c}"' for c in reference[0])
+    assert body.splitlines()[0].decode() == ",".join(f'"{c}"' for c in answer[0])
 
     status, body = await _get(
         suite,
@@ -452,7 +267,7 @@ async def test_grpc_formats_q_and_query_api_give_the_same_answer(suite: Suite) -
     assert status == 200, body
     assert orjson.loads(body)["data"] == [
         {"variant": r["variant"], "p_value": r["p_value"]}
-        for r in reference
+        for r in answer
         if r["variant"] != r["control"]
     ]
 
@@ -463,7 +278,7 @@ async def test_grpc_formats_q_and_query_api_give_the_same_answer(suite: Suite) -
     assert status == 200, body
     assert orjson.loads(body)["data"] == [
         {"test_id": r["test_id"], "variant": r["variant"], "srm": True}
-        for r in expected_results(EVENTS)
+        for r in reference(EVENTS)
         if r["srm"]
     ]
 
