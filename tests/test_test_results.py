@@ -102,7 +102,13 @@ def _events() -> list[dict[str, Any]]:
     events += _users(rng, "none_converts", "B", 70, 0.0, 0.0)
     # One variant alone.
     events += _users(rng, "single", "only", 25, 0.3, 5.0)
+    # Names that would break SQL text: the analysed rows are bound, never spliced.
+    for variant in ("A'); DROP TABLE ab_test_events; --", 'B\\"\n{x:String}'):
+        events += _users(rng, HOSTILE, variant, 20, 0.5, 5.0)
     return events
+
+
+HOSTILE = 'it\'s \\ a "test"\t\n'
 
 
 EVENTS = _events()
@@ -280,6 +286,24 @@ async def test_grpc_formats_q_and_query_api_give_the_same_answer(suite: Suite) -
         {"test_id": r["test_id"], "variant": r["variant"], "srm": True}
         for r in reference(EVENTS)
         if r["srm"]
+    ]
+
+
+async def test_hostile_names_read_back_as_they_are(suite: Suite) -> None:
+    answer = await _results(suite, test_id=HOSTILE)
+    assert [r["variant"] for r in answer] == sorted(
+        {e["variant"] for e in EVENTS if e["test_id"] == HOSTILE}
+    )
+    for extension in ("ndjson", "csvwithnames"):
+        status, body = await _get(suite, f"/v0/pipes/test_results.{extension}", test_id=HOSTILE)
+        assert status == 200, body
+    status, body = await _get(suite, "/v0/pipes/test_results.ndjson", test_id=HOSTILE)
+    assert [orjson.loads(line) for line in body.splitlines()] == answer
+    status, body = await _get(
+        suite, "/v0/pipes/test_results.json", test_id=HOSTILE, q="SELECT test_id, variant FROM _"
+    )
+    assert orjson.loads(body)["data"] == [
+        {"test_id": r["test_id"], "variant": r["variant"]} for r in answer
     ]
 
 
