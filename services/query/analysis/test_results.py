@@ -4,7 +4,7 @@ variance, the control's, and ClickHouse's welchTTest against it).
 
 Intervals are 95%, tests two-sided at 5%. The statistics:
 
-- conversion_rate with its Wilson score interval (scipy's binomtest);
+- conversion_rate with its Wilson score interval;
 - lift (rate minus the control's) with its unpooled normal (Wald) interval, and p_value,
   the pooled two-proportion z-test (not ClickHouse's proportionsZTest, which answers NaN
   when a group has no conversions);
@@ -239,9 +239,14 @@ def _revenue(
 
 
 def wilson(conversions: int, users: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of conversions / users."""
-    interval = stats.binomtest(conversions, users).proportion_ci(1 - ALPHA, method="wilson")
-    return float(interval.low), float(interval.high)
+    """The 95% Wilson score interval of conversions / users (Wilson 1927, no continuity
+    correction). Written out: scipy's binomtest gives it too, but only after an exact
+    binomial test nobody asked for, most of this pipe's analysis time at 10^5 users."""
+    rate = conversions / users
+    z2 = Z * Z
+    centre = (rate + z2 / (2 * users)) / (1 + z2 / users)
+    half = Z * math.sqrt(rate * (1 - rate) / users + z2 / (4 * users * users)) / (1 + z2 / users)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def chance_to_beat(x: int, n: int, x_c: int, n_c: int) -> float:
