@@ -98,7 +98,7 @@ async def _get(
     ("token", "expected"),
     [
         ("admin", PIPES),
-        ("ab_pipes", ["test_segments", "test_summary", "test_timeseries"]),
+        ("ab_pipes", ["test_results", "test_segments", "test_summary", "test_timeseries"]),
         ("one_pipe", ["feature_usage"]),
         ("mixed", ["get_popular_pages", "get_session_events", "get_user_journey"]),
         ("reader", []),

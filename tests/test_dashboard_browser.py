@@ -302,12 +302,19 @@ def series(drawn: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-async def screenshot(page: Page, output: Path, name: str) -> None:
-    """Saves a full-page screenshot in the test's output directory and in docs/screenshots/."""
+async def screenshot(page: Page, output: Path, name: str, selector: str = "") -> None:
+    """Saves a screenshot (of the full page, or of the element `selector` names) in the test's
+    output directory, and in docs/screenshots/ when PIPIT_SCREENSHOTS=1 asks for new ones: a
+    test run never rewrites the committed pictures by itself."""
     path = output / f"{name}.png"
-    await page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SCREENSHOTS / path.name)
+    options: dict[str, Any] = {"path": path, "animations": "disabled", "caret": "hide"}
+    if selector:
+        await page.locator(selector).screenshot(**options)
+    else:
+        await page.screenshot(full_page=True, **options)
+    if os.environ.get("PIPIT_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / path.name)
 
 
 async def as_documented(page: Page, site: Gateway) -> str:
@@ -520,6 +527,123 @@ async def test_ab_tests_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
 
     assert opened.console_errors == []
     await screenshot(page, tmp_path, "ab-tests")
+
+
+def p_value(value: float) -> str:
+    return "< 0.0001" if value < 0.0001 else f"{_half_up(value, '0.0001')}"
+
+
+def points(value: float) -> str:
+    """A difference of rates in percentage points, up to two decimals, signed."""
+    rounded = _half_up(Decimal(value) * 100, "0.01")
+    if rounded == 0:
+        return "0 pp"
+    text = f"{abs(rounded):,f}".rstrip("0").rstrip(".")
+    return ("+" if rounded > 0 else "-") + text + " pp"
+
+
+def signed_money(value: float) -> str:
+    text = money(abs(value))
+    return text if text == "0.00" else ("+" if value > 0 else "-") + text
+
+
+def results_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The Significance table as the page must show test_results' rows (README's words)."""
+    shown = []
+    for row in rows:
+        control = row["variant"] == row["control"]
+        if control:
+            verdict = "Control"
+        elif not row["significant"]:
+            verdict = "Not significant yet"
+        else:
+            verdict = "Significant: better" if row["lift"] > 0 else "Significant: worse"
+        absolute = f"{points(row['lift'])} ({points(row['lift_low'])} to "
+        absolute += f"{points(row['lift_high'])})"
+        revenue = f"{signed_money(row['revenue_lift'])} ({signed_money(row['revenue_lift_low'])}"
+        revenue += f" to {signed_money(row['revenue_lift_high'])})"
+        conversion = f"{rate(row['conversion_rate'])} ({rate(row['conversion_rate_low'])}"
+        conversion += f" to {rate(row['conversion_rate_high'])})"
+        shown.append(
+            {
+                "_key": row["variant"],
+                "variant": row["variant"],
+                "conversion_rate": conversion,
+                "lift": "–" if control else absolute,
+                "relative_lift": "–" if control else lift(row["relative_lift"]),
+                "p_value": "–" if control else p_value(row["p_value"]),
+                "chance_to_beat_control": "–" if control else rate(row["chance_to_beat_control"]),
+                "revenue_lift": money(row["revenue_per_user"]) if control else revenue,
+                "verdict": verdict,
+            }
+        )
+    return shown
+
+
+async def test_ab_significance(site: Site, opened: Opened, tmp_path: Path) -> None:
+    """test_results on the A/B tab: each variant's significance and intervals, "not
+    significant yet" until the data says more, the lift chart with interval bars, the
+    sequential switch and the sample-ratio warning."""
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    test_id = "homepage_redesign"
+    assert await settle(page, page.select_option("#ab-test", test_id)) == "ready"
+    for sequential in ("false", "true", "false"):
+        if sequential == "true":
+            assert await settle(page, page.check("#ab-sequential")) == "ready"
+        elif await page.is_checked("#ab-sequential"):
+            assert await settle(page, page.uncheck("#ab-sequential")) == "ready"
+        rows = await site.api("test_results", test_id=test_id, sequential=sequential)
+        assert await table(page, "#ab-results") == results_table(rows)
+        assert await page.text_content("#ab-control") == rows[0]["control"]
+        assert await page.is_hidden("#ab-srm")
+        drawn = await chart(page, "ab-lift")
+        variants = [row for row in rows if row["variant"] != row["control"]]
+        assert drawn["labels"] == [row["variant"] for row in variants]
+        interval, estimate = drawn["datasets"]
+        assert interval["data"] == [[row["lift_low"], row["lift_high"]] for row in variants]
+        assert estimate["data"] == [row["lift"] for row in variants]
+    # The sequential interval is the wider: peeking has a price.
+    fixed = await site.api("test_results", test_id=test_id)
+    always = await site.api("test_results", test_id=test_id, sequential="true")
+
+    def width(row: dict[str, Any]) -> float:
+        return row["lift_high"] - row["lift_low"]
+
+    assert width(always[1]) > width(fixed[1])
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "ab-significance", "#ab-significance")
+
+    # A broken split: 300 users on A for 150 on B of a test meant 50/50.
+    events = [
+        {
+            "timestamp": "2023-06-20 12:00:00",
+            "user_id": f"srm_user_{variant}_{i}",
+            "test_id": "zz_broken_split",
+            "variant": variant,
+            "event_type": "page_view",
+            "conversion": int(i % 7 == 0),
+            "revenue": 10.0 if i % 7 == 0 else 0.0,
+            "session_id": f"srm_session_{variant}_{i}",
+            "device": "desktop",
+            "country": "US",
+        }
+        for variant, users in (("A", 300), ("B", 150))
+        for i in range(users)
+    ]
+    await site.send("ab_test_events", events)
+    assert await settle(page, page.click("#refresh")) == "ready"
+    assert await settle(page, page.select_option("#ab-test", "zz_broken_split")) == "ready"
+    rows = await site.api("test_results", test_id="zz_broken_split")
+    assert rows[0]["srm"]
+    warning = await page.text_content("#ab-srm")
+    assert await page.is_visible("#ab-srm")
+    assert "Sample ratio mismatch" in warning and p_value(rows[0]["srm_p_value"]) in warning
+    shown = await table(page, "#ab-results")
+    assert shown == results_table(rows)
+    # Both convert one user in seven: nothing to tell them apart.
+    assert shown[1]["verdict"] == "Not significant yet"
+    assert opened.console_errors == []
 
 
 async def test_user_behaviour_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
@@ -1109,7 +1233,12 @@ async def test_a_scoped_token_sees_what_it_may_read(site: Site, opened: Opened) 
     # GET /v0/pipes lists only what the token may read: the other tabs are not offered.
     assert await shown_tabs(page) == ["ab", "pipes"]
     await open_tab(page, "pipes")
-    assert await listed_pipes(page) == ["test_segments", "test_summary", "test_timeseries"]
+    assert await listed_pipes(page) == [
+        "test_results",
+        "test_segments",
+        "test_summary",
+        "test_timeseries",
+    ]
     assert await pick_pipe(page, "test_segments") == "ready"
     segments = await site.answer("test_segments")
     assert await table(page, "#pipes-table") == [

@@ -103,17 +103,21 @@ async def test_http_answers_match_reference(seeded: Suite, case) -> None:
     expected.assert_rows_match(body["data"], want, expected.FLOAT_TOLERANCES.get(name, {}))
 
 
+def _typed(field, value: str):
+    """A query parameter's text as its request field holds it."""
+    if field.cpp_type == field.CPPTYPE_INT32:
+        return int(value)
+    if field.cpp_type == field.CPPTYPE_BOOL:
+        return value == "true"
+    return value
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 async def test_grpc_answers_match_reference(seeded: Suite, case) -> None:
     name, given = case
     rpc, endpoint = RPCS[name]
     fields = endpoint.method.input_type.fields_by_name
-    request = endpoint.request_class(
-        **{
-            key: int(value) if fields[key].cpp_type == fields[key].CPPTYPE_INT32 else value
-            for key, value in given.items()
-        }
-    )
+    request = endpoint.request_class(**{key: _typed(fields[key], v) for key, v in given.items()})
     stub = seeded.query_stub()
     response = await getattr(stub, rpc)(request, metadata=AUTH)
     printed = json_format.MessageToDict(

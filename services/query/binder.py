@@ -54,6 +54,8 @@ class Parameter:
         value = getattr(request, self.name)
         if self.option.type == "DateTime":
             return self._datetime(value)
+        if isinstance(value, bool):  # ClickHouse's Bool text, not Python's
+            return "true" if value else "false"
         if isinstance(value, int):
             return self._integer(value)
         return self._string(str(value))

@@ -26,6 +26,8 @@ ROLE_FIELD_NUMBER: _ClassVar[int]
 role: _descriptor.FieldDescriptor
 ENDPOINT_FIELD_NUMBER: _ClassVar[int]
 endpoint: _descriptor.FieldDescriptor
+ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+analysis: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
     __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by")

@@ -51,6 +51,94 @@ class TestSummaryRow(_message.Message):
     revenue_per_user: float
     def __init__(self, test_id: _Optional[str] = ..., variant: _Optional[str] = ..., users: _Optional[int] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., total_revenue: _Optional[float] = ..., revenue_per_user: _Optional[float] = ...) -> None: ...
 
+class TestResultsRequest(_message.Message):
+    __slots__ = ("test_id", "start_date", "end_date", "control", "weights", "sequential")
+    TEST_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
+    test_id: str
+    start_date: str
+    end_date: str
+    control: str
+    weights: str
+    sequential: bool
+    def __init__(self, test_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., control: _Optional[str] = ..., weights: _Optional[str] = ..., sequential: _Optional[bool] = ...) -> None: ...
+
+class TestResultsResponse(_message.Message):
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
+    data: _containers.RepeatedCompositeFieldContainer[TestResultsRow]
+    rows: int
+    rows_before_limit_at_least: float
+    statistics: _pipe_pb2.Statistics
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestResultsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+
+class TestResultsRow(_message.Message):
+    __slots__ = ("test_id", "variant", "control", "users", "conversions", "conversion_rate", "conversion_rate_low", "conversion_rate_high", "lift", "lift_low", "lift_high", "relative_lift", "relative_lift_low", "relative_lift_high", "p_value", "significant", "chance_to_beat_control", "revenue_per_user", "revenue_variance", "revenue_lift", "revenue_lift_low", "revenue_lift_high", "revenue_p_value", "srm_chi_square", "srm_p_value", "srm", "sequential")
+    TEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_LOW_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_TO_BEAT_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SRM_CHI_SQUARE_FIELD_NUMBER: _ClassVar[int]
+    SRM_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SRM_FIELD_NUMBER: _ClassVar[int]
+    SEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
+    test_id: str
+    variant: str
+    control: str
+    users: int
+    conversions: int
+    conversion_rate: float
+    conversion_rate_low: float
+    conversion_rate_high: float
+    lift: float
+    lift_low: float
+    lift_high: float
+    relative_lift: float
+    relative_lift_low: float
+    relative_lift_high: float
+    p_value: float
+    significant: bool
+    chance_to_beat_control: float
+    revenue_per_user: float
+    revenue_variance: float
+    revenue_lift: float
+    revenue_lift_low: float
+    revenue_lift_high: float
+    revenue_p_value: float
+    srm_chi_square: float
+    srm_p_value: float
+    srm: bool
+    sequential: bool
+    def __init__(self, test_id: _Optional[str] = ..., variant: _Optional[str] = ..., control: _Optional[str] = ..., users: _Optional[int] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., conversion_rate_low: _Optional[float] = ..., conversion_rate_high: _Optional[float] = ..., lift: _Optional[float] = ..., lift_low: _Optional[float] = ..., lift_high: _Optional[float] = ..., relative_lift: _Optional[float] = ..., relative_lift_low: _Optional[float] = ..., relative_lift_high: _Optional[float] = ..., p_value: _Optional[float] = ..., significant: _Optional[bool] = ..., chance_to_beat_control: _Optional[float] = ..., revenue_per_user: _Optional[float] = ..., revenue_variance: _Optional[float] = ..., revenue_lift: _Optional[float] = ..., revenue_lift_low: _Optional[float] = ..., revenue_lift_high: _Optional[float] = ..., revenue_p_value: _Optional[float] = ..., srm_chi_square: _Optional[float] = ..., srm_p_value: _Optional[float] = ..., srm: _Optional[bool] = ..., sequential: _Optional[bool] = ...) -> None: ...
+
 class TestSegmentsRequest(_message.Message):
     __slots__ = ("test_id", "segment", "start_date", "end_date")
     TEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -43,6 +43,11 @@ class QueryServiceStub:
                 request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.SerializeToString,
                 response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.FromString,
                 _registered_method=True)
+        self.TestResults = channel.unary_unary(
+                '/pipit.query.v1.QueryService/TestResults',
+                request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.SerializeToString,
+                response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.FromString,
+                _registered_method=True)
         self.TestSegments = channel.unary_unary(
                 '/pipit.query.v1.QueryService/TestSegments',
                 request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSegmentsRequest.SerializeToString,
@@ -109,6 +114,15 @@ class QueryServiceServicer:
 
     def TestSummary(self, request, context):
         """A/B testing: per test and variant, users, conversions, conversion rate and revenue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestResults(self, request, context):
+        """A/B testing: each variant of a test against its control, with the statistics to
+        decide: intervals, lifts, p-values, chance to beat control, revenue per user and a
+        sample-ratio-mismatch check; always-valid (sequential) when asked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +213,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.FromString,
                     response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.SerializeToString,
             ),
+            'TestResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestResults,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.FromString,
+                    response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.SerializeToString,
+            ),
             'TestSegments': grpc.unary_unary_rpc_method_handler(
                     servicer.TestSegments,
                     request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSegmentsRequest.FromString,
@@ -286,6 +305,33 @@ class QueryService:
             '/pipit.query.v1.QueryService/TestSummary',
             pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.SerializeToString,
             pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.QueryService/TestResults',
+            pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.SerializeToString,
+            pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
