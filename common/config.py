@@ -121,7 +121,7 @@ class Settings:
     manage_schema: bool = True
     project: Path | None = None
     insert_quorum: str = "0"
-    import_max_body_bytes: int = 256 * 1024 * 1024
+    import_max_body_bytes: int = 16 * 1024 * 1024 * 1024
     import_max_url_bytes: int = 64 * 1024 * 1024 * 1024
     import_batch_rows: int = 50_000
     import_url_timeout: float = 60.0
@@ -267,7 +267,8 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "import_max_body_bytes": (
         "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
-        "gateways and the ingest service accept, in bytes; larger files go by url=",
+        "gateways and the ingest service accept, in bytes; it streams through, so memory does "
+        "not grow with it, but a Parquet body is spooled to <data-dir>/imports up to this size",
         _positive_int,
     ),
     "import_max_url_bytes": (

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from common.auth import Access
 from common.config import Settings
-from common.grpc_server import MESSAGE_OVERHEAD_BYTES, GrpcServer, start_grpc_server
+from common.grpc_server import GrpcServer, start_grpc_server
 from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
 from pipit.project.runtime import CurrentProject
@@ -113,7 +113,12 @@ async def start_ingest(
     except S3Error as exc:
         raise SystemExit(str(exc)) from None
     datasources = DatasourcesApi(
-        warehouse, jobs, importer, current, settings.import_allow_private_urls
+        warehouse,
+        jobs,
+        importer,
+        current,
+        settings.import_allow_private_urls,
+        settings.import_max_body_bytes,
     )
     server = await start_grpc_server(
         [service.generic_handler(), datasources.generic_handler()],
@@ -125,7 +130,6 @@ async def start_ingest(
         tls=settings.server_tls(),
         current=current,
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
-        max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
     )
     running = RunningIngest(server, batcher, wal, importer, datasources)
     if s3_imports:

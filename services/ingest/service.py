@@ -188,7 +188,8 @@ async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: st
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}{note}")
 
 
-def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+    """The value of a request's metadata `key` ("" when absent)."""
     for name, value in context.invocation_metadata() or ():
         if name == key and isinstance(value, str):
             return value
@@ -318,7 +319,7 @@ class IngestService:
                     f"datasource '{request.name}' does not exist (known: {known})",
                 )
             data = getattr(request, body_field.name).data
-            encoding = _metadata_value(context, CONTENT_ENCODING_METADATA)
+            encoding = metadata_value(context, CONTENT_ENCODING_METADATA)
             try:
                 events = events_api.decode(events_api.decompress(data, limit, encoding))
             except events_api.BodyTooLarge as exc:
