@@ -31,7 +31,7 @@ from gateway.errors import GatewayError
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip"})
 BODY_IDLE_MESSAGE = "stream timeout"  # Envoy's local reply for its stream idle timeout
 # The largest piece `body_pieces` hands on: a streamed body's message carries one.
-MAX_PIECE_BYTES = 1024 * 1024
+MAX_PIECE_BYTES = 64 * 1024
 
 
 def too_large(limit: int) -> GatewayError:
@@ -79,7 +79,8 @@ async def body_pieces(
     try:
         while True:
             async with asyncio.timeout(idle_timeout):
-                chunk = await request.content.readany()
+                # At most a piece: readany would join all aiohttp has buffered, a copy of it.
+                chunk = await request.content.read(MAX_PIECE_BYTES)
             if not chunk:
                 break
             if inflater is not None:

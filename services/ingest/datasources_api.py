@@ -55,7 +55,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["DatasourcesService"]
 _TRUE = ("true", "1", "yes")
 # Bytes of a streamed body held between the request and the import reading it: enough to
 # keep both busy, small beside a batch of rows.
-_PIPE_BYTES = 4 * 1024 * 1024
+_PIPE_BYTES = 256 * 1024
 # Bytes of a file's start read before its import begins, to tell its format when nothing
 # names it (file_formats.sniff reads as much).
 _HEAD_BYTES = 64 * 1024
