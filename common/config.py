@@ -132,6 +132,7 @@ class Settings:
     s3_secret_access_key: str = ""
     s3_imports: str = ""
     s3_poll_interval: float = 60.0
+    job_lease: float = 60.0
 
     def tls_files(self) -> tuple[Path, Path] | None:
         """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
@@ -306,6 +307,12 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "s3_poll_interval": (
         "S3 connector: seconds between two looks for new files of --s3-imports",
+        _positive_float,
+    ),
+    "job_lease": (
+        "seconds a running Data Sources API job may go without a sign of life (its process "
+        "renews it every third of this) before any ingest replica records it as failed: the "
+        "process running it died",
         _positive_float,
     ),
 }

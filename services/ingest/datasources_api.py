@@ -326,6 +326,10 @@ class DatasourcesApi:
         return int(result.data[0]["n"])
 
     async def _run_delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
+        with self._importer.leases.hold(job):
+            await self._delete(job, ds, checked)
+
+    async def _delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
         job.status = jobs.WORKING
         database = self._warehouse.database
         try:

@@ -35,6 +35,7 @@ from services.ingest import file_formats, jobs, s3_source, url_source
 from services.ingest.blocks import Block
 from services.ingest.body_pipe import BodyPipe
 from services.ingest.events_api import Events
+from services.ingest.job_leases import JobLeases
 from services.ingest.service import quarantine_block, validated
 
 log = structlog.get_logger("imports")
@@ -101,6 +102,7 @@ class Importer:
         self._url_timeout = settings.import_url_timeout
         self._spool = url_source.spool_directory(settings.data_dir)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.leases = JobLeases(store, settings.job_lease)
         self._slots = asyncio.Semaphore(_CONCURRENT_IMPORTS)
 
     @property
@@ -133,6 +135,11 @@ class Importer:
         await asyncio.shield(self._running[job.id])
 
     async def _run(self, job: pb.Job, spec: ImportSpec) -> None:
+        # Renewed while it runs, so a replica can tell it from one whose process died.
+        with self.leases.hold(job):
+            await self._import(job, spec)
+
+    async def _import(self, job: pb.Job, spec: ImportSpec) -> None:
         spool: Path | None = spec.spool
         staging = ""
         try:

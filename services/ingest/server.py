@@ -69,6 +69,7 @@ class RunningIngest:
         if self.s3_schedule is not None:
             await self.s3_schedule.stop()
         await self.importer.close()
+        await self.importer.leases.stop()
         await self.batcher.close(deadline=grace)
         if self.metrics is not None:
             await self.metrics.cleanup()
@@ -108,6 +109,8 @@ async def start_ingest(
     if settings.manage_schema:
         await jobs.ensure()
         await importer.ledger.ensure()
+    # Jobs a dead process left working end as failed, now and while this process runs.
+    await importer.leases.start()
     try:
         s3_imports = scheduled_imports(settings.s3_imports)
     except S3Error as exc:
