@@ -135,6 +135,6 @@ class JobStore:
             f"`{TABLE}` GROUP BY id "
             "HAVING argMax(status, revision) IN ({waiting:String}, {working:String}) "
             "AND max(revision) < {revision:UInt64}",
-            {"waiting": WAITING, "working": WORKING, "revision": revision},
+            {"waiting": WAITING, "working": WORKING, "revision": str(revision)},
         )
         return [json_format.Parse(row["job"], pb.Job()) for row in result.data]
