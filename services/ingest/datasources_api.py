@@ -187,7 +187,9 @@ class DatasourcesApi:
             return jobs.response_for(job)
         file = _file_chunks(upload, head, ended, chunks)
         if fmt == file_formats.PARQUET:
-            spool = await self._spool(job, file, context)
+            # Held while the body arrives too: a large one takes longer than a lease.
+            with self._importer.leases.hold(job):
+                spool = await self._spool(job, file, context)
             self._importer.start(job, dataclasses.replace(spec, spool=spool))
             return jobs.response_for(job)
         pipe = BodyPipe(_PIPE_BYTES)
