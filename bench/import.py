@@ -253,7 +253,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "datasource": DATASOURCE,
         "rows": args.rows,
-        "settings": "pipit defaults (import batches of 50000 rows), url= import via our gateway",
+        "settings": "pipit defaults (import batches of 50000 rows), "
+        + ("the file streamed in the request" if args.upload else "url= import")
+        + " via our gateway",
         "runs": runs,
     }
     results.write("import", document, args.out)
