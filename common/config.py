@@ -88,6 +88,10 @@ class Settings:
     query_target: str = "127.0.0.1:50052"
     data_dir: Path = Path(".pipit")
     clickhouse_url: str = ""
+    clickhouse_user: str = ""
+    clickhouse_password: str = ""
+    clickhouse_ca: Path | None = None
+    clickhouse_connect_timeout: float = 2.0
     database: str = "pipit"
     admin_token: str = ""
     tokens_file: Path | None = None
@@ -98,6 +102,8 @@ class Settings:
     flush_rows: int = 10_000
     flush_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
+    flush_retry_max: float = 30.0
+    startup_retry_max: float = 10.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_field_bytes: int = 64 * 1024
     max_quarantine_rows: int = 1000
@@ -175,6 +181,23 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
         "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
         str,
     ),
+    # Apart from the URL so that a password never sits in one (URLs reach logs and process
+    # listings), and so that each service signs in as its own ClickHouse user (k8s/).
+    "clickhouse_user": (
+        "ClickHouse user; overrides the URL's (default: the URL's, else `default`)",
+        str,
+    ),
+    "clickhouse_password": ("password of the ClickHouse user; overrides the URL's", str),
+    "clickhouse_ca": (
+        "PEM CA bundle an https:// ClickHouse URL's certificate is checked against "
+        "(default: the system's)",
+        Path,
+    ),
+    "clickhouse_connect_timeout": (
+        "seconds a connection to ClickHouse may take to open; past it the call fails (a pipe "
+        "answers UNAVAILABLE, HTTP 503) instead of hanging on an unreachable server",
+        _positive_float,
+    ),
     "database": ("ClickHouse database holding Pipit's tables", _database_name),
     "admin_token": (
         f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
@@ -200,6 +223,18 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
     "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
     "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
+    "flush_retry_max": (
+        "longest wait, in seconds, between two tries of a flush the warehouse failed for a "
+        "reason that may pass (unreachable, timeouts, Keeper lost, too many parts): the wait "
+        "doubles from 0.2 s up to this, with full jitter. Refusals that cannot pass (unknown "
+        "column, type mismatch, unknown table) are not retried: the batch goes to quarantine",
+        _positive_float,
+    ),
+    "startup_retry_max": (
+        "longest wait, in seconds, between two tries to reach the warehouse at start-up; "
+        "until it answers the services listen, alive but not ready, instead of exiting",
+        _positive_float,
+    ),
     "max_body_bytes": ("largest Events API body accepted, in bytes", _positive_int),
     "max_field_bytes": (
         "longest string an event field may hold; longer rows are quarantined",

@@ -111,6 +111,18 @@ class Datasource:
             for projection in self.projections
         ]
 
+    def add_columns_sql(self, table: str) -> list[str]:
+        """Adds the declared columns `table` (qualified, `ON CLUSTER` included where it
+        applies) lacks, each after the one declared before it: a table created by an older
+        release gets a new column before ingest inserts into it (an insert naming a column
+        the table lacks fails). One statement, so a cluster queues one DDL task per table."""
+        clauses = [
+            f"ADD COLUMN IF NOT EXISTS {column.definition} "
+            + (f"AFTER `{self.columns[i - 1].name}`" if i else "FIRST")
+            for i, column in enumerate(self.columns)
+        ]
+        return [f"ALTER TABLE {table} " + ", ".join(clauses)]
+
     def create_quarantine_sql(self, database: str, ttl_days: int = QUARANTINE_TTL_DAYS) -> str:
         """Rows that failed validation, kept as received with the reason for `ttl_days`."""
         return (
@@ -140,6 +152,7 @@ class Datasource:
         they run; each is idempotent."""
         return [
             self.create_table_sql(database),
+            *self.add_columns_sql(f"`{database}`.`{self.name}`"),
             *self.upgrade_sql(f"`{database}`.`{self.name}`"),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *self.quarantine_upgrade_sql(

@@ -245,8 +245,11 @@ class Gateway:
         return response
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 when every upstream reports SERVING for the whole server (service ""), else 503."""
-        statuses = await self.upstreams.health(min(self.timeout, HEALTH_CHECK_TIMEOUT))
+        """200 while the query upstream reports itself ready (gateway/deployment.py
+        `readiness_checks`: ingest's state does not count), else 503."""
+        statuses = await self.upstreams.health(
+            self.routes.readiness_checks, min(self.timeout, HEALTH_CHECK_TIMEOUT)
+        )
         serving = all(status == "SERVING" for status in statuses.values())
         if not serving:
             log.warning("upstream_not_serving", upstreams=statuses)

@@ -49,9 +49,11 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 - `local_reply_config` turns Envoy's own plain-text errors into the JSON error body (`error`
   included), with the gRPC code our gateway would give for that HTTP status, and gives `/healthz`
   our body.
-- `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
-  its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
-  Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
+- `/healthz` is the health_check filter: 200 while the query service's cluster has an endpoint
+  passing its active gRPC health check (the query service's readiness: it can read), else 503;
+  ingest's clusters, checked for liveness (service ""), do not count, so a gateway stays ready
+  for queries while ingest is degraded (gateway/deployment.py `readiness_checks`). Ours asks on
+  each request; Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
 - The dashboard's files (gateway/dashboard.py) are direct responses, read when Envoy loads a
   route configuration.
 - TLS as our gateway does it: `tls` makes the listener HTTPS only (ALPN h2 and http/1.1);
@@ -105,7 +107,7 @@ from gateway.app import (
 )
 from gateway.body import ACCEPTED_ENCODINGS, too_large, unsupported_encoding
 from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
-from gateway.deployment import ServedRoutes, resolve_targets, role_targets
+from gateway.deployment import ServedRoutes, readiness_checks, resolve_targets, role_targets
 from gateway.envoy_deployment import (
     BUILTIN_VERSION,
     ROUTE_CONFIG_NAME,
@@ -309,7 +311,9 @@ def _upstream_tls(host: str, ca: Path) -> dict[str, Any]:
     }
 
 
-def _cluster(name: str, target: str, interval: float, ca: Path | None = None) -> dict[str, Any]:
+def _cluster(
+    name: str, target: str, interval: float, ca: Path | None = None, health_service: str = ""
+) -> dict[str, Any]:
     host, port = _split_target(target)
     cluster: dict[str, Any] = {
         "name": name,
@@ -329,7 +333,8 @@ def _cluster(name: str, target: str, interval: float, ca: Path | None = None) ->
                 explicit_http_config={"http2_protocol_options": {}},
             )
         },
-        # What /healthz reports, as our gateway's health check asks: service "" is SERVING.
+        # What our gateway's readiness asks (gateway/deployment.py `readiness_checks`): the
+        # query service's readiness for its cluster, liveness (service "") for the others.
         "health_checks": [
             {
                 "timeout": "1s",
@@ -337,7 +342,7 @@ def _cluster(name: str, target: str, interval: float, ca: Path | None = None) ->
                 "no_traffic_interval": _duration(interval),
                 "unhealthy_threshold": 1,
                 "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": ""},
+                "grpc_health_check": {"service_name": health_service},
             }
         ],
     }
@@ -1038,6 +1043,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
     # it (and, from a file, follows the deployment in service).
     transcoder = route_config["virtual_hosts"][0]["typed_per_filter_config"][_TRANSCODER]
     clusters = _cluster_names(config.upstreams)
+    checks = readiness_checks(config.upstreams, role_targets(config.upstreams, descriptor_set))
     http_filters = [
         _lua("pipit.lua.first", _first_lua()),
         {
@@ -1053,10 +1059,14 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
                     {"name": ":path", "string_match": {"safe_regex": {"regex": _HEALTH_REGEX}}},
                     {"name": ":method", "string_match": {"exact": "GET"}},
                 ],
-                # At least one healthy endpoint in each cluster (Envoy counts in whole
-                # percent): a DNS name may stand for several pods, and Envoy only routes to
-                # the healthy ones, so one pod down must not take every gateway out.
-                cluster_min_healthy_percentages={name: {"value": 1} for name in clusters.values()},
+                # At least one healthy endpoint in each cluster readiness asks about (the
+                # query service's; Envoy counts in whole percent): a DNS name may stand for
+                # several pods, and Envoy only routes to the healthy ones, so one pod down
+                # must not take every gateway out; nor may ingest, degraded or away, while
+                # queries can be answered.
+                cluster_min_healthy_percentages={
+                    clusters[target]: {"value": 1} for target in checks
+                },
             ),
         },
         _lua(_METHODS_FILTER, _NO_METHODS_LUA),
@@ -1145,7 +1155,13 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
             ],
             "clusters": [
                 *(
-                    _cluster(name, target, config.health_check_interval, config.upstream_ca)
+                    _cluster(
+                        name,
+                        target,
+                        config.health_check_interval,
+                        config.upstream_ca,
+                        checks.get(target, ""),
+                    )
                     for target, name in clusters.items()
                 ),
                 {"name": _UNROUTED, "type": "STATIC", "connect_timeout": "1s"},

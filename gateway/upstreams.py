@@ -85,19 +85,19 @@ class Upstreams:
             )
         return call
 
-    async def health(self, deadline: float) -> dict[str, str]:
-        """grpc.health.v1 status (service "") of each target: SERVING, NOT_SERVING, or the
-        gRPC code of a failed check."""
+    async def health(self, checks: Mapping[str, str], deadline: float) -> dict[str, str]:
+        """grpc.health.v1 status of each target for the service name `checks` gives it:
+        SERVING, NOT_SERVING, or the gRPC code of a failed check."""
 
-        async def check(channel: grpc.aio.Channel) -> str:
+        async def check(target: str, service: str) -> str:
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=deadline
+                reply = await health_pb2_grpc.HealthStub(self.channel(target)).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=deadline
                 )
             except grpc.aio.AioRpcError as exc:
                 return exc.code().name
             return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-        targets = list(self._channels)
-        results = await asyncio.gather(*(check(self._channels[t]) for t in targets))
+        targets = list(checks)
+        results = await asyncio.gather(*(check(t, checks[t]) for t in targets))
         return dict(zip(targets, results, strict=True))

@@ -88,9 +88,37 @@ def test_clusters_one_per_target_and_dns_names_resolved(descriptor: Path) -> Non
     }
     kinds = sorted(c["type"] for name, c in clusters.items() if name != "unrouted")
     assert kinds == ["STATIC", "STRICT_DNS"]
-    for name, cluster in clusters.items():
-        if name != "unrouted":
-            assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+    # The query cluster is checked for the query service's readiness, ingest's for liveness.
+    checked = {
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"
+        ]["address"]: c["health_checks"][0]["grpc_health_check"]
+        for name, c in clusters.items()
+        if name != "unrouted"
+    }
+    assert checked == {
+        "query.pipit.svc": {"service_name": "pipit.query.v1.QueryService"},
+        "10.0.0.7": {"service_name": ""},
+    }
+
+
+def test_readiness_asks_only_about_the_query_cluster(descriptor: Path) -> None:
+    upstreams = {**_upstreams("10.0.0.8:50052"), "pipit.ingest.v1.IngestService": "10.0.0.7:1"}
+    bootstrap = render_bootstrap(EnvoyConfig(upstreams, descriptor))
+    clusters = {
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"
+        ]["address"]: c["name"]
+        for c in bootstrap["static_resources"]["clusters"]
+        if c["name"] != "unrouted"
+    }
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    (health,) = [
+        f for f in hcm["typed_config"]["http_filters"] if f["name"].endswith("health_check")
+    ]
+    assert health["typed_config"]["cluster_min_healthy_percentages"] == {
+        clusters["10.0.0.8"]: {"value": 1}
+    }
 
 
 @pytest.mark.parametrize(

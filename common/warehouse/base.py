@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,9 @@ class AdhocLimits:
             "result_overflow_mode": "throw",
         }
 
+
+# How ClickHouse (and chDB) number an exception in its text: `Code: 60. DB::Exception: …`.
+_ERROR_CODE = re.compile(r"\bCode: (\d+)\.")
 
 # The JSON formats rows are inserted in: JSONEachRow (an object per line) and
 # JSONCompactColumns (an array per column; blocks of it may follow one another).
@@ -83,7 +87,15 @@ class Literal:
 
 
 class WarehouseError(RuntimeError):
-    """The warehouse refused or failed a statement."""
+    """The warehouse refused or failed a statement. `code` is the engine's error code
+    (ClickHouse's `Code: <n>`), None when the engine never answered (unreachable, timed
+    out, not open)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is None and (found := _ERROR_CODE.search(message)) is not None:
+            code = int(found[1])
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -18,19 +21,35 @@ from common.warehouse.base import (
 )
 
 
-def _client_args(url: str) -> dict:
+@dataclass(frozen=True)
+class Credentials:
+    """Who signs in, when not (only) the URL says: the user and password of the
+    service's own ClickHouse user, and the CA its https:// certificate is checked against."""
+
+    user: str = ""
+    password: str = ""
+    ca_file: Path | None = None
+
+
+def _client_args(url: str, credentials: Credentials = Credentials()) -> dict:  # noqa: B008
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WarehouseError(
             f"ClickHouse URL must be http(s)://[user:password@]host[:port], got {url!r}"
         )
-    return {
+    url_user = unquote(parts.username) if parts.username else "default"
+    args = {
         "host": parts.hostname,
         "port": parts.port or (8443 if parts.scheme == "https" else 8123),
-        "username": unquote(parts.username) if parts.username else "default",
-        "password": unquote(parts.password) if parts.password else "",
+        "username": credentials.user or url_user,
+        "password": credentials.password or (unquote(parts.password) if parts.password else ""),
         "secure": parts.scheme == "https",
     }
+    if credentials.ca_file is not None:
+        if parts.scheme != "https":
+            raise WarehouseError("a ClickHouse CA file needs an https:// ClickHouse URL")
+        args["ca_cert"] = str(credentials.ca_file)
+    return args
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -43,11 +62,17 @@ class ClickHouseWarehouse(Warehouse):
         adhoc_limits: AdhocLimits | None = None,
         *,
         insert_quorum: str = "0",
+        credentials: Credentials = Credentials(),  # noqa: B008 - frozen
+        connect_timeout: float = Settings.clickhouse_connect_timeout,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self._url = url
         self._insert_quorum = insert_quorum
-        self._args = _client_args(url)
+        self._credentials = credentials
+        self._connect_timeout = connect_timeout
+        # A server that does not answer the connection fails the call within the connect
+        # timeout (pipes answer UNAVAILABLE), rather than after the client's default 10 s.
+        self._args = {**_client_args(url, credentials), "connect_timeout": connect_timeout}
         self._client = None
         self._adhoc_client = None
 
@@ -76,7 +101,12 @@ class ClickHouseWarehouse(Warehouse):
 
     def sibling(self, database: str) -> ClickHouseWarehouse:
         return ClickHouseWarehouse(
-            self._url, database, self.adhoc_limits, insert_quorum=self._insert_quorum
+            self._url,
+            database,
+            self.adhoc_limits,
+            insert_quorum=self._insert_quorum,
+            credentials=self._credentials,
+            connect_timeout=self._connect_timeout,
         )
 
     def _adhoc_settings(self) -> dict:

@@ -56,7 +56,10 @@ class JobLeases:
             self._held.pop(job.id, None)
 
     async def start(self) -> None:
-        """Reaps what dead processes left, then keeps renewing and reaping in the background."""
+        """Reaps what dead processes left, then keeps renewing and reaping in the background
+        (once: a start-up retried after the warehouse came back calls it again)."""
+        if self._task is not None:
+            return
         await self.reap()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 

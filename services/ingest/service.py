@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
 
 import grpc
 import structlog
@@ -24,7 +23,7 @@ from pipit.ingest.v1 import ingest_service_pb2
 from pipit.project.runtime import CurrentProject, Project
 from services.ingest import events_api, metrics
 from services.ingest.batcher import Batcher
-from services.ingest.blocks import Block
+from services.ingest.blocks import Block, quarantine_block
 from services.ingest.wal import WalFull
 
 log = structlog.get_logger("ingest")
@@ -72,15 +71,6 @@ def validated(validator: RowValidator, events: events_api.Events) -> tuple[Block
     columns, invalid = validator.columns_from_json(values)
     reasons = sorted([*events.errors.items(), *((decoded[i], e) for i, e in invalid)])
     return Block.from_columns(columns, len(values) - len(invalid), ds.column_names), reasons
-
-
-def quarantine_block(bad: Sequence[tuple[str, str]]) -> Block:
-    """Quarantine rows (the raw text and the reason of each), arriving now."""
-    arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return Block.from_columns(
-        [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
-        len(bad),
-    )
 
 
 class Ingestor:

@@ -41,6 +41,7 @@ from common.auth import ScopeRule, bearer_token, current_principal
 from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater
 from common.tokens import allows, digest
 from common.warehouse.base import QueryResult, Warehouse, WarehouseError
+from common.warehouse.failures import unreachable
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import sql_service_pb2
 from services.query.admission import Admission, Busy
@@ -394,6 +395,8 @@ class SqlApi:
         return pipes
 
     def _failure(self, error: WarehouseError) -> tuple[grpc.StatusCode, str]:
+        if unreachable(error):
+            return grpc.StatusCode.UNAVAILABLE, "the warehouse does not answer; retry shortly"
         message, name = engine_message(error)
         limits = self._warehouse.adhoc_limits
         if name == "TIMEOUT_EXCEEDED":
