@@ -135,7 +135,7 @@ class Settings:
     manage_schema: bool = True
     project: Path | None = None
     insert_quorum: str = "0"
-    import_max_body_bytes: int = 256 * 1024 * 1024
+    import_max_body_bytes: int = 16 * 1024 * 1024 * 1024
     import_max_url_bytes: int = 64 * 1024 * 1024 * 1024
     import_batch_rows: int = 50_000
     import_url_timeout: float = 60.0
@@ -146,6 +146,7 @@ class Settings:
     s3_secret_access_key: str = ""
     s3_imports: str = ""
     s3_poll_interval: float = 60.0
+    job_lease: float = 60.0
 
     def tls_files(self) -> tuple[Path, Path] | None:
         """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
@@ -316,7 +317,8 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "import_max_body_bytes": (
         "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
-        "gateways and the ingest service accept, in bytes; larger files go by url=",
+        "gateways and the ingest service accept, in bytes; it streams through, so memory does "
+        "not grow with it, but a Parquet body is spooled to <data-dir>/imports up to this size",
         _positive_int,
     ),
     "import_max_url_bytes": (
@@ -354,6 +356,12 @@ _HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "s3_poll_interval": (
         "S3 connector: seconds between two looks for new files of --s3-imports",
+        _positive_float,
+    ),
+    "job_lease": (
+        "seconds a running Data Sources API job may go without a sign of life (its process "
+        "renews it every third of this) before any ingest replica records it as failed: the "
+        "process running it died",
         _positive_float,
     ),
 }

@@ -975,9 +975,11 @@ def render_route_config(
     for match in _http_body_matches(table):
         per_filter = {_DECOMPRESSOR: _typed("config.route.v3.FilterConfig", disabled=True)}
         if match.get("path") == IMPORT_PATH:
+            # An import's body streams to the service a chunk at a time (a client-streaming
+            # method): nothing buffers it whole. The refusals filter turns a declared length
+            # over the limit away; the service counts the rest.
             per_filter[_BUFFER] = _typed(
-                "extensions.filters.http.buffer.v3.BufferPerRoute",
-                buffer={"max_request_bytes": config.import_limit},
+                "extensions.filters.http.buffer.v3.BufferPerRoute", disabled=True
             )
         routes.append(
             {
@@ -1016,9 +1018,8 @@ def render_route_config(
                     ),
                     # The transcoder takes the most specific configuration it finds; a
                     # route's own (the dashboard's: disabled) beats this one.
-                    _TRANSCODER: _transcoder(
-                        descriptor, services, max(config.max_body_bytes, config.import_limit)
-                    ),
+                    # An import's body streams through in pieces: the limit of the rest holds.
+                    _TRANSCODER: _transcoder(descriptor, services, config.max_body_bytes),
                 },
             }
         ],

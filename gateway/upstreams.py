@@ -41,6 +41,7 @@ class Upstreams:
         self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, type, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._streams: dict[tuple[str, type, str], grpc.aio.StreamUnaryMultiCallable] = {}
 
     async def open(self) -> None:
         for target in self._targets:
@@ -57,7 +58,7 @@ class Upstreams:
         return channel
 
     async def close(self) -> None:
-        channels, self._channels, self._calls = self._channels, {}, {}
+        channels, self._channels, self._calls, self._streams = self._channels, {}, {}, {}
         await asyncio.gather(*(channel.close() for channel in channels.values()))
 
     def call(self, route: Route, target: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -66,6 +67,18 @@ class Upstreams:
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = self.channel(target).unary_unary(
+                route.grpc_method,
+                request_serializer=route.request_class.SerializeToString,
+                response_deserializer=route.response_class.FromString,
+            )
+        return call
+
+    def stream_call(self, route: Route, target: str) -> grpc.aio.StreamUnaryMultiCallable:
+        """The callable of a route whose method streams its request."""
+        key = (route.grpc_method, route.request_class, target)
+        call = self._streams.get(key)
+        if call is None:
+            call = self._streams[key] = self.channel(target).stream_unary(
                 route.grpc_method,
                 request_serializer=route.request_class.SerializeToString,
                 response_deserializer=route.response_class.FromString,

@@ -73,6 +73,7 @@ _INGEST_SETTINGS = [
     "s3_secret_access_key",
     "s3_imports",
     "s3_poll_interval",
+    "job_lease",
     "max_quarantine_rows",
     "insert_quorum",
     "wal_dir",

@@ -191,13 +191,23 @@ def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
     ]
 
 
-def test_imports_have_a_body_limit_of_their_own(descriptor: Path) -> None:
+def test_imports_stream_with_a_body_limit_of_their_own(descriptor: Path) -> None:
     config = EnvoyConfig(_upstreams(), descriptor, max_body_bytes=1000, import_max_body_bytes=5000)
     bootstrap = render_bootstrap(config)
     routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     [imports] = [r for r in routes if r["match"] == {"path": "/v0/datasources"}]
+    # Nothing buffers an import's body: it streams to the service (a client-streaming method),
+    # which counts it against the limit; a declared length over it is refused up front (Lua).
     buffer = imports["typed_per_filter_config"]["envoy.filters.http.buffer"]
-    assert buffer["buffer"] == {"max_request_bytes": 5000}
+    assert buffer == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "disabled": True,
+    }
+    assert "> 5000 then" in str(bootstrap)
+    # The transcoder holds a piece of it at a time: the other routes' limit is its own.
+    host = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
+    transcoder = host["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+    assert transcoder["max_request_body_size"] == 1000 + 64 * 1024
     others = [
         r for r in routes if "envoy.filters.http.buffer" in r.get("typed_per_filter_config", {})
     ]

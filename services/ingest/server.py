@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2
 
 from common.auth import Access
 from common.config import Settings
-from common.grpc_server import MESSAGE_OVERHEAD_BYTES, GrpcServer, start_grpc_server
+from common.grpc_server import GrpcServer, start_grpc_server
 from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
 from pipit.project.runtime import CurrentProject
@@ -54,6 +54,8 @@ class RunningIngest:
         if self.manage_schema:
             await self.jobs.ensure()
             await self.importer.ledger.ensure()
+        # Jobs a dead process left working end as failed, now and while this process runs.
+        await self.importer.leases.start()
         await self.grpc.open()
 
     @property
@@ -83,6 +85,7 @@ class RunningIngest:
         if self.s3_schedule is not None:
             await self.s3_schedule.stop()
         await self.importer.close()
+        await self.importer.leases.stop()
         await self.batcher.close(deadline=grace)
         if self.wal_lock is not None:
             self.wal_lock.close()
@@ -131,7 +134,12 @@ async def start_ingest(
     except S3Error as exc:
         raise SystemExit(str(exc)) from None
     datasources = DatasourcesApi(
-        warehouse, jobs, importer, current, settings.import_allow_private_urls
+        warehouse,
+        jobs,
+        importer,
+        current,
+        settings.import_allow_private_urls,
+        settings.import_max_body_bytes,
     )
     server = await start_grpc_server(
         [service.generic_handler(), datasources.generic_handler()],
@@ -143,7 +151,6 @@ async def start_ingest(
         tls=settings.server_tls(),
         current=current,
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
-        max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
         ready=False,
     )
     running = RunningIngest(

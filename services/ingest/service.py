@@ -187,7 +187,8 @@ def _no_appends(ds: Datasource) -> str:
     )
 
 
-def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+    """The value of a request's metadata `key` ("" when absent)."""
     for name, value in context.invocation_metadata() or ():
         if name == key and isinstance(value, str):
             return value
@@ -322,7 +323,7 @@ class IngestService:
                     f"datasource '{request.name}' does not exist (known: {known})",
                 )
             data = getattr(request, body_field.name).data
-            encoding = _metadata_value(context, CONTENT_ENCODING_METADATA)
+            encoding = metadata_value(context, CONTENT_ENCODING_METADATA)
             try:
                 events = events_api.decode(events_api.decompress(data, limit, encoding))
             except events_api.BodyTooLarge as exc:
