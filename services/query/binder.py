@@ -88,6 +88,9 @@ class Parameter:
 
     def _array(self, items: list[str]) -> Literal:
         opt = self.option
+        if len(items) == 1:
+            # Tinybird's form, `steps=a,b`; `steps=a&steps=b` (each value one item) works too.
+            items = items[0].split(",")
         if not items and opt.required:
             raise InvalidParameter(f"parameter '{self.name}' is required")
         if (opt.has_min and len(items) < opt.min) or (opt.has_max and len(items) > opt.max):
