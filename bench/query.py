@@ -1,7 +1,7 @@
-"""Query latency and throughput: p50/p95/p99 of each of the twelve endpoints through the
-HTTP gateway and through gRPC, beside the same SQL bound the same way and run directly
-on the engine in the same run; then requests/s of a mix of all twelve through the
-gateway with 1, 8 and 32 concurrent clients.
+"""Query latency and throughput: p50/p95/p99 of each endpoint (the tutorials' twelve and
+the journeys' three) through the HTTP gateway and through gRPC, beside the same SQL bound
+the same way and run directly on the engine in the same run; then requests/s of a mix of
+them all through the gateway with 1, 8 and 32 concurrent clients.
 
     python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
                           [--clients 1,8,32] [--duration 10] [--data-root DIR]
@@ -40,6 +40,9 @@ from services.query.service import builtin_endpoints
 DEFAULT_DATA_ROOT = Path(tempfile.gettempdir()) / "pipit-bench-data"
 JUNE = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
 YEAR = {"start_date": "2023-01-01 00:00:00", "end_date": "2023-12-31 23:59:59"}
+WEEK = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
+FUNNEL_EVENTS = ["page_view", "click", "form_submit"]
+FUNNEL_PAGES = [f"https://example.com{path}" for path in ("/", "/pricing", "/checkout")]
 
 
 def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
@@ -65,6 +68,26 @@ def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
         "get_user_journey": each("GetUserJourney", "clickstream_users", "user_id", {}),
         "get_session_events": each("GetSessionEvents", "clickstream_sessions", "session_id", {}),
         "get_popular_pages": [{"rpc": "GetPopularPages", "fields": {"limit": 5}}],
+        # The journeys read a user's or a session's whole history in range: bounded by a week.
+        "funnel": [
+            {"rpc": "Funnel", "fields": {"steps": FUNNEL_EVENTS, "window_seconds": 3600, **WEEK}},
+            {
+                "rpc": "Funnel",
+                "fields": {
+                    "steps": FUNNEL_PAGES,
+                    "step_by": "page_url",
+                    "source": "clickstream_events",
+                    **WEEK,
+                },
+            },
+        ],
+        "retention": [
+            {"rpc": "Retention", "fields": {"period": "day", **WEEK}},
+            {"rpc": "Retention", "fields": {"source": "app_events", "period": "week", **WEEK}},
+        ],
+        "page_paths": [
+            {"rpc": "PagePaths", "fields": {"page_url": page, **WEEK}} for page in FUNNEL_PAGES
+        ],
     }
 
 
@@ -101,7 +124,9 @@ async def latencies(
     ):
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
         for name, variants in plan.items():
-            urls = [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+            urls = [
+                f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants
+            ]
             requests = [_request(v) for v in variants]
             call = getattr(stub, variants[0]["rpc"])
             via_http: list[float] = []
@@ -129,10 +154,10 @@ async def latencies(
 async def throughput(
     url: str, plan: dict[str, list[dict[str, Any]]], clients: int, duration: float
 ) -> dict[str, Any]:
-    """`clients` concurrent clients, each calling the twelve endpoints in turn (each
+    """`clients` concurrent clients, each calling every endpoint in turn (each
     client starting at a different one) through the gateway for `duration` seconds."""
     urls = [
-        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants]
         for name, variants in plan.items()
     ]
     samples: list[float] = []
@@ -310,7 +335,7 @@ def chart(document: dict[str, Any], out: Path) -> Path:
         [str(t["clients"]) for t in sizes[0]["throughput"]],
     )
     right.set_xlabel("concurrent clients")
-    right.set_ylabel("requests/s (mix of all twelve)")
+    right.set_ylabel("requests/s (mix of all pipes)")
     right.set_title("Throughput through the gateway")
     right.legend(fontsize=8)
     return results.save_figure(fig, "query", out)
