@@ -452,14 +452,15 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("retention", {"period": "week", **JOURNEYS}),
     ("retention", {"source": "app_events", "period": "day", **CUT}),
     ("retention", EMPTY),
-    ("page_paths", {"page_url": SITE + "/pricing"}),
-    ("page_paths", {"page_url": SITE + "/pricing", "limit": "1"}),
-    ("page_paths", {"page_url": SITE + "/", "limit": "1000"}),
+    ("page_paths", {"page_url": "https://example.com/pricing"}),
+    ("page_paths", {"page_url": "https://example.com/pricing", "limit": "1"}),
+    ("page_paths", {"page_url": "https://example.com/", "limit": "1000"}),
     ("page_paths", {"page_url": SITE + "/pricing", **JOURNEYS}),
-    ("page_paths", {"page_url": SITE + "/docs", "limit": "3", **CUT}),
+    ("page_paths", {"page_url": SITE + "/"}),
+    ("page_paths", {"page_url": "https://example.com/docs", "limit": "3", **CUT}),
     ("page_paths", {"page_url": "https://example.com/legacy"}),
     ("page_paths", {"page_url": "no_such_page"}),
-    ("page_paths", {"page_url": SITE + "/pricing", **EMPTY}),
+    ("page_paths", {"page_url": "https://example.com/pricing", **EMPTY}),
 ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 START = datetime(2024, 2, 1)
 END = datetime(2024, 3, 20)
 RANGE = {"start_date": "2024-02-01 00:00:00", "end_date": "2024-03-31 23:59:59"}
-SITE = "https://example.com"
+SITE = "https://shop.example.com"  # its own pages: the tutorials' page counts stay theirs
 PAGES = ("/", "/pricing", "/signup", "/checkout", "/docs", "/blog")
 FUNNEL_STEPS = ["page_view", "signup", "purchase"]
 
