@@ -39,12 +39,15 @@
 --   for a step no user reached.
 -- Ordering: breakdown ASC, step ASC (the group key, so no ties).
 -- Cost: one pass over the range's rows of the chosen source (only the events matching a
---   step, unless strict_order), grouped by user; bounded by the dates.
+--   step, unless strict_order), grouped by user; then, per user, a few array passes per step
+--   over the user's matches (no per-match state is copied: windowFunnel's search written
+--   step by step, not match by match). Bounded by the dates.
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
     {mode:String} = 'strict_order' AS strict_order,
     {mode:String} = 'strict_deduplication' AS strict_deduplication,
+    {window_seconds:Int32} AS window_length,
     users AS
     (
         SELECT
@@ -55,43 +58,59 @@ WITH
                 -- strict_order sees every event: one matching no step has position 0
                 if(has(steps, key), arrayFilter(i -> steps[i] = key, range(1, step_count + 1)), [0])
             )))) AS matches,
+            arrayMap(m -> m.1, matches) AS ts,
+            arrayMap(m -> m.2, matches) AS st,
+            arrayEnumerate(matches) AS pos,
+            -- Step by step (k = 2..), each a few passes over the user's matches: ok[i] = i when
+            -- match i extends a chain to step k, else 0; held[i] = where the chain held for
+            -- step k-1 at match i was made (the last such success, carried forward); start[i]
+            -- = that chain's step-1 time. No inner lambda captures an array (it would be
+            -- copied once per element). Also kept, per match at its own step: the chain held
+            -- for the step before (strict_order) and the successes at that step before it
+            -- (strict_deduplication).
             arrayFold(
-                (state, match) -> if(
-                    state.3 = 1,
-                    state,
-                    multiIf(
-                        match.2 = 0,
-                        (state.1, state.2, toUInt8(notEmpty(state.1[1]))),
-                        match.2 = 1,
-                        (
-                            arrayMap((chain, i) -> if(i = 1, [match.1], chain),
-                                state.1, arrayEnumerate(state.1)),
-                            if(empty(state.2), [match.1], state.2),
-                            toUInt8(0)
-                        ),
-                        strict_deduplication AND notEmpty(state.1[match.2]),
-                        (state.1, state.2, toUInt8(1)),
-                        strict_order AND notEmpty(state.1[1]) AND empty(state.1[match.2 - 1]),
-                        (state.1, state.2, toUInt8(1)),
-                        notEmpty(state.1[match.2 - 1])
-                            AND match.1 <= state.1[match.2 - 1][1] + {window_seconds:Int32},
-                        (
-                            arrayMap(
-                                (chain, i) -> if(i = match.2,
-                                    arrayPushBack(state.1[match.2 - 1], match.1), chain),
-                                state.1, arrayEnumerate(state.1)),
-                            if(length(state.2) < match.2,
-                                arrayPushBack(state.1[match.2 - 1], match.1), state.2),
-                            toUInt8(match.2 = step_count)
-                        ),
-                        state
-                    )
+                (state, k) -> (
+                    arrayMap((s, t0, t, i) -> if(s = k AND t0 > 0 AND t <= t0 + window_length, i, 0),
+                        st,
+                        arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
+                        ts, pos) AS ok,
+                    arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
+                    arrayPushBack(state.3, arrayFill(x -> x > 0, state.1)),
+                    arrayPushBack(state.4, ok),
+                    arrayMap((own, s, h) -> if(s = k, h, own), state.5, st, arrayFill(x -> x > 0, state.1)),
+                    arrayMap((own, s, c, o) -> if(s = k, toUInt32(c - (o > 0)), own),
+                        state.6, st, arrayCumSum(arrayMap(x -> toUInt32(x > 0), ok)), ok)
                 ),
-                matches,
-                (arrayWithConstant(step_count, CAST([], 'Array(UInt32)')),
-                    CAST([], 'Array(UInt32)'), toUInt8(0))
-            ).2 AS path,
-            length(path) AS level
+                range(2, step_count + 1),
+                (
+                    arrayMap((s, i) -> if(s = 1, i, 0), st, pos),
+                    ts,
+                    [CAST([], 'Array(UInt32)')],
+                    [arrayMap((s, i) -> if(s = 1, i, 0), st, pos)],
+                    arrayWithConstant(length(st), toUInt32(1)),
+                    arrayWithConstant(length(st), toUInt32(0))
+                )
+            ) AS levels,
+            -- Where the search ends: the first match a strict mode stops at, else past the end.
+            indexOf(st, 1) AS first_start,
+            multiIf(
+                strict_order AND first_start > 0,
+                arrayFirstIndex(
+                    (s, i, held) -> i > first_start AND (s = 0 OR (s >= 2 AND held = 0)),
+                    st, pos, levels.5),
+                strict_deduplication,
+                arrayFirstIndex((s, before) -> s >= 2 AND before > 0, st, levels.6),
+                0
+            ) AS stop_at,
+            if(stop_at = 0, length(st) + 1, stop_at) AS search_end,
+            arrayMap(ok -> arrayFirstIndex(x -> x > 0 AND x < search_end, ok), levels.4) AS reached,
+            arrayCount(x -> x > 0, reached) AS level,
+            -- The first chain to reach the deepest step, followed back to its step 1.
+            arrayMap(p -> ts[p], arrayFold(
+                (chain, k) -> arrayPushFront(chain, levels.3[k][chain[1]]),
+                arrayReverse(range(2, level + 1)),
+                [reached[greatest(level, 1)]]
+            )) AS path
         FROM
         (
             SELECT
