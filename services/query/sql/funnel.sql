@@ -152,23 +152,24 @@ SELECT
     breakdown,
     toUInt8(step) AS step,
     steps[step] AS step_name,
-    users,
-    if(previous_users = 0, 0, round(users / previous_users, 4)) AS conversion_from_previous,
-    if(first_users = 0, 0, round(users / first_users, 4)) AS conversion_overall,
-    if(isNaN(median_seconds), 0, median_seconds) AS median_seconds_from_previous
+    reached_by[step] AS users,
+    if(reached_by[greatest(step - 1, 1)] = 0, 0,
+        round(users / reached_by[greatest(step - 1, 1)], 4)) AS conversion_from_previous,
+    if(reached_by[1] = 0, 0, round(users / reached_by[1], 4)) AS conversion_overall,
+    if(step = 1 OR step - 1 > length(medians), 0, medians[step - 1])
+        AS median_seconds_from_previous
 FROM
 (
+    -- Per breakdown value, one row of per-step arrays: users who reached each step, and the
+    -- median of the gaps before each step (the i-th gap exists for users past step i).
     SELECT
         breakdown,
-        step,
-        countIf(level >= step) AS users,
-        countIf(level >= greatest(step - 1, 1)) AS previous_users,
-        count() AS first_users,
-        quantileExactInclusiveIf(0.5)(
-            toFloat64(path[step]) - toFloat64(path[step - 1]), step > 1 AND level >= step
-        ) AS median_seconds
+        sumForEach(arrayMap(k -> toUInt64(level >= k), range(1, step_count + 1))) AS reached_by,
+        quantileExactInclusiveForEach(0.5)(
+            arrayMap(k -> toFloat64(path[k]) - toFloat64(path[k - 1]), range(2, level + 1))
+        ) AS medians
     FROM users
-    ARRAY JOIN range(1, step_count + 1) AS step
-    GROUP BY breakdown, step
+    GROUP BY breakdown
 )
+ARRAY JOIN range(1, step_count + 1) AS step
 ORDER BY breakdown ASC, step ASC
