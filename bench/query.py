@@ -1,7 +1,8 @@
-"""Query latency and throughput: p50/p95/p99 of each endpoint through the HTTP gateway and
-through gRPC, beside the same SQL bound the same way and run directly on the engine in the
-same run (for a pipe with an analysis, test_results, its SQL alone: the analysis runs in the
-service), and beside the tutorial's own SQL for the endpoint (bench/tutorial_sql.py: the
+"""Query latency and throughput: p50/p95/p99 of each endpoint (the tutorials' twelve, the
+A/B results and the journeys' three) through the HTTP gateway and through gRPC, beside the
+same SQL bound the same way and run directly on the engine in the same run (for a pipe with
+an analysis, test_results, its SQL alone: the analysis runs in the service), and beside the
+tutorial's own SQL for the endpoints the tutorials have (bench/tutorial_sql.py: the
 yardstick, reported as tutorial ÷ ours at p50 and p95, with the answers compared where the
 definitions agree); then requests/s of a mix of them all through the gateway with 1, 8 and
 32 concurrent clients.
@@ -43,6 +44,9 @@ from services.query.service import builtin_endpoints
 DEFAULT_DATA_ROOT = Path(tempfile.gettempdir()) / "pipit-bench-data"
 JUNE = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
 YEAR = {"start_date": "2023-01-01 00:00:00", "end_date": "2023-12-31 23:59:59"}
+WEEK = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
+FUNNEL_EVENTS = ["page_view", "click", "form_submit"]
+FUNNEL_PAGES = [f"https://example.com{path}" for path in ("/", "/pricing", "/checkout")]
 
 
 def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
@@ -69,6 +73,26 @@ def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
         "get_user_journey": each("GetUserJourney", "clickstream_users", "user_id", {}),
         "get_session_events": each("GetSessionEvents", "clickstream_sessions", "session_id", {}),
         "get_popular_pages": [{"rpc": "GetPopularPages", "fields": {"limit": 5}}],
+        # The journeys read a user's or a session's whole history in range: bounded by a week.
+        "funnel": [
+            {"rpc": "Funnel", "fields": {"steps": FUNNEL_EVENTS, "window_seconds": 3600, **WEEK}},
+            {
+                "rpc": "Funnel",
+                "fields": {
+                    "steps": FUNNEL_PAGES,
+                    "step_by": "page_url",
+                    "source": "clickstream_events",
+                    **WEEK,
+                },
+            },
+        ],
+        "retention": [
+            {"rpc": "Retention", "fields": {"period": "day", **WEEK}},
+            {"rpc": "Retention", "fields": {"source": "app_events", "period": "week", **WEEK}},
+        ],
+        "page_paths": [
+            {"rpc": "PagePaths", "fields": {"page_url": page, **WEEK}} for page in FUNNEL_PAGES
+        ],
     }
 
 
@@ -105,7 +129,9 @@ async def latencies(
     ):
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
         for name, variants in plan.items():
-            urls = [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+            urls = [
+                f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants
+            ]
             requests = [_request(v) for v in variants]
             call = getattr(stub, variants[0]["rpc"])
             via_http: list[float] = []
@@ -136,7 +162,7 @@ async def throughput(
     """`clients` concurrent clients, each calling every endpoint in turn (each
     client starting at a different one) through the gateway for `duration` seconds."""
     urls = [
-        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants]
         for name, variants in plan.items()
     ]
     samples: list[float] = []

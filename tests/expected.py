@@ -700,10 +700,201 @@ def get_popular_pages(
     return rows[: _limit(limit)]
 
 
+# --- journeys (issue 19) ---------------------------------------------------------------
+
+
+def _epoch(moment: datetime) -> int:
+    return int((moment - datetime(1970, 1, 1)).total_seconds())
+
+
+def _funnel_path(matches: list[tuple[int, int]], steps: int, window: int, mode: str) -> list[int]:
+    """windowFunnel's search over one user's (epoch second, step) matches, sorted; step 0 is
+    an event matching no step (strict_order only). Returns the first chain of timestamps
+    that reached the deepest step: its length is the user's level.
+
+    chains[k] is the chain held for step k+1: the step-1 time it started from and the time
+    of each later step. A step-1 match starts a chain; a step-k match extends the chain held
+    for step k-1 if it lies within `window` seconds of that chain's start; the last step
+    ends the search. strict_order: after a step-1 match, an event matching no step, or a
+    step whose previous step holds no chain, ends it. strict_deduplication: a step-k match
+    (k > 1) while step k holds a chain ends it."""
+    chains: list[list[int] | None] = [None] * steps
+    best: list[int] = []
+    for moment, step in matches:
+        if step == 0:
+            if chains[0] is not None:
+                break
+            continue
+        if step == 1:
+            chains[0] = [moment]
+            if not best:
+                best = [moment]
+            continue
+        if mode == "strict_deduplication" and chains[step - 1] is not None:
+            break
+        if mode == "strict_order" and chains[0] is not None and chains[step - 2] is None:
+            break
+        previous = chains[step - 2]
+        if previous is not None and moment <= previous[0] + window:
+            chains[step - 1] = [*previous, moment]
+            if step > len(best):
+                best = chains[step - 1]
+            if step == steps:
+                break
+    return best
+
+
+def funnel(
+    data: Mapping[str, Iterable[Event]],
+    *,
+    steps: Sequence[str],
+    step_by: str = "event_type",
+    source: str = "user_events",
+    window_seconds: str = "86400",
+    mode: str = "default",
+    breakdown: str = "none",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per user of `source`, over the user's in-range events: each event matches every
+    position of `steps` its `step_by` value equals (none: step 0, seen by strict_order
+    only); matches sorted by (time, step) go through _funnel_path. Users with level >= 1
+    are grouped by the breakdown value of their first step-1 event (smallest (time, value));
+    per group and step: users with level >= step, conversion from the previous step and
+    from step 1 (4 decimals), and the median (statistics.median) of path[step] -
+    path[step - 1] over those users (0 for step 1 or nobody). Ordered by breakdown, step."""
+    column = {"device": "device_type", "browser": "browser", "country": "country"}.get(breakdown)
+    matches: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    firsts: dict[str, tuple[datetime, str]] = {}
+    for moment, event in _in_range(data[source], start_date, end_date):
+        key = event[step_by]
+        positions = [i + 1 for i, step in enumerate(steps) if step == key]
+        if not positions:
+            if mode != "strict_order":
+                continue
+            positions = [0]
+        user = event["user_id"]
+        matches[user].extend((_epoch(moment), position) for position in positions)
+        if key == steps[0]:
+            value = event.get(column, "") if column else ""
+            firsts[user] = min(firsts.get(user, (moment, value)), (moment, value))
+    groups: dict[str, list[list[int]]] = defaultdict(list)
+    for user, found in matches.items():
+        path = _funnel_path(sorted(found), len(steps), int(window_seconds), mode)
+        if path:
+            groups[firsts[user][1]].append(path)
+    rows = []
+    for value in sorted(groups):
+        paths = groups[value]
+        reached = [sum(1 for path in paths if len(path) >= k) for k in range(1, len(steps) + 1)]
+        for k in range(1, len(steps) + 1):
+            gaps = [path[k - 1] - path[k - 2] for path in paths if k > 1 and len(path) >= k]
+            rows.append(
+                {
+                    "breakdown": value,
+                    "step": k,
+                    "step_name": steps[k - 1],
+                    "users": reached[k - 1],
+                    "conversion_from_previous": _ratio(reached[k - 1], reached[max(k - 2, 0)], 4),
+                    "conversion_overall": _ratio(reached[k - 1], reached[0], 4),
+                    "median_seconds_from_previous": float(statistics.median(gaps)) if gaps else 0.0,
+                }
+            )
+    return rows
+
+
+def retention(
+    data: Mapping[str, Iterable[Event]],
+    *,
+    source: str = "user_events",
+    period: str = "day",
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+) -> list[Row]:
+    """Per user of `source`: cohort = the period of the first in-range event; active in
+    every period holding an in-range event. Per (cohort, periods since the cohort): users
+    active, the cohort's size, and their ratio (4 decimals). Months count by calendar
+    month, weeks from Mondays, days by UTC date. Ordered by cohort, period_number."""
+    first: dict[str, datetime] = {}
+    active: dict[str, set[datetime]] = defaultdict(set)
+    for moment, event in _in_range(data[source], start_date, end_date):
+        user = event["user_id"]
+        first[user] = min(first.get(user, moment), moment)
+        active[user].add(_bucket(moment, period))
+    counts: dict[tuple[datetime, int], int] = defaultdict(int)
+    for user, seen in first.items():
+        cohort = _bucket(seen, period)
+        for moment in active[user]:
+            if period == "month":
+                number = (moment.year - cohort.year) * 12 + moment.month - cohort.month
+            else:
+                number = (moment - cohort).days // (7 if period == "week" else 1)
+            counts[(cohort, number)] += 1
+    return [
+        {
+            "cohort": cohort.strftime("%Y-%m-%d"),
+            "period_number": number,
+            "cohort_users": counts[(cohort, 0)],
+            "active_users": users,
+            "retention": _ratio(users, counts[(cohort, 0)], 4),
+        }
+        for (cohort, number), users in sorted(counts.items())
+    ]
+
+
+def page_paths(
+    events: Iterable[Event],
+    *,
+    page_url: str,
+    start_date: str = DEFAULT_START_DATE,
+    end_date: str = DEFAULT_END_DATE,
+    limit: str = "10",
+) -> list[Row]:
+    """Each session's in-range page views (`page_view` or `pageview`) in (time, event_id,
+    url) order, runs of one url collapsed; around each place `page_url` holds, the url after
+    it counts as `next`, the one before as `previous`. Per direction: counts, share of the
+    direction's total (4 decimals), most first (ties by url), `limit` of each."""
+    views: dict[str, list[tuple[datetime, str, str]]] = defaultdict(list)
+    for moment, event in _in_range(events, start_date, end_date):
+        if event["event_type"] in _PAGE_VIEW_TYPES:
+            views[event["session_id"]].append((moment, event["event_id"], event["page_url"]))
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for session in views.values():
+        path: list[str] = []
+        for _, _, url in sorted(session):
+            if not path or path[-1] != url:
+                path.append(url)
+        for i, url in enumerate(path):
+            if url != page_url:
+                continue
+            if i + 1 < len(path):
+                counts[("next", path[i + 1])] += 1
+            if i > 0:
+                counts[("previous", path[i - 1])] += 1
+    rows = []
+    for direction in ("next", "previous"):
+        mine = sorted(
+            ((url, n) for (d, url), n in counts.items() if d == direction),
+            key=lambda item: (-item[1], item[0]),
+        )
+        total = sum(n for _, n in mine)
+        rows.extend(
+            {
+                "direction": direction,
+                "page_url": url,
+                "transitions": n,
+                "share": _ratio(n, total, 4),
+            }
+            for url, n in mine[: _limit(limit)]
+        )
+    return rows
+
+
 # --- catalogue and comparison ---------------------------------------------------------
 
 
-# endpoint -> (datasource it reads, reference implementation)
+# endpoint -> (datasource it reads, reference implementation); "" for a pipe whose `source`
+# parameter names the datasource: its reference takes every datasource's events, by name.
 ENDPOINTS: dict[str, tuple[str, Callable[..., list[Row]]]] = {
     "test_summary": ("ab_test_events", test_summary),
     "test_results": ("ab_test_events", test_results),
@@ -718,6 +909,9 @@ ENDPOINTS: dict[str, tuple[str, Callable[..., list[Row]]]] = {
     "get_user_journey": ("clickstream_events", get_user_journey),
     "get_session_events": ("clickstream_events", get_session_events),
     "get_popular_pages": ("clickstream_events", get_popular_pages),
+    "funnel": ("", funnel),
+    "retention": ("", retention),
+    "page_paths": ("clickstream_events", page_paths),
 }
 
 # Rounded columns may legitimately differ by one unit in the last kept decimal: the
@@ -737,6 +931,9 @@ FLOAT_TOLERANCES: dict[str, dict[str, float]] = {
     "test_segments": {"conversion_rate": 1e-4, "total_revenue": 1e-2, "revenue_per_user": 1e-4},
     "test_timeseries": {"conversion_rate": 1e-4, "total_revenue": 1e-2},
     "user_activity_metrics": {"click_through_rate": 1e-2},
+    "funnel": {"conversion_from_previous": 1e-4, "conversion_overall": 1e-4},
+    "retention": {"retention": 1e-4},
+    "page_paths": {"share": 1e-4},
 }
 
 _EPSILON = 1e-9

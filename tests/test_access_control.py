@@ -23,7 +23,12 @@ from pipit.seed.generator import generate
 from services.ingest.service import SERVICE as INGEST
 from services.query.service import SERVICE as QUERY
 
-REQUIRED = {"user_id": "user_1", "session_id": "sess_1"}
+REQUIRED = {
+    "user_id": "user_1",
+    "session_id": "sess_1",
+    "page_url": "https://example.com/",
+    "steps": ["page_view", "click"],
+}
 
 
 def _event(datasource: str) -> dict:
@@ -172,7 +177,13 @@ def _http_routes():
         )
         if rule.get:
             request = make_request()
-            query = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            printed = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            # A list parameter goes once per item (`steps=a&steps=b`).
+            query = [
+                (key, item)
+                for key, value in printed.items()
+                for item in (value if isinstance(value, list) else [value])
+            ]
             routes.append((path, "GET", rule.get, query, None))
         elif rule.post and name == "PostEvents":
             routes.append(

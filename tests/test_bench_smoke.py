@@ -59,7 +59,7 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert [p["freshness"]["n"] for p in freshness["phases"]] == [3, 3]
     query = json.loads((tmp_path / "query.json").read_text())
     (size,) = query["sizes"]
-    assert len(size["endpoints"]) == 12
+    assert len(size["endpoints"]) == 16
     for figures in size["endpoints"].values():
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
     assert [t["clients"] for t in size["throughput"]] == [1, 2]

@@ -366,6 +366,19 @@ def duration(seconds: int) -> str:
     return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
+def short_rate(value: float) -> str:
+    """A share as the retention heatmap shows it: one decimal at most (43.1%, 100%). Chromium
+    rounds a double's shortest decimal form, not its exact binary value (0.2045 shows as
+    20.5%), so this does."""
+    text = f"{_half_up(Decimal(repr(value)) * 100, '0.1'):,f}"
+    return text.removesuffix(".0") + "%"
+
+
+def seconds(value: float) -> str:
+    """A median time as the funnel shows it: rounded half up to whole seconds."""
+    return duration(int(_half_up(value, "1")))
+
+
 def period(value: str) -> str:
     return value[:10] if value.endswith(" 00:00:00") else value[:16]
 
@@ -804,6 +817,121 @@ async def test_clickstream_tab(site: Site, opened: Opened, tmp_path: Path) -> No
     await screenshot(page, tmp_path, "clickstream")
 
 
+def _retention_shown(rows: list[dict[str, Any]], period: str) -> list[dict[str, str]]:
+    """The heatmap's rows: a cohort, its users and the share active n periods later, 0% where
+    none came back in a period the data covers, blank after the latest period seen."""
+
+    def index(day: str) -> int:  # periods since 1970 (weeks from the Monday of 1969-12-29)
+        moment = datetime.strptime(day, "%Y-%m-%d")
+        if period == "month":
+            return moment.year * 12 + moment.month
+        return (moment - datetime(1969, 12, 29)).days // (7 if period == "week" else 1)
+
+    latest = max(index(r["cohort"]) + r["period_number"] for r in rows)
+    width = latest - index(rows[0]["cohort"]) + 1
+    shown = []
+    for cohort in dict.fromkeys(r["cohort"] for r in rows):
+        mine = {r["period_number"]: r for r in rows if r["cohort"] == cohort}
+        observed = latest - index(cohort)
+        cells = {
+            f"p{n}": short_rate(mine[n]["retention"] if n in mine else 0.0) if n <= observed else ""
+            for n in range(width)
+        }
+        users = count(mine[0]["cohort_users"])
+        shown.append({"_key": cohort, "cohort": cohort, "cohort_users": users, **cells})
+    return shown
+
+
+async def test_journeys_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "journeys")
+
+    # The funnel as the form first asks for it; the API called with Tinybird's comma form.
+    steps = ["page_view", "click", "form_submit"]
+    for breakdown in ("device", "none"):  # ends on none, the view in the screenshot
+        await settle(page, page.select_option("#funnel-breakdown", breakdown))
+        rows = await site.api(
+            "funnel", steps=",".join(steps), window_seconds=3600, breakdown=breakdown
+        )
+        assert rows and rows[-1]["users"] > 0
+        broken = breakdown != "none"
+        assert await table(page, "#journeys-funnel") == [
+            {
+                "_key": f"{row['breakdown']}|{row['step']}",
+                **({"breakdown": row["breakdown"]} if broken else {}),
+                "step": str(row["step"]),
+                "step_name": row["step_name"],
+                "users": count(row["users"]),
+                "conversion_from_previous": rate(row["conversion_from_previous"]),
+                "conversion_overall": rate(row["conversion_overall"]),
+                "median_seconds_from_previous": "–"
+                if row["step"] == 1
+                else seconds(row["median_seconds_from_previous"]),
+            }
+            for row in rows
+        ]
+        labels = [f"{i + 1}. {step}" for i, step in enumerate(steps)]
+        want = {}
+        for row in rows:
+            want.setdefault(row["breakdown"] if broken else "Users", {})[
+                labels[row["step"] - 1]
+            ] = row["users"]
+        assert series(await chart(page, "journeys-funnel")) == want
+
+    # Other steps and a stricter order, sent as one `steps` value per step.
+    await page.fill("#funnel-steps", "page_view ,scroll, click")
+    await page.select_option("#funnel-mode", "strict_order")
+    await settle(page, page.click("#funnel-form button"))
+    strict = await site.api(
+        "funnel", steps="page_view,scroll,click", mode="strict_order", window_seconds=3600
+    )
+    shown = await table(page, "#journeys-funnel")
+    assert [r["users"] for r in shown] == [count(r["users"]) for r in strict]
+    await page.fill("#funnel-steps", ", ".join(steps))
+    await settle(page, page.select_option("#funnel-mode", "default"))
+
+    for period in ("day", "month", "week"):  # ends on week, the view in the screenshot
+        await settle(page, page.select_option("#retention-period", period))
+        cohorts = await site.api("retention", period=period)
+        shown, want = await table(page, "#journeys-retention"), _retention_shown(cohorts, period)
+        assert len(shown) == len(want), period
+        for got, row in zip(shown, want, strict=True):
+            assert got == row, {k: (got.get(k), v) for k, v in row.items() if got.get(k) != v}
+    # Darker is more: a cohort's own period (everyone) is the darkest blue.
+    first = await page.eval_on_selector(
+        "#journeys-retention [data-col=p0] .heat", "c => getComputedStyle(c).backgroundColor"
+    )
+    assert first == "rgb(37, 99, 235)"
+
+    for page_url in ("https://example.com/", "https://example.com/pricing"):
+        await page.fill("#paths-page", page_url)
+        await settle(page, page.click("#paths-form button"))
+        paths = await site.api("page_paths", page_url=page_url, limit=10)
+        assert {r["direction"] for r in paths} == {"next", "previous"}
+        assert await table(page, "#journeys-paths") == [
+            {
+                "_key": f"{row['direction']}|{row['page_url']}",
+                "direction": "went to" if row["direction"] == "next" else "came from",
+                "page_url": path_of(row["page_url"]),
+                "transitions": count(row["transitions"]),
+                "share": rate(row["share"]),
+            }
+            for row in paths
+        ]
+        for direction in ("next", "previous"):
+            assert series(await chart(page, f"journeys-{direction}")) == {
+                "Sessions": {
+                    path_of(r["page_url"]): r["transitions"]
+                    for r in paths
+                    if r["direction"] == direction
+                }
+            }
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "journeys")
+
+
 # --- the Pipes tab: any project ------------------------------------------------------
 
 
@@ -815,7 +943,7 @@ async def test_pipes_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
     assert await page.is_hidden(".range")
 
     listed = await site.pipes()
-    assert len(listed) == 12
+    assert len(listed) == 16
     assert await listed_pipes(page) == sorted(pipe["name"] for pipe in listed)
     assert await page.is_visible("#pipes-pick")
 
@@ -1264,7 +1392,7 @@ async def test_a_pipe_the_token_may_not_read_is_explained(site: Site, opened: Op
     await page.route(f"{site.gateway_url}/v0/pipes", listing_before)
     await sign_in(page, site.gateway_url, token=site.ab_token)
     assert await page.evaluate("document.body.dataset.state") == "ready"
-    assert await shown_tabs(page) == ["ab", "behaviour", "saas", "clickstream", "pipes"]
+    assert await shown_tabs(page) == ["ab", "behaviour", "saas", "clickstream", "journeys", "pipes"]
 
     assert await settle(page, page.click("#tab-saas")) == "error"
     assert await page.get_attribute("#message", "data-problem") == "forbidden"
@@ -1393,7 +1521,7 @@ async def test_a_phone_screen_has_no_sideways_scrolling(site: Site, opened: Open
     page = opened.page
     await page.set_viewport_size(PHONE)
     await sign_in(page, await as_documented(page, site))
-    for name in ("ab", "behaviour", "saas", "clickstream", "pipes"):
+    for name in ("ab", "behaviour", "saas", "clickstream", "journeys", "pipes"):
         if name != "ab":
             await open_tab(page, name)
         if name == "pipes":

@@ -22,6 +22,7 @@ from conftest import unique_database
 from endpoint_cases import CASES, CUT, DATA, at, case_id
 
 from common.datasources import registry
+from common.warehouse.base import Literal
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.clickhouse.v1 import options_pb2
 from pipit.query.v1 import query_service_pb2
@@ -29,7 +30,7 @@ from pipit.seed.generator import DATASOURCES, generate
 from services.query.analysis import Analysis, analysis_of
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "services" / "query" / "sql"
-PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
+PLACEHOLDER = re.compile(r"\{(\w+):(\w+|Array\(\w+\))\}")
 
 
 # --- the endpoints as the protos declare them ---------------------------------------------
@@ -46,13 +47,27 @@ class Endpoint:
     def sql(self) -> str:
         return (SQL_DIR / f"{self.name}.sql").read_text()
 
-    def bind(self, given: dict[str, str]) -> dict[str, str]:
+    def bind(self, given: dict[str, Any]) -> dict[str, Any]:
         """What the binder sends: every parameter, defaults applied, '' when none."""
         unknown = set(given) - set(self.parameters)
         assert not unknown, f"{self.name} has no parameters {unknown}"
         return {
             field: given.get(field, parameter.default_value)
             for field, parameter in self.parameters.items()
+        }
+
+    def bound(self, given: dict[str, Any]) -> dict[str, Any]:
+        """bind()'s values as the warehouse takes them: a list as ClickHouse's array literal
+        (its strings quoted with only backslash and quote escaped)."""
+
+        def quoted(text: str) -> str:
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        return {
+            field: Literal("[" + ",".join(map(quoted, value)) + "]")
+            if isinstance(value, list)
+            else value
+            for field, value in self.bind(given).items()
         }
 
 
@@ -89,9 +104,9 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
     await wh.close()
 
 
-async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -> list[dict]:
+async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, Any]) -> list[dict]:
     endpoint = ENDPOINTS[name]
-    params = endpoint.bind(given)
+    params = endpoint.bound(given)
     result = await warehouse.query(endpoint.sql, params)
     if endpoint.analysis is not None:
         result = await endpoint.analysis.run(result, params)
@@ -111,12 +126,12 @@ async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 async def test_endpoint_matches_reference(
-    warehouse: EmbeddedWarehouse, case: tuple[str, dict[str, str]]
+    warehouse: EmbeddedWarehouse, case: tuple[str, dict[str, Any]]
 ) -> None:
     name, given = case
     datasource, reference = expected.ENDPOINTS[name]
     actual = await _run(warehouse, name, given)
-    want = reference(DATA[datasource], **ENDPOINTS[name].bind(given))
+    want = reference(DATA[datasource] if datasource else DATA, **ENDPOINTS[name].bind(given))
     tolerances = expected.FLOAT_TOLERANCES.get(name, {})
     expected.assert_rows_match(actual, want, tolerances)
     # The tolerance absorbs rounding ties, not missing rounding: rounded columns carry

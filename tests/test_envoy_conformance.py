@@ -175,9 +175,9 @@ def test_every_http_route_in_the_protos_is_compared() -> None:
 # --- pipes ---------------------------------------------------------------------------------
 
 
-def _query(given: dict[str, str]) -> str:
-    # Spaces as `+`, as browsers and the tutorials send them.
-    return urlencode(given, quote_via=quote_plus)
+def _query(given: dict[str, Any]) -> str:
+    # Spaces as `+`, as browsers and the tutorials send them; a list once per item.
+    return urlencode(given, quote_via=quote_plus, doseq=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])

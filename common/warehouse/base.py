@@ -100,6 +100,13 @@ class Literal:
         return hash(self.text)
 
 
+def quoted_string(text: str) -> str:
+    """A string as an item of an array literal: ClickHouse's quoted form, where only the
+    backslash and the quote itself need escaping (any other character, newline and NUL
+    included, is read as itself)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class WarehouseError(RuntimeError):
     """The warehouse refused or failed a statement. `code` is the engine's error code
     (ClickHouse's `Code: <n>`), None when the engine never answered (unreachable, timed
