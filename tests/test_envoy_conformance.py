@@ -1175,7 +1175,7 @@ async def test_catalog_token_parameter(
     assert ours.status == 200
     assert sorted(ours.json["paths"]) == [
         f"/v0/pipes/{pipe}.{extension}"
-        for pipe in ("test_segments", "test_summary", "test_timeseries")
+        for pipe in ("test_results", "test_segments", "test_summary", "test_timeseries")
         for extension in sorted(("json", "csv", "csvwithnames", "ndjson", "parquet"))
     ]
     assert_same(ours, envoy)
