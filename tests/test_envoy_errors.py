@@ -18,6 +18,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from harness import free_port
+from status_table import README_ERROR_STATUSES
 
 from gateway.app import default_descriptor_set
 from gateway.envoy import EnvoyConfig, http_services, start_envoy
@@ -26,27 +27,6 @@ from pipit.query.v1 import pipe_pb2
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
-# A code's HTTP status, as the README's table gives it (and gateway/errors.py implements):
-# Envoy's grpcToHttpStatus, but UNAUTHENTICATED is 403 as Tinybird documents it
-# (tests/test_tinybird_statuses.py holds the references).
-README_TABLE = {
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 403,
-}
 MESSAGE = 'it went wrong: <"quoted"> & é'
 # Messages the Lua filter that adds `error` to Envoy's bodies must copy exactly: it reads the
 # printed JSON string up to its closing quote.
@@ -146,14 +126,14 @@ def _summary(test_id: str) -> str:
 
 def test_the_readme_table_is_what_the_gateway_implements() -> None:
     assert {code.name: http_status(code) for code in grpc.StatusCode if code.value[0]} == (
-        README_TABLE
+        README_ERROR_STATUSES
     )
 
 
-@pytest.mark.parametrize("code", list(README_TABLE))
+@pytest.mark.parametrize("code", list(README_ERROR_STATUSES))
 async def test_each_grpc_status(pair: GatewayPair, http: aiohttp.ClientSession, code: str) -> None:
     ours, envoy = await pair.send(http, "GET", _summary(f"code:{code}"))
-    assert ours.status == README_TABLE[code]
+    assert ours.status == README_ERROR_STATUSES[code]
     assert ours.json == {
         "error": MESSAGE,
         "code": grpc.StatusCode[code].value[0],

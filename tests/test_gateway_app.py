@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from status_table import README_ERROR_STATUSES
 
 from gateway import bound_port, create_app, serve_gateway
 from gateway.app import pipe_query_path
@@ -372,27 +373,9 @@ async def test_large_json_body_is_transcoded_off_the_loop(upstream: Upstream):
 async def test_grpc_codes_map_to_http_statuses(
     client: TestClient, upstream: Upstream, code: grpc.StatusCode
 ):
-    expected = {
-        "CANCELLED": 499,
-        "UNKNOWN": 500,
-        "INVALID_ARGUMENT": 400,
-        "DEADLINE_EXCEEDED": 504,
-        "NOT_FOUND": 404,
-        "ALREADY_EXISTS": 409,
-        "PERMISSION_DENIED": 403,
-        "RESOURCE_EXHAUSTED": 429,
-        "FAILED_PRECONDITION": 400,
-        "ABORTED": 409,
-        "OUT_OF_RANGE": 400,
-        "UNIMPLEMENTED": 501,
-        "INTERNAL": 500,
-        "UNAVAILABLE": 503,
-        "DATA_LOSS": 500,
-        "UNAUTHENTICATED": 403,  # as Tinybird documents it
-    }
     upstream.recorder.abort = (code, f"failed with {code.name}: field 'limit'")
     response = await client.get("/v0/pipes/test_summary.json")
-    assert response.status == expected[code.name]
+    assert response.status == README_ERROR_STATUSES[code.name]
     assert response.headers["Content-Type"] == "application/json"
     message = f"failed with {code.name}: field 'limit'"
     assert await _json(response) == {

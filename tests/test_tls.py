@@ -16,23 +16,13 @@ import pytest
 from gateway_pair import require_envoy
 from harness import AUTH, free_port, start_suite
 from processes import PipitProcess, start_pipit
+from samples import ab_test_event
 
 from common.datasources import registry
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
 TOKEN = "tls-e2e-admin-token-0123456789"
-EVENT = {
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "user_12345",
-    "test_id": "tls_test",
-    "variant": "B",
-    "event_type": "page_view",
-    "conversion": 1,
-    "revenue": 29.99,
-    "session_id": "session_789012",
-    "device": "mobile",
-    "country": "US",
-}
+EVENT = ab_test_event(test_id="tls_test")
 
 
 def _openssl(*args: str) -> None:
