@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_http_fixture import clickhouse_url_for_tests
+from tiers import entering, mark_quick
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -25,6 +26,20 @@ _database_numbers = itertools.count(1)
 ENVIRON_CANARY = os.environ.setdefault(
     "PIPIT_TEST_ENVIRON_CANARY", "environ-" + secrets.token_hex(16)
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_quick(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # Around setup too: module fixtures start what the first test using them needs.
+    entering(item)
+    try:
+        return (yield)
+    finally:
+        entering(None)
 
 
 @pytest.fixture(scope="session")

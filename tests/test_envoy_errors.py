@@ -44,6 +44,18 @@ MESSAGES = [
 ]
 
 
+class Held:
+    """A request the upstream holds: `arrived` once it is in, answered once `released`."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+
+# test_id "held" waits on this (the test that sends it makes a fresh one first).
+HELD = [Held()]
+
+
 class ScriptedQuery(query_grpc.QueryServiceServicer):
     """TestSummary does what its `test_id` says."""
 
@@ -79,6 +91,10 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
             context.set_trailing_metadata((("x-trailer", "1"),))
         if verb == "slow":
             await asyncio.sleep(float(argument))
+        if verb == "held":
+            held = HELD[0]
+            held.arrived.set()
+            await held.released.wait()
         return query_pb2.TestSummaryResponse(
             meta=[pipe_pb2.ColumnMeta(name="test_id", type="String")],
             data=[query_pb2.TestSummaryRow(test_id="t", users=3, conversion_rate=0.5)],
@@ -289,14 +305,23 @@ async def test_envoy_stops_as_our_gateway_does(upstream, tmp_path: Path) -> None
     envoy = await start_envoy(
         EnvoyConfig(_everything_at(target)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    held = HELD[0] = Held()
     async with aiohttp.ClientSession() as http:
-        in_flight = asyncio.create_task(http.get(envoy.url + _summary("slow:1")))
-        await asyncio.sleep(0.3)
+        in_flight = asyncio.create_task(http.get(envoy.url + _summary("held")))
+        await asyncio.wait_for(held.arrived.wait(), 10)
         stopping = asyncio.create_task(envoy.stop(grace=10))
-        await asyncio.sleep(0.2)
-        with pytest.raises(aiohttp.ClientConnectionError):
-            async with aiohttp.ClientSession() as fresh, fresh.get(envoy.url + "/healthz"):
-                pass
+        # Readiness wait, reversed: until a new connection is refused (the listener drained).
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                async with aiohttp.ClientSession() as fresh, fresh.get(envoy.url + "/healthz"):
+                    pass
+            except aiohttp.ClientConnectionError:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "Envoy kept taking connections"
+            await asyncio.sleep(0.02)
+        assert not in_flight.done()
+        held.released.set()
         response = await in_flight
         assert response.status == 200
         assert await stopping == 0
