@@ -3,8 +3,9 @@ seeded with known events through the Events API.
 
 Every number the page shows is checked against the public API's answer to the same call,
 formatted as the page formats it (en-US); every chart must hold the API's series and show its
-colours on the canvas. Screenshots of each tab go to the test's output directory and to
-docs/screenshots/, which the README shows.
+colours on the canvas. Screenshots of each tab go to the test's output directory, and with
+PIPIT_SCREENSHOTS=1 to docs/screenshots/ too, which the README shows (so a run refreshes the
+committed pictures only when asked to).
 
 Chromium comes from the system (`apt-get install chromium`, which `.ci/run` does), never from
 `playwright install`. Without it these tests are skipped, unless PIPIT_REQUIRE_BROWSER is set
@@ -303,9 +304,12 @@ def series(drawn: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def screenshot(page: Page, output: Path, name: str) -> None:
-    """Saves a full-page screenshot in the test's output directory and in docs/screenshots/."""
+    """Saves a full-page screenshot in the test's output directory, and in docs/screenshots/
+    when PIPIT_SCREENSHOTS=1."""
     path = output / f"{name}.png"
     await page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
+    if os.environ.get("PIPIT_SCREENSHOTS") != "1":
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, SCREENSHOTS / path.name)
 
