@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_http_fixture import clickhouse_url_for_tests
-from tiers import entering, mark_quick
+from tiers import entering, mark_by_fixtures, mark_quick, tier
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -28,7 +28,9 @@ ENVIRON_CANARY = os.environ.setdefault(
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_by_fixtures(items)
     mark_quick(items)
 
 
@@ -49,6 +51,7 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+@tier("e2e")  # a server process of its own
 def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ClickHouse HTTP endpoint for the whole session: the real server named by
     PIPIT_TEST_CLICKHOUSE_URL, else the test fixture serving it from chDB."""

@@ -86,6 +86,7 @@ def _ports() -> dict[str, str]:
     }
 
 
+@pytest.mark.e2e
 def test_pipit_up_refuses_to_start_with_a_weak_token(tmp_path: Path):
     env = {**_ports(), "PIPIT_DATA_DIR": str(tmp_path / "data"), "PIPIT_ADMIN_TOKEN": "1"}
     done = _pipit(["up"], env)
@@ -95,6 +96,7 @@ def test_pipit_up_refuses_to_start_with_a_weak_token(tmp_path: Path):
     assert not (tmp_path / "data").exists()  # refused before anything was opened
 
 
+@pytest.mark.e2e
 def test_pipit_query_refuses_a_weak_flag_and_a_weak_kept_token(tmp_path: Path):
     env = {**_ports(), "PIPIT_DATA_DIR": str(tmp_path), "PIPIT_ADMIN_TOKEN": ""}
     done = _pipit(["query", "--admin-token", "hunter2"], env)

@@ -34,6 +34,8 @@ from pipit.project.runtime import CurrentProject, Project
 from services.ingest.blocks import Block
 from services.ingest.service import Ingestor, _Counts
 
+pytestmark = pytest.mark.e2e
+
 # One column per type, each its own typed event's field: a typed event carries some types
 # only for some values (no null inside a repeated field), so each is sent on its own.
 TYPED = [

@@ -44,6 +44,8 @@ from pipit.seed.generator import generate_all
 from services.ingest.service import SERVICE as INGEST
 from services.query.service import SERVICE as QUERY
 
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
 CHROMIUM = Path(os.environ.get("PIPIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -26,6 +26,8 @@ from gateway.envoy import (
 )
 from gateway.envoy_deployment import ROUTES_FILE_NAME, write_routes
 
+pytestmark = pytest.mark.envoy
+
 SERVICES = ("pipit.ingest.v1.IngestService", "pipit.query.v1.QueryService")
 
 

@@ -41,6 +41,8 @@ from gateway.routes import load_routes
 from pipit.seed.command import to_message
 from pipit.seed.generator import generate
 
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
+
 MAX_BODY = 10 * 1024 * 1024  # the default, so Envoy's buffer limits are tried at full size
 ORIGIN = "https://app.example.com"
 ORIGINS = (ORIGIN, "https://admin.example.com")

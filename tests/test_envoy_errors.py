@@ -27,6 +27,8 @@ from pipit.query.v1 import pipe_pb2
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
+pytestmark = pytest.mark.envoy
+
 MESSAGE = 'it went wrong: <"quoted"> & é'
 # Messages the Lua filter that adds `error` to Envoy's bodies must copy exactly: it reads the
 # printed JSON string up to its closing quote.

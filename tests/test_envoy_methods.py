@@ -19,6 +19,8 @@ from gateway.envoy import EnvoyConfig, start_envoy
 from gateway.routes import load_routes
 from pipit.protogen import include_paths
 
+pytestmark = pytest.mark.envoy
+
 SERVICE = "test.v1.Library"
 # Every kind of path template, on methods that need no body; compiled by protoc as Pipit's
 # protos are, so that Envoy's stricter descriptor pool takes it.

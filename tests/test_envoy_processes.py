@@ -10,10 +10,13 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from gateway_pair import Answer, require_envoy
 from harness import free_port
 from processes import start_pipit, start_up
 from samples import ab_test_event
+
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
 
 TOKEN = "envoy-e2e-admin-token-0123456789"
 

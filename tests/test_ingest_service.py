@@ -17,6 +17,8 @@ from samples import ab_test_event
 from pipit.datasources.v1 import ab_test_events_pb2
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 
+pytestmark = pytest.mark.e2e
+
 SAMPLE = ab_test_event()
 
 

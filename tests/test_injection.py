@@ -19,6 +19,8 @@ from harness import TOKEN, start_suite
 from common.datasources import registry
 from services.query.service import builtin_endpoints
 
+pytestmark = pytest.mark.e2e
+
 PAYLOADS = [
     "' OR '1'='1",
     "x' OR 1=1 --",

@@ -29,6 +29,8 @@ from common.config import Settings
 from services.ingest.service import SERVICE as INGEST_SERVICE
 from services.query.service import SERVICE as QUERY_SERVICE
 
+pytestmark = pytest.mark.k8s
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "production")

@@ -20,6 +20,8 @@ from samples import AB_TEST_EVENT_BODY
 
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "e2e-admin-token-0123456789"
 SUMMARY_QUERY = (
     "test_id=homepage_redesign&start_date=2023-06-01+00%3A00%3A00"

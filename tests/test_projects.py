@@ -33,6 +33,8 @@ from harness import TOKEN, free_port, start_suite
 from processes import PipitProcess, start_pipit
 from samples import ab_test_event
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = ROOT / "tests" / "projects" / "tutorials"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,6 +9,8 @@ import pytest
 from harness import TOKEN, start_suite
 from samples import AB_TEST_EVENT_BODY
 
+pytestmark = pytest.mark.e2e
+
 SAMPLES = {
     # 001: the POST body, pretty-printed as in the tutorial.
     "ab_test_events": AB_TEST_EVENT_BODY,

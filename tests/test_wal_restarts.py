@@ -263,6 +263,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batcher_module, "RETRY_MAX_SECONDS", 0.002)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=STEPS)
 def test_tokens_never_repeat_and_acknowledged_rows_land_exactly_once(
