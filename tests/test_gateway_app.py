@@ -113,11 +113,18 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 @pytest.fixture
-async def client(upstream: Upstream) -> AsyncIterator[TestClient]:
+async def fresh(upstream: Upstream) -> Upstream:
+    """The module's upstream as no test left it: nothing recorded, answering, serving."""
     upstream.recorder.calls.clear()
     upstream.recorder.abort = None
     upstream.recorder.trailing = ()
     await upstream.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    return upstream
+
+
+@pytest.fixture
+async def client(fresh: Upstream) -> AsyncIterator[TestClient]:
+    upstream = fresh
     app = create_app(
         {QUERY: upstream.target, INGEST: upstream.target},
         max_body_bytes=MAX_BODY,
@@ -354,7 +361,8 @@ async def test_body_star_json(client: TestClient, upstream: Upstream):
     assert (await _json(bad))["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 
-async def test_large_json_body_is_transcoded_off_the_loop(upstream: Upstream):
+async def test_large_json_body_is_transcoded_off_the_loop(fresh: Upstream):
+    upstream = fresh
     # Over the offload threshold (256 KiB): build_request runs in a worker thread.
     events = [{"event_id": f"e{i}", "properties": "p" * 100} for i in range(3000)]
     app = create_app({INGEST: upstream.target}, timeout=5.0)
@@ -495,7 +503,8 @@ async def test_a_known_path_with_another_method_is_405(
     assert upstream.recorder.calls == []
 
 
-async def test_unreachable_upstream_is_503(upstream: Upstream):
+async def test_unreachable_upstream_is_503(fresh: Upstream):
+    upstream = fresh
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{sock.getsockname()[1]}"
@@ -593,7 +602,8 @@ async def test_one_log_line_per_request(client: TestClient):
     assert (lines[1]["status"], lines[1]["grpc_method"]) == (404, None)
 
 
-async def test_serve_gateway_on_a_real_port(upstream: Upstream):
+async def test_serve_gateway_on_a_real_port(fresh: Upstream):
+    upstream = fresh
     app = create_app({QUERY: upstream.target}, timeout=5.0)
     runner = await serve_gateway(app, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{bound_port(runner)}"
