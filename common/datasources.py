@@ -19,7 +19,9 @@ from common.config import Settings
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
-QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+# A quarantine table's columns, declared once: its DDL and ingest's inserts read them here.
+QUARANTINE_COLUMN_TYPES = {"raw": "String", "error": "String", "arrived_at": "DateTime64(3, 'UTC')"}
+QUARANTINE_COLUMNS = tuple(QUARANTINE_COLUMN_TYPES)
 QUARANTINE_TTL_DAYS = Settings.quarantine_ttl_days
 # Ingest retries a flush under the same deduplication token after a crash or timeout;
 # the table must remember recent tokens for the retry to be dropped, not counted twice.
@@ -115,10 +117,8 @@ class Datasource:
         """Rows that failed validation, kept as received with the reason for `ttl_days`."""
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.quarantine_table}` (\n"
-            "    `raw` String,\n"
-            "    `error` String,\n"
-            "    `arrived_at` DateTime64(3, 'UTC')\n"
-            ")\n"
+            + ",\n".join(f"    `{name}` {kind}" for name, kind in QUARANTINE_COLUMN_TYPES.items())
+            + "\n)\n"
             "ENGINE = MergeTree\n"
             "PARTITION BY toYYYYMM(arrived_at)\n"
             "ORDER BY arrived_at\n"
