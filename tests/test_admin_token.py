@@ -13,8 +13,13 @@ import pytest
 from harness import free_port
 
 from common import config
-from common.auth import load_or_create_admin_token
-from common.tokens import MIN_ADMIN_TOKEN_LENGTH, TokenError, TokenStore, check_admin_token
+from common.tokens import (
+    MIN_ADMIN_TOKEN_LENGTH,
+    TokenError,
+    TokenStore,
+    check_admin_token,
+    load_or_create_admin_token,
+)
 from pipit.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
