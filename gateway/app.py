@@ -51,6 +51,7 @@ from aiohttp import HttpVersion11, web
 
 from common.config import Settings
 from common.grpc_server import MESSAGE_OVERHEAD_BYTES
+from common.query_string import parse_query, unescape
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
 from gateway.body import body_encoding, read_body
@@ -67,7 +68,7 @@ from gateway.errors import (
     rpc_error_body,
     status_body,
 )
-from gateway.transcoder import build_request, parse_query, render_response, unescape
+from gateway.transcoder import build_request, render_response
 from gateway.upstreams import Upstreams
 from pipit.ingest.v1 import datasources_service_pb2
 

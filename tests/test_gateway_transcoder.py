@@ -12,10 +12,11 @@ from google.api import annotations_pb2, http_pb2, httpbody_pb2
 from google.protobuf import any_pb2, descriptor_pb2, timestamp_pb2, wrappers_pb2
 from status_table import README_STATUSES
 
+from common.query_string import parse_query, unescape
 from gateway.app import default_descriptor_set
 from gateway.errors import GatewayError, http_status, status_body
 from gateway.routes import RouteTable, load_routes, parse_template
-from gateway.transcoder import build_request, parse_query, render_response, unescape
+from gateway.transcoder import build_request, render_response
 
 FD = descriptor_pb2.FieldDescriptorProto
 SERVICE = "test.v1.Library"
