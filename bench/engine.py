@@ -8,7 +8,9 @@ data directory per process and the services under test open their own:
 `raw-insert` is the warehouse's own insert rate, the yardstick for ingest. `load` writes
 the seed generator's events straight into the tables (no services), for the query
 benchmark. `direct` runs each endpoint's SQL, bound exactly as the query service binds
-it, on the engine itself: the yardstick for query latency."""
+it, on the engine itself — the layers' cost is the difference — and beside it the
+tutorial's own SQL for the endpoint (bench/tutorial_sql.py) with the same values: what the
+same user would get from the tutorial on this machine."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from bench import tutorial_sql
 from common.datasources import registry
 from common.warehouse.base import QUERY_SETTINGS
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -37,7 +40,9 @@ MARKER = "dataset.json"
 def schema_fingerprint() -> str:
     """Changes when any table's DDL changes, so a cached dataset is rebuilt."""
     ddl = "".join(
-        ds.create_table_sql(DATABASE) + ds.create_quarantine_sql(DATABASE)
+        ds.create_table_sql(DATABASE)
+        + ds.create_quarantine_sql(DATABASE)
+        + "".join(ds.range_views_sql(DATABASE))
         for ds in registry().values()
     )
     return hashlib.sha256(ddl.encode()).hexdigest()[:16]
@@ -143,11 +148,27 @@ async def _column(warehouse: EmbeddedWarehouse, table: str, column: str, k: int)
     return [row["v"] for row in result.data]
 
 
+def _series(
+    run: Any, bound: list[dict[str, str]], repeat: int, max_seconds: float, min_repeat: int
+) -> list[float]:
+    run(bound[0])  # warm-up
+    samples: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    for i in range(repeat):
+        started = time.perf_counter()
+        run(bound[i % len(bound)])
+        samples.append(time.perf_counter() - started)
+        if time.perf_counter() > deadline and i + 1 >= min_repeat:
+            break
+    return samples
+
+
 def direct(
     directory: Path, cases_file: Path, repeat: int, max_seconds: float, min_repeat: int = 20
 ) -> dict[str, Any]:
-    """Times each case's SQL on a bare chDB session: no service, no thread hop, no
-    parsing of the answer."""
+    """Times each case's SQL on a bare chDB session (no service, no thread hop, no
+    parsing of the answer), then the tutorial's SQL for it with the same values; where
+    the two define the answer alike, checks they agree on every case."""
     from chdb import session as chdb_session
 
     from pipit.query.v1 import query_service_pb2
@@ -160,21 +181,31 @@ def direct(
     by_rpc = builtin_endpoints(1024)
     cases = json.loads(cases_file.read_text())
     timings: dict[str, list[float]] = {}
+    tutorial: dict[str, list[float]] = {}
+    agree: dict[str, bool] = {}
     for name, variants in cases.items():
         endpoint = by_rpc[variants[0]["rpc"]]
         request_class = getattr(query_service_pb2, endpoint.request_class.DESCRIPTOR.name)
         bound = [endpoint.bind(request_class(**v["fields"])) for v in variants]
-        engine.query(endpoint.sql, "JSON", params=bound[0])  # warm-up
-        samples: list[float] = []
-        deadline = time.perf_counter() + max_seconds
-        for i in range(repeat):
-            started = time.perf_counter()
-            engine.query(endpoint.sql, "JSON", params=bound[i % len(bound)])
-            samples.append(time.perf_counter() - started)
-            if time.perf_counter() > deadline and i + 1 >= min_repeat:
-                break
-        timings[name] = samples
-    return {"timings": timings}
+
+        def ours(params: dict[str, str], sql: str = endpoint.sql) -> bytes:
+            return engine.query(sql, "JSON", params=params).bytes()
+
+        timings[name] = _series(ours, bound, repeat, max_seconds, min_repeat)
+        if name not in tutorial_sql.SQL:
+            continue  # a pipe of ours the tutorials have no counterpart for (test_results…)
+
+        def theirs(params: dict[str, str], sql: str = tutorial_sql.SQL[name]) -> bytes:
+            return engine.query(sql, "JSON", params=params).bytes()
+
+        tutorial[name] = _series(theirs, bound, repeat, max_seconds, min_repeat)
+        if name in tutorial_sql.AGREE:
+            agree[name] = all(
+                tutorial_sql.comparable(orjson.loads(ours(params))["data"])
+                == tutorial_sql.comparable(orjson.loads(theirs(params))["data"])
+                for params in bound
+            )
+    return {"timings": timings, "tutorial": tutorial, "answers_agree": agree}
 
 
 def main(argv: list[str] | None = None) -> int:

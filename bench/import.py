@@ -2,7 +2,7 @@
 ratio to chDB's own insert of the same file in the same run, and the ingest process's peak
 memory against the file's size.
 
-    python -m bench.import [--rows 2000000] [--formats csv,ndjson,parquet] [--bad 1000]
+    python -m bench.import [--rows 2000000] [--formats csv,ndjson,parquet] [--bad 1000] [--upload]
 
 Writes each file of `--rows` A/B test events (plus `--bad` rows that fail validation, in
 CSV and NDJSON) to disk a chunk at a time, then for each format:
@@ -10,8 +10,9 @@ CSV and NDJSON) to disk a chunk at a time, then for each format:
 - chDB's own insert: a fresh process running `INSERT INTO <table> SELECT * FROM file(…)`
   into a table made from the same datasource declaration (no validation, no quarantine);
 - Pipit: `pipit up` (defaults, embedded chDB, a fresh data directory) imports the file from
-  a URL this script serves (`POST /v0/datasources?url=…`, through the gateway), followed to
-  the end of its job; then the rows and quarantined rows are counted and checked against
+  a URL this script serves (`POST /v0/datasources?url=…`, through the gateway), or with
+  `--upload` from the request itself (a multipart form streamed from disk), followed to the
+  end of its job; then the rows and quarantined rows are counted and checked against
   the file's. The ingest process's peak RSS (VmHWM: everything, chDB included) is read from
   /proc at the end.
 
@@ -152,20 +153,31 @@ async def _serve(paths: dict[str, Path]) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-async def pipit_import(url: str, fmt: str, work: Path) -> dict[str, Any]:
+async def pipit_import(url: str, fmt: str, work: Path, upload: Path | None) -> dict[str, Any]:
+    """`url` imported (or, with `upload`, that file sent in the request as a multipart form,
+    streamed from disk) and followed to the end of its job."""
     suite = launch.start_up(work / f"pipit-{fmt}", {"PIPIT_IMPORT_ALLOW_PRIVATE_URLS": "true"})
     auth = {"Authorization": f"Bearer {launch.TOKEN}"}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             started = time.perf_counter()
-            async with http.post(
-                f"{suite.gateway_url}/v0/datasources?name={DATASOURCE}&format={fmt}",
-                data={"url": url},
-                headers=auth,
-            ) as response:
-                answer = await response.json()
-                if response.status != 200:
-                    raise RuntimeError(f"import refused: {answer}")
+            file = None if upload is None else upload.open("rb")  # noqa: ASYNC230 - aiohttp reads it
+            data: Any = {"url": url}
+            if file is not None:
+                data = aiohttp.FormData()
+                data.add_field(fmt, file, filename=upload.name)  # type: ignore[union-attr]
+            try:
+                async with http.post(
+                    f"{suite.gateway_url}/v0/datasources?name={DATASOURCE}&format={fmt}",
+                    data=data,
+                    headers=auth,
+                ) as response:
+                    answer = await response.json()
+                    if response.status != 200:
+                        raise RuntimeError(f"import refused: {answer}")
+            finally:
+                if file is not None:
+                    file.close()
             while True:
                 async with http.get(
                     f"{suite.gateway_url}/v0/jobs/{answer['id']}", headers=auth
@@ -209,9 +221,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 size = paths[fmt].stat().st_size
                 bad = 0 if fmt == "parquet" else args.bad
                 engine = baseline(paths[fmt], fmt, work)
-                pipit = await pipit_import(f"{base}/events.{fmt}", fmt, work)
+                pipit = await pipit_import(
+                    f"{base}/events.{fmt}", fmt, work, paths[fmt] if args.upload else None
+                )
                 run = {
                     "format": fmt,
+                    "source": "upload" if args.upload else "url",
                     "file_bytes": size,
                     "file_mib": round(size / 2**20, 1),
                     "rows_in_file": args.rows,
@@ -238,7 +253,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "datasource": DATASOURCE,
         "rows": args.rows,
-        "settings": "pipit defaults (import batches of 50000 rows), url= import via our gateway",
+        "settings": "pipit defaults (import batches of 50000 rows), "
+        + ("the file streamed in the request" if args.upload else "url= import")
+        + " via our gateway",
         "runs": runs,
     }
     results.write("import", document, args.out)
@@ -284,6 +301,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bad", type=int, default=1_000, help="invalid rows (CSV, NDJSON)")
     parser.add_argument("--formats", type=_list, default=list(FORMATS))
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="send each file in the request (a streamed multipart form) instead of by url=",
+    )
     parser.add_argument("--out", type=Path, default=results.RESULTS)
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args(argv)

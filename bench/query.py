@@ -1,7 +1,11 @@
-"""Query latency and throughput: p50/p95/p99 of each of the twelve endpoints through the
-HTTP gateway and through gRPC, beside the same SQL bound the same way and run directly
-on the engine in the same run; then requests/s of a mix of all twelve through the
-gateway with 1, 8 and 32 concurrent clients.
+"""Query latency and throughput: p50/p95/p99 of each endpoint (the tutorials' twelve, the
+A/B results and the journeys' three) through the HTTP gateway and through gRPC, beside the
+same SQL bound the same way and run directly on the engine in the same run (for a pipe with
+an analysis, test_results, its SQL alone: the analysis runs in the service), and beside the
+tutorial's own SQL for the endpoints the tutorials have (bench/tutorial_sql.py: the
+yardstick, reported as tutorial ÷ ours at p50 and p95, with the answers compared where the
+definitions agree); then requests/s of a mix of them all through the gateway with 1, 8 and
+32 concurrent clients.
 
     python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
                           [--clients 1,8,32] [--duration 10] [--data-root DIR]
@@ -40,6 +44,9 @@ from services.query.service import builtin_endpoints
 DEFAULT_DATA_ROOT = Path(tempfile.gettempdir()) / "pipit-bench-data"
 JUNE = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
 YEAR = {"start_date": "2023-01-01 00:00:00", "end_date": "2023-12-31 23:59:59"}
+WEEK = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
+FUNNEL_EVENTS = ["page_view", "click", "form_submit"]
+FUNNEL_PAGES = [f"https://example.com{path}" for path in ("/", "/pricing", "/checkout")]
 
 
 def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
@@ -50,6 +57,7 @@ def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
 
     return {
         "test_summary": each("TestSummary", "ab_test_ids", "test_id", JUNE),
+        "test_results": each("TestResults", "ab_test_ids", "test_id", JUNE),
         "test_segments": each("TestSegments", "ab_test_ids", "test_id", {"segment": "country"}),
         "test_timeseries": each("TestTimeseries", "ab_test_ids", "test_id", {"interval": "hour"}),
         "user_session_stats": [{"rpc": "UserSessionStats", "fields": {}}],
@@ -65,6 +73,26 @@ def cases(samples: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
         "get_user_journey": each("GetUserJourney", "clickstream_users", "user_id", {}),
         "get_session_events": each("GetSessionEvents", "clickstream_sessions", "session_id", {}),
         "get_popular_pages": [{"rpc": "GetPopularPages", "fields": {"limit": 5}}],
+        # The journeys read a user's or a session's whole history in range: bounded by a week.
+        "funnel": [
+            {"rpc": "Funnel", "fields": {"steps": FUNNEL_EVENTS, "window_seconds": 3600, **WEEK}},
+            {
+                "rpc": "Funnel",
+                "fields": {
+                    "steps": FUNNEL_PAGES,
+                    "step_by": "page_url",
+                    "source": "clickstream_events",
+                    **WEEK,
+                },
+            },
+        ],
+        "retention": [
+            {"rpc": "Retention", "fields": {"period": "day", **WEEK}},
+            {"rpc": "Retention", "fields": {"source": "app_events", "period": "week", **WEEK}},
+        ],
+        "page_paths": [
+            {"rpc": "PagePaths", "fields": {"page_url": page, **WEEK}} for page in FUNNEL_PAGES
+        ],
     }
 
 
@@ -101,7 +129,9 @@ async def latencies(
     ):
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
         for name, variants in plan.items():
-            urls = [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+            urls = [
+                f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants
+            ]
             requests = [_request(v) for v in variants]
             call = getattr(stub, variants[0]["rpc"])
             via_http: list[float] = []
@@ -129,10 +159,10 @@ async def latencies(
 async def throughput(
     url: str, plan: dict[str, list[dict[str, Any]]], clients: int, duration: float
 ) -> dict[str, Any]:
-    """`clients` concurrent clients, each calling the twelve endpoints in turn (each
+    """`clients` concurrent clients, each calling every endpoint in turn (each
     client starting at a different one) through the gateway for `duration` seconds."""
     urls = [
-        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'])}" for v in variants]
+        [f"{url}/v0/pipes/{name}.json?{urlencode(v['fields'], doseq=True)}" for v in variants]
         for name, variants in plan.items()
     ]
     samples: list[float] = []
@@ -174,7 +204,7 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
     plan = cases(dataset["samples"])
     cases_file = work / f"cases-{events}.json"
     cases_file.write_text(json.dumps(plan))
-    direct = _engine(
+    engine_side = _engine(
         [
             "direct",
             "--dir",
@@ -188,7 +218,8 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             "--min-repeat",
             str(args.min_repeat),
         ]
-    )["timings"]
+    )
+    direct, tutorial = engine_side["timings"], engine_side["tutorial"]
     ports = {"query": launch.free_port(), "gateway": launch.free_port()}
     query = launch.start(
         ["query"],
@@ -242,20 +273,32 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
         d = results.percentiles(direct[name])
         h = results.percentiles(measured[name]["http"])
         g = results.percentiles(measured[name]["grpc"])
-        per_endpoint[name] = {
-            "direct": d,
-            "grpc": g,
-            "http": h,
+        entry = {"direct": d, "grpc": g, "http": h}
+        line = (
+            f"  {name:>22}: http p50 {h['p50_ms']:8.2f} p95 {h['p95_ms']:8.2f} "
+            f"p99 {h['p99_ms']:8.2f} | direct p50 {d['p50_ms']:8.2f} "
+            f"(+{h['p50_ms'] - d['p50_ms']:.2f} ms)"
+        )
+        if name in tutorial:  # the pipes the tutorials have no counterpart for have no yardstick
+            t = results.percentiles(tutorial[name])
+            entry |= {
+                "tutorial": t,
+                # How many times faster than the tutorial's SQL run on the bare engine: the
+                # endpoint through HTTP, every layer included.
+                "speedup_p50_http_vs_tutorial": round(t["p50_ms"] / h["p50_ms"], 2),
+                "speedup_p95_http_vs_tutorial": round(t["p95_ms"] / h["p95_ms"], 2),
+                "answers_agree_with_tutorial": engine_side["answers_agree"].get(name),
+            }
+            line += (
+                f" | tutorial p50 {t['p50_ms']:8.2f} p95 {t['p95_ms']:8.2f} "
+                f"(x{entry['speedup_p95_http_vs_tutorial']} at p95)"
+            )
+        per_endpoint[name] = entry | {
             "overhead_p50_ms_http": round(h["p50_ms"] - d["p50_ms"], 3),
             "overhead_p50_ms_grpc": round(g["p50_ms"] - d["p50_ms"], 3),
             "ratio_p50_http_to_direct": round(h["p50_ms"] / d["p50_ms"], 2),
         }
-        print(
-            f"  {name:>22}: http p50 {h['p50_ms']:8.2f} p95 {h['p95_ms']:8.2f} "
-            f"p99 {h['p99_ms']:8.2f} | direct p50 {d['p50_ms']:8.2f} "
-            f"(+{per_endpoint[name]['overhead_p50_ms_http']:.2f} ms)",
-            file=sys.stderr,
-        )
+        print(line, file=sys.stderr)
     return {
         "events_per_datasource": events,
         "dataset": {k: v for k, v in dataset.items() if k != "samples"},
@@ -310,7 +353,7 @@ def chart(document: dict[str, Any], out: Path) -> Path:
         [str(t["clients"]) for t in sizes[0]["throughput"]],
     )
     right.set_xlabel("concurrent clients")
-    right.set_ylabel("requests/s (mix of all twelve)")
+    right.set_ylabel("requests/s (mix of every endpoint)")
     right.set_title("Throughput through the gateway")
     right.legend(fontsize=8)
     return results.save_figure(fig, "query", out)

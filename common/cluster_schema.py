@@ -141,10 +141,28 @@ class ClusterSchema:
         ]
 
     def datasource_sql(self, ds: Datasource) -> list[str]:
-        # Local tables created before an index or projection was declared get it too.
+        # Tables created by an older release get the columns, indexes and projections
+        # declared since: columns on both tables (an insert through the Distributed table
+        # names them, and it forwards them to the local one), the rest where parts are.
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
-        return self._pair(ds.create_table_sql(self.database), sharding_key(ds)) + ds.upgrade_sql(
-            local
+        return [
+            *self._pair(ds.create_table_sql(self.database), sharding_key(ds)),
+            *ds.add_columns_sql(local),
+            *ds.add_columns_sql(self._on_cluster(ds.name)),
+            *ds.upgrade_sql(local),
+            *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`"),
+        ]
+
+    def everywhere_sql(self, single_node_sql: str) -> str:
+        """One of Pipit's own small tables (jobs, tokens, deployments, the S3 ledger) on
+        every node, each node a replica of all of it: one Keeper path for every shard, so
+        whichever node a service reaches answers from the whole table without a
+        Distributed table in front."""
+        single = SingleNodeTable.parse(single_node_sql)
+        path = f"/clickhouse/tables/all/{self.database}/{single.table}"
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self._on_cluster(single.table)} {single.columns}\n"
+            f"ENGINE = {replicated_engine(single.engine, path)}\n{single.tail}"
         )
 
     def quarantine_sql(self, ds: Datasource) -> list[str]:

@@ -48,6 +48,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return number
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -99,6 +106,22 @@ class Settings:
         "",
         "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
     )
+    clickhouse_user: str = setting(
+        "",
+        "ClickHouse user; overrides the URL's (default: the URL's, else `default`)",
+    )
+    clickhouse_password: str = setting("", "password of the ClickHouse user; overrides the URL's")
+    clickhouse_ca: Path | None = setting(
+        None,
+        "PEM CA bundle an https:// ClickHouse URL's certificate is checked against (default: "
+        "the system's)",
+    )
+    clickhouse_connect_timeout: float = setting(
+        2.0,
+        "seconds a connection to ClickHouse may take to open; past it the call fails (a pipe "
+        "answers UNAVAILABLE, HTTP 503) instead of hanging on an unreachable server",
+        _positive_float,
+    )
     database: str = setting("pipit", "ClickHouse database holding Pipit's tables", _database_name)
     admin_token: str = setting(
         "",
@@ -138,6 +161,20 @@ class Settings:
     flush_interval: float = setting(
         1.0,
         "flush a datasource's buffer after this many seconds",
+        _positive_float,
+    )
+    flush_retry_max: float = setting(
+        30.0,
+        "longest wait, in seconds, between two tries of a flush the warehouse failed for a "
+        "reason that may pass (unreachable, timeouts, Keeper lost, too many parts): the wait "
+        "doubles from 0.2 s up to this, with full jitter. Refusals that cannot pass (unknown "
+        "column, type mismatch, unknown table) are not retried: the batch goes to quarantine",
+        _positive_float,
+    )
+    startup_retry_max: float = setting(
+        10.0,
+        "longest wait, in seconds, between two tries to reach the warehouse at start-up; "
+        "until it answers the services listen, alive but not ready, instead of exiting",
         _positive_float,
     )
     max_body_bytes: int = setting(
@@ -181,6 +218,13 @@ class Settings:
         1024,
         "longest query parameter string accepted, in characters",
         _positive_int,
+    )
+    query_concurrency: int = setting(
+        0,
+        "pipe queries a process runs side by side: chDB sessions (one thread each) or "
+        "connections to the ClickHouse server; 0 = the engine's cores (this machine's for "
+        "chDB, the server's max_threads for ClickHouse)",
+        _non_negative_int,
     )
     sql_timeout: float = setting(
         10.0,
@@ -245,9 +289,11 @@ class Settings:
         _insert_quorum,
     )
     import_max_body_bytes: int = setting(
-        256 * 1024 * 1024,
+        16 * 1024 * 1024 * 1024,
         "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
-        "gateways and the ingest service accept, in bytes; larger files go by url=",
+        "gateways and the ingest service accept, in bytes; it streams through, so memory does "
+        "not grow with it, but a Parquet body is spooled to <data-dir>/imports up to this "
+        "size",
         _positive_int,
     )
     import_max_url_bytes: int = setting(
@@ -290,6 +336,13 @@ class Settings:
     s3_poll_interval: float = setting(
         60.0,
         "S3 connector: seconds between two looks for new files of --s3-imports",
+        _positive_float,
+    )
+    job_lease: float = setting(
+        60.0,
+        "seconds a running Data Sources API job may go without a sign of life (its process "
+        "renews it every third of this) before any ingest replica records it as failed: the "
+        "process running it died",
         _positive_float,
     )
 

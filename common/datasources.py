@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 import pipit.datasources.v1 as datasources_pkg
 from common.config import Settings
+from common.range_views import RangeView
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -23,6 +24,12 @@ QUARANTINE_SUFFIX = "_quarantine"
 QUARANTINE_COLUMN_TYPES = {"raw": "String", "error": "String", "arrived_at": "DateTime64(3, 'UTC')"}
 QUARANTINE_COLUMNS = tuple(QUARANTINE_COLUMN_TYPES)
 QUARANTINE_TTL_DAYS = Settings.quarantine_ttl_days
+# Each row names the insert that wrote it: its deduplication token (every insert Pipit makes
+# into a datasource has one, unique for all time), '' for rows from before the column. A
+# materialized pipe's backfill tells by it which rows its view carried
+# (pipit/project/materialize.py). Hidden from `SELECT *`, never sent by ingest.
+INSERT_COLUMN = "_pipit_insert"
+INSERT_TOKEN = "getSetting('insert_deduplication_token')"
 # Ingest retries a flush under the same deduplication token after a crash or timeout;
 # the table must remember recent tokens for the retry to be dropped, not counted twice.
 DEDUPLICATION_SETTING = "non_replicated_deduplication_window = 10000"
@@ -61,10 +68,14 @@ class Datasource:
     """`<name> <expression> TYPE <type> GRANULARITY <n>` of each data-skipping index."""
     projections: tuple[str, ...] = ()
     """`<name> (<query>)` of each aggregate projection."""
+    range_views: tuple[RangeView, ...] = ()
+    retired_projections: tuple[str, ...] = ()
     ttl: str = ""
     settings: str = ""
     primary_key: str = ""
     declared_sharding_key: str = ""
+    materialized_by: str = ""
+    """The materialized pipe that fills the table; empty when events are appended to it."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -102,16 +113,51 @@ class Datasource:
         )
 
     def upgrade_sql(self, table: str) -> list[str]:
-        """Adds the declared skipping indexes and projections to `table` (its qualified
+        """Adds the insert column (INSERT_COLUMN), the declared skipping indexes and
+        projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
         do not change, only their cost."""
+        return (
+            [
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{INSERT_COLUMN}` String "
+                f"MATERIALIZED {INSERT_TOKEN}"
+            ]
+            + [
+                f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}"
+                for index in self.skip_indexes
+            ]
+            + [
+                f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
+                for projection in self.projections
+            ]
+            + [
+                f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
+                for name in self.retired_projections
+            ]
+        )
+
+    def range_views_sql(self, database: str, on_cluster: str = "") -> list[str]:
+        """The range view of each projection that declares one, over this table (on a
+        cluster, over its Distributed table: every shard answers from its own parts)."""
         return [
-            f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}" for index in self.skip_indexes
-        ] + [
-            f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
-            for projection in self.projections
+            view.create_sql(
+                f"`{database}`.`{self.name}`", f"`{database}`.`{view.name}`{on_cluster}"
+            )
+            for view in self.range_views
         ]
+
+    def add_columns_sql(self, table: str) -> list[str]:
+        """Adds the declared columns `table` (qualified, `ON CLUSTER` included where it
+        applies) lacks, each after the one declared before it: a table created by an older
+        release gets a new column before ingest inserts into it (an insert naming a column
+        the table lacks fails). One statement, so a cluster queues one DDL task per table."""
+        clauses = [
+            f"ADD COLUMN IF NOT EXISTS {column.definition} "
+            + (f"AFTER `{self.columns[i - 1].name}`" if i else "FIRST")
+            for i, column in enumerate(self.columns)
+        ]
+        return [f"ALTER TABLE {table} " + ", ".join(clauses)]
 
     def create_quarantine_sql(self, database: str, ttl_days: int = QUARANTINE_TTL_DAYS) -> str:
         """Rows that failed validation, kept as received with the reason for `ttl_days`."""
@@ -140,7 +186,9 @@ class Datasource:
         they run; each is idempotent."""
         return [
             self.create_table_sql(database),
+            *self.add_columns_sql(f"`{database}`.`{self.name}`"),
             *self.upgrade_sql(f"`{database}`.`{self.name}`"),
+            *self.range_views_sql(database),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *self.quarantine_upgrade_sql(
                 f"`{database}`.`{self.quarantine_table}`", quarantine_ttl_days
@@ -167,6 +215,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         for index in table.skip_indexes
     )
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
+    range_views = tuple(RangeView(p.name, p.query) for p in table.projections if p.range_view)
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]
@@ -193,10 +242,13 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         descriptor=descriptor,
         skip_indexes=skip_indexes,
         projections=projections,
+        range_views=range_views,
+        retired_projections=tuple(table.retired_projections),
         ttl=table.ttl,
         settings=table.settings,
         primary_key=table.primary_key,
         declared_sharding_key=table.sharding_key,
+        materialized_by=table.materialized_by,
     )
 
 

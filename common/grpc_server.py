@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,9 +25,47 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MESSAGE_OVERHEAD_BYTES = 64 * 1024
 
 
+# Answered even while a process starts: probes, and clients finding out what it serves.
+_ALWAYS_ANSWERED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _status(serving: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    return (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+
+async def _starting(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        "the service is starting: it is waiting for the warehouse to answer; retry shortly",
+    )
+
+
+_REFUSED = grpc.unary_unary_rpc_method_handler(_starting)
+
+
+class _StartingGate(grpc.aio.ServerInterceptor):
+    """Refuses every call but health checks and reflection (UNAVAILABLE: try again, or
+    elsewhere) until the process can serve. Before its warehouse first answers, a process
+    does not even know the project it serves; it listens anyway, alive and not ready, so
+    an orchestrator waits for it instead of restarting it."""
+
+    def __init__(self, open_: bool) -> None:
+        self.open = open_
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if self.open or handler_call_details.method.startswith(_ALWAYS_ANSWERED):
+            return await continuation(handler_call_details)
+        return _REFUSED
+
+
 @dataclass
 class GrpcServer:
-    """A started server and the health servicer its probes read."""
+    """A started server and the health servicer its probes read: liveness is service ""
+    (SERVING while the process runs), readiness the services' own names."""
 
     server: grpc.aio.Server
     health: health.aio.HealthServicer
@@ -34,25 +73,34 @@ class GrpcServer:
     service_names: tuple[str, ...]
     project_names: Callable[[], tuple[str, ...]] = tuple
     """The names of the project's own services in service now."""
+    gate: _StartingGate = field(default_factory=lambda: _StartingGate(True))
+    ready: bool = False
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in (*self.service_names, *self.project_names(), ""):
-            await self.health.set(name, status)
+        """Readiness and liveness together (NOT_SERVING on the way out)."""
+        await self.set_ready(serving)
+        await self.health.set("", _status(serving))
+
+    async def set_ready(self, ready: bool) -> None:
+        """Readiness: the services' names; liveness (service "") is left as it is."""
+        self.ready = ready
+        for name in (*self.service_names, *self.project_names()):
+            await self.health.set(name, _status(ready))
+
+    async def open(self) -> None:
+        """Serves calls from now on (a server started `ready=False`), and says so."""
+        self.gate.open = True
+        await self.set_ready(True)
 
     def project_swapped(self, project: Project) -> None:
-        """A deployed project's own services answer health checks too (the fixed names,
-        which readiness may have turned NOT_SERVING, keep their status)."""
+        """A deployed project's own services answer health checks too, with the readiness
+        of the rest."""
         del project
 
         async def serve_new_names() -> None:
             for name in self.project_names():
-                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+                await self.health.set(name, _status(self.ready))
 
         task = asyncio.get_running_loop().create_task(serve_new_names())
         self._tasks.add(task)
@@ -104,14 +152,17 @@ async def start_grpc_server(
     current: CurrentProject | None = None,
     project_names: Callable[[Project], Sequence[str]] | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ready: bool = True,
 ) -> GrpcServer:
     """Starts serving `handlers` on host:port (port 0 picks a free port). `access` is the
     process's: every server of a process shares its tokens and rate-limit buckets. With
     `current`, reflection and health follow the project in service, whose own services
     `project_names` lists. `max_message_bytes` caps a request (the ingest service's takes a
-    Data Sources API file whole)."""
+    Data Sources API file whole). `ready=False` starts it alive but not ready, refusing
+    calls (UNAVAILABLE) until `open()`."""
+    gate = _StartingGate(ready)
     server = grpc.aio.server(
-        interceptors=[RequestLogInterceptor(), AccessInterceptor(access, scope_rules)],
+        interceptors=[RequestLogInterceptor(), gate, AccessInterceptor(access, scope_rules)],
         options=[
             ("grpc.max_receive_message_length", max(max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -147,8 +198,9 @@ async def start_grpc_server(
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
-    started = GrpcServer(server, health_servicer, bound, tuple(service_names), names)
+    started = GrpcServer(server, health_servicer, bound, tuple(service_names), names, gate)
     if current is not None:
         current.on_swap(started.project_swapped)
-    await started.set_serving(True)
+    await started.set_ready(ready)
+    await started.health.set("", _status(True))
     return started

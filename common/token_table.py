@@ -38,19 +38,13 @@ _STAMP = f"SELECT count() AS n, toString(max(changed_at)) AS newest FROM `{TABLE
 _COLUMNS = ("name", "sha256", "scopes", "description", "created_at", "changed_at", "deleted")
 
 
-def create_sql(database: str, cluster: str | None = None) -> str:
-    """The table on one node, or (`pipit migrate --cluster`) on every node of a ClickHouse
-    cluster, each holding all of it: one Keeper path for every shard makes every node a
-    replica of the others, so whichever node a service reaches knows every token. Both names
-    are plain identifiers (checked by the settings and by ClusterSchema)."""
-    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
-    engine = (
-        f"ReplicatedMergeTree('/clickhouse/tables/all/{database}/{TABLE}', '{{replica}}')"
-        if cluster
-        else "MergeTree"
-    )
+def create_sql(database: str) -> str:
+    """The table on one node (a plain identifier: the settings check it). On a ClickHouse
+    cluster `pipit migrate --cluster` creates it whole on every node from this same
+    statement (ClusterSchema.everywhere_sql), so whichever node a service reaches knows
+    every token."""
     return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{TABLE}`{on_cluster} (\n"
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{TABLE}` (\n"
         "    `name` String,\n"
         "    `sha256` String,\n"
         "    `scopes` Array(String),\n"
@@ -59,7 +53,7 @@ def create_sql(database: str, cluster: str | None = None) -> str:
         "    `changed_at` DateTime64(6, 'UTC'),\n"
         "    `deleted` UInt8\n"
         ")\n"
-        f"ENGINE = {engine}\n"
+        "ENGINE = MergeTree\n"
         "ORDER BY (name, changed_at)"
     )
 

@@ -48,13 +48,15 @@ import grpc
 import orjson
 import structlog
 from aiohttp import HttpVersion11, web
+from google.protobuf.message import Message
 
 from common.config import Settings
 from common.grpc_server import MESSAGE_OVERHEAD_BYTES
 from common.query_string import parse_query, unescape
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
-from gateway.body import body_encoding, read_body
+from gateway.body import body_encoding, body_pieces, read_body
+from gateway.body_stream import stream_call
 from gateway.cors import CorsPolicy
 from gateway.dashboard import add_dashboard
 from gateway.deployment import ServedRoutes, following
@@ -187,18 +189,35 @@ class Gateway:
         if self.token_store is not None:
             refuse_unknown_token(self.token_store, metadata)
         await _continue(request)
-        # Read whatever the rule says: Envoy parses a body on a rule without one too.
-        body = await read_body(request, limit, encoding, self.header_timeout)
         content_type = request.headers.get("Content-Type", "")
         pool = table.pool
-        # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
-        json_bytes = 0 if route.body_is_http_body else len(body)
-        message = await _offload(json_bytes, build_request, match, params, body, content_type, pool)
-
         target = targets[route.service]
-        call = self.upstreams.call(route, target)(message, metadata=metadata, timeout=self.timeout)
+        call: grpc.aio.UnaryUnaryCall | grpc.aio.StreamUnaryCall
+        if route.client_streaming:
+            # Envoy's route timeout runs from the end of the body, not while it streams: the
+            # call has no deadline of its own, and the answer is awaited for `timeout` after.
+            call = self.upstreams.stream_call(route, target)(metadata=metadata)
+            await stream_call(
+                call,
+                route,
+                lambda piece: build_request(match, params, piece, content_type, pool),
+                body_pieces(request, limit, encoding, self.header_timeout),
+            )
+            answer = _within(self.timeout, call)
+        else:
+            # Read whatever the rule says: Envoy parses a body on a rule without one too.
+            body = await read_body(request, limit, encoding, self.header_timeout)
+            # Raw HttpBody bytes are only copied, so only JSON bodies are worth a thread.
+            json_bytes = 0 if route.body_is_http_body else len(body)
+            message = await _offload(
+                json_bytes, build_request, match, params, body, content_type, pool
+            )
+            call = self.upstreams.call(route, target)(
+                message, metadata=metadata, timeout=self.timeout
+            )
+            answer = call
         try:
-            reply = await call
+            reply = await answer
             initial = await call.initial_metadata()
         except grpc.aio.AioRpcError as exc:
             request[_GRPC_CODE] = exc.code().name
@@ -227,8 +246,11 @@ class Gateway:
         return response
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 when every upstream reports SERVING for the whole server (service ""), else 503."""
-        statuses = await self.upstreams.health(min(self.timeout, HEALTH_CHECK_TIMEOUT))
+        """200 while the query upstream reports itself ready (gateway/deployment.py
+        `readiness_checks`: ingest's state does not count), else 503."""
+        statuses = await self.upstreams.health(
+            self.routes.readiness_checks, min(self.timeout, HEALTH_CHECK_TIMEOUT)
+        )
         serving = all(status == "SERVING" for status in statuses.values())
         if not serving:
             log.warning("upstream_not_serving", upstreams=statuses)
@@ -264,6 +286,18 @@ def pipe_query_path(method: str, raw_path: str, raw_query: str) -> str:
         if sep and value and unescape(name, errors="surrogateescape") == PIPE_QUERY_PARAMETER:
             return raw_path + PIPE_QUERY_VERB
     return raw_path
+
+
+async def _within(seconds: float, call: grpc.aio.StreamUnaryCall) -> Message:
+    """The answer of a streamed call, or DEADLINE_EXCEEDED (cancelling it) after `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError:
+        call.cancel()
+        raise GatewayError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "upstream request timeout", status=504
+        ) from None
 
 
 def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
@@ -411,7 +445,8 @@ def create_app(
         Upstreams(
             upstreams,
             upstream_credentials,
-            max(max_body_bytes, import_max_body_bytes) + MESSAGE_OVERHEAD_BYTES,
+            # An import's body streams up in pieces (gateway/body_stream.py), each far smaller.
+            max_body_bytes + MESSAGE_OVERHEAD_BYTES,
         ),
         allowed_origins,
         max_body_bytes,

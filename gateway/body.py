@@ -4,13 +4,14 @@ Two steps, so that the gateway can refuse a request before reading a byte of its
 `body_encoding` judges the head (an encoding we cannot decode is a JSON 415, a declared length
 over the limit a 413, compressed or not), and `read_body` reads the body, a chunk at a time.
 
-`Content-Encoding: gzip` is inflated as it arrives by the inflater the ingest service uses too
-(common/gzip_inflater.py): every member, nothing after them, and both the compressed and the
-inflated size capped, so a gzip bomb is cut off at the limit and trailing bytes are refused as
-soon as they start. aiohttp's own decompression is off (see `create_app`): it knows more
-encodings than Envoy does (deflate, and br or zstd when their packages are installed) and refuses
-the others with a plain-text 400 before any handler runs. Only gzip and identity are accepted,
-the encodings Envoy's configuration decodes; anything else is a JSON 415 from both.
+A body is read whole (`read_body`) or a piece at a time (`body_pieces`, for a method that streams
+it: gateway/body_stream.py). `Content-Encoding: gzip` is inflated as it arrives by the inflater the
+ingest service uses too (common/gzip_inflater.py): every member, nothing after them, and both the
+compressed and the inflated size capped, so a gzip bomb is cut off at the limit and trailing bytes
+are refused as soon as they start. aiohttp's own decompression is off (see `create_app`): it knows
+more encodings than Envoy does (deflate, and br or zstd when their packages are installed) and
+refuses the others with a plain-text 400 before any handler runs. Only gzip and identity are
+accepted, the encodings Envoy's configuration decodes; anything else is a JSON 415 from both.
 
 A client that stops sending its body for `idle_timeout` seconds is answered 408 with Envoy's
 words for its stream idle timeout, rather than holding the connection for ever.
@@ -19,6 +20,7 @@ words for its stream idle timeout, rather than holding the connection for ever.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import grpc
 from aiohttp import web
@@ -28,6 +30,8 @@ from gateway.errors import GatewayError
 
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip"})
 BODY_IDLE_MESSAGE = "stream timeout"  # Envoy's local reply for its stream idle timeout
+# The largest piece `body_pieces` hands on: a streamed body's message carries one.
+MAX_PIECE_BYTES = 64 * 1024
 
 
 def too_large(limit: int) -> GatewayError:
@@ -64,16 +68,19 @@ def body_encoding(request: web.Request, limit: int) -> str:
     return "gzip" if encoding == "gzip" else ""
 
 
-async def read_body(request: web.Request, limit: int, encoding: str, idle_timeout: float) -> bytes:
-    """The (inflated) body, refused with 413 as soon as it is known to exceed `limit` bytes,
-    sent or inflated, and with 400 as soon as it cannot be the gzip it claims to be."""
+async def body_pieces(
+    request: web.Request, limit: int, encoding: str, idle_timeout: float
+) -> AsyncIterator[bytes]:
+    """The (inflated) body a piece at a time as it arrives, each at most MAX_PIECE_BYTES,
+    refused with 413 as soon as it is known to exceed `limit` bytes, sent or inflated, and
+    with 400 as soon as it cannot be the gzip it claims to be."""
     inflater = GzipInflater(limit) if encoding == "gzip" else None
-    chunks: list[bytes] = []
     size = 0
     try:
         while True:
             async with asyncio.timeout(idle_timeout):
-                chunk = await request.content.readany()
+                # At most a piece: readany would join all aiohttp has buffered, a copy of it.
+                chunk = await request.content.read(MAX_PIECE_BYTES)
             if not chunk:
                 break
             if inflater is not None:
@@ -81,7 +88,8 @@ async def read_body(request: web.Request, limit: int, encoding: str, idle_timeou
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
-            chunks.append(chunk)
+            for at in range(0, len(chunk), MAX_PIECE_BYTES):
+                yield chunk[at : at + MAX_PIECE_BYTES]
         if inflater is not None:
             inflater.finish()
     except TimeoutError:
@@ -93,4 +101,8 @@ async def read_body(request: web.Request, limit: int, encoding: str, idle_timeou
         raise too_large(limit) from None
     except GzipError as exc:
         raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-    return b"".join(chunks)
+
+
+async def read_body(request: web.Request, limit: int, encoding: str, idle_timeout: float) -> bytes:
+    """The whole (inflated) body, with `body_pieces`' refusals."""
+    return b"".join([piece async for piece in body_pieces(request, limit, encoding, idle_timeout)])

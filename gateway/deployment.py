@@ -23,6 +23,7 @@ from common.background import in_background
 from gateway.routes import RouteTable, load_routes
 from pipit.clickhouse.v1 import options_pb2
 from pipit.deploy.v1 import deploy_service_pb2 as deploy_pb
+from pipit.query.v1 import query_service_pb2
 
 log = structlog.get_logger("gateway")
 
@@ -30,6 +31,8 @@ POLL_SECONDS = 1.0
 # How long a starting gateway waits to learn the deployment before serving the package's.
 FIRST_POLL_SECONDS = 3.0
 GET_DEPLOYMENT = "/pipit.deploy.v1.DeployService/GetDeployment"
+# The name the query service's readiness is reported under (and Kubernetes' probe asks for).
+QUERY_READINESS = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 def _roles(descriptor_set: bytes) -> dict[str, int]:
@@ -64,6 +67,18 @@ def resolve_targets(
     return targets
 
 
+def readiness_checks(explicit: Mapping[str, str], by_role: Mapping[int, str]) -> dict[str, str]:
+    """What a gateway's readiness asks (target → grpc.health.v1 service name): the query
+    upstream's readiness, which holds while it can read the warehouse. Ingest is not
+    asked: a gateway whose ingest is degraded (its log full, the warehouse refusing writes,
+    every replica away) still answers queries, and taking it out of service would fail
+    those too. Without a query upstream, every upstream's liveness (service "")."""
+    target = by_role.get(options_pb2.SERVICE_ROLE_QUERY)
+    if target is not None:
+        return {target: QUERY_READINESS}
+    return dict.fromkeys(sorted(set(explicit.values())), "")
+
+
 class ServedRoutes:
     """The route table of the deployment in service and where each service is served."""
 
@@ -88,6 +103,11 @@ class ServedRoutes:
     @property
     def query_target(self) -> str | None:
         return self._by_role.get(options_pb2.SERVICE_ROLE_QUERY)
+
+    @property
+    def readiness_checks(self) -> dict[str, str]:
+        """What a gateway's readiness asks: see `readiness_checks`."""
+        return readiness_checks(self._explicit, self._by_role)
 
     def on_swap(self, listener: Callable[[RouteTable], None]) -> None:
         self._listeners.append(listener)

@@ -182,6 +182,9 @@ class Route:
     body_is_http_body: bool
     response_fields: tuple[FieldDescriptor, ...]
     response_is_http_body: bool
+    # A client-streaming method (its body a google.api.HttpBody): the body goes up a chunk
+    # per message as it arrives (gateway/body_stream.py), as Envoy's transcoder sends it.
+    client_streaming: bool = False
 
     @property
     def service(self) -> str:
@@ -310,12 +313,21 @@ def load_routes(descriptor_set: bytes, services: Iterable[str]) -> RouteTable:
                 continue
             rule = method_proto.options.Extensions[annotations_pb2.http]
             method = service.methods_by_name[method_proto.name]
-            if method.client_streaming or method.server_streaming:
+            if method.server_streaming:
                 raise ValueError(
-                    f"{method.full_name} streams; the gateway transcodes unary methods only"
+                    f"{method.full_name} streams its answer; the gateway transcodes unary "
+                    "answers only"
                 )
             for binding in (rule, *rule.additional_bindings):
-                routes.append(_route(binding, f"/{service_name}/{method.name}", method))
+                route = _route(binding, f"/{service_name}/{method.name}", method)
+                if method.client_streaming and not route.body_is_http_body:
+                    # Envoy would read such a body as a JSON array of messages; nothing here
+                    # needs that, so it is refused rather than half supported.
+                    raise ValueError(
+                        f"{method.full_name} streams its request: its body must be a "
+                        "google.api.HttpBody"
+                    )
+                routes.append(route)
     return RouteTable(routes, pool)
 
 
@@ -348,6 +360,7 @@ def _route(rule: http_pb2.HttpRule, grpc_method: str, method: MethodDescriptor) 
         body_is_http_body=bool(rule.body) and _is_http_body(request, body_fields),
         response_fields=response_fields,
         response_is_http_body=_is_http_body(response, response_fields),
+        client_streaming=method.client_streaming,
     )
 
 

@@ -41,6 +41,7 @@ class Upstreams:
         self._credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, type, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._streams: dict[tuple[str, type, str], grpc.aio.StreamUnaryMultiCallable] = {}
 
     async def open(self) -> None:
         for target in self._targets:
@@ -57,7 +58,7 @@ class Upstreams:
         return channel
 
     async def close(self) -> None:
-        channels, self._channels, self._calls = self._channels, {}, {}
+        channels, self._channels, self._calls, self._streams = self._channels, {}, {}, {}
         await asyncio.gather(*(channel.close() for channel in channels.values()))
 
     def call(self, route: Route, target: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -72,19 +73,31 @@ class Upstreams:
             )
         return call
 
-    async def health(self, deadline: float) -> dict[str, str]:
-        """grpc.health.v1 status (service "") of each target: SERVING, NOT_SERVING, or the
-        gRPC code of a failed check."""
+    def stream_call(self, route: Route, target: str) -> grpc.aio.StreamUnaryMultiCallable:
+        """The callable of a route whose method streams its request."""
+        key = (route.grpc_method, route.request_class, target)
+        call = self._streams.get(key)
+        if call is None:
+            call = self._streams[key] = self.channel(target).stream_unary(
+                route.grpc_method,
+                request_serializer=route.request_class.SerializeToString,
+                response_deserializer=route.response_class.FromString,
+            )
+        return call
 
-        async def check(channel: grpc.aio.Channel) -> str:
+    async def health(self, checks: Mapping[str, str], deadline: float) -> dict[str, str]:
+        """grpc.health.v1 status of each target for the service name `checks` gives it:
+        SERVING, NOT_SERVING, or the gRPC code of a failed check."""
+
+        async def check(target: str, service: str) -> str:
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=deadline
+                reply = await health_pb2_grpc.HealthStub(self.channel(target)).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=deadline
                 )
             except grpc.aio.AioRpcError as exc:
                 return exc.code().name
             return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-        targets = list(self._channels)
-        results = await asyncio.gather(*(check(self._channels[t]) for t in targets))
+        targets = list(checks)
+        results = await asyncio.gather(*(check(t, checks[t]) for t in targets))
         return dict(zip(targets, results, strict=True))

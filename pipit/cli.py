@@ -16,15 +16,16 @@ import structlog
 
 from common import config
 from common.auth import Access
+from common.background import in_background
 from common.config import Settings
 from common.telemetry import configure_logging
 from common.token_table import following_tokens
 from common.tokens import TokenError, TokenStore, load_or_create_admin_token
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
-from pipit.project.compiler import BuildFailed
 from pipit.project.runtime import CurrentProject
 from pipit.project.store import DeploymentStore, following
+from pipit.startup import first_try, load_project, placeholder, until_loaded
 
 if TYPE_CHECKING:
     from common.grpc_server import GrpcServer
@@ -36,6 +37,11 @@ _SERVICE_SETTINGS = [
     "host",
     "data_dir",
     "clickhouse_url",
+    # The password has no flag: PIPIT_CLICKHOUSE_PASSWORD only, never in a process listing.
+    "clickhouse_user",
+    "clickhouse_ca",
+    "clickhouse_connect_timeout",
+    "startup_retry_max",
     "database",
     "admin_token",
     "max_string_length",
@@ -53,6 +59,7 @@ _INGEST_SETTINGS = [
     "flush_rows",
     "flush_bytes",
     "flush_interval",
+    "flush_retry_max",
     "max_body_bytes",
     "max_field_bytes",
     "import_max_body_bytes",
@@ -66,6 +73,7 @@ _INGEST_SETTINGS = [
     "s3_secret_access_key",
     "s3_imports",
     "s3_poll_interval",
+    "job_lease",
     "max_quarantine_rows",
     "insert_quorum",
     "wal_dir",
@@ -122,26 +130,6 @@ def _shutdown_requested() -> asyncio.Event:
 async def _until_signalled(stop: asyncio.Event) -> None:
     await stop.wait()
     log.info("shutting down")
-
-
-async def _open_warehouse(settings: Settings) -> tuple[Warehouse, CurrentProject]:
-    """The warehouse and the project to serve from it (its tables created unless `pipit
-    migrate` owns the schema: on a ClickHouse cluster the tables are Replicated +
-    Distributed, and a service creating plain MergeTree tables there would shadow them)."""
-    from pipit.project.serving import start_serving
-
-    warehouse = open_warehouse(settings)
-    await warehouse.open()
-    try:
-        current = await start_serving(
-            warehouse,
-            manage_schema=settings.manage_schema,
-            quarantine_ttl_days=settings.quarantine_ttl_days,
-            project_dir=settings.project,
-        )
-    except BuildFailed as exc:
-        raise SystemExit(f"pipit: the project was not deployed:\n{exc}") from None
-    return warehouse, current
 
 
 def _admin_token(settings: Settings, show: bool) -> str:
@@ -240,7 +228,16 @@ async def run_up(settings: Settings) -> None:
     # One token store for the process: the gateway's early check and the services read the
     # token file once per change and log a bad one once.
     access = Access.for_process(settings, _admin_token(settings, show=True))
-    warehouse, current = await _open_warehouse(settings)
+    warehouse = open_warehouse(settings)
+    if settings.embedded:
+        current = await load_project(settings, warehouse)
+    else:
+        # A ClickHouse server that does not answer yet is waited for, not a reason to exit.
+        current = await first_try(settings, warehouse) or await until_loaded(
+            settings, warehouse, stop
+        )
+        if current is None:
+            return
     ingest, query = await start_services(settings, warehouse, access, current)
     announce("ingest", f"{settings.host}:{ingest.port}")
     announce("query", f"{settings.host}:{query.port}")
@@ -269,10 +266,19 @@ async def run_ingest(settings: Settings) -> None:
     from services.ingest.server import start_ingest
 
     access = Access.for_process(settings, _admin_token(settings, show=False))
-    warehouse, current = await _open_warehouse(settings)
-    ingest = await start_ingest(settings, warehouse, access, current)
+    warehouse = open_warehouse(settings)
+    loaded = await first_try(settings, warehouse)
+    current = loaded or placeholder()
+    # Listening either way: without the warehouse, alive and not ready (pipit/startup.py).
+    ingest = await start_ingest(settings, warehouse, access, current, ready=loaded is not None)
     announce("ingest", f"{settings.host}:{ingest.port}")
     try:
+        if loaded is None:
+            loaded = await until_loaded(settings, warehouse, stop)
+            if loaded is None:
+                return
+            current.swap(loaded.project)
+            await ingest.open()
         async with (
             following(DeploymentStore(warehouse), current),
             following_tokens(warehouse, access.tokens),
@@ -285,16 +291,28 @@ async def run_ingest(settings: Settings) -> None:
 
 async def run_query(settings: Settings) -> None:
     stop = _shutdown_requested()
+    from services.query.readiness import follow_reads
     from services.query.server import start_query
 
     access = Access.for_process(settings, _admin_token(settings, show=False))
-    warehouse, current = await _open_warehouse(settings)
-    query = await start_query(settings, warehouse, access, current)
+    warehouse = open_warehouse(settings)
+    loaded = await first_try(settings, warehouse)
+    current = loaded or placeholder()
+    # Listening either way: without the warehouse, alive and not ready (pipit/startup.py).
+    query = await start_query(settings, warehouse, access, current, ready=loaded is not None)
     announce("query", f"{settings.host}:{query.port}")
     try:
+        if loaded is None:
+            loaded = await until_loaded(settings, warehouse, stop)
+            if loaded is None:
+                return
+            current.swap(loaded.project)
+            await query.open()
         async with (
             following(DeploymentStore(warehouse), current),
             following_tokens(warehouse, access.tokens),
+            # Ready while it can read: after the start too, an outage is reported.
+            in_background(follow_reads(warehouse, query), "follow-reads"),
         ):
             await _until_signalled(stop)
     finally:
@@ -361,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipit.import_command import add_import_command
 
     add_import_command(commands)
+    from pipit.drain import add_drain_command
+
+    add_drain_command(commands)
     return parser
 
 
@@ -376,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "deploy",
         "dev",
         "import",
+        "drain",
     ):
         return args.run(args)
     settings = config.load(args)

@@ -1,4 +1,5 @@
-"""`pipit migrate`: creates the datasource tables on the configured warehouse.
+"""`pipit migrate`: creates the datasource tables, and Pipit's own, on the configured
+warehouse.
 
 On one node (embedded chDB or a single ClickHouse server) these are the tables the
 services create for themselves at start-up. With `--cluster NAME` they are the ON CLUSTER
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from common import config, token_table
 from common.cluster_schema import ClusterSchema
@@ -22,8 +23,18 @@ from common.datasources import QUARANTINE_TTL_DAYS, Datasource, registry
 from common.telemetry import configure_logging
 from common.warehouse.base import Warehouse, WarehouseError
 from common.warehouse.factory import open_warehouse
+from pipit.project import store
+from services.ingest import jobs, s3_source
 
-MIGRATE_SETTINGS = ["clickhouse_url", "database", "data_dir", "log_level", "quarantine_ttl_days"]
+MIGRATE_SETTINGS = [
+    "clickhouse_url",
+    "clickhouse_user",
+    "clickhouse_ca",
+    "database",
+    "data_dir",
+    "log_level",
+    "quarantine_ttl_days",
+]
 
 
 def single_node_statements(
@@ -36,13 +47,29 @@ def single_node_statements(
     return out
 
 
+# Pipit's own tables, which the services create for themselves only where they manage the
+# schema: the Tokens API's tokens, deployed projects, the Data Sources API's jobs and the S3
+# connector's ledger.
+INTERNAL_TABLES: tuple[Callable[[str], str], ...] = (
+    token_table.create_sql,
+    store.create_sql,
+    jobs.create_sql,
+    s3_source.ledger_sql,
+)
+
+
 def statements(settings: Settings, cluster: str | None) -> list[str]:
     datasources = list(registry().values())
     if cluster:
         schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
-        # The services make the tokens table themselves only where they manage the schema.
-        return [*schema.statements(datasources), token_table.create_sql(settings.database, cluster)]
-    return single_node_statements(settings.database, datasources, settings.quarantine_ttl_days)
+        internal = [schema.everywhere_sql(create(settings.database)) for create in INTERNAL_TABLES]
+        return [*schema.statements(datasources), *internal]
+    # On one node too: k8s/ runs the services with PIPIT_MANAGE_SCHEMA=false everywhere.
+    internal = [create(settings.database) for create in INTERNAL_TABLES]
+    return [
+        *single_node_statements(settings.database, datasources, settings.quarantine_ttl_days),
+        *internal,
+    ]
 
 
 async def apply(warehouse: Warehouse, sql: Sequence[str]) -> None:
@@ -63,6 +90,7 @@ async def migrate(settings: Settings, cluster: str | None) -> int:
             await warehouse.ensure_schema(
                 list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
             )
+            await apply(warehouse, [create(settings.database) for create in INTERNAL_TABLES])
     finally:
         await warehouse.close()
     where = f"cluster {cluster}" if cluster else "the warehouse"

@@ -33,6 +33,10 @@ What it speaks, as ClickHouse does for requests without a session:
 * Failures answer with ClickHouse's status code for the error, the body
   `Code: <n>. DB::Exception: <message>. (<NAME>)` and `X-ClickHouse-Exception-Code`.
 * Any user and password are accepted.
+* Test switch: `POST /_fixture/writes` with the body `refuse` makes every INSERT fail as a
+  replicated table without Keeper does (`TABLE_IS_READ_ONLY`, code 242) while reads go on;
+  `accept` ends it. `ClickHouseHttpFixture.refuse_writes` sends it; `start(port)` starts
+  the server again on the port it had (and the same data) after `stop()`.
 
 Not supported: state carried across requests by `session_id` (it is accepted and ignored),
 external data (file parts of a form), ClickHouse's own block compression (`compress=1`,
@@ -57,6 +61,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
@@ -469,6 +474,8 @@ class _Engine:
 # ---------------------------------------------------------------- HTTP
 
 _ENGINE = web.AppKey("engine", _Engine)
+_REFUSING_WRITES = web.AppKey("refusing_writes", list)
+_INSERT = re.compile(rb"(?:\s|--[^\n]*\n|/\*.*?\*/)*INSERT\b", re.IGNORECASE | re.DOTALL)
 
 
 async def _read_request(request: web.Request) -> tuple[dict[str, str], bytes]:
@@ -532,6 +539,12 @@ async def _handle_query(request: web.Request) -> web.Response:
         if request.method in ("GET", "HEAD") and not params.get("query") and not body:
             return web.Response(text="Ok.\n")
         statement = _statement(request, params, body)
+        if request.app[_REFUSING_WRITES] and _INSERT.match(statement.sql):
+            raise ClickHouseException.of(
+                242,
+                "TABLE_IS_READ_ONLY",
+                "Table is in readonly mode since ZooKeeper is not available (fixture switch)",
+            )
         outcome = await engine.run(statement)
     except ClickHouseException as exc:
         return _error_response(exc, _base_headers(params, engine))
@@ -578,11 +591,22 @@ async def _handle_ping(_: web.Request) -> web.Response:
     return web.Response(text="Ok.\n")
 
 
+async def _handle_writes_switch(request: web.Request) -> web.Response:
+    # Test-only: see the module docstring.
+    choice = (await request.text()).strip()
+    if choice not in ("refuse", "accept"):
+        return web.Response(status=400, text="refuse or accept\n")
+    request.app[_REFUSING_WRITES][:] = [True] if choice == "refuse" else []
+    return web.Response(text=f"{choice}\n")
+
+
 def _application(engine: _Engine) -> web.Application:
     # Inserts may be large; the clients are the test suite's own.
     app = web.Application(client_max_size=0)
     app[_ENGINE] = engine
+    app[_REFUSING_WRITES] = []
     app.router.add_get("/ping", _handle_ping)
+    app.router.add_post("/_fixture/writes", _handle_writes_switch)
     app.router.add_route("*", "/", _handle_query)
     return app
 
@@ -666,13 +690,14 @@ class ClickHouseHttpFixture:
             raise RuntimeError("the ClickHouse HTTP fixture is not running")
         return f"http://default:@{self.host}:{self.port}"
 
-    def start(self) -> str:
-        """Launches the server, waits until it listens and returns its URL."""
+    def start(self, port: int = 0) -> str:
+        """Launches the server (on `port`, 0 for a free one), waits until it listens and
+        returns its URL."""
         if self.process is not None:
             raise RuntimeError("the ClickHouse HTTP fixture is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--host", self.host]
-        command += ["--port", "0", "--data-dir", str(self.data_dir.resolve())]
+        command += ["--port", str(port), "--data-dir", str(self.data_dir.resolve())]
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -695,6 +720,25 @@ class ClickHouseHttpFixture:
         self.port = int(ready[1])
         self.process.stdout.close()
         return self.url
+
+    def restart(self) -> str:
+        """Stops the server and starts it again on the same port and data; returns its
+        URL. (`stop()`, then `start(port)`, leaves it away for as long as a test needs.)"""
+        port = self.port
+        if port is None:
+            raise RuntimeError("the ClickHouse HTTP fixture is not running")
+        self.stop()
+        return self.start(port)
+
+    def refuse_writes(self, refuse: bool = True) -> None:
+        """Makes every INSERT fail (TABLE_IS_READ_ONLY) or succeed again; reads go on."""
+        request = urllib.request.Request(  # noqa: S310 - the fixture's own loopback URL
+            f"http://{self.host}:{self.port}/_fixture/writes",
+            data=b"refuse" if refuse else b"accept",
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
 
     def stop(self) -> None:
         """Terminates the server and waits for it. Idempotent."""

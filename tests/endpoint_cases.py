@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from journey_cases import FUNNEL_STEPS, JOURNEY_EVENTS, SITE
+from journey_cases import RANGE as JOURNEYS
 from samples import ab_test_event
 
 from pipit.seed.generator import generate_all
@@ -248,7 +250,7 @@ _EXTRA: dict[str, list[dict[str, Any]]] = {
 }
 
 DATA: dict[str, list[dict[str, Any]]] = {
-    name: [*rows, *_EXTRA[name]]
+    name: [*rows, *_EXTRA[name], *JOURNEY_EVENTS.get(name, [])]
     for name, rows in generate_all(GENERATED_EVENTS, days=GENERATED_DAYS, seed=7).items()
 }
 
@@ -288,7 +290,7 @@ CS_USER = _busiest("clickstream_events", "user_id")
 CS_SESSION = _busiest("clickstream_events", "session_id")
 CS_TIED_SESSION = _session_with_tied_timestamps("clickstream_events")
 
-CASES: list[tuple[str, dict[str, str]]] = [
+CASES: list[tuple[str, dict[str, Any]]] = [
     # A/B testing
     ("test_summary", {}),
     ("test_summary", {"test_id": "homepage_redesign", **JUNE}),
@@ -298,6 +300,14 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("test_summary", CUT),
     ("test_summary", EMPTY),
     ("test_summary", at("2023-07-20 09:00:00")),
+    ("test_results", {}),
+    ("test_results", {"test_id": "homepage_redesign", **JUNE}),
+    ("test_results", {"test_id": "checkout_flow", "control": "B", "weights": "1,2,1"}),
+    ("test_results", {"sequential": "true"}),
+    ("test_results", {"test_id": "solo_test"}),
+    ("test_results", {"test_id": "no_such_test"}),
+    ("test_results", CUT),
+    ("test_results", EMPTY),
     ("test_segments", {}),
     ("test_segments", {"segment": "device"}),
     ("test_segments", {"segment": "country"}),
@@ -375,9 +385,84 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("get_popular_pages", {"end_date": "2023-06-11 00:00:00", "limit": "10000"}),
     ("get_popular_pages", EMPTY),
     ("get_popular_pages", at("2025-05-07 11:02:40")),
+    # journeys: a list parameter (funnel's steps) travels as one value per item
+    ("funnel", {"steps": FUNNEL_STEPS, **JOURNEYS}),
+    ("funnel", {"steps": FUNNEL_STEPS, "window_seconds": "3600", **JOURNEYS}),
+    ("funnel", {"steps": FUNNEL_STEPS, "window_seconds": "600", **JOURNEYS}),
+    *(
+        ("funnel", {"steps": FUNNEL_STEPS, "mode": mode, "window_seconds": "3600", **JOURNEYS})
+        for mode in ("default", "strict_order", "strict_deduplication")
+    ),
+    *(
+        ("funnel", {"steps": ["page_view", "click", "signup"], "breakdown": b, **JOURNEYS})
+        for b in ("device", "browser", "country")
+    ),
+    ("funnel", {"steps": ["page_view", "click", "page_view", "purchase"], **JOURNEYS}),
+    (
+        "funnel",
+        {"steps": ["page_view", "click", "page_view"], "mode": "strict_deduplication", **JOURNEYS},
+    ),
+    (
+        "funnel",
+        {
+            "steps": [
+                "click",
+                "page_view",
+                "scroll",
+                "click",
+                "signup",
+                "page_view",
+                "purchase",
+                "scroll",
+            ],
+            "window_seconds": "31536000",
+            **JOURNEYS,
+        },
+    ),
+    (
+        "funnel",
+        {
+            "steps": [SITE + "/", SITE + "/pricing", SITE + "/checkout"],
+            "step_by": "page_url",
+            "source": "clickstream_events",
+            "window_seconds": "7200",
+            **JOURNEYS,
+        },
+    ),
+    (
+        "funnel",
+        {
+            "steps": [SITE + "/pricing", SITE + "/signup"],
+            "step_by": "page_url",
+            "source": "clickstream_events",
+            "mode": "strict_order",
+            "breakdown": "country",
+            **JOURNEYS,
+        },
+    ),
+    ("funnel", {"steps": ["page_view", "click", "scroll"]}),  # the tutorials' data, ties too
+    ("funnel", {"steps": ["page_view", "add_to_cart"], "source": "clickstream_events", **CUT}),
+    ("funnel", {"steps": ["no_such_event", "page_view"], **JOURNEYS}),
+    ("funnel", {"steps": FUNNEL_STEPS, **EMPTY}),
+    ("retention", {}),
+    *(("retention", {"period": period}) for period in ("day", "week", "month")),
+    *(("retention", {"source": "app_events", "period": p}) for p in ("day", "week", "month")),
+    ("retention", {"period": "week", **JOURNEYS}),
+    ("retention", {"source": "app_events", "period": "day", **CUT}),
+    ("retention", EMPTY),
+    ("page_paths", {"page_url": "https://example.com/pricing"}),
+    ("page_paths", {"page_url": "https://example.com/pricing", "limit": "1"}),
+    ("page_paths", {"page_url": "https://example.com/", "limit": "1000"}),
+    ("page_paths", {"page_url": SITE + "/pricing", **JOURNEYS}),
+    ("page_paths", {"page_url": SITE + "/"}),
+    ("page_paths", {"page_url": "https://example.com/docs", "limit": "3", **CUT}),
+    ("page_paths", {"page_url": "https://example.com/legacy"}),
+    ("page_paths", {"page_url": "no_such_page"}),
+    ("page_paths", {"page_url": "https://example.com/pricing", **EMPTY}),
 ]
 
 
-def case_id(case: tuple[str, dict[str, str]]) -> str:
+def case_id(case: tuple[str, dict[str, Any]]) -> str:
     name, given = case
-    return name + ("[" + ",".join(f"{k}={v}" for k, v in given.items()) + "]" if given else "")
+    shown = {k: "|".join(v) if isinstance(v, list) else v for k, v in given.items()}
+    return name + ("[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]" if given else "")

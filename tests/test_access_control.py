@@ -25,7 +25,12 @@ from services.query.service import SERVICE as QUERY
 
 pytestmark = pytest.mark.e2e
 
-REQUIRED = {"user_id": "user_1", "session_id": "sess_1"}
+REQUIRED = {
+    "user_id": "user_1",
+    "session_id": "sess_1",
+    "page_url": "https://example.com/",
+    "steps": ["page_view", "click"],
+}
 
 
 def _event(datasource: str) -> dict:
@@ -174,7 +179,13 @@ def _http_routes():
         )
         if rule.get:
             request = make_request()
-            query = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            printed = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            # A list parameter goes once per item (`steps=a&steps=b`).
+            query = [
+                (key, item)
+                for key, value in printed.items()
+                for item in (value if isinstance(value, list) else [value])
+            ]
             routes.append((path, "GET", rule.get, query, None))
         elif rule.post and name == "PostEvents":
             routes.append(

@@ -295,9 +295,6 @@ class TokenRecorder(Recorder):
 
 
 async def test_a_failed_intent_is_logged_again_under_its_token(tmp_path: Path, monkeypatch) -> None:
-    from services.ingest import batcher as batcher_module
-
-    monkeypatch.setattr(batcher_module, "RETRY_INITIAL_SECONDS", 0.001)
     log = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
     real = log.append_flush
     written: list[tuple[str, tuple[int, ...]]] = []
@@ -310,7 +307,7 @@ async def test_a_failed_intent_is_logged_again_under_its_token(tmp_path: Path, m
         return sequence
 
     warehouse = TokenRecorder()
-    batcher = Batcher(warehouse, FlushPolicy(max_rows=100, max_age=3600), log)
+    batcher = Batcher(warehouse, FlushPolicy(max_rows=100, max_age=3600, retry_initial=0.001), log)
     await batcher.start()
     await batcher.append("t", ("n",), [b'{"n":1}', b'{"n":2}'])
     await batcher.append("t", ("n",), [b'{"n":3}'])

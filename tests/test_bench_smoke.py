@@ -63,7 +63,7 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert [p["freshness"]["n"] for p in freshness["phases"]] == [3, 3]
     query = json.loads((tmp_path / "query.json").read_text())
     (size,) = query["sizes"]
-    assert len(size["endpoints"]) == 12
+    assert len(size["endpoints"]) == 16
     for figures in size["endpoints"].values():
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
     assert [t["clients"] for t in size["throughput"]] == [1, 2]
@@ -79,3 +79,21 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert run["counts_match"], run
         assert run["chdb"]["rows_per_s"] > 0 and run["pipit"]["rows_per_s"] > 0
         assert run["pipit"]["peak_rss_mib"] > 0
+
+
+def test_the_materialized_view_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
+    # Apart from the others: it has no chart (two figures and their ratio say it all).
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.matview", "--events", "3000", "--batch", "500"]
+        + ["--clients", "2", "--rounds", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads((tmp_path / "matview.json").read_text())
+    assert document["scenario"] == "matview"
+    assert [r["materialized"] for r in document["all_runs"]] == [False, True]
+    assert all(r["events"] == 3000 and r["events_per_s"] > 0 for r in document["all_runs"])
+    assert document["ratio"] > 0

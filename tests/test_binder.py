@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.warehouse.base import QueryResult
+from common.warehouse.base import Literal, QueryResult
 from pipit.query.v1 import query_service_pb2 as pb
 from services.query.binder import InvalidParameter, ResultMismatch
 from services.query.service import builtin_endpoints
@@ -14,7 +14,7 @@ ENDPOINTS = builtin_endpoints(max_string_length=64)
 
 
 def test_every_rpc_has_an_endpoint_and_sql() -> None:
-    assert len(ENDPOINTS) == 12
+    assert len(ENDPOINTS) == 16
     for endpoint in ENDPOINTS.values():
         for parameter in endpoint.parameters:
             assert "{" + parameter.name + ":" + parameter.option.type + "}" in endpoint.sql, (
@@ -59,12 +59,36 @@ def test_dates_are_normalised_to_utc() -> None:
         ("UserSessionStats", pb.UserSessionStatsRequest(limit=-5), "'limit' must be between 1"),
         ("GetPopularPages", pb.GetPopularPagesRequest(limit=10001), "and 10000, got 10001"),
         ("TestSummary", pb.TestSummaryRequest(test_id="x" * 65), "longer than 64 characters"),
+        ("Funnel", pb.FunnelRequest(), "parameter 'steps' is required"),
+        ("Funnel", pb.FunnelRequest(steps=["a"]), "'steps' takes 2 to 8 values, got 1"),
+        ("Funnel", pb.FunnelRequest(steps=list("abcdefghi")), "takes 2 to 8 values, got 9"),
+        ("Funnel", pb.FunnelRequest(steps=["a", "x" * 65]), "'steps' is longer than 64"),
+        ("Funnel", pb.FunnelRequest(steps=["a", "b"], window_seconds=0), "'window_seconds'"),
+        ("Funnel", pb.FunnelRequest(steps=["a", "b"], mode="strict"), "parameter 'mode'"),
+        ("Retention", pb.RetentionRequest(period="year"), "parameter 'period'"),
+        ("Retention", pb.RetentionRequest(source="ab_test_events"), "parameter 'source'"),
+        ("PagePaths", pb.PagePathsRequest(), "parameter 'page_url' is required"),
     ],
 )
 def test_bad_parameters_are_named(rpc, request_, message) -> None:
     with pytest.raises(InvalidParameter) as caught:
         ENDPOINTS[rpc].bind(request_)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("steps", "literal"),
+    [
+        (["page_view", "click"], "['page_view','click']"),
+        (["page_view,click,scroll"], "['page_view','click','scroll']"),  # Tinybird's form
+        (["a'b", "c\\d", "new\nline"], "['a\\'b','c\\\\d','new\nline']"),
+        (["a,b", "c"], "['a,b','c']"),  # one value per item: commas are the item's own
+    ],
+)
+def test_a_list_binds_as_an_array_literal(steps: list[str], literal: str) -> None:
+    bound = ENDPOINTS["Funnel"].bind(pb.FunnelRequest(steps=steps))["steps"]
+    assert isinstance(bound, Literal)
+    assert bound.text == literal
 
 
 def test_result_columns_fill_fields_by_name() -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -100,7 +101,7 @@ async def _get(
     ("token", "expected"),
     [
         ("admin", PIPES),
-        ("ab_pipes", ["test_segments", "test_summary", "test_timeseries"]),
+        ("ab_pipes", ["test_results", "test_segments", "test_summary", "test_timeseries"]),
         ("one_pipe", ["feature_usage"]),
         ("mixed", ["get_popular_pages", "get_session_events", "get_user_journey"]),
         ("reader", []),
@@ -137,7 +138,7 @@ async def test_listed_columns_are_what_each_pipe_answers(
     assert status == 200
     listed = {pipe["name"]: pipe for pipe in listing["pipes"]}
     for name, given in CASES:
-        query = "&".join(f"{k}={v}" for k, v in given.items())
+        query = urlencode(given, doseq=True)  # a list once per item
         status, answer = await _get(http, suite, f"/v0/pipes/{name}.json?{query}")
         assert status == 200, answer
         declared = [{"name": c["name"], "type": c["type"]} for c in listed[name]["columns"]]

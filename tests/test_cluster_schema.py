@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import unique_database
 
-from common import config, token_table
+from common import config
 from common.cluster_schema import (
     LOCAL_SUFFIX,
     QUARANTINE_SHARDING_KEY,
@@ -24,10 +25,18 @@ from common.cluster_schema import (
     sharding_key,
 )
 from common.config import Settings
-from common.datasources import DEDUPLICATION_SETTING, registry
+from common.datasources import (
+    DEDUPLICATION_SETTING,
+    INSERT_COLUMN,
+    Column,
+    Datasource,
+    registry,
+)
 from common.warehouse.embedded import EmbeddedWarehouse
+from common.warehouse.factory import open_warehouse
 from pipit import cli
-from pipit.migrate import apply, single_node_statements
+from pipit.migrate import INTERNAL_TABLES, apply, single_node_statements
+from pipit.startup import load_project
 
 CLUSTER = "pipit_cluster"
 DATABASE = "analytics"
@@ -63,13 +72,28 @@ def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else()
     created = [
         re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1]
         for s in statements[1:]
-        if not s.startswith("ALTER TABLE ")  # projections added to older local tables
+        # Projections added to older local tables; range views, below.
+        if not s.startswith(("ALTER TABLE ", "CREATE OR REPLACE VIEW "))
     ]
     expected = []
     for table, _, _ in _tables():
         # The local table first: a Distributed insert fails until it exists.
         expected += [table + LOCAL_SUFFIX, table]
     assert created == expected
+
+
+def test_range_views_read_the_distributed_tables_on_every_node() -> None:
+    statements = _schema().statements(DATASOURCES)
+    views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW ")]
+    declared = [(ds.name, v.name) for ds in DATASOURCES for v in ds.range_views]
+    assert declared and len(views) == len(declared)
+    for (table, view), sql in zip(declared, views, strict=True):
+        assert sql.startswith(
+            f"CREATE OR REPLACE VIEW `{DATABASE}`.`{view}` ON CLUSTER `{CLUSTER}` AS\n"
+        )
+        # Both halves read the Distributed table, never one node's local table.
+        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == 2
+        assert LOCAL_SUFFIX not in sql
 
 
 @pytest.mark.parametrize("table,single_node,sharding_key", _tables(), ids=[t[0] for t in _tables()])
@@ -134,8 +158,8 @@ async def test_every_statement_parses_as_clickhouse_sql(
 ) -> None:
     # Through the session's chDB (one per process): ClickHouse's parser reformats each
     # statement without running it, so a syntax error fails here, not on the cluster.
-    tokens = token_table.create_sql(DATABASE, CLUSTER)
-    for statement in [*_schema().statements(DATASOURCES), tokens]:
+    internal = [_schema().everywhere_sql(create(DATABASE)) for create in INTERNAL_TABLES]
+    for statement in [*_schema().statements(DATASOURCES), *internal]:
         result = await embedded_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
@@ -181,7 +205,8 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         {"db": embedded_warehouse.database},
     )
     tables = {row["name"]: row["engine"] for row in result.data}
-    assert tables == {t: "MergeTree" for t, _, _ in _tables()}
+    views = {v.name: "View" for ds in DATASOURCES for v in ds.range_views}
+    assert tables == {t: "MergeTree" for t, _, _ in _tables()} | views
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:
@@ -207,7 +232,8 @@ async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere
     settings = Settings(
         data_dir=embedded_warehouse.data_dir, database=database, manage_schema=False
     )
-    warehouse, current = await cli._open_warehouse(settings)
+    warehouse = open_warehouse(settings)
+    current = await load_project(settings, warehouse)
     assert current.project.name == "tutorials"  # no deployment yet: the built-in project
     try:
         result = await warehouse.query(
@@ -229,8 +255,9 @@ def test_manage_schema_is_read_from_the_environment() -> None:
 def test_pipit_migrate_print_shows_the_cluster_ddl(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["migrate", "--cluster", CLUSTER, "--database", DATABASE, "--print"]) == 0
     out = capsys.readouterr().out
-    # Then the Tokens API's table, whole on every node.
-    expected = [*_schema().statements(DATASOURCES), token_table.create_sql(DATABASE, CLUSTER)]
+    # Then Pipit's own tables, whole on every node.
+    internal = [_schema().everywhere_sql(create(DATABASE)) for create in INTERNAL_TABLES]
+    expected = [*_schema().statements(DATASOURCES), *internal]
     assert out == ";\n\n".join(expected) + ";\n"
 
 
@@ -290,3 +317,113 @@ def test_quarantine_local_tables_expire_rows_and_older_ones_get_the_ttl() -> Non
         )
         assert statements.index(alter) > statements.index(local)
         assert "TTL" not in _statement(statements, ds.name + LOCAL_SUFFIX)  # data is kept
+
+
+def test_pipits_own_tables_are_replicated_whole_on_every_node(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The services create them only where they manage the schema, so on a cluster the
+    migration must: each on every node, one Keeper path for all shards (every node a
+    replica of the whole table), with the single-node table's columns and keys."""
+    assert cli.main(["migrate", "--cluster", CLUSTER, "--database", DATABASE, "--print"]) == 0
+    printed = capsys.readouterr().out
+    names = {"_pipit_tokens", "_pipit_deployments", "_pipit_jobs", "_pipit_s3_ledger"}
+    singles = {
+        SingleNodeTable.parse(create(DATABASE)).table: create(DATABASE)
+        for create in INTERNAL_TABLES
+    }
+    assert set(singles) == names
+    for name, single_sql in singles.items():
+        statement = _statement(
+            _schema().statements(DATASOURCES) + [_schema().everywhere_sql(single_sql)], name
+        )
+        assert statement in printed
+        cluster = SingleNodeTable.parse(statement.replace(f" ON CLUSTER `{CLUSTER}`", ""))
+        single = SingleNodeTable.parse(single_sql)
+        assert f"`{DATABASE}`.`{name}` ON CLUSTER `{CLUSTER}` (" in statement
+        assert (cluster.columns, cluster.tail) == (single.columns, single.tail)
+        keeper_path = f"/clickhouse/tables/all/{DATABASE}/{name}"
+        assert cluster.engine == replicated_engine(single.engine, keeper_path)
+        assert "{shard}" not in statement
+
+
+def test_older_tables_get_new_columns_on_both_cluster_tables() -> None:
+    statements = _schema().statements(DATASOURCES)
+    for ds in DATASOURCES:
+        for table in (ds.name + LOCAL_SUFFIX, ds.name):
+            alters = [
+                s
+                for s in statements
+                if s.startswith(
+                    f"ALTER TABLE `{DATABASE}`.`{table}` ON CLUSTER `{CLUSTER}` ADD COLUMN"
+                )
+                # The hidden insert-token column (materialized pipes) has its own statement.
+                and INSERT_COLUMN not in s
+            ]
+            assert len(alters) == 1, table
+            for i, column in enumerate(ds.columns):
+                after = f"AFTER `{ds.columns[i - 1].name}`" if i else "FIRST"
+                assert f"ADD COLUMN IF NOT EXISTS {column.definition} {after}" in alters[0]
+            # After the table it alters is created.
+            assert statements.index(alters[0]) > statements.index(_statement(statements, table))
+
+
+def _added_later(ds: Datasource) -> Column:
+    """A column of `ds` that no key, index, projection or TTL uses: one a release could add."""
+    used = " ".join(
+        [
+            ds.sorting_key,
+            ds.partition_key,
+            ds.primary_key,
+            ds.ttl,
+            *ds.skip_indexes,
+            *ds.projections,
+        ]
+    )
+    return next(c for c in reversed(ds.columns) if c.name not in used)
+
+
+def test_pipit_migrate_adds_a_column_an_older_release_lacked(clickhouse_url: str) -> None:
+    """Against a ClickHouse HTTP endpoint: a table created without a column gets it, in its
+    declared place, and an insert naming it works."""
+    import clickhouse_connect
+
+    ds = DATASOURCES[0]
+    new = _added_later(ds)
+    older = dataclasses.replace(ds, columns=tuple(c for c in ds.columns if c is not new))
+    database = unique_database("migrate_columns")
+    client = clickhouse_connect.get_client(dsn=clickhouse_url)
+    try:
+        client.command(f"CREATE DATABASE `{database}`")
+        client.command(older.create_table_sql(database))
+        assert (
+            cli.main(["migrate", "--clickhouse-url", clickhouse_url, "--database", database]) == 0
+        )
+        described = client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "ORDER BY position",
+            parameters={"db": database, "t": ds.name},
+        ).result_rows
+        # Pipit's hidden `_pipit_*` columns (the insert token) are not the datasource's.
+        declared = [row[0] for row in described if not row[0].startswith("_pipit_")]
+        assert declared == list(ds.column_names)
+        names = ", ".join(f"`{c}`" for c in ds.column_names)
+        client.command(f"INSERT INTO `{database}`.`{ds.name}` ({names}) FORMAT JSONEachRow {{}}")
+        count = client.query(f"SELECT count() FROM `{database}`.`{ds.name}`").result_rows  # noqa: S608 - names from the protos
+        assert count == [(1,)]
+        # Run again: nothing to add, nothing changes.
+        assert (
+            cli.main(["migrate", "--clickhouse-url", clickhouse_url, "--database", database]) == 0
+        )
+        # Pipit's own tables too: services that do not manage the schema never make them.
+        tables = client.query(
+            "SELECT name FROM system.tables "
+            "WHERE database = {db:String} AND startsWith(name, '_pipit_')",
+            parameters={"db": database},
+        ).result_rows
+        assert {row[0] for row in tables} == {
+            SingleNodeTable.parse(create(database)).table for create in INTERNAL_TABLES
+        }
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+        client.close()

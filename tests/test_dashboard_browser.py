@@ -305,15 +305,19 @@ def series(drawn: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-async def screenshot(page: Page, output: Path, name: str) -> None:
-    """Saves a full-page screenshot in the test's output directory, and in docs/screenshots/
-    when PIPIT_SCREENSHOTS=1."""
+async def screenshot(page: Page, output: Path, name: str, selector: str = "") -> None:
+    """Saves a screenshot (of the full page, or of the element `selector` names) in the test's
+    output directory, and in docs/screenshots/ when PIPIT_SCREENSHOTS=1 asks for new ones: a
+    test run never rewrites the committed pictures by itself."""
     path = output / f"{name}.png"
-    await page.screenshot(path=path, full_page=True, animations="disabled", caret="hide")
-    if os.environ.get("PIPIT_SCREENSHOTS") != "1":
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SCREENSHOTS / path.name)
+    options: dict[str, Any] = {"path": path, "animations": "disabled", "caret": "hide"}
+    if selector:
+        await page.locator(selector).screenshot(**options)
+    else:
+        await page.screenshot(full_page=True, **options)
+    if os.environ.get("PIPIT_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / path.name)
 
 
 async def as_documented(page: Page, site: Gateway) -> str:
@@ -363,6 +367,19 @@ def duration(seconds: int) -> str:
     if minutes < 60:
         return f"{minutes}m {rest:02d}s"
     return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def short_rate(value: float) -> str:
+    """A share as the retention heatmap shows it: one decimal at most (43.1%, 100%). Chromium
+    rounds a double's shortest decimal form, not its exact binary value (0.2045 shows as
+    20.5%), so this does."""
+    text = f"{_half_up(Decimal(repr(value)) * 100, '0.1'):,f}"
+    return text.removesuffix(".0") + "%"
+
+
+def seconds(value: float) -> str:
+    """A median time as the funnel shows it: rounded half up to whole seconds."""
+    return duration(int(_half_up(value, "1")))
 
 
 def period(value: str) -> str:
@@ -528,6 +545,123 @@ async def test_ab_tests_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
     await screenshot(page, tmp_path, "ab-tests")
 
 
+def p_value(value: float) -> str:
+    return "< 0.0001" if value < 0.0001 else f"{_half_up(value, '0.0001')}"
+
+
+def points(value: float) -> str:
+    """A difference of rates in percentage points, up to two decimals, signed."""
+    rounded = _half_up(Decimal(value) * 100, "0.01")
+    if rounded == 0:
+        return "0 pp"
+    text = f"{abs(rounded):,f}".rstrip("0").rstrip(".")
+    return ("+" if rounded > 0 else "-") + text + " pp"
+
+
+def signed_money(value: float) -> str:
+    text = money(abs(value))
+    return text if text == "0.00" else ("+" if value > 0 else "-") + text
+
+
+def results_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The Significance table as the page must show test_results' rows (README's words)."""
+    shown = []
+    for row in rows:
+        control = row["variant"] == row["control"]
+        if control:
+            verdict = "Control"
+        elif not row["significant"]:
+            verdict = "Not significant yet"
+        else:
+            verdict = "Significant: better" if row["lift"] > 0 else "Significant: worse"
+        absolute = f"{points(row['lift'])} ({points(row['lift_low'])} to "
+        absolute += f"{points(row['lift_high'])})"
+        revenue = f"{signed_money(row['revenue_lift'])} ({signed_money(row['revenue_lift_low'])}"
+        revenue += f" to {signed_money(row['revenue_lift_high'])})"
+        conversion = f"{rate(row['conversion_rate'])} ({rate(row['conversion_rate_low'])}"
+        conversion += f" to {rate(row['conversion_rate_high'])})"
+        shown.append(
+            {
+                "_key": row["variant"],
+                "variant": row["variant"],
+                "conversion_rate": conversion,
+                "lift": "–" if control else absolute,
+                "relative_lift": "–" if control else lift(row["relative_lift"]),
+                "p_value": "–" if control else p_value(row["p_value"]),
+                "chance_to_beat_control": "–" if control else rate(row["chance_to_beat_control"]),
+                "revenue_lift": money(row["revenue_per_user"]) if control else revenue,
+                "verdict": verdict,
+            }
+        )
+    return shown
+
+
+async def test_ab_significance(site: Site, opened: Opened, tmp_path: Path) -> None:
+    """test_results on the A/B tab: each variant's significance and intervals, "not
+    significant yet" until the data says more, the lift chart with interval bars, the
+    sequential switch and the sample-ratio warning."""
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    test_id = "homepage_redesign"
+    assert await settle(page, page.select_option("#ab-test", test_id)) == "ready"
+    for sequential in ("false", "true", "false"):
+        if sequential == "true":
+            assert await settle(page, page.check("#ab-sequential")) == "ready"
+        elif await page.is_checked("#ab-sequential"):
+            assert await settle(page, page.uncheck("#ab-sequential")) == "ready"
+        rows = await site.api("test_results", test_id=test_id, sequential=sequential)
+        assert await table(page, "#ab-results") == results_table(rows)
+        assert await page.text_content("#ab-control") == rows[0]["control"]
+        assert await page.is_hidden("#ab-srm")
+        drawn = await chart(page, "ab-lift")
+        variants = [row for row in rows if row["variant"] != row["control"]]
+        assert drawn["labels"] == [row["variant"] for row in variants]
+        interval, estimate = drawn["datasets"]
+        assert interval["data"] == [[row["lift_low"], row["lift_high"]] for row in variants]
+        assert estimate["data"] == [row["lift"] for row in variants]
+    # The sequential interval is the wider: peeking has a price.
+    fixed = await site.api("test_results", test_id=test_id)
+    always = await site.api("test_results", test_id=test_id, sequential="true")
+
+    def width(row: dict[str, Any]) -> float:
+        return row["lift_high"] - row["lift_low"]
+
+    assert width(always[1]) > width(fixed[1])
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "ab-significance", "#ab-significance")
+
+    # A broken split: 300 users on A for 150 on B of a test meant 50/50.
+    events = [
+        {
+            "timestamp": "2023-06-20 12:00:00",
+            "user_id": f"srm_user_{variant}_{i}",
+            "test_id": "zz_broken_split",
+            "variant": variant,
+            "event_type": "page_view",
+            "conversion": int(i % 7 == 0),
+            "revenue": 10.0 if i % 7 == 0 else 0.0,
+            "session_id": f"srm_session_{variant}_{i}",
+            "device": "desktop",
+            "country": "US",
+        }
+        for variant, users in (("A", 300), ("B", 150))
+        for i in range(users)
+    ]
+    await site.send("ab_test_events", events)
+    assert await settle(page, page.click("#refresh")) == "ready"
+    assert await settle(page, page.select_option("#ab-test", "zz_broken_split")) == "ready"
+    rows = await site.api("test_results", test_id="zz_broken_split")
+    assert rows[0]["srm"]
+    warning = await page.text_content("#ab-srm")
+    assert await page.is_visible("#ab-srm")
+    assert "Sample ratio mismatch" in warning and p_value(rows[0]["srm_p_value"]) in warning
+    shown = await table(page, "#ab-results")
+    assert shown == results_table(rows)
+    # Both convert one user in seven: nothing to tell them apart.
+    assert shown[1]["verdict"] == "Not significant yet"
+    assert opened.console_errors == []
+
+
 async def test_user_behaviour_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
     page = opened.page
     await sign_in(page, await as_documented(page, site))
@@ -686,6 +820,121 @@ async def test_clickstream_tab(site: Site, opened: Opened, tmp_path: Path) -> No
     await screenshot(page, tmp_path, "clickstream")
 
 
+def _retention_shown(rows: list[dict[str, Any]], period: str) -> list[dict[str, str]]:
+    """The heatmap's rows: a cohort, its users and the share active n periods later, 0% where
+    none came back in a period the data covers, blank after the latest period seen."""
+
+    def index(day: str) -> int:  # periods since 1970 (weeks from the Monday of 1969-12-29)
+        moment = datetime.strptime(day, "%Y-%m-%d")
+        if period == "month":
+            return moment.year * 12 + moment.month
+        return (moment - datetime(1969, 12, 29)).days // (7 if period == "week" else 1)
+
+    latest = max(index(r["cohort"]) + r["period_number"] for r in rows)
+    width = latest - index(rows[0]["cohort"]) + 1
+    shown = []
+    for cohort in dict.fromkeys(r["cohort"] for r in rows):
+        mine = {r["period_number"]: r for r in rows if r["cohort"] == cohort}
+        observed = latest - index(cohort)
+        cells = {
+            f"p{n}": short_rate(mine[n]["retention"] if n in mine else 0.0) if n <= observed else ""
+            for n in range(width)
+        }
+        users = count(mine[0]["cohort_users"])
+        shown.append({"_key": cohort, "cohort": cohort, "cohort_users": users, **cells})
+    return shown
+
+
+async def test_journeys_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
+    page = opened.page
+    await sign_in(page, await as_documented(page, site))
+    await open_tab(page, "journeys")
+
+    # The funnel as the form first asks for it; the API called with Tinybird's comma form.
+    steps = ["page_view", "click", "form_submit"]
+    for breakdown in ("device", "none"):  # ends on none, the view in the screenshot
+        await settle(page, page.select_option("#funnel-breakdown", breakdown))
+        rows = await site.api(
+            "funnel", steps=",".join(steps), window_seconds=3600, breakdown=breakdown
+        )
+        assert rows and rows[-1]["users"] > 0
+        broken = breakdown != "none"
+        assert await table(page, "#journeys-funnel") == [
+            {
+                "_key": f"{row['breakdown']}|{row['step']}",
+                **({"breakdown": row["breakdown"]} if broken else {}),
+                "step": str(row["step"]),
+                "step_name": row["step_name"],
+                "users": count(row["users"]),
+                "conversion_from_previous": rate(row["conversion_from_previous"]),
+                "conversion_overall": rate(row["conversion_overall"]),
+                "median_seconds_from_previous": "–"
+                if row["step"] == 1
+                else seconds(row["median_seconds_from_previous"]),
+            }
+            for row in rows
+        ]
+        labels = [f"{i + 1}. {step}" for i, step in enumerate(steps)]
+        want = {}
+        for row in rows:
+            want.setdefault(row["breakdown"] if broken else "Users", {})[
+                labels[row["step"] - 1]
+            ] = row["users"]
+        assert series(await chart(page, "journeys-funnel")) == want
+
+    # Other steps and a stricter order, sent as one `steps` value per step.
+    await page.fill("#funnel-steps", "page_view ,scroll, click")
+    await page.select_option("#funnel-mode", "strict_order")
+    await settle(page, page.click("#funnel-form button"))
+    strict = await site.api(
+        "funnel", steps="page_view,scroll,click", mode="strict_order", window_seconds=3600
+    )
+    shown = await table(page, "#journeys-funnel")
+    assert [r["users"] for r in shown] == [count(r["users"]) for r in strict]
+    await page.fill("#funnel-steps", ", ".join(steps))
+    await settle(page, page.select_option("#funnel-mode", "default"))
+
+    for period in ("day", "month", "week"):  # ends on week, the view in the screenshot
+        await settle(page, page.select_option("#retention-period", period))
+        cohorts = await site.api("retention", period=period)
+        shown, want = await table(page, "#journeys-retention"), _retention_shown(cohorts, period)
+        assert len(shown) == len(want), period
+        for got, row in zip(shown, want, strict=True):
+            assert got == row, {k: (got.get(k), v) for k, v in row.items() if got.get(k) != v}
+    # Darker is more: a cohort's own period (everyone) is the darkest blue.
+    first = await page.eval_on_selector(
+        "#journeys-retention [data-col=p0] .heat", "c => getComputedStyle(c).backgroundColor"
+    )
+    assert first == "rgb(37, 99, 235)"
+
+    for page_url in ("https://example.com/", "https://example.com/pricing"):
+        await page.fill("#paths-page", page_url)
+        await settle(page, page.click("#paths-form button"))
+        paths = await site.api("page_paths", page_url=page_url, limit=10)
+        assert {r["direction"] for r in paths} == {"next", "previous"}
+        assert await table(page, "#journeys-paths") == [
+            {
+                "_key": f"{row['direction']}|{row['page_url']}",
+                "direction": "went to" if row["direction"] == "next" else "came from",
+                "page_url": path_of(row["page_url"]),
+                "transitions": count(row["transitions"]),
+                "share": rate(row["share"]),
+            }
+            for row in paths
+        ]
+        for direction in ("next", "previous"):
+            assert series(await chart(page, f"journeys-{direction}")) == {
+                "Sessions": {
+                    path_of(r["page_url"]): r["transitions"]
+                    for r in paths
+                    if r["direction"] == direction
+                }
+            }
+
+    assert opened.console_errors == []
+    await screenshot(page, tmp_path, "journeys")
+
+
 # --- the Pipes tab: any project ------------------------------------------------------
 
 
@@ -697,7 +946,7 @@ async def test_pipes_tab(site: Site, opened: Opened, tmp_path: Path) -> None:
     assert await page.is_hidden(".range")
 
     listed = await site.pipes()
-    assert len(listed) == 12
+    assert len(listed) == 16
     assert await listed_pipes(page) == sorted(pipe["name"] for pipe in listed)
     assert await page.is_visible("#pipes-pick")
 
@@ -1115,7 +1364,12 @@ async def test_a_scoped_token_sees_what_it_may_read(site: Site, opened: Opened) 
     # GET /v0/pipes lists only what the token may read: the other tabs are not offered.
     assert await shown_tabs(page) == ["ab", "pipes"]
     await open_tab(page, "pipes")
-    assert await listed_pipes(page) == ["test_segments", "test_summary", "test_timeseries"]
+    assert await listed_pipes(page) == [
+        "test_results",
+        "test_segments",
+        "test_summary",
+        "test_timeseries",
+    ]
     assert await pick_pipe(page, "test_segments") == "ready"
     segments = await site.answer("test_segments")
     assert await table(page, "#pipes-table") == [
@@ -1141,7 +1395,7 @@ async def test_a_pipe_the_token_may_not_read_is_explained(site: Site, opened: Op
     await page.route(f"{site.gateway_url}/v0/pipes", listing_before)
     await sign_in(page, site.gateway_url, token=site.ab_token)
     assert await page.evaluate("document.body.dataset.state") == "ready"
-    assert await shown_tabs(page) == ["ab", "behaviour", "saas", "clickstream", "pipes"]
+    assert await shown_tabs(page) == ["ab", "behaviour", "saas", "clickstream", "journeys", "pipes"]
 
     assert await settle(page, page.click("#tab-saas")) == "error"
     assert await page.get_attribute("#message", "data-problem") == "forbidden"
@@ -1270,7 +1524,7 @@ async def test_a_phone_screen_has_no_sideways_scrolling(site: Site, opened: Open
     page = opened.page
     await page.set_viewport_size(PHONE)
     await sign_in(page, await as_documented(page, site))
-    for name in ("ab", "behaviour", "saas", "clickstream", "pipes"):
+    for name in ("ab", "behaviour", "saas", "clickstream", "journeys", "pipes"):
         if name != "ab":
             await open_tab(page, name)
         if name == "pipes":

@@ -324,17 +324,22 @@ async def test_replace_swaps_at_once_under_concurrent_reads(suite):
         (len(old), round(sum(r["revenue"] for r in old), 2)): "old",
         (len(new), round(sum(r["revenue"] for r in new), 2)): "new",
     }
-    status, answer = await _call(
-        suite, "POST", f"/v0/datasources?name={DS}&mode=replace&format=ndjson", data=_ndjson(new)
+    # A file in the body is imported while it streams in: the call answers when it is in.
+    finished = asyncio.create_task(
+        _call(
+            suite,
+            "POST",
+            f"/v0/datasources?name={DS}&mode=replace&format=ndjson",
+            data=_ndjson(new),
+        )
     )
-    assert status == 200, answer
-    finished = asyncio.create_task(suite.ingest.importer.wait(answer["id"]))
     seen = []
     # Reads go on until the job is over: with 100-row batches, 30 inserts into the staging
     # table, each a moment a non-atomic load would show.
     while not finished.done():
         seen.append(await _count_and_revenue(suite.warehouse))
-    await finished
+    status, answer = await finished
+    assert status == 200, answer
     seen.append(await _count_and_revenue(suite.warehouse))
     assert {states.get(s, s) for s in seen} <= {"old", "new"}, seen
     assert states[seen[-1]] == "new"

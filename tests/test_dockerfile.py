@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from common.config import Settings
 
@@ -118,13 +120,66 @@ def test_the_build_is_multi_stage_and_the_final_stage_holds_no_build_tools() -> 
     copies = final.all("COPY")
     assert copies and all(c.startswith(f"--from={builder.name} ") for c in copies)
     for run in final.all("RUN"):
-        assert not re.search(r"\b(apt-get|apt|pip|gcc|make|build-essential|curl|wget)\b", run)
+        assert not re.search(r"\b(apt-get|apt|gcc|make|build-essential|curl|wget)\b", run)
+        assert not re.search(r"\bpip3?\b(\s+--\S+(\s+\S+)?)*\s+install\b", run), run
+    # ...and the base image's own pip is removed: nothing installs anything at run time.
+    assert any("site-packages/pip" in run and "rm -rf" in run for run in final.all("RUN"))
     # The wheel build runs setup.py, which regenerates the gRPC code and the descriptor
     # set from protos/: both must be in the context and in the wheel.
     assert any(c.split()[0] == "protos/" for c in builder.all("COPY"))
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "descriptor_set.binpb" in package_data["package-data"]["pipit"]
     assert any("descriptor_set.binpb" in r for r in builder.all("RUN"))
+
+
+def _requirements(lock: str) -> dict[str, tuple[str, str, list[str]]]:
+    """name -> (version, environment marker, hashes) of a `--generate-hashes` lock."""
+    out = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock):
+        lines = [line.split("#")[0].strip().rstrip("\\").strip() for line in block.split("\n")]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        requirement, _, marker = lines[0].partition(";")
+        name, _, version = requirement.strip().partition("==")
+        hashes = [h.removeprefix("--hash=") for h in lines[1:] if h.startswith("--hash=")]
+        out[canonicalize_name(name)] = (version, marker.strip(), hashes)
+    return out
+
+
+def test_dependencies_are_installed_from_the_hash_locked_requirements() -> None:
+    """Nothing is resolved at build time: every distribution in the image is one that
+    requirements.lock pins, by version and sha256, and the lock satisfies pyproject's
+    dependencies and build requirements (the project is built without isolation)."""
+    _, stages = _stages()
+    builder, final = stages[0], stages[-1]
+    runs = builder.all("RUN")
+    locked = [r for r in runs if "-r requirements.lock" in r]
+    assert len(locked) == 1
+    for flag in ("--require-hashes", "--only-binary=:all:", "--no-cache-dir"):
+        assert flag in locked[0], flag
+    # The venv gets no pip of its own, and the only other install is Pipit itself.
+    assert "venv --without-pip" in locked[0]
+    installs = [r for r in runs if re.search(r"\binstall\b", r) and r is not locked[0]]
+    assert len(installs) == 1
+    assert re.search(r"--no-deps\s+--no-build-isolation\s+\.(\s|$)", installs[0])
+    assert any(c.split()[0] == "requirements.lock" for c in builder.all("COPY"))
+    assert _dockerignore_allows("requirements.lock")
+    assert not any("==" in a for a in final.all("ARG") + builder.all("ARG"))
+
+    lock = _requirements((ROOT / "requirements.lock").read_text())
+    assert lock and all(
+        re.fullmatch(r"\d[\w.]*", v)
+        and h
+        and all(re.fullmatch(r"sha256:[0-9a-f]{64}", x) for x in h)
+        for v, _, h in lock.values()
+    )
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for text in pyproject["project"]["dependencies"] + pyproject["build-system"]["requires"]:
+        wanted = Requirement(text)
+        name = canonicalize_name(wanted.name)
+        assert name in lock, f"{name} is not in requirements.lock (uv pip compile again)"
+        assert wanted.specifier.contains(lock[name][0], prereleases=True), (name, lock[name][0])
 
 
 def test_the_image_runs_as_a_numeric_non_root_user() -> None:

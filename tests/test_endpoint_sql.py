@@ -22,13 +22,15 @@ from conftest import unique_database
 from endpoint_cases import CASES, CUT, DATA, at, case_id
 
 from common.datasources import registry
+from common.warehouse.base import Literal
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.clickhouse.v1 import options_pb2
 from pipit.query.v1 import query_service_pb2
 from pipit.seed.generator import DATASOURCES, generate
+from services.query.analysis import Analysis, analysis_of
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "services" / "query" / "sql"
-PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
+PLACEHOLDER = re.compile(r"\{(\w+):(\w+|Array\(\w+\))\}")
 
 
 # --- the endpoints as the protos declare them ---------------------------------------------
@@ -39,18 +41,33 @@ class Endpoint:
     name: str
     parameters: dict[str, Any]  # field name -> pipit.clickhouse.v1.Parameter
     columns: list[str]  # row message fields, in order
+    analysis: Analysis | None  # what finishes the SQL's rows, if anything
 
     @property
     def sql(self) -> str:
         return (SQL_DIR / f"{self.name}.sql").read_text()
 
-    def bind(self, given: dict[str, str]) -> dict[str, str]:
+    def bind(self, given: dict[str, Any]) -> dict[str, Any]:
         """What the binder sends: every parameter, defaults applied, '' when none."""
         unknown = set(given) - set(self.parameters)
         assert not unknown, f"{self.name} has no parameters {unknown}"
         return {
             field: given.get(field, parameter.default_value)
             for field, parameter in self.parameters.items()
+        }
+
+    def bound(self, given: dict[str, Any]) -> dict[str, Any]:
+        """bind()'s values as the warehouse takes them: a list as ClickHouse's array literal
+        (its strings quoted with only backslash and quote escaped)."""
+
+        def quoted(text: str) -> str:
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        return {
+            field: Literal("[" + ",".join(map(quoted, value)) + "]")
+            if isinstance(value, list)
+            else value
+            for field, value in self.bind(given).items()
         }
 
 
@@ -65,7 +82,8 @@ def _endpoints() -> dict[str, Endpoint]:
             if options.HasExtension(options_pb2.parameter):
                 parameters[field.name] = options.Extensions[options_pb2.parameter]
         row = method.output_type.fields_by_name["data"].message_type
-        found[name] = Endpoint(name, parameters, [f.name for f in row.fields])
+        columns = [f.name for f in row.fields]
+        found[name] = Endpoint(name, parameters, columns, analysis_of(method))
     return found
 
 
@@ -86,9 +104,12 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
     await wh.close()
 
 
-async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -> list[dict]:
+async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, Any]) -> list[dict]:
     endpoint = ENDPOINTS[name]
-    result = await warehouse.query(endpoint.sql, endpoint.bind(given))
+    params = endpoint.bound(given)
+    result = await warehouse.query(endpoint.sql, params)
+    if endpoint.analysis is not None:
+        result = await endpoint.analysis.run(result, params)
     assert [column["name"] for column in result.meta] == endpoint.columns
     types = {column["name"]: column["type"] for column in result.meta}
     for column in ("session_start", "session_end", "timestamp", "period"):
@@ -105,17 +126,18 @@ async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 async def test_endpoint_matches_reference(
-    warehouse: EmbeddedWarehouse, case: tuple[str, dict[str, str]]
+    warehouse: EmbeddedWarehouse, case: tuple[str, dict[str, Any]]
 ) -> None:
     name, given = case
     datasource, reference = expected.ENDPOINTS[name]
     actual = await _run(warehouse, name, given)
-    want = reference(DATA[datasource], **ENDPOINTS[name].bind(given))
+    want = reference(DATA[datasource] if datasource else DATA, **ENDPOINTS[name].bind(given))
     tolerances = expected.FLOAT_TOLERANCES.get(name, {})
     expected.assert_rows_match(actual, want, tolerances)
     # The tolerance absorbs rounding ties, not missing rounding: rounded columns carry
-    # no more decimals than promised.
-    for column, tolerance in tolerances.items():
+    # no more decimals than promised (an analysis's statistics are not rounded at all).
+    rounded = tolerances if ENDPOINTS[name].analysis is None else {}
+    for column, tolerance in rounded.items():
         digits = round(-math.log10(tolerance))
         assert all(round(row[column], digits) == row[column] for row in actual), column
 
@@ -132,7 +154,10 @@ def test_sql_placeholders_are_the_request_parameters(name: str) -> None:
     assert sql.startswith("--"), "each SQL file opens with a comment header"
     placeholders = set(PLACEHOLDER.findall(sql))
     declared = {(field, parameter.type) for field, parameter in endpoint.parameters.items()}
-    assert placeholders == declared
+    if endpoint.analysis is None:
+        assert placeholders == declared
+    else:  # some parameters are the analysis's alone
+        assert placeholders < declared
 
 
 def test_every_endpoint_is_exercised() -> None:

@@ -70,7 +70,7 @@ def _reference(name: str, given: dict[str, str]) -> list[dict[str, Any]]:
     datasource, reference = expected.ENDPOINTS[name]
     _, endpoint = RPCS[name]
     params = {p.name: given.get(p.name, p.option.default_value) for p in endpoint.parameters}
-    return reference(DATA[datasource], **params)
+    return reference(DATA[datasource] if datasource else DATA, **params)
 
 
 def _columns(name: str) -> list[str]:
@@ -78,14 +78,20 @@ def _columns(name: str) -> list[str]:
     return [f.name for f in endpoint.method.output_type.fields_by_name["data"].message_type.fields]
 
 
+def _query(given: dict[str, Any]) -> list[tuple[str, str]]:
+    """The query string: a list parameter once per item (`steps=a&steps=b`)."""
+    pairs = [("token", TOKEN)]
+    for key, value in given.items():
+        pairs.extend((key, item) for item in (value if isinstance(value, list) else [value]))
+    return pairs
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 async def test_http_answers_match_reference(seeded: Suite, case) -> None:
     name, given = case
     async with (
         aiohttp.ClientSession() as http,
-        http.get(
-            f"{seeded.gateway_url}/v0/pipes/{name}.json", params={**given, "token": TOKEN}
-        ) as response,
+        http.get(f"{seeded.gateway_url}/v0/pipes/{name}.json", params=_query(given)) as response,
     ):
         assert response.status == 200, await response.text()
         body = await response.json()
@@ -105,17 +111,21 @@ async def test_http_answers_match_reference(seeded: Suite, case) -> None:
     expected.assert_rows_match(body["data"], want, expected.FLOAT_TOLERANCES.get(name, {}))
 
 
+def _typed(field, value: str):
+    """A query parameter's text as its request field holds it."""
+    if field.cpp_type == field.CPPTYPE_INT32:
+        return int(value)
+    if field.cpp_type == field.CPPTYPE_BOOL:
+        return value == "true"
+    return value
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 async def test_grpc_answers_match_reference(seeded: Suite, case) -> None:
     name, given = case
     rpc, endpoint = RPCS[name]
     fields = endpoint.method.input_type.fields_by_name
-    request = endpoint.request_class(
-        **{
-            key: int(value) if fields[key].cpp_type == fields[key].CPPTYPE_INT32 else value
-            for key, value in given.items()
-        }
-    )
+    request = endpoint.request_class(**{key: _typed(fields[key], v) for key, v in given.items()})
     stub = seeded.query_stub()
     response = await getattr(stub, rpc)(request, metadata=AUTH)
     printed = json_format.MessageToDict(

@@ -90,9 +90,37 @@ def test_clusters_one_per_target_and_dns_names_resolved(descriptor: Path) -> Non
     }
     kinds = sorted(c["type"] for name, c in clusters.items() if name != "unrouted")
     assert kinds == ["STATIC", "STRICT_DNS"]
-    for name, cluster in clusters.items():
-        if name != "unrouted":
-            assert cluster["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+    # The query cluster is checked for the query service's readiness, ingest's for liveness.
+    checked = {
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"
+        ]["address"]: c["health_checks"][0]["grpc_health_check"]
+        for name, c in clusters.items()
+        if name != "unrouted"
+    }
+    assert checked == {
+        "query.pipit.svc": {"service_name": "pipit.query.v1.QueryService"},
+        "10.0.0.7": {"service_name": ""},
+    }
+
+
+def test_readiness_asks_only_about_the_query_cluster(descriptor: Path) -> None:
+    upstreams = {**_upstreams("10.0.0.8:50052"), "pipit.ingest.v1.IngestService": "10.0.0.7:1"}
+    bootstrap = render_bootstrap(EnvoyConfig(upstreams, descriptor))
+    clusters = {
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"
+        ]["address"]: c["name"]
+        for c in bootstrap["static_resources"]["clusters"]
+        if c["name"] != "unrouted"
+    }
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    (health,) = [
+        f for f in hcm["typed_config"]["http_filters"] if f["name"].endswith("health_check")
+    ]
+    assert health["typed_config"]["cluster_min_healthy_percentages"] == {
+        clusters["10.0.0.8"]: {"value": 1}
+    }
 
 
 @pytest.mark.parametrize(
@@ -165,13 +193,23 @@ def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
     ]
 
 
-def test_imports_have_a_body_limit_of_their_own(descriptor: Path) -> None:
+def test_imports_stream_with_a_body_limit_of_their_own(descriptor: Path) -> None:
     config = EnvoyConfig(_upstreams(), descriptor, max_body_bytes=1000, import_max_body_bytes=5000)
     bootstrap = render_bootstrap(config)
     routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     [imports] = [r for r in routes if r["match"] == {"path": "/v0/datasources"}]
+    # Nothing buffers an import's body: it streams to the service (a client-streaming method),
+    # which counts it against the limit; a declared length over it is refused up front (Lua).
     buffer = imports["typed_per_filter_config"]["envoy.filters.http.buffer"]
-    assert buffer["buffer"] == {"max_request_bytes": 5000}
+    assert buffer == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "disabled": True,
+    }
+    assert "> 5000 then" in str(bootstrap)
+    # The transcoder holds a piece of it at a time: the other routes' limit is its own.
+    host = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]
+    transcoder = host["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+    assert transcoder["max_request_body_size"] == 1000 + 64 * 1024
     others = [
         r for r in routes if "envoy.filters.http.buffer" in r.get("typed_per_filter_config", {})
     ]

@@ -177,9 +177,9 @@ def test_every_http_route_in_the_protos_is_compared() -> None:
 # --- pipes ---------------------------------------------------------------------------------
 
 
-def _query(given: dict[str, str]) -> str:
-    # Spaces as `+`, as browsers and the tutorials send them.
-    return urlencode(given, quote_via=quote_plus)
+def _query(given: dict[str, Any]) -> str:
+    # Spaces as `+`, as browsers and the tutorials send them; a list once per item.
+    return urlencode(given, quote_via=quote_plus, doseq=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
@@ -213,6 +213,12 @@ PIPE_QUERIES = [
     "test_summary.json?&&=x&flag&test_id",  # no name, no value
     "test_summary.json?statistics.elapsed=1&meta=x",  # response fields are not parameters
     "test_summary.json#fragment",
+    "test_results.json",
+    "test_results.json?test_id=checkout_flow&control=B&weights=1,2,1&sequential=true",
+    "test_results.json?sequential=1",  # proto3 JSON's bool text: only true and false
+    "test_results.json?sequential=yes",
+    "test_results.json?weights=1,x",
+    "test_results.json?test_id=homepage_redesign&weights=1,1,1",  # refused after the SQL
     "test_segments.json?segment=browser",
     "test_segments.json?segment=",
     "test_segments.json?segment=DEVICE",
@@ -260,6 +266,10 @@ PIPE_FORMAT_TARGETS = [
     "/v0/pipes/get_popular_pages.csv?file=test_summary.csv",  # the query wins over the path
     "/v0/pipes/get_popular_pages.csv?body.data=eA&body=x",  # inside the HttpBody: dropped
     "/v0/pipes/get_session_events.csv",  # a required parameter
+    "/v0/pipes/test_results.csvwithnames?test_id=checkout_flow&sequential=true",
+    "/v0/pipes/test_results.parquet?test_id=homepage_redesign",
+    "/v0/pipes/test_results.csv?weights=0",
+    "/v0/pipes/test_results.json?q=select+variant,+p_value+from+_+order+by+p_value,+variant",
     "/v0/pipes/test_summary.xml",
     "/v0/pipes/nope.csv",
     "/v0/pipes/test_summary",  # the description: the catalog's

@@ -21,14 +21,18 @@ from harness import free_port
 from status_table import README_ERROR_STATUSES
 
 from gateway.app import default_descriptor_set
+from gateway.deployment import QUERY_READINESS
 from gateway.envoy import EnvoyConfig, http_services, start_envoy
 from gateway.errors import http_status
+from pipit.ingest.v1 import ingest_service_pb2
 from pipit.query.v1 import pipe_pb2
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
 pytestmark = pytest.mark.envoy
 
+INGEST = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
+QUERY = query_pb2.DESCRIPTOR.services_by_name["QueryService"]
 MESSAGE = 'it went wrong: <"quoted"> & é'
 # Messages the Lua filter that adds `error` to Envoy's bodies must copy exactly: it reads the
 # printed JSON string up to its closing quote.
@@ -113,7 +117,8 @@ async def upstream() -> AsyncIterator[tuple[str, health.aio.HealthServicer]]:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", QUERY_READINESS):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     yield f"127.0.0.1:{port}", health_servicer
     await server.stop(None)
 
@@ -263,7 +268,7 @@ async def test_a_rich_status_with_a_detail_type_outside_the_descriptor_set(
     assert envoy.headers["content-type"] == "application/grpc"
 
 
-async def test_healthz_follows_the_upstreams(
+async def test_healthz_follows_the_query_services_readiness(
     pair: GatewayPair, http: aiohttp.ClientSession, upstream
 ) -> None:
     # Ours asks on every request; Envoy answers from its last health check (every 0.2 s here).
@@ -272,7 +277,7 @@ async def test_healthz_follows_the_upstreams(
         (health_pb2.HealthCheckResponse.NOT_SERVING, 503),
         (health_pb2.HealthCheckResponse.SERVING, 200),
     ):
-        await health_servicer.set("", status)
+        await health_servicer.set(QUERY_READINESS, status)
         for _ in range(100):
             ours, envoy = await pair.send(http, "GET", "/healthz")
             if ours.status == envoy.status == code:
@@ -280,6 +285,32 @@ async def test_healthz_follows_the_upstreams(
             await asyncio.sleep(0.05)
         assert ours.status == code
         assert_same(ours, envoy)
+
+
+async def test_a_gateway_stays_ready_while_ingest_is_away(
+    http: aiohttp.ClientSession, upstream, tmp_path: Path
+) -> None:
+    # Ingest's services at an address nothing listens on: queries are still answered, so
+    # both gateways stay ready (only the query upstream's readiness counts).
+    target, _ = upstream
+    away = f"127.0.0.1:{free_port()}"
+    # Every other service follows these two by its role (gateway/deployment.py).
+    upstreams = {INGEST.full_name: away, QUERY.full_name: target}
+    running = await start_pair(upstreams, tmp_path, max_body_bytes=1 << 20)
+    try:
+        for _ in range(100):
+            ours, envoy = await running.send(http, "GET", "/healthz")
+            if ours.status == envoy.status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert ours.status == 200
+        assert_same(ours, envoy)
+        ours, envoy = await running.send(http, "GET", _summary("x"))
+        assert ours.status == envoy.status == 200
+        ours, envoy = await running.send(http, "POST", "/v0/events?name=ab_test_events")
+        assert (ours.status, envoy.status) == (503, 503)
+    finally:
+        await running.stop()
 
 
 async def test_an_upstream_that_is_not_there(http: aiohttp.ClientSession, tmp_path: Path) -> None:

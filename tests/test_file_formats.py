@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -99,3 +100,43 @@ def test_parquet_times_from_arrow_give_the_json_block():
     assert events.columns["timestamp"][:2] == [1709251200, 1709251261]  # epoch seconds
     validator = RowValidator(DS)
     assert validated(validator, events) == validated(validator, _as_json(rows))
+
+
+def test_a_parquet_file_is_read_in_bounded_memory(tmp_path):
+    # A regression test for pre_buffer (on, pyarrow kept what it read of every row group
+    # until the file closed): what is held while a Parquet file is read and validated (the
+    # bytes read from the file, Python's, and Arrow's buffers) stays about a row group's worth,
+    # far below the file's size, however many row groups have gone by.
+    groups, per_group = 100, 5000
+    rows = _rows(per_group)
+    table = pa.Table.from_pylist(
+        [{**r, "timestamp": datetime.strptime(r["timestamp"], "%Y-%m-%d %H:%M:%S")} for r in rows]
+    )
+    path = tmp_path / "big.parquet"
+    with pq.ParquetWriter(path, table.schema, compression="none") as writer:
+        for _ in range(groups):
+            writer.write_table(table, row_group_size=per_group)
+    size = path.stat().st_size
+    del table
+    validator = RowValidator(DS)
+    held = []
+    count = 0
+    before = pa.total_allocated_bytes()
+    tracemalloc.start()
+    try:
+        with path.open("rb") as raw:
+            for events in file_formats.read_parquet(raw, DS, per_group):
+                block, reasons = validated(validator, events)
+                assert reasons == []
+                count += block.rows
+                del events, block
+                held.append(
+                    tracemalloc.get_traced_memory()[0] + pa.total_allocated_bytes() - before
+                )
+    finally:
+        tracemalloc.stop()
+    assert count == groups * per_group
+    # Measured: flat at about a row group's worth with pre_buffer off; with it on, the whole
+    # file's bytes from the first batch on, and growing.
+    assert max(held) < size / 4, (max(held), size)
+    assert held[-1] < held[0] + size / groups, held

@@ -22,6 +22,7 @@ from status_table import README_ERROR_STATUSES
 
 from gateway import bound_port, create_app, serve_gateway
 from gateway.app import pipe_query_path
+from gateway.deployment import QUERY_READINESS
 from pipit.ingest.v1 import ingest_service_pb2 as ingest_pb2
 from pipit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from pipit.query.v1 import pipe_pb2
@@ -118,7 +119,8 @@ async def fresh(upstream: Upstream) -> Upstream:
     upstream.recorder.calls.clear()
     upstream.recorder.abort = None
     upstream.recorder.trailing = ()
-    await upstream.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", QUERY_READINESS):
+        await upstream.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return upstream
 
 
@@ -577,7 +579,11 @@ async def test_healthz(client: TestClient, upstream: Upstream):
     response = await client.get("/healthz")
     assert response.status == 200
     assert await _json(response) == {"status": "SERVING"}
+    # The query service's readiness counts, not the whole server's liveness.
     await upstream.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    response = await client.get("/healthz")
+    assert response.status == 200
+    await upstream.health.set(QUERY_READINESS, health_pb2.HealthCheckResponse.NOT_SERVING)
     response = await client.get("/healthz")
     assert response.status == 503
     assert await _json(response) == {"status": "NOT_SERVING"}

@@ -279,7 +279,8 @@ def test_route_flags(table: RouteTable) -> None:
 def test_load_routes_refuses_bad_configuration() -> None:
     with pytest.raises(ValueError, match="not in the descriptor set"):
         load_routes(library_descriptor_set(), ["test.v1.Nope"])
-    with pytest.raises(ValueError, match="unary"):
+    # A client stream is transcoded only as a body streamed into a google.api.HttpBody.
+    with pytest.raises(ValueError, match="its body must be a google.api.HttpBody"):
         load_routes(library_descriptor_set(streaming_rule=True), [SERVICE])
 
 
@@ -289,6 +290,10 @@ def test_pipit_descriptor_set_routes() -> None:
     )
     events = table.match("POST", "/v0/events")
     assert events is not None and events.route.body_is_http_body
+    assert not events.route.client_streaming
+    imports = load_routes(default_descriptor_set(), ["pipit.ingest.v1.DatasourcesService"])
+    upload = imports.match("POST", "/v0/datasources")
+    assert upload is not None and upload.route.client_streaming
     pipe = table.match("GET", "/v0/pipes/get_popular_pages.json")
     assert pipe is not None and pipe.route.grpc_method.endswith("/GetPopularPages")
     assert table.match("GET", "/v0/events") is None

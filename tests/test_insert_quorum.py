@@ -52,8 +52,8 @@ def test_the_insert_statement_names_the_quorum_and_the_token(tmp_path) -> None:
     warehouse = EmbeddedWarehouse(tmp_path, "db", insert_quorum="auto")
     assert warehouse.insert_statement("t", ("a",), "tok'en") == (
         "INSERT INTO `db`.`t` (`a`) SETTINGS insert_quorum = 'auto', "
-        "distributed_foreground_insert = 1, insert_deduplication_token = 'tok\\'en' "
-        "FORMAT JSONEachRow"
+        "distributed_foreground_insert = 1, insert_deduplication_token = 'tok\\'en', "
+        "deduplicate_blocks_in_dependent_materialized_views = 1 FORMAT JSONEachRow"
     )
 
 
@@ -104,5 +104,6 @@ async def test_the_http_engine_sends_the_settings_with_each_insert(clickhouse_ur
             "insert_quorum": 2,
             "distributed_foreground_insert": 1,
             "insert_deduplication_token": "tok",
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
         }
     ]

@@ -330,6 +330,6 @@ async def _schemathesis(url: str, token: str, cwd: Path) -> subprocess.Completed
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # every pipe in every format, on a shared machine
         check=False,
     )

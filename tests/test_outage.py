@@ -1,8 +1,8 @@
-"""A warehouse outage mid-stream: ingest keeps acknowledging while its log has room,
-reports NOT_SERVING for readiness, then answers RESOURCE_EXHAUSTED (429 with
-Retry-After over HTTP) before the log's files pass PIPIT_WAL_MAX_BYTES (sampled
-throughout from another thread); once the warehouse is back everything acknowledged
-arrives exactly once and the log shrinks back to its open segment."""
+"""A warehouse outage mid-stream: ingest keeps acknowledging (and stays ready) while its
+log has room, then answers RESOURCE_EXHAUSTED (429 with Retry-After over HTTP) before the
+log's files pass PIPIT_WAL_MAX_BYTES (sampled throughout from another thread) and reports
+NOT_SERVING for readiness; once the warehouse is back everything acknowledged arrives
+exactly once, the log shrinks back to its open segment and ingest is ready again."""
 
 from __future__ import annotations
 

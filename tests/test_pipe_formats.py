@@ -55,6 +55,7 @@ PIPES = [
     ("active_users", {"interval": "1 week"}),
     ("get_session_events", {"session_id": CS_SESSION}),
     ("get_popular_pages", {"limit": "3"}),
+    ("funnel", {"steps": ["page_view", "click", "form_submit"], "window_seconds": "3600"}),
 ]
 _TIMING = re.compile(rb'("(?:elapsed|rows_read|bytes_read)": )[0-9.e+-]+')
 
@@ -107,7 +108,7 @@ async def _call(
     content_type: str = "",
     token: str = TOKEN,
 ) -> tuple[int, str, bytes]:
-    query = "?" + urlencode(given, quote_via=quote_plus) if given else ""
+    query = "?" + urlencode(given, quote_via=quote_plus, doseq=True) if given else ""
     headers = {"Authorization": f"Bearer {token}"}
     if content_type:
         headers["Content-Type"] = content_type

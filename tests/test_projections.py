@@ -1,8 +1,9 @@
-"""Aggregate projections (declared in the datasource protos) under the endpoints whose
-raw-table cost grows with the data: their answers equal the plain-Python reference over
-the rows for whole-hour, whole-day and cut ranges alike, on a table whose parts were
-written partly before the projections existed; and whole ranges are really read from
-the projection (so the cost claim is checked, not assumed)."""
+"""Aggregate projections (declared in the datasource protos) and their range views under
+the endpoints whose raw-table cost grows with the data: their answers equal the
+plain-Python reference over the rows for whole-hour, whole-day and cut ranges alike, on a
+table whose parts were written partly before the projections existed (and which still
+carried a projection Pipit has retired); and the whole hours of a range are really read
+from the projection (so the cost claim is checked, not assumed)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,16 @@ from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
+from common.range_views import RangeView
 from common.warehouse.embedded import EmbeddedWarehouse
 
-# endpoint -> (the projection it reads, the unit its SQL reads from it, the extra
-# parameters it is run with). "range": only a range made wholly of hours is read from
-# the projection (distinct counts do not add up); "hour" / "day": the whole hours / days
-# inside any range are, and the cut ones at either end from the rows.
+# endpoint -> (the projection it reads, the extra parameters it is run with). The whole
+# hours inside any range are read from the projection, the cut ones at either end from
+# the rows.
 PROJECTED = {
-    "test_summary": ("ab_hourly", "range", [{}, {"test_id": "homepage_redesign"}]),
+    "test_summary": ("ab_hours", [{}, {"test_id": "homepage_redesign"}]),
     "test_timeseries": (
-        "ab_hourly",
-        "range",
+        "ab_hours",
         [
             {"interval": "hour"},
             {"interval": "day"},
@@ -37,14 +37,16 @@ PROJECTED = {
         ],
     ),
     "test_segments": (
-        "segments_hourly",
-        "range",
+        "ab_segment_hours",
         [{"segment": "device"}, {"segment": "country", "test_id": "checkout_flow"}],
     ),
-    "user_activity_metrics": ("activity_daily", "day", [{}]),
-    "feature_usage": ("features_hourly", "range", [{}, {"feature": "dashboard"}]),
-    "active_users": ("features_hourly", "range", [{"interval": "1 day"}, {"interval": "1 week"}]),
-    "get_popular_pages": ("pages_hourly", "hour", [{"limit": "5"}, {"limit": "100"}]),
+    "user_activity_metrics": ("activity_hours", [{}]),
+    "feature_usage": ("feature_hours", [{}, {"feature": "dashboard"}]),
+    "active_users": (
+        "feature_hours",
+        [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
+    ),
+    "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
 }
 RANGES: list[dict[str, str]] = [
     {},  # the defaults: 1970-01-01 00:00:00 to the last DateTime
@@ -62,25 +64,14 @@ RANGES: list[dict[str, str]] = [
 LAST_DATETIME = datetime(2106, 2, 7, 6, 28, 15)
 
 
-def _reads_projection(unit: str, bounds: dict[str, str]) -> bool:
-    """Whether the SQL should read the projection for `bounds`, worked out here from the
-    calendar: is the range made of whole hours, or does it hold a whole hour or day?"""
+def _holds_a_whole_hour(bounds: dict[str, str]) -> bool:
+    """Whether `bounds` hold a whole hour, worked out here from the calendar (the last
+    DateTime ends the hour it is in: nothing comes after it)."""
     start = datetime.fromisoformat(bounds.get("start_date", "1970-01-01 00:00:00"))
     end = datetime.fromisoformat(bounds.get("end_date", str(LAST_DATETIME)))
-    size = timedelta(hours=1) if unit in ("range", "hour") else timedelta(days=1)
-    first = start if start == _floor(start, unit) else _floor(start, unit) + size
-    if unit == "range":
-        return first == start and (
-            end == LAST_DATETIME
-            or (end + timedelta(seconds=1)).minute == 0 == (end + timedelta(seconds=1)).second
-        )
-    return first + size - timedelta(seconds=1) <= end or (first <= end == LAST_DATETIME)
-
-
-def _floor(moment: datetime, unit: str) -> datetime:
-    if unit == "day":
-        return moment.replace(hour=0, minute=0, second=0)
-    return moment.replace(minute=0, second=0)
+    floor = start.replace(minute=0, second=0)
+    first = start if start == floor else floor + timedelta(hours=1)
+    return first + timedelta(hours=1) - timedelta(seconds=1) <= end or first <= end == LAST_DATETIME
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +86,11 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
         if bare != ds.create_table_sql(wh.database):
             bare += "\n)" + ds.create_table_sql(wh.database).split("\n)", 1)[1]
         await wh.execute(bare)
+        for retired in ds.retired_projections:
+            await wh.execute(
+                f"ALTER TABLE `{wh.database}`.`{ds.name}` ADD PROJECTION `{retired}` "
+                "(SELECT toStartOfHour(timestamp), count() GROUP BY toStartOfHour(timestamp))"
+            )
     for step in range(4):
         if step == 1:
             for _ in range(2):  # idempotent
@@ -113,13 +109,20 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        "ab_test_events": ["ab_hourly", "segments_hourly"],
-        "user_events": ["activity_daily", "by_session"],
-        "app_events": ["features_hourly", "by_session"],
-        "clickstream_events": ["pages_hourly"],
+        "ab_test_events": ["ab_hours", "ab_segment_hours"],
+        "user_events": ["activity_hours", "by_session"],
+        "app_events": ["feature_hours", "by_session"],
+        "clickstream_events": ["page_hours"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
-    assert "PROJECTION `pages_hourly` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
+    assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
+    views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
+    assert views == {
+        "ab_test_events": ["ab_hours", "ab_segment_hours"],
+        "user_events": ["activity_hours"],
+        "app_events": ["feature_hours"],
+        "clickstream_events": ["page_hours"],
+    }
 
 
 async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse) -> None:
@@ -128,13 +131,14 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         "ORDER BY table, name",
         {"d": warehouse.database},
     )
+    # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
-        ("ab_test_events", "ab_hourly"),
-        ("ab_test_events", "segments_hourly"),
+        ("ab_test_events", "ab_hours"),
+        ("ab_test_events", "ab_segment_hours"),
         ("app_events", "by_session"),
-        ("app_events", "features_hourly"),
-        ("clickstream_events", "pages_hourly"),
-        ("user_events", "activity_daily"),
+        ("app_events", "feature_hours"),
+        ("clickstream_events", "page_hours"),
+        ("user_events", "activity_hours"),
         ("user_events", "by_session"),
     ]
     parts = await warehouse.query(
@@ -149,7 +153,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
 
 CASES = [
     (name, {**extra, **bounds})
-    for name, (_, _, extras) in PROJECTED.items()
+    for name, (_, extras) in PROJECTED.items()
     for extra in extras
     for bounds in RANGES
 ]
@@ -183,17 +187,33 @@ async def _reads(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str])
 
 
 @pytest.mark.parametrize("name", PROJECTED)
-async def test_whole_ranges_are_read_from_the_projection(
+async def test_whole_hours_are_read_from_the_projection(
     warehouse: EmbeddedWarehouse, name: str
 ) -> None:
-    projection, unit, extras = PROJECTED[name]
+    projection, extras = PROJECTED[name]
     outcomes = []
     for bounds in RANGES:
         plan = await _reads(warehouse, name, {**extras[0], **bounds})
         uses = f"ReadFromMergeTree ({projection})" in plan
-        if unit == "range" or _reads_projection(unit, bounds):
-            assert uses == _reads_projection(unit, bounds), (bounds, plan)
+        if _holds_a_whole_hour(bounds):
+            assert uses, (bounds, plan)
         # else nothing whole is in range: the engine may still scan an empty slice of
         # the projection rather than none.
         outcomes.append(uses)
-    assert any(outcomes) and (unit != "range" or not all(outcomes))
+    assert any(outcomes)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # No hour to cut the range at.
+        "SELECT feature, count() AS n GROUP BY feature",
+        # An hour, but the projection does not group by it.
+        "SELECT feature, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY feature",
+        # Not a SELECT … GROUP BY.
+        "SELECT session_id, timestamp ORDER BY session_id",
+    ],
+)
+def test_a_range_view_needs_an_hourly_aggregate(query: str) -> None:
+    with pytest.raises(ValueError, match="range view"):
+        RangeView("v", query)

@@ -99,7 +99,9 @@ def test_pipe_date_parameters(name: str, value: str) -> None:
         endpoint = endpoints_by_rpc[rpc]
         request = endpoint.request_class(**{parameter: value})
         for required in endpoint.parameters:
-            if required.option.required:
+            if required.option.required and required.field.is_repeated:
+                getattr(request, required.name).extend(["x", "y"])
+            elif required.option.required:
                 setattr(request, required.name, "x")
         with pytest.raises(InvalidParameter) as caught:
             endpoint.bind(request)

@@ -123,7 +123,15 @@ class Replica:
         self.wal = WriteAheadLog(self.directory, max_bytes=1 << 24, segment_bytes=700)
         # Flushes happen when the test says (and at replay), never on their own.
         self.batcher = Batcher(
-            self.warehouse, FlushPolicy(max_rows=10**9, max_bytes=1 << 30, max_age=3600), self.wal
+            self.warehouse,
+            FlushPolicy(
+                max_rows=10**9,
+                max_bytes=1 << 30,
+                max_age=3600,
+                retry_initial=0.001,
+                retry_max=0.002,
+            ),
+            self.wal,
         )
         self.run(self.batcher.start())
 
@@ -255,12 +263,6 @@ class Run:
             replica.start()  # a last restart: replays whatever a crash left
             replica.run(replica.batcher.flush_all())
             replica.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batcher_module, "RETRY_INITIAL_SECONDS", 0.001)
-    monkeypatch.setattr(batcher_module, "RETRY_MAX_SECONDS", 0.002)
 
 
 @pytest.mark.slow

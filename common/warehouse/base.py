@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ class AdhocLimits:
         }
 
 
+# How ClickHouse (and chDB) number an exception in its text: `Code: 60. DB::Exception: …`.
+_ERROR_CODE = re.compile(r"\bCode: (\d+)\.")
+
 # The JSON formats rows are inserted in: JSONEachRow (an object per line) and
 # JSONCompactColumns (an array per column; blocks of it may follow one another).
 INSERT_FORMATS = frozenset({"JSONEachRow", "JSONCompactColumns"})
@@ -60,6 +64,20 @@ def insert_settings(quorum: str) -> dict[str, Any]:
     return {
         "insert_quorum": quorum if quorum == "auto" else int(quorum),
         "distributed_foreground_insert": 1,
+    }
+
+
+def deduplication_settings(token: str) -> dict[str, Any]:
+    """Settings of an insert under a deduplication token. A retried flush is dropped by the
+    table it reaches, and, with `deduplicate_blocks_in_dependent_materialized_views`, by
+    every materialized pipe's target too: the views' blocks are named for the same token,
+    so a retry after the source took the rows (but the answer was lost) never counts twice
+    downstream either."""
+    if not token:
+        return {}
+    return {
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
 
 
@@ -82,8 +100,23 @@ class Literal:
         return hash(self.text)
 
 
+def quoted_string(text: str) -> str:
+    """A string as an item of an array literal: ClickHouse's quoted form, where only the
+    backslash and the quote itself need escaping (any other character, newline and NUL
+    included, is read as itself)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class WarehouseError(RuntimeError):
-    """The warehouse refused or failed a statement."""
+    """The warehouse refused or failed a statement. `code` is the engine's error code
+    (ClickHouse's `Code: <n>`), None when the engine never answered (unreachable, timed
+    out, not open)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is None and (found := _ERROR_CODE.search(message)) is not None:
+            code = int(found[1])
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -205,9 +238,7 @@ class Warehouse(abc.ABC):
         fmt: str = "JSONEachRow",
     ) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        values: dict[str, Any] = dict(self.insert_settings)
-        if dedup_token:
-            values["insert_deduplication_token"] = dedup_token
+        values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
         settings = ""
         if values:
             settings = " SETTINGS " + ", ".join(

@@ -3,34 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
     QueryResult,
     Warehouse,
     WarehouseError,
+    deduplication_settings,
     insert_format,
 )
 
 
-def _client_args(url: str) -> dict:
+@dataclass(frozen=True)
+class Credentials:
+    """Who signs in, when not (only) the URL says: the user and password of the
+    service's own ClickHouse user, and the CA its https:// certificate is checked against."""
+
+    user: str = ""
+    password: str = ""
+    ca_file: Path | None = None
+
+
+def _client_args(url: str, credentials: Credentials = Credentials()) -> dict:  # noqa: B008
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WarehouseError(
             f"ClickHouse URL must be http(s)://[user:password@]host[:port], got {url!r}"
         )
-    return {
+    url_user = unquote(parts.username) if parts.username else "default"
+    args = {
         "host": parts.hostname,
         "port": parts.port or (8443 if parts.scheme == "https" else 8123),
-        "username": unquote(parts.username) if parts.username else "default",
-        "password": unquote(parts.password) if parts.password else "",
+        "username": credentials.user or url_user,
+        "password": credentials.password or (unquote(parts.password) if parts.password else ""),
         "secure": parts.scheme == "https",
     }
+    if credentials.ca_file is not None:
+        if parts.scheme != "https":
+            raise WarehouseError("a ClickHouse CA file needs an https:// ClickHouse URL")
+        args["ca_cert"] = str(credentials.ca_file)
+    return args
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -43,11 +63,19 @@ class ClickHouseWarehouse(Warehouse):
         adhoc_limits: AdhocLimits | None = None,
         *,
         insert_quorum: str = "0",
+        query_concurrency: int = 0,
+        credentials: Credentials = Credentials(),  # noqa: B008 - frozen
+        connect_timeout: float = Settings.clickhouse_connect_timeout,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
+        self.query_concurrency = query_concurrency
         self._url = url
         self._insert_quorum = insert_quorum
-        self._args = _client_args(url)
+        self._credentials = credentials
+        self._connect_timeout = connect_timeout
+        # A server that does not answer the connection fails the call within the connect
+        # timeout (pipes answer UNAVAILABLE), rather than after the client's default 10 s.
+        self._args = {**_client_args(url, credentials), "connect_timeout": connect_timeout}
         self._client = None
         self._adhoc_client = None
 
@@ -57,10 +85,19 @@ class ClickHouseWarehouse(Warehouse):
             bootstrap = await clickhouse_connect.get_async_client(**self._args)
             try:
                 await bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+                if not self.query_concurrency:
+                    # The server runs as many queries side by side as it has cores to
+                    # give them; more connections would only queue on its side.
+                    cores = await bootstrap.command("SELECT getSetting('max_threads')")
+                    self.query_concurrency = max(1, int(str(cores).strip("'auto() ")))
             finally:
                 await bootstrap.close()
             self._client = await clickhouse_connect.get_async_client(
-                **self._args, database=self.database, settings=dict(QUERY_SETTINGS)
+                **self._args,
+                database=self.database,
+                settings=dict(QUERY_SETTINGS),
+                connector_limit=self.query_concurrency,
+                connector_limit_per_host=self.query_concurrency,
             )
             # The ad-hoc lane: a pool of its own, so ad-hoc queries never take the pipes'
             # connections, and every request read-only within the caps. `readonly = 2`,
@@ -76,7 +113,13 @@ class ClickHouseWarehouse(Warehouse):
 
     def sibling(self, database: str) -> ClickHouseWarehouse:
         return ClickHouseWarehouse(
-            self._url, database, self.adhoc_limits, insert_quorum=self._insert_quorum
+            self._url,
+            database,
+            self.adhoc_limits,
+            insert_quorum=self._insert_quorum,
+            query_concurrency=self.query_concurrency,
+            credentials=self._credentials,
+            connect_timeout=self._connect_timeout,
         )
 
     def _adhoc_settings(self) -> dict:
@@ -116,9 +159,7 @@ class ClickHouseWarehouse(Warehouse):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> None:
-        settings = dict(self.insert_settings)
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
+        settings = {**self.insert_settings, **deduplication_settings(dedup_token)}
         try:
             await self._require_client().raw_insert(
                 f"`{self.database}`.`{table}`",

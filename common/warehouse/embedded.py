@@ -2,14 +2,18 @@
 
 chDB allows one data path per process, but several sessions on it. A session runs one query
 at a time and is not safe for concurrent queries (bound parameters of one query leak into
-another), so each session has one worker thread of its own: a *lane*. Pipes, ingest and DDL
-share the main lane; the Query API's ad-hoc SQL has a lane of its own, read-only and capped,
-so a slow or failing ad-hoc query never holds up the others. The event loop stays free."""
+another), so each session has one worker thread of its own: a *lane*. Ingest and DDL use
+the main lane; reads (the pipes) go to the least busy of `query_concurrency` reader lanes,
+which run side by side (chDB releases the GIL while a query runs), so a slow pipe does not
+queue the others behind it; the Query API's ad-hoc SQL has a lane of its own, read-only
+and capped, so a slow or failing ad-hoc query never holds up the others. The event loop
+stays free."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +51,9 @@ class _Lane:
         self.session = session.Session(str(path))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chdb-{name}")
         self.current_database = ""
+        # Queries handed to this lane and not yet answered; read and written on the
+        # event loop only, to pick the least busy reader.
+        self.in_flight = 0
         for statement in setup:
             self.session.query(statement)
 
@@ -81,6 +88,8 @@ class _Engine:
         self._lanes: dict[tuple[str, ...], _Lane] = {}
         self._lanes_lock = threading.Lock()
         self.main = self.lane("main", ())
+        self.readers: list[_Lane] = []
+        self._readers_lock = threading.Lock()
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -104,6 +113,13 @@ class _Engine:
                 self._lanes[key] = _Lane(self.path, name, setup)
             return self._lanes[key]
 
+    def ensure_readers(self, count: int) -> list[_Lane]:
+        """At least `count` reader lanes (sessions made once, kept for the process)."""
+        with self._readers_lock:
+            while len(self.readers) < count:
+                self.readers.append(self.lane(f"read-{len(self.readers)}", ()))
+            return list(self.readers)
+
 
 def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
     """The ad-hoc session's SET statements: the caps, then `readonly = 1` last, after
@@ -122,13 +138,18 @@ class EmbeddedWarehouse(Warehouse):
         adhoc_limits: AdhocLimits | None = None,
         *,
         insert_quorum: str = "0",
+        query_concurrency: int = 0,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self.data_dir = data_dir
+        self.query_concurrency = query_concurrency or os.cpu_count() or 1
         self._engine: _Engine | None = None
+        self._readers: list[_Lane] = []
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
-        return EmbeddedWarehouse(self.data_dir, database, self.adhoc_limits)
+        return EmbeddedWarehouse(
+            self.data_dir, database, self.adhoc_limits, query_concurrency=self.query_concurrency
+        )
 
     async def _run(
         self,
@@ -142,11 +163,18 @@ class EmbeddedWarehouse(Warehouse):
             raise WarehouseError("warehouse is not open")
         lane = lane or self._engine.main
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
+        lane.in_flight += 1
+        try:
+            return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
+        finally:
+            lane.in_flight -= 1
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         self._engine = await loop.run_in_executor(None, _Engine.get, self.data_dir / "chdb")
+        self._readers = (
+            await loop.run_in_executor(None, self._engine.ensure_readers, self.query_concurrency)
+        )[: self.query_concurrency]
         await self._run(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
 
     async def close(self) -> None:
@@ -155,7 +183,9 @@ class EmbeddedWarehouse(Warehouse):
         self._engine = None
 
     async def execute(self, sql: str) -> None:
-        await self._run(sql)
+        # In the database, as a ClickHouse server's client runs it: a materialized view's
+        # SQL names its tables unqualified, and the engine qualifies them when it is created.
+        await self._run(sql, database=self.database)
 
     async def insert_json_rows(
         self,
@@ -173,7 +203,8 @@ class EmbeddedWarehouse(Warehouse):
         return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
 
     async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
-        return await self._run(sql, fmt, _escaped(params), database=self.database)
+        reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
+        return await self._run(sql, fmt, _escaped(params), self.database, reader)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))

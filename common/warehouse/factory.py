@@ -16,13 +16,25 @@ def open_warehouse(settings: Settings) -> Warehouse:
         max_result_rows=settings.sql_max_rows,
     )
     if settings.clickhouse_url:
-        from common.warehouse.clickhouse import ClickHouseWarehouse
+        from common.warehouse.clickhouse import ClickHouseWarehouse, Credentials
 
         return ClickHouseWarehouse(
-            settings.clickhouse_url, settings.database, limits, insert_quorum=settings.insert_quorum
+            settings.clickhouse_url,
+            settings.database,
+            limits,
+            insert_quorum=settings.insert_quorum,
+            query_concurrency=settings.query_concurrency,
+            credentials=Credentials(
+                settings.clickhouse_user, settings.clickhouse_password, settings.clickhouse_ca
+            ),
+            connect_timeout=settings.clickhouse_connect_timeout,
         )
     from common.warehouse.embedded import EmbeddedWarehouse
 
     return EmbeddedWarehouse(
-        settings.data_dir, settings.database, limits, insert_quorum=settings.insert_quorum
+        settings.data_dir,
+        settings.database,
+        limits,
+        insert_quorum=settings.insert_quorum,
+        query_concurrency=settings.query_concurrency,
     )

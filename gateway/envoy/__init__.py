@@ -49,9 +49,11 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
 - `local_reply_config` turns Envoy's own plain-text errors into the JSON error body (`error`
   included), with the gRPC code our gateway would give for that HTTP status, and gives `/healthz`
   our body.
-- `/healthz` is the health_check filter: 200 while each upstream cluster has an endpoint passing
-  its active gRPC health check (service ""), else 503. Ours asks the upstreams on each request;
-  Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
+- `/healthz` is the health_check filter: 200 while the query service's cluster has an endpoint
+  passing its active gRPC health check (the query service's readiness: it can read), else 503;
+  ingest's clusters, checked for liveness (service ""), do not count, so a gateway stays ready
+  for queries while ingest is degraded (gateway/deployment.py `readiness_checks`). Ours asks on
+  each request; Envoy answers from its last check, at most `HEALTH_CHECK_INTERVAL` old.
 - The dashboard's files (gateway/dashboard.py) are direct responses, read when Envoy loads a
   route configuration.
 - TLS as our gateway does it: `tls` makes the listener HTTPS only (ALPN h2 and http/1.1);

@@ -13,7 +13,7 @@ from gateway.app import (
     TOKEN_PARAMETER,
 )
 from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
-from gateway.deployment import resolve_targets, role_targets
+from gateway.deployment import readiness_checks, resolve_targets, role_targets
 from gateway.envoy.config import (
     ACCESS_LOG_FORMAT,
     BUFFER_FILTER,
@@ -166,9 +166,11 @@ def render_route_config(
     for match in _http_body_matches(table):
         per_filter = {DECOMPRESSOR_FILTER: typed("config.route.v3.FilterConfig", disabled=True)}
         if match.get("path") == IMPORT_PATH:
+            # An import's body streams to the service a chunk at a time (a client-streaming
+            # method): nothing buffers it whole. The refusals filter turns a declared length
+            # over the limit away; the service counts the rest.
             per_filter[BUFFER_FILTER] = typed(
-                "extensions.filters.http.buffer.v3.BufferPerRoute",
-                buffer={"max_request_bytes": config.import_limit},
+                "extensions.filters.http.buffer.v3.BufferPerRoute", disabled=True
             )
         routes.append(
             {
@@ -207,9 +209,8 @@ def render_route_config(
                     ),
                     # The transcoder takes the most specific configuration it finds; a
                     # route's own (the dashboard's: disabled) beats this one.
-                    TRANSCODER_FILTER: _transcoder(
-                        descriptor, services, max(config.max_body_bytes, config.import_limit)
-                    ),
+                    # An import's body streams through in pieces: the limit of the rest holds.
+                    TRANSCODER_FILTER: _transcoder(descriptor, services, config.max_body_bytes),
                 },
             }
         ],
@@ -233,6 +234,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
     # it (and, from a file, follows the deployment in service).
     transcoder = route_config["virtual_hosts"][0]["typed_per_filter_config"][TRANSCODER_FILTER]
     clusters = cluster_names(config.upstreams)
+    checks = readiness_checks(config.upstreams, role_targets(config.upstreams, descriptor_set))
     http_filters = [
         lua_filter("pipit.lua.first", first_lua()),
         {
@@ -248,10 +250,14 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
                     {"name": ":path", "string_match": {"safe_regex": {"regex": HEALTH_REGEX}}},
                     {"name": ":method", "string_match": {"exact": "GET"}},
                 ],
-                # At least one healthy endpoint in each cluster (Envoy counts in whole
-                # percent): a DNS name may stand for several pods, and Envoy only routes to
-                # the healthy ones, so one pod down must not take every gateway out.
-                cluster_min_healthy_percentages={name: {"value": 1} for name in clusters.values()},
+                # At least one healthy endpoint in each cluster readiness asks about (the
+                # query service's; Envoy counts in whole percent): a DNS name may stand for
+                # several pods, and Envoy only routes to the healthy ones, so one pod down
+                # must not take every gateway out; nor may ingest, degraded or away, while
+                # queries can be answered.
+                cluster_min_healthy_percentages={
+                    clusters[target]: {"value": 1} for target in checks
+                },
             ),
         },
         lua_filter(METHODS_FILTER, NO_METHODS_LUA),
@@ -340,7 +346,13 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
             ],
             "clusters": [
                 *(
-                    cluster(name, target, config.health_check_interval, config.upstream_ca)
+                    cluster(
+                        name,
+                        target,
+                        config.health_check_interval,
+                        config.upstream_ca,
+                        checks.get(target, ""),
+                    )
                     for target, name in clusters.items()
                 ),
                 {"name": UNROUTED, "type": "STATIC", "connect_timeout": "1s"},

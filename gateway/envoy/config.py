@@ -183,7 +183,9 @@ def _upstream_tls(host: str, ca: Path) -> dict[str, Any]:
     }
 
 
-def cluster(name: str, target: str, interval: float, ca: Path | None = None) -> dict[str, Any]:
+def cluster(
+    name: str, target: str, interval: float, ca: Path | None = None, health_service: str = ""
+) -> dict[str, Any]:
     host, port = _split_target(target)
     cluster: dict[str, Any] = {
         "name": name,
@@ -203,7 +205,8 @@ def cluster(name: str, target: str, interval: float, ca: Path | None = None) -> 
                 explicit_http_config={"http2_protocol_options": {}},
             )
         },
-        # What /healthz reports, as our gateway's health check asks: service "" is SERVING.
+        # What our gateway's readiness asks (gateway/deployment.py `readiness_checks`): the
+        # query service's readiness for its cluster, liveness (service "") for the others.
         "health_checks": [
             {
                 "timeout": "1s",
@@ -211,7 +214,7 @@ def cluster(name: str, target: str, interval: float, ca: Path | None = None) -> 
                 "no_traffic_interval": duration(interval),
                 "unhealthy_threshold": 1,
                 "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": ""},
+                "grpc_health_check": {"service_name": health_service},
             }
         ],
     }

@@ -39,6 +39,42 @@ class PipeSource:
 
 
 @dataclass(frozen=True)
+class Materialization:
+    """A materialized pipe: SQL without parameters whose answer, computed over each block
+    inserted into `source`, is inserted into the `target` datasource. `nodes` are the
+    rendered nodes up to the materialized one (earlier ones become its CTEs), so the
+    backfill can put a CTE of its own, named for the source, ahead of them."""
+
+    name: str
+    target: str
+    source: str
+    """The datasource whose inserts drive it: the table its SQL reads first."""
+    nodes: tuple[NodeSource, ...]
+    columns: tuple[tuple[str, str], ...]
+    """(name, ClickHouse type) of each answer column, each one of the target's."""
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "source": self.source,
+            "nodes": [
+                {"name": n.name, "sql": n.sql, "file": n.file, "line": n.line} for n in self.nodes
+            ],
+            "columns": [list(c) for c in self.columns],
+        }
+
+    @classmethod
+    def from_json(cls, name: str, doc: dict) -> Materialization:
+        return cls(
+            name=name,
+            target=doc["target"],
+            source=doc["source"],
+            nodes=tuple(NodeSource(**node) for node in doc["nodes"]),
+            columns=tuple((c[0], c[1]) for c in doc["columns"]),
+        )
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A built project."""
 
@@ -48,9 +84,11 @@ class Artifact:
     protos: dict[str, str] = field(default_factory=dict)
     """Generated `.proto` sources by path, for `pipit protos` (empty for a native project:
     its sources are its own)."""
+    materializations: dict[str, Materialization] = field(default_factory=dict)
+    """Materialized pipes by name."""
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "format": FORMAT,
             "name": self.name,
             "descriptor_set": base64.b64encode(self.descriptor_set).decode(),
@@ -67,6 +105,12 @@ class Artifact:
                 for name, pipe in sorted(self.pipes.items())
             },
         }
+        if self.materializations:
+            # Only when there are some, so a project without them keeps the version it had.
+            doc["materializations"] = {
+                name: m.to_json() for name, m in sorted(self.materializations.items())
+            }
+        return doc
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)
@@ -93,6 +137,10 @@ class Artifact:
                     nodes=tuple(NodeSource(**node) for node in pipe["nodes"]),
                 )
                 for name, pipe in doc["pipes"].items()
+            },
+            materializations={
+                name: Materialization.from_json(name, m)
+                for name, m in doc.get("materializations", {}).items()
             },
         )
 

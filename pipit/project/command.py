@@ -169,6 +169,8 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"pipit: built {artifact.name} version {artifact.version} into {out}")
     print(f"       datasources: {', '.join(project.datasources) or '-'}")
     print(f"       pipes: {', '.join(sorted(project.pipes)) or '-'}")
+    for m in sorted(project.artifact.materializations.values(), key=lambda m: m.name):
+        print(f"       materialized: {m.name} ({m.source} -> {m.target})")
     return 0
 
 

@@ -18,7 +18,8 @@ import asyncio
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,15 @@ from common.datasources import QUARANTINE_SUFFIX
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project import protos
-from pipit.project.artifact import NATIVE, TINYBIRD, Artifact, NodeSource, PipeSource
-from pipit.project.model import DatasourceSpec, PipeSpec, ProjectError
+from pipit.project.artifact import (
+    NATIVE,
+    TINYBIRD,
+    Artifact,
+    Materialization,
+    NodeSource,
+    PipeSource,
+)
+from pipit.project.model import DatasourceSpec, NodeSpec, PipeSpec, ProjectError
 from pipit.project.runtime import Project
 from pipit.protogen import PROTO_DIR, include_paths
 
@@ -175,7 +183,8 @@ async def _create_tables(project: Project, scratch: Warehouse, where: dict[str, 
     problems = []
     for ds in project.datasources.values():
         try:
-            RowValidator(ds)  # every column a type ingest can check
+            if not ds.materialized_by:  # a materialized pipe's target takes no appends
+                RowValidator(ds)  # every column a type ingest can check
         except ValueError as exc:
             problems.append(ProjectError(*where.get(ds.name, (ds.name, 1)), str(exc)))
             continue
@@ -231,8 +240,14 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
         except ProjectError as exc:
             problems.append(exc)
     problems += _check_names(datasources, pipes)
+    targets, found = _materialized_targets(datasources, pipes)
+    problems += found
     if problems:
         raise BuildFailed(problems)
+    datasources = [
+        replace(ds, materialized_by=targets[ds.name]) if ds.name in targets else ds
+        for ds in datasources
+    ]
 
     sources = {
         protos.DATASOURCES_FILE: protos.datasources_proto(datasources),
@@ -243,9 +258,20 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
     where = {ds.name: (ds.file, ds.line or 1) for ds in datasources}
     await _create_tables(schema, scratch, where)
 
-    interfaces, sources_by_pipe = [], {}
+    interfaces, sources_by_pipe, materializations = [], {}, {}
     columns = sorted({c.name for ds in schema.datasources.values() for c in ds.columns})
     for pipe in pipes:
+        materialized = _materialized_node(pipe)
+        if materialized is not None:
+            try:
+                materializations[pipe.name] = await _materialize_tinybird(
+                    pipe, materialized, schema, columns, scratch
+                )
+            except ProjectError as exc:
+                problems.append(exc)
+            except BuildFailed as exc:
+                problems += exc.problems
+            continue
         endpoint = pipe.endpoint
         # A pipe without an endpoint serves nothing, but is checked all the same.
         nodes = pipe.nodes[: pipe.nodes.index(endpoint) + 1] if endpoint else pipe.nodes
@@ -259,7 +285,7 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
                         node.file or pipe.file,
                         node.line,
                         f"node {node.name!r}: TYPE {node.type} is not supported; "
-                        "endpoint pipes are",
+                        "endpoint and materialized pipes are",
                     )
                 )
         try:
@@ -320,7 +346,9 @@ async def _build_tinybird(files: Mapping[str, str], scratch: Warehouse, name: st
     descriptor_set = await protoc(
         sources, [protos.DATASOURCES_FILE, protos.INGEST_FILE, protos.QUERY_FILE, *PLATFORM_PROTOS]
     )
-    return _checked(Artifact(name, descriptor_set, sources_by_pipe, dict(sources)))
+    return _checked(
+        Artifact(name, descriptor_set, sources_by_pipe, dict(sources), materializations)
+    )
 
 
 def _default_text(value: Any) -> str:
@@ -374,6 +402,151 @@ async def _describe_pipe(
     raise problem or ProjectError(*where, "no request the pipe accepts could be checked")
 
 
+# --- Materialized pipes ----------------------------------------------------------------------
+
+
+def _materialized_node(pipe: PipeSpec) -> NodeSpec | None:
+    return next((node for node in pipe.nodes if node.type == "materialized"), None)
+
+
+def _materialized_targets(
+    datasources: Sequence[DatasourceSpec], pipes: Sequence[PipeSpec]
+) -> tuple[dict[str, str], list[ProjectError]]:
+    """The datasource each materialized pipe fills (target -> pipe). A pipe either answers
+    an endpoint or materializes, once; a target is filled by one pipe, so a changed pipe
+    rebuilds its target from the source alone."""
+    names = {ds.name for ds in datasources}
+    targets: dict[str, str] = {}
+    problems = []
+    for pipe in pipes:
+        nodes = [n for n in pipe.nodes if n.type == "materialized"]
+        for extra in nodes[1:]:
+            problems.append(
+                ProjectError(extra.file or pipe.file, extra.line, "a pipe materializes once")
+            )
+        if not nodes:
+            continue
+        node = nodes[0]
+        where = (node.file or pipe.file, node.line)
+        if pipe.endpoint is not None:
+            problems.append(ProjectError(*where, "a pipe is an endpoint or materialized, not both"))
+        elif node.datasource not in names:
+            problems.append(
+                ProjectError(*where, f"DATASOURCE {node.datasource!r} is not a datasource here")
+            )
+        elif node.datasource in targets:
+            problems.append(
+                ProjectError(
+                    *where,
+                    f"datasource {node.datasource!r} is already filled by pipe "
+                    f"{targets[node.datasource]!r}",
+                )
+            )
+        else:
+            targets[node.datasource] = pipe.name
+    return targets, problems
+
+
+async def _materialize_tinybird(
+    pipe: PipeSpec, node: NodeSpec, schema: Project, columns: list[str], scratch: Warehouse
+) -> Materialization:
+    """The nodes up to the materialized one, rendered once: a materialized view runs on
+    every insert with no request behind it, so its SQL takes no parameters."""
+    from pipit.project.template import Template
+    from services.query.template_binder import bindable
+
+    nodes = pipe.nodes[: pipe.nodes.index(node) + 1]
+    rendered = []
+    for each in nodes:
+        file = each.file or pipe.file
+        template = Template.parse(each.sql, file=file, line=each.line)
+        problems = template.check_columns(columns)
+        if problems:
+            raise BuildFailed(problems)
+        if template.parameters:
+            raise ProjectError(
+                file,
+                template.parameters[0].line,
+                f"node {each.name!r}: a materialized pipe takes no parameters "
+                f"({template.parameters[0].name!r})",
+            )
+        result = template.render({}, columns=columns)
+        if bindable(result):
+            raise ProjectError(file, each.line, f"node {each.name!r} binds values at request time")
+        rendered.append(NodeSource(each.name, result.sql, file, each.line))
+    return await _materialization(pipe.name, node.datasource, tuple(rendered), schema, scratch)
+
+
+async def _materialization(
+    name: str,
+    target: str,
+    nodes: tuple[NodeSource, ...],
+    schema: Project,
+    scratch: Warehouse,
+) -> Materialization:
+    """Checks a materialized pipe against its target in the scratch database: every answer
+    column is one of the target's, of the very same type (an insert the target cannot take
+    would fail the source's insert too, and ingest would retry it for ever), and the table
+    it reads first is a datasource of the project (the one whose inserts drive it)."""
+    from services.query.template_binder import compose
+
+    last = nodes[-1]
+    where = (last.file, last.line)
+    sql = compose([(n.name, n.sql) for n in nodes])
+    try:
+        described = await _describe(scratch, sql, {})
+    except WarehouseError as exc:
+        raise _engine_problem(exc, *where) from exc
+    target_types = {
+        str(row["name"]): str(row["type"])
+        for row in (
+            await scratch.query(
+                "SELECT name, type FROM system.columns "
+                "WHERE database = {database:String} AND table = {table:String}",
+                {"database": scratch.database, "table": target},
+            )
+        ).data
+    }
+    problems = []
+    for column, kind in described:
+        if column not in target_types:
+            problems.append(
+                ProjectError(*where, f"answer column {column!r} is not a column of {target!r}")
+            )
+        elif target_types[column] != kind:
+            problems.append(
+                ProjectError(
+                    *where,
+                    f"answer column {column!r} is {kind}; {target}.{column} is "
+                    f"{target_types[column]} (cast it, or declare the column so)",
+                )
+            )
+    if problems:
+        raise BuildFailed(problems)
+    probe = f"_pipit_probe_{name}"
+    try:
+        await scratch.execute(
+            f"CREATE MATERIALIZED VIEW `{scratch.database}`.`{probe}` "
+            f"TO `{scratch.database}`.`{target}` AS {sql}"
+        )
+        found = await scratch.query(
+            "SELECT name FROM system.tables WHERE database = {database:String} "
+            "AND has(dependencies_table, {view:String})",
+            {"database": scratch.database, "view": probe},
+        )
+        await scratch.execute(f"DROP VIEW `{scratch.database}`.`{probe}`")
+    except WarehouseError as exc:
+        raise _engine_problem(exc, *where) from exc
+    sources = [str(row["name"]) for row in found.data]
+    if len(sources) != 1 or sources[0] not in schema.datasources:
+        raise ProjectError(
+            *where, "a materialized pipe must read a datasource of the project first (FROM …)"
+        )
+    if sources[0] == target:
+        raise ProjectError(*where, f"a materialized pipe cannot read its own target {target!r}")
+    return Materialization(name, target, sources[0], nodes, tuple(described))
+
+
 # --- Pipit's native form -------------------------------------------------------------------
 
 
@@ -421,9 +594,30 @@ async def _build_native(files: Mapping[str, str], scratch: Warehouse, name: str)
                     )
                 )
         pipes[endpoint] = PipeSource(endpoint, NATIVE, (NodeSource(endpoint, sql, path, 1),))
+    materializations: dict[str, Materialization] = {}
+    for ds in skeleton.datasources.values():
+        pipe = ds.materialized_by
+        if not pipe:
+            continue
+        where = lines.get(ds.name, (ds.descriptor.file.name, 1))
+        path = f"sql/{pipe}.sql"
+        if not _NAME.match(pipe) or path not in files:
+            problems.append(ProjectError(*where, f"{ds.name} is materialized by {path}: missing"))
+            continue
+        if pipe in pipes or pipe in materializations:
+            problems.append(ProjectError(*where, f"{path} answers an endpoint or fills a table"))
+            continue
+        try:
+            materializations[pipe] = await _materialization(
+                pipe, ds.name, (NodeSource(pipe, files[path], path, 1),), skeleton, scratch
+            )
+        except ProjectError as exc:
+            problems.append(exc)
+        except BuildFailed as exc:
+            problems += exc.problems
     if problems:
         raise BuildFailed(problems)
-    return _checked(Artifact(name, descriptor_set, pipes))
+    return _checked(Artifact(name, descriptor_set, pipes, {}, materializations))
 
 
 def _declaration_lines(descriptor_set: bytes) -> dict[str, tuple[str, int]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from common.warehouse.base import Warehouse
+from pipit.project import materialize
 from pipit.project.artifact import Artifact
 from pipit.project.compiler import BuildFailed, build
 from pipit.project.model import ProjectError
@@ -92,11 +93,14 @@ class Deployer:
             artifact = await self.build(files, name)
             project = Project(artifact)
             statements, changes, destructive = await self._plan(project)
+            changes += await materialize.plan(self._warehouse, project)
             if artifact.version == self._current.project.version and not destructive:
-                # Already in service: nothing to record (tables are brought up to date all
-                # the same, cheaply, since every statement is idempotent).
-                for statement in statements if not dry_run else ():
-                    await self._warehouse.execute(statement)
+                # Already in service: nothing to record (tables and materialized pipes are
+                # brought up to date all the same, cheaply, since every step is idempotent).
+                if not dry_run:
+                    for statement in statements:
+                        await self._warehouse.execute(statement)
+                    await materialize.apply(self._warehouse, project)
                 return Deployed(artifact.version, (), applied=False)
             if destructive and not allow_destructive:
                 raise BuildFailed(
@@ -112,6 +116,9 @@ class Deployer:
                 return Deployed(artifact.version, tuple(changes), applied=False)
             for statement in statements:
                 await self._warehouse.execute(statement)
+            # Before the project is recorded: a pipe that reads a target is served only once
+            # the target holds the backfilled rows.
+            await materialize.apply(self._warehouse, project)
             await self._store.record(artifact)
             self._current.swap(project)
             log.info("deployed", version=artifact.version, project=name, changes=changes)
@@ -165,7 +172,8 @@ class Deployer:
                     statements.append(f"ALTER TABLE {table} MODIFY COLUMN `{column}` {kind}")
                     changes.append(f"changed column {ds.name}.{column} to {kind}")
             for column in live:
-                if column not in wanted:
+                # Pipit's own hidden columns (materialize.INSERT_COLUMN) are not declared.
+                if column not in wanted and not column.startswith("_pipit_"):
                     destructive.append((f"dropping column {ds.name}.{column}", where))
                     statements.append(f"ALTER TABLE {table} DROP COLUMN `{column}`")
                     changes.append(f"dropped column {ds.name}.{column}")

@@ -58,6 +58,8 @@ class DatasourceSpec:
     """Each `<name> (<query>)`."""
     sharding_key: str = ""
     """How a cluster spreads rows over shards; empty: chosen by Pipit."""
+    materialized_by: str = ""
+    """The pipe whose `TYPE materialized` node fills the table, if one does."""
     file: str = ""
     line: int = 0
 

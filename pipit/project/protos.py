@@ -57,6 +57,8 @@ def datasources_proto(datasources: Sequence[DatasourceSpec]) -> str:
             f"settings: {_string(ds.settings)}",
             f"sharding_key: {_string(ds.sharding_key)}",
         ]
+        if ds.materialized_by:
+            table.append(f"materialized_by: {_string(ds.materialized_by)}")
         for index in ds.indexes:
             match = re.match(
                 r"^\s*(\w+)\s+(.+?)\s+TYPE\s+(.+?)(?:\s+GRANULARITY\s+(\d+))?\s*$",
@@ -111,7 +113,9 @@ def datasources_proto(datasources: Sequence[DatasourceSpec]) -> str:
 
 
 def ingest_proto(datasources: Sequence[DatasourceSpec]) -> str:
-    """The Events API, a typed append per datasource and a stream of either."""
+    """The Events API, a typed append per datasource and a stream of either. A
+    materialized pipe's target takes no appends, so it has none."""
+    datasources = [ds for ds in datasources if not ds.materialized_by]
     imports = [
         "google/api/annotations.proto",
         "google/api/httpbody.proto",

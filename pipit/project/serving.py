@@ -11,6 +11,7 @@ import structlog
 
 from common.token_table import TokenTable
 from common.warehouse.base import Warehouse, WarehouseError
+from common.warehouse.failures import unreachable
 from pipit.project.artifact import builtin
 from pipit.project.compiler import read_files
 from pipit.project.deploy import Deployer
@@ -26,6 +27,8 @@ async def newest_or_builtin(store: DeploymentStore) -> Project:
     try:
         artifact = await store.newest()
     except WarehouseError as exc:
+        if unreachable(exc):
+            raise  # not "no deployments": a start-up retries, rather than serve the wrong one
         log.info("no deployments table yet; serving the built-in project", error=str(exc)[:200])
         artifact = None
     return Project(artifact if artifact is not None else builtin())

@@ -76,6 +76,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common.timeparse import parse_datetime
+from common.warehouse.base import quoted_string
 from pipit.project.model import ProjectError
 
 
@@ -250,15 +251,8 @@ class _Type:
             except _Invalid as exc:
                 raise _Invalid(f"item {index}: {exc}") from None
             python.append(converted)
-            texts.append(_quoted(text) if self.element.family == "str" else text)
+            texts.append(quoted_string(text) if self.element.family == "str" else text)
         return python, "[" + ",".join(texts) + "]"
-
-
-def _quoted(text: str) -> str:
-    # An array literal's string: ClickHouse's quoted form, where only the backslash and
-    # the quote itself need escaping (any other character, newline and NUL included, is
-    # read as itself).
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _kind(value: object) -> str:

@@ -3,8 +3,10 @@ are accepted, then flushed to the warehouse at a row count, a byte size or an ag
 whichever comes first.
 
 Each flush is logged as an intent under a deduplication token the log makes (unique for
-all time: see wal.py), then inserted under that token and retried (exponential backoff
-with jitter) until the warehouse takes it. Only then is it released from the log. After
+all time: see wal.py), then inserted under that token and retried (capped exponential
+back-off with full jitter) until the warehouse takes it, or set aside (dead_letter.py)
+when the warehouse refuses it for good (common/warehouse/failures.py). Only then is it
+released from the log. After
 a crash the log replays the same flushes under the same tokens, so a flush that reached
 the warehouse before the crash is dropped by the warehouse instead of counted twice. A
 token is only ever logged with the batches it was made for: an intent whose write fails
@@ -13,32 +15,47 @@ is written again as it was, never regrouped under a new token."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from common.warehouse.base import Warehouse
+from common.config import Settings
+from common.warehouse.base import Warehouse, WarehouseError
+from common.warehouse.failures import permanent
 from services.ingest import metrics
 from services.ingest.blocks import Block, join
+from services.ingest.dead_letter import DeadLetters, dead_letter_directory
 from services.ingest.faults import crash_point
 from services.ingest.wal import Batch, DataRecord, FlushRecord, WriteAheadLog
 
 log = structlog.get_logger("batcher")
 
 RETRY_INITIAL_SECONDS = 0.2
-RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class FlushPolicy:
-    """When a buffer is written out."""
+    """When a buffer is written out, and how a failed write is tried again: after a wait
+    drawn between 0 and `retry_initial` × 2^(tries - 1), at most `retry_max` seconds."""
 
     max_rows: int = 10_000
     max_bytes: int = 4 * 1024 * 1024
     max_age: float = 1.0
+    retry_initial: float = RETRY_INITIAL_SECONDS
+    retry_max: float = Settings.flush_retry_max
+
+    def retrying(self, on_retry: Callable[[RetryCallState], None]) -> AsyncRetrying:
+        """Tries until success or a failure no retry can mend (re-raised as it is); only
+        exceptions are retried, so a cancellation still cancels."""
+        return AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, Exception) and not permanent(e)),
+            wait=wait_random_exponential(multiplier=self.retry_initial, max=self.retry_max),
+            before_sleep=on_retry,
+            reraise=True,
+        )
 
 
 @dataclass
@@ -87,8 +104,6 @@ class Batcher:
         warehouse: Warehouse,
         policy: FlushPolicy,
         wal: WriteAheadLog,
-        *,
-        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self._warehouse = warehouse
         self._policy = policy
@@ -99,7 +114,7 @@ class Batcher:
         self._ticker: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._on_health = on_health
+        self._dead_letters = DeadLetters(self._write, dead_letter_directory(wal.directory))
         self.healthy = True
         metrics.WAREHOUSE_UP.set(1)
         # Read when scraped, so they are true at every moment, not as of the last flush.
@@ -140,6 +155,13 @@ class Batcher:
                 )
         for record, chunk in chunks.values():
             self._add(self._buffer(record.table, record.columns), chunk)
+
+    @property
+    def buffered_batches(self) -> int:
+        """Accepted batches not yet written."""
+        return sum(
+            len(b.chunks) + sum(len(g.chunks) for g in b.replayed) for b in self._buffers.values()
+        )
 
     @property
     def buffered_rows(self) -> int:
@@ -231,57 +253,74 @@ class Batcher:
         never stand for two different batches."""
         members = [c.sequence for c in chunks]
         token = self._wal.new_token(table, members)
-        delay = RETRY_INITIAL_SECONDS
-        while True:
-            try:
+
+        def failed(state: RetryCallState) -> None:
+            log.error(
+                "logging a flush intent failed; will retry",
+                table=table,
+                error=str(state.outcome.exception()),
+            )
+
+        async for attempt in self._policy.retrying(failed):
+            with attempt:
                 return _Group(token, chunks, await self._wal.append_flush(table, token, members))
-            except Exception as exc:  # noqa: BLE001 - retried as it was
-                log.error("logging a flush intent failed; will retry", table=table, error=str(exc))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        raise AssertionError("unreachable: the retries end in a return or a raise")
 
     async def _insert(self, buffer: _Buffer, group: _Group) -> None:
-        """Inserts the group, retrying until the warehouse takes it."""
+        """Inserts the group, retrying until the warehouse takes it, or sets it aside when
+        the warehouse refuses it for good."""
         blocks = [chunk.block for chunk in group.chunks]
+        rows = sum(block.rows for block in blocks)
+        try:
+            took = await self._write(buffer.table, buffer.columns, blocks, group.token)
+        except WarehouseError as exc:  # only failures no retry can mend get here
+            await self._dead_letters.set_aside(
+                buffer.table, buffer.columns, blocks, group.token, exc
+            )
+            return
+        metrics.FLUSH_SECONDS.labels(buffer.table).observe(took)
+        metrics.ROWS_FLUSHED.labels(buffer.table).inc(rows)
+        log.debug("flushed", table=buffer.table, rows=rows)
+
+    async def _write(
+        self, table: str, columns: Sequence[str], blocks: Sequence[Block], token: str
+    ) -> float:
+        """One insert of `blocks` (one format) under `token`, tried until the warehouse
+        takes it; returns how long the try that succeeded took. Raises the failure when it
+        is one no retry can mend."""
         body = join(blocks)
         fmt = blocks[0].fmt
-        rows = sum(block.rows for block in blocks)
-        delay = RETRY_INITIAL_SECONDS
-        while True:
-            started = time.perf_counter()
-            try:
+
+        def failed(state: RetryCallState) -> None:
+            metrics.FLUSH_RETRIES.labels(table).inc()
+            self._set_health(False)
+            log.warning(
+                "flush failed; will retry",
+                table=table,
+                rows=sum(block.rows for block in blocks),
+                retry_in=round(state.upcoming_sleep, 2),
+                error=str(state.outcome.exception())[:500],
+            )
+
+        async for attempt in self._policy.retrying(failed):
+            with attempt:
+                started = time.perf_counter()
                 await self._warehouse.insert_json_rows(
-                    buffer.table, buffer.columns, body, dedup_token=group.token, fmt=fmt
+                    table, columns, body, dedup_token=token, fmt=fmt
                 )
-            except Exception as exc:  # noqa: BLE001 - any failure is retried
-                metrics.FLUSH_RETRIES.labels(buffer.table).inc()
-                self._set_health(False)
-                log.warning(
-                    "flush failed; will retry",
-                    table=buffer.table,
-                    rows=rows,
-                    retry_in=round(delay, 2),
-                    error=str(exc)[:500],
-                )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            metrics.FLUSH_SECONDS.labels(buffer.table).observe(time.perf_counter() - started)
-            metrics.ROWS_FLUSHED.labels(buffer.table).inc(rows)
-            self._set_health(True)
-            log.debug("flushed", table=buffer.table, rows=rows, bytes=len(body))
-            return
+        self._set_health(True)
+        return time.perf_counter() - started
 
     def _set_health(self, healthy: bool) -> None:
+        # Reported, not acted on: readiness follows the log's room (server.py), so a
+        # warehouse failing writes does not take ingest out while the log can take events.
         if healthy != self.healthy:
             self.healthy = healthy
             metrics.WAREHOUSE_UP.set(1 if healthy else 0)
             if healthy:
                 log.info("warehouse flushes succeed again")
             else:
-                log.error("warehouse is failing flushes; readiness is NOT_SERVING")
-            if self._on_health is not None:
-                self._on_health(healthy)
+                log.error("warehouse is failing flushes; events wait in the write-ahead log")
 
     def _take(self, buffer: _Buffer) -> list[_Chunk]:
         """Takes chunks from the head of the buffer, up to about one batch, all of one

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -82,3 +83,24 @@ class Block:
 def join(blocks: Sequence[Block]) -> bytes:
     """One insert body for blocks of the same format."""
     return b"\n".join(block.body for block in blocks if block.rows)
+
+
+def quarantine_block(bad: Sequence[tuple[str, str]]) -> Block:
+    """Quarantine rows (the raw text and the reason of each), arriving now."""
+    arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return Block.from_columns(
+        [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
+        len(bad),
+    )
+
+
+def row_texts(block: Block, columns: Sequence[str]) -> list[str]:
+    """Each row of `block` as a JSON object: how a row the warehouse refused is kept in
+    quarantine."""
+    if block.fmt == JSON_EACH_ROW:
+        return [line.decode("utf-8", "replace") for line in block.lines()]
+    values = orjson.loads(block.body) if block.rows else []
+    return [
+        orjson.dumps(dict(zip(columns, row, strict=True))).decode()
+        for row in zip(*values, strict=True)
+    ]

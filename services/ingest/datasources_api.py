@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import dataclasses
+import io
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import structlog
@@ -18,11 +21,14 @@ from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
 from common.datasources import Datasource
+from common.gzip_inflater import BodyTooLarge, GzipError
 from common.tokens import ADMIN, allows
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import datasources_service_pb2 as pb
 from pipit.project.runtime import CurrentProject
-from services.ingest import file_formats, jobs, s3_source
+from services.ingest import file_formats, jobs, s3_source, url_source
+from services.ingest.body_pipe import BodyPipe
+from services.ingest.body_stream import body_chunks
 from services.ingest.delete_condition import checked_condition
 from services.ingest.imports import (
     APPEND,
@@ -33,7 +39,13 @@ from services.ingest.imports import (
     s3_job,
     s3_spec,
 )
-from services.ingest.upload import FILE_FIELDS, UploadError, read_body
+from services.ingest.service import (
+    CONTENT_ENCODING_METADATA,
+    HTTP_STATUS_METADATA,
+    TOO_LARGE_STATUS,
+    metadata_value,
+)
+from services.ingest.upload import FILE_FIELDS, UploadError, UploadReader, read_body
 from services.ingest.url_source import UrlRefused, check_url
 from services.query.sql_policy import Refused
 
@@ -41,6 +53,14 @@ log = structlog.get_logger("datasources")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["DatasourcesService"]
 _TRUE = ("true", "1", "yes")
+# Bytes of a streamed body held between the request and the import reading it: enough to
+# keep both busy, small beside a batch of rows.
+_PIPE_BYTES = 256 * 1024
+# Bytes of a file's start read before its import begins, to tell its format when nothing
+# names it (file_formats.sniff reads as much).
+_HEAD_BYTES = 64 * 1024
+# A spool file is written in pieces of about this size (one thread hop each).
+_SPOOL_WRITE_BYTES = 1024 * 1024
 
 
 def _append_scope(name: str) -> str:
@@ -62,8 +82,10 @@ class DatasourcesApi:
         importer: Importer,
         current: CurrentProject,
         allow_private_urls: bool,
+        max_body_bytes: int,
     ) -> None:
         self._warehouse = warehouse
+        self._max_body_bytes = max_body_bytes
         self._store = store
         self._importer = importer
         self._current = current
@@ -81,17 +103,31 @@ class DatasourcesApi:
         return ds
 
     async def import_data(
-        self, request: pb.ImportDataRequest, context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[pb.ImportDataRequest], context: grpc.aio.ServicerContext
     ) -> pb.JobResponse:
-        ds = await self._datasource(request.name, context)
+        """The body streams in (see the proto): its parameters and form fields are read
+        until the file starts, then a file in the body is imported as it arrives (Parquet,
+        read from its end, is spooled to disk first and imported after the answer)."""
+        first = await anext(aiter(requests), None)
+        if first is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request")
+        ds = await self._datasource(first.name, context)
+        if ds.materialized_by:  # its rows come from its materialized pipe only
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"datasource '{ds.name}' is filled by materialized pipe '{ds.materialized_by}'",
+            )
+        encoding = metadata_value(context, CONTENT_ENCODING_METADATA)
+        chunks = body_chunks(first, requests, self._max_body_bytes, encoding)
         try:
-            upload = read_body(request.body.data, request.body.content_type)
-        except UploadError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            upload = UploadReader(first.body.content_type)
+            head, ended = await _head(upload, chunks)
+        except (UploadError, BodyTooLarge, GzipError) as exc:
+            await _refuse(context, exc)
         fields = upload.fields
 
         def param(name: str) -> str:
-            return getattr(request, name) or fields.get(name, "")
+            return getattr(first, name) or fields.get(name, "")
 
         mode = (param("mode") or APPEND).lower()
         if mode not in MODES:
@@ -104,7 +140,7 @@ class DatasourcesApi:
                 grpc.StatusCode.PERMISSION_DENIED, "replacing a datasource's rows needs ADMIN"
             )
         url = param("url")
-        has_file = len(upload.file) > 0
+        has_file = bool(head)
         if url.startswith(s3_source.SCHEME) and not has_file:
             return await self._import_s3(ds, url, mode, context)
         if url and has_file:
@@ -131,6 +167,8 @@ class DatasourcesApi:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"format must be one of {', '.join(file_formats.FORMATS)}, got {fmt!r}",
             )
+        if has_file and not fmt:
+            fmt = file_formats.sniff(io.BytesIO(b"".join(head)))
         delimiter = param("dialect_delimiter")
         escapechar = param("dialect_escapechar")
         if len(delimiter) > 1 or len(escapechar) > 1:
@@ -146,12 +184,72 @@ class DatasourcesApi:
             fmt=fmt,
             dialect=file_formats.Dialect(delimiter or ",", escapechar),
             url=url,
-            data=None if url else upload.file,
         )
         await self._save(job, context)
-        self._importer.start(job, spec)
         log.info("import started", job=job.id, datasource=ds.name, mode=mode, format=fmt)
+        if not has_file:
+            self._importer.start(job, spec)
+            return jobs.response_for(job)
+        file = _file_chunks(upload, head, ended, chunks)
+        if fmt == file_formats.PARQUET:
+            # Held while the body arrives too: a large one takes longer than a lease.
+            with self._importer.leases.hold(job):
+                spool = await self._spool(job, file, context)
+            self._importer.start(job, dataclasses.replace(spec, spool=spool))
+            return jobs.response_for(job)
+        pipe = BodyPipe(_PIPE_BYTES)
+        running = asyncio.get_running_loop().create_task(
+            self._importer.run(job, dataclasses.replace(spec, source=pipe))
+        )
+        reason = "the request ended before its body did"
+        refused: Exception | None = None
+        try:
+            async for chunk in file:
+                if not await pipe.write(chunk):
+                    break  # the import ended early: its job says why
+            else:
+                reason = ""
+        except (UploadError, GzipError, BodyTooLarge) as exc:
+            reason, refused = str(exc), exc
+        finally:
+            if reason:
+                pipe.fail(reason)
+            else:
+                pipe.end()
+            await asyncio.shield(running)
+        if refused is not None:
+            await _refuse(context, refused)
         return jobs.response_for(job)
+
+    async def _spool(
+        self, job: pb.Job, file: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> Path:
+        """The body's file written to a spool file (capped by the body limit, counted as it
+        comes), for a job to read from its end."""
+        spool = await asyncio.to_thread(url_source.new_spool, self._importer.spool_directory)
+        reason = ""
+        refused: Exception | None = None
+        try:
+            await _write_spool(file, spool)
+        except (UploadError, GzipError, BodyTooLarge) as exc:
+            reason, refused = str(exc), exc
+        except OSError as exc:
+            reason = f"the file could not be spooled to disk: {exc}"
+            refused = exc
+        except BaseException:
+            reason = "the request ended before its body did"
+            raise
+        finally:
+            if reason:
+                await asyncio.to_thread(spool.unlink, missing_ok=True)
+                job.status = jobs.ERROR
+                job.error = reason
+                job.errors.append(reason)
+                with contextlib.suppress(WarehouseError):
+                    await asyncio.shield(self._store.save(job))
+        if refused is not None:
+            await _refuse(context, refused)
+        return spool
 
     async def _import_s3(
         self, ds: Datasource, url: str, mode: str, context: grpc.aio.ServicerContext
@@ -235,6 +333,10 @@ class DatasourcesApi:
         return int(result.data[0]["n"])
 
     async def _run_delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
+        with self._importer.leases.hold(job):
+            await self._delete(job, ds, checked)
+
+    async def _delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
         job.status = jobs.WORKING
         database = self._warehouse.database
         try:
@@ -307,7 +409,11 @@ class DatasourcesApi:
         return grpc.method_handlers_generic_handler(
             SERVICE.full_name,
             {
-                "ImportData": unary(self.import_data, pb.ImportDataRequest, pb.JobResponse),
+                "ImportData": grpc.stream_unary_rpc_method_handler(
+                    self.import_data,
+                    request_deserializer=pb.ImportDataRequest.FromString,
+                    response_serializer=pb.JobResponse.SerializeToString,
+                ),
                 "TruncateDatasource": unary(
                     self.truncate, pb.TruncateDatasourceRequest, pb.JobResponse
                 ),
@@ -316,3 +422,60 @@ class DatasourcesApi:
                 "GetJob": unary(self.get_job, pb.GetJobRequest, pb.Job),
             },
         )
+
+
+async def _head(upload: UploadReader, chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
+    """Reads the body until its file has started and `_HEAD_BYTES` of it are in (or the body
+    ended): the file's bytes so far, and whether the body ended."""
+    head: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        for data in upload.feed(chunk):
+            head.append(data)
+            size += len(data)
+        if upload.in_file and size >= _HEAD_BYTES:
+            return head, False
+    upload.finish()
+    head.extend(upload.feed(b""))
+    return head, True
+
+
+async def _file_chunks(
+    upload: UploadReader, head: list[bytes], ended: bool, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """The file's bytes: those read already, then the rest as the body brings them."""
+    for data in head:
+        yield data
+    if ended:
+        return
+    async for chunk in chunks:
+        for data in upload.feed(chunk):
+            yield data
+    upload.finish()
+
+
+async def _write_spool(file: AsyncIterator[bytes], spool: Path) -> None:
+    pending: list[bytes] = []
+    size = 0
+    # No fsync: the job reads the file back at once and deletes it after.
+    with spool.open("wb") as out:  # noqa: ASYNC230 - each write goes to a thread
+        async for chunk in file:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= _SPOOL_WRITE_BYTES:
+                await asyncio.to_thread(out.writelines, pending)
+                pending, size = [], 0
+        if pending:
+            await asyncio.to_thread(out.writelines, pending)
+
+
+async def _refuse(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    """Ends the call for a body that cannot be read: over the limit, or not its form."""
+    if isinstance(exc, BodyTooLarge):
+        # 413, not RESOURCE_EXHAUSTED's usual 429 ("retry later"), as the gateways answer a
+        # body over their limit.
+        context.set_trailing_metadata(((HTTP_STATUS_METADATA, TOO_LARGE_STATUS),))
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    internal = isinstance(exc, OSError)
+    code = grpc.StatusCode.INTERNAL if internal else grpc.StatusCode.INVALID_ARGUMENT
+    await context.abort(code, str(exc))

@@ -97,36 +97,6 @@ class CountingReader(io.RawIOBase):
         return size
 
 
-class MemoryReader(io.RawIOBase):
-    """A binary file over bytes already in memory (a request body's file part) that copies
-    nothing up front: each read copies only what it returns."""
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-        self._at = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
-        self._at = max(0, base + offset)
-        return self._at
-
-    def tell(self) -> int:
-        return self._at
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._view[self._at : self._at + len(buffer)]
-        size = len(chunk)
-        buffer[:size] = chunk
-        self._at += size
-        return size
-
-
 def _inflated(raw: IO[bytes]) -> IO[bytes]:
     """`raw`, or what it inflates to when it is gzip (every member, as a stream)."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)

@@ -1,8 +1,8 @@
-"""Running a Data Sources API import job: the file (a view of the request body, or a URL
-spooled to disk) read a batch at a time, each batch validated as the Events API validates
-events, its rows inserted into the datasource and its invalid rows into the quarantine
-table, each insert under a deduplication token named for the job and the batch, so an insert
-retried after a timeout is never counted twice.
+"""Running a Data Sources API import job: the file (the request body as it streams in, or a
+file spooled to disk: a URL's, an S3 object's, a Parquet body's) read a batch at a time, each
+batch validated as the Events API validates events, its rows inserted into the datasource and
+its invalid rows into the quarantine table, each insert under a deduplication token named for
+the job and the batch, so an insert retried after a timeout is never counted twice.
 
 At most `import_batch_rows` rows are held at once, whatever the file's size. Reading and
 validating a batch is blocking work (csv, pyarrow, the validator): it runs on a worker
@@ -33,7 +33,9 @@ from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import datasources_service_pb2 as pb
 from services.ingest import file_formats, jobs, s3_source, url_source
 from services.ingest.blocks import Block
+from services.ingest.body_pipe import BodyPipe
 from services.ingest.events_api import Events
+from services.ingest.job_leases import JobLeases
 from services.ingest.service import quarantine_block, validated
 
 log = structlog.get_logger("imports")
@@ -60,7 +62,10 @@ class ImportSpec:
     """One of file_formats.FORMATS, or "" to tell from the file itself."""
     dialect: file_formats.Dialect
     url: str = ""
-    data: memoryview | None = None
+    source: IO[bytes] | None = None
+    """A body being streamed in (services/ingest/body_pipe.py), read as it arrives."""
+    spool: Path | None = None
+    """A body spooled to disk (Parquet, which is read from its end), deleted after."""
     s3: s3_source.S3Pattern | None = None
 
 
@@ -97,7 +102,13 @@ class Importer:
         self._url_timeout = settings.import_url_timeout
         self._spool = url_source.spool_directory(settings.data_dir)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.leases = JobLeases(store, settings.job_lease)
         self._slots = asyncio.Semaphore(_CONCURRENT_IMPORTS)
+
+    @property
+    def spool_directory(self) -> Path:
+        """Where files wait on disk to be read (downloads, spooled bodies)."""
+        return self._spool
 
     def start(self, job: pb.Job, spec: ImportSpec) -> None:
         """Runs `job` in the background (it is saved as waiting already)."""
@@ -117,8 +128,19 @@ class Importer:
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
+    async def run(self, job: pb.Job, spec: ImportSpec) -> None:
+        """Runs `job` to its end here (a body streaming in: the request lasts as long)."""
+        self.start(job, spec)
+        # Shielded: a caller that goes away stops feeding the body, which ends the job.
+        await asyncio.shield(self._running[job.id])
+
     async def _run(self, job: pb.Job, spec: ImportSpec) -> None:
-        spool: Path | None = None
+        # Renewed while it runs, so a replica can tell it from one whose process died.
+        with self.leases.hold(job):
+            await self._import(job, spec)
+
+    async def _import(self, job: pb.Job, spec: ImportSpec) -> None:
+        spool: Path | None = spec.spool
         staging = ""
         try:
             async with self._slots:
@@ -251,6 +273,7 @@ class Importer:
         validator = RowValidator(spec.ds, max_string_bytes=self._max_field_bytes)
         raw, total = await asyncio.to_thread(_open, spec, spool)
         upcoming: asyncio.Future[_Prepared | None] | None = None
+        pipe = raw if isinstance(raw, BodyPipe) else None
         if not spec.fmt:
             job.format = await asyncio.to_thread(file_formats.sniff, raw)
             spec = dataclasses.replace(spec, fmt=job.format)
@@ -293,18 +316,23 @@ class Importer:
                 job.invalid_lines = _saturated(job.invalid_lines + prepared.invalid_lines)
                 if spec.fmt != file_formats.PARQUET:
                     job.statistics.bytes = _saturated(bytes_before + prepared.read_bytes)
-                    if not spec.s3:
+                    if not spec.s3 and total:
                         job.progress_percentage = min(
                             99, prepared.read_bytes * 100 // max(total, 1)
                         )
                 if time.monotonic() - last > PROGRESS_SECONDS:
                     last = time.monotonic()
                     await self._store.save(job)
-            job.statistics.bytes = _saturated(bytes_before + total)
+            job.statistics.bytes = _saturated(bytes_before + (total or counted.count))
         finally:
             if upcoming is not None and not upcoming.done():
+                if pipe is not None:
+                    # The rest of a streamed body is not wanted: a read waiting for it ends.
+                    pipe.stop()
                 # A failed insert: the batch being read is not wanted; the file closes after it.
                 await asyncio.gather(upcoming, return_exceptions=True)
+            if pipe is not None:
+                pipe.stop()
             await asyncio.to_thread(raw.close)
 
     async def _insert(
@@ -346,11 +374,12 @@ def s3_spec(ds: Datasource, pattern: s3_source.S3Pattern) -> ImportSpec:
 
 
 def _open(spec: ImportSpec, spool: Path | None) -> tuple[IO[bytes], int]:
-    """The file to read and its size."""
+    """The file to read and its size (0 for a body still streaming in: not known yet)."""
     if spool is not None:
         return spool.open("rb"), spool.stat().st_size
-    data = spec.data if spec.data is not None else memoryview(b"")
-    return file_formats.MemoryReader(data), len(data)  # type: ignore[return-value]
+    if spec.source is None:
+        raise file_formats.FileError("the import has no file to read")
+    return spec.source, 0
 
 
 def _prepare(

@@ -126,3 +126,15 @@ class JobStore:
             {"kind": kind, "status": status},
         )
         return [json_format.Parse(row["job"], pb.Job()) for row in result.data]
+
+    async def unfinished_before(self, revision: int) -> list[pb.Job]:
+        """The jobs waiting or working whose last save is older than `revision` (nanoseconds
+        since the epoch, as saves number them)."""
+        result = await self._warehouse.query(
+            "SELECT argMax(job, revision) AS job FROM "  # noqa: S608 - constant
+            f"`{TABLE}` GROUP BY id "
+            "HAVING argMax(status, revision) IN ({waiting:String}, {working:String}) "
+            "AND max(revision) < {revision:UInt64}",
+            {"waiting": WAITING, "working": WORKING, "revision": str(revision)},
+        )
+        return [json_format.Parse(row["job"], pb.Job()) for row in result.data]

@@ -26,6 +26,13 @@ FLUSH_RETRIES = Counter(
     "Warehouse inserts that failed and will be retried.",
     ["table"],
 )
+SET_ASIDE = Counter(
+    "pipit_ingest_set_aside_rows_total",
+    "Rows of batches the warehouse refused for good (unknown column or table, type mismatch), "
+    "by table and where they went: quarantine (the datasource's quarantine table) or "
+    "dead_letter (a file in the dead-letter directory beside the write-ahead log).",
+    ["table", "destination"],
+)
 BUFFERED_ROWS = Gauge("pipit_ingest_buffered_rows", "Rows accepted but not yet written.")
 WAL_PENDING_BYTES = Gauge(
     "pipit_ingest_wal_pending_bytes",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import structlog
 from aiohttp import web
@@ -13,7 +14,7 @@ from grpc_health.v1 import health_pb2
 
 from common.auth import Access
 from common.config import Settings
-from common.grpc_server import MESSAGE_OVERHEAD_BYTES, GrpcServer, start_grpc_server
+from common.grpc_server import GrpcServer, start_grpc_server
 from common.project_handlers import ScopeRules
 from common.warehouse.base import Warehouse
 from pipit.project.runtime import CurrentProject
@@ -26,7 +27,7 @@ from services.ingest.metrics import serve_metrics
 from services.ingest.s3_schedule import S3Schedule
 from services.ingest.s3_source import S3Error, scheduled_imports
 from services.ingest.service import SERVICE, Ingestor, IngestService
-from services.ingest.wal import WriteAheadLog
+from services.ingest.wal import WalInUse, WriteAheadLog, lock
 
 log = structlog.get_logger("ingest")
 
@@ -40,22 +41,37 @@ class RunningIngest:
     wal: WriteAheadLog
     importer: Importer
     datasources: DatasourcesApi
+    jobs: JobStore
+    manage_schema: bool
+    wal_lock: BinaryIO | None = None
     s3_schedule: S3Schedule | None = None
     metrics: web.AppRunner | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def open(self) -> None:
+        """Serves calls, once the warehouse answers (a service started `ready=False`):
+        its own tables first, where it manages the schema."""
+        if self.manage_schema:
+            await self.jobs.ensure()
+            await self.importer.ledger.ensure()
+        # Jobs a dead process left working end as failed, now and while this process runs.
+        await self.importer.leases.start()
+        await self.grpc.open()
 
     @property
     def port(self) -> int:
         return self.grpc.port
 
-    def readiness(self, healthy: bool) -> None:
-        """Readiness follows the warehouse: NOT_SERVING for the IngestService while
-        flushes fail (the log keeps accepting). Liveness (service "") stays SERVING, so
-        an orchestrator stops routing new clients here but does not restart the pod."""
+    def readiness(self, full: bool) -> None:
+        """Readiness follows the write-ahead log's room, not the warehouse: the service
+        acknowledges events into the log whether or not flushes succeed, so it is
+        NOT_SERVING for the IngestService only while the log is full (answering 429).
+        Liveness (service "") stays SERVING, so an orchestrator stops routing new
+        clients here but does not restart the pod."""
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if healthy
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if full
+            else health_pb2.HealthCheckResponse.SERVING
         )
         task = asyncio.get_running_loop().create_task(
             self.grpc.health.set(SERVICE.full_name, status)
@@ -69,7 +85,10 @@ class RunningIngest:
         if self.s3_schedule is not None:
             await self.s3_schedule.stop()
         await self.importer.close()
+        await self.importer.leases.stop()
         await self.batcher.close(deadline=grace)
+        if self.wal_lock is not None:
+            self.wal_lock.close()
         if self.metrics is not None:
             await self.metrics.cleanup()
         log.info("ingest stopped", unflushed_rows=self.batcher.buffered_rows)
@@ -82,38 +101,45 @@ async def start_ingest(
     current: CurrentProject,
     port: int | None = None,
     metrics_port: int | None = None,
+    ready: bool = True,
 ) -> RunningIngest:
     """Replays the write-ahead log, then serves the ingest service of the project in
     service (`current`) on `settings.host` (port 0 picks a free one), admitting callers
-    through the process's `access`."""
+    through the process's `access`. `ready=False`: listening, alive, refusing calls until
+    `open()` (the warehouse has not answered yet; replayed batches wait in the log)."""
     policy = FlushPolicy(
         max_rows=settings.flush_rows,
         max_bytes=settings.flush_bytes,
         max_age=settings.flush_interval,
+        retry_max=settings.flush_retry_max,
     )
+    # Held while this process may write the log, so `pipit drain` cannot replay it too.
+    try:
+        wal_lock = await asyncio.to_thread(lock, settings.wal_path)
+    except WalInUse as exc:
+        raise SystemExit(f"pipit ingest: {exc}") from None
     wal = WriteAheadLog(
         settings.wal_path,
         max_bytes=settings.wal_max_bytes,
         segment_bytes=settings.wal_segment_bytes,
     )
-    readiness: list[RunningIngest] = []
-    batcher = Batcher(
-        warehouse, policy, wal, on_health=lambda ok: readiness and readiness[0].readiness(ok)
-    )
+    batcher = Batcher(warehouse, policy, wal)
     await batcher.start()
     ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
     service = IngestService(ingestor, settings.max_body_bytes, current)
     jobs = JobStore(warehouse)
     importer = Importer(warehouse, jobs, settings)
-    if settings.manage_schema:
-        await jobs.ensure()
-        await importer.ledger.ensure()
     try:
         s3_imports = scheduled_imports(settings.s3_imports)
     except S3Error as exc:
         raise SystemExit(str(exc)) from None
     datasources = DatasourcesApi(
-        warehouse, jobs, importer, current, settings.import_allow_private_urls
+        warehouse,
+        jobs,
+        importer,
+        current,
+        settings.import_allow_private_urls,
+        settings.import_max_body_bytes,
     )
     server = await start_grpc_server(
         [service.generic_handler(), datasources.generic_handler()],
@@ -125,15 +151,17 @@ async def start_ingest(
         tls=settings.server_tls(),
         current=current,
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
-        max_message_bytes=settings.import_max_body_bytes + MESSAGE_OVERHEAD_BYTES,
+        ready=False,
     )
-    running = RunningIngest(server, batcher, wal, importer, datasources)
+    running = RunningIngest(
+        server, batcher, wal, importer, datasources, jobs, settings.manage_schema, wal_lock
+    )
+    if ready:
+        await running.open()
     if s3_imports:
         running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
         running.s3_schedule.start()
-    readiness.append(running)
-    if not batcher.healthy:
-        running.readiness(False)
+    wal.on_full(running.readiness)
     metrics_port = settings.metrics_port if metrics_port is None else metrics_port
     if metrics_port:
         running.metrics = await serve_metrics(settings.host, metrics_port)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
 
 import grpc
 import structlog
@@ -24,7 +23,7 @@ from pipit.ingest.v1 import ingest_service_pb2
 from pipit.project.runtime import CurrentProject, Project
 from services.ingest import events_api, metrics
 from services.ingest.batcher import Batcher
-from services.ingest.blocks import Block
+from services.ingest.blocks import Block, quarantine_block
 from services.ingest.wal import WalFull
 
 log = structlog.get_logger("ingest")
@@ -74,15 +73,6 @@ def validated(validator: RowValidator, events: events_api.Events) -> tuple[Block
     return Block.from_columns(columns, len(values) - len(invalid), ds.column_names), reasons
 
 
-def quarantine_block(bad: Sequence[tuple[str, str]]) -> Block:
-    """Quarantine rows (the raw text and the reason of each), arriving now."""
-    arrived = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return Block.from_columns(
-        [[raw for raw, _ in bad], [error for _, error in bad], [arrived] * len(bad)],
-        len(bad),
-    )
-
-
 class Ingestor:
     """Validates events and hands rows and quarantined rows to the batcher."""
 
@@ -96,9 +86,11 @@ class Ingestor:
         self._batcher = batcher
         self._validators = PerProject(
             current,
+            # A materialized pipe's target is filled by its view alone: no appends.
             lambda project: {
                 ds.name: RowValidator(ds, max_string_bytes=max_field_bytes)
                 for ds in project.datasources.values()
+                if not ds.materialized_by
             },
         )
         self._max_quarantine_rows = max_quarantine_rows
@@ -188,7 +180,15 @@ async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: st
     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}{note}")
 
 
-def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+def _no_appends(ds: Datasource) -> str:
+    return (
+        f"datasource '{ds.name}' is filled by materialized pipe '{ds.materialized_by}': "
+        "append to the datasource that pipe reads"
+    )
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+    """The value of a request's metadata `key` ("" when absent)."""
     for name, value in context.invocation_metadata() or ():
         if name == key and isinstance(value, str):
             return value
@@ -237,6 +237,8 @@ class IngestService:
         response_class = message_factory.GetMessageClass(method.output_type)
 
         async def append(request: Message, context: grpc.aio.ServicerContext) -> Message:
+            if ds.materialized_by:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _no_appends(ds))
             counts = _Counts()
             try:
                 await self._append_in(request, counts, field, ds)
@@ -312,13 +314,16 @@ class IngestService:
             try:
                 ds = self._ingestor.datasource(request.name)
             except KeyError:
+                target = self._current.project.datasources.get(request.name)
+                if target is not None and target.materialized_by:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _no_appends(target))
                 known = ", ".join(self._ingestor.known())
                 await context.abort(
                     grpc.StatusCode.NOT_FOUND,
                     f"datasource '{request.name}' does not exist (known: {known})",
                 )
             data = getattr(request, body_field.name).data
-            encoding = _metadata_value(context, CONTENT_ENCODING_METADATA)
+            encoding = metadata_value(context, CONTENT_ENCODING_METADATA)
             try:
                 events = events_api.decode(events_api.decompress(data, limit, encoding))
             except events_api.BodyTooLarge as exc:

@@ -1,22 +1,27 @@
-"""What a Data Sources API request body holds: a multipart form (Tinybird's `-F csv=@file`)
-with the file as one part and perhaps parameters as others, a urlencoded form (`url=…`,
-`delete_condition=…`), or the raw file. The file is never copied: it is a view of the body.
+"""What a Data Sources API request body holds, read as it arrives: a multipart form (Tinybird's
+`-F csv=@file`) with the file as one part and perhaps parameters as others, a urlencoded form
+(`url=…`, `delete_condition=…`), or the raw file.
 
-multipart/form-data (RFC 7578) is read by finding the boundary delimiters in the body, which
-is all the structure it has; python-multipart reads the header parameters."""
+`UploadReader` is fed the body a chunk at a time and hands back the file's bytes as it finds
+them, so a file is never held whole; the form's fields are kept (they are small, and capped).
+A multipart body is split by python-multipart's streaming parser. A field that comes after the
+file part arrives too late to say how the file is read: it is ignored for an import."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from python_multipart.multipart import parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 # The form field names Tinybird's clients give the file part, which also name its format.
 FILE_FIELDS = {"csv": "csv", "ndjson": "ndjson", "parquet": "parquet", "file": ""}
-_HEADERS_END = b"\r\n\r\n"
-# A form's parameters are small; a part without a filename past this is no parameter.
-_MAX_FIELD_BYTES = 64 * 1024
+# A form's parameters are small; a part without a filename past this is no parameter, and a
+# urlencoded body past it is no form of parameters.
+MAX_FIELD_BYTES = 64 * 1024
+_MULTIPART = b"multipart/form-data"
+_URLENCODED = b"application/x-www-form-urlencoded"
 
 
 class UploadError(ValueError):
@@ -25,71 +30,150 @@ class UploadError(ValueError):
 
 @dataclass
 class Upload:
-    """The parameters a body carries and its file (a view of the body; empty when none)."""
+    """The parameters a whole body carries and its file (empty when none): `read_body`'s
+    answer, for bodies known to be small."""
 
     fields: dict[str, str] = field(default_factory=dict)
-    file: memoryview = field(default_factory=lambda: memoryview(b""))
+    file: bytes = b""
     file_name: str = ""
     file_field: str = ""
 
 
-def _multipart(body: bytes, boundary: bytes) -> Upload:
-    upload = Upload()
-    view = memoryview(body)
-    delimiter = b"--" + boundary
-    start = body.find(delimiter)
-    if start < 0:
-        raise UploadError("multipart body without its boundary")
-    at = start + len(delimiter)
-    while True:
-        if body[at : at + 2] == b"--":
-            return upload  # the closing delimiter
-        if body[at : at + 2] != b"\r\n":
-            raise UploadError("multipart boundary not followed by a line break")
-        headers_end = body.find(_HEADERS_END, at + 2)
-        if headers_end < 0:
-            raise UploadError("multipart part without the end of its headers")
-        headers = body[at + 2 : headers_end].decode("utf-8", "replace")
-        content_start = headers_end + len(_HEADERS_END)
-        end = body.find(b"\r\n" + delimiter, content_start)
-        if end < 0:
-            raise UploadError("multipart body without its closing boundary")
-        name, filename = _disposition(headers)
-        content = view[content_start:end]
-        if filename is not None or name in FILE_FIELDS:
-            if upload.file_field:
-                raise UploadError("send one file per request")
-            upload.file, upload.file_name, upload.file_field = content, filename or "", name
-        elif name:
-            if len(content) > _MAX_FIELD_BYTES:
-                raise UploadError(f"form field {name!r} is larger than {_MAX_FIELD_BYTES} bytes")
-            upload.fields[name] = bytes(content).decode("utf-8", "replace")
-        at = end + 2 + len(delimiter)
+class UploadReader:
+    """A body read a chunk at a time: `feed` each chunk (it answers the file's bytes found in
+    it), then `finish`. `fields` holds the form's parameters seen so far; `in_file` turns true
+    when the file's bytes start (at once for a raw body)."""
 
+    def __init__(self, content_type: str) -> None:
+        kind, params = parse_options_header(content_type)
+        self.fields: dict[str, str] = {}
+        self.file_name = ""
+        self.file_field = ""
+        self.in_file = False
+        self._kind = kind
+        self._form = bytearray()
+        self._out: list[bytes] = []
+        self._multipart: MultipartParser | None = None
+        if kind == _MULTIPART:
+            boundary = params.get(b"boundary")
+            if not boundary:
+                raise UploadError("multipart/form-data without a boundary")
+            self._multipart = self._parser(boundary)
+            self._done = False
+        elif kind != _URLENCODED:
+            self.in_file = True
 
-def _disposition(headers: str) -> tuple[str, str | None]:
-    for line in headers.split("\r\n"):
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "content-disposition":
-            _, params = parse_options_header(value.strip())
+    @property
+    def is_form(self) -> bool:
+        """Whether the body is a form (multipart or urlencoded), not the raw file."""
+        return self._kind in (_MULTIPART, _URLENCODED)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The file's bytes in `chunk` (none while the body is in a form's other parts)."""
+        if self._multipart is not None:
+            try:
+                self._multipart.write(chunk)
+            except MultipartParseError as exc:
+                raise UploadError(f"not a valid multipart body: {exc}") from None
+            out, self._out = self._out, []
+            return out
+        if self._kind == _URLENCODED:
+            self._form += chunk
+            if len(self._form) > MAX_FIELD_BYTES:
+                raise UploadError(f"a form body is at most {MAX_FIELD_BYTES} bytes")
+            return []
+        return [chunk] if chunk else []
+
+    def finish(self) -> None:
+        """At the end of the body: raises UploadError when it ended inside its form."""
+        if self._multipart is not None:
+            self._multipart.finalize()
+            if not self._done:
+                raise UploadError("multipart body without its closing boundary")
+        elif self._kind == _URLENCODED:
+            try:
+                text = bytes(self._form).decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadError("form body is not UTF-8") from None
+            self.fields.update(parse_qsl(text, keep_blank_values=True))
+
+    def _parser(self, boundary: bytes) -> MultipartParser:
+        part: dict[str, object] = {}
+        header_name = bytearray()
+        header_value = bytearray()
+        value = bytearray()
+
+        def on_part_begin() -> None:
+            part.clear()
+            part["headers"] = {}
+            value.clear()
+
+        def on_header_field(data: bytes, start: int, end: int) -> None:
+            header_name.extend(data[start:end])
+
+        def on_header_value(data: bytes, start: int, end: int) -> None:
+            header_value.extend(data[start:end])
+
+        def on_header_end() -> None:
+            headers = part["headers"]
+            assert isinstance(headers, dict)
+            headers[bytes(header_name).strip().lower()] = bytes(header_value).strip()
+            header_name.clear()
+            header_value.clear()
+
+        def on_headers_finished() -> None:
+            headers = part["headers"]
+            assert isinstance(headers, dict)
+            _, params = parse_options_header(headers.get(b"content-disposition", b""))
             name = params.get(b"name", b"").decode("utf-8", "replace")
             filename = params.get(b"filename")
-            return name, None if filename is None else filename.decode("utf-8", "replace")
-    return "", None
+            part["name"] = name
+            if filename is not None or name in FILE_FIELDS:
+                if self.file_field or self.in_file:
+                    raise UploadError("send one file per request")
+                self.in_file = True
+                self.file_field = name
+                self.file_name = "" if filename is None else filename.decode("utf-8", "replace")
+                part["file"] = True
+
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            if part.get("file"):
+                self._out.append(bytes(data[start:end]))
+                return
+            value.extend(data[start:end])
+            if len(value) > MAX_FIELD_BYTES:
+                raise UploadError(
+                    f"form field {part.get('name')!r} is larger than {MAX_FIELD_BYTES} bytes"
+                )
+
+        def on_part_end() -> None:
+            if part.get("file"):
+                part["file"] = False
+            elif part.get("name"):
+                self.fields[str(part["name"])] = bytes(value).decode("utf-8", "replace")
+
+        def on_end() -> None:
+            self._done = True
+
+        return MultipartParser(
+            boundary,
+            callbacks={  # type: ignore[arg-type]
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+                "on_end": on_end,
+            },
+        )
 
 
 def read_body(body: bytes, content_type: str) -> Upload:
-    """The parameters and file of a request body with the given Content-Type."""
-    kind, params = parse_options_header(content_type)
-    if kind == b"multipart/form-data":
-        boundary = params.get(b"boundary")
-        if not boundary:
-            raise UploadError("multipart/form-data without a boundary")
-        return _multipart(body, boundary)
-    if kind == b"application/x-www-form-urlencoded":
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UploadError("form body is not UTF-8") from None
-        return Upload(fields=dict(parse_qsl(text, keep_blank_values=True)))
-    return Upload(file=memoryview(body))
+    """The parameters and file of a whole request body with the given Content-Type (a
+    delete's or truncate's form: small, and sent in one message)."""
+    reader = UploadReader(content_type)
+    file = b"".join(reader.feed(body))
+    reader.finish()
+    return Upload(reader.fields, file, reader.file_name, reader.file_field)

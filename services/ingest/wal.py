@@ -27,16 +27,22 @@ so the log holds the segments from the one with the oldest unflushed record to t
 being written. On disk it never passes `max_bytes`: a batch is refused (WalFull) when
 the segments, the records queued for writing, the FLUSH and COMMIT records the accepted
 batches will still cause, and the batch itself would pass it. FLUSH and COMMIT records
-are never refused (their room was set aside with their batches), so a full log drains."""
+are never refused (their room was set aside with their batches), so a full log drains.
+
+The log is `full` from the first batch it refuses until what waits for the warehouse
+falls to half its bound (`ROOM_AGAIN`): ingest's readiness follows it, so a replica that
+cannot take events stops being sent them, and is not sent them again for one batch's
+worth of room."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import secrets
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -58,9 +64,34 @@ FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 _NONCE_BYTES = 16
 _LARGEST_SEQUENCE = 2**64 - 1
+# The share of `max_bytes` what waits for the warehouse must fall to before a full log
+# counts as having room again.
+ROOM_AGAIN = 0.5
 
 Batch = tuple[str, Sequence[str], Block]
 """(table, columns, block): rows for one table."""
+
+
+LOCK_FILE = "wal.lock"
+
+
+class WalInUse(RuntimeError):
+    """Another process holds the log: two writers (an ingest and a drain) would each
+    insert its unflushed batches under tokens of their own, so the warehouse would
+    count them twice."""
+
+
+def lock(directory: Path) -> BinaryIO:
+    """Holds `directory`'s log for this process until the returned file is closed (or
+    the process ends, however it ends). Raises WalInUse when another holds it."""
+    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    handle = _open_private(directory / LOCK_FILE)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise WalInUse(f"another process is using the write-ahead log in {directory}") from None
+    return handle
 
 
 class WalFull(RuntimeError):
@@ -244,6 +275,8 @@ class WriteAheadLog:
         self._closed = False
         self._broken: BaseException | None = None
         self.id = ""
+        self.full = False
+        self._on_full: list[Callable[[bool], None]] = []
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -368,6 +401,17 @@ class WriteAheadLog:
         """The sequence number of the oldest record not yet committed, if any."""
         return min(self._where, default=None)
 
+    def on_full(self, listener: Callable[[bool], None]) -> None:
+        """Calls `listener(full)` whenever the log turns full or has room again."""
+        self._on_full.append(listener)
+
+    def _set_full(self, full: bool) -> None:
+        if full != self.full:
+            self.full = full
+            log.warning("write-ahead log full" if full else "write-ahead log has room again")
+            for listener in self._on_full:
+                listener(full)
+
     def _check_room(self, size: int) -> None:
         used = self.used_bytes
         if used + size <= self.max_bytes:
@@ -383,6 +427,7 @@ class WriteAheadLog:
                 f"this request needs {size} bytes of write-ahead log, more than its limit "
                 f"of {self.max_bytes} (PIPIT_WAL_MAX_BYTES); send fewer events at a time"
             )
+        self._set_full(True)
         raise WalFull(
             f"ingest's write-ahead log is full: {used} bytes in use and {size} more "
             f"asked for, limit {self.max_bytes}; retry later"
@@ -577,6 +622,16 @@ class WriteAheadLog:
             if segment is not None:
                 segment.live.discard(sequence)
         self._drop_finished()
+        # What waits for the warehouse, not the files: committed records still on disk
+        # go with their segment, which is closed now if nothing in it waits any more
+        # (only a closed segment can be deleted).
+        waiting = self.pending_bytes + self._reserved + self._queued_bytes
+        if self.full and waiting <= self.max_bytes * ROOM_AGAIN:
+            current = self._current
+            if current is not None and current.size and not current.live:
+                self._roll_wanted = True
+                self._wake.set()
+            self._set_full(False)
 
     def _drop_finished(self) -> None:
         # Only a prefix of the log is ever deleted: a flush intent always follows its

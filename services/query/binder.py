@@ -16,7 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 
 from common.timeparse import parse_datetime
-from common.warehouse.base import QueryResult
+from common.warehouse.base import Literal, QueryResult, quoted_string
 from pipit.clickhouse.v1 import options_pb2
 
 _UINT32_MAX = 2**32 - 1
@@ -41,8 +41,11 @@ class Parameter:
     option: options_pb2.Parameter
     max_length: int
 
-    def bind(self, request: Message) -> str:
-        """The value to bind, as text; ClickHouse parses it as `option.type`."""
+    def bind(self, request: Message) -> str | Literal:
+        """The value to bind, as text; ClickHouse parses it as `option.type`. A repeated
+        field (an `Array(String)` parameter) binds as an array literal."""
+        if self.field.is_repeated:
+            return self._array(list(getattr(request, self.name)))
         if self.field.has_presence:
             present = request.HasField(self.name)
         else:
@@ -54,6 +57,8 @@ class Parameter:
         value = getattr(request, self.name)
         if self.option.type == "DateTime":
             return self._datetime(value)
+        if isinstance(value, bool):  # ClickHouse's Bool text, not Python's
+            return "true" if value else "false"
         if isinstance(value, int):
             return self._integer(value)
         return self._string(str(value))
@@ -82,6 +87,22 @@ class Parameter:
                 f"parameter '{self.name}' must be between {low} and {high}, got {value}"
             )
         return str(value)
+
+    def _array(self, items: list[str]) -> Literal:
+        opt = self.option
+        if len(items) == 1:
+            # Tinybird's form, `steps=a,b`; `steps=a&steps=b` (each value one item) works too.
+            items = items[0].split(",")
+        if not items and opt.required:
+            raise InvalidParameter(f"parameter '{self.name}' is required")
+        if (opt.has_min and len(items) < opt.min) or (opt.has_max and len(items) > opt.max):
+            low = opt.min if opt.has_min else 0
+            high = opt.max if opt.has_max else "∞"
+            raise InvalidParameter(
+                f"parameter '{self.name}' takes {low} to {high} values, got {len(items)}"
+            )
+        # Only Array(String) is declared by a native pipe; its items are checked as strings.
+        return Literal("[" + ",".join(quoted_string(self._string(item)) for item in items) + "]")
 
     def _string(self, value: str) -> str:
         if len(value) > self.max_length:
@@ -132,11 +153,11 @@ class Endpoint:
             response_class=message_factory.GetMessageClass(method.output_type),
         )
 
-    def prepare(self, request: Message) -> tuple[str, dict[str, str]]:
+    def prepare(self, request: Message) -> tuple[str, dict[str, str | Literal]]:
         """The SQL to run for the request and the values of its placeholders."""
         return self.sql, self.bind(request)
 
-    def bind(self, request: Message) -> dict[str, str]:
+    def bind(self, request: Message) -> dict[str, str | Literal]:
         """SQL parameters from the request. Raises InvalidParameter naming the field."""
         values = {p.name: p.bind(request) for p in self.parameters}
         for p in self.parameters:

@@ -33,6 +33,7 @@ from gateway.routes import resolve_field_path
 from gateway.transcoder import parse_scalar
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import pipe_service_pb2
+from services.query.analysis import analysis_of
 from services.query.binder import Endpoint, InvalidParameter
 from services.query.catalog import describe_pipe
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
@@ -116,10 +117,26 @@ class PipeApi:
             # A JWT's fixed parameters win over the caller's, as on the typed route.
             apply_fixed_params(typed, current_principal.get(), name)
             sql, params = endpoint.prepare(typed)
+            analysis = analysis_of(endpoint.method)
+            if analysis is not None:
+                analysis.check(params)
         except (InvalidParameter, GatewayError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except FixedParamRefused as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        if analysis is not None:
+            # The analysed rows, read back by the engine: it writes every format (and runs
+            # `q`) over them as over any pipe's SQL.
+            try:
+                result = await analysis.run(await self._warehouse.query(sql, params), params)
+            except InvalidParameter as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except WarehouseError as exc:
+                log.error("query failed", endpoint=name, error=str(exc)[:1000])
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, f"{name}: the warehouse failed the query"
+                )
+            sql, params = analysis.source(result)
         if query:
             return await self._over_result(query, sql, params, output, context)
         try:

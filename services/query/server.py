@@ -35,10 +35,12 @@ async def start_query(
     access: Access,
     current: CurrentProject,
     port: int | None = None,
+    ready: bool = True,
 ) -> GrpcServer:
     """Serves the pipes of the project in service (`current`), the Query API, deploys, the
     Tokens API and the catalog on `settings.host` (port 0 picks a free one), admitting callers
-    through the process's `access`."""
+    through the process's `access`. `ready=False`: listening, alive, refusing calls until
+    the server's `open()` (the warehouse has not answered yet)."""
     service = QueryService(warehouse, settings.max_string_length, current)
     admission = Admission(settings.sql_max_queries, settings.sql_max_queries_per_token)
     sql = SqlApi(warehouse, admission, current, settings.max_string_length)
@@ -83,6 +85,7 @@ async def start_query(
         tls=settings.server_tls(),
         current=current,
         project_names=lambda p: [p.query_service.full_name] if p.query_service else [],
+        ready=ready,
     )
     log.info("query serving", port=server.port, pipes=sorted(current.project.pipes))
     return server

@@ -18,6 +18,7 @@ from common.warehouse.base import Warehouse, WarehouseError
 from pipit.project.artifact import NATIVE
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import query_service_pb2
+from services.query.analysis import analysis_of
 from services.query.binder import Endpoint, InvalidParameter, ResultMismatch, endpoint_name
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
 
@@ -43,6 +44,7 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
         if pipe is None:
             raise ValueError(f"{method.full_name} answers pipe '{name}', which has no SQL")
         path = f"/{service.full_name}/{method.name}"
+        analysis_of(method)  # a project declaring an analysis there is not fails here
         if pipe.form == NATIVE:
             found[path] = Endpoint.from_method(method, pipe.nodes[0].sql, max_string_length)
         else:
@@ -74,6 +76,8 @@ class QueryService:
         self._current = current
 
     def _handler(self, endpoint: Endpoint | TemplateEndpoint) -> Callable:
+        analysis = analysis_of(endpoint.method)
+
         async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
                 apply_fixed_params(request, current_principal.get(), endpoint.name)
@@ -81,11 +85,17 @@ class QueryService:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
             try:
                 sql, params = endpoint.prepare(request)
+                if analysis is not None:
+                    analysis.check(params)
             except InvalidParameter as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
                 result = await self._warehouse.query(sql, params)
+                if analysis is not None:
+                    result = await analysis.run(result, params)
                 return endpoint.response(result)
+            except InvalidParameter as exc:  # what the analysis learns from the rows
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except WarehouseError as exc:
                 log.error("query failed", endpoint=endpoint.name, error=str(exc)[:1000])
                 await context.abort(

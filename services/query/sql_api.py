@@ -41,9 +41,11 @@ from common.auth import ScopeRule, bearer_token, current_principal
 from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater
 from common.tokens import allows, digest
 from common.warehouse.base import QueryResult, Warehouse, WarehouseError
+from common.warehouse.failures import unreachable
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import sql_service_pb2
 from services.query.admission import Admission, Busy
+from services.query.analysis import analysis_of
 from services.query.binder import InvalidParameter
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
 from services.query.service import endpoints
@@ -334,7 +336,7 @@ class SqlApi:
         owners = readable_tables(project.datasources)
         reads = check(parse_dump(lines), lane.database, frozenset(owners))
         authorize(reads.datasources, owners, scopes)
-        bound = self._bind_pipes(project, reads.other_names, scopes, sources, pipeline)
+        bound = await self._bind_pipes(project, reads.other_names, scopes, sources, pipeline)
         others = reads.other_names - set(bound)
         if others:
             # Names the dump cannot tell apart from CTEs: fine while no such table exists.
@@ -345,7 +347,7 @@ class SqlApi:
         prefix, params = _with_clause(bound)
         return await lane.adhoc_raw(prefix + statement, params, fmt.name), fmt.content_type
 
-    def _bind_pipes(
+    async def _bind_pipes(
         self,
         project: Project,
         names: frozenset[str],
@@ -355,7 +357,8 @@ class SqlApi:
     ) -> dict[str, tuple[str, Mapping[str, Any]]]:
         """The tables bound ahead of the query: `sources`, then the pipeline as `_`, then
         each pipe the query names, authorized by PIPES:READ:<pipe> and computed with its
-        default parameters, save those a JWT fixes (its tenant's rows, never another's)."""
+        default parameters, save those a JWT fixes (its tenant's rows, never another's).
+        A pipe with an analysis is answered first, in this lane, and bound as its rows."""
         pipes = self._pipes(project)
         bound: dict[str, tuple[str, Mapping[str, Any]]] = dict(sources)
         wanted = [(name, name) for name in sorted(names - set(bound)) if name in pipes]
@@ -375,6 +378,11 @@ class SqlApi:
                 raise Refused(str(exc)) from None
             try:
                 bound[table] = endpoint.prepare(request)
+                analysis = analysis_of(endpoint.method)
+                if analysis is not None:
+                    sql, params = bound[table]
+                    answer = await self._warehouse.adhoc_query(sql, params)
+                    bound[table] = analysis.source(await analysis.run(answer, params))
             except InvalidParameter as exc:
                 raise SqlFailure(
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -394,6 +402,8 @@ class SqlApi:
         return pipes
 
     def _failure(self, error: WarehouseError) -> tuple[grpc.StatusCode, str]:
+        if unreachable(error):
+            return grpc.StatusCode.UNAVAILABLE, "the warehouse does not answer; retry shortly"
         message, name = engine_message(error)
         limits = self._warehouse.adhoc_limits
         if name == "TIMEOUT_EXCEEDED":

@@ -57,11 +57,14 @@ export class Api {
     return this.#fetch(this.pipeUrl(name, params), { method: "GET", signal }, name);
   }
 
-  // The URL pipe() calls, as curl would call it (the token goes in a header, not here).
+  // The URL pipe() calls, as curl would call it (the token goes in a header, not here). A list
+  // (an Array parameter) goes once per item: `steps=a&steps=b`.
   pipeUrl(name, params = {}) {
     const url = new URL(`v0/pipes/${encodeURIComponent(name)}.json`, this.base);
     for (const [key, value] of Object.entries(params)) {
-      if (value !== "" && value !== null && value !== undefined) {
+      if (Array.isArray(value)) {
+        for (const item of value) url.searchParams.append(key, String(item));
+      } else if (value !== "" && value !== null && value !== undefined) {
         url.searchParams.set(key, String(value));
       }
     }

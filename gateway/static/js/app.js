@@ -6,6 +6,7 @@ import * as fmt from "./format.js";
 import { createAbTab } from "./tabs/ab.js";
 import { createBehaviourTab } from "./tabs/behaviour.js";
 import { createClickstreamTab } from "./tabs/clickstream.js";
+import { createJourneysTab } from "./tabs/journeys.js";
 import { createPipesTab } from "./tabs/pipes.js";
 import { createSaasTab } from "./tabs/saas.js";
 
@@ -37,6 +38,7 @@ const tabs = {
   behaviour: createBehaviourTab({ onChange }),
   saas: createSaasTab({ onChange }),
   clickstream: createClickstreamTab({ onChange }),
+  journeys: createJourneysTab({ onChange }),
   pipes: createPipesTab({ onChange }),
 };
 // Where the page opens, and where it goes when a tutorial tab is not served.

@@ -114,3 +114,73 @@ export function pivot(rows, { seriesKey, labelKey, valueKey, missing = null }) {
   const series = [...bySeries.keys()].sort().map((name) => ({ label: name, data: bySeries.get(name) }));
   return { labels, series };
 }
+
+const INTERVAL_FILL = "#bfd3fb";
+const ESTIMATE = "#1e3a8a";
+
+// Estimates with their intervals, one row per label: a floating bar from each interval's low to
+// its high end and a mark at the estimate. Where a bar crosses 0, the data cannot yet tell the
+// estimate from no difference at all.
+export function drawIntervals(figure, { labels, estimates, lows, highs, format }) {
+  const Chart = chartJs();
+  const canvas = figure.querySelector("canvas");
+  figure.toggleAttribute("data-empty", labels.length === 0);
+  const datasets = [
+    {
+      type: "bar",
+      label: "95% interval",
+      data: labels.map((_, i) => [lows[i], highs[i]]),
+      backgroundColor: INTERVAL_FILL,
+      borderColor: color(0),
+      borderWidth: 1,
+      borderSkipped: false,
+      maxBarThickness: 28,
+      order: 1,
+    },
+    {
+      type: "line",
+      label: "Lift",
+      data: estimates,
+      showLine: false,
+      pointStyle: "rectRot",
+      pointRadius: 6,
+      pointHoverRadius: 7,
+      backgroundColor: ESTIMATE,
+      borderColor: ESTIMATE,
+      order: 0,
+    },
+  ];
+  const chart = Chart.getChart(canvas);
+  if (chart) {
+    chart.data.labels = labels;
+    chart.data.datasets = datasets;
+    chart.update();
+    return;
+  }
+  new Chart(canvas, {
+    type: "bar",
+    data: { labels, datasets },
+    options: {
+      indexAxis: "y",
+      plugins: {
+        legend: { display: false },
+        tooltip: {
+          callbacks: {
+            label: (ctx) =>
+              Array.isArray(ctx.raw)
+                ? `95% interval: ${format(ctx.raw[0])} to ${format(ctx.raw[1])}`
+                : `Lift: ${format(ctx.parsed.x)}`,
+          },
+        },
+      },
+      scales: {
+        x: {
+          ticks: { callback: (value) => format(value) },
+          // The line at 0: no difference from the control.
+          grid: { color: (ctx) => (ctx.tick.value === 0 ? "#868e96" : "#e9ecef") },
+        },
+        y: { grid: { display: false } },
+      },
+    },
+  });
+}

@@ -24,6 +24,20 @@ export const money = (value) => amount.format(value);
 export const rate = (value) => percent.format(value);
 export const shortRate = (value) => shortPercent.format(value);
 export const lift = (value) => (value === null ? "–" : change.format(value));
+// A difference of two rates, in percentage points.
+const pointChange = new Intl.NumberFormat(undefined, {
+  maximumFractionDigits: 2,
+  signDisplay: "exceptZero",
+});
+export const points = (value) => `${pointChange.format(value * 100)} pp`;
+const signedAmount = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+  signDisplay: "exceptZero",
+});
+export const signedMoney = (value) => signedAmount.format(value);
+// p-values: four decimals, or "< 0.0001" below what four decimals can say.
+export const pValue = (value) => (value < 0.0001 ? "< 0.0001" : value.toFixed(4));
 
 export function duration(seconds) {
   if (seconds < 60) return `${seconds}s`;

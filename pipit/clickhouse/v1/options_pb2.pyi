@@ -26,9 +26,11 @@ ROLE_FIELD_NUMBER: _ClassVar[int]
 role: _descriptor.FieldDescriptor
 ENDPOINT_FIELD_NUMBER: _ClassVar[int]
 endpoint: _descriptor.FieldDescriptor
+ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+analysis: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +42,8 @@ class Table(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_KEY_FIELD_NUMBER: _ClassVar[int]
     SHARDING_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MATERIALIZED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
@@ -51,15 +55,19 @@ class Table(_message.Message):
     settings: str
     primary_key: str
     sharding_key: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ...) -> None: ...
+    retired_projections: _containers.RepeatedScalarFieldContainer[str]
+    materialized_by: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ...) -> None: ...
 
 class Projection(_message.Message):
-    __slots__ = ("name", "query")
+    __slots__ = ("name", "query", "range_view")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_VIEW_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ...) -> None: ...
+    range_view: bool
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ...) -> None: ...
 
 class SkipIndex(_message.Message):
     __slots__ = ("name", "expression", "type", "granularity")

@@ -40,7 +40,7 @@ class DatasourcesServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.ImportData = channel.unary_unary(
+        self.ImportData = channel.stream_unary(
                 '/pipit.ingest.v1.DatasourcesService/ImportData',
                 request_serializer=pipit_dot_ingest_dot_v1_dot_datasources__service__pb2.ImportDataRequest.SerializeToString,
                 response_deserializer=pipit_dot_ingest_dot_v1_dot_datasources__service__pb2.JobResponse.FromString,
@@ -76,11 +76,18 @@ class DatasourcesServiceServicer:
     quarantine table with the reason, as the Events API sends them.
     """
 
-    def ImportData(self, request, context):
+    def ImportData(self, request_iterator, context):
         """Appends to (mode `append`) or replaces (mode `replace`) a datasource's rows from the
         file in the body (a multipart form's file part, or the raw file) or at `url`. Every
         write answers one shape, the job it started, as Tinybird's Data Sources API does: one
         response message for the three, deliberately.
+
+        The body streams: the first message carries the parameters and the body's first
+        chunk, each later one only the next chunk of `body.data`, as Envoy's transcoder sends
+        a client-streaming method whose body is a `google.api.HttpBody`. So a file is read as
+        it arrives and never held whole. A file in the body is imported while it arrives, and
+        the answer comes once it is in (its job `done` or `error`); a `url=` import answers at
+        once with its job `waiting`.
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
@@ -124,7 +131,7 @@ class DatasourcesServiceServicer:
 
 def add_DatasourcesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'ImportData': grpc.unary_unary_rpc_method_handler(
+            'ImportData': grpc.stream_unary_rpc_method_handler(
                     servicer.ImportData,
                     request_deserializer=pipit_dot_ingest_dot_v1_dot_datasources__service__pb2.ImportDataRequest.FromString,
                     response_serializer=pipit_dot_ingest_dot_v1_dot_datasources__service__pb2.JobResponse.SerializeToString,
@@ -167,7 +174,7 @@ class DatasourcesService:
     """
 
     @staticmethod
-    def ImportData(request,
+    def ImportData(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -177,8 +184,8 @@ class DatasourcesService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/pipit.ingest.v1.DatasourcesService/ImportData',
             pipit_dot_ingest_dot_v1_dot_datasources__service__pb2.ImportDataRequest.SerializeToString,

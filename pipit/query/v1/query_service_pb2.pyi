@@ -51,6 +51,94 @@ class TestSummaryRow(_message.Message):
     revenue_per_user: float
     def __init__(self, test_id: _Optional[str] = ..., variant: _Optional[str] = ..., users: _Optional[int] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., total_revenue: _Optional[float] = ..., revenue_per_user: _Optional[float] = ...) -> None: ...
 
+class TestResultsRequest(_message.Message):
+    __slots__ = ("test_id", "start_date", "end_date", "control", "weights", "sequential")
+    TEST_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
+    test_id: str
+    start_date: str
+    end_date: str
+    control: str
+    weights: str
+    sequential: bool
+    def __init__(self, test_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., control: _Optional[str] = ..., weights: _Optional[str] = ..., sequential: _Optional[bool] = ...) -> None: ...
+
+class TestResultsResponse(_message.Message):
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
+    data: _containers.RepeatedCompositeFieldContainer[TestResultsRow]
+    rows: int
+    rows_before_limit_at_least: float
+    statistics: _pipe_pb2.Statistics
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[TestResultsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+
+class TestResultsRow(_message.Message):
+    __slots__ = ("test_id", "variant", "control", "users", "conversions", "conversion_rate", "conversion_rate_low", "conversion_rate_high", "lift", "lift_low", "lift_high", "relative_lift", "relative_lift_low", "relative_lift_high", "p_value", "significant", "chance_to_beat_control", "revenue_per_user", "revenue_variance", "revenue_lift", "revenue_lift_low", "revenue_lift_high", "revenue_p_value", "srm_chi_square", "srm_p_value", "srm", "sequential")
+    TEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_LOW_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_TO_BEAT_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_PER_USER_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_LOW_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_LIFT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SRM_CHI_SQUARE_FIELD_NUMBER: _ClassVar[int]
+    SRM_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SRM_FIELD_NUMBER: _ClassVar[int]
+    SEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
+    test_id: str
+    variant: str
+    control: str
+    users: int
+    conversions: int
+    conversion_rate: float
+    conversion_rate_low: float
+    conversion_rate_high: float
+    lift: float
+    lift_low: float
+    lift_high: float
+    relative_lift: float
+    relative_lift_low: float
+    relative_lift_high: float
+    p_value: float
+    significant: bool
+    chance_to_beat_control: float
+    revenue_per_user: float
+    revenue_variance: float
+    revenue_lift: float
+    revenue_lift_low: float
+    revenue_lift_high: float
+    revenue_p_value: float
+    srm_chi_square: float
+    srm_p_value: float
+    srm: bool
+    sequential: bool
+    def __init__(self, test_id: _Optional[str] = ..., variant: _Optional[str] = ..., control: _Optional[str] = ..., users: _Optional[int] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., conversion_rate_low: _Optional[float] = ..., conversion_rate_high: _Optional[float] = ..., lift: _Optional[float] = ..., lift_low: _Optional[float] = ..., lift_high: _Optional[float] = ..., relative_lift: _Optional[float] = ..., relative_lift_low: _Optional[float] = ..., relative_lift_high: _Optional[float] = ..., p_value: _Optional[float] = ..., significant: _Optional[bool] = ..., chance_to_beat_control: _Optional[float] = ..., revenue_per_user: _Optional[float] = ..., revenue_variance: _Optional[float] = ..., revenue_lift: _Optional[float] = ..., revenue_lift_low: _Optional[float] = ..., revenue_lift_high: _Optional[float] = ..., revenue_p_value: _Optional[float] = ..., srm_chi_square: _Optional[float] = ..., srm_p_value: _Optional[float] = ..., srm: _Optional[bool] = ..., sequential: _Optional[bool] = ...) -> None: ...
+
 class TestSegmentsRequest(_message.Message):
     __slots__ = ("test_id", "segment", "start_date", "end_date")
     TEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -534,3 +622,133 @@ class GetPopularPagesRow(_message.Message):
     page_title: str
     view_count: int
     def __init__(self, page_url: _Optional[str] = ..., page_title: _Optional[str] = ..., view_count: _Optional[int] = ...) -> None: ...
+
+class FunnelRequest(_message.Message):
+    __slots__ = ("steps", "step_by", "source", "window_seconds", "mode", "breakdown", "start_date", "end_date")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STEP_BY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    step_by: str
+    source: str
+    window_seconds: int
+    mode: str
+    breakdown: str
+    start_date: str
+    end_date: str
+    def __init__(self, steps: _Optional[_Iterable[str]] = ..., step_by: _Optional[str] = ..., source: _Optional[str] = ..., window_seconds: _Optional[int] = ..., mode: _Optional[str] = ..., breakdown: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
+
+class FunnelResponse(_message.Message):
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
+    data: _containers.RepeatedCompositeFieldContainer[FunnelRow]
+    rows: int
+    rows_before_limit_at_least: float
+    statistics: _pipe_pb2.Statistics
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[FunnelRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+
+class FunnelRow(_message.Message):
+    __slots__ = ("breakdown", "step", "step_name", "users", "conversion_from_previous", "conversion_overall", "median_seconds_from_previous")
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    STEP_NAME_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_FROM_PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_OVERALL_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_SECONDS_FROM_PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    breakdown: str
+    step: int
+    step_name: str
+    users: int
+    conversion_from_previous: float
+    conversion_overall: float
+    median_seconds_from_previous: float
+    def __init__(self, breakdown: _Optional[str] = ..., step: _Optional[int] = ..., step_name: _Optional[str] = ..., users: _Optional[int] = ..., conversion_from_previous: _Optional[float] = ..., conversion_overall: _Optional[float] = ..., median_seconds_from_previous: _Optional[float] = ...) -> None: ...
+
+class RetentionRequest(_message.Message):
+    __slots__ = ("source", "period", "start_date", "end_date")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    period: str
+    start_date: str
+    end_date: str
+    def __init__(self, source: _Optional[str] = ..., period: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ...) -> None: ...
+
+class RetentionResponse(_message.Message):
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
+    data: _containers.RepeatedCompositeFieldContainer[RetentionRow]
+    rows: int
+    rows_before_limit_at_least: float
+    statistics: _pipe_pb2.Statistics
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[RetentionRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+
+class RetentionRow(_message.Message):
+    __slots__ = ("cohort", "period_number", "cohort_users", "active_users", "retention")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    COHORT_USERS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_USERS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    period_number: int
+    cohort_users: int
+    active_users: int
+    retention: float
+    def __init__(self, cohort: _Optional[str] = ..., period_number: _Optional[int] = ..., cohort_users: _Optional[int] = ..., active_users: _Optional[int] = ..., retention: _Optional[float] = ...) -> None: ...
+
+class PagePathsRequest(_message.Message):
+    __slots__ = ("page_url", "start_date", "end_date", "limit")
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    page_url: str
+    start_date: str
+    end_date: str
+    limit: int
+    def __init__(self, page_url: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PagePathsResponse(_message.Message):
+    __slots__ = ("meta", "data", "rows", "rows_before_limit_at_least", "statistics")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_BEFORE_LIMIT_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    meta: _containers.RepeatedCompositeFieldContainer[_pipe_pb2.ColumnMeta]
+    data: _containers.RepeatedCompositeFieldContainer[PagePathsRow]
+    rows: int
+    rows_before_limit_at_least: float
+    statistics: _pipe_pb2.Statistics
+    def __init__(self, meta: _Optional[_Iterable[_Union[_pipe_pb2.ColumnMeta, _Mapping]]] = ..., data: _Optional[_Iterable[_Union[PagePathsRow, _Mapping]]] = ..., rows: _Optional[int] = ..., rows_before_limit_at_least: _Optional[float] = ..., statistics: _Optional[_Union[_pipe_pb2.Statistics, _Mapping]] = ...) -> None: ...
+
+class PagePathsRow(_message.Message):
+    __slots__ = ("direction", "page_url", "transitions", "share")
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    direction: str
+    page_url: str
+    transitions: int
+    share: float
+    def __init__(self, direction: _Optional[str] = ..., page_url: _Optional[str] = ..., transitions: _Optional[int] = ..., share: _Optional[float] = ...) -> None: ...

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class QueryServiceStub:
     """QueryService answers the analytics endpoints (Tinybird "pipes") of the four
-    tutorials. Each RPC runs one parameterised SQL file, named by the `endpoint`
+    tutorials and the journeys over them (funnel, retention, page paths). Each RPC runs one parameterised SQL file, named by the `endpoint`
     option; request fields bind to the SQL placeholders of the same name and result
     columns fill the row message fields of the same name.
     """
@@ -42,6 +42,11 @@ class QueryServiceStub:
                 '/pipit.query.v1.QueryService/TestSummary',
                 request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.SerializeToString,
                 response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.FromString,
+                _registered_method=True)
+        self.TestResults = channel.unary_unary(
+                '/pipit.query.v1.QueryService/TestResults',
+                request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.SerializeToString,
+                response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.FromString,
                 _registered_method=True)
         self.TestSegments = channel.unary_unary(
                 '/pipit.query.v1.QueryService/TestSegments',
@@ -98,17 +103,41 @@ class QueryServiceStub:
                 request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesRequest.SerializeToString,
                 response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesResponse.FromString,
                 _registered_method=True)
+        self.Funnel = channel.unary_unary(
+                '/pipit.query.v1.QueryService/Funnel',
+                request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelRequest.SerializeToString,
+                response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelResponse.FromString,
+                _registered_method=True)
+        self.Retention = channel.unary_unary(
+                '/pipit.query.v1.QueryService/Retention',
+                request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionRequest.SerializeToString,
+                response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionResponse.FromString,
+                _registered_method=True)
+        self.PagePaths = channel.unary_unary(
+                '/pipit.query.v1.QueryService/PagePaths',
+                request_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsRequest.SerializeToString,
+                response_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
     """QueryService answers the analytics endpoints (Tinybird "pipes") of the four
-    tutorials. Each RPC runs one parameterised SQL file, named by the `endpoint`
+    tutorials and the journeys over them (funnel, retention, page paths). Each RPC runs one parameterised SQL file, named by the `endpoint`
     option; request fields bind to the SQL placeholders of the same name and result
     columns fill the row message fields of the same name.
     """
 
     def TestSummary(self, request, context):
         """A/B testing: per test and variant, users, conversions, conversion rate and revenue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestResults(self, request, context):
+        """A/B testing: each variant of a test against its control, with the statistics to
+        decide: intervals, lifts, p-values, chance to beat control, revenue per user and a
+        sample-ratio-mismatch check; always-valid (sequential) when asked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +220,31 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Funnel(self, request, context):
+        """Journeys: users through 2 to 8 ordered steps within a conversion window (ClickHouse's
+        windowFunnel semantics), with step and overall conversion and the median time between
+        steps; on user_events or clickstream_events, optionally broken down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Retention(self, request, context):
+        """Journeys: cohorts by first-seen day, week or month and the share of each active in every
+        later period (a cohort triangle); on user_events or app_events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PagePaths(self, request, context):
+        """Journeys: for one page, the top pages viewed next and before it within sessions
+        (clickstream), with counts and shares.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +252,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.TestSummary,
                     request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.FromString,
                     response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.SerializeToString,
+            ),
+            'TestResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestResults,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.FromString,
+                    response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.SerializeToString,
             ),
             'TestSegments': grpc.unary_unary_rpc_method_handler(
                     servicer.TestSegments,
@@ -254,6 +313,21 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesRequest.FromString,
                     response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesResponse.SerializeToString,
             ),
+            'Funnel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Funnel,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelRequest.FromString,
+                    response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelResponse.SerializeToString,
+            ),
+            'Retention': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retention,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionRequest.FromString,
+                    response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionResponse.SerializeToString,
+            ),
+            'PagePaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.PagePaths,
+                    request_deserializer=pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsRequest.FromString,
+                    response_serializer=pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'pipit.query.v1.QueryService', rpc_method_handlers)
@@ -264,7 +338,7 @@ def add_QueryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class QueryService:
     """QueryService answers the analytics endpoints (Tinybird "pipes") of the four
-    tutorials. Each RPC runs one parameterised SQL file, named by the `endpoint`
+    tutorials and the journeys over them (funnel, retention, page paths). Each RPC runs one parameterised SQL file, named by the `endpoint`
     option; request fields bind to the SQL placeholders of the same name and result
     columns fill the row message fields of the same name.
     """
@@ -286,6 +360,33 @@ class QueryService:
             '/pipit.query.v1.QueryService/TestSummary',
             pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryRequest.SerializeToString,
             pipit_dot_query_dot_v1_dot_query__service__pb2.TestSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.QueryService/TestResults',
+            pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsRequest.SerializeToString,
+            pipit_dot_query_dot_v1_dot_query__service__pb2.TestResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -583,6 +684,87 @@ class QueryService:
             '/pipit.query.v1.QueryService/GetPopularPages',
             pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesRequest.SerializeToString,
             pipit_dot_query_dot_v1_dot_query__service__pb2.GetPopularPagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Funnel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.QueryService/Funnel',
+            pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelRequest.SerializeToString,
+            pipit_dot_query_dot_v1_dot_query__service__pb2.FunnelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Retention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.QueryService/Retention',
+            pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionRequest.SerializeToString,
+            pipit_dot_query_dot_v1_dot_query__service__pb2.RetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PagePaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipit.query.v1.QueryService/PagePaths',
+            pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsRequest.SerializeToString,
+            pipit_dot_query_dot_v1_dot_query__service__pb2.PagePathsResponse.FromString,
             options,
             channel_credentials,
             insecure,

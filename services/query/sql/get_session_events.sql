@@ -3,6 +3,8 @@
 -- Parameters:
 --   session_id String    required: the session
 -- Ordering: timestamp ASC (oldest first), then event_id ASC.
+-- Alike on purpose: get_user_journey.sql lists one user's events with these columns;
+--   the columns are each tutorial pipe's own answer.
 SELECT
     event_id,
     user_id,

@@ -5,6 +5,8 @@
 --   start_date DateTime  earliest event time included (inclusive)
 --   end_date   DateTime  latest event time included (inclusive)
 -- Ordering: timestamp ASC (oldest first), then event_id ASC.
+-- Alike on purpose: get_session_events.sql and user_event_timeline.sql also list one
+--   entity's raw events; the columns are each tutorial pipe's own answer.
 SELECT
     user_id,
     session_id,

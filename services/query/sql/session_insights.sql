@@ -24,10 +24,12 @@
 --   oldest of the newest 50 x limit in-range events, read backwards along the sorting
 --   key; the sessions seen at or after T are looked up by session_id (the `by_session`
 --   projection) for where they truly start (`recent_sessions`). When at least `limit` of
---   them start at or after T and last longer than 0 s (`recent_suffice`), they hold the answer, since every
---   other session starts before T, and only their rows at or after T are aggregated.
---   Otherwise (few or long sessions in range, or one user's) every session is aggregated,
---   as defined above.
+--   them start at or after T and last longer than 0 s (`recent_suffice`), they hold
+--   the answer, since every other session starts before T, and only their rows at or
+--   after T are aggregated. Otherwise (few or long sessions in range, or one user's)
+--   every session is aggregated, as defined above. The same lookup stands in
+--   user_session_stats.sql over user_events: a range view cannot serve it (a bound that
+--   cuts a session moves its start), see services/query/sql/README.md.
 WITH
     (
         SELECT min(timestamp)
@@ -35,12 +37,11 @@ WITH
         (
             SELECT timestamp
             FROM app_events
-            WHERE timestamp >= {start_date:DateTime}
+            -- One user's rows are few and found through the user_id index: aggregate
+            -- them all, without the lookups (recent_from is then NULL).
+            WHERE {user_id:String} = ''
+              AND timestamp >= {start_date:DateTime}
               AND timestamp <= {end_date:DateTime}
-              AND ({user_id:String} = '' OR user_id = {user_id:String})
-              -- One user's rows are few and found through the user_id index: aggregate
-              -- them all, without the lookups (recent_from is then NULL).
-              AND {user_id:String} = ''
             ORDER BY timestamp DESC
             LIMIT 50 * {limit:Int32}
         )
@@ -52,14 +53,11 @@ WITH
         WHERE {user_id:String} = ''  -- as above: nothing to look up for one user
           AND timestamp >= {start_date:DateTime}
           AND timestamp <= {end_date:DateTime}
-          AND ({user_id:String} = '' OR user_id = {user_id:String})
+          -- recent_from is an in-range time, so it implies the start bound.
           AND session_id IN (
               SELECT session_id
               FROM app_events
-              WHERE timestamp >= {start_date:DateTime}
-                  AND timestamp <= {end_date:DateTime}
-                  AND ({user_id:String} = '' OR user_id = {user_id:String})
-                AND timestamp >= recent_from
+              WHERE timestamp >= recent_from AND timestamp <= {end_date:DateTime}
           )
         GROUP BY session_id
         HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
@@ -87,8 +85,8 @@ FROM
         min((timestamp, event_id, user_id, device_type, browser, os, location)) AS first_event
     FROM app_events
     WHERE timestamp >= {start_date:DateTime}
-          AND timestamp <= {end_date:DateTime}
-          AND ({user_id:String} = '' OR user_id = {user_id:String})
+      AND timestamp <= {end_date:DateTime}
+      AND ({user_id:String} = '' OR user_id = {user_id:String})
       AND if(recent_suffice, timestamp >= recent_from AND session_id IN recent_sessions, 1)
     GROUP BY session_id
     HAVING session_duration_seconds > 0

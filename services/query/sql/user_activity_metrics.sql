@@ -12,56 +12,17 @@
 --   views (never NaN or infinity). A bound inside a day keeps only its in-range events.
 --   Only days with events appear.
 -- Ordering: date DESC (newest day first); the date is the group key, so no ties.
--- Cost: days wholly inside the range are read from the `activity_daily` projection (a
---   row per day and part); a day the range cuts is read from the rows. Each day comes
---   from one side only, so distinct counts need no merging across them. The day is
---   toStartOfInterval(timestamp, INTERVAL 1 DAY), the projection's key (see the proto).
-WITH
-    toStartOfDay({start_date:DateTime}) AS first_day,
-    toStartOfDay({end_date:DateTime}) AS last_day,
-    {start_date:DateTime} = first_day AS first_day_whole,
-    -- The last representable DateTime ends every day it is in.
-    (toHour({end_date:DateTime}) = 23 AND toMinute({end_date:DateTime}) = 59
-        AND toSecond({end_date:DateTime}) = 59)
-        OR {end_date:DateTime} = toDateTime(4294967295) AS last_day_whole
+-- Cost: read from the `activity_hours` range view (services/query/sql/README.md): whole
+--   hours from the projection of that name, the cut hours at either end from the rows;
+--   a day's distinct ids are merged from its hours' sets, so any range is exact.
 SELECT
-    date,
-    unique_users,
-    sessions,
-    total_events,
-    page_views,
-    clicks,
+    toDate(hour) AS date,
+    uniqExactMerge(user_ids) AS unique_users,
+    uniqExactMerge(session_ids) AS sessions,
+    sum(event_count) AS total_events,
+    sum(page_view_count) AS page_views,
+    sum(click_count) AS clicks,
     if(page_views = 0, 0, round(clicks / page_views, 2)) AS click_through_rate
-FROM
-(
-    SELECT
-        toDate(toStartOfInterval(timestamp, INTERVAL 1 DAY)) AS date,
-        uniqExact(user_id) AS unique_users,
-        uniqExact(session_id) AS sessions,
-        count() AS total_events,
-        countIf(event_type = 'page_view') AS page_views,
-        countIf(event_type = 'click') AS clicks
-    FROM user_events
-    WHERE (toStartOfInterval(timestamp, INTERVAL 1 DAY) > first_day
-           OR (toStartOfInterval(timestamp, INTERVAL 1 DAY) = first_day AND first_day_whole))
-      AND (toStartOfInterval(timestamp, INTERVAL 1 DAY) < last_day
-           OR (toStartOfInterval(timestamp, INTERVAL 1 DAY) = last_day AND last_day_whole))
-    GROUP BY date
-
-    UNION ALL
-
-    SELECT
-        toDate(toStartOfInterval(timestamp, INTERVAL 1 DAY)) AS date,
-        uniqExact(user_id) AS unique_users,
-        uniqExact(session_id) AS sessions,
-        count() AS total_events,
-        countIf(event_type = 'page_view') AS page_views,
-        countIf(event_type = 'click') AS clicks
-    FROM user_events
-    WHERE timestamp >= {start_date:DateTime}
-      AND timestamp <= {end_date:DateTime}
-      AND ((toStartOfInterval(timestamp, INTERVAL 1 DAY) = first_day AND NOT first_day_whole)
-           OR (toStartOfInterval(timestamp, INTERVAL 1 DAY) = last_day AND NOT last_day_whole))
-    GROUP BY date
-)
+FROM activity_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+GROUP BY date
 ORDER BY date DESC

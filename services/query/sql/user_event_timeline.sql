@@ -7,6 +7,8 @@
 --   event_type String    '' = every type, otherwise only this event type
 --   limit      Int32     most events returned
 -- Ordering: timestamp DESC (newest first), then event_id ASC.
+-- Alike on purpose: get_user_journey.sql filters one user's events the same way, over
+--   another datasource.
 SELECT
     event_id,
     user_id,

@@ -1,0 +1,60 @@
+"""Range views: any time range answered exactly from an hourly aggregate projection.
+
+A projection declared with `range_view` groups by `toStartOfHour(timestamp) AS hour` and
+holds its distinct counts as `uniqExactState` sets. Its view, a parameterized view of the
+same name, gives the projection's columns per hour for `[start_date, end_date]`: the hours
+wholly in range from the projection (a few rows per hour, whatever the traffic), the cut
+hours at either end aggregated from their rows (at most two hours of them). Both halves
+carry the same columns, so a query over the view merges them as if one table had answered:
+counts add, states merge (`uniqExactMerge`), a `max` is the larger of the two — exactly the
+rows' answer for any range. services/query/sql/README.md shows the pattern from the SQL side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The bounds arrive as the view's parameters; every hour is judged from them alone, so
+# the whole-hour half filters on the projection's key and nothing else.
+_LAST_HOUR = "toStartOfHour({end_date:DateTime})"
+# An end on the last second of its hour ends that hour. `+ 1` wraps the last DateTime
+# (2106-02-07 06:28:15, the default end) to 1970, so it ends its hour too.
+_ENDS_HOUR = f"toStartOfHour({{end_date:DateTime}} + 1) != {_LAST_HOUR}"
+WHOLE_HOURS = (
+    f"hour >= {{start_date:DateTime}}"
+    f" AND (hour < {_LAST_HOUR} OR (hour = {_LAST_HOUR} AND {_ENDS_HOUR}))"
+)
+CUT_HOURS = (
+    "timestamp >= {start_date:DateTime} AND timestamp <= {end_date:DateTime}"
+    f" AND (hour < {{start_date:DateTime}} OR (hour = {_LAST_HOUR} AND NOT ({_ENDS_HOUR})))"
+)
+
+
+@dataclass(frozen=True)
+class RangeView:
+    """The view of one projection: its name and the projection's `SELECT … GROUP BY …`."""
+
+    name: str
+    query: str
+
+    def __post_init__(self) -> None:
+        select, group_by, keys = self.query.partition(" GROUP BY ")
+        if not group_by or not select.startswith("SELECT ") or "AS hour" not in select:
+            raise ValueError(
+                f"range view {self.name}: the projection must be `SELECT … "
+                f"toStartOfHour(timestamp) AS hour … GROUP BY …, hour`, got {self.query!r}"
+            )
+        if "hour" not in (key.strip() for key in keys.split(",")):
+            raise ValueError(f"range view {self.name}: the projection must group by hour")
+
+    def create_sql(self, table: str, view: str) -> str:
+        """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
+        where it applies) over `table` (qualified). Idempotent, and a changed declaration
+        replaces the old view."""
+        select, _, keys = self.query.partition(" GROUP BY ")
+        return (
+            f"CREATE OR REPLACE VIEW {view} AS\n"
+            f"{select} FROM {table}\nWHERE {WHOLE_HOURS}\nGROUP BY {keys}\n"
+            "UNION ALL\n"
+            f"{select} FROM {table}\nWHERE {CUT_HOURS}\nGROUP BY {keys}"
+        )

@@ -1,0 +1,69 @@
+-- page_paths: for one page, the pages viewed right after it and right before it within
+-- sessions, with counts and shares.
+-- Issue 19 item 4 (clickstream).
+-- Parameters:
+--   page_url   String    required: the page
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+--   limit      Int32     most pages returned in each direction
+-- Definitions: a session's path = its in-range page views (event_type 'page_view', or
+--   'pageview' as get_popular_pages counts them) ordered by (timestamp, event_id), with
+--   consecutive views of one page collapsed into one (a reload is not a move). For each
+--   place the page holds in a path, the page after it is a `next` transition and the page
+--   before it a `previous` one (none at the path's end or start). transitions = their
+--   count per (direction, page_url); share = transitions / all transitions of that
+--   direction, rounded to 4 decimals (shares of the pages cut by `limit` still count in it).
+-- Ordering: direction ASC ('next' before 'previous'), transitions DESC, page_url ASC;
+--   at most `limit` rows per direction.
+-- Cost: the sessions that viewed the page in range are found first (page_url is read for
+--   the range only), then only their page views are read and ordered; bounded by the dates.
+WITH
+    ('page_view', 'pageview') AS page_view_types,
+    sessions AS
+    (
+        SELECT DISTINCT session_id
+        FROM clickstream_events
+        WHERE timestamp >= {start_date:DateTime}
+          AND timestamp <= {end_date:DateTime}
+          AND event_type IN page_view_types
+          AND page_url = {page_url:String}
+    )
+SELECT
+    direction,
+    page_url,
+    transitions,
+    round(transitions / sum(transitions) OVER (PARTITION BY direction), 4) AS share
+FROM
+(
+    SELECT
+        neighbour.1 AS direction,
+        neighbour.2 AS page_url,
+        count() AS transitions
+    FROM
+    (
+        SELECT
+            arrayMap(view -> view.3, arraySort(groupArray((timestamp, event_id, page_url))))
+                AS views,
+            arrayFilter((view, i) -> i = 1 OR view != views[i - 1], views, arrayEnumerate(views))
+                AS path
+        FROM clickstream_events
+        WHERE timestamp >= {start_date:DateTime}
+          AND timestamp <= {end_date:DateTime}
+          AND event_type IN page_view_types
+          AND session_id IN sessions
+        GROUP BY session_id
+    )
+    ARRAY JOIN arrayConcat(
+        arrayMap(
+            i -> ('next', path[i + 1]),
+            arrayFilter(i -> path[i] = {page_url:String} AND i < length(path), arrayEnumerate(path))
+        ),
+        arrayMap(
+            i -> ('previous', path[i - 1]),
+            arrayFilter(i -> path[i] = {page_url:String} AND i > 1, arrayEnumerate(path))
+        )
+    ) AS neighbour
+    GROUP BY direction, page_url
+)
+ORDER BY direction ASC, transitions DESC, page_url ASC
+LIMIT {limit:Int32} BY direction

@@ -1,0 +1,97 @@
+-- test_results: per A/B test, each variant beside its control, with Welch's test of revenue
+-- per user (ClickHouse's welchTTest); services/query/analysis/test_results.py finishes the
+-- statistics (the z-test, Wilson intervals, lifts, chance to beat control, the
+-- sample-ratio check, the sequential mode) from these rows. ClickHouse's proportionsZTest
+-- would fit the z-test but answers NaN whenever a group has no conversions at all, a case
+-- the z-test is defined for.
+-- Parameters:
+--   test_id    String    '' = every test, otherwise only this test
+--   start_date DateTime  earliest event time included (inclusive)
+--   end_date   DateTime  latest event time included (inclusive)
+--   control    String    the variant compared against; '' or a variant the test does not
+--                        have = the test's first variant in sort order
+--   (weights and sequential are the analysis's alone)
+-- Definitions (per user first, so every statistic is over users, not events):
+--   users                  = distinct user_id of the variant's events in range; a user seen
+--                            in two variants counts in both, as in test_summary
+--   conversions            = users with at least one event with conversion = 1
+--   revenue (of a user)    = sum of the user's revenue in the variant, 0 when none
+--   revenue_per_user       = mean of the users' revenue; revenue_variance its sample
+--                            variance (NaN, printed null, for a single user)
+--   welch                  = [welchTTest(0.95)] over the users' revenue, the variant's users
+--                            against the control's (the two per-variant states merged):
+--                            [(t_statistic, p_value, confidence_interval_low, _high)] of the
+--                            variant's mean minus the control's; [] where undefined
+--   control_*              = the control's users, conversions, revenue mean and variance
+-- Ordering: test_id, variant (the group key, so there are no ties).
+-- Cost: one pass over the range's rows, grouped per user, then per variant; the windows
+--   run over the few variant rows only.
+SELECT
+    test_id,
+    variant,
+    control,
+    users,
+    conversions,
+    revenue_per_user,
+    revenue_variance,
+    control_users,
+    control_conversions,
+    control_revenue_per_user,
+    control_revenue_variance,
+    -- welchTTest throws where its degrees of freedom are undefined (a single user, or no
+    -- revenue variance on either side): the pair of states is filtered out first there.
+    arrayMap(
+        states -> arrayReduce('welchTTestMerge(0.95)', states),
+        arrayFilter(
+            states -> users > 1 AND control_users > 1
+                AND (revenue_variance > 0 OR control_revenue_variance > 0),
+            [[as_first, control_as_second]]
+        )
+    ) AS welch
+FROM (
+    SELECT
+        *,
+        anyIf(users, variant = control) OVER test AS control_users,
+        anyIf(conversions, variant = control) OVER test AS control_conversions,
+        anyIf(revenue_per_user, variant = control) OVER test AS control_revenue_per_user,
+        anyIf(revenue_variance, variant = control) OVER test AS control_revenue_variance,
+        anyIf(as_second, variant = control) OVER test AS control_as_second
+    FROM (
+        SELECT
+            *,
+            if(
+                countIf(variant = {control:String}) OVER test > 0,
+                {control:String},
+                min(variant) OVER test
+            ) AS control
+        FROM (
+            SELECT
+                test_id,
+                variant,
+                count() AS users,
+                sum(converted) AS conversions,
+                avg(revenue) AS revenue_per_user,
+                varSamp(revenue) AS revenue_variance,
+                -- Welch's CI is of the first sample's mean minus the second's: variants
+                -- take the first place, the control the second.
+                welchTTestState(0.95)(revenue, toUInt8(0)) AS as_first,
+                welchTTestState(0.95)(revenue, toUInt8(1)) AS as_second
+            FROM (
+                SELECT
+                    test_id,
+                    variant,
+                    user_id,
+                    max(conversion = 1) AS converted,
+                    sum(revenue) AS revenue
+                FROM ab_test_events
+                WHERE timestamp >= {start_date:DateTime} AND timestamp <= {end_date:DateTime}
+                  AND ({test_id:String} = '' OR test_id = {test_id:String})
+                GROUP BY test_id, variant, user_id
+            )
+            GROUP BY test_id, variant
+        )
+        WINDOW test AS (PARTITION BY test_id)
+    )
+    WINDOW test AS (PARTITION BY test_id)
+)
+ORDER BY test_id ASC, variant ASC
