@@ -1,7 +1,7 @@
 """Our gateway beside the real Envoy, in one run, in front of the same services: requests/s and
 p50/p99 latency of a cheap pipe (`get_session_events` for one session) and of the Events API (a
 small NDJSON body, queued: 202), with concurrent clients, through `pipit gateway` and through
-Envoy configured by gateway/envoy.py. Reported as ratios, ours / Envoy. The services bound both
+Envoy configured by gateway/envoy/. Reported as ratios, ours / Envoy. The services bound both
 of those, so a third scenario leaves mostly the gateways' own work: an Events API call the
 ingest service refuses at once (unknown datasource, 404). The CPU each gateway process spends
 per request is the figure that depends least on the services and the machine's other load.

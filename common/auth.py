@@ -7,11 +7,9 @@ our gateway's early check alike."""
 from __future__ import annotations
 
 import contextvars
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +19,7 @@ from common.config import Settings
 from common.interceptors import Behavior, wrap_handler
 from common.project_handlers import ScopeRules
 from common.rate_limit import Decision, RateLimiter
-from common.tokens import ADMIN, Principal, TokenError, TokenStore, allows, check_admin_token
+from common.tokens import ADMIN, Principal, TokenStore, allows
 
 # Health checks (probes), reflection (tooling) and the deployment's descriptors (gateways
 # routing by them, as reflection would show them) work without a token.
@@ -31,7 +29,6 @@ PUBLIC_METHOD_PREFIXES = (
     "/pipit.deploy.v1.DeployService/GetDeployment",
 )
 
-TOKEN_FILE_NAME = "admin_token"
 # What a caller without a known token is told, by the services and by a gateway that checks
 # first (gateway/early_auth.py): the same words from either place.
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' or ?token="
@@ -87,26 +84,6 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
             if scheme.lower() == "bearer":
                 return token.strip()
     return ""
-
-
-def load_or_create_admin_token(configured: str, data_dir: Path) -> tuple[str, bool]:
-    """The configured admin token, else the one kept in the data directory, else a new
-    one saved there (readable by the owner only). Returns (token, created). TokenError
-    when the token is too weak to guard everything."""
-    if configured:
-        return check_admin_token(configured), False
-    path = data_dir / TOKEN_FILE_NAME
-    if path.exists():
-        token = path.read_text().strip()
-        try:
-            return check_admin_token(token), False
-        except TokenError as exc:
-            raise TokenError(f"{path}: {exc} (or delete the file to have one generated)") from None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = "p." + secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token, True
 
 
 @dataclass

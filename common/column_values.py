@@ -1,5 +1,5 @@
-"""ClickHouse column types as ingest reads their values: a type's text read into a tree,
-and for each type the function that checks a present JSON value and returns what
+"""ClickHouse column types as ingest reads their values: for each type (its text read by
+common/clickhouse_type.py) the function that checks a present JSON value and returns what
 ClickHouse's JSON input formats read back exactly (so nothing that passes can fail an insert,
 which would be retried for ever, and nothing is silently changed on the way).
 
@@ -43,17 +43,26 @@ import ipaddress
 import math
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-DATETIME_MIN = 0
-DATETIME_MAX = 4_294_967_295  # ClickHouse DateTime is a UInt32 of seconds: up to 2106-02-07.
+from common.clickhouse_type import (
+    ClickHouseType,
+    EnumValue,
+    NamedElement,
+    argument_count,
+    enum_names,
+    int_argument,
+    is_type,
+    time_zone_argument,
+    unwrap,
+)
+from common.composite_values import Converter, array_of, json_object, map_of, tuple_of
+from common.timeparse import DATE_RANGES, date_converter, datetime64_converter, parse_datetime
+from common.value_messages import json_type, shown
 
 INT_RANGES = {
     "UInt8": (0, 2**8 - 1),
@@ -74,275 +83,7 @@ _BIG_INT_RANGES = {
 }
 
 
-_DATETIME_FORMS = "use YYYY-MM-DD HH:MM:SS in UTC, RFC 3339, or epoch seconds"
-
-
-def parse_datetime(value: Any) -> int:
-    """Epoch seconds from `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or epoch seconds.
-
-    Text must be ASCII: Python's int(), str.isdigit() and strip() take any Unicode digit
-    or space ("１６８６" would be 1686 seconds), and every form above is ASCII."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a date-time")
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("not a finite number")
-        seconds = int(value)
-    elif isinstance(value, str):
-        if not value.isascii():
-            raise ValueError(
-                f"{value!r} is not a date-time: only ASCII digits are read ({_DATETIME_FORMS})"
-            )
-        text = value.strip()
-        if text.isdigit():
-            seconds = int(text)
-        else:
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a date-time ({_DATETIME_FORMS})") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            seconds = math.floor(parsed.timestamp())
-    else:
-        raise ValueError(f"expected a date-time string or epoch seconds, got {json_type(value)}")
-    if not DATETIME_MIN <= seconds <= DATETIME_MAX:
-        raise ValueError(f"{value!r} is outside DateTime's range (1970-01-01 .. 2106-02-07)")
-    return seconds
-
-
-# The tutorials' `YYYY-MM-DD HH:MM:SS` is by far the commonest form: it is split into a
-# date and a time of day, each looked up in a cache filled by parse_datetime itself, so
-# its answers are parse_datetime's. Anything else (or anything odd) takes the full parse.
-_DAYS: dict[str, int] = {}
-_TIMES_OF_DAY: dict[str, int] = {}
-_CACHE_LIMIT = 100_000
-
-
-def _time_of_day(text: str) -> int | None:
-    if len(text) == 8 and text[2] == ":" and text[5] == ":" and text.isascii():
-        hours, minutes, seconds = text[0:2], text[3:5], text[6:8]
-        if hours.isdigit() and minutes.isdigit() and seconds.isdigit():
-            h, m, s = int(hours), int(minutes), int(seconds)
-            if h < 24 and m < 60 and s < 60:
-                return h * 3600 + m * 60 + s
-    return None
-
-
-def parse_datetime_fast(value: Any) -> int:
-    """parse_datetime's answer, from caches for `YYYY-MM-DD HH:MM:SS`."""
-    if type(value) is str and len(value) == 19 and value[10] == " ":
-        day = _DAYS.get(value[:10])
-        if day is None:
-            try:
-                day = parse_datetime(value[:10] + " 00:00:00")
-            except ValueError:
-                return parse_datetime(value)  # for its message
-            if len(_DAYS) > _CACHE_LIMIT:
-                _DAYS.clear()
-            _DAYS[value[:10]] = day
-        tod = _TIMES_OF_DAY.get(value[11:])
-        if tod is None:
-            tod = _time_of_day(value[11:])
-            if tod is None:
-                return parse_datetime(value)
-            if len(_TIMES_OF_DAY) > _CACHE_LIMIT:
-                _TIMES_OF_DAY.clear()
-            _TIMES_OF_DAY[value[11:]] = tod
-        seconds = day + tod
-        if seconds <= DATETIME_MAX:
-            return seconds
-    return parse_datetime(value)
-
-
-def json_type(value: Any) -> str:
-    """What a decoded JSON value is, in words, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def shown(value: Any) -> str:
-    """A value in an error message: short, whatever was sent."""
-    text = str(value) if isinstance(value, Decimal) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class ValueAt(ValueError):
-    """A value inside a composite one is wrong; `where` says which (`[2]`, `['key']`,
-    `.name`), so the message names it: `field 'tags[2]': …`."""
-
-    def __init__(self, where: str, error: ValueError) -> None:
-        if isinstance(error, ValueAt):
-            where, reason = where + error.where, error.reason
-        else:
-            reason = str(error)
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
-
-
-# --- ClickHouse types, read into a tree -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClickHouseType:
-    """A ClickHouse type: its name and its arguments (types, numbers, quoted text, named
-    tuple elements, enum values)."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-
-    def types(self) -> list[ClickHouseType]:
-        return [a.type if isinstance(a, _Named) else a for a in self.args if _is_type(a)]
-
-
-@dataclass(frozen=True)
-class _Named:
-    """`name Type`, an element of a named Tuple."""
-
-    name: str
-    type: ClickHouseType
-
-
-@dataclass(frozen=True)
-class _EnumValue:
-    """`'name' = value` in an Enum."""
-
-    name: str
-    value: int
-
-
-def _is_type(arg: Any) -> bool:
-    return isinstance(arg, ClickHouseType | _Named)
-
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<text>'(?:[^'\\]|\\.|'')*')"
-    r"|(?P<quoted>`(?:[^`\\]|\\.|``)*`)|(?P<int>[+-]?[0-9]+)|(?P<punct>[(),=]))"
-)
-_ESCAPE = re.compile(r"\\(.)|''|``")
-
-
-def _unquote(token: str) -> str:
-    return _ESCAPE.sub(
-        lambda m: m.group(1) if m.group(1) is not None else m.group(0)[0], token[1:-1]
-    )
-
-
-class _TypeReader:
-    """Reads ClickHouse type text into a ClickHouseType, refusing anything it cannot read."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens: list[tuple[str, Any]] = []
-        text = text.strip()
-        pos = 0
-        while pos < len(text):
-            match = _TOKEN.match(text, pos)
-            if match is None:
-                raise ValueError(f"cannot read {text[pos:].strip()!r}")
-            kind = match.lastgroup or ""
-            raw = match.group(kind)
-            value: Any = raw
-            if kind in ("text", "quoted"):
-                value = _unquote(raw)
-            elif kind == "int":
-                value = int(raw)
-            self.tokens.append((kind, value))
-            pos = match.end()
-        self.pos = 0
-
-    def _peek(self, offset: int = 0) -> tuple[str, Any]:
-        index = self.pos + offset
-        return self.tokens[index] if index < len(self.tokens) else ("end", None)
-
-    def _take(self, kind: str, value: Any = None) -> Any:
-        token = self._peek()
-        if token[0] != kind or (value is not None and token[1] != value):
-            wanted = repr(value) if value is not None else kind
-            got = "the end" if token[0] == "end" else repr(token[1])
-            raise ValueError(f"expected {wanted}, found {got}")
-        self.pos += 1
-        return token[1]
-
-    def read(self) -> ClickHouseType:
-        kind = self.type()
-        if self._peek()[0] != "end":
-            raise ValueError(f"unexpected {self._peek()[1]!r} after the type")
-        return kind
-
-    def type(self) -> ClickHouseType:
-        name = self._take("ident")
-        if self._peek() != ("punct", "("):
-            return ClickHouseType(name)
-        if name == "JSON":
-            raise ValueError("JSON with parameters (typed paths, SKIP, limits) is not supported")
-        self._take("punct", "(")
-        args: list[Any] = []
-        if self._peek() != ("punct", ")"):
-            args.append(self._argument())
-            while self._peek() == ("punct", ","):
-                self.pos += 1
-                args.append(self._argument())
-        self._take("punct", ")")
-        return ClickHouseType(name, tuple(args))
-
-    def _argument(self) -> Any:
-        kind, value = self._peek()
-        if kind == "text":
-            self.pos += 1
-            if self._peek() == ("punct", "="):
-                self.pos += 1
-                return _EnumValue(value, self._take("int"))
-            return value
-        if kind == "int":
-            self.pos += 1
-            return value
-        if kind == "quoted" or (kind == "ident" and self._peek(1)[0] == "ident"):
-            self.pos += 1
-            return _Named(value, self.type())
-        return self.type()
-
-
-def read_type(text: str) -> ClickHouseType:
-    """A ClickHouse type's text as a tree; ValueError says what cannot be read."""
-    return _TypeReader(text).read()
-
-
-def unwrap(kind: ClickHouseType) -> tuple[bool, ClickHouseType]:
-    """(nullable, the type inside any Nullable and LowCardinality wrappers)."""
-    nullable = False
-    while (
-        kind.name in ("Nullable", "LowCardinality")
-        and len(kind.args) == 1
-        and isinstance(kind.args[0], ClickHouseType)
-    ):
-        nullable = nullable or kind.name == "Nullable"
-        kind = kind.args[0]
-    return nullable, kind
-
-
-def enum_names(kind: ClickHouseType) -> tuple[str, ...]:
-    return tuple(a.name if isinstance(a, _EnumValue) else a for a in kind.args)
-
-
-_COMPOSITE = frozenset({"Array", "Map", "Tuple", "JSON", "Object"})
-# Types whose values include the empty text, so an empty text field in a typed event is a
-# value, not an unset field.
-_TEXT = frozenset({"String", "FixedString"})
-
-
 # --- Converters: one per ClickHouse type, for a present, non-null JSON value -------------
-
-Converter = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -532,144 +273,6 @@ def _decimal(precision: int, scale: int) -> Converter:
     return convert
 
 
-class Instant(Decimal):
-    """Exact epoch seconds of a typed event's Timestamp (never a JSON value)."""
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-# The fractional seconds of a date-time text, taken out before datetime.fromisoformat (which
-# keeps only microseconds) and added back exactly.
-_FRACTION = re.compile(
-    r"(?P<head>[0-9]{4}-?[0-9]{2}-?[0-9]{2}[T ][0-9]{2}:?[0-9]{2}:?[0-9]{2})"
-    r"[.,](?P<digits>[0-9]{1,30})(?P<tail>.*)",
-    re.DOTALL,
-)
-_DATETIME64_FORMS = (
-    "use YYYY-MM-DD HH:MM:SS[.fff] in UTC, RFC 3339, or epoch seconds with any fraction"
-)
-
-
-def _text_instant(value: str, forms: str) -> Decimal:
-    """Exact epoch seconds of a date-time text (no epoch numbers): what parse_datetime
-    reads, fractions kept."""
-    if not value.isascii():
-        raise ValueError(f"{shown(value)} is not a date-time: only ASCII digits are read ({forms})")
-    text = value.strip()
-    fraction = Decimal(0)
-    if match := _FRACTION.fullmatch(text):
-        text = match["head"] + match["tail"]
-        fraction = Decimal("0." + match["digits"])
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{shown(value)} is not a date-time ({forms})") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    since = parsed - _EPOCH
-    return (
-        Decimal(since.days * 86_400 + since.seconds)
-        + Decimal(since.microseconds).scaleb(-6)
-        + fraction
-    )
-
-
-def _instant(value: Any) -> Decimal:
-    """Exact epoch seconds of a date-time in any form parse_datetime reads, fractions kept."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a date-time")
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        return Decimal(repr(value))
-    if isinstance(value, str):
-        if value.isascii() and _EPOCH_TEXT.fullmatch(value.strip()) and len(value) < 60:
-            return Decimal(value.strip())
-        return _text_instant(value, _DATETIME64_FORMS)
-    raise ValueError(f"expected a date-time string or epoch seconds, got {json_type(value)}")
-
-
-_DATETIME64_MIN = -2_208_988_800  # 1900-01-01 00:00:00
-_DATETIME64_LAST_SECOND = 10_413_791_999  # 2299-12-31 23:59:59
-
-
-def _datetime64(precision: int) -> Converter:
-    scale = 10**precision
-    low = _DATETIME64_MIN * scale
-    # Ticks are an Int64: at nanoseconds the range ends in 2262.
-    high = min((_DATETIME64_LAST_SECOND + 1) * scale - 1, 2**63 - 1)
-    span = _range_text(low, high, precision)
-
-    def convert(value: Any) -> orjson.Fragment:
-        seconds = _instant(value)
-        ticks = None
-        # Far outside first, so that no huge number is ever multiplied out.
-        if _DATETIME64_MIN - 1 <= seconds <= _DATETIME64_LAST_SECOND + 1:
-            with localcontext() as context:
-                context.prec = 60
-                ticks = int((seconds * scale).to_integral_value(rounding=ROUND_FLOOR))
-        if ticks is None or not low <= ticks <= high:
-            raise ValueError(f"{shown(value)} is outside DateTime64's range ({span})")
-        whole, fraction = divmod(abs(ticks), scale)
-        sign = "-" if ticks < 0 else ""
-        # A JSON number: ClickHouse reads its decimal digits exactly, in any time zone.
-        text = f"{sign}{whole}.{fraction:0{precision}d}" if precision else f"{sign}{whole}"
-        return orjson.Fragment(text)
-
-    return convert
-
-
-def _range_text(low: int, high: int, precision: int) -> str:
-    def shown(ticks: int) -> str:
-        moment = _EPOCH + timedelta(seconds=ticks // 10**precision)
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-    return f"{shown(low)} .. {shown(high)} UTC"
-
-
-_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DATE_RANGES = {
-    "Date": (date(1970, 1, 1), date(2149, 6, 6)),
-    "Date32": (date(1900, 1, 1), date(2299, 12, 31)),
-}
-_DATE_FORMS = "use YYYY-MM-DD, or a date-time text whose UTC date is taken"
-
-
-def _date(type_name: str) -> Converter:
-    low, high = _DATE_RANGES[type_name]
-
-    def convert(value: Any) -> str:
-        if isinstance(value, Decimal):  # a typed event's Timestamp
-            seconds = value
-        elif isinstance(value, str):
-            text = value.strip()
-            if value.isascii() and _DATE_TEXT.fullmatch(text):
-                try:
-                    day = date.fromisoformat(text)
-                except ValueError:
-                    raise ValueError(f"{shown(value)} is not a date ({_DATE_FORMS})") from None
-                seconds = None
-            else:
-                seconds = _text_instant(value, _DATE_FORMS)
-        else:
-            # A number could be days or seconds: neither is guessed.
-            raise ValueError(f"expected a date string, got {json_type(value)} ({_DATE_FORMS})")
-        if seconds is not None:
-            days = int((seconds / 86_400).to_integral_value(rounding=ROUND_FLOOR))
-            if not -1_000_000 < days < 1_000_000:
-                raise ValueError(f"{shown(value)} is outside {type_name}'s range ({low} .. {high})")
-            day = date(1970, 1, 1) + timedelta(days=days)
-        if not low <= day <= high:
-            raise ValueError(f"{shown(value)} is outside {type_name}'s range ({low} .. {high})")
-        return day.isoformat()
-
-    return convert
-
-
 _UUID_TEXT = re.compile(
     r"\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?"
 )
@@ -728,24 +331,6 @@ def _nullable(inner: Converter) -> Converter:
     return convert
 
 
-def array_of(element: Converter) -> Converter:
-    def convert(value: Any) -> list[Any]:
-        if type(value) is not list:
-            raise ValueError(f"expected an array, got {json_type(value)}")
-        try:
-            return [element(item) for item in value]
-        except ValueError:
-            pass
-        for index, item in enumerate(value):  # again, to say which element
-            try:
-                element(item)
-            except ValueError as exc:
-                raise ValueAt(f"[{index}]", exc) from None
-        raise AssertionError("an element failed once but not twice")
-
-    return convert
-
-
 def _map_key(kind: ClickHouseType, limits: _Limits) -> Converter:
     """Map keys arrive as JSON object keys, so as text: each is checked as its type reads
     it and kept as text."""
@@ -777,128 +362,6 @@ def _map_key(kind: ClickHouseType, limits: _Limits) -> Converter:
     raise ValueError(f"Map keys of type {base.name} are not supported")
 
 
-def _map(key: Converter, value_of: Converter) -> Converter:
-    def convert(value: Any) -> dict[str, Any]:
-        if type(value) is not dict:
-            raise ValueError(f"expected an object, got {json_type(value)}")
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            try:
-                stored = key(name)
-            except ValueError as exc:
-                raise ValueAt(f"[{shown(name)}]", exc) from None
-            if stored in out:
-                raise ValueAt(f"[{shown(name)}]", ValueError(f"the same key as {shown(stored)}"))
-            try:
-                out[stored] = value_of(item)
-            except ValueError as exc:
-                raise ValueAt(f"[{shown(name)}]", exc) from None
-        return out
-
-    return convert
-
-
-def _tuple(elements: list[tuple[str | None, Converter, bool]]) -> Converter:
-    named = all(name is not None for name, _, _ in elements)
-    size = len(elements)
-    expected = f"an array of {size} elements" + (" or an object" if named else "")
-
-    def convert(value: Any) -> list[Any] | dict[str, Any]:
-        if type(value) is list:
-            if len(value) != size:
-                raise ValueError(f"expected {expected}, got an array of {len(value)}")
-            items = []
-            for index, ((_, element, _), item) in enumerate(zip(elements, value, strict=True)):
-                try:
-                    items.append(element(item))
-                except ValueError as exc:
-                    raise ValueAt(f"[{index}]", exc) from None
-            if named:
-                return {name: item for (name, _, _), item in zip(elements, items, strict=True)}
-            return items
-        if named and type(value) is dict:
-            out: dict[str, Any] = {}
-            for name, element, nullable in elements:
-                assert name is not None
-                if name not in value and not nullable:
-                    raise ValueError(f"missing tuple element '{name}'")
-                try:
-                    out[name] = element(value.get(name))
-                except ValueError as exc:
-                    raise ValueAt(f".{name}", exc) from None
-            return out
-        raise ValueError(f"expected {expected}, got {json_type(value)}")
-
-    return convert
-
-
-def _json_leaf_paths(
-    obj: dict[str, Any], prefix: tuple[str, ...], seen: set[tuple[str, ...]]
-) -> None:
-    for key, value in obj.items():
-        path = prefix + tuple(key.split("."))
-        if type(value) is dict:
-            _json_leaf_paths(value, path, seen)
-            continue
-        if path in seen:
-            raise ValueError(f"the path {'.'.join(path)!r} appears twice (keys are split at dots)")
-        seen.add(path)
-        _json_objects_in(value)
-
-
-def _json_objects_in(value: Any) -> None:
-    """Objects inside arrays are JSON values of their own: each is checked alone."""
-    if type(value) is list:
-        for item in value:
-            if type(item) is dict:
-                _json_leaf_paths(item, (), set())
-            else:
-                _json_objects_in(item)
-
-
-def _json_object(max_bytes: int) -> Converter:
-    def convert(value: Any) -> dict[str, Any]:
-        if type(value) is not dict:
-            raise ValueError(f"expected a JSON object, got {json_type(value)}")
-        try:
-            size = len(orjson.dumps(value))
-        except TypeError as exc:  # nesting deeper than orjson prints
-            raise ValueError(f"cannot store this JSON value: {exc}") from None
-        if size > max_bytes:
-            raise ValueError(f"longer than the {max_bytes}-byte limit for a field")
-        # ClickHouse reads `{"a.b": 1, "a": {"b": 2}}` as one path twice and refuses the
-        # whole insert; refused here, it is this event's reason instead.
-        _json_leaf_paths(value, (), set())
-        return value
-
-    return convert
-
-
-def _argument_count(kind: ClickHouseType, low: int, high: int) -> None:
-    if not low <= len(kind.args) <= high:
-        wanted = "1 argument" if low == high == 1 else f"{low} to {high} arguments"
-        raise ValueError(f"{kind.name} takes {wanted}, got {len(kind.args)}")
-
-
-def _int_argument(kind: ClickHouseType, index: int, low: int, high: int) -> int:
-    value = kind.args[index]
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"argument {index + 1} of {kind.name} must be an integer in {low}..{high}")
-    return value
-
-
-def _time_zone_argument(kind: ClickHouseType, index: int) -> None:
-    if len(kind.args) <= index:
-        return
-    zone = kind.args[index]
-    if not isinstance(zone, str):
-        raise ValueError(f"the time zone of {kind.name} must be quoted text")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {zone!r}") from None
-
-
 _DECIMAL_PRECISION = {"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}
 _KNOWN = frozenset(
     {
@@ -920,55 +383,55 @@ def _build(kind: ClickHouseType, limits: _Limits) -> Converter:
     if name not in _KNOWN:
         raise ValueError(f"{name} is not a type Pipit can ingest")
     if name in ("Nullable", "LowCardinality"):
-        _argument_count(kind, 1, 1)
+        argument_count(kind, 1, 1)
         if not isinstance(kind.args[0], ClickHouseType):
             raise ValueError(f"{name} takes a type")
         inner = _build(kind.args[0], limits)
         return _nullable(inner) if name == "Nullable" else inner
-    if name in ("Array", "Map", "Tuple") and not all(map(_is_type, kind.args)):
+    if name in ("Array", "Map", "Tuple") and not all(map(is_type, kind.args)):
         raise ValueError(f"{name} takes types")
     element_limits = _Limits(limits.max_string_bytes)
     if name == "Array":
-        _argument_count(kind, 1, 1)
+        argument_count(kind, 1, 1)
         return array_of(_build(kind.args[0], element_limits))
     if name == "Map":
-        _argument_count(kind, 2, 2)
+        argument_count(kind, 2, 2)
         key, value = kind.types()
-        return _map(_map_key(key, limits), _build(value, element_limits))
+        return map_of(_map_key(key, limits), _build(value, element_limits))
     if name == "Tuple":
-        _argument_count(kind, 1, 10_000)
-        names = [a.name if isinstance(a, _Named) else None for a in kind.args]
+        argument_count(kind, 1, 10_000)
+        names = [a.name if isinstance(a, NamedElement) else None for a in kind.args]
         if any(names) and not all(names):
             raise ValueError("a Tuple names all its elements or none")
-        return _tuple(
+        return tuple_of(
             [
                 (element_name, _build(element, element_limits), unwrap(element)[0])
                 for element_name, element in zip(names, kind.types(), strict=True)
             ]
         )
     if name == "DateTime64":
-        _argument_count(kind, 1, 2)
-        precision = _int_argument(kind, 0, 0, 9)
-        _time_zone_argument(kind, 1)
-        return _datetime64(precision)
+        argument_count(kind, 1, 2)
+        precision = int_argument(kind, 0, 0, 9)
+        time_zone_argument(kind, 1)
+        return datetime64_converter(precision)
     if name == "DateTime":
-        _argument_count(kind, 0, 1)
-        _time_zone_argument(kind, 0)
+        argument_count(kind, 0, 1)
+        time_zone_argument(kind, 0)
         return parse_datetime
     if name == "FixedString":
-        _argument_count(kind, 1, 1)
-        return _fixed_string(_int_argument(kind, 0, 1, 1_000_000))
+        argument_count(kind, 1, 1)
+        return _fixed_string(int_argument(kind, 0, 1, 1_000_000))
     if name == "Decimal":
-        _argument_count(kind, 1, 2)
-        precision = _int_argument(kind, 0, 1, 76)
-        scale = _int_argument(kind, 1, 0, precision) if len(kind.args) == 2 else 0
+        argument_count(kind, 1, 2)
+        precision = int_argument(kind, 0, 1, 76)
+        scale = int_argument(kind, 1, 0, precision) if len(kind.args) == 2 else 0
         return _decimal(precision, scale)
     if name in _DECIMAL_PRECISION:
-        _argument_count(kind, 1, 1)
+        argument_count(kind, 1, 1)
         precision = _DECIMAL_PRECISION[name]
-        return _decimal(precision, _int_argument(kind, 0, 0, precision))
+        return _decimal(precision, int_argument(kind, 0, 0, precision))
     if name in ("Enum8", "Enum16", "Enum"):
-        if not kind.args or not all(isinstance(a, str | _EnumValue) for a in kind.args):
+        if not kind.args or not all(isinstance(a, str | EnumValue) for a in kind.args):
             raise ValueError(f"{name} takes 'name' = value pairs")
         names = enum_names(kind)
         if len(set(names)) != len(names):
@@ -977,7 +440,7 @@ def _build(kind: ClickHouseType, limits: _Limits) -> Converter:
     if name == "Object":
         if kind.args != ("json",):
             raise ValueError("only Object('json') is supported")
-        return _json_object(limits.max_string_bytes)
+        return json_object(limits.max_string_bytes)
     if kind.args:
         raise ValueError(f"{name} takes no arguments")
     if name == "String":
@@ -994,10 +457,10 @@ def _build(kind: ClickHouseType, limits: _Limits) -> Converter:
         "UUID": _uuid,
         "IPv4": _ipv4,
         "IPv6": _ipv6,
-        "JSON": _json_object(limits.max_string_bytes),
+        "JSON": json_object(limits.max_string_bytes),
     }
-    if name in _DATE_RANGES:
-        return _date(name)
+    if name in DATE_RANGES:
+        return date_converter(name)
     return simple[name]
 
 
@@ -1029,16 +492,3 @@ def value_converter(
     value cannot be. `json_text` lets a String column take objects and arrays as their
     JSON text. Raises ValueError, saying what, for a type that cannot be ingested."""
     return _build(kind, _Limits(max_string_bytes, json_text))
-
-
-def is_composite(kind: ClickHouseType) -> bool:
-    """Whether a value of the (unwrapped) type is a JSON array or object, which a typed
-    event carries as JSON text."""
-    return kind.name in _COMPOSITE
-
-
-def blank_is_value(kind: ClickHouseType) -> bool:
-    """Whether the empty text is a value of the (unwrapped) type."""
-    if kind.name in _TEXT:
-        return True
-    return kind.name in ("Enum8", "Enum16", "Enum") and "" in enum_names(kind)

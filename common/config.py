@@ -9,7 +9,7 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -82,71 +82,269 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def setting(default: Any, help_text: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A setting's declaration: its default, its help, and how a flag or environment string is
+    parsed (by default the field's type: str, int, float or Path)."""
+    return field(default=default, metadata={"help": help_text, "parse": parse})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of every Pipit process. Field metadata declares the help text and
-    how a flag or environment string is parsed."""
+    """Every setting of every Pipit process, each declared once with `setting`."""
 
-    host: str = "127.0.0.1"
-    ingest_port: int = 50051
-    query_port: int = 50052
-    gateway_port: int = 7181
-    ingest_target: str = "127.0.0.1:50051"
-    query_target: str = "127.0.0.1:50052"
-    data_dir: Path = Path(".pipit")
-    clickhouse_url: str = ""
-    clickhouse_user: str = ""
-    clickhouse_password: str = ""
-    clickhouse_ca: Path | None = None
-    clickhouse_connect_timeout: float = 2.0
-    database: str = "pipit"
-    admin_token: str = ""
-    tokens_file: Path | None = None
-    rate_limit: int = 0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
-    flush_rows: int = 10_000
-    flush_bytes: int = 4 * 1024 * 1024
-    flush_interval: float = 1.0
-    flush_retry_max: float = 30.0
-    startup_retry_max: float = 10.0
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_field_bytes: int = 64 * 1024
-    max_quarantine_rows: int = 1000
-    quarantine_ttl_days: int = 30
-    wal_dir: Path | None = None
-    wal_max_bytes: int = 256 * 1024 * 1024
-    wal_segment_bytes: int = 16 * 1024 * 1024
-    metrics_port: int = 9464
-    max_string_length: int = 1024
-    query_concurrency: int = 0
-    sql_timeout: float = 10.0
-    sql_max_memory_bytes: int = 1024 * 1024 * 1024
-    sql_max_threads: int = 1
-    sql_max_rows: int = 10_000
-    sql_max_queries: int = 4
-    sql_max_queries_per_token: int = 2
-    shutdown_grace: float = 10.0
-    header_timeout: float = 15.0
-    allowed_origins: str = "*"
-    gateway: str = "pipit"
-    log_level: str = "info"
-    manage_schema: bool = True
-    project: Path | None = None
-    insert_quorum: str = "0"
-    import_max_body_bytes: int = 16 * 1024 * 1024 * 1024
-    import_max_url_bytes: int = 64 * 1024 * 1024 * 1024
-    import_batch_rows: int = 50_000
-    import_url_timeout: float = 60.0
-    import_allow_private_urls: bool = False
-    s3_endpoint_url: str = ""
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
-    s3_imports: str = ""
-    s3_poll_interval: float = 60.0
-    job_lease: float = 60.0
+    host: str = setting("127.0.0.1", "address the servers listen on (0.0.0.0 in containers)")
+    ingest_port: int = setting(50051, "gRPC port of the ingest service")
+    query_port: int = setting(50052, "gRPC port of the query service")
+    gateway_port: int = setting(7181, "HTTP port of the JSON gateway")
+    ingest_target: str = setting("127.0.0.1:50051", "ingest service address the gateway calls")
+    query_target: str = setting("127.0.0.1:50052", "query service address the gateway calls")
+    data_dir: Path = setting(
+        Path(".pipit"),
+        "directory for embedded chDB data and the generated admin token",
+    )
+    clickhouse_url: str = setting(
+        "",
+        "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
+    )
+    clickhouse_user: str = setting(
+        "",
+        "ClickHouse user; overrides the URL's (default: the URL's, else `default`)",
+    )
+    clickhouse_password: str = setting("", "password of the ClickHouse user; overrides the URL's")
+    clickhouse_ca: Path | None = setting(
+        None,
+        "PEM CA bundle an https:// ClickHouse URL's certificate is checked against (default: "
+        "the system's)",
+    )
+    clickhouse_connect_timeout: float = setting(
+        2.0,
+        "seconds a connection to ClickHouse may take to open; past it the call fails (a pipe "
+        "answers UNAVAILABLE, HTTP 503) instead of hanging on an unreachable server",
+        _positive_float,
+    )
+    database: str = setting("pipit", "ClickHouse database holding Pipit's tables", _database_name)
+    admin_token: str = setting(
+        "",
+        f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
+        "without spaces; generated into the data dir when empty. `pipit gateway` given it (and "
+        "the services' --tokens-file) refuses unknown tokens before reading a body",
+        _admin_token,
+    )
+    tokens_file: Path | None = setting(
+        None,
+        "scoped tokens (pipit token …); default <data-dir>/tokens.json",
+    )
+    rate_limit: int = setting(
+        0,
+        "requests per minute per token unless its own limit says otherwise; 0 = none",
+    )
+    tls_cert: Path | None = setting(
+        None,
+        "PEM certificate (chain): serve gRPC and the gateway over TLS only (with --tls-key)",
+    )
+    tls_key: Path | None = setting(None, "PEM private key of --tls-cert")
+    tls_ca: Path | None = setting(
+        None,
+        "PEM CA bundle: the gateway calls the services over TLS, trusting it; `pipit up` uses "
+        "TLS to its services whenever they serve it, trusting --tls-cert by default",
+    )
+    flush_rows: int = setting(
+        10_000,
+        "flush a datasource's buffer at this many rows",
+        _positive_int,
+    )
+    flush_bytes: int = setting(
+        4 * 1024 * 1024,
+        "flush a datasource's buffer at this many bytes",
+        _positive_int,
+    )
+    flush_interval: float = setting(
+        1.0,
+        "flush a datasource's buffer after this many seconds",
+        _positive_float,
+    )
+    flush_retry_max: float = setting(
+        30.0,
+        "longest wait, in seconds, between two tries of a flush the warehouse failed for a "
+        "reason that may pass (unreachable, timeouts, Keeper lost, too many parts): the wait "
+        "doubles from 0.2 s up to this, with full jitter. Refusals that cannot pass (unknown "
+        "column, type mismatch, unknown table) are not retried: the batch goes to quarantine",
+        _positive_float,
+    )
+    startup_retry_max: float = setting(
+        10.0,
+        "longest wait, in seconds, between two tries to reach the warehouse at start-up; "
+        "until it answers the services listen, alive but not ready, instead of exiting",
+        _positive_float,
+    )
+    max_body_bytes: int = setting(
+        10 * 1024 * 1024,
+        "largest Events API body accepted, in bytes",
+        _positive_int,
+    )
+    max_field_bytes: int = setting(
+        64 * 1024,
+        "longest string an event field may hold; longer rows are quarantined",
+        _positive_int,
+    )
+    max_quarantine_rows: int = setting(
+        1000,
+        "invalid events one request may carry into quarantine; a request with more is refused "
+        "whole (400) and nothing of it is stored",
+        _positive_int,
+    )
+    quarantine_ttl_days: int = setting(
+        30,
+        "days a quarantined row is kept (a TTL on every <datasource>_quarantine table)",
+        _positive_int,
+    )
+    wal_dir: Path | None = setting(
+        None,
+        "ingest write-ahead log directory (persist it); default <data-dir>/wal",
+    )
+    wal_max_bytes: int = setting(
+        256 * 1024 * 1024,
+        "bytes the write-ahead log may hold on disk (unflushed rows stay in memory too); past "
+        "it ingest answers 429",
+        _positive_int,
+    )
+    wal_segment_bytes: int = setting(
+        16 * 1024 * 1024,
+        "size at which a write-ahead log segment file is closed",
+        _positive_int,
+    )
+    metrics_port: int = setting(9464, "Prometheus metrics port of the ingest service (0 = off)")
+    max_string_length: int = setting(
+        1024,
+        "longest query parameter string accepted, in characters",
+        _positive_int,
+    )
+    query_concurrency: int = setting(
+        0,
+        "pipe queries a process runs side by side: chDB sessions (one thread each) or "
+        "connections to the ClickHouse server; 0 = the engine's cores (this machine's for "
+        "chDB, the server's max_threads for ClickHouse)",
+        _non_negative_int,
+    )
+    sql_timeout: float = setting(
+        10.0,
+        "seconds a Query API (/v0/sql) query may run",
+        _positive_float,
+    )
+    sql_max_memory_bytes: int = setting(
+        1024 * 1024 * 1024,
+        "memory one Query API query may use, in bytes",
+        _positive_int,
+    )
+    sql_max_threads: int = setting(1, "engine threads one Query API query may use", _positive_int)
+    sql_max_rows: int = setting(
+        10_000,
+        "rows a Query API answer may have; a larger result is an error naming the cap",
+        _positive_int,
+    )
+    sql_max_queries: int = setting(
+        4,
+        "Query API queries running or waiting at once in a process; more answer 429",
+        _positive_int,
+    )
+    sql_max_queries_per_token: int = setting(
+        2,
+        "Query API queries one token may have running or waiting at once; more answer 429",
+        _positive_int,
+    )
+    shutdown_grace: float = setting(
+        10.0,
+        "seconds in-flight requests get to finish at shutdown",
+        _positive_float,
+    )
+    header_timeout: float = setting(
+        15.0,
+        "seconds a client connection to the gateway gets to send a complete request head, "
+        "from when it opens or its last answer (idle keep-alive connections close then too); "
+        "a request body that stalls that long is answered 408",
+        _positive_float,
+    )
+    allowed_origins: str = setting("*", "comma-separated CORS origins the gateway allows (* = any)")
+    gateway: str = setting(
+        "pipit",
+        "which JSON gateway serves HTTP: pipit (built in) or envoy (the real Envoy)",
+        _gateway_kind,
+    )
+    log_level: str = setting("info", "debug, info, warning or error")
+    manage_schema: bool = setting(
+        True,
+        "create missing tables at start-up; false where `pipit migrate` owns the schema (a "
+        "ClickHouse cluster)",
+        _boolean,
+    )
+    project: Path | None = setting(
+        None,
+        "a project folder (Tinybird datafiles, or Pipit's protos and SQL) to build and deploy "
+        "at start; empty: the newest deployment, else the built-in tutorials",
+    )
+    insert_quorum: str = setting(
+        "0",
+        "replicas that must hold a flush before it counts as written: auto (a majority of the "
+        "shard's replicas) or a number; 0 or 1 = off (single node)",
+        _insert_quorum,
+    )
+    import_max_body_bytes: int = setting(
+        16 * 1024 * 1024 * 1024,
+        "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
+        "gateways and the ingest service accept, in bytes; it streams through, so memory does "
+        "not grow with it, but a Parquet body is spooled to <data-dir>/imports up to this "
+        "size",
+        _positive_int,
+    )
+    import_max_url_bytes: int = setting(
+        64 * 1024 * 1024 * 1024,
+        "largest file a Data Sources API import fetches from a url=, in bytes (it is spooled "
+        "to <data-dir>/imports while it is read)",
+        _positive_int,
+    )
+    import_batch_rows: int = setting(
+        50_000,
+        "rows an import reads, validates and inserts at a time: what bounds its memory",
+        _positive_int,
+    )
+    import_url_timeout: float = setting(
+        60.0,
+        "seconds an import's url= fetch may wait to connect or for the next bytes",
+        _positive_float,
+    )
+    import_allow_private_urls: bool = setting(
+        False,
+        "let imports fetch url=s on private, loopback or link-local addresses (off: only "
+        "public addresses, so a url cannot reach the services' own network)",
+        _boolean,
+    )
+    s3_endpoint_url: str = setting(
+        "",
+        "S3 connector: the S3 API's URL (an S3-compatible store); empty = AWS",
+    )
+    s3_region: str = setting("us-east-1", "S3 connector: the region of the buckets")
+    s3_access_key_id: str = setting(
+        "",
+        "S3 connector: access key id; empty = boto3's usual chain (environment, instance role)",
+    )
+    s3_secret_access_key: str = setting("", "S3 connector: the secret of --s3-access-key-id")
+    s3_imports: str = setting(
+        "",
+        "S3 connector: scheduled imports, `datasource=s3://bucket/prefix/*.parquet`, "
+        "separated by spaces; each new file (key and ETag) is loaded exactly once",
+    )
+    s3_poll_interval: float = setting(
+        60.0,
+        "S3 connector: seconds between two looks for new files of --s3-imports",
+        _positive_float,
+    )
+    job_lease: float = setting(
+        60.0,
+        "seconds a running Data Sources API job may go without a sign of life (its process "
+        "renews it every third of this) before any ingest replica records it as failed: the "
+        "process running it died",
+        _positive_float,
+    )
 
     def tls_files(self) -> tuple[Path, Path] | None:
         """(certificate, key) PEM files when the listeners (gRPC and gateway) serve TLS."""
@@ -177,194 +375,18 @@ class Settings:
         return not self.clickhouse_url
 
 
-_HELP: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "host": ("address the servers listen on (0.0.0.0 in containers)", str),
-    "ingest_port": ("gRPC port of the ingest service", int),
-    "query_port": ("gRPC port of the query service", int),
-    "gateway_port": ("HTTP port of the JSON gateway", int),
-    "ingest_target": ("ingest service address the gateway calls", str),
-    "query_target": ("query service address the gateway calls", str),
-    "data_dir": ("directory for embedded chDB data and the generated admin token", Path),
-    "clickhouse_url": (
-        "ClickHouse HTTP URL, e.g. http://user:password@host:8123; empty = embedded chDB",
-        str,
-    ),
-    # Apart from the URL so that a password never sits in one (URLs reach logs and process
-    # listings), and so that each service signs in as its own ClickHouse user (k8s/).
-    "clickhouse_user": (
-        "ClickHouse user; overrides the URL's (default: the URL's, else `default`)",
-        str,
-    ),
-    "clickhouse_password": ("password of the ClickHouse user; overrides the URL's", str),
-    "clickhouse_ca": (
-        "PEM CA bundle an https:// ClickHouse URL's certificate is checked against "
-        "(default: the system's)",
-        Path,
-    ),
-    "clickhouse_connect_timeout": (
-        "seconds a connection to ClickHouse may take to open; past it the call fails (a pipe "
-        "answers UNAVAILABLE, HTTP 503) instead of hanging on an unreachable server",
-        _positive_float,
-    ),
-    "database": ("ClickHouse database holding Pipit's tables", _database_name),
-    "admin_token": (
-        f"admin bearer token, at least {MIN_ADMIN_TOKEN_LENGTH} printable ASCII characters "
-        "without spaces; generated into the data dir when empty. `pipit gateway` given it (and "
-        "the services' --tokens-file) refuses unknown tokens before reading a body",
-        _admin_token,
-    ),
-    "tokens_file": ("scoped tokens (pipit token …); default <data-dir>/tokens.json", Path),
-    "tls_cert": (
-        "PEM certificate (chain): serve gRPC and the gateway over TLS only (with --tls-key)",
-        Path,
-    ),
-    "tls_key": ("PEM private key of --tls-cert", Path),
-    "tls_ca": (
-        "PEM CA bundle: the gateway calls the services over TLS, trusting it; `pipit up` "
-        "uses TLS to its services whenever they serve it, trusting --tls-cert by default",
-        Path,
-    ),
-    "rate_limit": (
-        "requests per minute per token unless its own limit says otherwise; 0 = none",
-        int,
-    ),
-    "flush_rows": ("flush a datasource's buffer at this many rows", _positive_int),
-    "flush_bytes": ("flush a datasource's buffer at this many bytes", _positive_int),
-    "flush_interval": ("flush a datasource's buffer after this many seconds", _positive_float),
-    "flush_retry_max": (
-        "longest wait, in seconds, between two tries of a flush the warehouse failed for a "
-        "reason that may pass (unreachable, timeouts, Keeper lost, too many parts): the wait "
-        "doubles from 0.2 s up to this, with full jitter. Refusals that cannot pass (unknown "
-        "column, type mismatch, unknown table) are not retried: the batch goes to quarantine",
-        _positive_float,
-    ),
-    "startup_retry_max": (
-        "longest wait, in seconds, between two tries to reach the warehouse at start-up; "
-        "until it answers the services listen, alive but not ready, instead of exiting",
-        _positive_float,
-    ),
-    "max_body_bytes": ("largest Events API body accepted, in bytes", _positive_int),
-    "max_field_bytes": (
-        "longest string an event field may hold; longer rows are quarantined",
-        _positive_int,
-    ),
-    "max_quarantine_rows": (
-        "invalid events one request may carry into quarantine; a request with more is "
-        "refused whole (400) and nothing of it is stored",
-        _positive_int,
-    ),
-    "quarantine_ttl_days": (
-        "days a quarantined row is kept (a TTL on every <datasource>_quarantine table)",
-        _positive_int,
-    ),
-    "wal_dir": ("ingest write-ahead log directory (persist it); default <data-dir>/wal", Path),
-    "wal_max_bytes": (
-        "bytes the write-ahead log may hold on disk (unflushed rows stay in memory too); "
-        "past it ingest answers 429",
-        _positive_int,
-    ),
-    "wal_segment_bytes": ("size at which a write-ahead log segment file is closed", _positive_int),
-    "metrics_port": ("Prometheus metrics port of the ingest service (0 = off)", int),
-    "max_string_length": ("longest query parameter string accepted, in characters", _positive_int),
-    "query_concurrency": (
-        "pipe queries a process runs side by side: chDB sessions (one thread each) or "
-        "connections to the ClickHouse server; 0 = the engine's cores (this machine's for "
-        "chDB, the server's max_threads for ClickHouse)",
-        _non_negative_int,
-    ),
-    "sql_timeout": ("seconds a Query API (/v0/sql) query may run", _positive_float),
-    "sql_max_memory_bytes": ("memory one Query API query may use, in bytes", _positive_int),
-    "sql_max_threads": ("engine threads one Query API query may use", _positive_int),
-    "sql_max_rows": (
-        "rows a Query API answer may have; a larger result is an error naming the cap",
-        _positive_int,
-    ),
-    "sql_max_queries": (
-        "Query API queries running or waiting at once in a process; more answer 429",
-        _positive_int,
-    ),
-    "sql_max_queries_per_token": (
-        "Query API queries one token may have running or waiting at once; more answer 429",
-        _positive_int,
-    ),
-    "shutdown_grace": ("seconds in-flight requests get to finish at shutdown", _positive_float),
-    "header_timeout": (
-        "seconds a client connection to the gateway gets to send a complete request head, "
-        "from when it opens or its last answer (idle keep-alive connections close then too); "
-        "a request body that stalls that long is answered 408",
-        _positive_float,
-    ),
-    "allowed_origins": ("comma-separated CORS origins the gateway allows (* = any)", str),
-    "gateway": (
-        "which JSON gateway serves HTTP: pipit (built in) or envoy (the real Envoy)",
-        _gateway_kind,
-    ),
-    "log_level": ("debug, info, warning or error", str),
-    "project": (
-        "a project folder (Tinybird datafiles, or Pipit's protos and SQL) to build and deploy "
-        "at start; empty: the newest deployment, else the built-in tutorials",
-        Path,
-    ),
-    "manage_schema": (
-        "create missing tables at start-up; false where `pipit migrate` owns the schema "
-        "(a ClickHouse cluster)",
-        _boolean,
-    ),
-    "insert_quorum": (
-        "replicas that must hold a flush before it counts as written: auto (a majority of "
-        "the shard's replicas) or a number; 0 or 1 = off (single node)",
-        _insert_quorum,
-    ),
-    "import_max_body_bytes": (
-        "largest Data Sources API body (POST /v0/datasources: a multipart or raw file) the "
-        "gateways and the ingest service accept, in bytes; it streams through, so memory does "
-        "not grow with it, but a Parquet body is spooled to <data-dir>/imports up to this size",
-        _positive_int,
-    ),
-    "import_max_url_bytes": (
-        "largest file a Data Sources API import fetches from a url=, in bytes (it is spooled "
-        "to <data-dir>/imports while it is read)",
-        _positive_int,
-    ),
-    "import_batch_rows": (
-        "rows an import reads, validates and inserts at a time: what bounds its memory",
-        _positive_int,
-    ),
-    "import_url_timeout": (
-        "seconds an import's url= fetch may wait to connect or for the next bytes",
-        _positive_float,
-    ),
-    "import_allow_private_urls": (
-        "let imports fetch url=s on private, loopback or link-local addresses (off: only "
-        "public addresses, so a url cannot reach the services' own network)",
-        _boolean,
-    ),
-    "s3_endpoint_url": (
-        "S3 connector: the S3 API's URL (an S3-compatible store); empty = AWS",
-        str,
-    ),
-    "s3_region": ("S3 connector: the region of the buckets", str),
-    "s3_access_key_id": (
-        "S3 connector: access key id; empty = boto3's usual chain (environment, instance role)",
-        str,
-    ),
-    "s3_secret_access_key": ("S3 connector: the secret of --s3-access-key-id", str),
-    "s3_imports": (
-        "S3 connector: scheduled imports, `datasource=s3://bucket/prefix/*.parquet`, "
-        "separated by spaces; each new file (key and ETag) is loaded exactly once",
-        str,
-    ),
-    "s3_poll_interval": (
-        "S3 connector: seconds between two looks for new files of --s3-imports",
-        _positive_float,
-    ),
-    "job_lease": (
-        "seconds a running Data Sources API job may go without a sign of life (its process "
-        "renews it every third of this) before any ingest replica records it as failed: the "
-        "process running it died",
-        _positive_float,
-    ),
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "Path": Path,
+    "Path | None": Path,
 }
+
+
+def _parser(declared: Field[Any]) -> Callable[[str], Any]:
+    # Annotations are text here (`from __future__ import annotations`).
+    return declared.metadata["parse"] or _PARSERS[str(declared.type)]
 
 
 def env_name(field_name: str) -> str:
@@ -377,7 +399,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
     for f in fields(Settings):
         if names is not None and f.name not in names:
             continue
-        help_text, _ = _HELP[f.name]
+        help_text = f.metadata["help"]
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
@@ -396,7 +418,7 @@ def load(
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        _, parse = _HELP[f.name]
+        parse = _parser(f)
         raw = getattr(args, f.name, None) if args is not None else None
         if raw is None:
             raw = environ.get(env_name(f.name))

@@ -20,7 +20,9 @@ from common.range_views import RangeView
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
-QUARANTINE_COLUMNS = ("raw", "error", "arrived_at")
+# A quarantine table's columns, declared once: its DDL and ingest's inserts read them here.
+QUARANTINE_COLUMN_TYPES = {"raw": "String", "error": "String", "arrived_at": "DateTime64(3, 'UTC')"}
+QUARANTINE_COLUMNS = tuple(QUARANTINE_COLUMN_TYPES)
 QUARANTINE_TTL_DAYS = Settings.quarantine_ttl_days
 # Each row names the insert that wrote it: its deduplication token (every insert Pipit makes
 # into a datasource has one, unique for all time), '' for rows from before the column. A
@@ -161,10 +163,8 @@ class Datasource:
         """Rows that failed validation, kept as received with the reason for `ttl_days`."""
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.quarantine_table}` (\n"
-            "    `raw` String,\n"
-            "    `error` String,\n"
-            "    `arrived_at` DateTime64(3, 'UTC')\n"
-            ")\n"
+            + ",\n".join(f"    `{name}` {kind}" for name, kind in QUARANTINE_COLUMN_TYPES.items())
+            + "\n)\n"
             "ENGINE = MergeTree\n"
             "PARTITION BY toYYYYMM(arrived_at)\n"
             "ORDER BY arrived_at\n"

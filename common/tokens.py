@@ -4,7 +4,9 @@ A token grants scopes: `ADMIN`, `DATASOURCES:APPEND:<name>`, `DATASOURCES:READ:<
 `PIPES:READ:<name>`, where `<name>` may use `*` wildcards. Tokens live in a JSON file
 (mountable from a Kubernetes Secret) holding only their SHA-256 digests, never the tokens;
 the file is re-read when it changes, so a revoked token stops working within seconds and
-without a restart. The admin token (PIPIT_ADMIN_TOKEN, or the generated one) is ADMIN.
+without a restart. The admin token (PIPIT_ADMIN_TOKEN, or the one generated into the data
+directory's `admin_token` file: `load_or_create_admin_token`) is ADMIN: both token files are
+handled here.
 
 Tokens are 256-bit random strings, so a plain SHA-256 is a sound digest (there is nothing
 to brute-force), and a lookup by digest reveals nothing useful about other tokens."""
@@ -37,6 +39,8 @@ MIN_ADMIN_TOKEN_LENGTH = 16
 RELOAD_SECONDS = 1.0
 # A token file this large is a mistake (a wrong path): it is re-read every RELOAD_SECONDS, on
 # the event loop.
+# The admin token `pipit up` generates, kept in the data directory.
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105 - a file name
 MAX_TOKEN_FILE_BYTES = 4 * 1024 * 1024
 _SCOPE = re.compile(r"ADMIN|DATASOURCES:(APPEND|READ):[A-Za-z0-9_*]+|PIPES:READ:[A-Za-z0-9_*]+")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -387,3 +391,23 @@ class TokenStore:
             if e.sha256 not in self._by_digest
         }
         self.follows_api_tokens = True
+
+
+def load_or_create_admin_token(configured: str, data_dir: Path) -> tuple[str, bool]:
+    """The configured admin token, else the one kept in the data directory, else a new
+    one saved there (readable by the owner only). Returns (token, created). TokenError
+    when the token is too weak to guard everything."""
+    if configured:
+        return check_admin_token(configured), False
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        try:
+            return check_admin_token(token), False
+        except TokenError as exc:
+            raise TokenError(f"{path}: {exc} (or delete the file to have one generated)") from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = new_token()
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token, True

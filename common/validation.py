@@ -35,39 +35,23 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from common.clickhouse_type import ClickHouseType, blank_is_value, is_composite, read_type, unwrap
 from common.column_values import (
-    DATETIME_MAX,
-    DATETIME_MIN,
     FLOAT32_MAX,
     INT_RANGES,
-    ClickHouseType,
     Converter,
-    Instant,
-    ValueAt,
     array_of,
-    blank_is_value,
-    is_composite,
     json_text_of,
-    json_type,
-    parse_datetime,
-    parse_datetime_fast,
-    read_type,
-    unwrap,
     value_converter,
 )
 from common.datasources import Column, Datasource
-
-# parse_datetime is read from here by the query binder and the seeder.
-__all__ = [
-    "DATETIME_MAX",
-    "DATETIME_MIN",
-    "OMITTED",
-    "Columns",
-    "InvalidValue",
-    "RowValidator",
-    "converter",
-    "parse_datetime",
-]
+from common.timeparse import (
+    DATETIME_MAX,
+    DATETIME_MIN,
+    Instant,
+    parse_datetime_fast,
+)
+from common.value_messages import ValueAt, json_type
 
 DEFAULT_MAX_STRING_BYTES = 64 * 1024
 

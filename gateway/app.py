@@ -2,13 +2,13 @@
 `google.api.http` rules alone, answering what Envoy's grpc_json_transcoder answers when configured
 with `preserve_proto_field_names`, `always_print_primitive_fields`,
 `ignore_unknown_query_parameters`, `convert_grpc_status`, `query_param_unescape_plus` and
-`request_validation_options.reject_unknown_method`. gateway/envoy.py renders exactly that Envoy
+`request_validation_options.reject_unknown_method`. gateway/envoy/ renders exactly that Envoy
 configuration, and tests/test_envoy_conformance.py compares the two answer for answer.
 
 Choices where Envoy gives no single answer:
 - No route: 404 with Envoy's message. A path some route knows, asked with a method no route binds
   to it, is 405 with `Allow` (Tinybird's status; `RouteTable.allowed_methods`). Envoy's matcher
-  keys routes by method and path and answers 404 for both, so gateway/envoy.py has a Lua filter,
+  keys routes by method and path and answers 404 for both, so gateway/envoy/ has a Lua filter,
   rendered from the same route table, answer the 405 before the transcoder. A CORS preflight from
   an allowed origin is answered before either.
 - Statuses are Envoy's, but for those Tinybird documents otherwise (gateway/errors.py): a missing
@@ -29,8 +29,8 @@ Choices where Envoy gives no single answer:
   that long is answered 408; Envoy's `request_headers_timeout`, `idle_timeout` and
   `stream_idle_timeout` do the same.
 - Gateway-made errors have the same JSON body; Envoy's own local replies are plain text unless
-  its `local_reply_config` formats them (gateway/envoy.py's does, with the gRPC code this gateway
-  would give for the HTTP status).
+  its `local_reply_config` formats them (gateway/envoy/config.py's does, with the gRPC code this
+  gateway would give for the HTTP status).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from google.protobuf.message import Message
 
 from common.config import Settings
 from common.grpc_server import MESSAGE_OVERHEAD_BYTES
+from common.query_string import parse_query, unescape
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
 from gateway.body import body_encoding, body_pieces, read_body
@@ -69,7 +70,7 @@ from gateway.errors import (
     rpc_error_body,
     status_body,
 )
-from gateway.transcoder import build_request, parse_query, render_response, unescape
+from gateway.transcoder import build_request, render_response
 from gateway.upstreams import Upstreams
 from pipit.ingest.v1 import datasources_service_pb2
 
@@ -277,7 +278,7 @@ def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
 def pipe_query_path(method: str, raw_path: str, raw_query: str) -> str:
     """`raw_path` with PipeService's `:query` verb when it is `GET /v0/pipes/<pipe>.json` with
     a non-empty `q`: the pipe's typed RPC, which the literal path would reach, cannot answer a
-    query over its result. gateway/envoy.py's first Lua filter does the same."""
+    query over its result. gateway/envoy/first.lua does the same."""
     if method != "GET" or not PIPE_JSON_PATH.fullmatch(raw_path):
         return raw_path
     for param in raw_query.split("&"):

@@ -6,7 +6,7 @@ requests from other origins on untouched. Browsers let a page read only the resp
 named in Access-Control-Expose-Headers (beyond a few simple ones), so that list holds every header
 a client of Pipit relies on: the request id, the rate limit's figures and Retry-After. We also
 send `Vary: Origin`, since the echoed value
-depends on it and a shared cache must not serve one origin's answer to another (gateway/envoy.py
+depends on it and a shared cache must not serve one origin's answer to another (gateway/envoy/
 has Envoy add it too).
 """
 

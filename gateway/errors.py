@@ -4,7 +4,7 @@ documents differently, and an error body Tinybird's clients read.
 The HTTP status of a gRPC code starts from Envoy's `Grpc::Utility::grpcToHttpStatus`; where
 Tinybird's API documents another status for the same failure, `TINYBIRD_STATUSES` replaces it (on
 every route: they all take Tinybird's tokens, and a client should not have to know which family a
-path belongs to). gateway/envoy.py has Envoy apply the same table, so both gateways agree; gRPC
+path belongs to). gateway/envoy/ has Envoy apply the same table, so both gateways agree; gRPC
 callers still get the gRPC code itself.
 
 The error body is `{"error": <message>, "code": <gRPC code>, "message": <message>, "details":
@@ -114,7 +114,7 @@ def method_not_allowed(method: str, path: str, allowed: tuple[str, ...]) -> Gate
 
 
 def method_not_allowed_message(method: str, path: str, methods: str) -> str:
-    # One wording for both gateways: gateway/envoy.py's Lua builds the same sentence.
+    # One wording for both gateways: gateway/envoy/methods.lua builds the same sentence.
     return f"method {method} is not allowed on {path}; it takes {methods}"
 
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from common import config
-from common.auth import Access, load_or_create_admin_token
+from common.auth import Access
 from common.background import in_background
 from common.config import Settings
 from common.telemetry import configure_logging
 from common.token_table import following_tokens
-from common.tokens import TokenError, TokenStore
+from common.tokens import TokenError, TokenStore, load_or_create_admin_token
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
 from pipit.project.runtime import CurrentProject

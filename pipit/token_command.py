@@ -10,8 +10,7 @@ import sys
 import time
 
 from common import config, jwt_tokens
-from common.auth import TOKEN_FILE_NAME, load_or_create_admin_token
-from common.tokens import TokenError, TokenFile
+from common.tokens import ADMIN_TOKEN_FILE, TokenError, TokenFile, load_or_create_admin_token
 
 _TTL = re.compile(r"([0-9]+)(s|m|min|h|d)")
 _TTL_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -96,10 +95,10 @@ def run_jwt(args: argparse.Namespace) -> int:
     try:
         # The suite's own admin token (PIPIT_ADMIN_TOKEN, else the data directory's): a JWT
         # signed with another one would be refused.
-        if not settings.admin_token and not (settings.data_dir / TOKEN_FILE_NAME).exists():
+        if not settings.admin_token and not (settings.data_dir / ADMIN_TOKEN_FILE).exists():
             raise TokenError(
                 f"no admin token: set PIPIT_ADMIN_TOKEN, or run where `pipit up` keeps one "
-                f"({settings.data_dir / TOKEN_FILE_NAME})"
+                f"({settings.data_dir / ADMIN_TOKEN_FILE})"
             )
         admin, _ = load_or_create_admin_token(settings.admin_token, settings.data_dir)
         params = dict(args.fixed_param)

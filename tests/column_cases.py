@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from common.column_types import event_field, parse
 from common.datasources import Datasource
-from common.validation import parse_datetime
+from common.timeparse import parse_datetime
 
 MAX_INT128 = 2**127 - 1
 MAX_UINT256 = 2**256 - 1

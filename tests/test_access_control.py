@@ -23,6 +23,8 @@ from pipit.seed.generator import generate
 from services.ingest.service import SERVICE as INGEST
 from services.query.service import SERVICE as QUERY
 
+pytestmark = pytest.mark.e2e
+
 REQUIRED = {
     "user_id": "user_1",
     "session_id": "sess_1",

@@ -13,8 +13,13 @@ import pytest
 from harness import free_port
 
 from common import config
-from common.auth import load_or_create_admin_token
-from common.tokens import MIN_ADMIN_TOKEN_LENGTH, TokenError, TokenStore, check_admin_token
+from common.tokens import (
+    MIN_ADMIN_TOKEN_LENGTH,
+    TokenError,
+    TokenStore,
+    check_admin_token,
+    load_or_create_admin_token,
+)
 from pipit.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +91,7 @@ def _ports() -> dict[str, str]:
     }
 
 
+@pytest.mark.e2e
 def test_pipit_up_refuses_to_start_with_a_weak_token(tmp_path: Path):
     env = {**_ports(), "PIPIT_DATA_DIR": str(tmp_path / "data"), "PIPIT_ADMIN_TOKEN": "1"}
     done = _pipit(["up"], env)
@@ -95,6 +101,7 @@ def test_pipit_up_refuses_to_start_with_a_weak_token(tmp_path: Path):
     assert not (tmp_path / "data").exists()  # refused before anything was opened
 
 
+@pytest.mark.e2e
 def test_pipit_query_refuses_a_weak_flag_and_a_weak_kept_token(tmp_path: Path):
     env = {**_ports(), "PIPIT_DATA_DIR": str(tmp_path), "PIPIT_ADMIN_TOKEN": ""}
     done = _pipit(["query", "--admin-token", "hunter2"], env)

@@ -18,9 +18,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.column_values import parse_datetime_fast
 from common.datasources import registry
-from common.validation import OMITTED, InvalidValue, RowValidator, parse_datetime
+from common.timeparse import parse_datetime, parse_datetime_fast
+from common.validation import OMITTED, InvalidValue, RowValidator
 from common.warehouse.base import Warehouse
 from services.ingest import events_api
 from services.ingest.batcher import Batcher, FlushPolicy

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from gateway_pair import require_envoy
+
+pytestmark = [pytest.mark.bench, pytest.mark.envoy]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,6 +27,8 @@ from pipit.project.artifact import builtin
 from pipit.project.runtime import Project
 from services.query.catalog import describe_pipe, row_counts
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_DATAFILES = ROOT / "tests" / "projects" / "tutorials"
 PIPES = sorted({name for name, _ in CASES})

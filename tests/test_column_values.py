@@ -178,6 +178,7 @@ def test_absent_required_fields_and_bad_values_under_a_path(event: dict, reason:
 ALL = [Spec(f"c{i}", case.type) for i, case in enumerate(CASES)]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(events=case_events({spec.name: case for spec, case in zip(ALL, CASES, strict=True)}))
 def test_the_batch_path_answers_as_the_row_path(events: list[Any]) -> None:

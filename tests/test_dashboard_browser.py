@@ -3,8 +3,9 @@ seeded with known events through the Events API.
 
 Every number the page shows is checked against the public API's answer to the same call,
 formatted as the page formats it (en-US); every chart must hold the API's series and show its
-colours on the canvas. Screenshots of each tab go to the test's output directory and to
-docs/screenshots/, which the README shows.
+colours on the canvas. Screenshots of each tab go to the test's output directory, and with
+PIPIT_SCREENSHOTS=1 to docs/screenshots/ too, which the README shows (so a run refreshes the
+committed pictures only when asked to).
 
 Chromium comes from the system (`apt-get install chromium`, which `.ci/run` does), never from
 `playwright install`. Without it these tests are skipped, unless PIPIT_REQUIRE_BROWSER is set
@@ -42,6 +43,8 @@ from gateway.dashboard import add_dashboard
 from pipit.seed.generator import generate_all
 from services.ingest.service import SERVICE as INGEST
 from services.query.service import SERVICE as QUERY
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHROMIUM = Path(os.environ.get("PIPIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -25,6 +25,8 @@ from harness import TOKEN, free_port, start_suite
 
 from common.tokens import TokenFile
 
+pytestmark = pytest.mark.e2e
+
 DS = "ab_test_events"
 COLUMNS = [
     "timestamp",

@@ -22,6 +22,8 @@ from raw_http import RawConnection
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
 
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
+
 MAX_BODY = 1024 * 1024
 IMPORT_MAX_BODY = 24 * 1024 * 1024
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

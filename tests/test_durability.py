@@ -23,6 +23,8 @@ from pipit.datasources.v1 import ab_test_events_pb2
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from pipit.ingest.v1 import ingest_service_pb2_grpc
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "durability-token"
 CLIENTS = 4
 BATCHES_PER_CLIENT = 60

@@ -25,6 +25,8 @@ from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse
 from services.query.service import builtin_endpoints
 
+pytestmark = pytest.mark.e2e
+
 RPCS = {endpoint.name: (rpc, endpoint) for rpc, endpoint in builtin_endpoints(1024).items()}
 
 

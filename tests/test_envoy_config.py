@@ -1,4 +1,4 @@
-"""The Envoy bootstrap gateway/envoy.py renders: what it is derived from, what it refuses, and
+"""The Envoy bootstrap gateway/envoy/ renders: what it is derived from, what it refuses, and
 that the real Envoy accepts it (`envoy --mode validate`), also as `python -m gateway.envoy`
 prints it for running Envoy yourself."""
 
@@ -25,6 +25,8 @@ from gateway.envoy import (
     served_targets,
 )
 from gateway.envoy_deployment import ROUTES_FILE_NAME, write_routes
+
+pytestmark = pytest.mark.envoy
 
 SERVICES = ("pipit.ingest.v1.IngestService", "pipit.query.v1.QueryService")
 
@@ -174,7 +176,7 @@ def test_the_body_limit_is_enforced_on_the_decompressed_body(descriptor: Path) -
 
 def test_raw_bodies_skip_the_decompressor(descriptor: Path) -> None:
     # The gzip bodies of the Events API and the Query API go to their services as sent (see
-    # gateway/envoy.py); only their routes.
+    # gateway/envoy/); only their routes.
     bootstrap = render_bootstrap(EnvoyConfig(_upstreams(), descriptor))
     routes = _hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
     skipping = [
@@ -384,6 +386,6 @@ def test_the_405_filter_comes_with_the_route_configuration(descriptor: Path) -> 
 
 
 def test_route_literals_cannot_end_the_lua_string() -> None:
-    from gateway.envoy import _lua_string
+    from gateway.envoy.lua import lua_string as _lua_string
 
     assert _lua_string('a"b\\c\n\x00é') == '"a\\034b\\092c\\010\\000\\195\\169"'

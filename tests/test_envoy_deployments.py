@@ -32,6 +32,8 @@ from gateway.envoy import (
 )
 from gateway.envoy_deployment import ROUTES_FILE_NAME, EnvoyRoutes, RoutesRejected
 
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
+
 TOKEN = "envoy-deploy-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # The promise: a deploy is served by every gateway within 5 s.

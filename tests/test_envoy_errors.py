@@ -18,6 +18,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from harness import free_port
+from status_table import README_ERROR_STATUSES
 
 from gateway.app import default_descriptor_set
 from gateway.deployment import QUERY_READINESS
@@ -28,30 +29,10 @@ from pipit.query.v1 import pipe_pb2
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
+pytestmark = pytest.mark.envoy
+
 INGEST = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"]
 QUERY = query_pb2.DESCRIPTOR.services_by_name["QueryService"]
-
-# A code's HTTP status, as the README's table gives it (and gateway/errors.py implements):
-# Envoy's grpcToHttpStatus, but UNAUTHENTICATED is 403 as Tinybird documents it
-# (tests/test_tinybird_statuses.py holds the references).
-README_TABLE = {
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 403,
-}
 MESSAGE = 'it went wrong: <"quoted"> & é'
 # Messages the Lua filter that adds `error` to Envoy's bodies must copy exactly: it reads the
 # printed JSON string up to its closing quote.
@@ -67,6 +48,18 @@ MESSAGES = [
     '{"code":1,"message":"a body inside a body"}',
     "%s %d %q %% $1 \\1",
 ]
+
+
+class Held:
+    """A request the upstream holds: `arrived` once it is in, answered once `released`."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+
+# test_id "held" waits on this (the test that sends it makes a fresh one first).
+HELD = [Held()]
 
 
 class ScriptedQuery(query_grpc.QueryServiceServicer):
@@ -104,6 +97,10 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
             context.set_trailing_metadata((("x-trailer", "1"),))
         if verb == "slow":
             await asyncio.sleep(float(argument))
+        if verb == "held":
+            held = HELD[0]
+            held.arrived.set()
+            await held.released.wait()
         return query_pb2.TestSummaryResponse(
             meta=[pipe_pb2.ColumnMeta(name="test_id", type="String")],
             data=[query_pb2.TestSummaryRow(test_id="t", users=3, conversion_rate=0.5)],
@@ -152,14 +149,14 @@ def _summary(test_id: str) -> str:
 
 def test_the_readme_table_is_what_the_gateway_implements() -> None:
     assert {code.name: http_status(code) for code in grpc.StatusCode if code.value[0]} == (
-        README_TABLE
+        README_ERROR_STATUSES
     )
 
 
-@pytest.mark.parametrize("code", list(README_TABLE))
+@pytest.mark.parametrize("code", list(README_ERROR_STATUSES))
 async def test_each_grpc_status(pair: GatewayPair, http: aiohttp.ClientSession, code: str) -> None:
     ours, envoy = await pair.send(http, "GET", _summary(f"code:{code}"))
-    assert ours.status == README_TABLE[code]
+    assert ours.status == README_ERROR_STATUSES[code]
     assert ours.json == {
         "error": MESSAGE,
         "code": grpc.StatusCode[code].value[0],
@@ -341,14 +338,23 @@ async def test_envoy_stops_as_our_gateway_does(upstream, tmp_path: Path) -> None
     envoy = await start_envoy(
         EnvoyConfig(_everything_at(target)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    held = HELD[0] = Held()
     async with aiohttp.ClientSession() as http:
-        in_flight = asyncio.create_task(http.get(envoy.url + _summary("slow:1")))
-        await asyncio.sleep(0.3)
+        in_flight = asyncio.create_task(http.get(envoy.url + _summary("held")))
+        await asyncio.wait_for(held.arrived.wait(), 10)
         stopping = asyncio.create_task(envoy.stop(grace=10))
-        await asyncio.sleep(0.2)
-        with pytest.raises(aiohttp.ClientConnectionError):
-            async with aiohttp.ClientSession() as fresh, fresh.get(envoy.url + "/healthz"):
-                pass
+        # Readiness wait, reversed: until a new connection is refused (the listener drained).
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                async with aiohttp.ClientSession() as fresh, fresh.get(envoy.url + "/healthz"):
+                    pass
+            except aiohttp.ClientConnectionError:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "Envoy kept taking connections"
+            await asyncio.sleep(0.02)
+        assert not in_flight.done()
+        held.released.set()
         response = await in_flight
         assert response.status == 200
         assert await stopping == 0

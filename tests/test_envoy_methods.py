@@ -1,5 +1,5 @@
 """405 from both gateways over every HttpRule feature: Envoy's 405 filter is Lua rendered from the
-route table (gateway/envoy.py `_METHODS_LUA`), a port of gateway/routes.py's matching, so it is
+route table (gateway/envoy/methods.lua), a port of gateway/routes.py's matching, so it is
 held to our gateway's answers on a route table with what Pipit's protos do not use yet: `*`
 beside a literal, `**`, a custom verb, a custom method, an additional binding. Nothing listens
 upstream: a 405 is answered by the gateways alone."""
@@ -18,6 +18,8 @@ from gateway.app import bound_port, create_app, serve_gateway
 from gateway.envoy import EnvoyConfig, start_envoy
 from gateway.routes import load_routes
 from pipit.protogen import include_paths
+
+pytestmark = pytest.mark.envoy
 
 SERVICE = "test.v1.Library"
 # Every kind of path template, on methods that need no body; compiled by protoc as Pipit's

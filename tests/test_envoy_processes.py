@@ -10,26 +10,19 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from gateway_pair import Answer, require_envoy
 from harness import free_port
 from processes import start_pipit, start_up
+from samples import ab_test_event
+
+pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
 
 TOKEN = "envoy-e2e-admin-token-0123456789"
 
 # The README's walkthrough, call for call.
 POSTS = {
-    "ab_test_events": {
-        "timestamp": "2023-06-15 14:30:00",
-        "user_id": "user_12345",
-        "test_id": "homepage_redesign",
-        "variant": "B",
-        "event_type": "page_view",
-        "conversion": 1,
-        "revenue": 29.99,
-        "session_id": "session_789012",
-        "device": "mobile",
-        "country": "US",
-    },
+    "ab_test_events": ab_test_event(),
     "user_events": {
         "event_id": "ev_73902",
         "user_id": "user_902",

@@ -24,6 +24,8 @@ from services.ingest.service import SERVICE as INGEST
 from services.query.service import SERVICE as QUERY
 from services.query.sql_api import SERVICE as SQL
 
+pytestmark = pytest.mark.e2e
+
 MAX_BODY = 10 * 1024 * 1024
 EVENTS = "/v0/events?name=ab_test_events&wait=true"
 LINE = (

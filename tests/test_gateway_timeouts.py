@@ -26,6 +26,8 @@ from pipit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from pipit.query.v1 import query_service_pb2 as query_pb2
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 
+pytestmark = pytest.mark.envoy
+
 HEADER_TIMEOUT = 1.0
 REQUEST_TIMEOUT = 3.0
 TRICKLE_SECONDS = 0.1

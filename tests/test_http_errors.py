@@ -8,6 +8,8 @@ import orjson
 import pytest
 from harness import TOKEN, start_suite
 
+pytestmark = pytest.mark.e2e
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EVENT = {
     "timestamp": "2023-06-15 14:30:00",

@@ -27,6 +27,8 @@ from common.datasources import registry
 from common.warehouse.base import Warehouse
 from common.warehouse.clickhouse import ClickHouseWarehouse
 
+pytestmark = pytest.mark.e2e
+
 ROUNDS = 3
 IDLE_RESTARTS = 3
 

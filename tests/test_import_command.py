@@ -13,6 +13,8 @@ import pytest
 from harness import TOKEN, start_suite
 from test_datasources_api import COLUMNS, _FileServer, _rows
 
+pytestmark = pytest.mark.e2e
+
 DS = "ab_test_events"
 
 

@@ -12,22 +12,14 @@ import pytest
 from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from harness import AUTH, start_suite
+from samples import ab_test_event
 
 from pipit.datasources.v1 import ab_test_events_pb2
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 
-SAMPLE = {
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "user_12345",
-    "test_id": "homepage_redesign",
-    "variant": "B",
-    "event_type": "page_view",
-    "conversion": 1,
-    "revenue": 29.99,
-    "session_id": "session_789012",
-    "device": "mobile",
-    "country": "US",
-}
+pytestmark = pytest.mark.e2e
+
+SAMPLE = ab_test_event()
 
 
 def sample(**changes: object) -> dict:

@@ -21,6 +21,8 @@ from common.datasources import registry
 from services.query.analysis import analysis_of
 from services.query.service import builtin_endpoints
 
+pytestmark = pytest.mark.e2e
+
 PAYLOADS = [
     "' OR '1'='1",
     "x' OR 1=1 --",

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 
+pytestmark = pytest.mark.e2e
+
 GOOD = {
     "timestamp": "2023-06-15 14:30:00",
     "user_id": "u",

@@ -24,6 +24,8 @@ from pipit.seed.command import to_message
 from pipit.seed.generator import generate
 from services.ingest.service import Ingestor
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "secret-detail-from-/var/lib/pipit"
 # What grpc's default answer and the exceptions involved would show.
 LEAKS = ("Unexpected", "class", "JSONDecodeError", "orjson", "RuntimeError", SECRET, "line 1")

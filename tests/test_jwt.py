@@ -24,6 +24,7 @@ from gateway_pair import GATEWAYS, GatewayPair, assert_same, service_targets, st
 from google.api.httpbody_pb2 import HttpBody
 from google.protobuf import json_format
 from harness import TOKEN, Suite, start_suite
+from tiers import tier
 
 from common import jwt_tokens
 from common.auth import Refused, identify
@@ -32,6 +33,8 @@ from common.tokens import TokenStore
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.ingest.v1 import ingest_service_pb2
 from pipit.query.v1 import query_service_pb2
+
+pytestmark = pytest.mark.e2e
 
 PIPE = "/v0/pipes/test_summary.json"
 TENANTS = ("tenant_a", "tenant_b", "tenant_c")
@@ -213,6 +216,7 @@ async def suite(chdb_dir: Path) -> AsyncIterator[Suite]:
 
 
 @pytest.fixture(scope="module")
+@tier("envoy")
 async def pair(
     suite: Suite, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GatewayPair]:

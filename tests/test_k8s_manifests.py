@@ -32,6 +32,8 @@ from common.warehouse.embedded import EmbeddedWarehouse
 from services.ingest.service import SERVICE as INGEST_SERVICE
 from services.query.service import SERVICE as QUERY_SERVICE
 
+pytestmark = pytest.mark.k8s
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "production")

@@ -345,6 +345,7 @@ async def test_a_native_project_materializes_too(warehouse, deployer):
 # --- under ingest load, through the Events API -------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_a_deploy_under_ingest_load_backfills_every_event_exactly_once(
     warehouse, tmp_path: Path
 ):

@@ -20,6 +20,9 @@ from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.seed.generator import generate
 
+# Many reference comparisons over a large generated dataset.
+pytestmark = pytest.mark.slow
+
 ENDPOINT_TABLES = {"user_session_stats": "user_events", "session_insights": "app_events"}
 GENERATED = 30_000
 

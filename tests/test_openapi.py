@@ -26,6 +26,8 @@ from common.datasources import registry
 from common.tokens import TokenFile
 from common.warehouse.embedded import EmbeddedWarehouse
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_DATAFILES = ROOT / "tests" / "projects" / "tutorials"
 UP_TOKEN = "openapi-admin-token-0123456789"

@@ -21,6 +21,8 @@ from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from services.ingest.service import SERVICE
 
+pytestmark = pytest.mark.e2e
+
 
 class FlakyWarehouse(Warehouse):
     """Test-only fault injection: the real warehouse, until `down` is set."""

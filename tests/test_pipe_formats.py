@@ -30,6 +30,8 @@ from common.warehouse.embedded import EmbeddedWarehouse
 from services.query.pipe_api import EXTENSIONS
 from services.query.service import builtin_endpoints, endpoints
 
+pytestmark = pytest.mark.e2e
+
 ENDPOINTS = {endpoint.name: endpoint for endpoint in builtin_endpoints(1024).values()}
 ENGINE_FORMATS = {
     "json": "JSON",

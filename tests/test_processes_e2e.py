@@ -16,22 +16,13 @@ from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 from harness import free_port
 from processes import start_pipit
+from samples import AB_TEST_EVENT_BODY
 
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "e2e-admin-token-0123456789"
-TUTORIAL_EVENT = b"""{
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "user_12345",
-    "test_id": "homepage_redesign",
-    "variant": "B",
-    "event_type": "page_view",
-    "conversion": 1,
-    "revenue": 29.99,
-    "session_id": "session_789012",
-    "device": "mobile",
-    "country": "US"
-  }"""
 SUMMARY_QUERY = (
     "test_id=homepage_redesign&start_date=2023-06-01+00%3A00%3A00"
     "&end_date=2023-06-30+23%3A59%3A59&utm_source=DEV&utm_campaign=tb+create+--prompt+DEV"
@@ -50,7 +41,9 @@ EXPECTED_ROW = {
 async def _post_event(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> None:
     # As the tutorial sends it: no wait, so the answer is 202 (queued).
     async with http.post(
-        f"{base}/v0/events?name=ab_test_events&utm_source=DEV", data=TUTORIAL_EVENT, headers=auth
+        f"{base}/v0/events?name=ab_test_events&utm_source=DEV",
+        data=AB_TEST_EVENT_BODY,
+        headers=auth,
     ) as response:
         assert response.status == 202, await response.text()
         assert await response.json() == {"successful_rows": 1, "quarantined_rows": 0}

@@ -31,6 +31,9 @@ import tinybird_reference as reference
 from conftest import unique_database
 from harness import TOKEN, free_port, start_suite
 from processes import PipitProcess, start_pipit
+from samples import ab_test_event
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = ROOT / "tests" / "projects" / "tutorials"
@@ -123,18 +126,7 @@ DATA = {
 }
 # The tutorials' sample events, as their curl calls send them.
 SAMPLES = {
-    "ab_test_events": {
-        "timestamp": "2023-06-15 14:30:00",
-        "user_id": "user_12345",
-        "test_id": "homepage_redesign",
-        "variant": "B",
-        "event_type": "page_view",
-        "conversion": 1,
-        "revenue": 29.99,
-        "session_id": "session_789012",
-        "device": "mobile",
-        "country": "US",
-    },
+    "ab_test_events": ab_test_event(),
     "user_events": {
         "event_id": "ev_73902",
         "user_id": "user_902",

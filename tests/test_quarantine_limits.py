@@ -18,6 +18,8 @@ from common.datasources import registry
 from pipit.datasources.v1 import ab_test_events_pb2
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 
+pytestmark = pytest.mark.e2e
+
 CAP = 5
 VALID = {
     "timestamp": "2023-06-15 14:30:00",

@@ -35,6 +35,8 @@ from pipit.query.v1 import sql_service_pb2, sql_service_pb2_grpc
 from services.query.admission import Admission
 from services.query.sql_api import SqlApi, SqlFailure, _with_clause
 
+pytestmark = pytest.mark.e2e
+
 CAP = 100
 ROWS = 150  # more than the cap
 LIMITS = AdhocLimits(max_result_rows=CAP)

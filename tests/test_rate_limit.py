@@ -19,6 +19,8 @@ from common.tokens import TokenFile, digest
 from pipit.query.v1 import query_service_pb2
 from pipit.seed.generator import generate
 
+pytestmark = pytest.mark.e2e
+
 DEFAULT_LIMIT = 100
 
 

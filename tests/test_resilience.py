@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 import grpc
 import orjson
+import pytest
 from clickhouse_http_fixture import ClickHouseHttpFixture
 from conftest import unique_database
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -42,6 +43,8 @@ from pipit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from pipit.query.v1 import query_service_pb2 as query_pb
 from pipit.query.v1 import query_service_pb2_grpc as query_grpc
 from services.ingest.wal import WriteAheadLog
+
+pytestmark = pytest.mark.e2e
 
 TOKEN = "resilience-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

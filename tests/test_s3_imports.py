@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from harness import TOKEN, free_port, start_suite
 
+pytestmark = pytest.mark.e2e
+
 DS = "ab_test_events"
 BUCKET = "pipit-bulk"
 ROWS_PER_FILE = 40

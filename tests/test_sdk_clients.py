@@ -25,6 +25,8 @@ from gateway_pair import require_envoy
 from harness import TOKEN
 from processes import start_up
 
+pytestmark = pytest.mark.e2e
+
 CLIENTS = Path(__file__).parent / "clients"
 JS_CLIENT = CLIENTS / "js"
 PY_CLIENT = CLIENTS / "python"
@@ -57,7 +59,7 @@ def _revenue(events: list[dict[str, Any]]) -> float:
     return round(sum(e["revenue"] for e in events), 2)
 
 
-@pytest.fixture(scope="module", params=["ours", "envoy"])
+@pytest.fixture(scope="module", params=["ours", pytest.param("envoy", marks=pytest.mark.envoy)])
 def base_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:

@@ -12,6 +12,8 @@ from harness import TOKEN, start_suite
 from common.datasources import registry
 from common.tokens import TokenFile
 
+pytestmark = pytest.mark.e2e
+
 EVENT = {
     "timestamp": "2023-06-15 14:30:00",
     "user_id": "u1",

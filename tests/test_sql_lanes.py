@@ -24,6 +24,8 @@ from common.warehouse.base import AdhocLimits, Warehouse, WarehouseError
 from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse, adhoc_lane_settings
 
+pytestmark = pytest.mark.e2e
+
 EVENTS = [
     {
         "timestamp": f"2023-06-{1 + i % 28:02d} {i % 24:02d}:00:00",

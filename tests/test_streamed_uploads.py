@@ -26,6 +26,8 @@ from harness import TOKEN, Suite, start_suite
 
 from common.warehouse.embedded import EmbeddedWarehouse
 
+pytestmark = [pytest.mark.e2e, pytest.mark.envoy]
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DS = "ab_test_events"
 COLUMNS = [

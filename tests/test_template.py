@@ -13,6 +13,7 @@ import pytest
 from clickhouse_connect.driver.binding import escape_str
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import ab_test_event
 
 from pipit.project.datafiles import read_folder
 from pipit.project.model import ProjectError
@@ -984,20 +985,7 @@ async def test_the_tutorial_pipes_run_with_bound_values(embedded_warehouse) -> N
             "device",
             "country",
         ],
-        json.dumps(
-            {
-                "timestamp": "2023-06-15 14:30:00",
-                "user_id": "user_12345",
-                "test_id": "homepage_redesign",
-                "variant": "B",
-                "event_type": "page_view",
-                "conversion": 1,
-                "revenue": 29.99,
-                "session_id": "session_789012",
-                "device": "mobile",
-                "country": "US",
-            }
-        ).encode(),
+        json.dumps(ab_test_event()).encode(),
     )
     templates = _tutorial_templates()
     summary = templates["test_summary"]

@@ -36,6 +36,8 @@ from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.query.v1 import query_service_pb2
 from services.query.analysis.test_results import always_valid_p
 
+pytestmark = pytest.mark.e2e
+
 REL = 1e-9
 # Where the expected value is 0 (a lift of nothing, a Wilson bound at 0), relative
 # tolerance means nothing: what doubles leave of a difference of equal numbers.

@@ -16,23 +16,16 @@ import pytest
 from gateway_pair import require_envoy
 from harness import AUTH, free_port, start_suite
 from processes import PipitProcess, start_pipit
+from samples import ab_test_event
 
 from common.datasources import registry
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "tls-e2e-admin-token-0123456789"
-EVENT = {
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "user_12345",
-    "test_id": "tls_test",
-    "variant": "B",
-    "event_type": "page_view",
-    "conversion": 1,
-    "revenue": 29.99,
-    "session_id": "session_789012",
-    "device": "mobile",
-    "country": "US",
-}
+GATEWAYS = ["pipit", pytest.param("envoy", marks=pytest.mark.envoy)]
+EVENT = ab_test_event(test_id="tls_test")
 
 
 def _openssl(*args: str) -> None:
@@ -196,7 +189,7 @@ async def test_pipit_up_serves_https_and_reaches_its_services_over_tls(suite_ove
                 pass
 
 
-@pytest.mark.parametrize("gateway", ["pipit", "envoy"])
+@pytest.mark.parametrize("gateway", GATEWAYS)
 async def test_gateway_alone_over_tls_answers_as_up_does(suite_over_tls, pki, gateway):
     if gateway == "envoy":
         require_envoy()
@@ -217,7 +210,7 @@ async def test_gateway_alone_over_tls_answers_as_up_does(suite_over_tls, pki, ga
         alone.stop()
 
 
-@pytest.mark.parametrize("gateway", ["pipit", "envoy"])
+@pytest.mark.parametrize("gateway", GATEWAYS)
 @pytest.mark.parametrize("trust", ["rogue_ca", "plaintext"])
 async def test_gateway_refuses_services_it_cannot_verify(suite_over_tls, pki, gateway, trust):
     """Services whose certificate the gateway's CA did not sign, or a gateway told no CA
@@ -239,7 +232,7 @@ async def test_gateway_refuses_services_it_cannot_verify(suite_over_tls, pki, ga
         alone.stop()
 
 
-@pytest.mark.parametrize("gateway", ["pipit", "envoy"])
+@pytest.mark.parametrize("gateway", GATEWAYS)
 async def test_gateway_checks_the_services_certificate_names_them(chdb_dir, pki, tmp_path, gateway):
     """A certificate from the trusted CA issued to another host does not pass: the gateway
     checks the name it dialled, not only the chain (Envoy does only when told the SAN)."""

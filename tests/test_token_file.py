@@ -32,6 +32,8 @@ from common.tokens import (
 )
 from pipit.cli import main
 
+pytestmark = pytest.mark.e2e
+
 POOL = [(f"p.pool-token-{i}-abcdefghijklmnop", f"pool{i}") for i in range(4)]
 SCOPES = ["PIPES:READ:*", "DATASOURCES:APPEND:user_events", "DATASOURCES:READ:ab_*", "ADMIN"]
 REJECTED = "token file rejected: the last good tokens stay in force until it is fixed"

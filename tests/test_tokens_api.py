@@ -28,6 +28,7 @@ from expected import test_summary as expected_summary
 from gateway_pair import GATEWAYS, GatewayPair, assert_same, service_targets, start_pair
 from harness import TOKEN, Suite, free_port, start_suite
 from processes import start_pipit
+from tiers import tier
 
 from common.datasources import registry
 from common.token_table import TABLE, TokenFollower, TokenTable
@@ -37,6 +38,8 @@ from gateway.early_auth import refuse_unknown_token
 from gateway.errors import GatewayError
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 from pipit.tokens.v1 import token_service_pb2, token_service_pb2_grpc
+
+pytestmark = pytest.mark.e2e
 
 CLIENTS = Path(__file__).parent / "clients"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -89,6 +92,7 @@ async def suite(chdb_dir: Path, file_tokens: dict[str, Any]) -> AsyncIterator[Su
 
 
 @pytest.fixture(scope="module")
+@tier("envoy")
 async def pair(
     suite: Suite, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GatewayPair]:

@@ -7,21 +7,13 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from harness import TOKEN, start_suite
+from samples import AB_TEST_EVENT_BODY
+
+pytestmark = pytest.mark.e2e
 
 SAMPLES = {
     # 001: the POST body, pretty-printed as in the tutorial.
-    "ab_test_events": b"""{
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "user_12345",
-    "test_id": "homepage_redesign",
-    "variant": "B",
-    "event_type": "page_view",
-    "conversion": 1,
-    "revenue": 29.99,
-    "session_id": "session_789012",
-    "device": "mobile",
-    "country": "US"
-  }""",
+    "ab_test_events": AB_TEST_EVENT_BODY,
     # 002-004: the tutorials' data samples (their POST examples elide the fields).
     "user_events": b'{"event_id": "ev_73902", "user_id": "user_902", "session_id": '
     b'"session_3902", "event_type": "scroll", "page_url": "https://example.com/about", '

@@ -12,9 +12,12 @@ from google.protobuf.descriptor import FieldDescriptor
 from harness import TOKEN, start_suite
 
 from common.datasources import registry
-from common.validation import RowValidator, parse_datetime
+from common.timeparse import parse_datetime
+from common.validation import RowValidator
 from services.query.binder import InvalidParameter
 from services.query.service import builtin_endpoints
+
+pytestmark = pytest.mark.e2e
 
 JUNE_15 = 1686839400  # 2023-06-15 14:30:00 UTC
 # The zero of some of the digit sets Python reads as decimal digits.

@@ -9,7 +9,8 @@ import pytest
 
 from common import config
 from common.datasources import registry
-from common.validation import InvalidValue, RowValidator, parse_datetime
+from common.timeparse import parse_datetime
+from common.validation import InvalidValue, RowValidator
 
 JUNE_15 = 1686839400  # 2023-06-15 14:30:00 UTC
 

@@ -265,6 +265,7 @@ class Run:
             replica.stop()
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=STEPS)
 def test_tokens_never_repeat_and_acknowledged_rows_land_exactly_once(

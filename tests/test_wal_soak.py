@@ -26,6 +26,8 @@ from harness import AUTH, start_suite
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from services.ingest.wal import SUFFIX, WriteAheadLog
 
+pytestmark = pytest.mark.e2e
+
 # Five minutes, as issue 13 asks; PIPIT_TEST_SOAK_SECONDS shortens it while developing.
 DURATION = float(os.environ.get("PIPIT_TEST_SOAK_SECONDS", "300"))
 CLIENTS = 4

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from common import config
-from common.auth import TOKEN_FILE_NAME
+from common.tokens import ADMIN_TOKEN_FILE
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.project.artifact import Artifact
 from pipit.project.compiler import BuildFailed, build, read_files
@@ -84,13 +84,13 @@ pipit protos . --out protos/   # the typed gRPC API, to generate client stubs fr
 def admin_token_of(args: argparse.Namespace) -> str:
     token = args.token or os.environ.get("PIPIT_ADMIN_TOKEN", "")
     if not token:
-        path = Path(args.data_dir) / TOKEN_FILE_NAME
+        path = Path(args.data_dir) / ADMIN_TOKEN_FILE
         if path.exists():
             token = path.read_text().strip()
     if not token:
         raise SystemExit(
             "pipit: no admin token: pass --token, set PIPIT_ADMIN_TOKEN, or run where "
-            f"{Path(args.data_dir) / TOKEN_FILE_NAME} is"
+            f"{Path(args.data_dir) / ADMIN_TOKEN_FILE} is"
         )
     return token
 

@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from common.validation import parse_datetime
+from common.timeparse import parse_datetime
 from common.warehouse.base import quoted_string
 from pipit.project.model import ProjectError
 

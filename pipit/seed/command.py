@@ -20,9 +20,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tqdm import tqdm
 
 from common import config
-from common.auth import load_or_create_admin_token
 from common.datasources import Datasource, by_message, registry
-from common.validation import parse_datetime
+from common.timeparse import parse_datetime
+from common.tokens import load_or_create_admin_token
 from pipit.ingest.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from pipit.project.runtime import Project
 from pipit.seed.generator import DATASOURCES, generate

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import orjson
 
-from common.column_values import INT_RANGES, read_type, unwrap
+from common.clickhouse_type import read_type, unwrap
+from common.column_values import INT_RANGES
 from common.datasources import Column, Datasource
 from common.gzip_inflater import GZIP_MAGIC
 from services.ingest.events_api import Events

@@ -15,7 +15,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
-from common.validation import parse_datetime
+from common.timeparse import parse_datetime
 from common.warehouse.base import Literal, QueryResult, quoted_string
 from pipit.clickhouse.v1 import options_pb2
 

@@ -25,11 +25,12 @@ from google.protobuf.message import DecodeError, Message
 
 from common.auth import ScopeRule, bearer_token, current_principal
 from common.project_handlers import PerProject
+from common.query_string import UNKNOWN_QUERY_PARAMS, parse_query, unescape
 from common.tokens import ADMIN, digest
 from common.warehouse.base import Warehouse, WarehouseError
 from gateway.errors import GatewayError
 from gateway.routes import resolve_field_path
-from gateway.transcoder import UNKNOWN_QUERY_PARAMS, parse_query, parse_scalar, unescape
+from gateway.transcoder import parse_scalar
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import pipe_service_pb2
 from services.query.analysis import analysis_of

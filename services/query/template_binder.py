@@ -17,7 +17,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
-from common.validation import parse_datetime
+from common.timeparse import parse_datetime
 from common.warehouse.base import Literal, QueryResult
 from pipit.project.artifact import PipeSource
 from pipit.project.template import Parameter, Rendered, RenderError, Template

@@ -31,6 +31,8 @@ from common.warehouse.clickhouse import ClickHouseWarehouse
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.query.v1 import sql_service_pb2, sql_service_pb2_grpc
 
+pytestmark = pytest.mark.e2e
+
 VICTIM = "ab_test_events"
 OTHER = "user_events"
 SCOPES = {
