@@ -79,6 +79,22 @@ def test_a_csv_batch_with_a_bad_row_names_it():
     assert events.texts[3] == ",".join(map(str, rows[3])).encode()
 
 
+def test_a_line_the_csv_reader_refuses_is_named_and_the_rest_read_on():
+    """The reader goes on after a line it cannot parse (a field past csv's size limit),
+    across batch boundaries: that line is an error naming it, every other row is read."""
+    rows = [[r[c] for c in COLUMNS] for r in _rows(7)]
+    rows[4][1] = "x" * (csv.field_size_limit() + 1)
+    batches = list(file_formats.read_csv(_csv(rows), DS, 3, file_formats.Dialect()))
+    read = [row for events in batches for row in events.texts]
+    errors = [why for events in batches for why in events.errors.values()]
+    assert len(read) == 7 and len(errors) == 1
+    assert "line 6: not valid CSV" in errors[0]  # the header is line 1
+    kept = [
+        text for events in batches for i, text in enumerate(events.texts) if i not in events.errors
+    ]
+    assert kept == [",".join(map(str, row)).encode() for i, row in enumerate(rows) if i != 4]
+
+
 def test_parquet_times_from_arrow_give_the_json_block():
     rows = _rows(200)
     table = pa.Table.from_pylist(
