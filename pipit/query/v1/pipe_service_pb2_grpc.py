@@ -68,7 +68,7 @@ class PipeServiceServicer:
         `capture_unknown_query_parameters`, hands on in `body.extensions`) and, on a POST, a
         JSON object or form in `body`. A GET of `<pipe>.json` carrying `q` would reach the
         pipe's typed RPC, which cannot answer another shape: the gateways send it to the
-        `:query` binding instead (gateway/envoy.py says how). Every POST lands here anyway.
+        `:query` binding instead (gateway/envoy/first.lua says how). Every POST lands here anyway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
