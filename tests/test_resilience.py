@@ -385,6 +385,9 @@ async def test_drain_replays_a_stopped_replicas_log_exactly_once(tmp_path: Path)
         PIPIT_CRASH_AT="after_insert:2",
     )
     acknowledged: set[str] = set()
+    # The append the crash cut off: the replica may have logged it before dying unanswered,
+    # so it may be stored (once) or not; nothing else unacknowledged may be.
+    unanswered: set[str] = set()
     try:
         for i in range(30):
             if await _append(never.listening["ingest"], f"never-{i}", wait=False) == "OK":
@@ -392,6 +395,7 @@ async def test_drain_replays_a_stopped_replicas_log_exactly_once(tmp_path: Path)
         for i in range(30):
             key = f"midway-{i}"
             if await _append(midway.listening["ingest"], key, wait=False) != "OK":
+                unanswered.add(key)
                 break
             acknowledged.add(key)
         never.process.send_signal(signal.SIGKILL)
@@ -416,8 +420,8 @@ async def test_drain_replays_a_stopped_replicas_log_exactly_once(tmp_path: Path)
                 stored = set((await response.text()).split())
         # All of the never replica's, and the midway replica's up to its crash.
         assert len(acknowledged) > 30
-        assert stored == acknowledged
-        assert (count, users) == (len(acknowledged), len(acknowledged))
+        assert acknowledged <= stored <= acknowledged | unanswered
+        assert (count, users) == (len(stored), len(stored))  # each once
         # Drained again: nothing left to send, nothing doubled.
         done = _drain(common, tmp_path / "never")
         assert done.returncode == 0, done.stderr[-2000:]
