@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -62,23 +63,18 @@ class Upstreams:
         await asyncio.gather(*(channel.close() for channel in channels.values()))
 
     def call(self, route: Route, target: str) -> grpc.aio.UnaryUnaryMultiCallable:
-        # Keyed by the request class too: a deploy may change a method's messages.
-        key = (route.grpc_method, route.request_class, target)
-        call = self._calls.get(key)
-        if call is None:
-            call = self._calls[key] = self.channel(target).unary_unary(
-                route.grpc_method,
-                request_serializer=route.request_class.SerializeToString,
-                response_deserializer=route.response_class.FromString,
-            )
-        return call
+        return self._callable(self._calls, "unary_unary", route, target)
 
     def stream_call(self, route: Route, target: str) -> grpc.aio.StreamUnaryMultiCallable:
         """The callable of a route whose method streams its request."""
+        return self._callable(self._streams, "stream_unary", route, target)
+
+    def _callable(self, cache: dict, kind: str, route: Route, target: str) -> Any:
+        # Keyed by the request class too: a deploy may change a method's messages.
         key = (route.grpc_method, route.request_class, target)
-        call = self._streams.get(key)
+        call = cache.get(key)
         if call is None:
-            call = self._streams[key] = self.channel(target).stream_unary(
+            call = cache[key] = getattr(self.channel(target), kind)(
                 route.grpc_method,
                 request_serializer=route.request_class.SerializeToString,
                 response_deserializer=route.response_class.FromString,

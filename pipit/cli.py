@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -262,61 +262,56 @@ async def run_up(settings: Settings) -> None:
 
 
 async def run_ingest(settings: Settings) -> None:
-    stop = _shutdown_requested()
     from services.ingest.server import start_ingest
 
-    access = Access.for_process(settings, _admin_token(settings, show=False))
-    warehouse = open_warehouse(settings)
-    loaded = await first_try(settings, warehouse)
-    current = loaded or placeholder()
-    # Listening either way: without the warehouse, alive and not ready (pipit/startup.py).
-    ingest = await start_ingest(settings, warehouse, access, current, ready=loaded is not None)
-    announce("ingest", f"{settings.host}:{ingest.port}")
-    try:
-        if loaded is None:
-            loaded = await until_loaded(settings, warehouse, stop)
-            if loaded is None:
-                return
-            current.swap(loaded.project)
-            await ingest.open()
-        async with (
-            following(DeploymentStore(warehouse), current),
-            following_tokens(warehouse, access.tokens),
-        ):
-            await _until_signalled(stop)
-    finally:
-        await ingest.stop(settings.shutdown_grace)
-        await warehouse.close()
+    await _run_service(settings, "ingest", start_ingest)
 
 
 async def run_query(settings: Settings) -> None:
-    stop = _shutdown_requested()
     from services.query.readiness import follow_reads
     from services.query.server import start_query
 
+    await _run_service(
+        settings,
+        "query",
+        start_query,
+        # Ready while it can read: after the start too, an outage is reported.
+        lambda warehouse, query: in_background(follow_reads(warehouse, query), "follow-reads"),
+    )
+
+
+async def _run_service(
+    settings: Settings,
+    name: str,
+    start: Callable[..., Awaitable[Any]],
+    follower: Callable[[Any, Any], contextlib.AbstractAsyncContextManager[Any]] = (
+        lambda _warehouse, _server: contextlib.nullcontext()
+    ),
+) -> None:
+    """One service alone (`pipit ingest`, `pipit query`) until a signal: listening either way,
+    without the warehouse alive and not ready (pipit/startup.py) until it answers."""
+    stop = _shutdown_requested()
     access = Access.for_process(settings, _admin_token(settings, show=False))
     warehouse = open_warehouse(settings)
     loaded = await first_try(settings, warehouse)
     current = loaded or placeholder()
-    # Listening either way: without the warehouse, alive and not ready (pipit/startup.py).
-    query = await start_query(settings, warehouse, access, current, ready=loaded is not None)
-    announce("query", f"{settings.host}:{query.port}")
+    server = await start(settings, warehouse, access, current, ready=loaded is not None)
+    announce(name, f"{settings.host}:{server.port}")
     try:
         if loaded is None:
             loaded = await until_loaded(settings, warehouse, stop)
             if loaded is None:
                 return
             current.swap(loaded.project)
-            await query.open()
+            await server.open()
         async with (
             following(DeploymentStore(warehouse), current),
             following_tokens(warehouse, access.tokens),
-            # Ready while it can read: after the start too, an outage is reported.
-            in_background(follow_reads(warehouse, query), "follow-reads"),
+            follower(warehouse, server),
         ):
             await _until_signalled(stop)
     finally:
-        await query.stop(settings.shutdown_grace)
+        await server.stop(settings.shutdown_grace)
         await warehouse.close()
 
 
