@@ -56,6 +56,8 @@ class Refusal:
     envoy: str | None
     # Response headers, templates as `message` is.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Answered in gRPC (to a gRPC request): the code in grpc-status, the message in grpc-message.
+    in_grpc: bool = False
 
     def text(self, **fields: object) -> str:
         return self.message.format(**fields)
@@ -168,6 +170,7 @@ NATIVE_GRPC = Refusal(
     NO_ROUTE.message,
     ours=None,
     envoy="refusals.lua",
+    in_grpc=True,
 )
 
 REFUSALS: tuple[Refusal, ...] = (
