@@ -67,6 +67,7 @@ from gateway.edge import (
     DEFAULT_REQUEST_TIMEOUT,
     ERROR_STATUSES,
     HEALTH_CHECK_TIMEOUT,
+    HEALTH_PATH,
     IMPORT_METHOD,
     METHOD_NOT_ALLOWED,
     NO_ROUTE,
@@ -471,7 +472,7 @@ def create_app(
     app.on_startup.append(open_channels)
     app.cleanup_ctx.append(follow_deployments)
     app.on_cleanup.append(close_channels)
-    app.router.add_get("/healthz", gateway.healthz, allow_head=False)
+    app.router.add_get(HEALTH_PATH, gateway.healthz, allow_head=False)
     if dashboard:
         add_dashboard(app)  # before the catch-all below, which would shadow it
     app.router.add_route("*", "/{tail:.*}", gateway.transcode, expect_handler=_defer_continue)

@@ -8,10 +8,10 @@ gateway serves it. This module is the reference; both gateways are rendered from
 
 Where a behaviour has to be code in each gateway (a Python function in ours, a Lua function or
 a built-in filter in Envoy), the entry below names both, and tests/test_edge.py holds them to
-it: every refusal in `REFUSALS` is sent through both gateways and each answer compared with
-the table, and the rendered configuration is checked to carry every entry. The status table
-itself (gRPC code → HTTP status, Tinybird's replacements, the error body's shape) is
-gateway/errors.py's.
+it: every refusal in `REFUSALS` is sent through each gateway that produces it and the answer
+compared with the table, and Envoy's local replies are checked to carry each refusal's code.
+The status table itself (gRPC code → HTTP status, Tinybird's replacements, the error body's
+shape) is gateway/errors.py's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import grpc
 from google.api import annotations_pb2
 
 from common.config import Settings
-from common.grpc_server import MESSAGE_OVERHEAD_BYTES
 from common.gzip_inflater import too_large_message
 from common.telemetry import REQUEST_ID_HEADER
 from gateway.errors import ENVOY_STATUSES, GatewayError, http_status
@@ -233,9 +232,6 @@ _IMPORT = datasources_service_pb2.DESCRIPTOR.services_by_name["DatasourcesServic
 # HTTP rule (it matches before transcoding).
 IMPORT_METHOD = f"/{_IMPORT.containing_service.full_name}/{_IMPORT.name}"
 IMPORT_PATH = _IMPORT.GetOptions().Extensions[annotations_pb2.http].post
-# A gRPC message holds a body and a little more: each gateway's buffer for the message built
-# from a body is the body's limit plus this.
-BODY_OVERHEAD_BYTES = MESSAGE_OVERHEAD_BYTES
 
 
 def import_limit(max_body_bytes: int, import_max_body_bytes: int) -> int:
@@ -264,11 +260,18 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 # How long a connection may take to send a request head, from when it opens or its last answer
 # (idle keep-alive connections too), and a body may stall.
 DEFAULT_HEADER_TIMEOUT: float = Settings.header_timeout
-# Health probes must answer fast even when the request timeout is long.
-HEALTH_CHECK_TIMEOUT = 5.0
 
 
 def stream_idle_timeout(request_timeout: float, header_timeout: float) -> float:
     """Envoy's stream idle timeout, which also runs while a service answers: the request
     timeout plus the header timeout, so that it only ends streams whose client went quiet."""
     return request_timeout + header_timeout
+
+
+# --- Health ---------------------------------------------------------------------------------
+
+# `GET` answers 200 while the query service reports itself ready, else 503 (gateway/app.py's
+# `healthz`; Envoy's health_check filter).
+HEALTH_PATH = "/healthz"
+# Health probes must answer fast even when the request timeout is long.
+HEALTH_CHECK_TIMEOUT = 5.0

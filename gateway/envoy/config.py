@@ -23,6 +23,7 @@ from gateway.edge import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
+    HEALTH_PATH,
     IMPORT_PATH,
     METHOD_NOT_ALLOWED,
     NO_ROUTE,
@@ -37,7 +38,6 @@ from gateway.errors import status_body
 DEFAULT_TIMEOUT_SECONDS = DEFAULT_REQUEST_TIMEOUT
 HEALTH_CHECK_INTERVAL = 1.0
 STARTUP_SECONDS = 30.0
-HEALTH_PATH = "/healthz"
 BOOTSTRAP_NAME = "envoy.json"
 LISTENER_NAME = "pipit_gateway"
 
