@@ -28,15 +28,15 @@ Choices where Envoy gives no single answer:
   opens or its last answer, is closed (idle keep-alive connections too), and a body that stalls
   that long is answered 408; Envoy's `request_headers_timeout`, `idle_timeout` and
   `stream_idle_timeout` do the same.
-- Gateway-made errors have the same JSON body; Envoy's own local replies are plain text unless
-  its `local_reply_config` formats them (gateway/envoy/config.py's does, with the gRPC code this
-  gateway would give for the HTTP status).
+- Gateway-made errors (gateway/edge.py's refusals; that module holds the edge's other values
+  too: token locations, CORS, body limits, timeouts) have the same JSON body; Envoy's own local
+  replies are plain text unless its `local_reply_config` formats them (gateway/envoy/config.py's
+  does, with the gRPC code this gateway would give for the HTTP status).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +50,6 @@ import structlog
 from aiohttp import HttpVersion11, web
 from google.protobuf.message import Message
 
-from common.config import Settings
 from common.grpc_server import MESSAGE_OVERHEAD_BYTES
 from common.query_string import parse_query, unescape
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
@@ -61,48 +60,46 @@ from gateway.cors import CorsPolicy
 from gateway.dashboard import add_dashboard
 from gateway.deployment import ServedRoutes, following
 from gateway.early_auth import refuse_unknown_token
+from gateway.edge import (
+    DEFAULT_ALLOWED_ORIGINS,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    ERROR_STATUSES,
+    HEALTH_CHECK_TIMEOUT,
+    HEALTH_PATH,
+    IMPORT_METHOD,
+    METHOD_NOT_ALLOWED,
+    NO_ROUTE,
+    PIPE_JSON_PATH,
+    PIPE_QUERY_PARAMETER,
+    PIPE_QUERY_VERB,
+    STATUS_METADATA_KEY,
+    SUCCESS_STATUSES,
+    TOKEN_HEADER,
+    TOKEN_PARAMETER,
+    TOKEN_SCHEME,
+    UNPRINTABLE_TOKEN,
+    UPSTREAM_TIMEOUT,
+    import_limit,
+)
 from gateway.errors import (
     DEFAULT_RETRY_AFTER,
     TOO_MANY_REQUESTS,
     GatewayError,
     http_status,
-    method_not_allowed,
     rpc_error_body,
     status_body,
 )
 from gateway.transcoder import build_request, render_response
 from gateway.upstreams import Upstreams
-from pipit.ingest.v1 import datasources_service_pb2
-
-# The Data Sources API's file uploads, whose bodies have a limit of their own.
-IMPORT_METHOD = "/{}/ImportData".format(
-    datasources_service_pb2.DESCRIPTOR.services_by_name["DatasourcesService"].full_name
-)
 
 log = structlog.get_logger("gateway")
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_HEADER_TIMEOUT = Settings.header_timeout
 _LINGERING_SECONDS = 10.0  # aiohttp's default
-TOKEN_PARAMETER = "token"
-STATUS_METADATA_KEY = "x-http-status"
-UNPRINTABLE_TOKEN = "the token must be printable ASCII"
-NO_ROUTE = "Could not resolve {} to a method."  # Envoy's wording
 DEPLOY_METHOD = "/pipit.deploy.v1.DeployService/Deploy"
-# A pipe's typed `.json` route, and the verb of PipeService's binding that takes a `q` for it.
-PIPE_JSON_PATH = re.compile(r"/v0/pipes/[^/:]+\.json")
-PIPE_QUERY_PARAMETER = "q"
-PIPE_QUERY_VERB = ":query"
-# Health probes must answer fast even when the request timeout is long.
-HEALTH_CHECK_TIMEOUT = 5.0
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
-# The 2xx statuses a success may take from `x-http-status`: those that carry a body as it is
-# (204 and 205 forbid one, 206 needs Content-Range).
-SUCCESS_STATUSES = ("200", "201", "202", "203")
-# What `x-http-status` may make of an error's status: only a more precise status for the same
-# gRPC code. A body over the limit is RESOURCE_EXHAUSTED, 413 rather than 429 ("retry later").
-ERROR_STATUSES = {429: ("413",)}
 _NOT_FORWARDED = frozenset(
     {
         "connection",
@@ -150,7 +147,7 @@ class Gateway:
         )
         self.max_body_bytes = max_body_bytes
         # Data Sources API imports carry whole files: a limit of their own (0: the same).
-        self.import_max_body_bytes = import_max_body_bytes or max_body_bytes
+        self.import_max_body_bytes = import_limit(max_body_bytes, import_max_body_bytes)
         self.timeout = timeout
         self.header_timeout = header_timeout
         self.token_store = token_store
@@ -167,8 +164,10 @@ class Gateway:
         if match is None:
             allowed = table.allowed_methods(raw_path)
             if allowed:
-                raise method_not_allowed(request.method, raw_path, allowed)
-            raise GatewayError(grpc.StatusCode.NOT_FOUND, NO_ROUTE.format(raw_path))
+                raise METHOD_NOT_ALLOWED.error(
+                    method=request.method, path=raw_path, methods=", ".join(allowed)
+                )
+            raise NO_ROUTE.error(path=raw_path)
         route = match.route
         request[_GRPC_METHOD] = route.grpc_method
 
@@ -266,12 +265,11 @@ _GATEWAY = web.AppKey("pipit_gateway", Gateway)
 
 def _metadata(request: web.Request, token: str) -> tuple[tuple[str, str], ...]:
     metadata = [(REQUEST_ID_HEADER, request[_REQUEST_ID_KEY])]
-    authorization = request.headers.get("Authorization") or (f"Bearer {token}" if token else "")
+    authorization = request.headers.get(TOKEN_HEADER) or (TOKEN_SCHEME + token if token else "")
     if authorization:
-        # gRPC metadata values must be printable ASCII; refuse here rather than fail the call.
         if not (authorization.isascii() and authorization.isprintable()):
-            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, UNPRINTABLE_TOKEN)
-        metadata.append(("authorization", authorization))
+            raise UNPRINTABLE_TOKEN.error()
+        metadata.append((TOKEN_HEADER, authorization))
     return tuple(metadata)
 
 
@@ -295,9 +293,7 @@ async def _within(seconds: float, call: grpc.aio.StreamUnaryCall) -> Message:
             return await call
     except TimeoutError:
         call.cancel()
-        raise GatewayError(
-            grpc.StatusCode.DEADLINE_EXCEEDED, "upstream request timeout", status=504
-        ) from None
+        raise UPSTREAM_TIMEOUT.error() from None
 
 
 def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
@@ -421,8 +417,8 @@ def create_app(
     *,
     descriptor_set: bytes | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    allowed_origins: Sequence[str] = ("*",),
-    timeout: float = 30.0,
+    allowed_origins: Sequence[str] = DEFAULT_ALLOWED_ORIGINS,
+    timeout: float = DEFAULT_REQUEST_TIMEOUT,
     dashboard: bool = True,
     upstream_credentials: grpc.ChannelCredentials | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
@@ -476,7 +472,7 @@ def create_app(
     app.on_startup.append(open_channels)
     app.cleanup_ctx.append(follow_deployments)
     app.on_cleanup.append(close_channels)
-    app.router.add_get("/healthz", gateway.healthz, allow_head=False)
+    app.router.add_get(HEALTH_PATH, gateway.healthz, allow_head=False)
     if dashboard:
         add_dashboard(app)  # before the catch-all below, which would shadow it
     app.router.add_route("*", "/{tail:.*}", gateway.transcode, expect_handler=_defer_continue)

@@ -14,7 +14,8 @@ refuses the others with a plain-text 400 before any handler runs. Only gzip and 
 accepted, the encodings Envoy's configuration decodes; anything else is a JSON 415 from both.
 
 A client that stops sending its body for `idle_timeout` seconds is answered 408 with Envoy's
-words for its stream idle timeout, rather than holding the connection for ever.
+words for its stream idle timeout, rather than holding the connection for ever. Each refusal's
+status and words are gateway/edge.py's.
 """
 
 from __future__ import annotations
@@ -22,38 +23,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
 from aiohttp import web
 
-from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater, too_large_message
-from gateway.errors import GatewayError
+from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater
+from gateway.edge import (
+    ACCEPTED_ENCODINGS,
+    BAD_GZIP,
+    BODY_STALLED,
+    BODY_TOO_LARGE,
+    BODY_UNREADABLE,
+    UNSUPPORTED_ENCODING,
+)
 
-ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip"})
-BODY_IDLE_MESSAGE = "stream timeout"  # Envoy's local reply for its stream idle timeout
 # The largest piece `body_pieces` hands on: a streamed body's message carries one.
 MAX_PIECE_BYTES = 64 * 1024
-
-
-def too_large(limit: int) -> GatewayError:
-    # RESOURCE_EXHAUSTED is what gRPC itself answers for a message over its size limit; the
-    # HTTP status is the precise 413 rather than that code's usual 429, which means "retry later".
-    return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large_message(limit), status=413)
-
-
-def unsupported_encoding(encoding: str) -> GatewayError:
-    return GatewayError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"unsupported Content-Encoding '{encoding}'; send gzip or identity",
-        status=415,
-    )
-
-
-def body_idle() -> GatewayError:
-    return GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, BODY_IDLE_MESSAGE, status=408)
-
-
-def _unreadable(reason: object) -> GatewayError:
-    return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot read the request body: {reason}")
 
 
 def body_encoding(request: web.Request, limit: int) -> str:
@@ -62,9 +45,9 @@ def body_encoding(request: web.Request, limit: int) -> str:
     for the body as sent as well as for what it inflates to)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ACCEPTED_ENCODINGS:
-        raise unsupported_encoding(encoding)
+        raise UNSUPPORTED_ENCODING.error(encoding=encoding)
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
+        raise BODY_TOO_LARGE.error(limit=limit)
     return "gzip" if encoding == "gzip" else ""
 
 
@@ -87,20 +70,20 @@ async def body_pieces(
                 chunk = inflater.feed(chunk)
             size += len(chunk)
             if size > limit:
-                raise too_large(limit)
+                raise BODY_TOO_LARGE.error(limit=limit)
             for at in range(0, len(chunk), MAX_PIECE_BYTES):
                 yield chunk[at : at + MAX_PIECE_BYTES]
         if inflater is not None:
             inflater.finish()
     except TimeoutError:
-        raise body_idle() from None
+        raise BODY_STALLED.error() from None
     except web.RequestPayloadError as exc:
         # A broken chunked encoding or a body shorter than announced.
-        raise _unreadable(exc.__cause__ or exc) from None
+        raise BODY_UNREADABLE.error(reason=exc.__cause__ or exc) from None
     except BodyTooLarge:
-        raise too_large(limit) from None
+        raise BODY_TOO_LARGE.error(limit=limit) from None
     except GzipError as exc:
-        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        raise BAD_GZIP.error(reason=exc) from None
 
 
 async def read_body(request: web.Request, limit: int, encoding: str, idle_timeout: float) -> bytes:

@@ -2,12 +2,9 @@
 
 Envoy echoes the request's Origin (never a literal `*`) when it is allowed, answers a preflight
 (OPTIONS with Origin and Access-Control-Request-Method) itself with 200 and no body, and passes
-requests from other origins on untouched. Browsers let a page read only the response headers
-named in Access-Control-Expose-Headers (beyond a few simple ones), so that list holds every header
-a client of Pipit relies on: the request id, the rate limit's figures and Retry-After. We also
-send `Vary: Origin`, since the echoed value
-depends on it and a shared cache must not serve one origin's answer to another (gateway/envoy/
-has Envoy add it too).
+requests from other origins on untouched. The headers allowed and exposed, the max-age and
+`Vary: Origin` are gateway/edge.py's, which gateway/envoy/ renders into Envoy's CORS policy and
+first Lua filter.
 """
 
 from __future__ import annotations
@@ -16,19 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from aiohttp import web
 
-from common.telemetry import REQUEST_ID_HEADER
-
-ALLOW_HEADERS = ("authorization", "content-type", "content-encoding", REQUEST_ID_HEADER)
-# The services send the X-RateLimit-* figures on every rate-limited answer and Retry-After on a
-# 429 (common/auth.py, services/ingest/service.py).
-EXPOSE_HEADERS = (
-    REQUEST_ID_HEADER,
-    "retry-after",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
-)
-MAX_AGE_SECONDS = 86400
+from gateway.edge import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CORS_MAX_AGE_SECONDS, CORS_VARY
 
 
 def allow_methods(methods: Iterable[str]) -> str:
@@ -59,18 +44,18 @@ class CorsPolicy:
             headers={
                 "Access-Control-Allow-Origin": origin or "",
                 "Access-Control-Allow-Methods": self._methods,
-                "Access-Control-Allow-Headers": ", ".join(ALLOW_HEADERS),
-                "Access-Control-Max-Age": str(MAX_AGE_SECONDS),
+                "Access-Control-Allow-Headers": ", ".join(CORS_ALLOW_HEADERS),
+                "Access-Control-Max-Age": str(CORS_MAX_AGE_SECONDS),
                 # Envoy's CORS filter sends it on preflights too.
-                "Access-Control-Expose-Headers": ", ".join(EXPOSE_HEADERS),
-                "Vary": "Origin",
+                "Access-Control-Expose-Headers": ", ".join(CORS_EXPOSE_HEADERS),
+                "Vary": CORS_VARY,
             },
         )
 
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
         """Adds the headers an actual (non-preflight) cross-origin answer needs."""
         origin = request.headers.get("Origin")
-        response.headers.add("Vary", "Origin")
+        response.headers.add("Vary", CORS_VARY)
         if self.allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin or ""
-            response.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
+            response.headers["Access-Control-Expose-Headers"] = ", ".join(CORS_EXPOSE_HEADERS)

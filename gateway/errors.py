@@ -15,8 +15,8 @@ Envoy's `convert_grpc_status: true` prints with the response print options
 too: envoy#15193 shows that exact shape). When the upstream sends a rich status in
 `grpc-status-details-bin`, that status is printed instead, as Envoy does, `error` beside it.
 
-Errors the gateway raises itself (no route, wrong method, bad query parameter, bad JSON, body too
-large) use the same body so that clients parse one shape.
+Errors the gateway raises itself (gateway/edge.py's refusals, a bad query parameter or bad JSON)
+use the same body so that clients parse one shape.
 """
 
 from __future__ import annotations
@@ -64,10 +64,6 @@ TINYBIRD_STATUSES: dict[int, int] = {401: 403}
 TOO_MANY_REQUESTS = 429
 DEFAULT_RETRY_AFTER = "1"
 
-METHOD_NOT_ALLOWED = 405
-# The code in the body of a 405: the method is not one this path implements.
-METHOD_NOT_ALLOWED_CODE = grpc.StatusCode.UNIMPLEMENTED
-
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -99,23 +95,6 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         return status_body(self.code, self.message)
-
-
-def method_not_allowed(method: str, path: str, allowed: tuple[str, ...]) -> GatewayError:
-    """405 for a path some route knows, asked with a method none of them binds; `Allow` lists
-    the methods that path takes (RFC 9110 requires it on a 405)."""
-    methods = ", ".join(allowed)
-    return GatewayError(
-        METHOD_NOT_ALLOWED_CODE,
-        method_not_allowed_message(method, path, methods),
-        status=METHOD_NOT_ALLOWED,
-        headers={"Allow": methods},
-    )
-
-
-def method_not_allowed_message(method: str, path: str, methods: str) -> str:
-    # One wording for both gateways: gateway/envoy/methods.lua builds the same sentence.
-    return f"method {method} is not allowed on {path}; it takes {methods}"
 
 
 def status_body(code: grpc.StatusCode, message: str) -> bytes:

@@ -61,9 +61,11 @@ The bootstrap configures Envoy the way `gateway/app.py` imitates it, so the two 
   certificate names the host dialled (Envoy checks only the chain unless told which SAN to
   expect; gRPC checks the name, so ours does too).
 
-The package, by job: binary.py finds Envoy, config.py holds what it is configured with and the
-parts of its configuration that do not depend on the routes, lua.py fills the Lua filters
-(first.lua, methods.lua, refusals.lua) from the values our gateway uses, bootstrap.py renders the
+The edge's behaviour (token locations, refusals, CORS, body limits, timeouts, the `:query`
+rewrite) is gateway/edge.py's, the reference both gateways are rendered from. The package, by
+job: binary.py finds Envoy, config.py holds what it is configured with and the parts of its
+configuration that do not depend on the routes, lua.py fills the Lua filters (first.lua,
+methods.lua, refusals.lua) from gateway/edge.py and the route table, bootstrap.py renders the
 bootstrap and the route configuration, process.py runs Envoy, and
 
 `python -m gateway.envoy --descriptor-set PATH --upstream SERVICE=HOST:PORT …` prints the

@@ -7,11 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.app import (
-    DEFAULT_HEADER_TIMEOUT,
-)
+from gateway.edge import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from gateway.envoy.bootstrap import render_bootstrap
-from gateway.envoy.config import DEFAULT_MAX_BODY_BYTES, EnvoyConfig
+from gateway.envoy.config import EnvoyConfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Envoy's bootstrap and route configuration, rendered from an `EnvoyConfig` and a descriptor
-set (see the package's docstring for what each part does and why)."""
+"""Envoy's bootstrap and route configuration, rendered from an `EnvoyConfig`, a descriptor set
+and gateway/edge.py (see the package's docstring for what each part does and why)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.app import (
-    TOKEN_PARAMETER,
-)
-from gateway.cors import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE_SECONDS, allow_methods
+from common.grpc_server import MESSAGE_OVERHEAD_BYTES
+from gateway.cors import allow_methods
 from gateway.deployment import readiness_checks, resolve_targets, role_targets
+from gateway.edge import (
+    CORS_ALLOW_HEADERS,
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_SECONDS,
+    IMPORT_PATH,
+    TOKEN_PARAMETER,
+    stream_idle_timeout,
+)
 from gateway.envoy.config import (
     ACCESS_LOG_FORMAT,
     BUFFER_FILTER,
     DECOMPRESSOR_FILTER,
     HEALTH_REGEX,
-    IMPORT_PATH,
     LISTENER_NAME,
-    MESSAGE_OVERHEAD_BYTES,
     NO_RUNTIME,
     TRANSCODER_FILTER,
     UNROUTED,
@@ -187,9 +191,9 @@ def render_route_config(
         "extensions.filters.http.cors.v3.CorsPolicy",
         allow_origin_string_match=origin_matchers(config.allowed_origins),
         allow_methods=allow_methods(table.http_methods),
-        allow_headers=", ".join(ALLOW_HEADERS),
-        expose_headers=", ".join(EXPOSE_HEADERS),
-        max_age=str(MAX_AGE_SECONDS),
+        allow_headers=", ".join(CORS_ALLOW_HEADERS),
+        expose_headers=", ".join(CORS_EXPOSE_HEADERS),
+        max_age=str(CORS_MAX_AGE_SECONDS),
     )
     return {
         "name": ROUTE_CONFIG_NAME,
@@ -300,7 +304,7 @@ def render_bootstrap(config: EnvoyConfig, routes_path: Path | None = None) -> di
         "codec_type": "AUTO",
         "request_headers_timeout": duration(config.header_timeout),
         "common_http_protocol_options": {"idle_timeout": duration(config.header_timeout)},
-        "stream_idle_timeout": duration(config.timeout + config.header_timeout),
+        "stream_idle_timeout": duration(stream_idle_timeout(config.timeout, config.header_timeout)),
         "always_set_request_id_in_response": True,
         "http_filters": http_filters,
         "local_reply_config": local_reply_config(config.max_body_bytes, config.import_limit),

@@ -12,58 +12,70 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from gateway.app import (
+from gateway.edge import (
+    BODY_STALLED,
+    BODY_TOO_LARGE,
+    DEFAULT_ALLOWED_ORIGINS,
     DEFAULT_HEADER_TIMEOUT,
-)
-from gateway.body import too_large
-from gateway.errors import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    HEALTH_PATH,
+    IMPORT_PATH,
     METHOD_NOT_ALLOWED,
-    METHOD_NOT_ALLOWED_CODE,
-    code_number,
+    NO_ROUTE,
+    UNPRINTABLE_TOKEN,
+    UNSUPPORTED_ENCODING,
+    UPSTREAM_TIMEOUT,
+    Refusal,
+    import_limit,
 )
+from gateway.errors import status_body
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_TIMEOUT_SECONDS = DEFAULT_REQUEST_TIMEOUT
 HEALTH_CHECK_INTERVAL = 1.0
 STARTUP_SECONDS = 30.0
-HEALTH_PATH = "/healthz"
 BOOTSTRAP_NAME = "envoy.json"
 LISTENER_NAME = "pipit_gateway"
 
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 DECOMPRESSOR_FILTER = "envoy.filters.http.decompressor"
 BUFFER_FILTER = "envoy.filters.http.buffer"
-# The Data Sources API's imports (POST /v0/datasources), whose files have a body limit of their
-# own (EnvoyConfig.import_max_body_bytes), as on our gateway (gateway/app.py, IMPORT_METHOD).
-IMPORT_PATH = "/v0/datasources"
 UNROUTED = "unrouted"
-MESSAGE_OVERHEAD_BYTES = 64 * 1024
 _TYPE = "type.googleapis.com/envoy."
 # Envoy requires a runtime key beside some defaults; nothing sets this one, so the default holds.
 NO_RUNTIME = "pipit.unset"
 
+
+def _local_reply(refusal: Refusal) -> tuple[int, grpc.StatusCode]:
+    return refusal.envoy_status, refusal.code
+
+
 # The gRPC code our gateway puts in the body of an error it makes itself, by HTTP status; Envoy's
-# local replies carry only a status and a text, so the code is restored from the status.
-_LOCAL_REPLY_CODES: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    METHOD_NOT_ALLOWED: METHOD_NOT_ALLOWED_CODE,
-    408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    431: grpc.StatusCode.INVALID_ARGUMENT,
-    500: grpc.StatusCode.INTERNAL,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    502: grpc.StatusCode.UNAVAILABLE,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
+# local replies carry only a status and a text, so the code is restored from the status: the
+# refusals' (gateway/edge.py) that Envoy answers as local replies, and its own errors'.
+_LOCAL_REPLY_CODES: dict[int, grpc.StatusCode] = dict(
+    (
+        (400, grpc.StatusCode.INVALID_ARGUMENT),
+        _local_reply(UNPRINTABLE_TOKEN),
+        (403, grpc.StatusCode.PERMISSION_DENIED),
+        _local_reply(NO_ROUTE),
+        _local_reply(METHOD_NOT_ALLOWED),
+        _local_reply(BODY_STALLED),
+        _local_reply(BODY_TOO_LARGE),
+        _local_reply(UNSUPPORTED_ENCODING),
+        (429, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (431, grpc.StatusCode.INVALID_ARGUMENT),
+        (500, grpc.StatusCode.INTERNAL),
+        (501, grpc.StatusCode.UNIMPLEMENTED),
+        (502, grpc.StatusCode.UNAVAILABLE),
+        (503, grpc.StatusCode.UNAVAILABLE),
+        _local_reply(UPSTREAM_TIMEOUT),
+    )
+)
 
 
 def http_services(descriptor_set: bytes) -> list[str]:
@@ -89,7 +101,7 @@ class EnvoyConfig:
     port: int = 0  # 0: any free port, read back from the admin interface
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     import_max_body_bytes: int = 0  # 0: max_body_bytes
-    allowed_origins: Sequence[str] = ("*",)
+    allowed_origins: Sequence[str] = DEFAULT_ALLOWED_ORIGINS
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     # None disables the admin interface; 0 puts it on a free port of 127.0.0.1.
@@ -103,7 +115,7 @@ class EnvoyConfig:
     @property
     def import_limit(self) -> int:
         """The body limit of Data Sources API imports."""
-        return self.import_max_body_bytes or self.max_body_bytes
+        return import_limit(self.max_body_bytes, self.import_max_body_bytes)
 
     def __post_init__(self) -> None:
         if self.admin_port is None and self.port == 0:
@@ -238,14 +250,11 @@ def origin_matchers(origins: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _error_format(code: grpc.StatusCode, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, Any]:
-    # gateway/errors.py's `status_body`.
+    # gateway/errors.py's `status_body`, its message's places filled by Envoy.
+    placeholder = "\0"
+    shape = orjson.loads(status_body(code, placeholder))
     return {
-        "json_format": {
-            "error": message,
-            "code": code_number(code),
-            "message": message,
-            "details": [],
-        },
+        "json_format": {k: message if v == placeholder else v for k, v in shape.items()},
         "content_type": "application/json",
     }
 
@@ -302,19 +311,20 @@ def local_reply_config(max_body_bytes: int, import_max_body_bytes: int) -> dict[
             }
         }
     }
+    too_large = _status_filter(BODY_TOO_LARGE.envoy_status)
     mappers.append(
         {
-            "filter": {"and_filter": {"filters": [_status_filter(413), import_path]}},
+            "filter": {"and_filter": {"filters": [too_large, import_path]}},
             "body_format_override": _error_format(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, too_large(import_max_body_bytes).message
+                BODY_TOO_LARGE.code, BODY_TOO_LARGE.text(limit=import_max_body_bytes)
             ),
         }
     )
     mappers.append(
         {
-            "filter": _status_filter(413),
+            "filter": too_large,
             "body_format_override": _error_format(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, too_large(max_body_bytes).message
+                BODY_TOO_LARGE.code, BODY_TOO_LARGE.text(limit=max_body_bytes)
             ),
         }
     )

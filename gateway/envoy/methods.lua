@@ -4,7 +4,8 @@
 -- `PathTemplate.match`, `RouteTable.allowed_methods`): the same split of the raw path (no
 -- unescaping, a `:verb` only when some rule declares it, trailing empty segments dropped), the
 -- same segment rules (a literal must be equal, `*` takes any one segment, a final `**` any
--- number). Rendered per route table by lua.py `methods_lua` into the route configuration.
+-- number). Rendered per route table by lua.py `methods_lua` into the route configuration; the
+-- status and words are gateway/edge.py's METHOD_NOT_ALLOWED.
 local VERBS = @VERBS@
 -- Per route: HTTP method, verb, segment count, whether it ends in `**`, literals by position.
 local ROUTES = {
@@ -48,7 +49,7 @@ end
 function envoy_on_request(handle)
   local headers = handle:headers()
   -- Native gRPC is the refusals filter's to answer, in gRPC, whatever the path.
-  if string.find(string.lower(headers:get("content-type") or ""), "^application/grpc") then
+  if string.find(string.lower(headers:get("content-type") or ""), @GRPC@) then
     return
   end
   local method = headers:get(":method") or ""
@@ -59,5 +60,5 @@ function envoy_on_request(handle)
     if known == method then return end
   end
   local listed = table.concat(methods, ", ")
-  handle:respond({ [":status"] = "@STATUS@", ["allow"] = listed }, @MESSAGE@)
+  handle:respond({ [":status"] = @STATUS@, ["allow"] = listed }, @MESSAGE@)
 end
