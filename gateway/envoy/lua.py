@@ -1,7 +1,8 @@
 """The Lua filters Envoy runs where no built-in filter does what our gateway does. Their code
 is in the `.lua` files beside this module; the values both gateways share (parameter names,
 statuses, messages, the route table) are filled into their `@NAME@` places at render time, from
-the same constants gateway/app.py, gateway/errors.py and gateway/body.py use."""
+the same constants gateway/app.py, gateway/upstream_metadata.py, gateway/errors.py and
+gateway/body.py use."""
 
 from __future__ import annotations
 
@@ -11,12 +12,9 @@ from importlib import resources
 from typing import Any
 
 from gateway.app import (
-    ERROR_STATUSES,
     NO_ROUTE,
     PIPE_QUERY_PARAMETER,
     PIPE_QUERY_VERB,
-    STATUS_METADATA_KEY,
-    SUCCESS_STATUSES,
     TOKEN_PARAMETER,
     UNPRINTABLE_TOKEN,
 )
@@ -29,6 +27,7 @@ from gateway.errors import (
     method_not_allowed_message,
 )
 from gateway.routes import RouteTable
+from gateway.upstream_metadata import ERROR_STATUSES, STATUS_METADATA_KEY, SUCCESS_STATUSES
 
 
 @functools.cache
