@@ -19,7 +19,7 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def engine_problem(exc: WarehouseError, file: str, line: int) -> ProjectError:
-    from services.query.sql_api import engine_message  # the same words the Query API gives
+    from services.query.sql_failure import engine_message  # the same words the Query API gives
 
     return ProjectError(file, line, engine_message(exc)[0])
 
