@@ -27,6 +27,9 @@ def request_text(request: Message, encoding: str, limit: int) -> tuple[str, str]
         data = _inflate(data, limit)
     kind = request.body.content_type.split(";", 1)[0].strip().lower()
     if kind == "application/json":
+        # Refused in the words the transcoder uses for a JSON body it cannot read
+        # (gateway/transcoder.py): this one reaches the service as raw bytes (an HttpBody),
+        # so the service reads it itself.
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
