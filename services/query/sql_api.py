@@ -37,6 +37,7 @@ from google.protobuf.message import Message
 
 from common.auth import ScopeRule, bearer_token, current_principal
 from common.datasources import QUARANTINE_SUFFIX
+from common.rpc_handlers import service_handler
 from common.tokens import allows, digest
 from common.warehouse.base import QueryResult, Warehouse, WarehouseError
 from common.warehouse.failures import unreachable
@@ -351,21 +352,7 @@ class SqlApi:
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
-            {
-                "RunQuery": grpc.unary_unary_rpc_method_handler(
-                    self.run_query,
-                    request_deserializer=sql_service_pb2.RunQueryRequest.FromString,
-                    response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-                ),
-                "Query": grpc.unary_unary_rpc_method_handler(
-                    self.query,
-                    request_deserializer=sql_service_pb2.QueryRequest.FromString,
-                    response_serializer=sql_service_pb2.QueryResponse.SerializeToString,
-                ),
-            },
-        )
+        return service_handler(SERVICE, {"RunQuery": self.run_query, "Query": self.query})
 
 
 def _with_clause(bound: Mapping[str, tuple[str, Mapping[str, Any]]]) -> tuple[str, dict]:
