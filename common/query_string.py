@@ -50,7 +50,7 @@ def parse_query(raw_query: str, *, raw_names: bool = False) -> list[tuple[str, .
     """`name=value` pairs in order, decoded. Like Envoy, a parameter without `=` or with an empty
     name binds nothing. Bytes that are not UTF-8 stay as lone surrogates (`surrogateescape`):
     an unknown parameter is ignored whatever it holds, as in Envoy, and only a value bound to a
-    field is refused (see `_assign`). With `raw_names`, each pair is followed by the name as
+    field is refused (see `is_utf8`). With `raw_names`, each pair is followed by the name as
     sent, which is how Envoy captures an unknown parameter (see `build_request`)."""
     pairs: list[tuple[str, ...]] = []
     for param in raw_query.split("&"):
@@ -63,3 +63,13 @@ def parse_query(raw_query: str, *, raw_names: bool = False) -> list[tuple[str, .
         )
         pairs.append((*decoded, name) if raw_names else decoded)
     return pairs
+
+
+def is_utf8(text: str) -> bool:
+    """False for text `parse_query` decoded from bytes that are not UTF-8 (it holds lone
+    surrogates): such a name names no field, and such a value cannot be bound to one."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -21,7 +21,8 @@ Choices where Envoy gives no single answer:
 - Initial metadata `x-http-status` (200-203) sets the status of a successful answer, and 413 that
   of a RESOURCE_EXHAUSTED error (a body over the limit, which the ingest service finds when it
   inflates one itself); Envoy needs a Lua filter for this. Other metadata is forwarded as response
-  headers (so `retry-after` on a 429 reaches the client), minus gRPC-internal and hop-by-hop keys.
+  headers (so `retry-after` on a 429 reaches the client), minus gRPC-internal and hop-by-hop keys
+  (gateway/upstream_metadata.py).
 - Given the services' TokenStore, a request without a known token is refused before its body is
   read (gateway/early_auth.py); Envoy reads the body and lets the service refuse it.
 - A connection that sends no complete request head for `header_timeout` seconds, from when it
@@ -39,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,7 +66,6 @@ from gateway.edge import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
-    ERROR_STATUSES,
     HEALTH_CHECK_TIMEOUT,
     HEALTH_PATH,
     IMPORT_METHOD,
@@ -74,8 +74,6 @@ from gateway.edge import (
     PIPE_JSON_PATH,
     PIPE_QUERY_PARAMETER,
     PIPE_QUERY_VERB,
-    STATUS_METADATA_KEY,
-    SUCCESS_STATUSES,
     TOKEN_HEADER,
     TOKEN_PARAMETER,
     TOKEN_SCHEME,
@@ -87,11 +85,11 @@ from gateway.errors import (
     DEFAULT_RETRY_AFTER,
     TOO_MANY_REQUESTS,
     GatewayError,
-    http_status,
     rpc_error_body,
     status_body,
 )
 from gateway.transcoder import build_request, render_response
+from gateway.upstream_metadata import error_status, forward, success_status
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
@@ -100,25 +98,6 @@ _LINGERING_SECONDS = 10.0  # aiohttp's default
 DEPLOY_METHOD = "/pipit.deploy.v1.DeployService/Deploy"
 # Transcoding is CPU-bound; past this size it runs in a thread so the loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
-_NOT_FORWARDED = frozenset(
-    {
-        "connection",
-        "content-encoding",
-        "content-length",
-        "content-type",
-        "date",
-        "keep-alive",
-        "server",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "user-agent",
-        STATUS_METADATA_KEY,
-        REQUEST_ID_HEADER,
-    }
-)
-
 _REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _GRPC_METHOD = web.RequestKey("grpc_method", str)
 _GRPC_CODE = web.RequestKey("grpc_code", str)
@@ -221,13 +200,13 @@ class Gateway:
         except grpc.aio.AioRpcError as exc:
             request[_GRPC_CODE] = exc.code().name
             response = web.Response(
-                status=_error_status(exc),
+                status=error_status(exc),
                 body=rpc_error_body(exc, pool),
                 headers={"Content-Type": "application/json"},
             )
             # A trailers-only error carries all its metadata there (e.g. retry-after).
-            _forward(exc.initial_metadata(), response)
-            _forward(exc.trailing_metadata(), response)
+            forward(exc.initial_metadata(), response)
+            forward(exc.trailing_metadata(), response)
             if response.status == TOO_MANY_REQUESTS and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = DEFAULT_RETRY_AFTER
             return response
@@ -239,9 +218,9 @@ class Gateway:
         json_bytes = 0 if route.response_is_http_body else reply.ByteSize()
         payload, payload_type = await _offload(json_bytes, render_response, route, reply, pool)
         response = web.Response(
-            status=_success_status(initial), body=payload, headers={"Content-Type": payload_type}
+            status=success_status(initial), body=payload, headers={"Content-Type": payload_type}
         )
-        _forward(initial, response)
+        forward(initial, response)
         return response
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -296,24 +275,6 @@ async def _within(seconds: float, call: grpc.aio.StreamUnaryCall) -> Message:
         raise UPSTREAM_TIMEOUT.error() from None
 
 
-def _success_status(metadata: Iterable[tuple[str, Any]] | None) -> int:
-    # Only a 2xx with a body may replace 200: an error must travel as a gRPC status to be seen
-    # as one.
-    for key, value in metadata or ():
-        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in SUCCESS_STATUSES:
-            return int(value)
-    return 200
-
-
-def _error_status(error: grpc.aio.AioRpcError) -> int:
-    status = http_status(error.code())
-    allowed = ERROR_STATUSES.get(status, ())
-    for key, value in (*(error.initial_metadata() or ()), *(error.trailing_metadata() or ())):
-        if key == STATUS_METADATA_KEY and isinstance(value, str) and value in allowed:
-            return int(value)
-    return status
-
-
 async def _continue(request: web.Request) -> None:
     # A client that asked whether to send its body (`Expect: 100-continue`, as curl does for
     # large ones) is told so only now, once nothing in the head refused it (see create_app).
@@ -327,17 +288,6 @@ async def _continue(request: web.Request) -> None:
 
 async def _defer_continue(_request: web.Request) -> None:
     """aiohttp answers 100 Continue as soon as a route matches; `transcode` does it later."""
-
-
-def _forward(metadata: Iterable[tuple[str, Any]] | None, response: web.StreamResponse) -> None:
-    for key, value in metadata or ():
-        if (
-            isinstance(value, str)
-            and key not in _NOT_FORWARDED
-            and not key.startswith(("grpc-", ":"))
-            and not key.endswith("-bin")
-        ):
-            response.headers.add(key, value)
 
 
 async def _offload(size: int, function: Callable[..., _T], *args: Any) -> _T:

@@ -34,7 +34,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
-from common.query_string import UNKNOWN_QUERY_PARAMS, unescape
+from common.query_string import UNKNOWN_QUERY_PARAMS, is_utf8, unescape
 from gateway.errors import GatewayError
 from gateway.routes import Route, RouteMatch, resolve_field_path
 
@@ -69,16 +69,8 @@ _WRAPPERS = frozenset(
 _PLAIN_INTEGRAL_LIMIT = 1e15
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _check_utf8(value: str, what: str) -> None:
-    if not _is_utf8(value):
+    if not is_utf8(value):
         raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8")
 
 
@@ -109,7 +101,7 @@ def build_request(
     unknown: dict[str, list[str]] = {}
     for name, value, *as_sent in query:
         # A name that is not UTF-8 (see parse_query) names no field.
-        fields = resolve_field_path(message.DESCRIPTOR, name) if _is_utf8(name) else None
+        fields = resolve_field_path(message.DESCRIPTOR, name) if is_utf8(name) else None
         if fields is None:
             # Unknown parameters are ignored, or handed on in an HttpBody (below) under the
             # name as sent: Envoy decodes a name to find its field, not to capture it.

@@ -24,7 +24,8 @@ from common.telemetry import configure_logging
 from common.warehouse.factory import open_warehouse
 from pipit.startup import until_opened
 from services.ingest.batcher import Batcher, FlushPolicy
-from services.ingest.wal import WalInUse, WriteAheadLog, lock
+from services.ingest.wal import WriteAheadLog
+from services.ingest.wal_files import WalInUse, lock
 
 log = structlog.get_logger("drain")
 

@@ -4,6 +4,7 @@ with the file and line it came from so that every problem can be reported as
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,14 @@ class ProjectError(ValueError):
         self.file = file
         self.line = line
         self.message = message
+
+
+class BuildFailed(Exception):
+    """The project has problems; nothing of it was built."""
+
+    def __init__(self, problems: Iterable[ProjectError]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from common.auth import ScopeRule, current_principal
 from common.datasources import Datasource
 from common.gzip_inflater import BodyTooLarge, GzipError
+from common.rpc_handlers import service_handler
 from common.tokens import ADMIN, allows
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import datasources_service_pb2 as pb
@@ -399,27 +400,14 @@ class DatasourcesApi:
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        def unary(handler: Callable, request: type[Message], response: type[Message]):
-            return grpc.unary_unary_rpc_method_handler(
-                handler,
-                request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString,
-            )
-
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
+        return service_handler(
+            SERVICE,
             {
-                "ImportData": grpc.stream_unary_rpc_method_handler(
-                    self.import_data,
-                    request_deserializer=pb.ImportDataRequest.FromString,
-                    response_serializer=pb.JobResponse.SerializeToString,
-                ),
-                "TruncateDatasource": unary(
-                    self.truncate, pb.TruncateDatasourceRequest, pb.JobResponse
-                ),
-                "DeleteData": unary(self.delete, pb.DeleteDataRequest, pb.JobResponse),
-                "ListJobs": unary(self.list_jobs, pb.ListJobsRequest, pb.ListJobsResponse),
-                "GetJob": unary(self.get_job, pb.GetJobRequest, pb.Job),
+                "ImportData": self.import_data,
+                "TruncateDatasource": self.truncate,
+                "DeleteData": self.delete,
+                "ListJobs": self.list_jobs,
+                "GetJob": self.get_job,
             },
         )
 

@@ -27,7 +27,8 @@ from services.ingest.metrics import serve_metrics
 from services.ingest.s3_schedule import S3Schedule
 from services.ingest.s3_source import S3Error, scheduled_imports
 from services.ingest.service import SERVICE, Ingestor, IngestService
-from services.ingest.wal import WalInUse, WriteAheadLog, lock
+from services.ingest.wal import WriteAheadLog
+from services.ingest.wal_files import WalInUse, lock
 
 log = structlog.get_logger("ingest")
 

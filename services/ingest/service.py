@@ -7,7 +7,7 @@ nothing here; deploying a project swaps the whole table of handlers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 import structlog
@@ -165,13 +165,29 @@ class Ingestor:
         await self._submit(ds, block, bad, counts)
 
 
-async def _finish(counts: _Counts, wait: bool, context: grpc.aio.ServicerContext) -> None:
+async def _answer(
+    submitted: Awaitable[None],
+    counts: _Counts,
+    wait: bool,
+    context: grpc.aio.ServicerContext,
+    response_class: type[Message],
+) -> Message:
+    """The answer to one request's events (typed messages or the Events API's JSON) once
+    `submitted` has handed them to the ingestor: refused whole when the log is full or too
+    many are invalid, else the counts, after the rows are written when `wait` asks so."""
+    try:
+        await submitted
+    except WalFull as exc:
+        await _refuse_full(context, exc)
+    except TooManyInvalid as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if wait:
         await asyncio.gather(*counts.pending)
     else:
         # Tinybird answers 202 for queued rows; the gateway (or Envoy) maps this
         # header to the HTTP status.
         await context.send_initial_metadata(((HTTP_STATUS_METADATA, "202"),))
+    return response_class(successful_rows=counts.successful, quarantined_rows=counts.quarantined)
 
 
 async def _refuse_full(context: grpc.aio.ServicerContext, exc: WalFull, note: str = "") -> None:
@@ -240,16 +256,8 @@ class IngestService:
             if ds.materialized_by:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _no_appends(ds))
             counts = _Counts()
-            try:
-                await self._append_in(request, counts, field, ds)
-            except WalFull as exc:
-                await _refuse_full(context, exc)
-            except TooManyInvalid as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            await _finish(counts, request.wait, context)
-            return response_class(
-                successful_rows=counts.successful, quarantined_rows=counts.quarantined
-            )
+            submitted = self._append_in(request, counts, field, ds)
+            return await _answer(submitted, counts, request.wait, context, response_class)
 
         return append
 
@@ -334,16 +342,8 @@ class IngestService:
             except events_api.BodyError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             counts = _Counts()
-            try:
-                await self._ingestor.submit_json(ds, events, counts)
-            except WalFull as exc:
-                await _refuse_full(context, exc)
-            except TooManyInvalid as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            await _finish(counts, request.wait, context)
-            return response_class(
-                successful_rows=counts.successful, quarantined_rows=counts.quarantined
-            )
+            submitted = self._ingestor.submit_json(ds, events, counts)
+            return await _answer(submitted, counts, request.wait, context, response_class)
 
         return post_events
 

@@ -1,16 +1,10 @@
 """The ingest write-ahead log: every accepted batch is on disk, fsync'd, before it is
 acknowledged, and stays there until its rows are committed to the warehouse.
 
-Records go into segment files (`<first sequence number>.wal`) as
-`[length u32][crc32 u32][sequence u64][kind u8][payload]`. Segments, and the log's id,
-are 0600 in a 0700 directory: they hold every accepted event. Three kinds:
-
-- DATA: one accepted batch for one table (a JSON header line naming the table, its
-  columns, the body's format and its row count, then the body: see blocks.py);
-- FLUSH: the intent to insert a set of DATA records as one batch under a deduplication
-  token, written before the insert. After a crash the same records are inserted again
-  under the same token, so the warehouse drops the copy it already has (exactly once);
-- COMMIT: that intent's insert succeeded, so a replay skips it and its batches.
+Records (services/ingest/wal_records.py: DATA, an accepted batch; FLUSH, the intent to
+insert some as one batch under a deduplication token; COMMIT, that the insert succeeded) go
+into segment files (`<first sequence number>.wal`), 0600 in a 0700 directory: they hold
+every accepted event.
 
 A token names one batch for all time: the log's id, the table, the sequence numbers it
 covers and 128 random bits. The random part alone keeps the tokens of two batches apart
@@ -37,94 +31,49 @@ worth of room."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import secrets
-import struct
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
 import structlog
 
-from services.ingest.blocks import FORMATS, JSON_EACH_ROW, Block
+from services.ingest.blocks import Block
+from services.ingest.wal_files import DIRECTORY_MODE, FILE_MODE, fsync_directory, open_private
+from services.ingest.wal_records import (
+    COMMIT,
+    DATA,
+    FLUSH,
+    Batch,
+    DataRecord,
+    FlushRecord,
+    commit_payload,
+    committed_intent,
+    data_payload,
+    data_record,
+    done_at_recovery,
+    encode,
+    flush_payload,
+    flush_record,
+    read_segment,
+    record_size,
+)
 
 log = structlog.get_logger("wal")
 
-_HEADER = struct.Struct("<IIQB")
-DATA = 1
-FLUSH = 2
-COMMIT = 3
 SUFFIX = ".wal"
 ID_FILE = "wal.id"
-FILE_MODE = 0o600
-DIRECTORY_MODE = 0o700
 _NONCE_BYTES = 16
 _LARGEST_SEQUENCE = 2**64 - 1
 # The share of `max_bytes` what waits for the warehouse must fall to before a full log
 # counts as having room again.
 ROOM_AGAIN = 0.5
 
-Batch = tuple[str, Sequence[str], Block]
-"""(table, columns, block): rows for one table."""
-
-
-LOCK_FILE = "wal.lock"
-
-
-class WalInUse(RuntimeError):
-    """Another process holds the log: two writers (an ingest and a drain) would each
-    insert its unflushed batches under tokens of their own, so the warehouse would
-    count them twice."""
-
-
-def lock(directory: Path) -> BinaryIO:
-    """Holds `directory`'s log for this process until the returned file is closed (or
-    the process ends, however it ends). Raises WalInUse when another holds it."""
-    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    handle = _open_private(directory / LOCK_FILE)
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise WalInUse(f"another process is using the write-ahead log in {directory}") from None
-    return handle
-
 
 class WalFull(RuntimeError):
     """Accepting more would take the log (and memory) past its bound."""
-
-
-@dataclass(frozen=True)
-class DataRecord:
-    """An accepted batch, as logged."""
-
-    sequence: int
-    table: str
-    columns: tuple[str, ...]
-    block: Block
-
-    @property
-    def size(self) -> int:
-        return self.block.size
-
-    @property
-    def lines(self) -> list[bytes]:
-        """The rows of a JSONEachRow batch."""
-        return self.block.lines()
-
-
-@dataclass(frozen=True)
-class FlushRecord:
-    """A batch about to be inserted under `token`."""
-
-    sequence: int
-    table: str
-    token: str
-    members: tuple[int, ...]
 
 
 @dataclass
@@ -152,102 +101,6 @@ class _Queued:
     kind: int
     size: int
     done: asyncio.Future[None]
-
-
-def _encode(sequence: int, kind: int, payload: Sequence[bytes]) -> list[bytes]:
-    """A record as parts to write one after the other: the payload (itself in parts,
-    so a batch's body is never copied to build it) behind its header."""
-    crc = 0
-    for part in payload:
-        crc = zlib.crc32(part, crc)
-    length = sum(len(part) for part in payload)
-    return [_HEADER.pack(length, crc & 0xFFFFFFFF, sequence, kind), *payload]
-
-
-def _record_size(payload: Sequence[bytes]) -> int:
-    return _HEADER.size + sum(len(part) for part in payload)
-
-
-def _data_payload(table: str, columns: Sequence[str], block: Block) -> list[bytes]:
-    header = orjson.dumps(
-        {"table": table, "columns": list(columns), "format": block.fmt, "rows": block.rows}
-    )
-    return [header + b"\n", block.body]
-
-
-def _flush_payload(table: str, token: str, members: Sequence[int]) -> bytes:
-    return orjson.dumps({"table": table, "token": token, "members": list(members)})
-
-
-def _commit_payload(intent: int) -> bytes:
-    return orjson.dumps({"intent": intent})
-
-
-def _data_block(meta: dict, body: bytes) -> Block:
-    # A record without a format predates blocks: JSONEachRow lines.
-    fmt = meta.get("format", JSON_EACH_ROW)
-    if fmt not in FORMATS:
-        raise RuntimeError(f"write-ahead log record has an unknown format {fmt!r}")
-    rows = meta.get("rows")
-    if rows is None:
-        rows = len(body.split(b"\n")) if body else 0
-    return Block(body, rows, fmt)
-
-
-def _read_segment(path: Path) -> tuple[list[tuple[int, int, bytes]], int]:
-    """The intact records of a segment and the offset where intact data ends."""
-    data = path.read_bytes()
-    records = []
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, crc, sequence, kind = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        payload = data[start : start + length]
-        if len(payload) < length or zlib.crc32(payload) & 0xFFFFFFFF != crc:
-            break
-        records.append((sequence, kind, payload))
-        offset = start + length
-    return records, offset
-
-
-def _open_private(path: Path) -> BinaryIO:
-    """`path` for appending, created readable by this user only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-    return os.fdopen(fd, "ab")
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _done_at_recovery(data: set[int], flushes: list[FlushRecord], committed: set[int]) -> set[int]:
-    """The sequence numbers a replay must skip: committed intents and their batches,
-    and intents that cannot have anything left to insert."""
-    done = set(committed)
-    for intent in flushes:
-        if intent.sequence in committed:
-            done.update(intent.members)
-    claimed: set[int] = set()
-    for intent in flushes:
-        if intent.sequence in done:
-            continue
-        members = intent.members
-        if any(m in done or m not in data for m in members):
-            # A batch leaves the log only after the insert of its intent succeeded
-            # (its COMMIT was lost in a crash), so the rest of it is in the warehouse.
-            done.add(intent.sequence)
-            done.update(members)
-        elif any(m in claimed for m in members):
-            # An intent written again after a failed write (same token, same batches):
-            # the first copy replays them.
-            done.add(intent.sequence)
-        else:
-            claimed.update(members)
-    return done
 
 
 class WriteAheadLog:
@@ -294,13 +147,13 @@ class WriteAheadLog:
         id_file = self.directory / ID_FILE
         if not id_file.exists() or not id_file.read_text().strip():
             staged = self.directory / (ID_FILE + ".new")
-            with _open_private(staged) as f:
+            with open_private(staged) as f:
                 f.truncate(0)
                 f.write(secrets.token_hex(8).encode() + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
             staged.replace(id_file)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         os.chmod(id_file, FILE_MODE)
         self.id = id_file.read_text().strip()
 
@@ -311,7 +164,7 @@ class WriteAheadLog:
         committed: set[int] = set()
         for index, path in enumerate(paths):
             os.chmod(path, FILE_MODE)
-            records, end = _read_segment(path)
+            records, end = read_segment(path)
             if end < path.stat().st_size:
                 if index != len(paths) - 1:
                     raise RuntimeError(f"write-ahead log segment {path} is corrupt mid-log")
@@ -329,20 +182,12 @@ class WriteAheadLog:
             for sequence, kind, payload in records:
                 self._next = max(self._next, sequence + 1)
                 if kind == DATA:
-                    head, _, body = payload.partition(b"\n")
-                    meta = orjson.loads(head)
-                    block = _data_block(meta, body)
-                    record = DataRecord(sequence, meta["table"], tuple(meta["columns"]), block)
-                    found.append((segment, record))
+                    found.append((segment, data_record(sequence, payload)))
                 elif kind == FLUSH:
-                    meta = orjson.loads(payload)
-                    intent = FlushRecord(
-                        sequence, meta["table"], meta["token"], tuple(meta["members"])
-                    )
-                    found.append((segment, intent))
+                    found.append((segment, flush_record(sequence, payload)))
                 elif kind == COMMIT:
-                    committed.add(orjson.loads(payload)["intent"])
-        done = _done_at_recovery(
+                    committed.add(committed_intent(payload))
+        done = done_at_recovery(
             {r.sequence for _, r in found if isinstance(r, DataRecord)},
             [r for _, r in found if isinstance(r, FlushRecord)],
             committed,
@@ -380,8 +225,8 @@ class WriteAheadLog:
         size = self._bookkeeping_sizes.get(table)
         if size is None:
             token = self.new_token(table, [_LARGEST_SEQUENCE, _LARGEST_SEQUENCE])
-            size = _record_size([_flush_payload(table, token, [_LARGEST_SEQUENCE])])
-            size += _record_size([_commit_payload(_LARGEST_SEQUENCE)])
+            size = record_size([flush_payload(table, token, [_LARGEST_SEQUENCE])])
+            size += record_size([commit_payload(_LARGEST_SEQUENCE)])
             self._bookkeeping_sizes[table] = size
         return size
 
@@ -461,11 +306,10 @@ class WriteAheadLog:
         once that write is fsync'd. Either all are taken or, past the log's bound, none
         (WalFull), so a refused request can be retried whole."""
         records = [
-            (table, _data_payload(table, columns, block), block)
-            for table, columns, block in batches
+            (table, data_payload(table, columns, block), block) for table, columns, block in batches
         ]
         self._check_room(
-            sum(_record_size(payload) + self._bookkeeping(table) for table, payload, _ in records)
+            sum(record_size(payload) + self._bookkeeping(table) for table, payload, _ in records)
         )
         enqueued = [
             self._enqueue(DATA, payload, _Hold(block.size, self._bookkeeping(table)))
@@ -476,7 +320,7 @@ class WriteAheadLog:
 
     async def append_flush(self, table: str, token: str, members: Sequence[int]) -> int:
         """Logs the intent to insert `members` as one batch under `token`."""
-        sequence, done = self._enqueue(FLUSH, [_flush_payload(table, token, members)], None)
+        sequence, done = self._enqueue(FLUSH, [flush_payload(table, token, members)], None)
         await done
         return sequence
 
@@ -493,7 +337,7 @@ class WriteAheadLog:
         sequence = self._next
         self._next += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        parts = _encode(sequence, kind, payload)
+        parts = encode(sequence, kind, payload)
         size = sum(len(part) for part in parts)
         self._queue.append(_Queued(parts, sequence, kind, size, done))
         self._queued_bytes += size
@@ -567,7 +411,7 @@ class WriteAheadLog:
                 self._file.close()  # type: ignore[union-attr]
             except OSError:
                 pass  # its buffer held the failed write; the descriptor is closed
-            handle = _open_private(segment.path)
+            handle = open_private(segment.path)
             handle.truncate(segment.size)
             os.fsync(handle.fileno())
             self._file = handle
@@ -578,9 +422,9 @@ class WriteAheadLog:
     def _open_next(self, path: Path) -> BinaryIO:
         if self._file is not None:
             self._file.close()
-        handle = _open_private(path)
+        handle = open_private(path)
         # The new file's directory entry must survive a crash too.
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return handle
 
     def _next_path(self) -> Path:
@@ -613,7 +457,7 @@ class WriteAheadLog:
         the flush intent that covered them, a COMMIT record tells a later replay to skip
         them (it rides along with the next group write; losing it is harmless)."""
         if intent is not None and not self._closed and self._broken is None:
-            _, written = self._enqueue(COMMIT, [_commit_payload(intent)], None)
+            _, written = self._enqueue(COMMIT, [commit_payload(intent)], None)
             # Nobody waits for it; a failed write of it is logged by the writer.
             written.add_done_callback(lambda f: f.cancelled() or f.exception())
         for sequence in sequences:

@@ -80,9 +80,9 @@ class Parameter:
 
     def _integer(self, value: int) -> str:
         opt = self.option
-        if (opt.has_min and value < opt.min) or (opt.has_max and value > opt.max):
-            low = opt.min if opt.has_min else "-∞"
-            high = opt.max if opt.has_max else "∞"
+        if (opt.HasField("min") and value < opt.min) or (opt.HasField("max") and value > opt.max):
+            low = opt.min if opt.HasField("min") else "-∞"
+            high = opt.max if opt.HasField("max") else "∞"
             raise InvalidParameter(
                 f"parameter '{self.name}' must be between {low} and {high}, got {value}"
             )
@@ -95,9 +95,11 @@ class Parameter:
             items = items[0].split(",")
         if not items and opt.required:
             raise InvalidParameter(f"parameter '{self.name}' is required")
-        if (opt.has_min and len(items) < opt.min) or (opt.has_max and len(items) > opt.max):
-            low = opt.min if opt.has_min else 0
-            high = opt.max if opt.has_max else "∞"
+        if (opt.HasField("min") and len(items) < opt.min) or (
+            opt.HasField("max") and len(items) > opt.max
+        ):
+            low = opt.min if opt.HasField("min") else 0
+            high = opt.max if opt.HasField("max") else "∞"
             raise InvalidParameter(
                 f"parameter '{self.name}' takes {low} to {high} values, got {len(items)}"
             )

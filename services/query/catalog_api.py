@@ -14,6 +14,7 @@ from google.api import httpbody_pb2
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
+from common.rpc_handlers import service_handler
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.catalog.v1 import catalog_service_pb2 as pb
 from pipit.project.runtime import CurrentProject
@@ -98,19 +99,12 @@ class CatalogApi:
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        def unary(behavior, request) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(
-                behavior,
-                request_deserializer=request.FromString,
-                response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-            )
-
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
+        return service_handler(
+            SERVICE,
             {
-                "ListPipes": unary(self.list_pipes, pb.ListPipesRequest),
-                "ListDatasources": unary(self.list_datasources, pb.ListDatasourcesRequest),
-                "GetDatasource": unary(self.get_datasource, pb.GetDatasourceRequest),
-                "GetOpenApi": unary(self.get_open_api, pb.GetOpenApiRequest),
+                "ListPipes": self.list_pipes,
+                "ListDatasources": self.list_datasources,
+                "GetDatasource": self.get_datasource,
+                "GetOpenApi": self.get_open_api,
             },
         )

@@ -8,6 +8,7 @@ import structlog
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule
+from common.rpc_handlers import service_handler
 from common.tokens import ADMIN
 from pipit.deploy.v1 import deploy_service_pb2 as pb
 from pipit.project.compiler import BuildFailed
@@ -60,17 +61,6 @@ class DeployApi:
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        def unary(behavior, request, response) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(
-                behavior,
-                request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString,
-            )
-
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
-            {
-                "Deploy": unary(self.deploy, pb.DeployRequest, pb.DeployResponse),
-                "GetDeployment": unary(self.get_deployment, pb.GetDeploymentRequest, pb.Deployment),
-            },
+        return service_handler(
+            SERVICE, {"Deploy": self.deploy, "GetDeployment": self.get_deployment}
         )

@@ -202,9 +202,9 @@ def _parameters(comments: Callable[[str], str], method: MethodDescriptor) -> lis
     parameters = []
     for field, option in parameter_fields(method):
         value = _value_schema(field, answer=False)
-        if option.has_min:
+        if option.HasField("min"):
             value["minimum"] = option.min
-        if option.has_max:
+        if option.HasField("max"):
             value["maximum"] = option.max
         if option.max_length:
             value["maxLength"] = option.max_length

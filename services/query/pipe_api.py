@@ -25,7 +25,8 @@ from google.protobuf.message import DecodeError, Message
 
 from common.auth import ScopeRule, bearer_token, current_principal
 from common.project_handlers import PerProject
-from common.query_string import UNKNOWN_QUERY_PARAMS, parse_query, unescape
+from common.query_string import UNKNOWN_QUERY_PARAMS, is_utf8, parse_query, unescape
+from common.rpc_handlers import service_handler
 from common.tokens import ADMIN, digest
 from common.warehouse.base import Warehouse, WarehouseError
 from gateway.errors import GatewayError
@@ -180,16 +181,7 @@ class PipeApi:
         return {READ_PIPE: lambda request: f"PIPES:READ:{split_file(request.file)[0]}"}
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
-            {
-                "ReadPipe": grpc.unary_unary_rpc_method_handler(
-                    self.read_pipe,
-                    request_deserializer=pipe_service_pb2.ReadPipeRequest.FromString,
-                    response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-                )
-            },
-        )
+        return service_handler(SERVICE, {"ReadPipe": self.read_pipe})
 
 
 def _by_pipe(project: Project, max_string_length: int) -> dict[str, Endpoint | TemplateEndpoint]:
@@ -260,7 +252,7 @@ def typed_request(
     (GatewayError, naming it)."""
     request = endpoint.request_class()
     for name, given in values.items():
-        if not given or not _is_text(name):
+        if not given or not is_utf8(name):
             continue  # a name that is not UTF-8 names no field
         fields = resolve_field_path(request.DESCRIPTOR, name)
         if fields is None:
@@ -283,14 +275,5 @@ def _assign(request: Message, field: Any, given: Iterable[tuple[str, str]]) -> N
 
 
 def _check_text(value: str, what: str) -> None:
-    if not _is_text(value):
+    if not is_utf8(value):
         raise InvalidParameter(f"{what} is not valid UTF-8")
-
-
-def _is_text(value: str) -> bool:
-    """False for a value with undecodable bytes (lone surrogates, see parse_query)."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -28,17 +28,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import grpc
-import orjson
 import structlog
 from google.api import httpbody_pb2
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule, bearer_token, current_principal
-from common.gzip_inflater import BodyTooLarge, GzipError, GzipInflater
+from common.datasources import QUARANTINE_SUFFIX
+from common.rpc_handlers import service_handler
 from common.tokens import allows, digest
 from common.warehouse.base import QueryResult, Warehouse, WarehouseError
 from common.warehouse.failures import unreachable
@@ -49,7 +48,9 @@ from services.query.analysis import analysis_of
 from services.query.binder import InvalidParameter
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
 from services.query.service import endpoints
+from services.query.sql_failure import SqlFailure, engine_message
 from services.query.sql_policy import Refused, check, parse_dump
+from services.query.sql_request import request_text
 
 if TYPE_CHECKING:
     from services.query.binder import Endpoint
@@ -59,7 +60,6 @@ log = structlog.get_logger("sql")
 
 SERVICE = sql_service_pb2.DESCRIPTOR.services_by_name["SqlService"]
 MAX_QUERY_CHARS = 64 * 1024
-QUARANTINE_SUFFIX = "_quarantine"
 # The table name a query over one pipe's result reads (`pipeline=`, and a pipe's `q=`).
 PIPELINE_TABLE = "_"
 # Where a body's Content-Encoding reaches the service (Envoy passes an HttpBody on as sent).
@@ -70,12 +70,6 @@ _SELECT = re.compile(r"^(SELECT|WITH)\b|^\(", re.IGNORECASE)
 # The canonical text prints a FORMAT clause last (a SETTINGS clause would follow it, and is
 # refused), its name bare or, when it is a keyword, in backquotes.
 _FORMAT_CLAUSE = re.compile(r" FORMAT (`?)([A-Za-z0-9_]+)\1$")
-_ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
-# Where the engine's message goes on to quote the statement it ran (ours, not the caller's).
-_QUOTES_STATEMENT = re.compile(r":? (In scope|While processing) .*", re.DOTALL)
-# What the engine or its client add about themselves: a version, the server's address.
-_ABOUT_ENGINE = re.compile(r" \((version|for url) [^)]*\)")
-_FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -111,17 +105,6 @@ FORMATS: dict[str, OutputFormat] = {
     for alias in (name, *aliases)
 }
 DEFAULT_FORMAT = FORMATS["json"]
-
-
-class SqlFailure(Exception):
-    """A query the Query API will not answer: the gRPC status it fails with, the reason
-    (safe to show the caller), and for RESOURCE_EXHAUSTED the `retry-after` seconds."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
 Sources = Mapping[str, tuple[str, Mapping[str, Any]]]
@@ -162,72 +145,6 @@ def split_format(canonical: str) -> tuple[str, OutputFormat]:
             f"format {name} is not supported by the Query API; use one of {accepted}",
         )
     return canonical[: match.start()], fmt
-
-
-def engine_message(error: WarehouseError) -> tuple[str, str]:
-    """The engine's reason for a failed statement, without its error code prefix, stack
-    trace, version or the statement Pipit wrapped the query in; and the error's name."""
-    text = str(error).rsplit("DB::Exception: ", 1)[-1].split(" Stack trace", 1)[0]
-    text = _ABOUT_ENGINE.sub("", text).strip()
-    name = match.group(1) if (match := _ERROR_NAME.search(text)) else ""
-    text = _ERROR_NAME.sub("", text).strip()
-    text = _QUOTES_STATEMENT.sub("", text)
-    text = text.strip().rstrip(".:")
-    return text[:500], name
-
-
-def request_text(request: Message, encoding: str, limit: int) -> tuple[str, str]:
-    """The SQL and pipeline of a RunQuery request: from its body when it has one (the SQL
-    itself, a form, or a JSON object; see RunQueryRequest.body), else from its fields. The
-    body's values win, as a body's do over query parameters in the transcoder."""
-    q, pipeline = request.q, request.pipeline
-    data = request.body.data
-    if not data:
-        return q, pipeline
-    if encoding.strip().lower() == "gzip":
-        data = _inflate(data, limit)
-    kind = request.body.content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/json":
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise SqlFailure(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body is not valid JSON: {exc}"
-            ) from None
-        if not isinstance(doc, dict) or not all(
-            isinstance(doc.get(key, ""), str) for key in ("q", "pipeline")
-        ):
-            raise SqlFailure(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "a JSON body must be an object whose 'q' and 'pipeline' are strings",
-            )
-        return doc.get("q") or q, doc.get("pipeline") or pipeline
-    text = _utf8(data)
-    if kind == _FORM:
-        fields = dict(parse_qsl(text, keep_blank_values=True))
-        if "q" in fields:
-            return fields["q"], fields.get("pipeline") or pipeline
-        # `curl --data "SELECT …"` sends the SQL itself, unencoded, as a form.
-    return text, pipeline
-
-
-def _inflate(data: bytes, limit: int) -> bytes:
-    inflater = GzipInflater(limit)
-    try:
-        inflated = inflater.feed(data)
-        inflater.finish()
-    except (BodyTooLarge, GzipError) as exc:
-        raise SqlFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-    return inflated
-
-
-def _utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SqlFailure(
-            grpc.StatusCode.INVALID_ARGUMENT, "request body is not valid UTF-8"
-        ) from None
 
 
 class SqlApi:
@@ -435,21 +352,7 @@ class SqlApi:
         }
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
-            {
-                "RunQuery": grpc.unary_unary_rpc_method_handler(
-                    self.run_query,
-                    request_deserializer=sql_service_pb2.RunQueryRequest.FromString,
-                    response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-                ),
-                "Query": grpc.unary_unary_rpc_method_handler(
-                    self.query,
-                    request_deserializer=sql_service_pb2.QueryRequest.FromString,
-                    response_serializer=sql_service_pb2.QueryResponse.SerializeToString,
-                ),
-            },
-        )
+        return service_handler(SERVICE, {"RunQuery": self.run_query, "Query": self.query})
 
 
 def _with_clause(bound: Mapping[str, tuple[str, Mapping[str, Any]]]) -> tuple[str, dict]:

@@ -2,7 +2,7 @@
 per template parameter, generated with the pipe) become the values the templates render
 with, every node is rendered, and the nodes before the last become its CTEs, so a later
 node reads an earlier one by name as in Tinybird. Values only ever reach the engine as
-bound `{name:Type}` parameters (pipit/project/template.py)."""
+bound `{name:Type}` parameters (pipit/project/template/)."""
 
 from __future__ import annotations
 

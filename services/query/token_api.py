@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from common import jwt_tokens
+from common.rpc_handlers import service_handler
 from common.token_table import TokenTable
 from common.tokens import (
     ADMIN,
@@ -274,7 +275,7 @@ class TokenApi:
         return self._answer(refreshed, token)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
-        def unary(behavior, request, response) -> grpc.RpcMethodHandler:
+        def guarded(behavior: Callable) -> Callable:
             async def answer(message: Message, context: grpc.aio.ServicerContext) -> Message:
                 try:
                     return await behavior(message, context)
@@ -284,22 +285,16 @@ class TokenApi:
                         grpc.StatusCode.UNAVAILABLE, "the warehouse holding the tokens failed"
                     )
 
-            return grpc.unary_unary_rpc_method_handler(
-                answer,
-                request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString,
-            )
+            return answer
 
-        return grpc.method_handlers_generic_handler(
-            SERVICE.full_name,
+        return service_handler(
+            SERVICE,
             {
-                "ListTokens": unary(self.list_tokens, pb.ListTokensRequest, pb.ListTokensResponse),
-                "CreateToken": unary(self.create_token, pb.CreateTokenRequest, pb.Token),
-                "GetToken": unary(self.get_token, pb.GetTokenRequest, pb.Token),
-                "UpdateToken": unary(self.update_token, pb.UpdateTokenRequest, pb.Token),
-                "DeleteToken": unary(
-                    self.delete_token, pb.DeleteTokenRequest, pb.DeleteTokenResponse
-                ),
-                "RefreshToken": unary(self.refresh_token, pb.RefreshTokenRequest, pb.Token),
+                "ListTokens": guarded(self.list_tokens),
+                "CreateToken": guarded(self.create_token),
+                "GetToken": guarded(self.get_token),
+                "UpdateToken": guarded(self.update_token),
+                "DeleteToken": guarded(self.delete_token),
+                "RefreshToken": guarded(self.refresh_token),
             },
         )

@@ -69,6 +69,16 @@ export function number(value) {
   return NUMBER_TEXT.test(text) ? exact.format(text) : text; // nan, inf: as sent
 }
 
+// A page's URL as its path and query: the host is the same on every page of a site.
+export function urlPath(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.pathname + parsed.search;
+  } catch {
+    return url; // not an absolute URL: as sent
+  }
+}
+
 // statistics.elapsed is in seconds.
 export function elapsed(seconds) {
   return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;

@@ -94,15 +94,13 @@ class Column(_message.Message):
     def __init__(self, type: _Optional[str] = ..., json_text: _Optional[bool] = ..., json_path: _Optional[str] = ..., default_expression: _Optional[str] = ...) -> None: ...
 
 class Parameter(_message.Message):
-    __slots__ = ("type", "default_value", "required", "allowed_values", "min", "max", "has_min", "has_max", "max_length", "not_before", "description")
+    __slots__ = ("type", "default_value", "required", "allowed_values", "min", "max", "max_length", "not_before", "description")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_VALUES_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
-    HAS_MIN_FIELD_NUMBER: _ClassVar[int]
-    HAS_MAX_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -112,9 +110,7 @@ class Parameter(_message.Message):
     allowed_values: _containers.RepeatedScalarFieldContainer[str]
     min: int
     max: int
-    has_min: bool
-    has_max: bool
     max_length: int
     not_before: str
     description: str
-    def __init__(self, type: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., has_min: _Optional[bool] = ..., has_max: _Optional[bool] = ..., max_length: _Optional[int] = ..., not_before: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    def __init__(self, type: _Optional[str] = ..., default_value: _Optional[str] = ..., required: _Optional[bool] = ..., allowed_values: _Optional[_Iterable[str]] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., max_length: _Optional[int] = ..., not_before: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...

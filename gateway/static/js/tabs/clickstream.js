@@ -7,15 +7,6 @@ import * as fmt from "../format.js";
 
 const PAGES = 10;
 
-function path(url) {
-  try {
-    const parsed = new URL(url);
-    return parsed.pathname + parsed.search;
-  } catch {
-    return url;
-  }
-}
-
 export function createClickstreamTab({ onChange }) {
   const panel = $("#panel-clickstream");
   const userInput = $("#journey-user", panel);
@@ -43,7 +34,7 @@ export function createClickstreamTab({ onChange }) {
   function showPages(rows) {
     draw($('[data-chart="clickstream-pages"]', panel), {
       kind: "hbar",
-      labels: rows.map((row) => row.page_title || path(row.page_url)),
+      labels: rows.map((row) => row.page_title || fmt.urlPath(row.page_url)),
       series: [{ label: "Page views", data: rows.map((row) => row.view_count) }],
       format: fmt.count,
     });
@@ -51,7 +42,7 @@ export function createClickstreamTab({ onChange }) {
       $("#clickstream-pages", panel),
       [
         { key: "page_title", label: "Page" },
-        { key: "page_url", label: "URL", format: path },
+        { key: "page_url", label: "URL", format: fmt.urlPath },
         { key: "view_count", label: "Views", numeric: true, format: fmt.count },
       ],
       rows,
@@ -71,7 +62,7 @@ export function createClickstreamTab({ onChange }) {
         },
         { key: "event_type", label: "Event" },
         { key: "page_title", label: "Page" },
-        { key: "page_url", label: "URL", format: path },
+        { key: "page_url", label: "URL", format: fmt.urlPath },
         { key: "referrer", label: "Referrer" },
         { key: "device_type", label: "Device" },
         { key: "browser", label: "Browser" },
@@ -96,7 +87,7 @@ export function createClickstreamTab({ onChange }) {
         { key: "timestamp", label: "Time (UTC)" },
         { key: "event_type", label: "Event" },
         { key: "page_title", label: "Page" },
-        { key: "page_url", label: "URL", format: path },
+        { key: "page_url", label: "URL", format: fmt.urlPath },
         { key: "referrer", label: "Referrer" },
         { key: "user_id", label: "User" },
         { key: "properties", label: "Properties" },

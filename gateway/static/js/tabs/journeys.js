@@ -8,15 +8,6 @@ import * as fmt from "../format.js";
 const PATH_PAGES = 10;
 const DAY_MS = 86_400_000;
 
-function path(url) {
-  try {
-    const parsed = new URL(url);
-    return parsed.pathname + parsed.search;
-  } catch {
-    return url;
-  }
-}
-
 // The steps box holds "a, b, c": the funnel takes each as one `steps` value.
 export function splitSteps(text) {
   return text
@@ -155,7 +146,7 @@ export function createJourneysTab({ onChange }) {
       const mine = rows.filter((row) => row.direction === direction);
       draw($(`[data-chart="journeys-${direction}"]`, panel), {
         kind: "hbar",
-        labels: mine.map((row) => path(row.page_url)),
+        labels: mine.map((row) => fmt.urlPath(row.page_url)),
         series: [{ label: "Sessions", data: mine.map((row) => row.transitions) }],
         format: fmt.count,
       });
@@ -164,7 +155,7 @@ export function createJourneysTab({ onChange }) {
       $("#journeys-paths", panel),
       [
         { key: "direction", label: "Direction", format: (v) => (v === "next" ? "went to" : "came from") },
-        { key: "page_url", label: "Page", format: path },
+        { key: "page_url", label: "Page", format: fmt.urlPath },
         { key: "transitions", label: "Sessions", numeric: true, format: fmt.count },
         { key: "share", label: "Share", numeric: true, format: fmt.rate },
       ],
