@@ -169,7 +169,9 @@ def test_cells_arrow_converts_answer_as_the_csv_module_does(monkeypatch):
     of its own (a column is converted whole, so one odd cell would hide another): the
     batches Arrow read give what the same file gives read by the csv module alone."""
     odd = {
-        "conversion": ["0x10", "+5", "-0", "007", "1_0", " 5", "256", "-1", "9" * 25, "", "\\N"],
+        "conversion": [
+            *("0x10", "0X1f", "+5", "-0", "007", "1_0", " 5", "256", "-1", "9" * 25, "", "\\N"),
+        ],
         "revenue": [
             *("1e3", ".5", "5.", "inf", "-inf", "nan", "NaN", "Infinity", "1_000.5", "0x1p3"),
             *("1e400", "+1.5", "1.5e", "", "\\N", " 2"),
@@ -179,6 +181,7 @@ def test_cells_arrow_converts_answer_as_the_csv_module_does(monkeypatch):
             *("1969-12-31 23:59:59", "1970-01-01 00:00:00", "2106-02-07 06:28:15"),
             *("2106-02-07 06:28:16", "2024-1-01 00:00:00", "2024-01-01T00:00:00"),
             *("2024-01-01 00:00:00Z", "0000-01-01 00:00:00", "", "2024-02-29 12:00:00"),
+            *("2024-01-01 00:00+01", "2024-01-01 00:00:0Z", "2024-01-01 0:00:00 "),
         ],
     }
     rows = _rows(50 * sum(map(len, odd.values())), seed=4)

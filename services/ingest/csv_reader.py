@@ -82,9 +82,12 @@ class _ArrowTexts(Sequence[bytes]):
         return _csv_line([column[index].as_py() for column in self._columns], self._delimiter)
 
 
-def _clean_events(names: list[str], converted: list[list[Any]], texts: Sequence[bytes]) -> Events:
-    # `in` finds the sentinel by identity (a _Missing equals nothing but itself), in C.
-    missing = any(MISSING in column for column in converted)
+def _clean_events(
+    names: list[str], converted: list[list[Any]], texts: Sequence[bytes], scan: Sequence[bool]
+) -> Events:
+    # `in` finds the sentinel by identity (a _Missing equals nothing but itself), in C; only
+    # in the columns that `scan` says may hold it.
+    missing = any(MISSING in column for column, may in zip(converted, scan, strict=True) if may)
     values = ColumnDicts(names, converted, skip=MISSING)
     return Events(
         texts,  # type: ignore[arg-type]
@@ -105,7 +108,7 @@ def _csv_events(
         converted = [
             rules.whole(list(cells)) for rules, cells in zip(order, transposed, strict=True)
         ]
-        return _clean_events(names, converted, _CsvTexts(rows, delimiter))
+        return _clean_events(names, converted, _CsvTexts(rows, delimiter), [True] * width)
     values: list[Any] = []
     for index, row in enumerate(rows):
         if row is None or index in errors:
@@ -128,8 +131,10 @@ def _arrow_events(table: pa.Table, order: list[ColumnRules], delimiter: str) -> 
     """A batch Arrow read (every row whole: Arrow refuses a chunk otherwise)."""
     names = [rules.column.name for rules in order]
     columns = [column.combine_chunks() for column in table.columns]
-    converted = [rules.arrow(array) for rules, array in zip(order, columns, strict=True)]
-    return _clean_events(names, converted, _ArrowTexts(columns, delimiter))
+    converted, scan = zip(
+        *(rules.arrow(array) for rules, array in zip(order, columns, strict=True)), strict=True
+    )
+    return _clean_events(names, list(converted), _ArrowTexts(columns, delimiter), scan)
 
 
 class _CsvFile:
