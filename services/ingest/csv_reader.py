@@ -211,7 +211,10 @@ class _CsvFile:
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(chunk),
-                read_options=pacsv.ReadOptions(column_names=names),
+                # One thread: the importer already reads a batch while the last is inserted,
+                # and Arrow's own threads only contended with that insert for the cores (and
+                # held more memory).
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
                     quote_char='"',
