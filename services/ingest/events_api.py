@@ -9,7 +9,7 @@ with nothing usable at all is refused outright."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,30 @@ class Events:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+_NOTHING: Any = object()
+
+
+class ColumnDicts(Sequence[dict[str, Any]]):
+    """A batch's events as dicts made from its columns, each made only when asked for: only
+    a batch the validator cannot check a column at a time ever is. A value that is `skip`
+    is left out of its event (a field the event does not have)."""
+
+    def __init__(self, names: list[str], columns: list[list[Any]], skip: Any = _NOTHING) -> None:
+        self._names = names
+        self._columns = columns
+        self._skip = skip
+
+    def __len__(self) -> int:
+        return len(self._columns[0]) if self._columns else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return {
+            name: column[index]
+            for name, column in zip(self._names, self._columns, strict=True)
+            if column[index] is not self._skip
+        }
 
 
 def decompress(body: bytes, limit: int, encoding: str = "") -> bytes:

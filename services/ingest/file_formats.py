@@ -3,29 +3,27 @@ batch of rows at a time, from a binary file object, never the whole file: each b
 Events API's `Events` (each row's text for the quarantine, its value as a JSON-like dict, or
 why it could not be read at all), so batches go through the Events API's own validator.
 
-These readers are blocking (the csv module, pyarrow): the importer runs them on a worker
+These readers are blocking (pyarrow, the csv module): the importer runs them on a worker
 thread, a batch per call, so the event loop never waits for a file."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import decimal
 import gzip
 import io
-import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import orjson
 
-from common.clickhouse_type import read_type, unwrap
-from common.column_values import INT_RANGES
-from common.datasources import Column, Datasource
+from common.clickhouse_type import read_type
+from common.datasources import Datasource
 from common.gzip_inflater import GZIP_MAGIC
-from services.ingest.events_api import Events
+from services.ingest import csv_reader
+from services.ingest.csv_reader import Dialect
+from services.ingest.events_api import ColumnDicts, Events
 
 CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
 FORMATS = (CSV, NDJSON, PARQUET)
@@ -37,11 +35,6 @@ _EXTENSIONS = {
     ".json": NDJSON,
     ".parquet": PARQUET,
 }
-# ClickHouse's CSV spelling of NULL.
-_CSV_NULL = "\\N"
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_TRUE_TEXT = frozenset({"true", "1"})
-_FALSE_TEXT = frozenset({"false", "0"})
 
 
 class FileError(ValueError):
@@ -105,232 +98,9 @@ def _inflated(raw: IO[bytes]) -> IO[bytes]:
     return buffered
 
 
-@dataclass(frozen=True)
-class Dialect:
-    """Tinybird's CSV dialect options."""
-
-    delimiter: str = ","
-    escapechar: str = ""
-
-
-def _csv_cell(column: Column) -> Callable[[str], Any]:
-    """How a CSV cell becomes the JSON value the validator checks for `column`: numbers and
-    flags parsed from their text, composite values from JSON, `\\N` (and an empty cell in a
-    Nullable column that is not text) as null; text that does not parse stays text, so the
-    validator names what is wrong with it."""
-    nullable, base = unwrap(read_type(column.type))
-    name = base.name
-    text_column = name in ("String", "FixedString")
-
-    def settle(cell: str) -> Any:
-        if cell == _CSV_NULL and nullable:
-            return None
-        if cell == "" and nullable and not text_column:
-            return None
-        return _MISSING_CELL if cell == "" and not text_column else cell
-
-    if name in INT_RANGES:
-
-        def integer(cell: str) -> Any:
-            if _INTEGER.fullmatch(cell):
-                return int(cell)
-            return settle(cell)
-
-        return integer
-    if name in ("Float32", "Float64"):
-
-        def number(cell: str) -> Any:
-            try:
-                return float(cell)
-            except ValueError:
-                return settle(cell)
-
-        return number
-    if name == "Bool":
-
-        def flag(cell: str) -> Any:
-            lowered = cell.lower()
-            if lowered in _TRUE_TEXT:
-                return True
-            if lowered in _FALSE_TEXT:
-                return False
-            return settle(cell)
-
-        return flag
-    if name in ("Array", "Map", "Tuple", "JSON", "Object"):
-
-        def composite(cell: str) -> Any:
-            try:
-                return orjson.loads(cell)
-            except orjson.JSONDecodeError:
-                return settle(cell)
-
-        return composite
-    return settle
-
-
-class _Missing:
-    __slots__ = ()
-
-
-_MISSING_CELL: Any = _Missing()
-
-
-def _csv_line(row: list[str], delimiter: str) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row)
-    return out.getvalue().encode()
-
-
-class _CsvTexts(Sequence[bytes]):
-    """A batch's rows as CSV lines for the quarantine, each written only when asked for:
-    only invalid rows ever are."""
-
-    def __init__(self, rows: list[list[str] | None], delimiter: str) -> None:
-        self._rows = rows
-        self._delimiter = delimiter
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, index: Any) -> Any:
-        row = self._rows[index]
-        return b"" if row is None else _csv_line(row, self._delimiter)
-
-
-class _Dicts(Sequence[dict[str, Any]]):
-    """A batch's events as dicts, each made when asked for: only a batch the validator
-    cannot check a column at a time ever is."""
-
-    def __init__(self, names: list[str], columns: list[list[Any]]) -> None:
-        self._names = names
-        self._columns = columns
-
-    def __len__(self) -> int:
-        return len(self._columns[0]) if self._columns else 0
-
-    def __getitem__(self, index: Any) -> Any:
-        return {
-            name: column[index]
-            for name, column in zip(self._names, self._columns, strict=True)
-            if column[index] is not _MISSING_CELL
-        }
-
-
-def _column_of(column: Column, read: Callable[[str], Any]) -> Callable[[list[str]], list[Any]]:
-    """How a whole column of cells becomes values: at C speed where every cell is a plain
-    number (or the column is text), else a cell at a time."""
-    nullable, base = unwrap(read_type(column.type))
-    if base.name in ("String", "FixedString") and not nullable:
-        return lambda cells: list(cells)
-    whole: Callable[[str], Any] | None = None
-    if base.name in INT_RANGES:
-        whole = int
-    elif base.name in ("Float32", "Float64"):
-        whole = float
-
-    def each(cells: list[str]) -> list[Any]:
-        if whole is not None:
-            try:
-                return list(map(whole, cells))
-            except ValueError:
-                pass
-        return list(map(read, cells))
-
-    return each
-
-
-def _csv_events(
-    rows: list[list[str] | None],
-    errors: dict[int, str],
-    order: list[Column],
-    cells: list[Callable[[str], Any]],
-    columns: list[Callable[[list[str]], list[Any]]],
-    delimiter: str,
-) -> Events:
-    names = [column.name for column in order]
-    width = len(order)
-    values: list[Any]
-    # The checks over every row and value run as C loops (map, `in`), not generators: they
-    # were a fifth of a CSV import's time. `in` finds the sentinel by identity (a _Missing
-    # equals nothing but itself).
-    if not errors and all(map(width.__eq__, map(len, rows))):  # type: ignore[arg-type]
-        transposed = zip(*rows, strict=True)  # type: ignore[misc]
-        converted = [
-            convert(list(cells_of)) for convert, cells_of in zip(columns, transposed, strict=True)
-        ]
-        missing = any(_MISSING_CELL in column for column in converted)
-        return Events(
-            _CsvTexts(rows, delimiter),  # type: ignore[arg-type]
-            _Dicts(names, converted),  # type: ignore[arg-type]
-            columns=None if missing else dict(zip(names, converted, strict=True)),
-        )
-    values = []
-    for index, row in enumerate(rows):
-        if row is None or index in errors:
-            values.append(None)
-            continue
-        if len(row) > width:
-            errors[index] = f"{len(row)} fields, more than the {width} columns"
-            values.append(None)
-            continue
-        value = {}
-        for name, read, cell in zip(names, cells, row, strict=False):
-            parsed = read(cell)
-            if parsed is not _MISSING_CELL:
-                value[name] = parsed
-        values.append(value)
-    return Events(_CsvTexts(rows, delimiter), values, errors)  # type: ignore[arg-type]
-
-
 def read_csv(raw: IO[bytes], ds: Datasource, batch_rows: int, dialect: Dialect) -> Iterator[Events]:
-    """The rows of a CSV file, with a header row (every cell a column name: the columns in
-    its order) or without (the datasource's column order). A batch is converted a column at
-    a time."""
-    delimiter = dialect.delimiter or ","
-    text = io.TextIOWrapper(_inflated(raw), encoding="utf-8", errors="replace", newline="")
-    reader = csv.reader(
-        text,
-        delimiter=delimiter,
-        escapechar=dialect.escapechar or None,
-        doublequote=True,
-        strict=False,
-    )
-    by_name = {column.name: column for column in ds.columns}
-
-    def rules(order: list[Column]) -> tuple[list[Callable], list[Callable]]:
-        cells = [_csv_cell(column) for column in order]
-        return cells, [_column_of(c, read) for c, read in zip(order, cells, strict=True)]
-
-    order: list[Column] = list(ds.columns)
-    cells, columns = rules(order)
-    first = True
-    rows: list[list[str] | None] = []
-    errors: dict[int, str] = {}
-    # A `for` over the reader (resumed after a malformed line: the reader goes on with the
-    # next one) rather than next() in a try per row: this loop is most of a CSV import.
-    while True:
-        try:
-            for row in reader:
-                if first:
-                    first = False
-                    if row and all(cell.strip() in by_name for cell in row):
-                        order = [by_name[cell.strip()] for cell in row]
-                        cells, columns = rules(order)
-                        continue
-                if not row or row == [""]:
-                    continue
-                rows.append(row)
-                if len(rows) >= batch_rows:
-                    yield _csv_events(rows, errors, order, cells, columns, delimiter)
-                    rows, errors = [], {}
-        except csv.Error as exc:
-            errors[len(rows)] = f"line {reader.line_num}: not valid CSV ({exc})"
-            rows.append(None)
-            continue
-        break
-    if rows:
-        yield _csv_events(rows, errors, order, cells, columns, delimiter)
+    """The rows of a CSV file (services/ingest/csv_reader.py), gzip or not."""
+    return csv_reader.read_csv(_inflated(raw), ds, batch_rows, dialect)
 
 
 def read_ndjson(raw: IO[bytes], batch_rows: int) -> Iterator[Events]:
@@ -453,7 +223,7 @@ def read_parquet(raw: IO[bytes], ds: Datasource, batch_rows: int) -> Iterator[Ev
             if all(c is not None for c in converted):
                 names = list(batch.schema.names)
                 columns = [c.to_pylist() for c in converted]
-                values = _Dicts(names, columns)
+                values = ColumnDicts(names, columns)
                 yield Events(
                     _JsonTexts(values),  # type: ignore[arg-type]
                     values,  # type: ignore[arg-type]
