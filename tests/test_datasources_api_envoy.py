@@ -217,39 +217,63 @@ async def test_refusals_answer_alike(
     assert_same(ours, envoy)
 
 
+async def _import_each(
+    pair: GatewayPair, http: aiohttp.ClientSession, suite: Suite, prefix: str, count: int
+) -> list[str]:
+    """`count` rows marked `<prefix>-<gateway>` imported through each gateway; their job ids.
+    The tests that delete or count rows load their own, so none leans on another's imports."""
+    ours, envoy = await pair.send(
+        http,
+        "POST",
+        f"/v0/datasources?name={DS}&format=ndjson",
+        data=lambda g: _ndjson(f"{prefix}-{g}", count),
+        headers=AUTH,
+    )
+    assert ours.status == 200, ours.body
+    jobs = await _job(pair, http, suite, (ours, envoy))
+    assert [await _rows(suite, f"{prefix}-{g}") for g in GATEWAYS] == [count, count]
+    return [job["id"] for job in jobs]
+
+
 async def test_delete_dry_run_and_jobs_list_answer_alike(
-    pair: GatewayPair, http: aiohttp.ClientSession
+    pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
 ) -> None:
+    job_ids = await _import_each(pair, http, suite, "dry", 250)
     ours, envoy = await pair.send(
         http,
         "POST",
         f"/v0/datasources/{DS}/delete",
-        data=b"delete_condition=session_id+%3D+'gz-pipit'&dry_run=true",
+        data=b"delete_condition=session_id+%3D+'dry-pipit'&dry_run=true",
         headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert (ours.status, ours.json["rows_to_be_deleted"]) == (200, 250), ours.body
     assert_same(ours, envoy)
+    assert await _rows(suite, "dry-pipit") == 250
     ours, envoy = await pair.send(http, "GET", "/v0/jobs?kind=import&status=done", headers=AUTH)
     assert ours.status == 200
     assert_same(ours, envoy)
-    assert len(ours.json["jobs"]) == 6
+    listed = {job["id"] for job in ours.json["jobs"]}
+    assert set(job_ids) <= listed
+    assert {job["status"] for job in ours.json["jobs"]} == {"done"}
 
 
 async def test_delete_then_truncate_through_each(
     pair: GatewayPair, suite: Suite, http: aiohttp.ClientSession
 ) -> None:
+    await _import_each(pair, http, suite, "del", 250)
+    await _import_each(pair, http, suite, "keep", 300)
     ours, envoy = await pair.send(
         http,
         "POST",
-        lambda g: f"/v0/datasources/{DS}/delete?delete_condition=session_id+%3D+'gz-{g}'",
+        lambda g: f"/v0/datasources/{DS}/delete?delete_condition=session_id+%3D+'del-{g}'",
         headers=AUTH,
     )
     assert ours.status == 200, ours.body
     assert _normalized(ours)[1]["job"]["delete_condition"] != ""
     await suite.ingest.datasources.wait_deletes()
-    assert [await _rows(suite, f"gz-{g}") for g in GATEWAYS] == [0, 0]
-    assert await _rows(suite, "mp-300-pipit") == 300
+    assert [await _rows(suite, f"del-{g}") for g in GATEWAYS] == [0, 0]
+    assert [await _rows(suite, f"keep-{g}") for g in GATEWAYS] == [300, 300]
     ours, envoy = await pair.send(http, "POST", f"/v0/datasources/{DS}/truncate", headers=AUTH)
     assert ours.status == 200, ours.body
     assert _normalized(ours) == _normalized(envoy)
-    assert await _rows(suite, "mp-300-pipit") == 0
+    assert [await _rows(suite, f"keep-{g}") for g in GATEWAYS] == [0, 0]
