@@ -9,6 +9,7 @@ definitions agree); then requests/s of a mix of them all through the gateway wit
 
     python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
                           [--clients 1,8,32] [--duration 10] [--data-root DIR]
+                          [--endpoints test_results,funnel,...]
 
 `--events` is per datasource: 10 M means 10 M rows in each of the four tables (40 M in
 all), made by the seed generator (`pipit seed`'s events, 30 days of June 2023) and
@@ -202,6 +203,11 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
     print(f"{events:,} events per datasource: loading (or reusing) {directory}", file=sys.stderr)
     dataset = _engine(["load", "--dir", str(directory), "--events", str(events)])
     plan = cases(dataset["samples"])
+    if args.endpoints:
+        unknown = set(args.endpoints) - set(plan)
+        if unknown:
+            raise SystemExit(f"--endpoints: no endpoint {sorted(unknown)}; there are {list(plan)}")
+        plan = {name: plan[name] for name in args.endpoints}
     cases_file = work / f"cases-{events}.json"
     cases_file.write_text(json.dumps(plan))
     engine_side = _engine(
@@ -399,6 +405,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--min-repeat", type=int, default=20)
     parser.add_argument("--clients", type=ints, default=[1, 8, 32])
+    parser.add_argument(
+        "--endpoints",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=[],
+        help="only these endpoints, comma-separated (default: every one)",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput level")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--out", type=Path, default=results.RESULTS)

@@ -45,108 +45,133 @@
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
+    -- positions[i]: every place in steps holding the value at place i (i included).
+    arrayMap(i -> arrayFilter(j -> steps[j] = steps[i], range(1, step_count + 1)),
+        range(1, step_count + 1)) AS positions,
     {mode:String} = 'strict_order' AS strict_order,
     {mode:String} = 'strict_deduplication' AS strict_deduplication,
     {window_seconds:Int32} AS window_length,
     users AS
     (
         SELECT
-            user_id,
-            minIf((timestamp, dimension), key = steps[1]).2 AS breakdown,
-            arraySort(arrayFlatten(groupArray(arrayMap(
-                position -> (toUInt32(timestamp), position),
-                -- strict_order sees every event: one matching no step has position 0
-                if(has(steps, key), arrayFilter(i -> steps[i] = key, range(1, step_count + 1)), [0])
-            )))) AS matches,
-            arrayMap(m -> m.1, matches) AS ts,
-            arrayMap(m -> m.2, matches) AS st,
-            arrayEnumerate(matches) AS pos,
-            -- Step by step (k = 2..), each a few passes over the user's matches: ok[i] = i when
-            -- match i extends a chain to step k, else 0; held[i] = where the chain held for
-            -- step k-1 at match i was made (the last such success, carried forward); start[i]
-            -- = that chain's step-1 time. No inner lambda captures an array (it would be
-            -- copied once per element). Also kept, per match at its own step: the chain held
-            -- for the step before (strict_order) and the successes at that step before it
-            -- (strict_deduplication).
-            arrayFold(
-                (state, k) -> (
-                    arrayMap((s, t0, t, i) -> if(s = k AND t0 > 0 AND t <= t0 + window_length, i, 0),
-                        st,
-                        arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
-                        ts, pos) AS ok,
-                    arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
-                    arrayPushBack(state.3, arrayFill(x -> x > 0, state.1)),
-                    arrayPushBack(state.4, ok),
-                    arrayMap((own, s, h) -> if(s = k, h, own), state.5, st, arrayFill(x -> x > 0, state.1)),
-                    arrayMap((own, s, c, o) -> if(s = k, toUInt32(c - (o > 0)), own),
-                        state.6, st, arrayCumSum(arrayMap(x -> toUInt32(x > 0), ok)), ok)
-                ),
-                range(2, step_count + 1),
-                (
-                    arrayMap((s, i) -> if(s = 1, i, 0), st, pos),
-                    ts,
-                    [CAST([], 'Array(UInt32)')],
-                    [arrayMap((s, i) -> if(s = 1, i, 0), st, pos)],
-                    arrayWithConstant(length(st), toUInt32(1)),
-                    arrayWithConstant(length(st), toUInt32(0))
-                )
-            ) AS levels,
-            -- Where the search ends: the first match a strict mode stops at, else past the end.
-            indexOf(st, 1) AS first_start,
-            multiIf(
-                strict_order AND first_start > 0,
-                arrayFirstIndex(
-                    (s, i, held) -> i > first_start AND (s = 0 OR (s >= 2 AND held = 0)),
-                    st, pos, levels.5),
-                strict_deduplication,
-                arrayFirstIndex((s, before) -> s >= 2 AND before > 0, st, levels.6),
-                0
-            ) AS stop_at,
-            if(stop_at = 0, length(st) + 1, stop_at) AS search_end,
-            arrayMap(ok -> arrayFirstIndex(x -> x > 0 AND x < search_end, ok), levels.4) AS reached,
-            arrayCount(x -> x > 0, reached) AS level,
-            -- The first chain to reach the deepest step, followed back to its step 1.
-            arrayMap(p -> ts[p], arrayFold(
-                (chain, k) -> arrayPushFront(chain, levels.3[k][chain[1]]),
-                arrayReverse(range(2, level + 1)),
-                [reached[greatest(level, 1)]]
-            )) AS path
+            breakdown,
+            level,
+            -- The first chain to reach the deepest step, followed back to its step 1:
+            -- chain_k = the match of its step k (0 past the level). Written out for the
+            -- 8 steps there can be, so no lambda captures the user's arrays.
+            if(level >= 8, reached[8], 0) AS chain_8,
+            if(level > 7, levels.3[8][chain_8], if(level = 7, reached[7], 0))
+                AS chain_7,
+            if(level > 6, levels.3[7][chain_7], if(level = 6, reached[6], 0))
+                AS chain_6,
+            if(level > 5, levels.3[6][chain_6], if(level = 5, reached[5], 0))
+                AS chain_5,
+            if(level > 4, levels.3[5][chain_5], if(level = 4, reached[4], 0))
+                AS chain_4,
+            if(level > 3, levels.3[4][chain_4], if(level = 3, reached[3], 0))
+                AS chain_3,
+            if(level > 2, levels.3[3][chain_3], if(level = 2, reached[2], 0))
+                AS chain_2,
+            if(level > 1, levels.3[2][chain_2], if(level = 1, reached[1], 0))
+                AS chain_1,
+            arraySlice(
+                [ts[chain_1], ts[chain_2], ts[chain_3], ts[chain_4],
+                 ts[chain_5], ts[chain_6], ts[chain_7], ts[chain_8]],
+                1, level
+            ) AS path
         FROM
         (
             SELECT
                 user_id,
-                timestamp,
-                if({step_by:String} = 'page_url', page_url, event_type) AS key,
+                minIf((timestamp, dimension), key = steps[1]).2 AS breakdown,
+                arraySort(groupArray((toUInt32(timestamp), position))) AS matches,
+                arrayMap(m -> m.1, matches) AS ts,
+                arrayMap(m -> m.2, matches) AS st,
+                arrayEnumerate(matches) AS pos,
+                -- Step by step (k = 2..), each a few passes over the user's matches: ok[i] = i when
+                -- match i extends a chain to step k, else 0; held[i] = where the chain held for
+                -- step k-1 at match i was made (the last such success, carried forward); start[i]
+                -- = that chain's step-1 time. No inner lambda captures an array (it would be
+                -- copied once per element). Also kept, per match at its own step: the chain held
+                -- for the step before (strict_order) and the successes at that step before it
+                -- (strict_deduplication).
+                arrayFold(
+                    (state, k) -> (
+                        arrayMap((s, t0, t, i) -> if(s = k AND t0 > 0 AND t <= t0 + window_length, i, 0),
+                            st,
+                            arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
+                            ts, pos) AS ok,
+                        arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
+                        arrayPushBack(state.3, arrayFill(x -> x > 0, state.1)),
+                        arrayPushBack(state.4, ok),
+                        arrayMap((own, s, h) -> if(s = k, h, own), state.5, st, arrayFill(x -> x > 0, state.1)),
+                        arrayMap((own, s, c, o) -> if(s = k, toUInt32(c - (o > 0)), own),
+                            state.6, st, arrayCumSum(arrayMap(x -> toUInt32(x > 0), ok)), ok)
+                    ),
+                    range(2, step_count + 1),
+                    (
+                        arrayMap((s, i) -> if(s = 1, i, 0), st, pos),
+                        ts,
+                        [CAST([], 'Array(UInt32)')],
+                        [arrayMap((s, i) -> if(s = 1, i, 0), st, pos)],
+                        arrayWithConstant(length(st), toUInt32(1)),
+                        arrayWithConstant(length(st), toUInt32(0))
+                    )
+                ) AS levels,
+                -- Where the search ends: the first match a strict mode stops at, else past the end.
+                indexOf(st, 1) AS first_start,
                 multiIf(
-                    {breakdown:String} = 'device', device_type,
-                    {breakdown:String} = 'browser', browser,
-                    {breakdown:String} = 'country', country,
-                    ''
-                ) AS dimension
-            FROM user_events
-            WHERE {source:String} = 'user_events'
-              AND timestamp >= {start_date:DateTime}
-              AND timestamp <= {end_date:DateTime}
+                    strict_order AND first_start > 0,
+                    arrayFirstIndex(
+                        (s, i, held) -> i > first_start AND (s = 0 OR (s >= 2 AND held = 0)),
+                        st, pos, levels.5),
+                    strict_deduplication,
+                    arrayFirstIndex((s, before) -> s >= 2 AND before > 0, st, levels.6),
+                    0
+                ) AS stop_at,
+                if(stop_at = 0, length(st) + 1, stop_at) AS search_end,
+                arrayMap(ok -> arrayFirstIndex(x -> x > 0 AND x < search_end, ok), levels.4) AS reached,
+                arrayCount(x -> x > 0, reached) AS level
+            FROM
+            (
+                SELECT
+                    user_id,
+                    timestamp,
+                    if({step_by:String} = 'page_url', page_url, event_type) AS key,
+                    multiIf(
+                        {breakdown:String} = 'device', device_type,
+                        {breakdown:String} = 'browser', browser,
+                        {breakdown:String} = 'country', country,
+                        ''
+                    ) AS dimension
+                FROM user_events
+                WHERE {source:String} = 'user_events'
+                  AND timestamp >= {start_date:DateTime}
+                  AND timestamp <= {end_date:DateTime}
 
-            UNION ALL
+                UNION ALL
 
-            SELECT
-                user_id,
-                timestamp,
-                if({step_by:String} = 'page_url', page_url, event_type) AS key,
-                multiIf(
-                    {breakdown:String} = 'device', device_type,
-                    {breakdown:String} = 'browser', browser,
-                    ''
-                ) AS dimension
-            FROM clickstream_events
-            WHERE {source:String} = 'clickstream_events'
-              AND timestamp >= {start_date:DateTime}
-              AND timestamp <= {end_date:DateTime}
+                SELECT
+                    user_id,
+                    timestamp,
+                    if({step_by:String} = 'page_url', page_url, event_type) AS key,
+                    multiIf(
+                        {breakdown:String} = 'device', device_type,
+                        {breakdown:String} = 'browser', browser,
+                        ''
+                    ) AS dimension
+                FROM clickstream_events
+                WHERE {source:String} = 'clickstream_events'
+                  AND timestamp >= {start_date:DateTime}
+                  AND timestamp <= {end_date:DateTime}
+            )
+            -- strict_order sees every event: one matching no step has position 0. An event
+            -- whose key stands at several places in steps is a match at each.
+            ARRAY JOIN if(has(steps, key), positions[indexOf(steps, key)], [0]) AS position
+            WHERE strict_order OR has(steps, key)
+            GROUP BY user_id
+            HAVING level >= 1
         )
-        WHERE strict_order OR has(steps, key)
-        GROUP BY user_id
-        HAVING level >= 1
     )
 SELECT
     breakdown,

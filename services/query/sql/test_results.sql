@@ -24,8 +24,14 @@
 --                            variant's mean minus the control's; [] where undefined
 --   control_*              = the control's users, conversions, revenue mean and variance
 -- Ordering: test_id, variant (the group key, so there are no ties).
--- Cost: one pass over the range's rows, grouped per user, then per variant; the windows
---   run over the few variant rows only.
+-- Cost: no pass over the range's rows. Users are counted from the `ab_hours` range view (as
+--   test_summary counts them); only the users whose events convert or carry revenue — the
+--   only ones whose revenue and conversion are not 0, about a fifth — are read one by one,
+--   from the `ab_buyer_hours` range view (services/query/sql/README.md): whole hours from
+--   the projection of that name, the cut hours at either end from the rows, so any range
+--   is exact. Every other user's revenue is 0: the per-variant statistics run over the
+--   buyers' revenues padded with that many zeros, the very sample the rows would give.
+--   The windows run over the few variant rows only.
 SELECT
     test_id,
     variant,
@@ -58,38 +64,51 @@ FROM (
         anyIf(as_second, variant = control) OVER test AS control_as_second
     FROM (
         SELECT
-            *,
+            test_id,
+            variant,
+            users,
+            conversions,
             if(
                 countIf(variant = {control:String}) OVER test > 0,
                 {control:String},
                 min(variant) OVER test
-            ) AS control
+            ) AS control,
+            -- Every user's revenue: the buyers', then 0 for each of the other users.
+            arrayConcat(revenues, arrayWithConstant(users - length(revenues), 0.)) AS revenue,
+            arrayReduce('avg', revenue) AS revenue_per_user,
+            arrayReduce('varSamp', revenue) AS revenue_variance,
+            -- Welch's CI is of the first sample's mean minus the second's: variants
+            -- take the first place, the control the second.
+            arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(0)))
+                AS as_first,
+            arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(1)))
+                AS as_second
         FROM (
+            SELECT test_id, variant, uniqExactMerge(user_ids) AS users
+            FROM ab_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+            WHERE {test_id:String} = '' OR test_id = {test_id:String}
+            GROUP BY test_id, variant
+        ) AS everyone
+        -- A variant without buyers takes the defaults: no conversions, no revenues.
+        LEFT JOIN (
             SELECT
                 test_id,
                 variant,
-                count() AS users,
                 sum(converted) AS conversions,
-                avg(revenue) AS revenue_per_user,
-                varSamp(revenue) AS revenue_variance,
-                -- Welch's CI is of the first sample's mean minus the second's: variants
-                -- take the first place, the control the second.
-                welchTTestState(0.95)(revenue, toUInt8(0)) AS as_first,
-                welchTTestState(0.95)(revenue, toUInt8(1)) AS as_second
+                groupArray(revenue) AS revenues
             FROM (
                 SELECT
                     test_id,
                     variant,
-                    user_id,
-                    max(conversion = 1) AS converted,
-                    sum(revenue) AS revenue
-                FROM ab_test_events
-                WHERE timestamp >= {start_date:DateTime} AND timestamp <= {end_date:DateTime}
-                  AND ({test_id:String} = '' OR test_id = {test_id:String})
-                GROUP BY test_id, variant, user_id
+                    buyer,
+                    max(converted) AS converted,
+                    sum(revenue_sum) AS revenue
+                FROM ab_buyer_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+                WHERE notable AND ({test_id:String} = '' OR test_id = {test_id:String})
+                GROUP BY test_id, variant, buyer
             )
             GROUP BY test_id, variant
-        )
+        ) AS notable USING (test_id, variant)
         WINDOW test AS (PARTITION BY test_id)
     )
     WINDOW test AS (PARTITION BY test_id)
