@@ -134,7 +134,8 @@ def body(rows: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(row) for row in rows)
 
 
-@pytest.fixture(params=["chdb", "clickhouse-http"])
+# The ClickHouse HTTP fixture is a process of its own: e2e (tests/tiers.py).
+@pytest.fixture(params=["chdb", pytest.param("clickhouse-http", marks=pytest.mark.e2e)])
 async def warehouse(request, chdb_dir) -> AsyncIterator[Warehouse]:
     database = unique_database("mv")
     if request.param == "chdb":
