@@ -269,11 +269,11 @@ async def test_a_deploy_that_died_during_its_backfill_is_finished_by_the_next(wa
     ids=["parameter", "type", "target", "endpoint-too", "reads-its-target"],
 )
 async def test_a_broken_materialized_pipe_is_refused_with_its_place(
-    embedded_warehouse, change, message
+    module_warehouse, change, message
 ):
-    store = DeploymentStore(embedded_warehouse)
+    store = DeploymentStore(module_warehouse)
     await store.ensure()
-    deployer = Deployer(embedded_warehouse, CurrentProject(Project(builtin())), store, 7)
+    deployer = Deployer(module_warehouse, CurrentProject(Project(builtin())), store, 7)
     files = project()
     path, old, new = change
     files[path] = files[path].replace(old, new)
@@ -282,10 +282,10 @@ async def test_a_broken_materialized_pipe_is_refused_with_its_place(
     assert message.lower() in str(refused.value).lower(), str(refused.value)
 
 
-async def test_the_target_takes_no_appends(embedded_warehouse):
-    store = DeploymentStore(embedded_warehouse)
+async def test_the_target_takes_no_appends(module_warehouse):
+    store = DeploymentStore(module_warehouse)
     await store.ensure()
-    deployer = Deployer(embedded_warehouse, CurrentProject(Project(builtin())), store, 7)
+    deployer = Deployer(module_warehouse, CurrentProject(Project(builtin())), store, 7)
     artifact = await deployer.build(project(), "p")
     ingest = artifact.protos["pipit/project/v1/ingest_service.proto"]
     assert "AppendPageViews" in ingest and "AppendDailyUsers" not in ingest
