@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_http_fixture import clickhouse_url_for_tests
-from tiers import entering, mark_by_fixtures, mark_quick, tier
+from tiers import entering, mark_by_fixtures, mark_quick, require_tier, tier
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -55,6 +55,9 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ClickHouse HTTP endpoint for the whole session: the real server named by
     PIPIT_TEST_CLICKHOUSE_URL, else the test fixture serving it from chDB."""
+    # The tier mark reaches tests that name this fixture; this check also those that ask for
+    # it by `request.getfixturevalue` (one param of several).
+    require_tier("e2e", "uses the ClickHouse HTTP endpoint")
     url, stop = clickhouse_url_for_tests(tmp_path_factory.mktemp("clickhouse-http"))
     yield url
     stop()
@@ -65,11 +68,26 @@ def unique_database(prefix: str = "t") -> str:
     return f"{prefix}_{os.getpid()}_{next(_database_numbers)}"
 
 
-@pytest.fixture
-async def embedded_warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
-    """An open chDB warehouse in a fresh database with every datasource table."""
+async def _open_with_every_table(chdb_dir: Path) -> EmbeddedWarehouse:
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()
     await warehouse.ensure_schema(list(registry().values()))
+    return warehouse
+
+
+@pytest.fixture
+async def embedded_warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
+    """An open chDB warehouse in a fresh database with every datasource table."""
+    warehouse = await _open_with_every_table(chdb_dir)
+    yield warehouse
+    await warehouse.close()
+
+
+@pytest.fixture(scope="module")
+async def module_warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
+    """`embedded_warehouse` shared by a module's tests, for tests that only read its tables
+    or write rows no other test reads: making every table takes about a second, which per
+    test was a fifth of the quick tier."""
+    warehouse = await _open_with_every_table(chdb_dir)
     yield warehouse
     await warehouse.close()

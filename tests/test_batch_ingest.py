@@ -103,6 +103,7 @@ EVENTS = st.lists(
 )
 
 
+@pytest.mark.slow  # 300 examples
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(values=EVENTS)
 def test_json_columns_equal_row_by_row(values) -> None:

@@ -31,6 +31,8 @@ from common.datasources import registry
 from common.warehouse.base import WarehouseError
 from common.warehouse.clickhouse import ClickHouseWarehouse
 
+pytestmark = pytest.mark.e2e  # the fixture's server is a process of its own
+
 # A timezone no server is configured with, so a leaked setting cannot pass for the default.
 ODD_TIMEZONE = "Pacific/Chatham"
 

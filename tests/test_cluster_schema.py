@@ -154,13 +154,13 @@ def test_datasources_are_sharded_by_user_id() -> None:
 
 
 async def test_every_statement_parses_as_clickhouse_sql(
-    embedded_warehouse: EmbeddedWarehouse,
+    module_warehouse: EmbeddedWarehouse,
 ) -> None:
     # Through the session's chDB (one per process): ClickHouse's parser reformats each
     # statement without running it, so a syntax error fails here, not on the cluster.
     internal = [_schema().everywhere_sql(create(DATABASE)) for create in INTERNAL_TABLES]
     for statement in [*_schema().statements(DATASOURCES), *internal]:
-        result = await embedded_warehouse.query(
+        result = await module_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
         formatted = result.data[0]["formatted"]
@@ -194,15 +194,15 @@ def test_cluster_and_database_must_be_identifiers(cluster: str, database: str) -
 
 
 async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
-    embedded_warehouse: EmbeddedWarehouse,
+    module_warehouse: EmbeddedWarehouse,
 ) -> None:
-    statements = single_node_statements(embedded_warehouse.database, DATASOURCES)
+    statements = single_node_statements(module_warehouse.database, DATASOURCES)
     # The fixture already created the tables; running the migration again is harmless.
-    await apply(embedded_warehouse, statements)
-    await apply(embedded_warehouse, statements)
-    result = await embedded_warehouse.query(
+    await apply(module_warehouse, statements)
+    await apply(module_warehouse, statements)
+    result = await module_warehouse.query(
         "SELECT name, engine FROM system.tables WHERE database = {db:String} ORDER BY name",
-        {"db": embedded_warehouse.database},
+        {"db": module_warehouse.database},
     )
     tables = {row["name"]: row["engine"] for row in result.data}
     views = {v.name: "View" for ds in DATASOURCES for v in ds.range_views}
@@ -226,12 +226,10 @@ async def test_single_node_migration_is_what_the_services_run() -> None:
 
 
 async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere(
-    embedded_warehouse: EmbeddedWarehouse,
+    module_warehouse: EmbeddedWarehouse,
 ) -> None:
-    database = embedded_warehouse.database + "_unmanaged"
-    settings = Settings(
-        data_dir=embedded_warehouse.data_dir, database=database, manage_schema=False
-    )
+    database = module_warehouse.database + "_unmanaged"
+    settings = Settings(data_dir=module_warehouse.data_dir, database=database, manage_schema=False)
     warehouse = open_warehouse(settings)
     current = await load_project(settings, warehouse)
     assert current.project.name == "tutorials"  # no deployment yet: the built-in project

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from common.datasources import registry
 from common.validation import RowValidator
@@ -118,6 +119,7 @@ def test_parquet_times_from_arrow_give_the_json_block():
     assert validated(validator, events) == validated(validator, _as_json(rows))
 
 
+@pytest.mark.slow  # half a million rows validated under tracemalloc
 def test_a_parquet_file_is_read_in_bounded_memory(tmp_path):
     # A regression test for pre_buffer (on, pyarrow kept what it read of every row group
     # until the file closed): what is held while a Parquet file is read and validated (the

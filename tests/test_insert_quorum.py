@@ -57,7 +57,8 @@ def test_the_insert_statement_names_the_quorum_and_the_token(tmp_path) -> None:
     )
 
 
-@pytest.fixture(params=["chdb", "clickhouse-http"])
+# The ClickHouse HTTP fixture is a process of its own: e2e (tests/tiers.py).
+@pytest.fixture(params=["chdb", pytest.param("clickhouse-http", marks=pytest.mark.e2e)])
 async def quorum_warehouse(request, chdb_dir):
     database = unique_database("quorum")
     if request.param == "chdb":

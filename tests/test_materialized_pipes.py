@@ -134,7 +134,8 @@ def body(rows: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(row) for row in rows)
 
 
-@pytest.fixture(params=["chdb", "clickhouse-http"])
+# The ClickHouse HTTP fixture is a process of its own: e2e (tests/tiers.py).
+@pytest.fixture(params=["chdb", pytest.param("clickhouse-http", marks=pytest.mark.e2e)])
 async def warehouse(request, chdb_dir) -> AsyncIterator[Warehouse]:
     database = unique_database("mv")
     if request.param == "chdb":
@@ -268,11 +269,11 @@ async def test_a_deploy_that_died_during_its_backfill_is_finished_by_the_next(wa
     ids=["parameter", "type", "target", "endpoint-too", "reads-its-target"],
 )
 async def test_a_broken_materialized_pipe_is_refused_with_its_place(
-    embedded_warehouse, change, message
+    module_warehouse, change, message
 ):
-    store = DeploymentStore(embedded_warehouse)
+    store = DeploymentStore(module_warehouse)
     await store.ensure()
-    deployer = Deployer(embedded_warehouse, CurrentProject(Project(builtin())), store, 7)
+    deployer = Deployer(module_warehouse, CurrentProject(Project(builtin())), store, 7)
     files = project()
     path, old, new = change
     files[path] = files[path].replace(old, new)
@@ -281,10 +282,10 @@ async def test_a_broken_materialized_pipe_is_refused_with_its_place(
     assert message.lower() in str(refused.value).lower(), str(refused.value)
 
 
-async def test_the_target_takes_no_appends(embedded_warehouse):
-    store = DeploymentStore(embedded_warehouse)
+async def test_the_target_takes_no_appends(module_warehouse):
+    store = DeploymentStore(module_warehouse)
     await store.ensure()
-    deployer = Deployer(embedded_warehouse, CurrentProject(Project(builtin())), store, 7)
+    deployer = Deployer(module_warehouse, CurrentProject(Project(builtin())), store, 7)
     artifact = await deployer.build(project(), "p")
     ingest = artifact.protos["pipit/project/v1/ingest_service.proto"]
     assert "AppendPageViews" in ingest and "AppendDailyUsers" not in ingest

@@ -52,18 +52,23 @@ def _long_session(table: str) -> list[dict[str, Any]]:
     return rows
 
 
-DATA = {
-    table: [*generate(table, GENERATED, days=5, seed=3), *_long_session(table)]
-    for table in ENDPOINT_TABLES.values()
-}
+@pytest.fixture(scope="module")
+def data() -> dict[str, list[dict[str, Any]]]:
+    # Made when the module's tests run, not whenever pytest collects it (-m quick too).
+    return {
+        table: [*generate(table, GENERATED, days=5, seed=3), *_long_session(table)]
+        for table in ENDPOINT_TABLES.values()
+    }
 
 
 @pytest.fixture(scope="module")
-async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
+async def warehouse(
+    chdb_dir: Path, data: dict[str, list[dict[str, Any]]]
+) -> AsyncIterator[EmbeddedWarehouse]:
     """Small granules, so that reading a fraction of the table shows in rows read."""
     wh = EmbeddedWarehouse(chdb_dir, unique_database("sessions"))
     await wh.open()
-    for table, rows in DATA.items():
+    for table, rows in data.items():
         ds = registry()[table]
         ddl = ds.create_table_sql(wh.database)
         await wh.execute(ddl.replace("SETTINGS ", "SETTINGS index_granularity = 64, "))
@@ -92,10 +97,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{n}-{sorted(g.items())}" for n, g in CASES])
-async def test_answers_equal_the_reference(warehouse: EmbeddedWarehouse, case) -> None:
+async def test_answers_equal_the_reference(warehouse: EmbeddedWarehouse, data, case) -> None:
     name, given = case
     actual = await _run(warehouse, name, given)
-    want = getattr(expected, name)(DATA[ENDPOINT_TABLES[name]], **ENDPOINTS[name].bind(given))
+    want = getattr(expected, name)(data[ENDPOINT_TABLES[name]], **ENDPOINTS[name].bind(given))
     assert want
     expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES.get(name, {}))
     ranked = [row["session_id"] for row in actual]
@@ -106,9 +111,9 @@ async def test_answers_equal_the_reference(warehouse: EmbeddedWarehouse, case) -
 
 @pytest.mark.parametrize("name", ENDPOINT_TABLES)
 async def test_the_newest_sessions_are_read_from_the_newest_rows(
-    warehouse: EmbeddedWarehouse, name: str
+    warehouse: EmbeddedWarehouse, data, name: str
 ) -> None:
-    total = len(DATA[ENDPOINT_TABLES[name]])
+    total = len(data[ENDPOINT_TABLES[name]])
     endpoint = ENDPOINTS[name]
     shortcut = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "5"}))
     everything = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "10000"}))

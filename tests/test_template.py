@@ -923,7 +923,7 @@ async def _select(warehouse, rendered: Rendered) -> dict[str, object]:
     return json.loads(payload)["data"][0]
 
 
-async def test_every_type_binds_as_clickhouse_expects(embedded_warehouse) -> None:
+async def test_every_type_binds_as_clickhouse_expects(module_warehouse) -> None:
     select = ", ".join(
         f"{{{{{function}(v_{index}, {literal})}}}} AS v_{index}, "
         f"toTypeName({{{{{function}(v_{index})}}}}) AS t_{index}"
@@ -945,7 +945,7 @@ async def test_every_type_binds_as_clickhouse_expects(embedded_warehouse) -> Non
         "a_f": [1.5, -0.25],
         "a_day": ["1970-01-01", "2149-06-06"],
     }
-    row = await _select(embedded_warehouse, template.render(given, columns=()))
+    row = await _select(module_warehouse, template.render(given, columns=()))
     for index, (_, ch_type, _, _, value, text) in enumerate(TYPED):
         assert row[f"t_{index}"] == ch_type
         assert str(row[f"v_{index}"]).lower() == text.lower() or row[f"v_{index}"] == value
@@ -959,19 +959,19 @@ async def test_every_type_binds_as_clickhouse_expects(embedded_warehouse) -> Non
 
 
 @pytest.mark.parametrize("text", ROUND_TRIP_STRINGS)
-async def test_strings_round_trip_through_clickhouse_exactly(embedded_warehouse, text: str) -> None:
+async def test_strings_round_trip_through_clickhouse_exactly(module_warehouse, text: str) -> None:
     template = Template.parse(
         "SELECT {{String(s)}} AS s, {{ s }} AS bare, {{Array(arr, 'String')}} AS arr,"
         " {{sql_and(s_col=s)}} AS cond FROM (SELECT {{String(s)}} AS s_col)"
     )
     rendered = template.render({"s": text, "arr": [text]}, columns=["s_col"])
     assert text == "" or text not in rendered.sql
-    row = await _select(embedded_warehouse, rendered)
+    row = await _select(module_warehouse, rendered)
     assert (row["s"], row["bare"], row["arr"], row["cond"]) == (text, text, [text], 1)
 
 
-async def test_the_tutorial_pipes_run_with_bound_values(embedded_warehouse) -> None:
-    await embedded_warehouse.insert_json_rows(
+async def test_the_tutorial_pipes_run_with_bound_values(module_warehouse) -> None:
+    await module_warehouse.insert_json_rows(
         "ab_test_events",
         [
             "timestamp",
@@ -989,17 +989,17 @@ async def test_the_tutorial_pipes_run_with_bound_values(embedded_warehouse) -> N
     )
     templates = _tutorial_templates()
     summary = templates["test_summary"]
-    found = await embedded_warehouse.query(
+    found = await module_warehouse.query(
         **_query(summary.render({"test_id": "homepage_redesign"}, columns=()))
     )
     assert [(r["test_id"], r["variant"], r["users"]) for r in found.data] == [
         ("homepage_redesign", "B", 1)
     ]
-    hostile = await embedded_warehouse.query(
+    hostile = await module_warehouse.query(
         **_query(summary.render({"test_id": "x' OR '1'='1"}, columns=()))
     )
     assert hostile.data == []
-    outside = await embedded_warehouse.query(
+    outside = await module_warehouse.query(
         **_query(
             summary.render({"test_id": "homepage_redesign", "end_date": "2023-06-01"}, columns=())
         )
@@ -1012,9 +1012,7 @@ async def test_the_tutorial_pipes_run_with_bound_values(embedded_warehouse) -> N
         "get_popular_pages": {"limit": 5},
     }
     for name, request in requests.items():
-        result = await embedded_warehouse.query(
-            **_query(templates[name].render(request, columns=()))
-        )
+        result = await module_warehouse.query(**_query(templates[name].render(request, columns=())))
         assert result.data == [], name
 
 
