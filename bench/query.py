@@ -17,7 +17,10 @@ written straight into chDB. A dataset is kept in `--data-root` and reused while 
 parameters and the tables' DDL are unchanged: building 10 M takes about five minutes on
 two cores, a rerun only the measurements. Services run as `pipit query` and
 `pipit gateway` processes over that data with default settings. Parameters are the
-README's calls, with ids rotated over 20 values sampled from the data.
+README's calls, with ids rotated over 20 values sampled from the data. No write comes
+while they run, so the query service answers a call it has answered before from the
+answers it keeps (services/query/sql/README.md): `direct` is every call computed by the
+engine, and `--answer-cache-bytes 0` has the service compute every call too.
 
 Writes bench/results/query.json and bench/results/query.png."""
 
@@ -39,6 +42,7 @@ import aiohttp
 import grpc
 
 from bench import launch, results
+from common.config import Settings
 from pipit.query.v1 import query_service_pb2, query_service_pb2_grpc
 from services.query.service import builtin_endpoints
 
@@ -229,7 +233,11 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
     ports = {"query": launch.free_port(), "gateway": launch.free_port()}
     query = launch.start(
         ["query"],
-        {"PIPIT_DATA_DIR": str(directory), "PIPIT_QUERY_PORT": str(ports["query"])},
+        {
+            "PIPIT_DATA_DIR": str(directory),
+            "PIPIT_QUERY_PORT": str(ports["query"]),
+            "PIPIT_ANSWER_CACHE_BYTES": str(args.answer_cache_bytes),
+        },
         {"query"},
         work / "logs",
     )
@@ -374,6 +382,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "seconds": round(time.perf_counter() - started, 1),
         "data_root": str(args.data_root),
+        "answer_cache_bytes": args.answer_cache_bytes,
         "sizes": sizes,
     }
     results.write("query", document, args.out)
@@ -412,6 +421,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only these endpoints, comma-separated (default: every one)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput level")
+    parser.add_argument(
+        "--answer-cache-bytes",
+        type=int,
+        default=Settings.answer_cache_bytes,
+        help="the query service's PIPIT_ANSWER_CACHE_BYTES; 0 computes every call afresh",
+    )
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--out", type=Path, default=results.RESULTS)
     parser.add_argument("--no-chart", action="store_true")

@@ -226,6 +226,12 @@ class Settings:
         "chDB, the server's max_threads for ClickHouse)",
         _non_negative_int,
     )
+    answer_cache_bytes: int = setting(
+        256 * 1024 * 1024,
+        "chDB only: memory the built-in pipes' answers may be kept in, in bytes (0 = none "
+        "kept); an answer is served again only until the next write to the data",
+        _non_negative_int,
+    )
     sql_timeout: float = setting(
         10.0,
         "seconds a Query API (/v0/sql) query may run",

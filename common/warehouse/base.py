@@ -192,6 +192,13 @@ class Warehouse(abc.ABC):
         format `fmt` (CSV, Parquet, JSON…), byte for byte as the engine writes it."""
         raise WarehouseError(f"{type(self).__name__} cannot answer in {fmt}")
 
+    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        """`query_raw` of a query whose answer depends on the data alone (no clock, no
+        randomness, no table functions): the same call with no write between may be
+        answered again without running it. Runs it, unless the engine knows every write
+        (chDB, see embedded.py); a ClickHouse server is written by other processes too."""
+        return await self.query_raw(sql, params, fmt)
+
     def sibling(self, database: str) -> Warehouse:
         """A warehouse like this one in another database (not yet open): the scratch
         database a build validates a project in."""

@@ -7,7 +7,15 @@ the main lane; reads (the pipes) go to the least busy of `query_concurrency` rea
 which run side by side (chDB releases the GIL while a query runs), so a slow pipe does not
 queue the others behind it; the Query API's ad-hoc SQL has a lane of its own, read-only
 and capped, so a slow or failing ad-hoc query never holds up the others. The event loop
-stays free."""
+stays free.
+
+Answers to repeatable queries (`query_raw_repeatable`: the built-in pipes) are kept and
+served again while the data is as it was, which is exact by construction: every write to
+this data path runs on this process's main lane (chDB opens a path in one process only),
+and each write moves a generation counter when it starts and when it ends. An answer is
+kept under the generation its query started in, and only when no write started or ran
+meanwhile, so it is served only until the next write starts. (chDB's engine has no query
+cache of its own: clickhouse-local fixes its size at 0.)"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +31,7 @@ from typing import Any
 
 from clickhouse_connect.driver.binding import escape_str
 
+from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -90,6 +100,7 @@ class _Engine:
         self.main = self.lane("main", ())
         self.readers: list[_Lane] = []
         self._readers_lock = threading.Lock()
+        self.answers = _Answers()
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -121,6 +132,53 @@ class _Engine:
             return list(self.readers)
 
 
+class _Answers:
+    """Answers of repeatable queries, kept until the next write to the data path; the
+    least recently used go first when they outgrow their bytes. Used on event loops only."""
+
+    def __init__(self) -> None:
+        # Moved when a write starts and when it ends: a value seen with no write in flight
+        # names one state of the data.
+        self.generation = 0
+        self.writes_in_flight = 0
+        self._kept: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def write_started(self) -> None:
+        self.generation += 1
+        self.writes_in_flight += 1
+        self._drop_all()  # none of them is sure to be the data's any more
+
+    def write_ended(self) -> None:
+        self.writes_in_flight -= 1
+        self.generation += 1
+
+    def state(self) -> int | None:
+        """The data's generation now, or None while a write is in flight."""
+        return None if self.writes_in_flight else self.generation
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        answer = self._kept.get(key)
+        if answer is not None:
+            self._kept.move_to_end(key)
+        return answer
+
+    def keep(self, key: tuple[Any, ...], started: int, answer: bytes, limit: int) -> None:
+        """Keeps `answer` if the data is still in generation `started`, when its query
+        started (no write began since, so the answer is that state's)."""
+        if self.state() != started or len(answer) > limit:
+            return
+        self._kept[key] = answer
+        self._bytes += len(answer)
+        while self._bytes > limit:
+            _, dropped = self._kept.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    def _drop_all(self) -> None:
+        self._kept.clear()
+        self._bytes = 0
+
+
 def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
     """The ad-hoc session's SET statements: the caps, then `readonly = 1` last, after
     which nothing on that session can write, create, or change a setting (a query's own
@@ -139,16 +197,22 @@ class EmbeddedWarehouse(Warehouse):
         *,
         insert_quorum: str = "0",
         query_concurrency: int = 0,
+        answer_cache_bytes: int = Settings.answer_cache_bytes,
     ) -> None:
         super().__init__(database, adhoc_limits, insert_quorum=insert_quorum)
         self.data_dir = data_dir
         self.query_concurrency = query_concurrency or os.cpu_count() or 1
+        self.answer_cache_bytes = answer_cache_bytes
         self._engine: _Engine | None = None
         self._readers: list[_Lane] = []
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
         return EmbeddedWarehouse(
-            self.data_dir, database, self.adhoc_limits, query_concurrency=self.query_concurrency
+            self.data_dir,
+            database,
+            self.adhoc_limits,
+            query_concurrency=self.query_concurrency,
+            answer_cache_bytes=self.answer_cache_bytes,
         )
 
     async def _run(
@@ -162,12 +226,18 @@ class EmbeddedWarehouse(Warehouse):
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
         lane = lane or self._engine.main
+        # Whatever runs on the main lane may write; reads run on the others.
+        answers = self._engine.answers if lane is self._engine.main else None
         loop = asyncio.get_running_loop()
         lane.in_flight += 1
+        if answers is not None:
+            answers.write_started()
         try:
             return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
         finally:
             lane.in_flight -= 1
+            if answers is not None:
+                answers.write_ended()
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -205,6 +275,21 @@ class EmbeddedWarehouse(Warehouse):
     async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
         reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
         return await self._run(sql, fmt, _escaped(params), self.database, reader)
+
+    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        if self._engine is None or not self.answer_cache_bytes:
+            return await self.query_raw(sql, params, fmt)
+        answers = self._engine.answers
+        started = answers.state()
+        if started is None:  # a write is in flight: its data may or may not be read
+            return await self.query_raw(sql, params, fmt)
+        # The bound values as the engine reads them: two spellings of one value are one.
+        key = (self.database, sql, fmt, started, *sorted(_escaped(params).items()))
+        answer = answers.get(key)
+        if answer is None:
+            answer = await self.query_raw(sql, params, fmt)
+            answers.keep(key, started, answer, self.answer_cache_bytes)
+        return answer
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))

@@ -37,4 +37,5 @@ def open_warehouse(settings: Settings) -> Warehouse:
         limits,
         insert_quorum=settings.insert_quorum,
         query_concurrency=settings.query_concurrency,
+        answer_cache_bytes=settings.answer_cache_bytes,
     )

@@ -28,7 +28,7 @@ from common.project_handlers import PerProject
 from common.query_string import UNKNOWN_QUERY_PARAMS, is_utf8, parse_query, unescape
 from common.rpc_handlers import service_handler
 from common.tokens import ADMIN, digest
-from common.warehouse.base import Warehouse, WarehouseError
+from common.warehouse.base import QueryResult, Warehouse, WarehouseError
 from gateway.errors import GatewayError
 from gateway.routes import resolve_field_path
 from gateway.transcoder import parse_scalar
@@ -38,7 +38,7 @@ from services.query.analysis import analysis_of
 from services.query.binder import Endpoint, InvalidParameter
 from services.query.catalog import describe_pipe
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
-from services.query.service import endpoints
+from services.query.service import endpoints, run_pipe
 from services.query.sql_api import FORMATS, PIPELINE_TABLE, OutputFormat, SqlApi, SqlFailure
 
 if TYPE_CHECKING:
@@ -129,7 +129,8 @@ class PipeApi:
             # The analysed rows, read back by the engine: it writes every format (and runs
             # `q`) over them as over any pipe's SQL.
             try:
-                result = await analysis.run(await self._warehouse.query(sql, params), params)
+                answer = await run_pipe(self._warehouse, sql, params, "JSON")
+                result = await analysis.run(QueryResult.from_json(answer), params)
             except InvalidParameter as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except WarehouseError as exc:
@@ -142,7 +143,7 @@ class PipeApi:
             return await self._over_result(query, sql, params, output, context)
         try:
             # The pipe's SQL as its typed RPC runs it: no text is built around it.
-            data = await self._warehouse.query_raw(sql, params, output.name)
+            data = await run_pipe(self._warehouse, sql, params, output.name)
         except WarehouseError as exc:
             log.error("query failed", endpoint=name, format=output.name, error=str(exc)[:1000])
             await context.abort(
