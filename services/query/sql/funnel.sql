@@ -149,6 +149,8 @@ WITH
                   AND timestamp >= {start_date:DateTime}
                   AND timestamp <= {end_date:DateTime}
 
+                -- The same read of the other datasource: one SELECT each, since their columns
+                -- differ (clickstream has no country) and the source parameter leaves one reading rows.
                 UNION ALL
 
                 SELECT
