@@ -39,99 +39,43 @@
 --   for a step no user reached.
 -- Ordering: breakdown ASC, step ASC (the group key, so no ties).
 -- Cost: one pass over the range's rows of the chosen source (only the events matching a
---   step, unless strict_order), grouped by user; then, per user, a few array passes per step
---   over the user's matches (no per-match state is copied: windowFunnel's search written
---   step by step, not match by match). Bounded by the dates.
+--   step, unless strict_order; only the columns the parameters use), grouped by user into
+--   one array of numbers each; then, per step asked for, two vectorised passes over every
+--   user's matches. No pass is per match: the chain held for each step is carried forward
+--   by arrayFill, the whole chain (its times) packed in one UInt256, so the path needs no
+--   search back. The query is written so that the engine's analysis stays small (each
+--   step a layer of its own, reading the one before as columns): a nested expression that
+--   names another several times is copied into the query tree at every naming.
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
-    -- positions[i]: every place in steps holding the value at place i (i included).
-    arrayMap(i -> arrayFilter(j -> steps[j] = steps[i], range(1, step_count + 1)),
-        range(1, step_count + 1)) AS positions,
+    {window_seconds:Int32} AS window_length,
     {mode:String} = 'strict_order' AS strict_order,
     {mode:String} = 'strict_deduplication' AS strict_deduplication,
-    {window_seconds:Int32} AS window_length,
-    users AS
+    -- Per user: the breakdown value, and the matches sorted in (time, step) order, each
+    -- packed in a number, time * 16 + step (step 0: an event matching no step).
+    matched AS
     (
         SELECT
             breakdown,
-            level,
-            -- The first chain to reach the deepest step, followed back to its step 1:
-            -- chain_k = the match of its step k (0 past the level). Written out for the
-            -- 8 steps there can be, so no lambda captures the user's arrays.
-            if(level >= 8, reached[8], 0) AS chain_8,
-            if(level > 7, levels.3[8][chain_8], if(level = 7, reached[7], 0))
-                AS chain_7,
-            if(level > 6, levels.3[7][chain_7], if(level = 6, reached[6], 0))
-                AS chain_6,
-            if(level > 5, levels.3[6][chain_6], if(level = 5, reached[5], 0))
-                AS chain_5,
-            if(level > 4, levels.3[5][chain_5], if(level = 4, reached[4], 0))
-                AS chain_4,
-            if(level > 3, levels.3[4][chain_4], if(level = 3, reached[3], 0))
-                AS chain_3,
-            if(level > 2, levels.3[3][chain_3], if(level = 2, reached[2], 0))
-                AS chain_2,
-            if(level > 1, levels.3[2][chain_2], if(level = 1, reached[1], 0))
-                AS chain_1,
-            arraySlice(
-                [ts[chain_1], ts[chain_2], ts[chain_3], ts[chain_4],
-                 ts[chain_5], ts[chain_6], ts[chain_7], ts[chain_8]],
-                1, level
-            ) AS path
+            -- A key given at several places in steps matches at each (the read below
+            -- keeps its first place only): repeated here, when steps repeat a value.
+            arraySort(if(length(arrayDistinct(steps)) = step_count, codes, arrayFlatten(arrayMap(
+                c -> arrayMap(p -> bitOr(bitAnd(c, bitNot(toUInt64(15))), p),
+                    if(bitAnd(c, 15) = 0, [toUInt64(0)],
+                        arrayFilter(j -> steps[j] = steps[bitAnd(c, 15)], range(1, step_count + 1)))),
+                codes)))) AS matches,
+            arrayMap(c -> toUInt8(bitAnd(c, 15)), matches) AS st,
+            arrayMap(c -> bitShiftRight(c, 4), matches) AS ts
         FROM
         (
             SELECT
                 user_id,
-                minIf((timestamp, dimension), key = steps[1]).2 AS breakdown,
-                arraySort(groupArray((toUInt32(timestamp), position))) AS matches,
-                arrayMap(m -> m.1, matches) AS ts,
-                arrayMap(m -> m.2, matches) AS st,
-                arrayEnumerate(matches) AS pos,
-                -- Step by step (k = 2..), each a few passes over the user's matches: ok[i] = i when
-                -- match i extends a chain to step k, else 0; held[i] = where the chain held for
-                -- step k-1 at match i was made (the last such success, carried forward); start[i]
-                -- = that chain's step-1 time. No inner lambda captures an array (it would be
-                -- copied once per element). Also kept, per match at its own step: the chain held
-                -- for the step before (strict_order) and the successes at that step before it
-                -- (strict_deduplication).
-                arrayFold(
-                    (state, k) -> (
-                        arrayMap((s, t0, t, i) -> if(s = k AND t0 > 0 AND t <= t0 + window_length, i, 0),
-                            st,
-                            arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
-                            ts, pos) AS ok,
-                        arrayFill(x -> x > 0, arrayMap((o, t) -> if(o > 0, t, 0), state.1, state.2)),
-                        arrayPushBack(state.3, arrayFill(x -> x > 0, state.1)),
-                        arrayPushBack(state.4, ok),
-                        arrayMap((own, s, h) -> if(s = k, h, own), state.5, st, arrayFill(x -> x > 0, state.1)),
-                        arrayMap((own, s, c, o) -> if(s = k, toUInt32(c - (o > 0)), own),
-                            state.6, st, arrayCumSum(arrayMap(x -> toUInt32(x > 0), ok)), ok)
-                    ),
-                    range(2, step_count + 1),
-                    (
-                        arrayMap((s, i) -> if(s = 1, i, 0), st, pos),
-                        ts,
-                        [CAST([], 'Array(UInt32)')],
-                        [arrayMap((s, i) -> if(s = 1, i, 0), st, pos)],
-                        arrayWithConstant(length(st), toUInt32(1)),
-                        arrayWithConstant(length(st), toUInt32(0))
-                    )
-                ) AS levels,
-                -- Where the search ends: the first match a strict mode stops at, else past the end.
-                indexOf(st, 1) AS first_start,
-                multiIf(
-                    strict_order AND first_start > 0,
-                    arrayFirstIndex(
-                        (s, i, held) -> i > first_start AND (s = 0 OR (s >= 2 AND held = 0)),
-                        st, pos, levels.5),
-                    strict_deduplication,
-                    arrayFirstIndex((s, before) -> s >= 2 AND before > 0, st, levels.6),
-                    0
-                ) AS stop_at,
-                if(stop_at = 0, length(st) + 1, stop_at) AS search_end,
-                arrayMap(ok -> arrayFirstIndex(x -> x > 0 AND x < search_end, ok), levels.4) AS reached,
-                arrayCount(x -> x > 0, reached) AS level
+                -- Only a breakdown asked for is computed: a minimum of tuples is costly.
+                if({breakdown:String} = 'none', '',
+                    minIf((timestamp, dimension), key = steps[1] AND {breakdown:String} != 'none').2)
+                    AS breakdown,
+                groupArray(toUInt64(toUInt32(timestamp)) * 16 + indexOf(steps, key)) AS codes
             FROM
             (
                 SELECT
@@ -148,6 +92,7 @@ WITH
                 WHERE {source:String} = 'user_events'
                   AND timestamp >= {start_date:DateTime}
                   AND timestamp <= {end_date:DateTime}
+                  AND (strict_order OR has(steps, key))
 
                 -- The same read of the other datasource: one SELECT each, since their columns
                 -- differ (clickstream has no country) and the source parameter leaves one reading rows.
@@ -166,14 +111,147 @@ WITH
                 WHERE {source:String} = 'clickstream_events'
                   AND timestamp >= {start_date:DateTime}
                   AND timestamp <= {end_date:DateTime}
+                  AND (strict_order OR has(steps, key))
             )
-            -- strict_order sees every event: one matching no step has position 0. An event
-            -- whose key stands at several places in steps is a match at each.
-            ARRAY JOIN if(has(steps, key), positions[indexOf(steps, key)], [0]) AS position
-            WHERE strict_order OR has(steps, key)
             GROUP BY user_id
-            HAVING level >= 1
+            HAVING countIf(key = steps[1]) > 0
         )
+    ),
+    -- chain_k[i]: the chain held for step k after match i, its step-j time in bits
+    -- 32 * (j - 1) (so its step-1 time in the lowest 32), 0 while there is none; first_k: the
+    -- match that first extends a chain to step k (0: none), were the search never stopped.
+    -- A step past the last one asked for works on empty arrays.
+    held_1 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap((s, t) -> if(s = 1, toUInt256(t), toUInt256(0)), st, ts))
+                AS chain_1,
+            indexOf(st, 1) AS first_1
+        FROM matched
+    ),
+    held_2 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 2 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 32), toUInt256(0)),
+                if(step_count < 2, [], st), if(step_count < 2, [], chain_1),
+                if(step_count < 2, [], ts))) AS chain_2,
+            if(step_count < 2, 0, (countEqual(chain_2, 0) + 1) % (length(st) + 1)) AS first_2
+        FROM held_1
+    ),
+    held_3 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 3 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 64), toUInt256(0)),
+                if(step_count < 3, [], st), if(step_count < 3, [], chain_2),
+                if(step_count < 3, [], ts))) AS chain_3,
+            if(step_count < 3, 0, (countEqual(chain_3, 0) + 1) % (length(st) + 1)) AS first_3
+        FROM held_2
+    ),
+    held_4 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 4 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 96), toUInt256(0)),
+                if(step_count < 4, [], st), if(step_count < 4, [], chain_3),
+                if(step_count < 4, [], ts))) AS chain_4,
+            if(step_count < 4, 0, (countEqual(chain_4, 0) + 1) % (length(st) + 1)) AS first_4
+        FROM held_3
+    ),
+    held_5 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 5 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 128), toUInt256(0)),
+                if(step_count < 5, [], st), if(step_count < 5, [], chain_4),
+                if(step_count < 5, [], ts))) AS chain_5,
+            if(step_count < 5, 0, (countEqual(chain_5, 0) + 1) % (length(st) + 1)) AS first_5
+        FROM held_4
+    ),
+    held_6 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 6 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 160), toUInt256(0)),
+                if(step_count < 6, [], st), if(step_count < 6, [], chain_5),
+                if(step_count < 6, [], ts))) AS chain_6,
+            if(step_count < 6, 0, (countEqual(chain_6, 0) + 1) % (length(st) + 1)) AS first_6
+        FROM held_5
+    ),
+    held_7 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 7 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 192), toUInt256(0)),
+                if(step_count < 7, [], st), if(step_count < 7, [], chain_6),
+                if(step_count < 7, [], ts))) AS chain_7,
+            if(step_count < 7, 0, (countEqual(chain_7, 0) + 1) % (length(st) + 1)) AS first_7
+        FROM held_6
+    ),
+    held_8 AS
+    (
+        SELECT
+            *,
+            arrayFill(x -> x > 0, arrayMap(
+                (s, h, t) -> if(s = 8 AND bitAnd(h, 0xFFFFFFFF) > 0
+                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
+                    h + bitShiftLeft(toUInt256(t), 224), toUInt256(0)),
+                if(step_count < 8, [], st), if(step_count < 8, [], chain_7),
+                if(step_count < 8, [], ts))) AS chain_8,
+            if(step_count < 8, 0, (countEqual(chain_8, 0) + 1) % (length(st) + 1)) AS first_8
+        FROM held_7
+    ),
+    -- Per user, the gaps between the steps of the path: the level is one more than their count.
+    paths AS
+    (
+        SELECT
+            breakdown,
+            -- A lambda over one-element arrays names its arguments, so that the expressions
+            -- below refer to them instead of copying them into the query tree.
+            arrayMap((first, found, step_of) -> tupleElement((
+                -- Where a strict mode ends the search: the first match it stops at (0: none).
+                -- A chain, once held for a step, is held for good, so "no chain for step k
+                -- yet" is "before first[k]".
+                multiIf(
+                    strict_order,
+                    arrayFirstIndex(
+                        (s, i) -> i > first[1]
+                            AND (s = 0 OR (s >= 2 AND (first[s - 1] = 0 OR i < first[s - 1]))),
+                        step_of, arrayEnumerate(step_of)),
+                    strict_deduplication,
+                    arrayFirstIndex(
+                        (s, i) -> s >= 2 AND first[s] > 0 AND i > first[s],
+                        step_of, arrayEnumerate(step_of)),
+                    0
+                ) AS stop_at,
+                if(stop_at = 0, length(step_of) + 1, stop_at) AS search_end,
+                -- The first chain to reach each step before the search ended.
+                arrayFilter((c, r) -> r > 0 AND r < search_end, found, first) AS chains,
+                arrayMap(j -> toFloat64(bitAnd(bitShiftRight(chains[-1], 32 * j), 0xFFFFFFFF))
+                    - toFloat64(bitAnd(bitShiftRight(chains[-1], 32 * (j - 1)), 0xFFFFFFFF)),
+                    range(1, length(chains)))
+            ), 4), [[first_1, first_2, first_3, first_4, first_5, first_6, first_7, first_8]], [[chain_1[first_1], chain_2[first_2], chain_3[first_3], chain_4[first_4], chain_5[first_5], chain_6[first_6], chain_7[first_7], chain_8[first_8]]], [st])[1] AS gaps
+        FROM held_8
     )
 SELECT
     breakdown,
@@ -191,11 +269,9 @@ FROM
     -- median of the gaps before each step (the i-th gap exists for users past step i).
     SELECT
         breakdown,
-        sumForEach(arrayMap(k -> toUInt64(level >= k), range(1, step_count + 1))) AS reached_by,
-        quantileExactInclusiveForEach(0.5)(
-            arrayMap(k -> toFloat64(path[k]) - toFloat64(path[k - 1]), range(2, level + 1))
-        ) AS medians
-    FROM users
+        sumForEach(arrayMap(k -> toUInt64(length(gaps) >= k), range(0, step_count))) AS reached_by,
+        quantileExactInclusiveForEach(0.5)(gaps) AS medians
+    FROM paths
     GROUP BY breakdown
 )
 ARRAY JOIN range(1, step_count + 1) AS step
