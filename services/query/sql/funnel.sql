@@ -231,17 +231,19 @@ WITH
             arrayMap((first, found, step_of) -> tupleElement((
                 -- Where a strict mode ends the search: the first match it stops at (0: none).
                 -- A chain, once held for a step, is held for good, so "no chain for step k
-                -- yet" is "before first[k]".
+                -- yet" is "before first[k]". multiIf computes every branch: a mode's lambda
+                -- runs over empty arrays unless it is the mode asked for.
                 multiIf(
                     strict_order,
                     arrayFirstIndex(
                         (s, i) -> i > first[1]
                             AND (s = 0 OR (s >= 2 AND (first[s - 1] = 0 OR i < first[s - 1]))),
-                        step_of, arrayEnumerate(step_of)),
+                        if(strict_order, step_of, []), if(strict_order, arrayEnumerate(step_of), [])),
                     strict_deduplication,
                     arrayFirstIndex(
                         (s, i) -> s >= 2 AND first[s] > 0 AND i > first[s],
-                        step_of, arrayEnumerate(step_of)),
+                        if(strict_deduplication, step_of, []),
+                        if(strict_deduplication, arrayEnumerate(step_of), [])),
                     0
                 ) AS stop_at,
                 if(stop_at = 0, length(step_of) + 1, stop_at) AS search_end,
