@@ -19,6 +19,7 @@
 --   the range only), then only their page views are read and ordered; bounded by the dates.
 WITH
     ('page_view', 'pageview') AS page_view_types,
+    {page_url:String} AS page,
     sessions AS
     (
         SELECT DISTINCT session_id
@@ -26,7 +27,7 @@ WITH
         WHERE timestamp >= {start_date:DateTime}
           AND timestamp <= {end_date:DateTime}
           AND event_type IN page_view_types
-          AND page_url = {page_url:String}
+          AND page_url = page
     )
 SELECT
     direction,
@@ -42,10 +43,15 @@ FROM
     FROM
     (
         SELECT
-            arrayMap(view -> view.3, arraySort(groupArray((timestamp, event_id, page_url))))
-                AS views,
-            arrayFilter((view, i) -> i = 1 OR view != views[i - 1], views, arrayEnumerate(views))
-                AS path
+            -- Each view beside the one before it (shifted arrays): a lambda that indexed
+            -- the array itself would copy it once per element.
+            arraySort((p, t, e) -> (t, e, p), groupArray(page_url), groupArray(timestamp),
+                groupArray(event_id)) AS views,
+            arrayFilter((view, before, i) -> i = 1 OR view != before,
+                views, arrayPushFront(arrayPopBack(views), ''), arrayEnumerate(views)) AS path,
+            -- The path's moves: froms[i] -> tos[i].
+            arrayPopBack(path) AS froms,
+            arrayPopFront(path) AS tos
         FROM clickstream_events
         WHERE timestamp >= {start_date:DateTime}
           AND timestamp <= {end_date:DateTime}
@@ -54,14 +60,8 @@ FROM
         GROUP BY session_id
     )
     ARRAY JOIN arrayConcat(
-        arrayMap(
-            i -> ('next', path[i + 1]),
-            arrayFilter(i -> path[i] = {page_url:String} AND i < length(path), arrayEnumerate(path))
-        ),
-        arrayMap(
-            i -> ('previous', path[i - 1]),
-            arrayFilter(i -> path[i] = {page_url:String} AND i > 1, arrayEnumerate(path))
-        )
+        arrayMap(to -> ('next', to), arrayFilter((to, from) -> from = page, tos, froms)),
+        arrayMap(from -> ('previous', from), arrayFilter((from, to) -> to = page, froms, tos))
     ) AS neighbour
     GROUP BY direction, page_url
 )
