@@ -170,5 +170,5 @@ class QueryService:
                 rules[f"/{service.full_name}/{method.name}"] = lambda _r, scope=scope: scope
         return rules
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
+    def generic_handler(self) -> ProjectHandlers:
         return ProjectHandlers(self._current, self.handlers)
