@@ -22,6 +22,12 @@ while they run, so the query service answers a call it has answered before from 
 answers it keeps (services/query/sql/README.md): `direct` is every call computed by the
 engine, and `--answer-cache-bytes 0` has the service compute every call too.
 
+CPU per request (`overhead_cpu`, and `cpu_ms_per_request` of each throughput level): the
+gateway's and the query service's CPU time over the calls, less what each spends idle in
+the same time (measured before, with no request: the once-a-second polls), per request.
+In the throughput mix every call but each one's first is served from kept answers, so
+the engine does nothing and the whole query process's CPU is the layers' own.
+
 Writes bench/results/query.json and bench/results/query.png."""
 
 from __future__ import annotations
@@ -202,6 +208,46 @@ async def throughput(
     }
 
 
+SETTLE_SECONDS, IDLE_SECONDS = 2.0, 3.0
+
+
+class CpuMeter:
+    """CPU seconds the gateway and the query service used since it was made (the query
+    service's main thread, its Python, apart; the whole process includes the engine's
+    threads), less what they use idle at `idle_rates` (CPU seconds per second)."""
+
+    def __init__(
+        self,
+        gateway: launch.Service,
+        query: launch.Service,
+        idle_rates: dict[str, float] | None = None,
+    ) -> None:
+        self._gateway, self._query = gateway, query
+        self._idle = idle_rates or {}
+        self._started = time.perf_counter()
+        self._start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {
+            "gateway": self._gateway.cpu_seconds(),
+            "query_service": self._query.cpu_seconds(),
+            "query_service_python": self._query.main_thread_cpu_seconds(),
+        }
+
+    def used(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self._started
+        now = self._now()
+        return {
+            name: max(0.0, now[name] - self._start[name] - self._idle.get(name, 0.0) * seconds)
+            for name in now
+        }
+
+    def per_second(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self._started
+        now = self._now()
+        return {name: (now[name] - self._start[name]) / seconds for name in now}
+
+
 async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     directory = args.data_root / f"events-{events}"
     print(f"{events:,} events per datasource: loading (or reusing) {directory}", file=sys.stderr)
@@ -253,27 +299,44 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             work / "logs",
         )
         url = f"http://127.0.0.1:{ports['gateway']}"
-        gateway_cpu, query_cpu = gateway.cpu_seconds(), query.main_thread_cpu_seconds()
+        # What the processes spend with no request at all (each polls for deployments and
+        # tokens once a second): taken off the figures below, which would otherwise charge
+        # it to requests, the more so the slower the engine answers.
+        await asyncio.sleep(SETTLE_SECONDS)
+        idle = CpuMeter(gateway, query)
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_rates = idle.per_second()
+        meter = CpuMeter(gateway, query, idle_rates)
         measured = await latencies(
             url, f"127.0.0.1:{ports['query']}", plan, args.repeat, args.max_seconds, args.min_repeat
         )
         # Scheduling on a busy machine inflates wall-clock differences; CPU time per
         # request is the work the layers add whatever else runs.
         http_calls = sum(len(m["http"]) + 1 for m in measured.values())
+        used = meter.used()
         overhead_cpu = {
-            "gateway_ms_per_http_request": round(
-                (gateway.cpu_seconds() - gateway_cpu) / http_calls * 1000, 3
-            ),
+            "gateway_ms_per_http_request": round(used["gateway"] / http_calls * 1000, 3),
             "query_service_python_ms_per_request": round(
-                (query.main_thread_cpu_seconds() - query_cpu) / (2 * http_calls) * 1000, 3
+                used["query_service_python"] / (2 * http_calls) * 1000, 3
             ),
+            "idle_cpu_ms_per_s": {name: round(rate * 1000, 3) for name, rate in idle_rates.items()},
         }
         loads = []
         for clients in args.clients:
+            meter = CpuMeter(gateway, query, idle_rates)
             load = await throughput(url, plan, clients, args.duration)
+            used = meter.used()
+            # Every call of the mix but each one's first is a kept answer, so the engine is
+            # idle and the whole query process's CPU is the layers' own.
+            load["cpu_ms_per_request"] = {
+                name: round(used[name] / load["requests"] * 1000, 3)
+                for name in ("gateway", "query_service")
+            }
             print(
                 f"  {clients:>2} clients: {load['requests_per_s']} requests/s, "
-                f"p50 {load['latency']['p50_ms']} ms",
+                f"p50 {load['latency']['p50_ms']} ms, CPU per request "
+                f"{load['cpu_ms_per_request']['gateway']} ms gateway + "
+                f"{load['cpu_ms_per_request']['query_service']} ms query service",
                 file=sys.stderr,
             )
             loads.append(load)

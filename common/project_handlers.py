@@ -49,6 +49,11 @@ class ProjectHandlers(grpc.GenericRpcHandler):
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
         return self._tables.get().get(handler_call_details.method)
 
+    def build(self) -> None:
+        """Builds the table of the project in service now, before any call needs it (off
+        the event loop, before the server serves: nothing else touches the tables then)."""
+        self._tables.get()
+
 
 class ScopeRules:
     """The scope each method needs: fixed rules for the platform's services, and the

@@ -3,11 +3,14 @@ context by the interceptors and the gateway."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import uuid
+from typing import Any
 
+import orjson
 import structlog
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -27,12 +30,20 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            # A line per request in each process: orjson writes it in half the time.
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stderr.buffer),
         cache_logger_on_first_use=False,
     )
+
+
+def _dumps(event: dict[str, Any], **options: Any) -> bytes:
+    try:
+        return orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson refuses (an integer past 64 bits): a log line never fails
+        return json.dumps(event, **options).encode()
 
 
 def new_request_id() -> str:

@@ -49,12 +49,13 @@ import grpc
 import orjson
 import structlog
 from aiohttp import HttpVersion11, web
-from google.protobuf.message import Message
+from google.protobuf.descriptor_pool import DescriptorPool
 
 from common.grpc_server import MESSAGE_OVERHEAD_BYTES
 from common.query_string import parse_query, unescape
 from common.telemetry import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, new_request_id
 from common.tokens import TokenStore
+from gateway.answer_bodies import AnswerBodies
 from gateway.body import body_encoding, body_pieces, read_body
 from gateway.body_stream import stream_call
 from gateway.cors import CorsPolicy
@@ -88,6 +89,7 @@ from gateway.errors import (
     rpc_error_body,
     status_body,
 )
+from gateway.routes import Route
 from gateway.transcoder import build_request, render_response
 from gateway.upstream_metadata import error_status, forward, success_status
 from gateway.upstreams import Upstreams
@@ -130,6 +132,7 @@ class Gateway:
         self.timeout = timeout
         self.header_timeout = header_timeout
         self.token_store = token_store
+        self.bodies = AnswerBodies()
 
     async def transcode(self, request: web.Request) -> web.Response:
         # Match on the raw target, split at the first "?", as Envoy does: unescaping first would
@@ -215,13 +218,24 @@ class Gateway:
             # Whoever deployed gets the new project's routes from their next request on.
             await self.routes.refresh()
 
-        json_bytes = 0 if route.response_is_http_body else reply.ByteSize()
-        payload, payload_type = await _offload(json_bytes, render_response, route, reply, pool)
+        payload, payload_type = await self._render(route, reply, pool)
         response = web.Response(
             status=success_status(initial), body=payload, headers={"Content-Type": payload_type}
         )
         forward(initial, response)
         return response
+
+    async def _render(self, route: Route, answer: bytes, pool: DescriptorPool) -> tuple[bytes, str]:
+        """The body and content type for an answer's bytes: kept from the same bytes before,
+        or printed (and kept)."""
+        if route.response_is_http_body:  # sent as it is: only copied out of the message
+            return render_response(route, route.response_class.FromString(answer), pool)
+        kept = self.bodies.get(route, answer)
+        if kept is not None:
+            return kept
+        printed = await _offload(len(answer), _print_answer, route, answer, pool)
+        self.bodies.keep(route, answer, *printed)
+        return printed
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 while the query upstream reports itself ready (gateway/deployment.py
@@ -265,7 +279,7 @@ def pipe_query_path(method: str, raw_path: str, raw_query: str) -> str:
     return raw_path
 
 
-async def _within(seconds: float, call: grpc.aio.StreamUnaryCall) -> Message:
+async def _within(seconds: float, call: grpc.aio.StreamUnaryCall) -> bytes:
     """The answer of a streamed call, or DEADLINE_EXCEEDED (cancelling it) after `seconds`."""
     try:
         async with asyncio.timeout(seconds):
@@ -294,6 +308,10 @@ async def _offload(size: int, function: Callable[..., _T], *args: Any) -> _T:
     if size > _OFFLOAD_BYTES:
         return await asyncio.to_thread(function, *args)
     return function(*args)
+
+
+def _print_answer(route: Route, answer: bytes, pool: DescriptorPool) -> tuple[bytes, str]:
+    return render_response(route, route.response_class.FromString(answer), pool)
 
 
 def _request_id(request: web.Request) -> str:

@@ -205,6 +205,19 @@ class RouteTable:
         self.routes = tuple(routes)
         self.pool = pool
         self._verbs = frozenset(r.template.verb for r in self.routes if r.template.verb)
+        # The routes a request may take, by HTTP method and verb, most preferred first (a
+        # stable sort: among equals, the first declared), so the first match is the best.
+        candidates: dict[tuple[str, str], list[Route]] = {}
+        for r in sorted(self.routes, key=lambda r: r.template.precedence):
+            candidates.setdefault((r.http_method, r.template.verb), []).append(r)
+        self._candidates = {key: tuple(routes) for key, routes in candidates.items()}
+        # A template of literals alone is the best match of the one path it matches (no
+        # `*` or `**` sorts before a literal), so those paths are looked up directly.
+        self._literal = {
+            (r.http_method, r.template.verb, tuple(text for _, text in r.template.segments)): r
+            for r in self.routes
+            if len(r.template.literals) == len(r.template.segments)
+        }
         seen: dict[tuple[str, str, tuple[tuple[int, str], ...]], str] = {}
         for r in self.routes:
             key = (r.http_method, r.template.verb, r.template.segments)
@@ -222,21 +235,15 @@ class RouteTable:
 
     def match(self, http_method: str, raw_path: str) -> RouteMatch | None:
         parts, verb = self._split(raw_path)
-        best: tuple[tuple[int, ...], Route, tuple] | None = None
-        for route in self.routes:
-            if route.http_method != http_method or route.template.verb != verb:
-                continue
+        literal = self._literal.get((http_method, verb, tuple(parts)))
+        if literal is not None:
+            return RouteMatch(literal, (), ())
+        for route in self._candidates.get((http_method, verb), ()):
             bindings = route.template.match(parts)
-            if bindings is None:
-                continue
-            key = route.template.precedence
-            if best is None or key < best[0]:
-                best = (key, route, bindings)
-        if best is None:
-            return None
-        _, route, bindings = best
-        variables = {v.field_path: v.multi_segment for v in route.template.variables}
-        return RouteMatch(route, bindings, tuple(variables[name] for name, _ in bindings))
+            if bindings is not None:
+                variables = {v.field_path: v.multi_segment for v in route.template.variables}
+                return RouteMatch(route, bindings, tuple(variables[name] for name, _ in bindings))
+        return None
 
     def allowed_methods(self, raw_path: str) -> tuple[str, ...]:
         """The HTTP methods some route binds to this path, sorted: empty for a path no route

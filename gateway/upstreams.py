@@ -1,5 +1,6 @@
 """The gRPC side: one channel per distinct upstream target, a generic unary callable per route
-(serializers from the descriptor set, no generated stubs), and health checks."""
+(request serializers from the descriptor set, no generated stubs; answers come as bytes), and
+health checks."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ class Upstreams:
             call = cache[key] = getattr(self.channel(target), kind)(
                 route.grpc_method,
                 request_serializer=route.request_class.SerializeToString,
-                response_deserializer=route.response_class.FromString,
+                # No deserializer: the answer as the bytes it came in, which the gateway
+                # keeps bodies by (gateway/answer_bodies.py) and parses only to print one.
             )
         return call
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from conftest import unique_database
 
+from common.warehouse.base import Shape
 from common.warehouse.embedded import EmbeddedWarehouse
 from services.query.service import builtin_sql
 
@@ -77,6 +78,79 @@ async def test_a_write_during_the_read_keeps_nothing(warehouse: EmbeddedWarehous
     first, _ = await asyncio.gather(read, insert)
     assert orjson.loads(first)["n"] in (100, 101)
     assert await count(warehouse, 0) == (101, sum(range(100)) + 5000)
+
+
+class Counting:
+    """A shape that says how many times it was made: the answer's row count, as text."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def shape(self) -> Shape:
+        return Shape(self, self.make)
+
+    async def make(self, answer: bytes) -> bytes:
+        self.made += 1
+        return str(orjson.loads(answer)["n"]).encode()
+
+
+async def shaped(warehouse: EmbeddedWarehouse, counting: Counting) -> int:
+    answer = await warehouse.query_raw_repeatable(
+        COUNT, {"low": "0"}, "JSONEachRow", counting.shape()
+    )
+    return int(answer)
+
+
+async def test_a_shape_is_made_once_per_kept_answer(warehouse: EmbeddedWarehouse) -> None:
+    counting = Counting()
+    assert await shaped(warehouse, counting) == 100
+    assert await shaped(warehouse, counting) == 100
+    assert counting.made == 1
+    # The plain answer is still there, and another shape is made from it.
+    assert await count(warehouse, 0) == (100, sum(range(100)))
+    other = Counting()
+    assert await shaped(warehouse, other) == 100
+    assert (counting.made, other.made) == (1, 1)
+
+
+async def test_a_write_ends_the_kept_shapes(warehouse: EmbeddedWarehouse) -> None:
+    counting = Counting()
+    assert await shaped(warehouse, counting) == 100
+    await warehouse.insert_json_rows("t", ["x"], b'{"x": 1000}')
+    assert await shaped(warehouse, counting) == 101
+    assert counting.made == 2
+
+
+async def test_a_write_while_shaping_keeps_no_shape(warehouse: EmbeddedWarehouse) -> None:
+    written = Counting()
+
+    async def make_while_writing(answer: bytes) -> bytes:
+        # The answer was kept before the write; what is made of it is that answer's
+        # (100 rows), and is not kept for the data after the write.
+        await warehouse.insert_json_rows("t", ["x"], b'{"x": 1000}')
+        return await written.make(answer)
+
+    await count(warehouse, 0)  # kept
+    answer = await warehouse.query_raw_repeatable(
+        COUNT, {"low": "0"}, "JSONEachRow", Shape(written, make_while_writing)
+    )
+    assert int(answer) == 100
+    assert await shaped(warehouse, written) == 101
+    assert written.made == 2
+
+
+async def test_a_shape_is_made_each_time_when_nothing_is_kept(chdb_dir: Path) -> None:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("answers"), answer_cache_bytes=0)
+    await warehouse.open()
+    await warehouse.execute("CREATE TABLE t (x UInt32) ENGINE = MergeTree ORDER BY x")
+    await warehouse.execute("INSERT INTO t SELECT number FROM numbers(100)")
+    counting = Counting()
+    try:
+        assert await shaped(warehouse, counting) == 100
+        assert await shaped(warehouse, counting) == 100
+        assert counting.made == 2
+    finally:
+        await warehouse.close()
 
 
 async def test_each_database_has_its_own_answers(warehouse: EmbeddedWarehouse) -> None:

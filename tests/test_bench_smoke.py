@@ -68,6 +68,14 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
     assert [t["clients"] for t in size["throughput"]] == [1, 2]
     assert all(t["errors"] == 0 and t["requests"] > 0 for t in size["throughput"])
+    assert all(
+        set(t["cpu_ms_per_request"]) == {"gateway", "query_service"} for t in size["throughput"]
+    )
+    assert set(size["overhead_cpu"]["idle_cpu_ms_per_s"]) == {
+        "gateway",
+        "query_service",
+        "query_service_python",
+    }
     isolation = json.loads((tmp_path / "isolation.json").read_text())
     for phase in ("baseline", "loaded"):
         assert isolation[phase]["pipes"]["n"] > 0 and isolation[phase]["ingest_wait"]["n"] > 0

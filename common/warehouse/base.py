@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +142,17 @@ class QueryResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a caller makes of a repeatable query's answer (a pipe's encoded response
+    message), so that an answer served again is served in its final form: made once per
+    kept answer and kept beside it under `key`. `make` may depend on nothing but the answer
+    and the call's SQL, parameters and format, which the kept answer's own key holds."""
+
+    key: Hashable
+    make: Callable[[bytes], Awaitable[bytes]]
+
+
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
@@ -192,12 +203,16 @@ class Warehouse(abc.ABC):
         format `fmt` (CSV, Parquet, JSON…), byte for byte as the engine writes it."""
         raise WarehouseError(f"{type(self).__name__} cannot answer in {fmt}")
 
-    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+    async def query_raw_repeatable(
+        self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
+    ) -> bytes:
         """`query_raw` of a query whose answer depends on the data alone (no clock, no
         randomness, no table functions): the same call with no write between may be
         answered again without running it. Runs it, unless the engine knows every write
-        (chDB, see embedded.py); a ClickHouse server is written by other processes too."""
-        return await self.query_raw(sql, params, fmt)
+        (chDB, see embedded.py); a ClickHouse server is written by other processes too.
+        With `shape`, what it makes of the answer instead (kept beside a kept answer)."""
+        answer = await self.query_raw(sql, params, fmt)
+        return answer if shape is None else await shape.make(answer)
 
     def sibling(self, database: str) -> Warehouse:
         """A warehouse like this one in another database (not yet open): the scratch

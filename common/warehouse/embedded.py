@@ -15,7 +15,10 @@ this data path runs on this process's main lane (chDB opens a path in one proces
 and each write moves a generation counter when it starts and when it ends. An answer is
 kept under the generation its query started in, and only when no write started or ran
 meanwhile, so it is served only until the next write starts. (chDB's engine has no query
-cache of its own: clickhouse-local fixes its size at 0.)"""
+cache of its own: clickhouse-local fixes its size at 0.) What a caller makes of a kept
+answer (`Shape`: the query service's encoded response message) is kept beside it, so a
+call served again is not parsed, built and encoded again either: that was most of its
+CPU, a few milliseconds for an answer of a thousand rows."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from common.warehouse.base import (
     AdhocLimits,
     Literal,
     QueryResult,
+    Shape,
     Warehouse,
     WarehouseError,
 )
@@ -132,16 +136,28 @@ class _Engine:
             return list(self.readers)
 
 
+class _Kept:
+    """A kept answer and what callers made of it (`Shape`), by their shape's key."""
+
+    __slots__ = ("answer", "shaped", "size")
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.shaped: dict[Hashable, bytes] = {}
+        self.size = len(answer)
+
+
 class _Answers:
     """Answers of repeatable queries, kept until the next write to the data path; the
-    least recently used go first when they outgrow their bytes. Used on event loops only."""
+    least recently used go first when they (and their shapes) outgrow their bytes. Used on
+    event loops only."""
 
     def __init__(self) -> None:
         # Moved when a write starts and when it ends: a value seen with no write in flight
         # names one state of the data.
         self.generation = 0
         self.writes_in_flight = 0
-        self._kept: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._kept: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
         self._bytes = 0
 
     def write_started(self) -> None:
@@ -157,22 +173,38 @@ class _Answers:
         """The data's generation now, or None while a write is in flight."""
         return None if self.writes_in_flight else self.generation
 
-    def get(self, key: tuple[Any, ...]) -> bytes | None:
-        answer = self._kept.get(key)
-        if answer is not None:
+    def get(self, key: tuple[Any, ...]) -> _Kept | None:
+        kept = self._kept.get(key)
+        if kept is not None:
             self._kept.move_to_end(key)
-        return answer
+        return kept
 
-    def keep(self, key: tuple[Any, ...], started: int, answer: bytes, limit: int) -> None:
+    def keep(self, key: tuple[Any, ...], started: int, answer: bytes, limit: int) -> _Kept | None:
         """Keeps `answer` if the data is still in generation `started`, when its query
         started (no write began since, so the answer is that state's)."""
         if self.state() != started or len(answer) > limit:
+            return None
+        kept = self._kept[key] = _Kept(answer)
+        self._bytes += kept.size
+        self._trim(limit)
+        return kept
+
+    def keep_shaped(
+        self, key: tuple[Any, ...], kept: _Kept, shape: Hashable, value: bytes, limit: int
+    ) -> None:
+        """Keeps a shape of a kept answer beside it, while the answer is still kept (a
+        write since has dropped it, and the shape is that answer's, not the data's)."""
+        if self._kept.get(key) is not kept:
             return
-        self._kept[key] = answer
-        self._bytes += len(answer)
+        kept.shaped[shape] = value
+        kept.size += len(value)
+        self._bytes += len(value)
+        self._trim(limit)
+
+    def _trim(self, limit: int) -> None:
         while self._bytes > limit:
             _, dropped = self._kept.popitem(last=False)
-            self._bytes -= len(dropped)
+            self._bytes -= dropped.size
 
     def _drop_all(self) -> None:
         self._kept.clear()
@@ -276,20 +308,30 @@ class EmbeddedWarehouse(Warehouse):
         reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
         return await self._run(sql, fmt, _escaped(params), self.database, reader)
 
-    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+    async def query_raw_repeatable(
+        self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
+    ) -> bytes:
         if self._engine is None or not self.answer_cache_bytes:
-            return await self.query_raw(sql, params, fmt)
+            return await super().query_raw_repeatable(sql, params, fmt, shape)
         answers = self._engine.answers
         started = answers.state()
         if started is None:  # a write is in flight: its data may or may not be read
-            return await self.query_raw(sql, params, fmt)
+            return await super().query_raw_repeatable(sql, params, fmt, shape)
         # The bound values as the engine reads them: two spellings of one value are one.
         key = (self.database, sql, fmt, started, *sorted(_escaped(params).items()))
-        answer = answers.get(key)
-        if answer is None:
+        kept = answers.get(key)
+        if kept is None:
             answer = await self.query_raw(sql, params, fmt)
-            answers.keep(key, started, answer, self.answer_cache_bytes)
-        return answer
+            kept = answers.keep(key, started, answer, self.answer_cache_bytes)
+            if kept is None:
+                return answer if shape is None else await shape.make(answer)
+        if shape is None:
+            return kept.answer
+        value = kept.shaped.get(shape.key)
+        if value is None:
+            value = await shape.make(kept.answer)
+            answers.keep_shaped(key, kept, shape.key, value, self.answer_cache_bytes)
+        return value
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))

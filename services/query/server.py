@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from common.auth import Access
@@ -52,9 +54,13 @@ async def start_query(
     # Every TokenService RPC needs ADMIN: the interceptor's rule for methods without one.
     tokens = TokenApi(TokenTable(warehouse), access.tokens)
     catalog = CatalogApi(warehouse, current, formats=pipe_formats())
+    pipe_handlers = service.generic_handler()
+    # Building the pipes' handlers imports their analyses (scipy: about a second of CPU),
+    # which the first call would otherwise wait for, holding the event loop meanwhile.
+    await asyncio.to_thread(pipe_handlers.build)
     server = await start_grpc_server(
         [
-            service.generic_handler(),
+            pipe_handlers,
             pipes.generic_handler(),
             sql.generic_handler(),
             deploy.generic_handler(),

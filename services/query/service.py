@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
 from common.project_handlers import ProjectHandlers
-from common.warehouse.base import QueryResult, Warehouse, WarehouseError
+from common.warehouse.base import QueryResult, Shape, Warehouse, WarehouseError
 from pipit.project.artifact import NATIVE
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import query_service_pb2
@@ -67,12 +67,24 @@ def builtin_sql() -> frozenset[str]:
     return frozenset(pipe.nodes[0].sql for pipe in Project(builtin()).pipes.values())
 
 
-async def run_pipe(warehouse: Warehouse, sql: str, params: Mapping[str, Any], fmt: str) -> bytes:
-    """A pipe's SQL answered in `fmt`: a built-in pipe's may be an answer kept from the
-    same call (Warehouse.query_raw_repeatable)."""
+async def run_pipe(
+    warehouse: Warehouse,
+    sql: str,
+    params: Mapping[str, Any],
+    fmt: str,
+    shape: Shape | None = None,
+) -> bytes:
+    """A pipe's SQL answered in `fmt`, or what `shape` makes of that: a built-in pipe's may
+    be kept from the same call (Warehouse.query_raw_repeatable)."""
     if sql in builtin_sql():
-        return await warehouse.query_raw_repeatable(sql, params, fmt)
-    return await warehouse.query_raw(sql, params, fmt)
+        return await warehouse.query_raw_repeatable(sql, params, fmt, shape)
+    answer = await warehouse.query_raw(sql, params, fmt)
+    return answer if shape is None else await shape.make(answer)
+
+
+def _wire(response: Message | bytes) -> bytes:
+    # A pipe's handler answers with its response already encoded (see `_handler`).
+    return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 def builtin_endpoints(max_string_length: int) -> dict[str, Endpoint | TemplateEndpoint]:
@@ -97,8 +109,17 @@ class QueryService:
 
     def _handler(self, endpoint: Endpoint | TemplateEndpoint) -> Callable:
         analysis = analysis_of(endpoint.method)
+        # What this handler makes of an answer is kept beside a kept answer under this key:
+        # one per handler, so a deploy's new response messages never meet the old ones.
+        shape_key = object()
 
-        async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        async def respond(answer: bytes, params: Mapping[str, Any]) -> bytes:
+            result = QueryResult.from_json(answer)
+            if analysis is not None:
+                result = await analysis.run(result, params)
+            return endpoint.response(result).SerializeToString()
+
+        async def run(request: Message, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 apply_fixed_params(request, current_principal.get(), endpoint.name)
             except FixedParamRefused as exc:
@@ -110,10 +131,10 @@ class QueryService:
             except InvalidParameter as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             try:
-                result = QueryResult.from_json(await run_pipe(self._warehouse, sql, params, "JSON"))
-                if analysis is not None:
-                    result = await analysis.run(result, params)
-                return endpoint.response(result)
+                # The response encoded, as the answer's key (SQL and every parameter) is
+                # all it depends on: an answer served again is served as these bytes.
+                shape = Shape(shape_key, functools.partial(respond, params=params))
+                return await run_pipe(self._warehouse, sql, params, "JSON", shape)
             except InvalidParameter as exc:  # what the analysis learns from the rows
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except WarehouseError as exc:
@@ -133,7 +154,7 @@ class QueryService:
             path: grpc.unary_unary_rpc_method_handler(
                 self._handler(endpoint),
                 request_deserializer=endpoint.request_class.FromString,
-                response_serializer=endpoint.response_class.SerializeToString,
+                response_serializer=_wire,
             )
             for path, endpoint in endpoints(project, self._max_string_length).items()
         }
@@ -149,5 +170,5 @@ class QueryService:
                 rules[f"/{service.full_name}/{method.name}"] = lambda _r, scope=scope: scope
         return rules
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
+    def generic_handler(self) -> ProjectHandlers:
         return ProjectHandlers(self._current, self.handlers)
