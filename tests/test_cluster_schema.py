@@ -210,7 +210,8 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:
-    """`pipit migrate --print` shows exactly the statements ensure_schema executes."""
+    """`pipit migrate --print` shows exactly the statements ensure_schema executes on a
+    database that holds the tables already (of whatever release)."""
 
     class Recording(EmbeddedWarehouse):
         def __init__(self) -> None:
@@ -220,9 +221,47 @@ async def test_single_node_migration_is_what_the_services_run() -> None:
         async def execute(self, sql: str) -> None:
             self.executed.append(sql)
 
+        async def table_names(self) -> frozenset[str]:
+            return frozenset(name for name, _, _ in _tables())
+
     recording = Recording()
     await recording.ensure_schema(DATASOURCES)
     assert single_node_statements(DATABASE, DATASOURCES)[1:] == recording.executed
+
+
+async def test_tables_ensure_schema_creates_are_those_every_upgrade_step_gives(
+    chdb_dir: Path,
+) -> None:
+    """ensure_schema leaves out the upgrade steps for the tables it creates: the tables
+    are exactly those of running every statement `pipit migrate --print` shows."""
+    created = EmbeddedWarehouse(chdb_dir, unique_database("created"))
+    upgraded = EmbeddedWarehouse(chdb_dir, unique_database("upgraded"))
+    definitions = []
+    for warehouse in (created, upgraded):
+        await warehouse.open()
+    try:
+        await created.ensure_schema(DATASOURCES)
+        await apply(upgraded, single_node_statements(upgraded.database, DATASOURCES))
+        for warehouse in (created, upgraded):
+            result = await warehouse.query(
+                "SELECT name, create_table_query FROM system.tables "
+                "WHERE database = {db:String} ORDER BY name",
+                {"db": warehouse.database},
+            )
+            definitions.append(
+                {
+                    row["name"]: row["create_table_query"].replace(warehouse.database, "db")
+                    for row in result.data
+                }
+            )
+    finally:
+        for warehouse in (created, upgraded):
+            await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+            await warehouse.close()
+    assert set(definitions[0]) == {name for name, _, _ in _tables()} | {
+        view.name for ds in DATASOURCES for view in ds.range_views
+    }
+    assert definitions[0] == definitions[1]
 
 
 async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere(
