@@ -196,17 +196,27 @@ def test_cluster_and_database_must_be_identifiers(cluster: str, database: str) -
 async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
     module_warehouse: EmbeddedWarehouse,
 ) -> None:
+    """Every statement of the migration, upgrade steps included, runs on the tables the
+    fixture's ensure_schema created (leaving those steps out, as it does for new tables),
+    twice, and changes nothing: the tables were complete."""
+
+    async def definitions() -> dict[str, tuple[str, str]]:
+        result = await module_warehouse.query(
+            "SELECT name, engine, create_table_query FROM system.tables "
+            "WHERE database = {db:String}",
+            {"db": module_warehouse.database},
+        )
+        return {row["name"]: (row["engine"], row["create_table_query"]) for row in result.data}
+
+    created = await definitions()
     statements = single_node_statements(module_warehouse.database, DATASOURCES)
-    # The fixture already created the tables; running the migration again is harmless.
     await apply(module_warehouse, statements)
     await apply(module_warehouse, statements)
-    result = await module_warehouse.query(
-        "SELECT name, engine FROM system.tables WHERE database = {db:String} ORDER BY name",
-        {"db": module_warehouse.database},
-    )
-    tables = {row["name"]: row["engine"] for row in result.data}
+    assert await definitions() == created
     views = {v.name: "View" for ds in DATASOURCES for v in ds.range_views}
-    assert tables == {t: "MergeTree" for t, _, _ in _tables()} | views
+    assert {name: engine for name, (engine, _) in created.items()} == {
+        t: "MergeTree" for t, _, _ in _tables()
+    } | views
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:
@@ -227,41 +237,6 @@ async def test_single_node_migration_is_what_the_services_run() -> None:
     recording = Recording()
     await recording.ensure_schema(DATASOURCES)
     assert single_node_statements(DATABASE, DATASOURCES)[1:] == recording.executed
-
-
-async def test_tables_ensure_schema_creates_are_those_every_upgrade_step_gives(
-    chdb_dir: Path,
-) -> None:
-    """ensure_schema leaves out the upgrade steps for the tables it creates: the tables
-    are exactly those of running every statement `pipit migrate --print` shows."""
-    created = EmbeddedWarehouse(chdb_dir, unique_database("created"))
-    upgraded = EmbeddedWarehouse(chdb_dir, unique_database("upgraded"))
-    definitions = []
-    for warehouse in (created, upgraded):
-        await warehouse.open()
-    try:
-        await created.ensure_schema(DATASOURCES)
-        await apply(upgraded, single_node_statements(upgraded.database, DATASOURCES))
-        for warehouse in (created, upgraded):
-            result = await warehouse.query(
-                "SELECT name, create_table_query FROM system.tables "
-                "WHERE database = {db:String} ORDER BY name",
-                {"db": warehouse.database},
-            )
-            definitions.append(
-                {
-                    row["name"]: row["create_table_query"].replace(warehouse.database, "db")
-                    for row in result.data
-                }
-            )
-    finally:
-        for warehouse in (created, upgraded):
-            await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
-            await warehouse.close()
-    assert set(definitions[0]) == {name for name, _, _ in _tables()} | {
-        view.name for ds in DATASOURCES for view in ds.range_views
-    }
-    assert definitions[0] == definitions[1]
 
 
 async def test_services_skip_table_creation_when_the_schema_is_managed_elsewhere(
