@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import cache
 
@@ -119,10 +120,7 @@ class Datasource:
         parts (and parts that merge) get them; older parts are read as before, so answers
         do not change, only their cost."""
         return (
-            [
-                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{INSERT_COLUMN}` String "
-                f"MATERIALIZED {INSERT_TOKEN}"
-            ]
+            [self.insert_column_sql(table)]
             + [
                 f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}"
                 for index in self.skip_indexes
@@ -135,6 +133,15 @@ class Datasource:
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
                 for name in self.retired_projections
             ]
+        )
+
+    @staticmethod
+    def insert_column_sql(table: str) -> str:
+        """Adds the hidden insert column (INSERT_COLUMN) to `table`, which its CREATE does
+        not declare: a table just created needs this one step of `upgrade_sql`."""
+        return (
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{INSERT_COLUMN}` String "
+            f"MATERIALIZED {INSERT_TOKEN}"
         )
 
     def range_views_sql(self, database: str, on_cluster: str = "") -> list[str]:
@@ -180,18 +187,35 @@ class Datasource:
         return [f"ALTER TABLE {table} MODIFY TTL {quarantine_ttl(ttl_days)}"]
 
     def schema_sql(
-        self, database: str, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+        self,
+        database: str,
+        quarantine_ttl_days: int = QUARANTINE_TTL_DAYS,
+        *,
+        existing: Container[str] | None = None,
     ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
-        they run; each is idempotent."""
+        they run; each is idempotent. `existing`, when known, names the tables `database`
+        held before: a table not among them is created with every declared column, index,
+        projection and TTL, so of the steps that bring an older one up to date only the
+        insert column's is kept — the others cost most of a start's schema work and would
+        change nothing."""
+        table = f"`{database}`.`{self.name}`"
+        quarantine = f"`{database}`.`{self.quarantine_table}`"
+        upgrade_table = existing is None or self.name in existing
+        upgrade_quarantine = existing is None or self.quarantine_table in existing
         return [
             self.create_table_sql(database),
-            *self.add_columns_sql(f"`{database}`.`{self.name}`"),
-            *self.upgrade_sql(f"`{database}`.`{self.name}`"),
+            *(
+                self.add_columns_sql(table) + self.upgrade_sql(table)
+                if upgrade_table
+                else [self.insert_column_sql(table)]
+            ),
             *self.range_views_sql(database),
             self.create_quarantine_sql(database, quarantine_ttl_days),
-            *self.quarantine_upgrade_sql(
-                f"`{database}`.`{self.quarantine_table}`", quarantine_ttl_days
+            *(
+                self.quarantine_upgrade_sql(quarantine, quarantine_ttl_days)
+                if upgrade_quarantine
+                else []
             ),
         ]
 

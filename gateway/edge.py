@@ -38,6 +38,8 @@ TOKEN_SCHEME = "Bearer "
 TOKEN_PARAMETER = "token"
 
 # --- Refusals: requests the edge answers itself --------------------------------------------
+# One `Refusal` a row below: a table, so its rows are alike in shape by design (`duplicates`
+# lists them as a pair); each row's values are its own.
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import mpmath
@@ -47,6 +48,9 @@ _PAGE_VIEW_TYPES = ("page_view", "pageview")
 # --- helpers -------------------------------------------------------------------------------
 
 
+# Every call reads the same events again: parsing each timestamp once took most of the
+# references' time (datetimes are immutable, so one may serve every caller).
+@cache
 def _parse_time(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT)
 

@@ -25,3 +25,21 @@ AB_TEST_EVENT_BODY = b"""{
 def ab_test_event(**changes: Any) -> dict[str, Any]:
     """A fresh copy of the event (a test may change it freely), with `changes` applied."""
     return {**orjson.loads(AB_TEST_EVENT_BODY), **changes}
+
+
+def keyed_ab_event(user_id: str, test_id: str, **changes: Any) -> dict[str, Any]:
+    """A plain A/B test event, told apart by its user (the key the ingest tests count
+    arrivals by) and its test, with `changes` applied."""
+    return {
+        "timestamp": "2023-06-15 14:30:00",
+        "user_id": user_id,
+        "test_id": test_id,
+        "variant": "A",
+        "event_type": "view",
+        "conversion": 0,
+        "revenue": 0,
+        "session_id": "s",
+        "device": "d",
+        "country": "c",
+        **changes,
+    }

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import grpc
 import orjson
 import pytest
 from aiohttp import web
+from fake_upstream import fake_upstream
 from gateway_pair import GATEWAYS, GatewayPair, start_pair
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from raw_http import RawConnection
 
 from gateway.app import default_descriptor_set
@@ -62,26 +61,20 @@ class HeldImport(datasources_grpc.DatasourcesServiceServicer):
 
 @pytest.fixture(scope="module")
 async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayPair]:
-    server = grpc.aio.server()
-    query_grpc.add_QueryServiceServicer_to_server(Query(), server)
-    datasources_grpc.add_DatasourcesServiceServicer_to_server(HeldImport(), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    target = f"127.0.0.1:{port}"
-    running = await start_pair(
-        {name: target for name in http_services(default_descriptor_set())},
-        Path(tmp_path_factory.mktemp("edge")),
-        max_body_bytes=MAX_BODY,
-        import_max_body_bytes=IMPORT_MAX_BODY,
-        request_timeout=REQUEST_TIMEOUT,
-        header_timeout=HEADER_TIMEOUT,
-    )
-    yield running
-    await running.stop()
-    await server.stop(None)
+    async with fake_upstream(
+        (query_grpc.add_QueryServiceServicer_to_server, Query()),
+        (datasources_grpc.add_DatasourcesServiceServicer_to_server, HeldImport()),
+    ) as upstream:
+        running = await start_pair(
+            {name: upstream.target for name in http_services(default_descriptor_set())},
+            Path(tmp_path_factory.mktemp("edge")),
+            max_body_bytes=MAX_BODY,
+            import_max_body_bytes=IMPORT_MAX_BODY,
+            request_timeout=REQUEST_TIMEOUT,
+            header_timeout=HEADER_TIMEOUT,
+        )
+        yield running
+        await running.stop()
 
 
 @dataclass(frozen=True)

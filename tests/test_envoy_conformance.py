@@ -16,6 +16,7 @@ import io
 import random
 import zlib
 from collections.abc import AsyncIterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlencode
@@ -523,7 +524,7 @@ EVENTS_CASES: dict[str, tuple[str, dict[str, str], Any, int, int, int]] = {
     "gzip over the limit that inflates to less": (
         "&wait=true",
         {"Content-Encoding": "gzip"},
-        lambda m: _INCOMPRESSIBLE_GZIP,
+        lambda m: _incompressible_gzip(),
         413,  # the limit holds for the body as sent too
         0,
         0,
@@ -531,7 +532,7 @@ EVENTS_CASES: dict[str, tuple[str, dict[str, str], Any, int, int, int]] = {
     "gzip of empty members, over the limit as sent": (
         "&wait=true",
         {"Content-Encoding": "gzip"},
-        lambda m: gzip.compress(_line(m)) + _EMPTY_MEMBERS,
+        lambda m: gzip.compress(_line(m)) + _empty_members(),
         413,
         0,
         0,
@@ -627,15 +628,20 @@ EVENTS_CASES: dict[str, tuple[str, dict[str, str], Any, int, int, int]] = {
 }
 
 
-# Random bytes grow a little under gzip: over the limit on the wire, under it inflated. One
-# line that is not JSON, so that the service refuses it whole.
-_INCOMPRESSIBLE_GZIP = gzip.compress(
-    random.Random(1).randbytes(MAX_BODY - 100).replace(b"\n", b"x")
-)
-assert len(_INCOMPRESSIBLE_GZIP) > MAX_BODY
+# Made when a test sends them, not at collection (`pytest -m quick` imports this module too):
+# compressing 10 MB costs most of a second.
+@cache
+def _incompressible_gzip() -> bytes:
+    """Random bytes grow a little under gzip: over the limit on the wire, under it inflated.
+    One line that is not JSON, so that the service refuses it whole."""
+    body = gzip.compress(random.Random(1).randbytes(MAX_BODY - 100).replace(b"\n", b"x"))
+    assert len(body) > MAX_BODY
+    return body
 
 
-_EMPTY_MEMBERS = gzip.compress(b"") * (MAX_BODY // len(gzip.compress(b"")) + 1)
+@cache
+def _empty_members() -> bytes:
+    return gzip.compress(b"") * (MAX_BODY // len(gzip.compress(b"")) + 1)
 
 
 def _named_member(data: bytes) -> bytes:

@@ -13,10 +13,11 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
+from fake_upstream import fake_upstream
 from gateway_pair import GatewayPair, assert_same, start_pair
 from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from harness import free_port
 from status_table import README_ERROR_STATUSES
 
@@ -111,16 +112,11 @@ class ScriptedQuery(query_grpc.QueryServiceServicer):
 
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[tuple[str, health.aio.HealthServicer]]:
-    server = grpc.aio.server()
-    query_grpc.add_QueryServiceServicer_to_server(ScriptedQuery(), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    for name in ("", QUERY_READINESS):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    yield f"127.0.0.1:{port}", health_servicer
-    await server.stop(None)
+    async with fake_upstream(
+        (query_grpc.add_QueryServiceServicer_to_server, ScriptedQuery()),
+        serving=("", QUERY_READINESS),
+    ) as running:
+        yield running.target, running.health
 
 
 def _everything_at(target: str) -> dict[str, str]:

@@ -5,11 +5,12 @@ a failure that may pass is retried until the warehouse takes the batch, exactly 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+from flaky_warehouse import FlakyWarehouse
 from prometheus_client import REGISTRY
+from samples import keyed_ab_event
 
 from common.warehouse.base import Warehouse, WarehouseError
 from common.warehouse.failures import permanent, unreachable
@@ -18,23 +19,6 @@ from services.ingest.dead_letter import DIRECTORY
 from services.ingest.wal import WriteAheadLog
 
 FAST = FlushPolicy(max_age=3600, retry_initial=0.001, retry_max=0.01)
-
-
-def _event(key: str, **changes: object) -> dict:
-    event = {
-        "timestamp": "2023-06-15 14:30:00",
-        "user_id": key,
-        "test_id": "refused",
-        "variant": "A",
-        "event_type": "view",
-        "conversion": 0,
-        "revenue": 0,
-        "session_id": "s",
-        "device": "d",
-        "country": "c",
-    }
-    event.update(changes)
-    return event
 
 
 def _set_aside(table: str, destination: str) -> float:
@@ -62,7 +46,7 @@ async def _quarantined(warehouse: Warehouse) -> list[tuple[dict, str]]:
 
 
 async def test_an_unknown_column_sends_the_batch_to_quarantine(embedded_warehouse, tmp_path):
-    events = [_event(f"u{i}", no_such_column=i) for i in range(3)]
+    events = [keyed_ab_event(f"u{i}", "refused", no_such_column=i) for i in range(3)]
     before = _set_aside("ab_test_events", "quarantine")
     batcher = await _flush(embedded_warehouse, tmp_path, "ab_test_events", events)
     try:
@@ -83,8 +67,8 @@ async def test_an_unknown_column_sends_the_batch_to_quarantine(embedded_warehous
 async def test_a_value_its_column_cannot_hold_is_quarantined_and_the_rest_flows(
     embedded_warehouse, tmp_path
 ):
-    bad = [_event("bad", timestamp="not a time at all")]
-    good = [_event("good")]
+    bad = [keyed_ab_event("bad", "refused", timestamp="not a time at all")]
+    good = [keyed_ab_event("good", "refused")]
     wal = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
     batcher = Batcher(embedded_warehouse, FAST, wal)
     await batcher.start()
@@ -103,7 +87,7 @@ async def test_a_value_its_column_cannot_hold_is_quarantined_and_the_rest_flows(
 
 
 async def test_a_batch_no_table_takes_goes_to_a_dead_letter_file(embedded_warehouse, tmp_path):
-    events = [_event(f"u{i}") for i in range(2)]
+    events = [keyed_ab_event(f"u{i}", "refused") for i in range(2)]
     before = _set_aside("no_such_table", "dead_letter")
     batcher = await _flush(embedded_warehouse, tmp_path, "no_such_table", events)
     try:
@@ -122,46 +106,9 @@ async def test_a_batch_no_table_takes_goes_to_a_dead_letter_file(embedded_wareho
         await batcher.close()
 
 
-class FailsThenTakes(Warehouse):
-    """Test-only: fails the first `failures` inserts as an unreachable server would, then
-    passes everything on."""
-
-    def __init__(self, inner: Warehouse, failures: int) -> None:
-        super().__init__(inner.database)
-        self.inner = inner
-        self.failures = failures
-        self.tries = 0
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def execute(self, sql: str) -> None:
-        await self.inner.execute(sql)
-
-    async def insert_json_rows(
-        self,
-        table: str,
-        columns: Sequence[str],
-        body: bytes,
-        *,
-        dedup_token: str = "",
-        fmt: str = "JSONEachRow",
-    ) -> None:
-        self.tries += 1
-        if self.tries <= self.failures:
-            raise WarehouseError("Network Error: connection refused (injected)")
-        await self.inner.insert_json_rows(table, columns, body, dedup_token=dedup_token, fmt=fmt)
-
-    async def query(self, sql, params):
-        return await self.inner.query(sql, params)
-
-
 async def test_failures_that_may_pass_are_retried_until_the_rows_land(embedded_warehouse, tmp_path):
-    flaky = FailsThenTakes(embedded_warehouse, failures=5)
-    events = [_event(f"u{i}") for i in range(4)]
+    flaky = FlakyWarehouse(embedded_warehouse, failures=5)
+    events = [keyed_ab_event(f"u{i}", "refused") for i in range(4)]
     batcher = await _flush(flaky, tmp_path, "ab_test_events", events)
     try:
         assert flaky.tries == 6
@@ -197,7 +144,7 @@ async def test_a_batch_set_aside_twice_is_quarantined_once(embedded_warehouse, t
             table, columns, blocks[0].body, dedup_token=token, fmt=blocks[0].fmt
         )
 
-    events = [_event(f"u{i}", no_such_column=1) for i in range(2)]
+    events = [keyed_ab_event(f"u{i}", "refused", no_such_column=1) for i in range(2)]
     block = Block.from_lines([orjson.dumps(e) for e in events])
     refused = WarehouseError("Code: 16. DB::Exception: No such column no_such_column")
     letters = DeadLetters(insert, tmp_path / DIRECTORY)

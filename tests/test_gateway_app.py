@@ -15,9 +15,10 @@ import orjson
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
+from fake_upstream import fake_upstream
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from status_table import README_ERROR_STATUSES
 
 from gateway import bound_port, create_app, serve_gateway
@@ -93,7 +94,6 @@ class FakeIngest(ingest_grpc.IngestServiceServicer):
 
 @dataclass
 class Upstream:
-    server: grpc.aio.Server
     health: health.aio.HealthServicer
     target: str
     recorder: Recorder
@@ -102,15 +102,12 @@ class Upstream:
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[Upstream]:
     recorder = Recorder()
-    server = grpc.aio.server()
-    query_grpc.add_QueryServiceServicer_to_server(FakeQuery(recorder), server)
-    ingest_grpc.add_IngestServiceServicer_to_server(FakeIngest(recorder), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield Upstream(server, health_servicer, f"127.0.0.1:{port}", recorder)
-    await server.stop(None)
+    async with fake_upstream(
+        (query_grpc.add_QueryServiceServicer_to_server, FakeQuery(recorder)),
+        (ingest_grpc.add_IngestServiceServicer_to_server, FakeIngest(recorder)),
+        serving=(),  # `fresh` sets them, for each test
+    ) as running:
+        yield Upstream(running.health, running.target, recorder)
 
 
 @pytest.fixture

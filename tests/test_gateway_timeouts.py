@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import grpc
 import pytest
+from fake_upstream import fake_upstream
 from gateway_pair import GATEWAYS, GatewayPair, start_pair
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from raw_http import DEADLINE, RawConnection
 
 from gateway.app import default_descriptor_set
@@ -47,25 +46,19 @@ class Ingest(ingest_grpc.IngestServiceServicer):
 
 @pytest.fixture(scope="module")
 async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayPair]:
-    server = grpc.aio.server()
-    query_grpc.add_QueryServiceServicer_to_server(SlowQuery(), server)
-    ingest_grpc.add_IngestServiceServicer_to_server(Ingest(), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    target = f"127.0.0.1:{port}"
-    running = await start_pair(
-        {name: target for name in http_services(default_descriptor_set())},
-        Path(tmp_path_factory.mktemp("timeouts")),
-        max_body_bytes=1 << 20,
-        request_timeout=REQUEST_TIMEOUT,
-        header_timeout=HEADER_TIMEOUT,
-    )
-    yield running
-    await running.stop()
-    await server.stop(None)
+    async with fake_upstream(
+        (query_grpc.add_QueryServiceServicer_to_server, SlowQuery()),
+        (ingest_grpc.add_IngestServiceServicer_to_server, Ingest()),
+    ) as upstream:
+        running = await start_pair(
+            {name: upstream.target for name in http_services(default_descriptor_set())},
+            Path(tmp_path_factory.mktemp("timeouts")),
+            max_body_bytes=1 << 20,
+            request_timeout=REQUEST_TIMEOUT,
+            header_timeout=HEADER_TIMEOUT,
+        )
+        yield running
+        await running.stop()
 
 
 @pytest.mark.parametrize("gateway", GATEWAYS)

@@ -19,7 +19,6 @@ import pytest
 from conftest import unique_database
 from endpoint_cases import DATA
 from harness import TOKEN, Suite, free_port, start_suite
-from openapi_spec_validator import validate
 from processes import PipitProcess, start_pipit
 
 from common.datasources import registry
@@ -27,6 +26,15 @@ from common.tokens import TokenFile
 from common.warehouse.embedded import EmbeddedWarehouse
 
 pytestmark = pytest.mark.e2e
+
+
+def validate(document: dict[str, Any]) -> None:
+    """openapi-spec-validator's check. Imported here, not at the top: every run collects this
+    module (`pytest -m quick` too), and the import takes most of half a second."""
+    from openapi_spec_validator import validate as check
+
+    check(document)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_DATAFILES = ROOT / "tests" / "projects" / "tutorials"

@@ -7,72 +7,21 @@ exactly once, the log shrinks back to its open segment and ingest is ready again
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import aiohttp
 import grpc
 import orjson
 import pytest
 from disk_sampler import DiskSampler, segment_bytes
+from flaky_warehouse import FlakyWarehouse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import AUTH, TOKEN, start_suite
+from samples import keyed_ab_event
 
-from common.warehouse.base import Warehouse, WarehouseError
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from services.ingest.service import SERVICE
 
 pytestmark = pytest.mark.e2e
-
-
-class FlakyWarehouse(Warehouse):
-    """Test-only fault injection: the real warehouse, until `down` is set."""
-
-    def __init__(self, inner: Warehouse) -> None:
-        super().__init__(inner.database)
-        self.inner = inner
-        self.down = False
-        self.failed_inserts = 0
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def execute(self, sql: str) -> None:
-        await self.inner.execute(sql)
-
-    async def insert_json_rows(
-        self,
-        table: str,
-        columns: Sequence[str],
-        body: bytes,
-        *,
-        dedup_token: str = "",
-        fmt: str = "JSONEachRow",
-    ) -> None:
-        if self.down:
-            self.failed_inserts += 1
-            raise WarehouseError("connection refused (injected)")
-        await self.inner.insert_json_rows(table, columns, body, dedup_token=dedup_token, fmt=fmt)
-
-    async def query(self, sql, params):
-        return await self.inner.query(sql, params)
-
-
-def _event(key: str) -> dict:
-    return {
-        "timestamp": "2023-06-15 14:30:00",
-        "user_id": key,
-        "test_id": "outage",
-        "variant": "A",
-        "event_type": "view",
-        "conversion": 0,
-        "revenue": 0,
-        "session_id": "s",
-        "device": "d",
-        "country": "c",
-    }
 
 
 LIMIT = 60_000
@@ -93,7 +42,7 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
         async with aiohttp.ClientSession() as http:
             for batch in range(200):
                 keys = [f"b{batch}-e{i}" for i in range(20)]
-                body = b"\n".join(orjson.dumps(_event(k)) for k in keys)
+                body = b"\n".join(orjson.dumps(keyed_ab_event(k, "outage")) for k in keys)
                 async with http.post(
                     f"{suite.gateway_url}/v0/events?name=ab_test_events",
                     data=body,
@@ -123,7 +72,11 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
             await suite.ingest_stub().PostEvents(
                 pb.PostEventsRequest(
                     name="ab_test_events",
-                    body={"data": b"\n".join(orjson.dumps(_event(f"g{i}")) for i in range(20))},
+                    body={
+                        "data": b"\n".join(
+                            orjson.dumps(keyed_ab_event(f"g{i}", "outage")) for i in range(20)
+                        )
+                    },
                 ),
                 metadata=AUTH,
             )
@@ -161,7 +114,7 @@ async def test_outage_backpressure_and_recovery(embedded_warehouse):
             aiohttp.ClientSession() as http,
             http.post(
                 f"{suite.gateway_url}/v0/events?name=ab_test_events&wait=true",
-                data=orjson.dumps(_event("after")),
+                data=orjson.dumps(keyed_ab_event("after", "outage")),
                 headers={"Authorization": f"Bearer {TOKEN}"},
             ) as response,
         ):
@@ -192,8 +145,8 @@ async def test_log_gauges_are_true_at_every_moment(embedded_warehouse, tmp_path)
     # A log left with unflushed rows by an earlier run.
     wal = WriteAheadLog(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
     await wal.open()
-    body = b"\n".join(orjson.dumps(_event(f"g{i}")) for i in range(10))
-    columns = tuple(_event("x"))
+    body = b"\n".join(orjson.dumps(keyed_ab_event(f"g{i}", "outage")) for i in range(10))
+    columns = tuple(keyed_ab_event("x", "outage"))
     await wal.append("ab_test_events", columns, body.split(b"\n"))
     await wal.close()
     for gauge in (metrics.WAL_PENDING_BYTES, metrics.WAL_DISK_BYTES, metrics.BUFFERED_ROWS):

@@ -540,6 +540,7 @@ async def test_nothing_acknowledged_is_lost_across_deploys_under_load(project_su
     suite, folder = project_suite
     acknowledged = 0
     stop = asyncio.Event()
+    landed = asyncio.Condition()  # notified as `acknowledged` grows
 
     async def load(http: aiohttp.ClientSession, worker: int) -> None:
         nonlocal acknowledged
@@ -557,7 +558,15 @@ async def test_nothing_acknowledged_is_lost_across_deploys_under_load(project_su
             ) as r:  # fmt: skip
                 if r.status == 202:
                     acknowledged += (await r.json())["successful_rows"]
+                    async with landed:
+                        landed.notify_all()
             n += 1
+
+    async def more_rows_acknowledged() -> None:
+        """Until each loader's worth of rows more has been acknowledged (bounded)."""
+        since = acknowledged
+        async with asyncio.timeout(60), landed:
+            await landed.wait_for(lambda: acknowledged >= since + 3 * 50)
 
     async with aiohttp.ClientSession() as http:
         loaders = [asyncio.create_task(load(http, w)) for w in range(3)]
@@ -565,7 +574,7 @@ async def test_nothing_acknowledged_is_lost_across_deploys_under_load(project_su
         datasource = folder / "datasources" / "page_views.datasource"
         pipe = folder / "pipes" / "top_pages.pipe"
         for step in range(3):
-            await asyncio.sleep(0.3)  # let rows flow between deploys
+            await more_rows_acknowledged()  # rows flow between deploys
             if step == 0:
                 datasource.write_text(datasource.read_text().replace(
                     "`country` LowCardinality(String) `json:$.country`",

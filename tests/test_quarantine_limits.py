@@ -12,6 +12,7 @@ import orjson
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from harness import AUTH, TOKEN, start_suite
+from samples import keyed_ab_event
 
 from common import config
 from common.datasources import registry
@@ -21,18 +22,7 @@ from pipit.ingest.v1 import ingest_service_pb2 as pb
 pytestmark = pytest.mark.e2e
 
 CAP = 5
-VALID = {
-    "timestamp": "2023-06-15 14:30:00",
-    "user_id": "u",
-    "test_id": "cap",
-    "variant": "A",
-    "event_type": "view",
-    "conversion": 0,
-    "revenue": 0,
-    "session_id": "s",
-    "device": "d",
-    "country": "c",
-}
+VALID = keyed_ab_event("u", "cap")
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import free_port
 from processes import PipitProcess, start_pipit
+from samples import keyed_ab_event
 
 from pipit.datasources.v1 import ab_test_events_pb2
 from pipit.ingest.v1 import ingest_service_pb2 as ingest_pb
@@ -56,21 +57,6 @@ SUMMARY = (
     f"/v0/pipes/test_summary.json?test_id={TEST_ID}&start_date=2023-06-01+00%3A00%3A00"
     "&end_date=2023-06-30+23%3A59%3A59"
 )
-
-
-def _event(key: str) -> dict[str, Any]:
-    return {
-        "timestamp": "2023-06-15 14:30:00",
-        "user_id": key,
-        "test_id": TEST_ID,
-        "variant": "A",
-        "event_type": "view",
-        "conversion": 0,
-        "revenue": 0,
-        "session_id": "s",
-        "device": "d",
-        "country": "c",
-    }
 
 
 def _common(clickhouse: ClickHouseHttpFixture, tmp_path: Path) -> dict[str, str]:
@@ -167,7 +153,7 @@ async def _stored(http: aiohttp.ClientSession, clickhouse: str, database: str) -
 async def _post(
     http: aiohttp.ClientSession, gateway: str, keys: list[str]
 ) -> aiohttp.ClientResponse:
-    body = b"\n".join(orjson.dumps(_event(key)) for key in keys)
+    body = b"\n".join(orjson.dumps(keyed_ab_event(key, TEST_ID)) for key in keys)
     async with http.post(
         f"{gateway}/v0/events?name=ab_test_events", data=body, headers=AUTH
     ) as response:

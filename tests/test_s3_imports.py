@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import aiohttp
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -55,6 +54,8 @@ def s3_url() -> Iterator[str]:
 
 
 def _client(url: str):
+    import boto3  # here, not at the top: every run collects this module (-m quick too)
+
     return boto3.client(
         "s3",
         endpoint_url=url,

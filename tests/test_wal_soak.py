@@ -22,6 +22,7 @@ import orjson
 import pytest
 from disk_sampler import DiskSampler
 from harness import AUTH, start_suite
+from samples import keyed_ab_event
 
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from services.ingest.wal import SUFFIX, WriteAheadLog
@@ -39,23 +40,7 @@ LIMIT = 4 * 1024 * 1024
 
 def _batch(client: int, number: int) -> tuple[bytes, list[str]]:
     keys = [f"c{client}-b{number}-e{i}" for i in range(EVENTS_PER_BATCH)]
-    lines = [
-        orjson.dumps(
-            {
-                "timestamp": "2023-06-15 14:30:00",
-                "user_id": key,
-                "test_id": "soak",
-                "variant": "A",
-                "event_type": "view",
-                "conversion": 0,
-                "revenue": 0,
-                "session_id": "s",
-                "device": "d",
-                "country": "c",
-            }
-        )
-        for key in keys
-    ]
+    lines = [orjson.dumps(keyed_ab_event(key, "soak")) for key in keys]
     lines += [b'{"user_id": "no timestamp"}'] * INVALID_PER_BATCH
     return b"\n".join(lines), keys
 

@@ -247,10 +247,23 @@ class Warehouse(abc.ABC):
     async def ensure_schema(
         self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
     ) -> None:
-        """Creates every datasource table and its quarantine table, idempotently."""
+        """Creates every datasource table and its quarantine table, idempotently, and brings
+        those that were already there up to date (a table created here needs no upgrade).
+        Processes that create one database at once create the same tables, unless they are
+        of different releases: then an older release's table is brought up to date at the
+        next start."""
+        existing = await self.table_names()
         for ds in datasources:
-            for statement in ds.schema_sql(self.database, quarantine_ttl_days):
+            for statement in ds.schema_sql(self.database, quarantine_ttl_days, existing=existing):
                 await self.execute(statement)
+
+    async def table_names(self) -> frozenset[str]:
+        """The names of the tables (and views) in this warehouse's database."""
+        result = await self.query(
+            "SELECT name FROM system.tables WHERE database = {database:String}",
+            {"database": self.database},
+        )
+        return frozenset(str(row["name"]) for row in result.data)
 
     def insert_statement(
         self,

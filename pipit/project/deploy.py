@@ -137,8 +137,12 @@ class Deployer:
         scratch = self._warehouse.sibling(f"_pipit_plan_{secrets.token_hex(6)}")
         await scratch.open()
         try:
+            existing = await scratch.table_names()
             for ds in project.datasources.values():
-                for statement in ds.schema_sql(scratch.database, self._quarantine_ttl_days):
+                schema = ds.schema_sql(
+                    scratch.database, self._quarantine_ttl_days, existing=existing
+                )
+                for statement in schema:
                     await scratch.execute(statement)
             wanted_columns, wanted_tables = await _schema(scratch, scratch.database)
         finally:

@@ -28,6 +28,7 @@ async def create_tables(project: Project, scratch: Warehouse, where: dict[str, t
     from common.validation import RowValidator
 
     problems = []
+    existing = await scratch.table_names()
     for ds in project.datasources.values():
         try:
             if not ds.materialized_by:  # a materialized pipe's target takes no appends
@@ -36,7 +37,7 @@ async def create_tables(project: Project, scratch: Warehouse, where: dict[str, t
             problems.append(ProjectError(*where.get(ds.name, (ds.name, 1)), str(exc)))
             continue
         try:
-            for statement in ds.schema_sql(scratch.database):
+            for statement in ds.schema_sql(scratch.database, existing=existing):
                 await scratch.execute(statement)
         except WarehouseError as exc:
             problems.append(engine_problem(exc, *where.get(ds.name, (ds.name, 1))))

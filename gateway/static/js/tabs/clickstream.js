@@ -6,6 +6,14 @@ import { $, fillTable, linkButton } from "../dom.js";
 import * as fmt from "../format.js";
 
 const PAGES = 10;
+// The columns a journey's events and a session's share (each table adds its own).
+const TIME = { key: "timestamp", label: "Time (UTC)" };
+const EVENT = [
+  { key: "event_type", label: "Event" },
+  { key: "page_title", label: "Page" },
+  { key: "page_url", label: "URL", format: fmt.urlPath },
+  { key: "referrer", label: "Referrer" },
+];
 
 export function createClickstreamTab({ onChange }) {
   const panel = $("#panel-clickstream");
@@ -54,16 +62,13 @@ export function createClickstreamTab({ onChange }) {
     fillTable(
       $("#clickstream-journey", panel),
       [
-        { key: "timestamp", label: "Time (UTC)" },
+        TIME,
         {
           key: "session_id",
           label: "Session",
           cell: (row) => linkButton(row.session_id, () => openSession(row.session_id), "Show this session's events"),
         },
-        { key: "event_type", label: "Event" },
-        { key: "page_title", label: "Page" },
-        { key: "page_url", label: "URL", format: fmt.urlPath },
-        { key: "referrer", label: "Referrer" },
+        ...EVENT,
         { key: "device_type", label: "Device" },
         { key: "browser", label: "Browser" },
       ],
@@ -84,11 +89,8 @@ export function createClickstreamTab({ onChange }) {
     fillTable(
       $("#clickstream-session", panel),
       [
-        { key: "timestamp", label: "Time (UTC)" },
-        { key: "event_type", label: "Event" },
-        { key: "page_title", label: "Page" },
-        { key: "page_url", label: "URL", format: fmt.urlPath },
-        { key: "referrer", label: "Referrer" },
+        TIME,
+        ...EVENT,
         { key: "user_id", label: "User" },
         { key: "properties", label: "Properties" },
       ],
