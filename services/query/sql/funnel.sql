@@ -121,6 +121,11 @@ WITH
     -- 32 * (j - 1) (so its step-1 time in the lowest 32), 0 while there is none; first_k: the
     -- match that first extends a chain to step k (0: none), were the search never stopped.
     -- A step past the last one asked for works on empty arrays.
+    -- held_2 … held_8 are alike by design (tools list them as repeats): SQL has no loop over
+    -- the steps, and a layer per step is what keeps the engine's analysis small (a lambda
+    -- or arrayFold over the steps costs the search back or the copied query tree this file
+    -- was rewritten to avoid). They differ only in k, k - 1 and the shift 32 * (k - 1); a
+    -- change to one is a change to all seven.
     held_1 AS
     (
         SELECT
