@@ -145,6 +145,10 @@ class QueryResult:
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
+    # Whether the ids of datasources' `numbered_columns` get dense numbers as they are
+    # written (common/id_numbers.py): only where one process writes (chDB).
+    numbers_ids = False
+
     def __init__(
         self,
         database: str,
@@ -234,7 +238,9 @@ class Warehouse(abc.ABC):
     ) -> None:
         """Creates every datasource table and its quarantine table, idempotently."""
         for ds in datasources:
-            for statement in ds.schema_sql(self.database, quarantine_ttl_days):
+            for statement in ds.schema_sql(
+                self.database, quarantine_ttl_days, numbered=self.numbers_ids
+            ):
                 await self.execute(statement)
 
     def insert_statement(

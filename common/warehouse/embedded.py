@@ -15,7 +15,10 @@ this data path runs on this process's main lane (chDB opens a path in one proces
 and each write moves a generation counter when it starts and when it ends. An answer is
 kept under the generation its query started in, and only when no write started or ran
 meanwhile, so it is served only until the next write starts. (chDB's engine has no query
-cache of its own: clickhouse-local fixes its size at 0.)"""
+cache of its own: clickhouse-local fixes its size at 0.)
+
+The same single writer makes dense id numbers safe here (common/id_numbers.py): a batch's
+new ids are numbered on the main lane just before the batch is inserted there."""
 
 from __future__ import annotations
 
@@ -29,8 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 from clickhouse_connect.driver.binding import escape_str
 
+from common import id_numbers
 from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
@@ -39,6 +44,8 @@ from common.warehouse.base import (
     QueryResult,
     Warehouse,
     WarehouseError,
+    insert_format,
+    quoted_string,
 )
 
 
@@ -101,6 +108,8 @@ class _Engine:
         self.readers: list[_Lane] = []
         self._readers_lock = threading.Lock()
         self.answers = _Answers()
+        # Databases whose id lookup this process has filled (it starts empty each start).
+        self.numbers_loaded: set[str] = set()
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -189,6 +198,8 @@ def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
 class EmbeddedWarehouse(Warehouse):
     """chDB in a data directory."""
 
+    numbers_ids = True
+
     def __init__(
         self,
         data_dir: Path,
@@ -205,6 +216,9 @@ class EmbeddedWarehouse(Warehouse):
         self.answer_cache_bytes = answer_cache_bytes
         self._engine: _Engine | None = None
         self._readers: list[_Lane] = []
+        # Each table's columns (name: type, default expression), for numbering a batch's
+        # ids; forgotten on every statement that may change a table.
+        self._columns: dict[str, dict[str, tuple[str, str]]] = {}
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
         return EmbeddedWarehouse(
@@ -246,6 +260,13 @@ class EmbeddedWarehouse(Warehouse):
             await loop.run_in_executor(None, self._engine.ensure_readers, self.query_concurrency)
         )[: self.query_concurrency]
         await self._run(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        # Before any table: a numbered column's lookup must exist when the table is made,
+        # and hold every number before anything is inserted or read.
+        for statement in id_numbers.schema_sql(self.database):
+            await self._run(statement)
+        if self.database not in self._engine.numbers_loaded:
+            await self._run(id_numbers.refill_sql(self.database))
+            self._engine.numbers_loaded.add(self.database)
 
     async def close(self) -> None:
         # The session lives as long as the process: chDB cannot reopen another path,
@@ -255,6 +276,7 @@ class EmbeddedWarehouse(Warehouse):
     async def execute(self, sql: str) -> None:
         # In the database, as a ClickHouse server's client runs it: a materialized view's
         # SQL names its tables unqualified, and the engine qualifies them when it is created.
+        self._columns.clear()
         await self._run(sql, database=self.database)
 
     async def insert_json_rows(
@@ -267,7 +289,38 @@ class EmbeddedWarehouse(Warehouse):
         fmt: str = "JSONEachRow",
     ) -> None:
         statement = self.insert_statement(table, columns, dedup_token, fmt)
-        await self._run(statement + "\n" + body.decode("utf-8"))
+        text = body.decode("utf-8")
+        await self._number_ids(table, columns, text, fmt)
+        await self._run(statement + "\n" + text)
+
+    async def _number_ids(self, table: str, columns: Sequence[str], body: str, fmt: str) -> None:
+        """Numbers the ids of the batch that have none yet, in the columns the table
+        numbers, reading the batch as the insert will (common/id_numbers.py)."""
+        known = self._columns.get(table)
+        if known is None or not set(columns) <= known.keys():
+            found = await self._run(
+                "SELECT name, type, default_expression FROM system.columns "
+                "WHERE database = {database:String} AND table = {table:String}",
+                "JSONCompact",
+                _escaped({"database": self.database, "table": table}),
+            )
+            rows = orjson.loads(found)["data"] if found else []
+            known = self._columns[table] = {name: (kind, default) for name, kind, default in rows}
+        numbered = [
+            column
+            for name, (_, default) in known.items()
+            if (column := id_numbers.numbered(name, default)) is not None and column in columns
+        ]
+        if not numbered:
+            return
+        # A row format reads only the columns named; a column format reads them in order.
+        read = numbered if fmt == "JSONEachRow" else columns
+        structure = ", ".join(f"`{c}` {known[c][0]}" for c in read)
+        source = f"format({insert_format(fmt)}, {quoted_string(structure)}, {{pipit_batch:String}})"
+        await self._run(
+            id_numbers.number_sql(self.database, numbered, source, "rowNumberInAllBlocks()"),
+            params=_escaped({"pipit_batch": body}),
+        )
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
