@@ -105,10 +105,10 @@ class Datasource:
             return self.projections
         return tuple(id_numbers.server_form(p) for p in self.projections)
 
-    def create_table_sql(self, database: str, *, numbered: bool = True) -> str:
+    def create_table_sql(self, database: str, *, numbered: bool = False) -> str:
         """Single-node DDL. Identifiers come from the protos and the validated database
         setting, never from requests. `numbered`: chDB's, with the hidden number columns
-        (their lookup, common/id_numbers.py, must exist first); a ClickHouse server's
+        (their lookup, common/id_numbers.py, must exist first); else a ClickHouse server's,
         without."""
         columns = ",\n    ".join(
             [c.definition for c in self.columns]
@@ -131,7 +131,7 @@ class Datasource:
             + "\n".join(clauses)
         )
 
-    def upgrade_sql(self, table: str, database: str = "", *, numbered: bool = True) -> list[str]:
+    def upgrade_sql(self, table: str, database: str = "", *, numbered: bool = False) -> list[str]:
         """Adds the insert column (INSERT_COLUMN), the declared skipping indexes and
         projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
@@ -180,7 +180,7 @@ class Datasource:
         ]
 
     def range_views_sql(
-        self, database: str, on_cluster: str = "", *, numbered: bool = True
+        self, database: str, on_cluster: str = "", *, numbered: bool = False
     ) -> list[str]:
         """The range view of each projection that declares one, over this table (on a
         cluster, over its Distributed table: every shard answers from its own parts)."""
@@ -230,7 +230,7 @@ class Datasource:
         database: str,
         quarantine_ttl_days: int = QUARANTINE_TTL_DAYS,
         *,
-        numbered: bool = True,
+        numbered: bool = False,
     ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
         they run; each is idempotent. `numbered`: ids get dense numbers (chDB, whose

@@ -260,13 +260,21 @@ class EmbeddedWarehouse(Warehouse):
             await loop.run_in_executor(None, self._engine.ensure_readers, self.query_concurrency)
         )[: self.query_concurrency]
         await self._run(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-        # Before any table: a numbered column's lookup must exist when the table is made,
-        # and hold every number before anything is inserted or read.
-        for statement in id_numbers.schema_sql(self.database):
-            await self._run(statement)
-        if self.database not in self._engine.numbers_loaded:
+        await self._load_numbers()
+
+    async def _load_numbers(self) -> None:
+        """Fills the id lookup, which starts empty in each process, from the numbers kept,
+        before anything is inserted or read (common/id_numbers.py); once per process. A
+        database without them gets them empty from ensure_schema, which is as full."""
+        engine = self._engine
+        if engine is None or self.database in engine.numbers_loaded:
+            return
+        exists = await self._run(
+            f"EXISTS TABLE `{self.database}`.`{id_numbers.NUMBERS}`", "TabSeparated"
+        )
+        if exists.strip() == b"1":
             await self._run(id_numbers.refill_sql(self.database))
-            self._engine.numbers_loaded.add(self.database)
+        engine.numbers_loaded.add(self.database)
 
     async def close(self) -> None:
         # The session lives as long as the process: chDB cannot reopen another path,
