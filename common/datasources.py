@@ -236,7 +236,10 @@ class Datasource:
         they run; each is idempotent. `numbered`: ids get dense numbers (chDB, whose
         numbering tables must exist: common/id_numbers.py), or not (a ClickHouse server)."""
         table = f"`{database}`.`{self.name}`"
+        # The lookup a number column reads must exist before the column does.
+        lookup = id_numbers.schema_sql(database) if numbered and self.numbered_columns else []
         return [
+            *lookup,
             self.create_table_sql(database, numbered=numbered),
             *self.add_columns_sql(table),
             *self.upgrade_sql(table, database, numbered=numbered),

@@ -16,7 +16,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-from common import config, id_numbers, token_table
+from common import config, token_table
 from common.cluster_schema import ClusterSchema
 from common.config import Settings
 from common.datasources import QUARANTINE_TTL_DAYS, Datasource, registry
@@ -47,8 +47,6 @@ def single_node_statements(
     """The same statements `Warehouse.ensure_schema` runs, for printing (`numbered`: as
     chDB runs them, with dense id numbers; a ClickHouse server's have none)."""
     out = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
-    if numbered:
-        out += id_numbers.schema_sql(database)
     for ds in datasources:
         out += ds.schema_sql(database, quarantine_ttl_days, numbered=numbered)
     return out

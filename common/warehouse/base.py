@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 
-from common import id_numbers
 from common.datasources import QUARANTINE_TTL_DAYS, Datasource
 
 # Applied to every query on both engines so that answers are identical: times are
@@ -238,9 +237,6 @@ class Warehouse(abc.ABC):
         self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
     ) -> None:
         """Creates every datasource table and its quarantine table, idempotently."""
-        if self.numbers_ids:  # the lookup the tables' number columns read comes first
-            for statement in id_numbers.schema_sql(self.database):
-                await self.execute(statement)
         for ds in datasources:
             for statement in ds.schema_sql(
                 self.database, quarantine_ttl_days, numbered=self.numbers_ids
