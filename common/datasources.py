@@ -271,6 +271,16 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
     )
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
     range_views = tuple(RangeView(p.name, p.query) for p in table.projections if p.range_view)
+    for name in table.numbered_columns:
+        field = descriptor.fields_by_name.get(name)
+        column = field.GetOptions().Extensions[options_pb2.column] if field else None
+        if column is None or column.type != "String" or column.default_expression:
+            # The writer numbers what a batch holds, and an omitted value as '' (whatever
+            # a DEFAULT expression would have made of it).
+            raise ValueError(
+                f"{descriptor.full_name}: numbered column {name!r} must be a String column "
+                "without a DEFAULT expression"
+            )
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]

@@ -14,8 +14,9 @@ A number is handed out once and kept forever, in two tables per database:
   the first by a materialized view and filled from it again when the process starts.
 
 The writer numbers a batch's new ids just before it inserts the batch (`number_sql`: one
-statement, the new ids numbered after the column's highest number), on the one lane every
-write to a chDB data path runs on (common/warehouse/embedded.py), so numbering never races.
+statement over the batch, staged in memory, the new ids numbered after the column's
+highest number), on the one lane every write to a chDB data path runs on
+(common/warehouse/embedded.py), so numbering never races.
 A retried flush finds its ids numbered already and gets the same numbers; bulk imports,
 the Events API and the streaming RPC all insert through that one path. The hidden column
 refuses an id that has no number (the insert fails) rather than store 0, which would make
@@ -36,6 +37,8 @@ NUMBER_OF = "_pipit_number_of"
 FEED = "_pipit_numbers_feed"
 PREFIX = "_pipit_"
 SUFFIX = "_number"
+# A batch on its way into a numbered table waits in `_pipit_stage_<table>` (Memory).
+STAGE_PREFIX = "_pipit_stage_"
 
 
 def column_name(column: str) -> str:

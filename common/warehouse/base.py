@@ -250,6 +250,10 @@ class Warehouse(abc.ABC):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> str:
+        return f"{self.insert_head(table, columns, dedup_token)} FORMAT {insert_format(fmt)}"
+
+    def insert_head(self, table: str, columns: Sequence[str], dedup_token: str = "") -> str:
+        """`INSERT INTO <table> (<columns>) SETTINGS …`, for the data or SELECT to follow."""
         cols = ", ".join(f"`{c}`" for c in columns)
         values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
         settings = ""
@@ -257,8 +261,7 @@ class Warehouse(abc.ABC):
             settings = " SETTINGS " + ", ".join(
                 f"{name} = {_setting_literal(value)}" for name, value in values.items()
             )
-        target = f"`{self.database}`.`{table}`"
-        return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
+        return f"INSERT INTO `{self.database}`.`{table}` ({cols}){settings}"
 
 
 def insert_format(fmt: str) -> str:

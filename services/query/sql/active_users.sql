@@ -23,8 +23,8 @@ SELECT
         {interval:String} IN ('1 month', 'month'), toDateTime(toStartOfMonth(hour)),
         toStartOfDay(hour)
     ) AS period,
-    groupBitmapMerge(user_ids) AS active_users,
-    groupBitmapMerge(session_ids) AS sessions,
+    toUInt64(groupBitmapMerge(user_ids)) AS active_users,
+    toUInt64(groupBitmapMerge(session_ids)) AS sessions,
     sum(event_count) AS total_events
 FROM feature_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 GROUP BY period

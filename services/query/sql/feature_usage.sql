@@ -14,8 +14,8 @@
 SELECT
     feature,
     sum(event_count) AS total_events,
-    groupBitmapMerge(user_ids) AS unique_users,
-    groupBitmapMerge(session_ids) AS unique_sessions
+    toUInt64(groupBitmapMerge(user_ids)) AS unique_users,
+    toUInt64(groupBitmapMerge(session_ids)) AS unique_sessions
 FROM feature_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 WHERE {feature:String} = '' OR feature = {feature:String}
 GROUP BY feature

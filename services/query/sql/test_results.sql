@@ -84,7 +84,7 @@ FROM (
             arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(1)))
                 AS as_second
         FROM (
-            SELECT test_id, variant, groupBitmapMerge(user_ids) AS users
+            SELECT test_id, variant, toUInt64(groupBitmapMerge(user_ids)) AS users
             FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
             WHERE {test_id:String} = '' OR test_id = {test_id:String}
             GROUP BY test_id, variant

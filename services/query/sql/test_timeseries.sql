@@ -25,7 +25,7 @@ SELECT
         {interval:String} = 'week', toDateTime(toMonday(hour)),
         toStartOfDay(hour)
     ) AS period,
-    groupBitmapMerge(user_ids) AS users,
+    toUInt64(groupBitmapMerge(user_ids)) AS users,
     sum(conversion_events) AS conversions,
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
     round(sum(revenue_sum), 2) AS total_revenue

@@ -17,8 +17,8 @@
 --   rows; a day's distinct ids are merged from its hours' bitmaps, so any range is exact.
 SELECT
     toDate(hour) AS date,
-    groupBitmapMerge(user_ids) AS unique_users,
-    groupBitmapMerge(session_ids) AS sessions,
+    toUInt64(groupBitmapMerge(user_ids)) AS unique_users,
+    toUInt64(groupBitmapMerge(session_ids)) AS sessions,
     sum(event_count) AS total_events,
     sum(page_view_count) AS page_views,
     sum(click_count) AS clicks,
