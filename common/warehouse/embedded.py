@@ -326,15 +326,18 @@ class EmbeddedWarehouse(Warehouse):
             if kind in ("", "DEFAULT")
         )
         async with self._engine.stage_lock(self.database, table):
-            await self._run(f"CREATE TABLE IF NOT EXISTS {stage} ({definitions}) ENGINE = Memory")
-            await self._run(f"TRUNCATE TABLE {stage}")  # what a failed batch left
-            await self._run(f"INSERT INTO {stage} ({cols}) FORMAT {insert_format(fmt)}\n{text}")
-            await self._run(
-                id_numbers.number_sql(self.database, numbered, stage, "rowNumberInAllBlocks()")
-            )
-            head = self.insert_head(table, columns, dedup_token)
-            await self._run(f"{head} SELECT {cols} FROM {stage}")  # noqa: S608 - our names
-            await self._run(f"TRUNCATE TABLE {stage}")
+            # Made for the batch and dropped after it, so none outlives its table (a
+            # replace's staging table is dropped once swapped in).
+            await self._run(f"CREATE OR REPLACE TABLE {stage} ({definitions}) ENGINE = Memory")
+            try:
+                await self._run(f"INSERT INTO {stage} ({cols}) FORMAT {insert_format(fmt)}\n{text}")
+                await self._run(
+                    id_numbers.number_sql(self.database, numbered, stage, "rowNumberInAllBlocks()")
+                )
+                head = self.insert_head(table, columns, dedup_token)
+                await self._run(f"{head} SELECT {cols} FROM {stage}")  # noqa: S608 - our names
+            finally:
+                await self._run(f"DROP TABLE IF EXISTS {stage}")
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]
