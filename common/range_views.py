@@ -1,18 +1,22 @@
 """Range views: any time range answered exactly from an hourly aggregate projection.
 
 A projection declared with `range_view` groups by `toStartOfHour(timestamp) AS hour` and
-holds its distinct counts as `uniqExactState` sets. Its view, a parameterized view of the
+holds its distinct counts as mergeable states: bitmaps of dense id numbers
+(`groupBitmapState`, common/id_numbers.py) on chDB, `uniqExactState` sets of the ids on a
+ClickHouse server. Its view, a parameterized view of the
 same name, gives the projection's columns per hour for `[start_date, end_date]`: the hours
 wholly in range from the projection (a few rows per hour, whatever the traffic), the cut
 hours at either end aggregated from their rows (at most two hours of them). Both halves
 carry the same columns, so a query over the view merges them as if one table had answered:
-counts add, states merge (`uniqExactMerge`), a `max` is the larger of the two — exactly the
+counts add, states merge (`groupBitmapMerge`), a `max` is the larger of the two — exactly the
 rows' answer for any range. services/query/sql/README.md shows the pattern from the SQL side.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from common import id_numbers
 
 # The bounds arrive as the view's parameters; every hour is judged from them alone, so
 # the whole-hour half filters on the projection's key and nothing else.
@@ -47,11 +51,13 @@ class RangeView:
         if "hour" not in (key.strip() for key in keys.split(",")):
             raise ValueError(f"range view {self.name}: the projection must group by hour")
 
-    def create_sql(self, table: str, view: str) -> str:
+    def create_sql(self, table: str, view: str, *, server_form: bool = False) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
         where it applies) over `table` (qualified). Idempotent, and a changed declaration
-        replaces the old view."""
-        select, _, keys = self.query.partition(" GROUP BY ")
+        replaces the old view. `server_form`: over a table whose ids have no numbers (a
+        ClickHouse server), as its projection is there."""
+        query = id_numbers.server_form(self.query) if server_form else self.query
+        select, _, keys = query.partition(" GROUP BY ")
         return (
             f"CREATE OR REPLACE VIEW {view} AS\n"
             f"{select} FROM {table}\nWHERE {WHOLE_HOURS}\nGROUP BY {keys}\n"

@@ -28,9 +28,9 @@ from common.warehouse.embedded import EmbeddedWarehouse
 # hours inside any range are read from the projection, the cut ones at either end from
 # the rows.
 PROJECTED = {
-    "test_summary": ("ab_hours", [{}, {"test_id": "homepage_redesign"}]),
+    "test_summary": ("ab_bitmap_hours", [{}, {"test_id": "homepage_redesign"}]),
     "test_timeseries": (
-        "ab_hours",
+        "ab_bitmap_hours",
         [
             {"interval": "hour"},
             {"interval": "day"},
@@ -38,17 +38,17 @@ PROJECTED = {
         ],
     ),
     "test_segments": (
-        "ab_segment_hours",
+        "ab_segment_bitmap_hours",
         [{"segment": "device"}, {"segment": "country", "test_id": "checkout_flow"}],
     ),
-    "user_activity_metrics": ("activity_hours", [{}]),
-    "feature_usage": ("feature_hours", [{}, {"feature": "dashboard"}]),
+    "user_activity_metrics": ("activity_bitmap_hours", [{}]),
+    "feature_usage": ("feature_bitmap_hours", [{}, {"feature": "dashboard"}]),
     "active_users": (
-        "feature_hours",
+        "feature_bitmap_hours",
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
-    # Its users come from ab_hours (as test_summary's); its buyers from ab_buyer_hours.
+    # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
 }
 RANGES: list[dict[str, str]] = [
@@ -112,18 +112,18 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours"],
-        "user_events": ["activity_hours", "by_session"],
-        "app_events": ["feature_hours", "by_session"],
+        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
+        "user_events": ["activity_bitmap_hours", "by_session"],
+        "app_events": ["feature_bitmap_hours", "by_session"],
         "clickstream_events": ["page_hours"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
     assert views == {
-        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours"],
-        "user_events": ["activity_hours"],
-        "app_events": ["feature_hours"],
+        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
+        "user_events": ["activity_bitmap_hours"],
+        "app_events": ["feature_bitmap_hours"],
         "clickstream_events": ["page_hours"],
     }
 
@@ -136,13 +136,13 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     )
     # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
+        ("ab_test_events", "ab_bitmap_hours"),
         ("ab_test_events", "ab_buyer_hours"),
-        ("ab_test_events", "ab_hours"),
-        ("ab_test_events", "ab_segment_hours"),
+        ("ab_test_events", "ab_segment_bitmap_hours"),
         ("app_events", "by_session"),
-        ("app_events", "feature_hours"),
+        ("app_events", "feature_bitmap_hours"),
         ("clickstream_events", "page_hours"),
-        ("user_events", "activity_hours"),
+        ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
     ]
     parts = await warehouse.query(

@@ -156,6 +156,10 @@ class Shape:
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
+    # Whether the ids of datasources' `numbered_columns` get dense numbers as they are
+    # written (common/id_numbers.py): only where one process writes (chDB).
+    numbers_ids = False
+
     def __init__(
         self,
         database: str,
@@ -254,7 +258,9 @@ class Warehouse(abc.ABC):
         next start."""
         existing = await self.table_names()
         for ds in datasources:
-            for statement in ds.schema_sql(self.database, quarantine_ttl_days, existing=existing):
+            for statement in ds.schema_sql(
+                self.database, quarantine_ttl_days, existing=existing, numbered=self.numbers_ids
+            ):
                 await self.execute(statement)
 
     async def table_names(self) -> frozenset[str]:
@@ -272,6 +278,10 @@ class Warehouse(abc.ABC):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> str:
+        return f"{self.insert_head(table, columns, dedup_token)} FORMAT {insert_format(fmt)}"
+
+    def insert_head(self, table: str, columns: Sequence[str], dedup_token: str = "") -> str:
+        """`INSERT INTO <table> (<columns>) SETTINGS …`, for the data or SELECT to follow."""
         cols = ", ".join(f"`{c}`" for c in columns)
         values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
         settings = ""
@@ -279,8 +289,7 @@ class Warehouse(abc.ABC):
             settings = " SETTINGS " + ", ".join(
                 f"{name} = {_setting_literal(value)}" for name, value in values.items()
             )
-        target = f"`{self.database}`.`{table}`"
-        return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
+        return f"INSERT INTO `{self.database}`.`{table}` ({cols}){settings}"
 
 
 def insert_format(fmt: str) -> str:

@@ -24,7 +24,7 @@
 --                            variant's mean minus the control's; [] where undefined
 --   control_*              = the control's users, conversions, revenue mean and variance
 -- Ordering: test_id, variant (the group key, so there are no ties).
--- Cost: no pass over the range's rows. Users are counted from the `ab_hours` range view (as
+-- Cost: no pass over the range's rows. Users are counted from the `ab_bitmap_hours` range view (as
 --   test_summary counts them); only the users whose events convert or carry revenue — the
 --   only ones whose revenue and conversion are not 0, about a fifth — are read one by one,
 --   from the `ab_buyer_hours` range view (services/query/sql/README.md): whole hours from
@@ -84,8 +84,8 @@ FROM (
             arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(1)))
                 AS as_second
         FROM (
-            SELECT test_id, variant, uniqExactMerge(user_ids) AS users
-            FROM ab_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+            SELECT test_id, variant, toUInt64(groupBitmapMerge(user_ids)) AS users
+            FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
             WHERE {test_id:String} = '' OR test_id = {test_id:String}
             GROUP BY test_id, variant
         ) AS everyone
