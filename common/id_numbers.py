@@ -13,14 +13,16 @@ A number is handed out once and kept forever, in two tables per database:
 - `_pipit_number_of`, a Join table the lookup reads (`joinGet`), held in memory, fed from
   the first by a materialized view and filled from it again when the process starts.
 
-The writer numbers a batch's new ids just before it inserts the batch (`number_sql`: one
-statement over the batch, staged in memory, the new ids numbered after the column's
-highest number), on the one lane every write to a chDB data path runs on
-(common/warehouse/embedded.py), so numbering never races.
-A retried flush finds its ids numbered already and gets the same numbers; bulk imports,
-the Events API and the streaming RPC all insert through that one path. The hidden column
-refuses an id that has no number (the insert fails) rather than store 0, which would make
-counts quietly wrong.
+The writer numbers a batch's new ids in its own process, from a map of the numbers it has
+handed out, and inserts the batch with its numbers (common/warehouse/numbering.py): chDB
+writes a data path from one process and one lane (common/warehouse/embedded.py), so
+numbering never races. Bulk imports, the Events API and the streaming RPC all insert
+through that one path. Rows that come another way, `INSERT … SELECT` into a numbered table,
+get their numbers from the lookup (of ids numbered already, as any copied from another
+numbered table are), and so do the older rows of a table made before numbering, once the
+upgrade has numbered the ids it holds (`number_sql`). The hidden column refuses an id
+that has no number (the insert fails) rather than store 0, which would make counts
+quietly wrong.
 
 On a ClickHouse server several ingest replicas write at once, and handing out max + 1 would
 race, so nothing is numbered there: `server_form` reads each bitmap of numbers as the
@@ -37,8 +39,6 @@ NUMBER_OF = "_pipit_number_of"
 FEED = "_pipit_numbers_feed"
 PREFIX = "_pipit_"
 SUFFIX = "_number"
-# A batch on its way into a numbered table waits in `_pipit_stage_<table>` (Memory).
-STAGE_PREFIX = "_pipit_stage_"
 
 
 def column_name(column: str) -> str:
@@ -81,6 +81,14 @@ def refill_sql(database: str) -> str:
     return (
         f"INSERT INTO `{database}`.`{NUMBER_OF}` "  # noqa: S608 - our own names
         f"SELECT column, id, number FROM `{database}`.`{NUMBERS}`"
+    )
+
+
+def kept_sql(database: str, column: str) -> str:
+    """`column`'s ids and their numbers, for the writer's map (warehouse/numbering.py)."""
+    return (
+        f"SELECT id, number FROM `{database}`.`{NUMBERS}` "  # noqa: S608 - our own names
+        f"WHERE column = '{column}'"
     )
 
 

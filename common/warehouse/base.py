@@ -277,19 +277,23 @@ class Warehouse(abc.ABC):
         columns: Sequence[str],
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
+        settings: Mapping[str, Any] | None = None,
     ) -> str:
-        return f"{self.insert_head(table, columns, dedup_token)} FORMAT {insert_format(fmt)}"
-
-    def insert_head(self, table: str, columns: Sequence[str], dedup_token: str = "") -> str:
-        """`INSERT INTO <table> (<columns>) SETTINGS …`, for the data or SELECT to follow."""
+        """`INSERT INTO <table> (<columns>) SETTINGS … FORMAT <fmt>`, with the quorum, the
+        token's deduplication and `settings`."""
         cols = ", ".join(f"`{c}`" for c in columns)
-        values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
-        settings = ""
+        values: dict[str, Any] = {
+            **self.insert_settings,
+            **deduplication_settings(dedup_token),
+            **(settings or {}),
+        }
+        clause = ""
         if values:
-            settings = " SETTINGS " + ", ".join(
+            clause = " SETTINGS " + ", ".join(
                 f"{name} = {_setting_literal(value)}" for name, value in values.items()
             )
-        return f"INSERT INTO `{self.database}`.`{table}` ({cols}){settings}"
+        target = f"`{self.database}`.`{table}`"
+        return f"INSERT INTO {target} ({cols}){clause} FORMAT {insert_format(fmt)}"
 
 
 def insert_format(fmt: str) -> str:

@@ -21,7 +21,8 @@ call served again is not parsed, built and encoded again either: that was most o
 CPU, a few milliseconds for an answer of a thousand rows.
 
 The same single writer makes dense id numbers safe here (common/id_numbers.py): a batch's
-new ids are numbered on the main lane just before the batch is inserted there."""
+new ids are numbered on the main lane's thread, from a map kept there
+(common/warehouse/numbering.py), and stored just before the batch is inserted there."""
 
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from clickhouse_connect.driver.binding import BS, must_escape
+from clickhouse_connect.driver.binding import escape_str
 
 from common import id_numbers
 from common.config import Settings
@@ -48,8 +49,10 @@ from common.warehouse.base import (
     Shape,
     Warehouse,
     WarehouseError,
-    insert_format,
 )
+from common.warehouse.numbering import Numbering
+
+_T = TypeVar("_T")
 
 
 def _setting_literal(value: Any) -> str:
@@ -113,13 +116,9 @@ class _Engine:
         self.answers = _Answers()
         # Databases whose id lookup this process has filled (it starts empty each start).
         self.numbers_loaded: set[str] = set()
-        self._stage_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
-
-    def stage_lock(self, database: str, table: str) -> asyncio.Lock:
-        """Held while a batch of `table` is in its staging table (embedded insert). Per
-        event loop, as an asyncio lock must be (tests run a loop each)."""
-        key = (id(asyncio.get_running_loop()), database, table)
-        return self._stage_locks.setdefault(key, asyncio.Lock())
+        # Each database's numbers as the writer hands them out; read and written on the
+        # main lane's thread only, so no two batches number at once.
+        self.numberings: dict[str, Numbering] = {}
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -278,6 +277,11 @@ class EmbeddedWarehouse(Warehouse):
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
         lane = lane or self._engine.main
+        return await self._on_lane(lane, lane.run, database, sql, fmt, params)
+
+    async def _on_lane(self, lane: _Lane, call: Callable[..., _T], *args: Any) -> _T:
+        """`call(*args)` on `lane`'s thread."""
+        assert self._engine is not None
         # Whatever runs on the main lane may write; reads run on the others.
         answers = self._engine.answers if lane is self._engine.main else None
         loop = asyncio.get_running_loop()
@@ -285,7 +289,7 @@ class EmbeddedWarehouse(Warehouse):
         if answers is not None:
             answers.write_started()
         try:
-            return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
+            return await loop.run_in_executor(lane.executor, call, *args)
         finally:
             lane.in_flight -= 1
             if answers is not None:
@@ -323,7 +327,20 @@ class EmbeddedWarehouse(Warehouse):
         # In the database, as a ClickHouse server's client runs it: a materialized view's
         # SQL names its tables unqualified, and the engine qualifies them when it is created.
         self._columns.clear()
-        await self._run(sql, database=self.database)
+        if self._engine is None:
+            raise WarehouseError("warehouse is not open")
+        main = self._engine.main
+        await self._on_lane(main, self._execute_on_main, main, sql)
+
+    def _execute_on_main(self, main: _Lane, sql: str) -> None:
+        try:
+            main.run(self.database, sql, "CSV", None)
+        finally:
+            # A statement that numbers ids itself (a table's upgrade) or drops the database
+            # leaves the writer's map behind the table: it is read again when next needed.
+            if _changes_numbers(sql):
+                assert self._engine is not None
+                self._engine.numberings.pop(self.database, None)
 
     async def insert_json_rows(
         self,
@@ -334,7 +351,6 @@ class EmbeddedWarehouse(Warehouse):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> None:
-        text = body.decode("utf-8")
         known = await self._table_columns(table, columns)
         numbered = [
             column
@@ -342,34 +358,51 @@ class EmbeddedWarehouse(Warehouse):
             if kind == "MATERIALIZED" and (column := id_numbers.numbered(name, default))
         ]
         if not numbered:
+            text = body.decode("utf-8")
             await self._run(self.insert_statement(table, columns, dedup_token, fmt) + "\n" + text)
             return
-        # Ids are numbered just before their rows are inserted (common/id_numbers.py). The
-        # batch is read once, into a staging table in memory (the table's columns and
-        # DEFAULTs, without the number columns): its new ids are numbered from there, then
-        # its rows inserted from there under the batch's token. One batch per table at a
-        # time holds the staging table.
         assert self._engine is not None
-        stage = f"`{self.database}`.`{id_numbers.STAGE_PREFIX}{table}`"
-        cols = ", ".join(f"`{c}`" for c in columns)
-        definitions = ", ".join(
-            f"`{name}` {kind_of}" + (f" DEFAULT {default}" if kind == "DEFAULT" else "")
-            for name, (kind_of, kind, default) in known.items()
-            if kind in ("", "DEFAULT")
+        main = self._engine.main
+        await self._on_lane(
+            main, self._insert_numbered, main, table, columns, numbered, body, dedup_token, fmt
         )
-        async with self._engine.stage_lock(self.database, table):
-            # Made for the batch and dropped after it, so none outlives its table (a
-            # replace's staging table is dropped once swapped in).
-            await self._run(f"CREATE OR REPLACE TABLE {stage} ({definitions}) ENGINE = Memory")
+
+    def _insert_numbered(
+        self,
+        main: _Lane,
+        table: str,
+        columns: Sequence[str],
+        numbered: Sequence[str],
+        body: bytes,
+        dedup_token: str,
+        fmt: str,
+    ) -> None:
+        """Numbers the batch's ids and inserts it (common/warehouse/numbering.py), on the
+        main lane's thread: no other write, and no other numbering, runs meanwhile."""
+        assert self._engine is not None
+        numberings = self._engine.numberings
+        numbering = numberings.setdefault(self.database, Numbering())
+        for column in numbered:
+            if not numbering.knows(column):
+                sql = id_numbers.kept_sql(self.database, column)
+                kept = main.run(self.database, sql, "JSONCompactColumns", None)
+                numbering.load(column, kept)
+        batch = numbering.number(body, fmt, columns, numbered)
+        new = batch.new_rows()
+        if new:
             try:
-                await self._run(f"INSERT INTO {stage} ({cols}) FORMAT {insert_format(fmt)}\n{text}")
-                await self._run(
-                    id_numbers.number_sql(self.database, numbered, stage, "rowNumberInAllBlocks()")
-                )
-                head = self.insert_head(table, columns, dedup_token)
-                await self._run(f"{head} SELECT {cols} FROM {stage}")  # noqa: S608 - our names
-            finally:
-                await self._run(f"DROP TABLE IF EXISTS {stage}")
+                sql = _NEW_NUMBERS.format(db=self.database) + new.decode()
+                main.run(self.database, sql, "CSV", None)
+            except WarehouseError:
+                # Some may have been stored all the same: the map is read again next time.
+                numberings.pop(self.database, None)
+                raise
+            numbering.keep(batch)
+        hidden = [id_numbers.column_name(column) for column in numbered]
+        statement = self.insert_statement(
+            table, [*columns, *hidden], dedup_token, fmt, _GIVEN_NUMBERS
+        )
+        main.run(self.database, statement + "\n" + batch.body.decode(), "CSV", None)
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]
@@ -434,9 +467,21 @@ class EmbeddedWarehouse(Warehouse):
         return await self._run(sql, fmt, _escaped(params), self.database, lane)
 
 
-# clickhouse-connect's escape_str, a character at a time in Python, as one C-speed
-# translate: a batch bound for numbering (megabytes) would take a third of a second.
-_ESCAPES = str.maketrans({c: BS + c for c in must_escape})
+def _changes_numbers(sql: str) -> bool:
+    """Whether a statement may change the numbers kept (common/id_numbers.py) behind the
+    writer's back: one that names their table, other than its CREATE, or drops a database."""
+    head = sql.lstrip()[:16].upper()
+    return head.startswith("DROP DATABASE") or (
+        id_numbers.NUMBERS in sql and not head.startswith("CREATE")
+    )
+
+
+# The writer's new numbers, as numbering.NumberedBatch.new_rows gives them.
+_NEW_NUMBERS = (
+    f"INSERT INTO `{{db}}`.`{id_numbers.NUMBERS}` (column, id, number) FORMAT JSONCompactColumns\n"
+)
+# A numbered batch carries its number columns, which are MATERIALIZED.
+_GIVEN_NUMBERS = {"insert_allow_materialized_columns": 1}
 
 
 def _escaped(params: Mapping[str, str]) -> dict[str, str]:
@@ -445,6 +490,6 @@ def _escaped(params: Mapping[str, str]) -> dict[str, str]:
     # same function here keeps both engines reading identical values.
     # A Literal (an Array's text) is ClickHouse's literal already: bound as it is.
     return {
-        name: str(value) if isinstance(value, Literal) else value.translate(_ESCAPES)
+        name: str(value) if isinstance(value, Literal) else escape_str(value)
         for name, value in params.items()
     }
