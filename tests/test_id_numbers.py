@@ -23,6 +23,7 @@ from test_endpoint_sql import ENDPOINTS, _run
 
 from common import id_numbers
 from common.datasources import registry
+from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
 from services.ingest.blocks import JSON_COMPACT_COLUMNS, JSON_EACH_ROW, Block
 
@@ -144,6 +145,100 @@ async def test_an_id_without_a_number_is_refused_not_counted_as_0(
             f"INSERT INTO `{wh.database}`.`{APP.name}` ({', '.join(APP.column_names)}) "  # noqa: S608
             "FORMAT JSONEachRow\n" + orjson.dumps(row).decode()
         )
+
+
+async def numbers_kept(wh: EmbeddedWarehouse) -> dict[str, dict[str, int]]:
+    """`_pipit_numbers` per column, id: number, failing on an id kept twice."""
+    result = await wh.query(f"SELECT column, id, number FROM `{id_numbers.NUMBERS}`", {})  # noqa: S608
+    out: dict[str, dict[str, int]] = {}
+    for row in result.data:
+        ids = out.setdefault(row["column"], {})
+        assert row["id"] not in ids, f"{row['column']} {row['id']!r} kept twice"
+        ids[row["id"]] = row["number"]
+    return out
+
+
+async def test_blocks_joined_into_one_body_are_numbered_as_one_batch(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """Ingest inserts several blocks of a table at once, their bodies joined by newlines."""
+    wh = embedded_warehouse
+    body = b"\n".join(encode(batch, JSON_COMPACT_COLUMNS) for batch in BATCHES)
+    await wh.insert_json_rows(APP.name, APP.column_names, body, fmt=JSON_COMPACT_COLUMNS)
+    assert as_single(await stored_numbers(wh, APP.name)) == first_sight_numbers(BATCHES)
+    assert await numbers_kept(wh) == first_sight_numbers(BATCHES)
+
+
+async def test_insert_select_gets_its_numbers_from_the_lookup(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """Rows copied by SQL (a replace's swap, a deploy's copy) get the numbers their ids were
+    given by the writer, from the lookup the MATERIALIZED columns read."""
+    wh = embedded_warehouse
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
+    copy = f"{APP.name}_copy"
+    await wh.execute(f"CREATE TABLE `{wh.database}`.`{copy}` AS `{wh.database}`.`{APP.name}`")
+    await wh.execute(
+        f"INSERT INTO `{wh.database}`.`{copy}` ({', '.join(APP.column_names)}) "  # noqa: S608
+        f"SELECT {', '.join(APP.column_names)} FROM `{wh.database}`.`{APP.name}`"
+    )
+    # The copy's later rows come through the writer, which knows the copied ids.
+    await wh.insert_json_rows(copy, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
+    want = first_sight_numbers([BATCHES[0], BATCHES[2]])
+    assert as_single(await stored_numbers(wh, copy)) == want
+    assert await numbers_kept(wh) == want
+
+
+async def test_ids_numbered_by_sql_while_the_writer_holds_its_map_keep_their_numbers(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """The upgrade of a table made before numbering numbers its ids in SQL; the writer,
+    whose map was read before, reads it again rather than hand out those numbers twice."""
+    wh = embedded_warehouse
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
+    users = registry()["user_events"]
+    await wh.execute(f"DROP TABLE `{wh.database}`.`{users.name}`")
+    await wh.execute(older_ddl(wh.database, users.name))
+    older = [
+        {**row, "user_id": user, "session_id": session}
+        for row, user, session in zip(
+            DATA[users.name][:4], ["u1", "w1", "w2", "w1"], ["z1", "s1", "z2", "z3"], strict=True
+        )
+    ]
+    body = b"\n".join(orjson.dumps(row) for row in older)
+    await wh.insert_json_rows(users.name, users.column_names, body)
+    await wh.ensure_schema([users])  # numbers w1, w2, z1… in SQL
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
+    kept = await numbers_kept(wh)
+    # In the order the numbers were handed out: BATCHES[0], the older rows (by time), then
+    # BATCHES[2].
+    by_time = sorted(older, key=lambda row: row["timestamp"])
+    assert kept == first_sight_numbers([BATCHES[0], by_time, BATCHES[2]])
+    for table in (APP.name, users.name):
+        stored = as_single(await stored_numbers(wh, table))
+        assert all(kept[column][i] == n for column in NUMBERED for i, n in stored[column].items())
+
+
+async def test_numbers_stored_by_an_insert_that_failed_are_read_again_not_handed_out_twice(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """The new numbers' insert fails (here a view on the numbers table refuses it), and
+    may have stored them: the writer reads its map again, so a retry neither numbers an id
+    twice nor skips one."""
+    wh = embedded_warehouse
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
+    await wh.execute(
+        f"CREATE MATERIALIZED VIEW `{wh.database}`.`refuse` ENGINE = Memory AS "  # noqa: S608
+        f"SELECT throwIf(number > 0, 'refused') AS x FROM `{wh.database}`.`{id_numbers.NUMBERS}`"
+    )
+    body = encode(BATCHES[1], JSON_EACH_ROW)
+    with pytest.raises(WarehouseError, match="refused"):
+        await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
+    await wh.execute(f"DROP VIEW `{wh.database}`.`refuse`")
+    await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
+    assert await numbers_kept(wh) == first_sight_numbers(BATCHES)
+    assert as_single(await stored_numbers(wh, APP.name)) == first_sight_numbers(BATCHES)
 
 
 # A process of its own, as ingest after a restart: chDB opens one data path per process,
