@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_
 
 import orjson
 
@@ -140,15 +142,15 @@ class Numbering:
         if None not in numbers:
             return numbers
         fresh = new.setdefault(column, {})
+        # The ids without a number, once each in order of first sight (dict keeps order).
+        unseen = [
+            value
+            for value in dict.fromkeys(compress(ids, map(is_, numbers, repeat(None))))
+            if value not in fresh
+        ]
         last = self._last[column] + len(fresh)
-        for i, number in enumerate(numbers):
-            if number is None:
-                number = fresh.get(ids[i])
-                if number is None:
-                    last += 1
-                    number = fresh[ids[i]] = last
-                numbers[i] = number
-        return numbers
+        fresh.update(zip(unseen, range(last + 1, last + 1 + len(unseen)), strict=True))
+        return [number or fresh[value] for number, value in zip(numbers, ids, strict=True)]
 
 
 def _parse(text: bytes) -> object:
