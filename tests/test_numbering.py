@@ -160,9 +160,10 @@ def test_new_rows_are_the_numbers_table_s_columns() -> None:
 @pytest.mark.parametrize(
     ("body", "fmt", "message"),
     [
-        (b'{"user_id": 5, "session_id": "s"}', "JSONEachRow", "takes strings"),
+        (b'{"user_id": 5, "session_id": "s"}', "JSONEachRow", "got `int`"),
+        (b'[["1"], [5], ["s"]]', "JSONCompactColumns", "got `int`"),
         (b'{"user_id": "u", "session_id": "s"', "JSONEachRow", "not the JSON"),
-        (b'[{"user_id": "u"}]', "JSONEachRow", "one JSON object per line"),
+        (b'[{"user_id": "u"}]', "JSONEachRow", "Expected `object`"),
         (b'[["1"], ["u"]]', "JSONCompactColumns", "3 columns"),
         (b'{"a": 1}', "CSV", "unsupported"),
     ],

@@ -2,25 +2,29 @@
 are for).
 
 chDB opens a data path in one process, and every write to it runs on one lane, one thread
-(common/warehouse/embedded.py), so numbers are handed out from a Python map of each
-numbered column's ids, without racing and without asking the engine: the batch is parsed
-here (orjson), its new ids numbered in order of first sight after the column's highest
-number, and the batch's body given its number columns, so the engine reads it once, as it
-reads any batch. The new (column, id, number) rows are stored before the batch that uses
-them (`_pipit_numbers`, whose view feeds the engine's own lookup for `INSERT … SELECT`), and
-only then kept in the map: a batch retried after its answer was lost finds its ids numbered
-and gets the same numbers, and a crash between the two inserts leaves numbers that no row
-holds, which costs nothing. A column's map is read from `_pipit_numbers` when a batch first
-needs it, so a process that only reads never holds one (a few hundred bytes per id: about
-0.9 GB for the 4.7 million ids of the 10 M-event benchmark)."""
+(common/warehouse/embedded.py), so numbers are handed out from a Python map of each numbered
+column's ids, without racing and without asking the engine: the batch's numbered columns are
+read here (msgspec, which skips the other values without making Python objects of them: a
+third of a full parse's time), its new ids numbered in order of first sight after the
+column's highest number, and the batch's body given its number columns, so the engine reads
+it once, as it reads any batch. The new (column, id, number) rows are stored before the
+batch that uses them (`_pipit_numbers`, whose view feeds the engine's own lookup for
+`INSERT … SELECT`), and only then kept in the map: a batch retried after its answer was lost finds
+its ids numbered and gets the same numbers, and a crash between the two inserts leaves
+numbers that no row holds, which costs nothing. A column's map is read from `_pipit_numbers`
+when a batch first needs it, so a process that only reads never holds one (about 190 bytes
+per id: 0.9 GB for the 4.7 million ids of the 10 M-event benchmark, read in about 5 s)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_
+from typing import Any
 
+import msgspec
 import orjson
 
 from common import id_numbers
@@ -91,22 +95,23 @@ class Numbering:
                 self._last[column] = max(self._last[column], *ids.values())
 
     def _number_rows(self, lines: list[bytes], numbered: Sequence[str]) -> NumberedBatch:
-        rows = _parse(b"[" + b",".join(lines) + b"]")
-        if not all(type(row) is dict for row in rows):
-            raise WarehouseError("a JSONEachRow batch must hold one JSON object per line")
+        rows = _decode(_ids_decoder(tuple(numbered)), b"[" + b",".join(lines) + b"]")
         new: dict[str, dict[str, int]] = {}
         per_column = [
-            self._numbers_of(column, [row.get(column) for row in rows], new) for column in numbered
+            self._numbers_of(column, [getattr(row, column) for row in rows], new)
+            for column in numbered
         ]
         keys = [id_numbers.column_name(column).encode() for column in numbered]
         # Each row's line with its numbers as its last keys: the line is not encoded again.
         after = b"%b" + b"".join(b',"' + key + b'":%d' for key in keys) + b"}"
-        alone = b"{" + b",".join(b'"' + key + b'":%d' for key in keys) + b"}"
-        body = b"\n".join(
-            after % (line.rstrip()[:-1], *numbers) if row else alone % numbers
-            for line, row, numbers in zip(lines, rows, zip(*per_column, strict=True), strict=True)
-        )
-        return NumberedBatch(body, new)
+        alone = b"%b" + b",".join(b'"' + key + b'":%d' for key in keys) + b"}"
+        body = []
+        for line, numbers in zip(lines, zip(*per_column, strict=True), strict=True):
+            head = line.rstrip()[:-1]
+            # `{` ends the head of an empty object only: any value ends otherwise.
+            template = alone if head.rstrip()[-1:] == b"{" else after
+            body.append(template % (head, *numbers))
+        return NumberedBatch(b"\n".join(body), new)
 
     def _number_columns(
         self, docs: list[bytes], columns: Sequence[str], numbered: Sequence[str]
@@ -114,30 +119,29 @@ class Numbering:
         new: dict[str, dict[str, int]] = {}
         out = []
         for doc in docs:
-            values = _parse(doc)
-            if type(values) is not list or len(values) != len(columns):
+            # Each column as its JSON text: only the numbered ones are read into Python.
+            values = _decode(_COLUMNS, doc)
+            if len(values) != len(columns):
                 raise WarehouseError(f"a JSONCompactColumns block must hold {len(columns)} columns")
-            rows = len(values[0]) if values else 0
-            # A column left out of the insert holds its type's default: '' for a String.
-            per_column = [
-                self._numbers_of(
-                    column, values[columns.index(column)] if column in columns else [""] * rows, new
-                )
-                for column in numbered
-            ]
-            # The block's array of columns, with the number columns after its own.
-            out.append(
-                doc.rstrip()[:-1]
-                + b"".join(b"," + orjson.dumps(numbers) for numbers in per_column)
-                + b"]"
-            )
-        return NumberedBatch(b"\n".join(out), new)
+            per_column = []
+            for column in numbered:
+                if column in columns:
+                    ids = _decode(_IDS, values[columns.index(column)])
+                else:  # left out of the insert: its type's default, '' for a String
+                    ids = [""] * len(_decode(_COLUMNS, values[0])) if values else []
+                per_column.append(self._numbers_of(column, ids, new))
+            # The block's array of columns, with the number columns after its own (pieces
+            # joined once: a view of the block is not a copy).
+            out += [b"\n"] if out else []
+            out += [memoryview(doc)[: len(doc.rstrip()) - 1]]
+            out += [b"," + orjson.dumps(numbers) for numbers in per_column] + [b"]"]
+        return NumberedBatch(b"".join(out), new)
 
     def _numbers_of(self, column: str, ids: list, new: dict[str, dict[str, int]]) -> list[int]:
         """Each id's number, the new ones numbered in `new` (shared by the blocks of one
         batch, so a block sees the ids an earlier one numbered)."""
-        if not set(map(type, ids)) <= {str}:
-            ids = [_id_text(column, value) for value in ids]
+        if None in ids:  # a null is stored as ''
+            ids = ["" if value is None else value for value in ids]
         numbers = list(map(self._numbers[column].get, ids))
         if None not in numbers:
             return numbers
@@ -153,18 +157,24 @@ class Numbering:
         return [number or fresh[value] for number, value in zip(numbers, ids, strict=True)]
 
 
-def _parse(text: bytes) -> object:
+_COLUMNS = msgspec.json.Decoder(list[msgspec.Raw])
+_IDS = msgspec.json.Decoder(list[str | None])
+
+
+@functools.cache
+def _ids_decoder(numbered: tuple[str, ...]) -> msgspec.json.Decoder:
+    """Reads the `numbered` fields of JSONEachRow objects and skips the others (a missing
+    one is '', as the engine stores it)."""
+    ids = msgspec.defstruct("Ids", [(column, str | None, "") for column in numbered])
+    return msgspec.json.Decoder(list[ids])
+
+
+def _decode(decoder: msgspec.json.Decoder, text: bytes) -> Any:
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        return decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        # Any JSON value but a string or null the engine stores as its text, which the
+        # parse no longer has: refused rather than numbered as some other text.
+        raise WarehouseError(f"the batch's ids cannot be numbered: {exc}") from exc
+    except msgspec.DecodeError as exc:
         raise WarehouseError(f"the batch is not the JSON its format says: {exc}") from exc
-
-
-def _id_text(column: str, value: object) -> str:
-    # A null or a missing field is what the engine stores for it: a String's ''. Any other
-    # JSON value the engine would store as its text, which orjson no longer has.
-    if value is None:
-        return ""
-    if type(value) is str:
-        return value
-    raise WarehouseError(f"numbered column {column!r} takes strings, got {value!r}")
