@@ -84,11 +84,12 @@ def refill_sql(database: str) -> str:
     )
 
 
-def kept_sql(database: str, column: str) -> str:
-    """`column`'s ids and their numbers, for the writer's map (warehouse/numbering.py)."""
+def kept_sql(database: str, column: str, after: int) -> str:
+    """`column`'s ids and their numbers after `after`, for the writer's map
+    (warehouse/numbering.py)."""
     return (
         f"SELECT id, number FROM `{database}`.`{NUMBERS}` "  # noqa: S608 - our own names
-        f"WHERE column = '{column}'"
+        f"WHERE column = '{column}' AND number > {int(after)}"
     )
 
 

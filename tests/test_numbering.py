@@ -22,8 +22,10 @@ HIDDEN = {"user_id": "_pipit_user_id_number", "session_id": "_pipit_session_id_n
 def fresh(**kept: dict[str, int]) -> Numbering:
     numbering = Numbering()
     for column in NUMBERED:
+        assert numbering.read_after(column) == 0
         ids = kept.get(column, {})
         numbering.load(column, orjson.dumps([list(ids), list(ids.values())]) if ids else b"")
+        assert numbering.read_after(column) is None
     return numbering
 
 
@@ -171,3 +173,21 @@ def test_new_rows_are_the_numbers_table_s_columns() -> None:
 def test_a_batch_it_cannot_number_exactly_is_refused(body: bytes, fmt: str, message: str) -> None:
     with pytest.raises(WarehouseError, match=message):
         fresh().number(body, fmt, COLUMNS, NUMBERED)
+
+
+def test_a_map_behind_reads_the_numbers_after_its_highest_and_keeps_the_rest() -> None:
+    numbering = fresh(**KEPT)
+    numbering.fall_behind()
+    assert numbering.read_after("user_id") == 9
+    assert numbering.read_after("session_id") == 1
+    # What SQL numbered meanwhile: after the highest, as every number is.
+    numbering.load("user_id", orjson.dumps([["u1", "u3"], [10, 11]]))
+    numbering.load("session_id", b"[]")
+    assert numbering.read_after("user_id") is None
+    body = b"\n".join(orjson.dumps(row) for row in ROWS)
+    batch = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
+    check(
+        ROWS,
+        rows_of_each_row(batch.body),
+        {**KEPT, "user_id": {"u2": 7, "old": 9, "u1": 10, "u3": 11}},
+    )

@@ -336,11 +336,15 @@ class EmbeddedWarehouse(Warehouse):
         try:
             main.run(self.database, sql, "CSV", None)
         finally:
-            # A statement that numbers ids itself (a table's upgrade) or drops the database
-            # leaves the writer's map behind the table: it is read again when next needed.
-            if _changes_numbers(sql):
-                assert self._engine is not None
+            # A statement that numbers ids itself (a table's upgrade) leaves the writer's map
+            # behind the table, and one that drops the database leaves it numbers of nothing.
+            change = _numbers_change(sql)
+            assert self._engine is not None
+            numbering = self._engine.numberings.get(self.database)
+            if change == "dropped":
                 self._engine.numberings.pop(self.database, None)
+            elif change and numbering is not None:
+                numbering.fall_behind()
 
     async def insert_json_rows(
         self,
@@ -383,10 +387,10 @@ class EmbeddedWarehouse(Warehouse):
         numberings = self._engine.numberings
         numbering = numberings.setdefault(self.database, Numbering())
         for column in numbered:
-            if not numbering.knows(column):
-                sql = id_numbers.kept_sql(self.database, column)
-                kept = main.run(self.database, sql, "JSONCompactColumns", None)
-                numbering.load(column, kept)
+            after = numbering.read_after(column)
+            if after is not None:
+                sql = id_numbers.kept_sql(self.database, column, after)
+                numbering.load(column, main.run(self.database, sql, "JSONCompactColumns", None))
         batch = numbering.number(body, fmt, columns, numbered)
         new = batch.new_rows()
         if new:
@@ -394,8 +398,8 @@ class EmbeddedWarehouse(Warehouse):
                 sql = _NEW_NUMBERS.format(db=self.database) + new.decode()
                 main.run(self.database, sql, "CSV", None)
             except WarehouseError:
-                # Some may have been stored all the same: the map is read again next time.
-                numberings.pop(self.database, None)
+                # Some may have been stored all the same: they are read before the next batch.
+                numbering.fall_behind()
                 raise
             numbering.keep(batch)
         hidden = [id_numbers.column_name(column) for column in numbered]
@@ -467,13 +471,14 @@ class EmbeddedWarehouse(Warehouse):
         return await self._run(sql, fmt, _escaped(params), self.database, lane)
 
 
-def _changes_numbers(sql: str) -> bool:
-    """Whether a statement may change the numbers kept (common/id_numbers.py) behind the
-    writer's back: one that names their table, other than its CREATE, or drops a database."""
+def _numbers_change(sql: str) -> str:
+    """How a statement may change the numbers kept (common/id_numbers.py) behind the
+    writer's back: "dropped" (the database), "added" (it names their table, other than to
+    create it), or "" (not at all)."""
     head = sql.lstrip()[:16].upper()
-    return head.startswith("DROP DATABASE") or (
-        id_numbers.NUMBERS in sql and not head.startswith("CREATE")
-    )
+    if head.startswith("DROP DATABASE"):
+        return "dropped"
+    return "added" if id_numbers.NUMBERS in sql and not head.startswith("CREATE") else ""
 
 
 # The writer's new numbers, as numbering.NumberedBatch.new_rows gives them.

@@ -13,7 +13,10 @@ batch that uses them (`_pipit_numbers`, whose view feeds the engine's own lookup
 its ids numbered and gets the same numbers, and a crash between the two inserts leaves
 numbers that no row holds, which costs nothing. A column's map is read from `_pipit_numbers`
 when a batch first needs it, so a process that only reads never holds one (about 130 bytes
-per id: 0.6 GB for the 4.7 million ids of the 10 M-event benchmark, read in about 5 s)."""
+per id: 0.6 GB for the 4.7 million ids of the 10 M-event benchmark, read in about 5 s); when
+numbers may have been stored around it (SQL numbering a table's older rows, a failed insert
+of new ones), only those after its highest are read again: every number is handed out after
+its column's highest, wherever that happens."""
 
 from __future__ import annotations
 
@@ -61,18 +64,30 @@ class Numbering:
     def __init__(self) -> None:
         self._numbers: dict[str, dict[str, int]] = {}
         self._last: dict[str, int] = {}
+        self._behind: set[str] = set()
 
-    def knows(self, column: str) -> bool:
-        """Whether `column`'s numbers have been read (`load`)."""
-        return column in self._numbers
+    def read_after(self, column: str) -> int | None:
+        """None when `column`'s map is current; else the highest number it holds (0 when
+        none), after which the kept numbers must be read (`load`) before a batch is numbered.
+        Numbers only ever grow (each after its column's highest, wherever it is handed out),
+        so those after it are all the map lacks."""
+        if column in self._numbers and column not in self._behind:
+            return None
+        return self._last.get(column, 0)
 
     def load(self, column: str, kept: bytes) -> None:
-        """`column`'s numbers as `_pipit_numbers` holds them (id_numbers.kept_sql, in
-        JSONCompactColumns: no columns when it holds none)."""
+        """Adds `column`'s numbers after `read_after`, as `_pipit_numbers` holds them
+        (id_numbers.kept_sql, JSONCompactColumns: no columns when it holds none)."""
         ids, numbers = orjson.loads(kept or b"[]") or ([], [])
-        known = dict(zip(ids, numbers, strict=True))
-        self._numbers[column] = known
-        self._last[column] = max(numbers, default=0)
+        self._numbers.setdefault(column, {}).update(zip(ids, numbers, strict=True))
+        self._last[column] = max(numbers, default=self._last.get(column, 0))
+        self._behind.discard(column)
+
+    def fall_behind(self) -> None:
+        """Numbers may have been stored other than through `keep` (SQL numbered ids, or an
+        insert of new numbers failed after storing some): each column reads them before its
+        next batch."""
+        self._behind.update(self._numbers)
 
     def number(
         self, body: bytes, fmt: str, columns: Sequence[str], numbered: Sequence[str]
