@@ -55,7 +55,8 @@ WITH
     {mode:String} = 'strict_order' AS strict_order,
     {mode:String} = 'strict_deduplication' AS strict_deduplication,
     -- Per user: the breakdown value, and the matches sorted in (time, step) order, each
-    -- packed in a number, time * 16 + step (step 0: an event matching no step).
+    -- packed in a number, time * 16 + step (step 0: an event matching no step); st, ts and
+    -- match_no are each match's step, time and index, which every layer below reads.
     matched AS
     (
         SELECT
@@ -68,7 +69,8 @@ WITH
                         arrayFilter(j -> steps[j] = steps[bitAnd(c, 15)], range(1, step_count + 1)))),
                 codes)))) AS matches,
             arrayMap(c -> toUInt8(bitAnd(c, 15)), matches) AS st,
-            arrayMap(c -> bitShiftRight(c, 4), matches) AS ts
+            arrayMap(c -> bitShiftRight(c, 4), matches) AS ts,
+            arrayEnumerate(matches) AS match_no
         FROM
         (
             SELECT
@@ -139,7 +141,7 @@ WITH
             *,
             -- (A match at second 0 starts no chain, as when the chain was its times.)
             arrayFill(x -> x > 0, arrayMap((s, t, i) -> if(s = 1 AND t > 0,
-                bitOr(bitShiftLeft(toUInt64(t), 32), i), toUInt64(0)), st, ts, arrayEnumerate(st)))
+                bitOr(bitShiftLeft(toUInt64(t), 32), i), toUInt64(0)), st, ts, match_no))
                 AS chain_1,
             indexOf(st, 1) AS first_1
         FROM matched
@@ -152,7 +154,7 @@ WITH
                 (s, h, t, i) -> if(s = 2 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 2, [], st), if(step_count < 2, [], chain_1),
-                if(step_count < 2, [], ts), if(step_count < 2, [], arrayEnumerate(st)))) AS chain_2,
+                if(step_count < 2, [], ts), if(step_count < 2, [], match_no))) AS chain_2,
             if(step_count < 2, 0, (countEqual(chain_2, 0) + 1) % (length(st) + 1)) AS first_2
         FROM held_1
     ),
@@ -164,7 +166,7 @@ WITH
                 (s, h, t, i) -> if(s = 3 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 3, [], st), if(step_count < 3, [], chain_2),
-                if(step_count < 3, [], ts), if(step_count < 3, [], arrayEnumerate(st)))) AS chain_3,
+                if(step_count < 3, [], ts), if(step_count < 3, [], match_no))) AS chain_3,
             if(step_count < 3, 0, (countEqual(chain_3, 0) + 1) % (length(st) + 1)) AS first_3
         FROM held_2
     ),
@@ -176,7 +178,7 @@ WITH
                 (s, h, t, i) -> if(s = 4 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 4, [], st), if(step_count < 4, [], chain_3),
-                if(step_count < 4, [], ts), if(step_count < 4, [], arrayEnumerate(st)))) AS chain_4,
+                if(step_count < 4, [], ts), if(step_count < 4, [], match_no))) AS chain_4,
             if(step_count < 4, 0, (countEqual(chain_4, 0) + 1) % (length(st) + 1)) AS first_4
         FROM held_3
     ),
@@ -188,7 +190,7 @@ WITH
                 (s, h, t, i) -> if(s = 5 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 5, [], st), if(step_count < 5, [], chain_4),
-                if(step_count < 5, [], ts), if(step_count < 5, [], arrayEnumerate(st)))) AS chain_5,
+                if(step_count < 5, [], ts), if(step_count < 5, [], match_no))) AS chain_5,
             if(step_count < 5, 0, (countEqual(chain_5, 0) + 1) % (length(st) + 1)) AS first_5
         FROM held_4
     ),
@@ -200,7 +202,7 @@ WITH
                 (s, h, t, i) -> if(s = 6 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 6, [], st), if(step_count < 6, [], chain_5),
-                if(step_count < 6, [], ts), if(step_count < 6, [], arrayEnumerate(st)))) AS chain_6,
+                if(step_count < 6, [], ts), if(step_count < 6, [], match_no))) AS chain_6,
             if(step_count < 6, 0, (countEqual(chain_6, 0) + 1) % (length(st) + 1)) AS first_6
         FROM held_5
     ),
@@ -212,7 +214,7 @@ WITH
                 (s, h, t, i) -> if(s = 7 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 7, [], st), if(step_count < 7, [], chain_6),
-                if(step_count < 7, [], ts), if(step_count < 7, [], arrayEnumerate(st)))) AS chain_7,
+                if(step_count < 7, [], ts), if(step_count < 7, [], match_no))) AS chain_7,
             if(step_count < 7, 0, (countEqual(chain_7, 0) + 1) % (length(st) + 1)) AS first_7
         FROM held_6
     ),
@@ -224,7 +226,7 @@ WITH
                 (s, h, t, i) -> if(s = 8 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 8, [], st), if(step_count < 8, [], chain_7),
-                if(step_count < 8, [], ts), if(step_count < 8, [], arrayEnumerate(st)))) AS chain_8,
+                if(step_count < 8, [], ts), if(step_count < 8, [], match_no))) AS chain_8,
             if(step_count < 8, 0, (countEqual(chain_8, 0) + 1) % (length(st) + 1)) AS first_8
         FROM held_7
     ),
