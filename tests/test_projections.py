@@ -284,3 +284,29 @@ def test_a_view_that_folds_the_hours_has_no_hour_column() -> None:
     for half in halves:
         assert "SELECT user_id, count() AS n FROM `d`.`t`" in half
         assert half.rstrip().endswith("GROUP BY user_id")
+
+
+# retention reads each user's days as bits, a day's bit its number mod 256, only while the
+# range's events span fewer than 257 days; these ranges sit on either side of that edge
+# (DATA has events on every day around it), the bits wrapping round 256 in all of them.
+EDGE = [
+    {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-11 23:59:59"},
+    {"start_date": "2023-06-01 10:17:00", "end_date": "2024-02-11 13:41:00"},
+    {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-12 23:59:59"},
+]
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+@pytest.mark.parametrize("bounds", EDGE)
+async def test_retention_on_either_side_of_256_days(
+    warehouse: EmbeddedWarehouse, bounds: dict[str, str], period: str
+) -> None:
+    given = {"period": period, **bounds}
+    actual = await _run(warehouse, "retention", given)
+    want = expected.retention(DATA, **ENDPOINTS["retention"].bind(given))
+    assert want
+    expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES["retention"])
+    by_bits = _days_with_events("user_events", bounds) <= 256
+    assert by_bits == (bounds is not EDGE[2])
+    if by_bits:
+        assert "ReadFromMergeTree (user_hours)" in await _reads(warehouse, "retention", given)
