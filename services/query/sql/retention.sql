@@ -17,8 +17,8 @@
 --   the cohort active in that period; retention = active_users / cohort_users rounded to 4
 --   decimals. A period in which no user of the cohort is active has no row.
 -- Ordering: cohort ASC, period_number ASC (the group key, so no ties).
--- Cost: when the range's days holding events are fewer than 256 (the source's first and
---   last event bound them, read from its parts' min/max indexes), each user's days come as
+-- Cost: when the range's events lie within 256 days in a row (the source's first and last
+--   event bound them, read from its parts' min/max indexes), each user's days come as
 --   bits from the range views `user_hours` / `app_user_hours` (services/query/sql/README.md),
 --   which fold the hours: the engine merges the projection's per-hour rows into one row per
 --   user as it reads the whole hours, and the cut hours at either end come from the rows;
@@ -34,7 +34,7 @@ WITH
     -- UTC day numbers, counted as the projections count them.
     intDiv(toUInt32(greatest({start_date:DateTime}, stored.1)), 86400) AS first_day,
     intDiv(toUInt32(least({end_date:DateTime}, stored.2)), 86400) AS last_day,
-    -- A day's bit is its number mod 256: it names one day of fewer than 256.
+    -- A day's bit is its number mod 256, which names one day of 256 in a row.
     toInt64(last_day) - first_day < 256 AS by_bits,
     by_bits AND {source:String} = 'user_events' AS user_bits,
     by_bits AND {source:String} = 'app_events' AS app_bits
