@@ -290,7 +290,12 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         for index in table.skip_indexes
     )
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
-    range_views = tuple(RangeView(p.name, p.query) for p in table.projections if p.range_view)
+    range_views = tuple(
+        RangeView(p.name, p.query, p.fold_hours) for p in table.projections if p.range_view
+    )
+    for p in table.projections:
+        if p.fold_hours and not p.range_view:
+            raise ValueError(f"projection {p.name}: fold_hours is a kind of range view")
     for name in table.numbered_columns:
         field = descriptor.fields_by_name.get(name)
         column = field.GetOptions().Extensions[options_pb2.column] if field else None

@@ -10,6 +10,10 @@ hours at either end aggregated from their rows (at most two hours of them). Both
 carry the same columns, so a query over the view merges them as if one table had answered:
 counts add, states merge (`groupBitmapMerge`), a `max` is the larger of the two — exactly the
 rows' answer for any range. services/query/sql/README.md shows the pattern from the SQL side.
+
+A view that folds the hours (`fold_hours`) groups by the projection's other keys only: the
+engine merges the whole hours' states per key as it reads the projection, so an endpoint
+that never reads the hour gets one row per key and half, not one per key and hour.
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ CUT_HOURS = (
 )
 
 
+# A folding view drops the hour from its columns and keys, so its projection names the
+# hour first, where it can be cut off the SELECT without parsing it.
+_HOUR_FIRST = "SELECT toStartOfHour(timestamp) AS hour, "
+
+
 @dataclass(frozen=True)
 class RangeView:
-    """The view of one projection: its name and the projection's `SELECT … GROUP BY …`."""
+    """The view of one projection: its name and the projection's `SELECT … GROUP BY …`;
+    `fold_hours` when the view groups by the keys other than `hour`."""
 
     name: str
     query: str
+    fold_hours: bool = False
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -50,6 +61,11 @@ class RangeView:
             )
         if "hour" not in (key.strip() for key in keys.split(",")):
             raise ValueError(f"range view {self.name}: the projection must group by hour")
+        if self.fold_hours and (not select.startswith(_HOUR_FIRST) or len(keys.split(",")) < 2):
+            raise ValueError(
+                f"range view {self.name}: a view that folds the hours needs a projection "
+                f"that begins `{_HOUR_FIRST}` and groups by another key too"
+            )
 
     def create_sql(self, table: str, view: str, *, server_form: bool = False) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
@@ -58,6 +74,10 @@ class RangeView:
         ClickHouse server), as its projection is there."""
         query = id_numbers.server_form(self.query) if server_form else self.query
         select, _, keys = query.partition(" GROUP BY ")
+        if self.fold_hours:
+            # The hour stays the name the bounds filter on, but is no column of the view.
+            select = "WITH toStartOfHour(timestamp) AS hour SELECT " + select[len(_HOUR_FIRST) :]
+            keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
         return (
             f"CREATE OR REPLACE VIEW {view} AS\n"
             f"{select} FROM {table}\nWHERE {WHOLE_HOURS}\nGROUP BY {keys}\n"

@@ -153,6 +153,11 @@ class Shape:
     make: Callable[[bytes], Awaitable[bytes]]
 
 
+async def shaped(answer: bytes, shape: Shape | None) -> bytes:
+    """`answer` as the caller asked for it: made into `shape`, or as it is."""
+    return answer if shape is None else await shape.make(answer)
+
+
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
 
@@ -215,8 +220,7 @@ class Warehouse(abc.ABC):
         answered again without running it. Runs it, unless the engine knows every write
         (chDB, see embedded.py); a ClickHouse server is written by other processes too.
         With `shape`, what it makes of the answer instead (kept beside a kept answer)."""
-        answer = await self.query_raw(sql, params, fmt)
-        return answer if shape is None else await shape.make(answer)
+        return await shaped(await self.query_raw(sql, params, fmt), shape)
 
     def sibling(self, database: str) -> Warehouse:
         """A warehouse like this one in another database (not yet open): the scratch

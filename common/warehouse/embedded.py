@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +40,7 @@ from clickhouse_connect.driver.binding import escape_str
 
 from common import id_numbers
 from common.config import Settings
+from common.sized_cache import SizedCache
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -49,6 +49,7 @@ from common.warehouse.base import (
     Shape,
     Warehouse,
     WarehouseError,
+    shaped,
 )
 from common.warehouse.numbering import Numbering
 
@@ -153,12 +154,11 @@ class _Engine:
 class _Kept:
     """A kept answer and what callers made of it (`Shape`), by their shape's key."""
 
-    __slots__ = ("answer", "shaped", "size")
+    __slots__ = ("answer", "shaped")
 
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
         self.shaped: dict[Hashable, bytes] = {}
-        self.size = len(answer)
 
 
 class _Answers:
@@ -171,13 +171,12 @@ class _Answers:
         # names one state of the data.
         self.generation = 0
         self.writes_in_flight = 0
-        self._kept: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
-        self._bytes = 0
+        self._kept: SizedCache[tuple[Any, ...], _Kept] = SizedCache()
 
     def write_started(self) -> None:
         self.generation += 1
         self.writes_in_flight += 1
-        self._drop_all()  # none of them is sure to be the data's any more
+        self._kept.clear()  # none of them is sure to be the data's any more
 
     def write_ended(self) -> None:
         self.writes_in_flight -= 1
@@ -188,41 +187,25 @@ class _Answers:
         return None if self.writes_in_flight else self.generation
 
     def get(self, key: tuple[Any, ...]) -> _Kept | None:
-        kept = self._kept.get(key)
-        if kept is not None:
-            self._kept.move_to_end(key)
-        return kept
+        return self._kept.get(key)
 
     def keep(self, key: tuple[Any, ...], started: int, answer: bytes, limit: int) -> _Kept | None:
         """Keeps `answer` if the data is still in generation `started`, when its query
         started (no write began since, so the answer is that state's)."""
-        if self.state() != started or len(answer) > limit:
+        if self.state() != started:
             return None
-        kept = self._kept[key] = _Kept(answer)
-        self._bytes += kept.size
-        self._trim(limit)
-        return kept
+        kept = _Kept(answer)
+        return kept if self._kept.put(key, kept, len(answer), limit) else None
 
     def keep_shaped(
         self, key: tuple[Any, ...], kept: _Kept, shape: Hashable, value: bytes, limit: int
     ) -> None:
         """Keeps a shape of a kept answer beside it, while the answer is still kept (a
         write since has dropped it, and the shape is that answer's, not the data's)."""
-        if self._kept.get(key) is not kept:
+        if self._kept.peek(key) is not kept:
             return
         kept.shaped[shape] = value
-        kept.size += len(value)
-        self._bytes += len(value)
-        self._trim(limit)
-
-    def _trim(self, limit: int) -> None:
-        while self._bytes > limit:
-            _, dropped = self._kept.popitem(last=False)
-            self._bytes -= dropped.size
-
-    def _drop_all(self) -> None:
-        self._kept.clear()
-        self._bytes = 0
+        self._kept.grow(key, len(value), limit)
 
 
 def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
@@ -448,8 +431,8 @@ class EmbeddedWarehouse(Warehouse):
         if kept is None:
             answer = await self.query_raw(sql, params, fmt)
             kept = answers.keep(key, started, answer, self.answer_cache_bytes)
-            if kept is None:
-                return answer if shape is None else await shape.make(answer)
+            if kept is None:  # too large to keep
+                return await shaped(answer, shape)
         if shape is None:
             return kept.answer
         value = kept.shaped.get(shape.key)
