@@ -16,6 +16,7 @@ from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
     QueryResult,
+    Shape,
     Warehouse,
     WarehouseError,
     deduplication_settings,
@@ -183,11 +184,13 @@ class ClickHouseWarehouse(Warehouse):
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
 
-    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+    async def query_raw_repeatable(
+        self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
+    ) -> bytes:
         # Only the built-in pipes come here. Their distinct counts merge bitmaps of id
         # numbers, which a server has none of (common/id_numbers.py): its range views
         # hold the ids' uniqExact sets, merged by the same SQL in the server's form.
-        return await self.query_raw(id_numbers.server_form(sql), params, fmt)
+        return await super().query_raw_repeatable(id_numbers.server_form(sql), params, fmt, shape)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))
