@@ -239,7 +239,9 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         for index in table.skip_indexes
     )
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
-    range_views = tuple(RangeView(p.name, p.query) for p in table.projections if p.range_view)
+    range_views = tuple(
+        view for p in table.projections if p.range_view for view in RangeView.of(p.name, p.query)
+    )
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]

@@ -48,7 +48,8 @@ PROJECTED = {
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
-    # Its users come from ab_hours (as test_summary's); its buyers from ab_buyer_hours.
+    # Its users come from ab_hours (as test_summary's); its buyers from ab_buyer_hours, both
+    # through their totals views.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
 }
 RANGES: list[dict[str, str]] = [
@@ -120,11 +121,19 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
+    # Each with its totals view (the range's total per key, no hour) where it has keys.
     assert views == {
-        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours"],
-        "user_events": ["activity_hours"],
-        "app_events": ["feature_hours"],
-        "clickstream_events": ["page_hours"],
+        "ab_test_events": [
+            "ab_hours",
+            "ab_hours_total",
+            "ab_segment_hours",
+            "ab_segment_hours_total",
+            "ab_buyer_hours",
+            "ab_buyer_hours_total",
+        ],
+        "user_events": ["activity_hours"],  # by hour alone: no total per key
+        "app_events": ["feature_hours", "feature_hours_total"],
+        "clickstream_events": ["page_hours", "page_hours_total"],
     }
 
 
