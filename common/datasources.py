@@ -238,9 +238,15 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         f"`{index.name}` {index.expression} TYPE {index.type} GRANULARITY {index.granularity or 1}"
         for index in table.skip_indexes
     )
-    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
     range_views = tuple(
-        view for p in table.projections if p.range_view for view in RangeView.of(p.name, p.query)
+        view
+        for p in table.projections
+        if p.range_view
+        for view in RangeView.of(p.name, p.query, months=p.range_months)
+    )
+    # A month tier is a projection of its own, derived from the hourly one's declaration.
+    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections) + tuple(
+        view.months_projection() for view in range_views if view.months
     )
     columns = []
     for field in descriptor.fields:

@@ -36,6 +36,33 @@ CUT_HOURS = (
     f" AND (hour < {{start_date:DateTime}} OR (hour = {_LAST_HOUR} AND NOT ({_ENDS_HOUR})))"
 )
 
+# The month tier (a projection declared with `range_months`): a month wholly in range is
+# read from the projection per month. Its bucket is taken in UTC whatever the session's or
+# the server's zone, so the one written with the parts is the one the view asks for.
+MONTH = "toStartOfMonth(timestamp, 'UTC') AS month"
+MONTHS_SUFFIX = "_months"
+_LAST_MONTH = "toStartOfMonth({end_date:DateTime}, 'UTC')"
+# As for hours: an end on its month's last second ends that month; the last DateTime too.
+_ENDS_MONTH = f"toStartOfMonth({{end_date:DateTime}} + 1, 'UTC') != {_LAST_MONTH}"
+
+
+def _whole_months(month: str) -> str:
+    return (
+        f"{month} >= {{start_date:DateTime}}"
+        f" AND ({month} < {_LAST_MONTH} OR ({month} = {_LAST_MONTH} AND {_ENDS_MONTH}))"
+    )
+
+
+WHOLE_MONTHS = _whole_months("month")
+# The whole hours of the months that are not wholly in range. A cut hour lies in no whole
+# month (a month starting at or after the start holds no hour before it; a month the end
+# ends holds no hour the end cuts), so the three parts of a range never overlap.
+_MONTH_OF_HOUR = "toStartOfMonth(hour, 'UTC')"
+WHOLE_HOURS_OUTSIDE_MONTHS = f"{WHOLE_HOURS} AND NOT ({_whole_months(_MONTH_OF_HOUR)})"
+# The engine rewrites `toStartOfMonth(timestamp) < x` as a bound on `timestamp` itself,
+# which the month projection does not hold, and would read the rows instead.
+_KEEP_MONTHS = "SETTINGS optimize_time_filter_with_preimage = 0"
+
 
 # The hour item every range view's projection selects; the totals view bounds the range by
 # it (named in WITH, so both halves filter as the hourly view does) but does not group by it.
@@ -51,15 +78,29 @@ class RangeView:
     name: str
     query: str
     total: bool = False
+    months: bool = False
 
     @classmethod
-    def of(cls, projection: str, query: str) -> tuple[RangeView, ...]:
+    def of(cls, projection: str, query: str, months: bool = False) -> tuple[RangeView, ...]:
         """The hourly view of a projection, and its totals view where it groups by more
-        than the hour (grouped by nothing, a total would be one row even for no rows)."""
+        than the hour (grouped by nothing, a total would be one row even for no rows),
+        reading whole months from the `<projection>_months` tier when `months`."""
         hourly = cls(projection, query)
         if not hourly._other_keys():
+            if months:
+                raise ValueError(f"range view {projection}: a month tier needs other keys")
             return (hourly,)
-        return hourly, cls(projection + TOTAL_SUFFIX, query, total=True)
+        return hourly, cls(projection + TOTAL_SUFFIX, query, total=True, months=months)
+
+    def months_projection(self) -> str:
+        """`<name> (<query>)` of the month tier: the projection's query per month."""
+        select, _, keys = self.query.partition(" GROUP BY ")
+        query = (
+            select.replace(HOUR, MONTH, 1)
+            + " GROUP BY "
+            + ", ".join([*self._other_keys(), "month"])
+        )
+        return f"`{self.name.removesuffix(TOTAL_SUFFIX)}{MONTHS_SUFFIX}` ({query})"
 
     def _other_keys(self) -> list[str]:
         keys = self.query.partition(" GROUP BY ")[2]
@@ -86,8 +127,21 @@ class RangeView:
         replaces the old view."""
         select, _, keys = self.query.partition(" GROUP BY ")
         if self.total:
-            select = f"WITH {HOUR} " + select.replace(f"{HOUR}, ", "", 1)
+            columns = select.replace(f"{HOUR}, ", "", 1).removeprefix("SELECT ")
+            select = f"WITH {HOUR} SELECT {columns}"
             keys = ", ".join(self._other_keys())
+            if self.months:
+                by_month = select.replace(HOUR, MONTH, 1)
+                return (
+                    f"CREATE OR REPLACE VIEW {view} AS\n"
+                    f"{by_month} FROM {table}\nWHERE {WHOLE_MONTHS}\n"
+                    f"GROUP BY {keys}\n{_KEEP_MONTHS}\n"
+                    "UNION ALL\n"
+                    f"{select} FROM {table}\nWHERE {WHOLE_HOURS_OUTSIDE_MONTHS}\n"
+                    f"GROUP BY {keys}\n"
+                    "UNION ALL\n"
+                    f"{select} FROM {table}\nWHERE {CUT_HOURS}\nGROUP BY {keys}"
+                )
         return (
             f"CREATE OR REPLACE VIEW {view} AS\n"
             f"{select} FROM {table}\nWHERE {WHOLE_HOURS}\nGROUP BY {keys}\n"

@@ -91,8 +91,10 @@ def test_range_views_read_the_distributed_tables_on_every_node() -> None:
         assert sql.startswith(
             f"CREATE OR REPLACE VIEW `{DATABASE}`.`{view}` ON CLUSTER `{CLUSTER}` AS\n"
         )
-        # Both halves read the Distributed table, never one node's local table.
-        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == 2
+        # Every part (both halves; and a month tier's) reads the Distributed table, never
+        # one node's local table.
+        parts = sql.count("\nUNION ALL\n") + 1
+        assert parts >= 2 and sql.count(f"FROM `{DATABASE}`.`{table}`\n") == parts
         assert LOCAL_SUFFIX not in sql
 
 

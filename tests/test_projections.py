@@ -113,7 +113,8 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours"],
+        # ab_hours_months: ab_hours' month tier, derived from its declaration.
+        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours", "ab_hours_months"],
         "user_events": ["activity_hours", "by_session"],
         "app_events": ["feature_hours", "by_session"],
         "clickstream_events": ["page_hours"],
@@ -147,6 +148,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_buyer_hours"),
         ("ab_test_events", "ab_hours"),
+        ("ab_test_events", "ab_hours_months"),
         ("ab_test_events", "ab_segment_hours"),
         ("app_events", "by_session"),
         ("app_events", "feature_hours"),
