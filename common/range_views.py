@@ -15,6 +15,8 @@ wants the range's total per key and not its hours. Reading an aggregate projecti
 aggregates its rows on the query's keys anyway: grouped by hour, that makes a state per key
 and hour, which the endpoint then merges a second time; without the hour, the whole hours'
 rows merge straight into one state per key, so each hourly set is merged once, not twice.
+A projection declared with `range_months` also has a month tier (`<name>_months`, the same
+query per UTC month), from which its totals view reads the months wholly in range.
 """
 
 from __future__ import annotations

@@ -25,12 +25,14 @@
 --                            adds the users - buyers zeros to these moments exactly
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Cost: no pass over the range's rows. Users are counted from the `ab_hours_total` range
---   view; the buyers — about a fifth of the users — are read one by one from
---   `ab_buyer_hours_total` (services/query/sql/README.md): whole hours from the projections
---   of those names, the cut hours at either end from the rows, so any range is exact. The
---   totals views merge the whole hours' sets straight into one per variant (or buyer), so
---   each hourly set is merged once. A buyer may come from both halves of the view, so the
---   buyers are grouped once more before their moments are taken.
+--   view: months wholly in range from the `ab_hours_months` projection (one set per variant
+--   and month), other whole hours from `ab_hours`, the cut hours at either end from the
+--   rows, so any range is exact. The buyers — about a fifth of the users — are read one by
+--   one from `ab_buyer_hours_total`: whole hours from the `ab_buyer_hours` projection, cut
+--   hours from the rows (services/query/sql/README.md). The totals views merge the sets
+--   straight into one per variant (or buyer), so each stored set is merged once. A buyer
+--   may come from both halves of the view, so the buyers are grouped once more before
+--   their moments are taken.
 SELECT
     test_id,
     variant,
