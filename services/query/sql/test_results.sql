@@ -22,7 +22,7 @@
 --   buyer_revenue_mean     = mean of the buyers' revenue (0 when no buyer)
 --   buyer_revenue_variance = population variance of the buyers' revenue, by Welford's
 --                            stable update (varPopStable; 0 when no buyer): the analysis
---                            adds the users - buyers zeros to these moments exactly
+--                            joins the users - buyers zeros to these moments (Chan et al.)
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Cost: no pass over the range's rows. Users are counted from the `ab_hours_total` range
 --   view: months wholly in range from the `ab_hours_months` projection (one set per variant
@@ -41,26 +41,29 @@ SELECT
         {control:String},
         min(variant) OVER test
     ) AS control,
-    users,
-    conversions,
-    buyers,
-    buyer_revenue_mean,
-    buyer_revenue_variance
+    -- Each column comes from one branch, the other's 0: the sum is that branch's value.
+    sum(user_count) AS users,
+    sum(converted_users) AS conversions,
+    sum(buyer_count) AS buyers,
+    sum(mean) AS buyer_revenue_mean,
+    sum(variance) AS buyer_revenue_variance
 FROM (
-    SELECT test_id, variant, uniqExactMerge(user_ids) AS users
-    FROM ab_hours_total(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
-    WHERE {test_id:String} = '' OR test_id = {test_id:String}
-    GROUP BY test_id, variant
-) AS everyone
--- A variant without buyers takes the defaults: no conversions, no buyers, moments 0.
-LEFT JOIN (
+    -- Two branches of a UNION ALL, not a join, so the engine runs them side by side (a
+    -- join builds one side before it reads the other). A variant without buyers has no
+    -- row in the second: no conversions, no buyers, moments 0.
     SELECT
         test_id,
         variant,
-        sum(converted) AS conversions,
-        count() AS buyers,
-        avg(revenue) AS buyer_revenue_mean,
-        varPopStable(revenue) AS buyer_revenue_variance
+        uniqExactMerge(user_ids) AS user_count,
+        0 AS converted_users,
+        0 AS buyer_count,
+        0. AS mean,
+        0. AS variance
+    FROM ab_hours_total(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+    WHERE {test_id:String} = '' OR test_id = {test_id:String}
+    GROUP BY test_id, variant
+    UNION ALL
+    SELECT test_id, variant, 0, sum(converted), count(), avg(revenue), varPopStable(revenue)
     FROM (
         SELECT test_id, variant, buyer, max(converted) AS converted, sum(revenue_sum) AS revenue
         FROM ab_buyer_hours_total(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
@@ -68,6 +71,7 @@ LEFT JOIN (
         GROUP BY test_id, variant, buyer
     )
     GROUP BY test_id, variant
-) AS notable USING (test_id, variant)
+)
+GROUP BY test_id, variant
 WINDOW test AS (PARTITION BY test_id)
 ORDER BY test_id ASC, variant ASC
