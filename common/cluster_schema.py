@@ -144,13 +144,15 @@ class ClusterSchema:
         # Tables created by an older release get the columns, indexes and projections
         # declared since: columns on both tables (an insert through the Distributed table
         # names them, and it forwards them to the local one), the rest where parts are.
+        # Several ingest replicas write a cluster, so no ids are numbered here
+        # (common/id_numbers.py): the projections keep the ids' uniqExact sets.
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
         return [
-            *self._pair(ds.create_table_sql(self.database), sharding_key(ds)),
+            *self._pair(ds.create_table_sql(self.database, numbered=False), sharding_key(ds)),
             *ds.add_columns_sql(local),
             *ds.add_columns_sql(self._on_cluster(ds.name)),
-            *ds.upgrade_sql(local),
-            *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`"),
+            *ds.upgrade_sql(local, numbered=False),
+            *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`", numbered=False),
         ]
 
     def everywhere_sql(self, single_node_sql: str) -> str:

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 import pipit.datasources.v1 as datasources_pkg
+from common import id_numbers
 from common.config import Settings
 from common.range_views import RangeView
 from pipit.clickhouse.v1 import options_pb2
@@ -77,6 +78,8 @@ class Datasource:
     declared_sharding_key: str = ""
     materialized_by: str = ""
     """The materialized pipe that fills the table; empty when events are appended to it."""
+    numbered_columns: tuple[str, ...] = ()
+    """Columns whose ids get dense numbers on chDB (common/id_numbers.py)."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -90,13 +93,29 @@ class Datasource:
     def message_class(self) -> type[Message]:
         return message_factory.GetMessageClass(self.descriptor)
 
-    def create_table_sql(self, database: str) -> str:
+    def number_columns(self, database: str, numbered: bool) -> list[str]:
+        """The hidden number columns (common/id_numbers.py), when ids are `numbered`."""
+        if not numbered:
+            return []
+        return [id_numbers.number_column(database, c) for c in self.numbered_columns]
+
+    def projections_for(self, numbered: bool) -> tuple[str, ...]:
+        """The projections as declared where ids are `numbered` (chDB), else with the ids'
+        uniqExact sets in place of bitmaps of their numbers (a ClickHouse server)."""
+        if numbered:
+            return self.projections
+        return tuple(id_numbers.server_form(p) for p in self.projections)
+
+    def create_table_sql(self, database: str, *, numbered: bool = False) -> str:
         """Single-node DDL. Identifiers come from the protos and the validated database
-        setting, never from requests."""
+        setting, never from requests. `numbered`: chDB's, with the hidden number columns
+        (their lookup, common/id_numbers.py, must exist first); else a ClickHouse server's,
+        without."""
         columns = ",\n    ".join(
             [c.definition for c in self.columns]
+            + self.number_columns(database, numbered)
             + [f"INDEX {index}" for index in self.skip_indexes]
-            + [f"PROJECTION {projection}" for projection in self.projections]
+            + [f"PROJECTION {projection}" for projection in self.projections_for(numbered)]
         )
         clauses = [f"ENGINE = {self.engine}"]
         if self.partition_key:
@@ -113,21 +132,25 @@ class Datasource:
             + "\n".join(clauses)
         )
 
-    def upgrade_sql(self, table: str) -> list[str]:
+    def upgrade_sql(self, table: str, database: str = "", *, numbered: bool = False) -> list[str]:
         """Adds the insert column (INSERT_COLUMN), the declared skipping indexes and
         projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
-        do not change, only their cost."""
+        do not change, only their cost. `numbered` (chDB, `database` the table's): first
+        numbers the ids of the rows the table holds, then adds the hidden number columns,
+        which older parts compute from the lookup when read or merged (before the lookup
+        is refilled at a start they fail, and a merge is retried, rather than count 0)."""
         return (
             [self.insert_column_sql(table)]
+            + self._numbering_upgrade_sql(table, database, numbered)
             + [
                 f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {index}"
                 for index in self.skip_indexes
             ]
             + [
                 f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
-                for projection in self.projections
+                for projection in self.projections_for(numbered)
             ]
             + [
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
@@ -144,12 +167,35 @@ class Datasource:
             f"MATERIALIZED {INSERT_TOKEN}"
         )
 
-    def range_views_sql(self, database: str, on_cluster: str = "") -> list[str]:
+    def _numbering_upgrade_sql(self, table: str, database: str, numbered: bool) -> list[str]:
+        if not numbered or not self.numbered_columns:
+            return []
+        # Only while the table lacks the columns: once they exist, every row inserted
+        # was numbered on its way in, and the scan is skipped (a constant false filter).
+        missing = " OR ".join(
+            f"NOT hasColumnInTable('{database}', '{self.name}', '{id_numbers.column_name(c)}')"
+            for c in self.numbered_columns
+        )
+        source = f"{table} WHERE {missing}"
+        first = "timestamp" if "timestamp" in self.column_names else "rowNumberInAllBlocks()"
+        return [
+            id_numbers.number_sql(database, self.numbered_columns, source, first),
+            *(
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}"
+                for definition in self.number_columns(database, numbered)
+            ),
+        ]
+
+    def range_views_sql(
+        self, database: str, on_cluster: str = "", *, numbered: bool = False
+    ) -> list[str]:
         """The range view of each projection that declares one, over this table (on a
         cluster, over its Distributed table: every shard answers from its own parts)."""
         return [
             view.create_sql(
-                f"`{database}`.`{self.name}`", f"`{database}`.`{view.name}`{on_cluster}"
+                f"`{database}`.`{self.name}`",
+                f"`{database}`.`{view.name}`{on_cluster}",
+                server_form=not numbered,
             )
             for view in self.range_views
         ]
@@ -192,25 +238,30 @@ class Datasource:
         quarantine_ttl_days: int = QUARANTINE_TTL_DAYS,
         *,
         existing: Container[str] | None = None,
+        numbered: bool = False,
     ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
         they run; each is idempotent. `existing`, when known, names the tables `database`
         held before: a table not among them is created with every declared column, index,
         projection and TTL, so of the steps that bring an older one up to date only the
         insert column's is kept — the others cost most of a start's schema work and would
-        change nothing."""
+        change nothing. `numbered`: ids get dense numbers (chDB, whose numbering tables
+        must exist: common/id_numbers.py), or not (a ClickHouse server)."""
         table = f"`{database}`.`{self.name}`"
         quarantine = f"`{database}`.`{self.quarantine_table}`"
         upgrade_table = existing is None or self.name in existing
         upgrade_quarantine = existing is None or self.quarantine_table in existing
+        # The lookup a number column reads must exist before the column does.
+        lookup = id_numbers.schema_sql(database) if numbered and self.numbered_columns else []
         return [
-            self.create_table_sql(database),
+            *lookup,
+            self.create_table_sql(database, numbered=numbered),
             *(
-                self.add_columns_sql(table) + self.upgrade_sql(table)
+                self.add_columns_sql(table) + self.upgrade_sql(table, database, numbered=numbered)
                 if upgrade_table
                 else [self.insert_column_sql(table)]
             ),
-            *self.range_views_sql(database),
+            *self.range_views_sql(database, numbered=numbered),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *(
                 self.quarantine_upgrade_sql(quarantine, quarantine_ttl_days)
@@ -238,16 +289,23 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         f"`{index.name}` {index.expression} TYPE {index.type} GRANULARITY {index.granularity or 1}"
         for index in table.skip_indexes
     )
+    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
     range_views = tuple(
-        view
-        for p in table.projections
-        if p.range_view
-        for view in RangeView.of(p.name, p.query, months=p.range_months)
+        RangeView(p.name, p.query, p.fold_hours) for p in table.projections if p.range_view
     )
-    # A month tier is a projection of its own, derived from the hourly one's declaration.
-    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections) + tuple(
-        view.months_projection() for view in range_views if view.months
-    )
+    for p in table.projections:
+        if p.fold_hours and not p.range_view:
+            raise ValueError(f"projection {p.name}: fold_hours is a kind of range view")
+    for name in table.numbered_columns:
+        field = descriptor.fields_by_name.get(name)
+        column = field.GetOptions().Extensions[options_pb2.column] if field else None
+        if column is None or column.type != "String" or column.default_expression:
+            # The writer numbers what a batch holds, and an omitted value as '' (whatever
+            # a DEFAULT expression would have made of it).
+            raise ValueError(
+                f"{descriptor.full_name}: numbered column {name!r} must be a String column "
+                "without a DEFAULT expression"
+            )
     columns = []
     for field in descriptor.fields:
         column = field.GetOptions().Extensions[options_pb2.column]
@@ -281,6 +339,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         primary_key=table.primary_key,
         declared_sharding_key=table.sharding_key,
         materialized_by=table.materialized_by,
+        numbered_columns=tuple(table.numbered_columns),
     )
 
 

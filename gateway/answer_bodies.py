@@ -12,8 +12,7 @@ call was answered with, so keeping bodies changes no answer."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+from common.sized_cache import SizedCache
 from gateway.routes import Route
 
 # Room for a few hundred typical answers, or a dozen of the largest pipes' by the hour.
@@ -25,29 +24,20 @@ class AnswerBodies:
 
     def __init__(self, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
         self.limit_bytes = limit_bytes
-        self._kept: OrderedDict[tuple[str, bytes], tuple[Route, bytes, str]] = OrderedDict()
-        self._bytes = 0
+        self._kept: SizedCache[tuple[str, bytes], tuple[Route, bytes, str]] = SizedCache()
 
     def get(self, route: Route, answer: bytes) -> tuple[bytes, str] | None:
         """The body printed from `answer` by `route`, if kept."""
-        key = (route.grpc_method, answer)
-        kept = self._kept.get(key)
+        kept = self._kept.get((route.grpc_method, answer))
         # By the route itself: a deploy's route of the same name may print other messages.
         if kept is None or kept[0] is not route:
             return None
-        self._kept.move_to_end(key)
         return kept[1], kept[2]
 
     def keep(self, route: Route, answer: bytes, body: bytes, content_type: str) -> None:
-        size = len(answer) + len(body)
-        if size > self.limit_bytes:
-            return
-        key = (route.grpc_method, answer)
-        replaced = self._kept.pop(key, None)
-        if replaced is not None:
-            self._bytes -= len(answer) + len(replaced[1])
-        self._kept[key] = (route, body, content_type)
-        self._bytes += size
-        while self._bytes > self.limit_bytes:
-            (_, dropped_answer), (_, dropped_body, _) = self._kept.popitem(last=False)
-            self._bytes -= len(dropped_answer) + len(dropped_body)
+        self._kept.put(
+            (route.grpc_method, answer),
+            (route, body, content_type),
+            len(answer) + len(body),
+            self.limit_bytes,
+        )

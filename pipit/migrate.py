@@ -38,12 +38,17 @@ MIGRATE_SETTINGS = [
 
 
 def single_node_statements(
-    database: str, datasources: Sequence[Datasource], quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+    database: str,
+    datasources: Sequence[Datasource],
+    quarantine_ttl_days: int = QUARANTINE_TTL_DAYS,
+    *,
+    numbered: bool = True,
 ) -> list[str]:
-    """The same statements `Warehouse.ensure_schema` runs, for printing."""
+    """The same statements `Warehouse.ensure_schema` runs, for printing (`numbered`: as
+    chDB runs them, with dense id numbers; a ClickHouse server's have none)."""
     out = [f"CREATE DATABASE IF NOT EXISTS `{database}`"]
     for ds in datasources:
-        out += ds.schema_sql(database, quarantine_ttl_days)
+        out += ds.schema_sql(database, quarantine_ttl_days, numbered=numbered)
     return out
 
 
@@ -67,7 +72,12 @@ def statements(settings: Settings, cluster: str | None) -> list[str]:
     # On one node too: k8s/ runs the services with PIPIT_MANAGE_SCHEMA=false everywhere.
     internal = [create(settings.database) for create in INTERNAL_TABLES]
     return [
-        *single_node_statements(settings.database, datasources, settings.quarantine_ttl_days),
+        *single_node_statements(
+            settings.database,
+            datasources,
+            settings.quarantine_ttl_days,
+            numbered=not settings.clickhouse_url,
+        ),
         *internal,
     ]
 

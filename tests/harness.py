@@ -4,6 +4,8 @@ optionally the gateway in front, and stubs that carry the token."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +30,20 @@ from services.ingest.server import RunningIngest
 
 TOKEN = "test-admin-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
+
+
+_scratch_root: Path | None = None
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh directory for a suite's WAL or tokens file, under one root per test process
+    that is removed when the process exits: suites are stopped by many tests, some not at
+    all, and a directory per suite would otherwise outlive the run (hundreds per suite run)."""
+    global _scratch_root
+    if _scratch_root is None:
+        _scratch_root = Path(tempfile.mkdtemp(prefix="pipit-tests-"))
+        atexit.register(shutil.rmtree, _scratch_root, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_scratch_root))
 
 
 def free_port() -> int:
@@ -85,8 +101,8 @@ async def start_suite(
         "query_port": 0,
         "metrics_port": 0,
         "flush_interval": 0.05,
-        "wal_dir": Path(tempfile.mkdtemp(prefix="pipit-wal-")),
-        "tokens_file": Path(tempfile.mkdtemp(prefix="pipit-tokens-")) / "tokens.json",
+        "wal_dir": scratch_dir("wal-"),
+        "tokens_file": scratch_dir("tokens-") / "tokens.json",
     }
     settings = config.load(environ={}, **{**defaults, **overrides})
     access = Access.for_process(settings, settings.admin_token)

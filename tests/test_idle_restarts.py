@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -79,8 +78,10 @@ async def warehouse(request, embedded_warehouse) -> AsyncIterator[Warehouse]:
     await remote.close()
 
 
-async def test_events_acknowledged_after_idle_restarts_all_land(warehouse: Warehouse) -> None:
-    wal_dir = Path(tempfile.mkdtemp(prefix="pipit-idle-wal-"))
+async def test_events_acknowledged_after_idle_restarts_all_land(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    wal_dir = tmp_path / "wal"
     posted = []
     async with aiohttp.ClientSession() as http:
         for round_ in range(ROUNDS):

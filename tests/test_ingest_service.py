@@ -258,7 +258,7 @@ async def test_one_log_line_per_request_with_its_request_id(suite):
     assert lines[0]["duration_ms"] >= 0
 
 
-async def test_prometheus_metrics_are_served(embedded_warehouse):
+async def test_prometheus_metrics_are_served(embedded_warehouse, tmp_path):
     import aiohttp
     from harness import AUTH, TOKEN, free_port
 
@@ -269,7 +269,7 @@ async def test_prometheus_metrics_are_served(embedded_warehouse):
     from services.ingest.server import start_ingest
 
     port = free_port()
-    settings = config.load(environ={}, admin_token=TOKEN, wal_dir=embedded_warehouse_wal())
+    settings = config.load(environ={}, admin_token=TOKEN, wal_dir=tmp_path / "wal")
     access = Access.for_process(settings, TOKEN)
     current = CurrentProject(Project(builtin()))
     ingest = await start_ingest(
@@ -300,13 +300,6 @@ async def test_prometheus_metrics_are_served(embedded_warehouse):
         "pipit_ingest_warehouse_up",
     ):
         assert name in text, name
-
-
-def embedded_warehouse_wal():
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp(prefix="pipit-wal-"))
 
 
 def _ndjson(*markers: str) -> bytes:

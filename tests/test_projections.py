@@ -28,9 +28,9 @@ from common.warehouse.embedded import EmbeddedWarehouse
 # hours inside any range are read from the projection, the cut ones at either end from
 # the rows.
 PROJECTED = {
-    "test_summary": ("ab_hours", [{}, {"test_id": "homepage_redesign"}]),
+    "test_summary": ("ab_bitmap_hours", [{}, {"test_id": "homepage_redesign"}]),
     "test_timeseries": (
-        "ab_hours",
+        "ab_bitmap_hours",
         [
             {"interval": "hour"},
             {"interval": "day"},
@@ -38,19 +38,21 @@ PROJECTED = {
         ],
     ),
     "test_segments": (
-        "ab_segment_hours",
+        "ab_segment_bitmap_hours",
         [{"segment": "device"}, {"segment": "country", "test_id": "checkout_flow"}],
     ),
-    "user_activity_metrics": ("activity_hours", [{}]),
-    "feature_usage": ("feature_hours", [{}, {"feature": "dashboard"}]),
+    "user_activity_metrics": ("activity_bitmap_hours", [{}]),
+    "feature_usage": ("feature_bitmap_hours", [{}, {"feature": "dashboard"}]),
     "active_users": (
-        "feature_hours",
+        "feature_bitmap_hours",
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
-    # Its users come from ab_hours (as test_summary's); its buyers from ab_buyer_hours, both
-    # through their totals views.
+    # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
+    # Through a view that folds the hours; a range whose events span more than 256 days is
+    # read from the rows instead (retention.sql), which the default range is here.
+    "retention": ("user_hours", [{"period": "day"}, {"period": "week"}, {"period": "month"}]),
 }
 RANGES: list[dict[str, str]] = [
     {},  # the defaults: 1970-01-01 00:00:00 to the last DateTime
@@ -66,6 +68,17 @@ RANGES: list[dict[str, str]] = [
     {"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"},
 ]
 LAST_DATETIME = datetime(2106, 2, 7, 6, 28, 15)
+
+
+def _days_with_events(name: str, bounds: dict[str, str]) -> int:
+    """How many UTC days the datasource's in-range events span, first to last, counted
+    here from DATA."""
+    start = bounds.get("start_date", "1970-01-01 00:00:00")
+    end = bounds.get("end_date", str(LAST_DATETIME))
+    days = [row["timestamp"][:10] for row in DATA[name] if start <= row["timestamp"] <= end]
+    if not days:
+        return 0
+    return (datetime.fromisoformat(max(days)) - datetime.fromisoformat(min(days))).days + 1
 
 
 def _holds_a_whole_hour(bounds: dict[str, str]) -> bool:
@@ -113,28 +126,19 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        # ab_hours_months: ab_hours' month tier, derived from its declaration.
-        "ab_test_events": ["ab_hours", "ab_segment_hours", "ab_buyer_hours", "ab_hours_months"],
-        "user_events": ["activity_hours", "by_session"],
-        "app_events": ["feature_hours", "by_session"],
-        "clickstream_events": ["page_hours"],
+        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
+        "user_events": ["activity_bitmap_hours", "by_session", "user_hours"],
+        "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
+        "clickstream_events": ["page_hours", "by_page"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
-    # Each with its totals view (the range's total per key, no hour) where it has keys.
     assert views == {
-        "ab_test_events": [
-            "ab_hours",
-            "ab_hours_total",
-            "ab_segment_hours",
-            "ab_segment_hours_total",
-            "ab_buyer_hours",
-            "ab_buyer_hours_total",
-        ],
-        "user_events": ["activity_hours"],  # by hour alone: no total per key
-        "app_events": ["feature_hours", "feature_hours_total"],
-        "clickstream_events": ["page_hours", "page_hours_total"],
+        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
+        "user_events": ["activity_bitmap_hours", "user_hours"],
+        "app_events": ["feature_bitmap_hours", "app_user_hours"],
+        "clickstream_events": ["page_hours"],
     }
 
 
@@ -146,15 +150,17 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     )
     # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
+        ("ab_test_events", "ab_bitmap_hours"),
         ("ab_test_events", "ab_buyer_hours"),
-        ("ab_test_events", "ab_hours"),
-        ("ab_test_events", "ab_hours_months"),
-        ("ab_test_events", "ab_segment_hours"),
+        ("ab_test_events", "ab_segment_bitmap_hours"),
+        ("app_events", "app_user_hours"),
         ("app_events", "by_session"),
-        ("app_events", "feature_hours"),
+        ("app_events", "feature_bitmap_hours"),
+        ("clickstream_events", "by_page"),
         ("clickstream_events", "page_hours"),
-        ("user_events", "activity_hours"),
+        ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
+        ("user_events", "user_hours"),
     ]
     parts = await warehouse.query(
         "SELECT table, countIf(length(projections) = 0) AS bare, "
@@ -199,7 +205,7 @@ async def test_answers_equal_the_rows_answers(
     name, given = case
     datasource, reference = expected.ENDPOINTS[name]
     actual = await _run(warehouse, name, given)
-    want = reference(DATA[datasource], **ENDPOINTS[name].bind(given))
+    want = reference(DATA[datasource] if datasource else DATA, **ENDPOINTS[name].bind(given))
     if not {"test_id", "feature"} & set(given):
         assert want, "a range with no rows checks nothing"
     tolerances = expected.FLOAT_TOLERANCES.get(name, {})
@@ -226,7 +232,8 @@ async def test_whole_hours_are_read_from_the_projection(
     for bounds in RANGES:
         plan = await _reads(warehouse, name, {**extras[0], **bounds})
         uses = f"ReadFromMergeTree ({projection})" in plan
-        if _holds_a_whole_hour(bounds):
+        by_rows = name == "retention" and _days_with_events("user_events", bounds) > 256
+        if _holds_a_whole_hour(bounds) and not by_rows:
             assert uses, (bounds, plan)
         # else nothing whole is in range: the engine may still scan an empty slice of
         # the projection rather than none.
@@ -248,3 +255,58 @@ async def test_whole_hours_are_read_from_the_projection(
 def test_a_range_view_needs_an_hourly_aggregate(query: str) -> None:
     with pytest.raises(ValueError, match="range view"):
         RangeView("v", query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # The hour is not the first column, so it cannot be cut off the SELECT.
+        "SELECT user_id, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour, user_id",
+        # Nothing but the hour to group by once it is folded.
+        "SELECT toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour",
+    ],
+)
+def test_a_view_that_folds_the_hours_needs_another_key(query: str) -> None:
+    RangeView("v", query)  # an hourly view of it is fine
+    with pytest.raises(ValueError, match="folds the hours"):
+        RangeView("v", query, fold_hours=True)
+
+
+def test_a_view_that_folds_the_hours_has_no_hour_column() -> None:
+    view = RangeView(
+        "v",
+        "SELECT toStartOfHour(timestamp) AS hour, user_id, count() AS n GROUP BY hour, user_id",
+        fold_hours=True,
+    )
+    sql = view.create_sql("`d`.`t`", "`d`.`v`")
+    halves = sql.split("UNION ALL")
+    assert len(halves) == 2
+    for half in halves:
+        assert "SELECT user_id, count() AS n FROM `d`.`t`" in half
+        assert half.rstrip().endswith("GROUP BY user_id")
+
+
+# retention reads each user's days as bits, a day's bit its number mod 256, only while the
+# range's events span fewer than 257 days; these ranges sit on either side of that edge
+# (DATA has events on every day around it), the bits wrapping round 256 in all of them.
+EDGE = [
+    {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-11 23:59:59"},
+    {"start_date": "2023-06-01 10:17:00", "end_date": "2024-02-11 13:41:00"},
+    {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-12 23:59:59"},
+]
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+@pytest.mark.parametrize("bounds", EDGE)
+async def test_retention_on_either_side_of_256_days(
+    warehouse: EmbeddedWarehouse, bounds: dict[str, str], period: str
+) -> None:
+    given = {"period": period, **bounds}
+    actual = await _run(warehouse, "retention", given)
+    want = expected.retention(DATA, **ENDPOINTS["retention"].bind(given))
+    assert want
+    expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES["retention"])
+    by_bits = _days_with_events("user_events", bounds) <= 256
+    assert by_bits == (bounds is not EDGE[2])
+    if by_bits:
+        assert "ReadFromMergeTree (user_hours)" in await _reads(warehouse, "retention", given)

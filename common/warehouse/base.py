@@ -153,8 +153,17 @@ class Shape:
     make: Callable[[bytes], Awaitable[bytes]]
 
 
+async def shaped(answer: bytes, shape: Shape | None) -> bytes:
+    """`answer` as the caller asked for it: made into `shape`, or as it is."""
+    return answer if shape is None else await shape.make(answer)
+
+
 class Warehouse(abc.ABC):
     """Where datasource rows are stored and pipes are answered."""
+
+    # Whether the ids of datasources' `numbered_columns` get dense numbers as they are
+    # written (common/id_numbers.py): only where one process writes (chDB).
+    numbers_ids = False
 
     def __init__(
         self,
@@ -211,8 +220,7 @@ class Warehouse(abc.ABC):
         answered again without running it. Runs it, unless the engine knows every write
         (chDB, see embedded.py); a ClickHouse server is written by other processes too.
         With `shape`, what it makes of the answer instead (kept beside a kept answer)."""
-        answer = await self.query_raw(sql, params, fmt)
-        return answer if shape is None else await shape.make(answer)
+        return await shaped(await self.query_raw(sql, params, fmt), shape)
 
     def sibling(self, database: str) -> Warehouse:
         """A warehouse like this one in another database (not yet open): the scratch
@@ -254,7 +262,9 @@ class Warehouse(abc.ABC):
         next start."""
         existing = await self.table_names()
         for ds in datasources:
-            for statement in ds.schema_sql(self.database, quarantine_ttl_days, existing=existing):
+            for statement in ds.schema_sql(
+                self.database, quarantine_ttl_days, existing=existing, numbered=self.numbers_ids
+            ):
                 await self.execute(statement)
 
     async def table_names(self) -> frozenset[str]:
@@ -271,16 +281,23 @@ class Warehouse(abc.ABC):
         columns: Sequence[str],
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
+        settings: Mapping[str, Any] | None = None,
     ) -> str:
+        """`INSERT INTO <table> (<columns>) SETTINGS … FORMAT <fmt>`, with the quorum, the
+        token's deduplication and `settings`."""
         cols = ", ".join(f"`{c}`" for c in columns)
-        values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
-        settings = ""
+        values: dict[str, Any] = {
+            **self.insert_settings,
+            **deduplication_settings(dedup_token),
+            **(settings or {}),
+        }
+        clause = ""
         if values:
-            settings = " SETTINGS " + ", ".join(
+            clause = " SETTINGS " + ", ".join(
                 f"{name} = {_setting_literal(value)}" for name, value in values.items()
             )
         target = f"`{self.database}`.`{table}`"
-        return f"INSERT INTO {target} ({cols}){settings} FORMAT {insert_format(fmt)}"
+        return f"INSERT INTO {target} ({cols}){clause} FORMAT {insert_format(fmt)}"
 
 
 def insert_format(fmt: str) -> str:

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from common import id_numbers
 from common.config import Settings
 from common.warehouse.base import (
     QUERY_SETTINGS,
@@ -181,6 +182,12 @@ class ClickHouseWarehouse(Warehouse):
             )
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
+
+    async def query_raw_repeatable(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        # Only the built-in pipes come here. Their distinct counts merge bitmaps of id
+        # numbers, which a server has none of (common/id_numbers.py): its range views
+        # hold the ids' uniqExact sets, merged by the same SQL in the server's form.
+        return await self.query_raw(id_numbers.server_form(sql), params, fmt)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))

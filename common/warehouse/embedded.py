@@ -18,7 +18,11 @@ meanwhile, so it is served only until the next write starts. (chDB's engine has 
 cache of its own: clickhouse-local fixes its size at 0.) What a caller makes of a kept
 answer (`Shape`: the query service's encoded response message) is kept beside it, so a
 call served again is not parsed, built and encoded again either: that was most of its
-CPU, a few milliseconds for an answer of a thousand rows."""
+CPU, a few milliseconds for an answer of a thousand rows.
+
+The same single writer makes dense id numbers safe here (common/id_numbers.py): a batch's
+new ids are numbered on the main lane's thread, from a map kept there
+(common/warehouse/numbering.py), and stored just before the batch is inserted there."""
 
 from __future__ import annotations
 
@@ -26,15 +30,17 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from clickhouse_connect.driver.binding import escape_str
 
+from common import id_numbers
 from common.config import Settings
+from common.sized_cache import SizedCache
 from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
@@ -43,7 +49,11 @@ from common.warehouse.base import (
     Shape,
     Warehouse,
     WarehouseError,
+    shaped,
 )
+from common.warehouse.numbering import Numbering
+
+_T = TypeVar("_T")
 
 
 def _setting_literal(value: Any) -> str:
@@ -105,6 +115,11 @@ class _Engine:
         self.readers: list[_Lane] = []
         self._readers_lock = threading.Lock()
         self.answers = _Answers()
+        # Databases whose id lookup this process has filled (it starts empty each start).
+        self.numbers_loaded: set[str] = set()
+        # Each database's numbers as the writer hands them out; read and written on the
+        # main lane's thread only, so no two batches number at once.
+        self.numberings: dict[str, Numbering] = {}
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -139,12 +154,11 @@ class _Engine:
 class _Kept:
     """A kept answer and what callers made of it (`Shape`), by their shape's key."""
 
-    __slots__ = ("answer", "shaped", "size")
+    __slots__ = ("answer", "shaped")
 
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
         self.shaped: dict[Hashable, bytes] = {}
-        self.size = len(answer)
 
 
 class _Answers:
@@ -157,13 +171,12 @@ class _Answers:
         # names one state of the data.
         self.generation = 0
         self.writes_in_flight = 0
-        self._kept: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
-        self._bytes = 0
+        self._kept: SizedCache[tuple[Any, ...], _Kept] = SizedCache()
 
     def write_started(self) -> None:
         self.generation += 1
         self.writes_in_flight += 1
-        self._drop_all()  # none of them is sure to be the data's any more
+        self._kept.clear()  # none of them is sure to be the data's any more
 
     def write_ended(self) -> None:
         self.writes_in_flight -= 1
@@ -174,41 +187,25 @@ class _Answers:
         return None if self.writes_in_flight else self.generation
 
     def get(self, key: tuple[Any, ...]) -> _Kept | None:
-        kept = self._kept.get(key)
-        if kept is not None:
-            self._kept.move_to_end(key)
-        return kept
+        return self._kept.get(key)
 
     def keep(self, key: tuple[Any, ...], started: int, answer: bytes, limit: int) -> _Kept | None:
         """Keeps `answer` if the data is still in generation `started`, when its query
         started (no write began since, so the answer is that state's)."""
-        if self.state() != started or len(answer) > limit:
+        if self.state() != started:
             return None
-        kept = self._kept[key] = _Kept(answer)
-        self._bytes += kept.size
-        self._trim(limit)
-        return kept
+        kept = _Kept(answer)
+        return kept if self._kept.put(key, kept, len(answer), limit) else None
 
     def keep_shaped(
         self, key: tuple[Any, ...], kept: _Kept, shape: Hashable, value: bytes, limit: int
     ) -> None:
         """Keeps a shape of a kept answer beside it, while the answer is still kept (a
         write since has dropped it, and the shape is that answer's, not the data's)."""
-        if self._kept.get(key) is not kept:
+        if self._kept.peek(key) is not kept:
             return
         kept.shaped[shape] = value
-        kept.size += len(value)
-        self._bytes += len(value)
-        self._trim(limit)
-
-    def _trim(self, limit: int) -> None:
-        while self._bytes > limit:
-            _, dropped = self._kept.popitem(last=False)
-            self._bytes -= dropped.size
-
-    def _drop_all(self) -> None:
-        self._kept.clear()
-        self._bytes = 0
+        self._kept.grow(key, len(value), limit)
 
 
 def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
@@ -220,6 +217,8 @@ def adhoc_lane_settings(limits: AdhocLimits) -> list[str]:
 
 class EmbeddedWarehouse(Warehouse):
     """chDB in a data directory."""
+
+    numbers_ids = True
 
     def __init__(
         self,
@@ -237,6 +236,9 @@ class EmbeddedWarehouse(Warehouse):
         self.answer_cache_bytes = answer_cache_bytes
         self._engine: _Engine | None = None
         self._readers: list[_Lane] = []
+        # Each table's columns (name: type, default kind and expression), for numbering a
+        # batch's ids; forgotten on every statement that may change a table.
+        self._columns: dict[str, dict[str, tuple[str, str, str]]] = {}
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
         return EmbeddedWarehouse(
@@ -258,6 +260,11 @@ class EmbeddedWarehouse(Warehouse):
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
         lane = lane or self._engine.main
+        return await self._on_lane(lane, lane.run, database, sql, fmt, params)
+
+    async def _on_lane(self, lane: _Lane, call: Callable[..., _T], *args: Any) -> _T:
+        """`call(*args)` on `lane`'s thread."""
+        assert self._engine is not None
         # Whatever runs on the main lane may write; reads run on the others.
         answers = self._engine.answers if lane is self._engine.main else None
         loop = asyncio.get_running_loop()
@@ -265,7 +272,7 @@ class EmbeddedWarehouse(Warehouse):
         if answers is not None:
             answers.write_started()
         try:
-            return await loop.run_in_executor(lane.executor, lane.run, database, sql, fmt, params)
+            return await loop.run_in_executor(lane.executor, call, *args)
         finally:
             lane.in_flight -= 1
             if answers is not None:
@@ -278,6 +285,21 @@ class EmbeddedWarehouse(Warehouse):
             await loop.run_in_executor(None, self._engine.ensure_readers, self.query_concurrency)
         )[: self.query_concurrency]
         await self._run(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+        await self._load_numbers()
+
+    async def _load_numbers(self) -> None:
+        """Fills the id lookup, which starts empty in each process, from the numbers kept,
+        before anything is inserted or read (common/id_numbers.py); once per process. A
+        database without them gets them empty from ensure_schema, which is as full."""
+        engine = self._engine
+        if engine is None or self.database in engine.numbers_loaded:
+            return
+        exists = await self._run(
+            f"EXISTS TABLE `{self.database}`.`{id_numbers.NUMBERS}`", "TabSeparated"
+        )
+        if exists.strip() == b"1":
+            await self._run(id_numbers.refill_sql(self.database))
+        engine.numbers_loaded.add(self.database)
 
     async def close(self) -> None:
         # The session lives as long as the process: chDB cannot reopen another path,
@@ -287,7 +309,25 @@ class EmbeddedWarehouse(Warehouse):
     async def execute(self, sql: str) -> None:
         # In the database, as a ClickHouse server's client runs it: a materialized view's
         # SQL names its tables unqualified, and the engine qualifies them when it is created.
-        await self._run(sql, database=self.database)
+        self._columns.clear()
+        if self._engine is None:
+            raise WarehouseError("warehouse is not open")
+        main = self._engine.main
+        await self._on_lane(main, self._execute_on_main, main, sql)
+
+    def _execute_on_main(self, main: _Lane, sql: str) -> None:
+        try:
+            main.run(self.database, sql, "CSV", None)
+        finally:
+            # A statement that numbers ids itself (a table's upgrade) leaves the writer's map
+            # behind the table, and one that drops the database leaves it numbers of nothing.
+            change = _numbers_change(sql)
+            assert self._engine is not None
+            numbering = self._engine.numberings.get(self.database)
+            if change == "dropped":
+                self._engine.numberings.pop(self.database, None)
+            elif change and numbering is not None:
+                numbering.fall_behind()
 
     async def insert_json_rows(
         self,
@@ -298,8 +338,76 @@ class EmbeddedWarehouse(Warehouse):
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
     ) -> None:
-        statement = self.insert_statement(table, columns, dedup_token, fmt)
-        await self._run(statement + "\n" + body.decode("utf-8"))
+        known = await self._table_columns(table, columns)
+        numbered = [
+            column
+            for name, (_, kind, default) in known.items()
+            if kind == "MATERIALIZED" and (column := id_numbers.numbered(name, default))
+        ]
+        if not numbered:
+            text = body.decode("utf-8")
+            await self._run(self.insert_statement(table, columns, dedup_token, fmt) + "\n" + text)
+            return
+        assert self._engine is not None
+        main = self._engine.main
+        await self._on_lane(
+            main, self._insert_numbered, main, table, columns, numbered, body, dedup_token, fmt
+        )
+
+    def _insert_numbered(
+        self,
+        main: _Lane,
+        table: str,
+        columns: Sequence[str],
+        numbered: Sequence[str],
+        body: bytes,
+        dedup_token: str,
+        fmt: str,
+    ) -> None:
+        """Numbers the batch's ids and inserts it (common/warehouse/numbering.py), on the
+        main lane's thread: no other write, and no other numbering, runs meanwhile."""
+        assert self._engine is not None
+        numberings = self._engine.numberings
+        numbering = numberings.setdefault(self.database, Numbering())
+        for column in numbered:
+            after = numbering.read_after(column)
+            if after is not None:
+                sql = id_numbers.kept_sql(self.database, column, after)
+                numbering.load(column, main.run(self.database, sql, "JSONCompactColumns", None))
+        batch = numbering.number(body, fmt, columns, numbered)
+        new = batch.new_rows()
+        if new:
+            try:
+                sql = _NEW_NUMBERS.format(db=self.database) + new.decode()
+                main.run(self.database, sql, "CSV", None)
+            except WarehouseError:
+                # Some may have been stored all the same: they are read before the next batch.
+                numbering.fall_behind()
+                raise
+            numbering.keep(batch)
+        hidden = [id_numbers.column_name(column) for column in numbered]
+        statement = self.insert_statement(
+            table, [*columns, *hidden], dedup_token, fmt, _GIVEN_NUMBERS
+        )
+        main.run(self.database, statement + "\n" + batch.body.decode(), "CSV", None)
+
+    async def _table_columns(
+        self, table: str, columns: Sequence[str]
+    ) -> dict[str, tuple[str, str, str]]:
+        """The table's columns (name: type, default kind, default expression), as last
+        read; read again when an insert names a column not among them."""
+        known = self._columns.get(table)
+        if known is None or not set(columns) <= known.keys():
+            found = await self._run(
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                "WHERE database = {database:String} AND table = {table:String} "
+                "ORDER BY position",
+                "JSONCompact",
+                _escaped({"database": self.database, "table": table}),
+            )
+            rows = orjson.loads(found)["data"] if found else []
+            known = self._columns[table] = {n: (t, k, d) for n, t, k, d in rows}
+        return known
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
@@ -323,8 +431,8 @@ class EmbeddedWarehouse(Warehouse):
         if kept is None:
             answer = await self.query_raw(sql, params, fmt)
             kept = answers.keep(key, started, answer, self.answer_cache_bytes)
-            if kept is None:
-                return answer if shape is None else await shape.make(answer)
+            if kept is None:  # too large to keep
+                return await shaped(answer, shape)
         if shape is None:
             return kept.answer
         value = kept.shaped.get(shape.key)
@@ -344,6 +452,24 @@ class EmbeddedWarehouse(Warehouse):
             None, self._engine.lane, "adhoc", adhoc_lane_settings(self.adhoc_limits)
         )
         return await self._run(sql, fmt, _escaped(params), self.database, lane)
+
+
+def _numbers_change(sql: str) -> str:
+    """How a statement may change the numbers kept (common/id_numbers.py) behind the
+    writer's back: "dropped" (the database), "added" (it names their table, other than to
+    create it), or "" (not at all)."""
+    head = sql.lstrip()[:16].upper()
+    if head.startswith("DROP DATABASE"):
+        return "dropped"
+    return "added" if id_numbers.NUMBERS in sql and not head.startswith("CREATE") else ""
+
+
+# The writer's new numbers, as numbering.NumberedBatch.new_rows gives them.
+_NEW_NUMBERS = (
+    f"INSERT INTO `{{db}}`.`{id_numbers.NUMBERS}` (column, id, number) FORMAT JSONCompactColumns\n"
+)
+# A numbered batch carries its number columns, which are MATERIALIZED.
+_GIVEN_NUMBERS = {"insert_allow_materialized_columns": 1}
 
 
 def _escaped(params: Mapping[str, str]) -> dict[str, str]:

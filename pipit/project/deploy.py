@@ -140,7 +140,10 @@ class Deployer:
             existing = await scratch.table_names()
             for ds in project.datasources.values():
                 schema = ds.schema_sql(
-                    scratch.database, self._quarantine_ttl_days, existing=existing
+                    scratch.database,
+                    self._quarantine_ttl_days,
+                    existing=existing,
+                    numbered=scratch.numbers_ids,
                 )
                 for statement in schema:
                     await scratch.execute(statement)
@@ -150,7 +153,9 @@ class Deployer:
             await scratch.close()
         for ds in project.datasources.values():
             where = (ds.descriptor.file.name, 1)
-            schema = ds.schema_sql(database, self._quarantine_ttl_days)
+            schema = ds.schema_sql(
+                database, self._quarantine_ttl_days, numbered=self._warehouse.numbers_ids
+            )
             if ds.name not in live_tables:
                 statements += schema
                 changes.append(f"created datasource {ds.name}")
@@ -162,7 +167,8 @@ class Deployer:
                     (f"changing the sorting or partition key of datasource {ds.name}", where)
                 )
             for column, (kind, default) in wanted.items():
-                if column not in live:
+                # Pipit's own hidden columns come with the upgrade statements, as they are.
+                if column not in live and not column.startswith("_pipit_"):
                     definition = f"`{column}` {kind}" + (f" DEFAULT {default}" if default else "")
                     statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}")
                     changes.append(f"added column {ds.name}.{column} {kind}")

@@ -37,7 +37,9 @@ async def create_tables(project: Project, scratch: Warehouse, where: dict[str, t
             problems.append(ProjectError(*where.get(ds.name, (ds.name, 1)), str(exc)))
             continue
         try:
-            for statement in ds.schema_sql(scratch.database, existing=existing):
+            for statement in ds.schema_sql(
+                scratch.database, existing=existing, numbered=scratch.numbers_ids
+            ):
                 await scratch.execute(statement)
         except WarehouseError as exc:
             problems.append(engine_problem(exc, *where.get(ds.name, (ds.name, 1))))

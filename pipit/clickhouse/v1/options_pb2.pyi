@@ -30,7 +30,7 @@ ANALYSIS_FIELD_NUMBER: _ClassVar[int]
 analysis: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by", "numbered_columns")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class Table(_message.Message):
     SHARDING_KEY_FIELD_NUMBER: _ClassVar[int]
     RETIRED_PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
     MATERIALIZED_BY_FIELD_NUMBER: _ClassVar[int]
+    NUMBERED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
@@ -57,19 +58,20 @@ class Table(_message.Message):
     sharding_key: str
     retired_projections: _containers.RepeatedScalarFieldContainer[str]
     materialized_by: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ...) -> None: ...
+    numbered_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ..., numbered_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Projection(_message.Message):
-    __slots__ = ("name", "query", "range_view", "range_months")
+    __slots__ = ("name", "query", "range_view", "fold_hours")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     RANGE_VIEW_FIELD_NUMBER: _ClassVar[int]
-    RANGE_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    FOLD_HOURS_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
     range_view: bool
-    range_months: bool
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., range_months: _Optional[bool] = ...) -> None: ...
+    fold_hours: bool
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., fold_hours: _Optional[bool] = ...) -> None: ...
 
 class SkipIndex(_message.Message):
     __slots__ = ("name", "expression", "type", "granularity")

@@ -42,10 +42,12 @@
 --   step, unless strict_order; only the columns the parameters use), grouped by user into
 --   one array of numbers each; then, per step asked for, two vectorised passes over every
 --   user's matches. No pass is per match: the chain held for each step is carried forward
---   by arrayFill, the whole chain (its times) packed in one UInt256, so the path needs no
---   search back. The query is written so that the engine's analysis stays small (each
---   step a layer of its own, reading the one before as columns): a nested expression that
---   names another several times is copied into the query tree at every naming.
+--   by arrayFill as one UInt64 (its start and its last match), and the path is followed
+--   back through the steps once per user. The query is written so that the engine's
+--   analysis stays small (each step a layer of its own, reading the one before as
+--   columns; a value used several times named once as a lambda's argument): a nested
+--   expression that names another several times is copied into the query tree at every
+--   naming.
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
@@ -53,7 +55,8 @@ WITH
     {mode:String} = 'strict_order' AS strict_order,
     {mode:String} = 'strict_deduplication' AS strict_deduplication,
     -- Per user: the breakdown value, and the matches sorted in (time, step) order, each
-    -- packed in a number, time * 16 + step (step 0: an event matching no step).
+    -- packed in a number, time * 16 + step (step 0: an event matching no step); st, ts and
+    -- match_no are each match's step, time and index, which every layer below reads.
     matched AS
     (
         SELECT
@@ -66,14 +69,18 @@ WITH
                         arrayFilter(j -> steps[j] = steps[bitAnd(c, 15)], range(1, step_count + 1)))),
                 codes)))) AS matches,
             arrayMap(c -> toUInt8(bitAnd(c, 15)), matches) AS st,
-            arrayMap(c -> bitShiftRight(c, 4), matches) AS ts
+            arrayMap(c -> bitShiftRight(c, 4), matches) AS ts,
+            arrayEnumerate(matches) AS match_no
         FROM
         (
             SELECT
                 user_id,
-                -- Only a breakdown asked for is computed: a minimum of tuples is costly.
+                -- Only a breakdown asked for is computed. The smallest (time, value) is the
+                -- smallest text of the time's four bytes, most significant first, followed
+                -- by the value: a minimum of strings costs half that of tuples.
                 if({breakdown:String} = 'none', '',
-                    minIf((timestamp, dimension), key = steps[1] AND {breakdown:String} != 'none').2)
+                    substring(minIf(concat(reverse(reinterpretAsFixedString(toUInt32(timestamp))), dimension),
+                        key = steps[1] AND {breakdown:String} != 'none'), 5))
                     AS breakdown,
                 groupArray(toUInt64(toUInt32(timestamp)) * 16 + indexOf(steps, key)) AS codes
             FROM
@@ -117,20 +124,24 @@ WITH
             HAVING countIf(key = steps[1]) > 0
         )
     ),
-    -- chain_k[i]: the chain held for step k after match i, its step-j time in bits
-    -- 32 * (j - 1) (so its step-1 time in the lowest 32), 0 while there is none; first_k: the
-    -- match that first extends a chain to step k (0: none), were the search never stopped.
-    -- A step past the last one asked for works on empty arrays.
+    -- chain_k[i]: the chain held for step k after match i, as its step-1 time * 2^32 + the
+    -- index of its step-k match (so the match before it is chain_(k-1)'s at that index), 0
+    -- while there is none; first_k: the match that first extends a chain to step k (0: none),
+    -- were the search never stopped. A step past the last one asked for works on empty arrays.
+    -- One UInt64 a match (not the chain's every time packed wide): the layers' arithmetic is
+    -- on machine words, and the path is followed back once per user, below.
     -- held_2 … held_8 are alike by design (tools list them as repeats): SQL has no loop over
     -- the steps, and a layer per step is what keeps the engine's analysis small (a lambda
     -- or arrayFold over the steps costs the search back or the copied query tree this file
-    -- was rewritten to avoid). They differ only in k, k - 1 and the shift 32 * (k - 1); a
-    -- change to one is a change to all seven.
+    -- was rewritten to avoid). They differ only in k and k - 1; a change to one is a change
+    -- to all seven.
     held_1 AS
     (
         SELECT
             *,
-            arrayFill(x -> x > 0, arrayMap((s, t) -> if(s = 1, toUInt256(t), toUInt256(0)), st, ts))
+            -- (A match at second 0 starts no chain, as when the chain was its times.)
+            arrayFill(x -> x > 0, arrayMap((s, t, i) -> if(s = 1 AND t > 0,
+                bitOr(bitShiftLeft(toUInt64(t), 32), i), toUInt64(0)), st, ts, match_no))
                 AS chain_1,
             indexOf(st, 1) AS first_1
         FROM matched
@@ -140,11 +151,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 2 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 32), toUInt256(0)),
+                (s, h, t, i) -> if(s = 2 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 2, [], st), if(step_count < 2, [], chain_1),
-                if(step_count < 2, [], ts))) AS chain_2,
+                if(step_count < 2, [], ts), if(step_count < 2, [], match_no))) AS chain_2,
             if(step_count < 2, 0, (countEqual(chain_2, 0) + 1) % (length(st) + 1)) AS first_2
         FROM held_1
     ),
@@ -153,11 +163,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 3 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 64), toUInt256(0)),
+                (s, h, t, i) -> if(s = 3 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 3, [], st), if(step_count < 3, [], chain_2),
-                if(step_count < 3, [], ts))) AS chain_3,
+                if(step_count < 3, [], ts), if(step_count < 3, [], match_no))) AS chain_3,
             if(step_count < 3, 0, (countEqual(chain_3, 0) + 1) % (length(st) + 1)) AS first_3
         FROM held_2
     ),
@@ -166,11 +175,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 4 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 96), toUInt256(0)),
+                (s, h, t, i) -> if(s = 4 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 4, [], st), if(step_count < 4, [], chain_3),
-                if(step_count < 4, [], ts))) AS chain_4,
+                if(step_count < 4, [], ts), if(step_count < 4, [], match_no))) AS chain_4,
             if(step_count < 4, 0, (countEqual(chain_4, 0) + 1) % (length(st) + 1)) AS first_4
         FROM held_3
     ),
@@ -179,11 +187,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 5 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 128), toUInt256(0)),
+                (s, h, t, i) -> if(s = 5 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 5, [], st), if(step_count < 5, [], chain_4),
-                if(step_count < 5, [], ts))) AS chain_5,
+                if(step_count < 5, [], ts), if(step_count < 5, [], match_no))) AS chain_5,
             if(step_count < 5, 0, (countEqual(chain_5, 0) + 1) % (length(st) + 1)) AS first_5
         FROM held_4
     ),
@@ -192,11 +199,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 6 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 160), toUInt256(0)),
+                (s, h, t, i) -> if(s = 6 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 6, [], st), if(step_count < 6, [], chain_5),
-                if(step_count < 6, [], ts))) AS chain_6,
+                if(step_count < 6, [], ts), if(step_count < 6, [], match_no))) AS chain_6,
             if(step_count < 6, 0, (countEqual(chain_6, 0) + 1) % (length(st) + 1)) AS first_6
         FROM held_5
     ),
@@ -205,11 +211,10 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 7 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 192), toUInt256(0)),
+                (s, h, t, i) -> if(s = 7 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 7, [], st), if(step_count < 7, [], chain_6),
-                if(step_count < 7, [], ts))) AS chain_7,
+                if(step_count < 7, [], ts), if(step_count < 7, [], match_no))) AS chain_7,
             if(step_count < 7, 0, (countEqual(chain_7, 0) + 1) % (length(st) + 1)) AS first_7
         FROM held_6
     ),
@@ -218,27 +223,28 @@ WITH
         SELECT
             *,
             arrayFill(x -> x > 0, arrayMap(
-                (s, h, t) -> if(s = 8 AND bitAnd(h, 0xFFFFFFFF) > 0
-                    AND t <= bitAnd(h, 0xFFFFFFFF) + window_length,
-                    h + bitShiftLeft(toUInt256(t), 224), toUInt256(0)),
+                (s, h, t, i) -> if(s = 8 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
+                    bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
                 if(step_count < 8, [], st), if(step_count < 8, [], chain_7),
-                if(step_count < 8, [], ts))) AS chain_8,
+                if(step_count < 8, [], ts), if(step_count < 8, [], match_no))) AS chain_8,
             if(step_count < 8, 0, (countEqual(chain_8, 0) + 1) % (length(st) + 1)) AS first_8
         FROM held_7
     ),
-    -- Per user, the gaps between the steps of the path: the level is one more than their count.
-    paths AS
+    -- Per user, the level: the steps whose first chain came before the match a strict mode
+    -- stops at (stop_at, 0: none). A chain, once held for a step, is held for good, so "no
+    -- chain for step k yet" is "before first[k]". multiIf computes every branch: a mode's
+    -- lambda runs over empty arrays unless it is the mode asked for. Each value is named once
+    -- as a lambda's argument over a one-element array, so that no expression is copied into
+    -- the query tree at each naming.
+    ended AS
     (
         SELECT
-            breakdown,
-            -- A lambda over one-element arrays names its arguments, so that the expressions
-            -- below refer to them instead of copying them into the query tree.
-            arrayMap((first, found, step_of) -> tupleElement((
-                -- Where a strict mode ends the search: the first match it stops at (0: none).
-                -- A chain, once held for a step, is held for good, so "no chain for step k
-                -- yet" is "before first[k]". multiIf computes every branch: a mode's lambda
-                -- runs over empty arrays unless it is the mode asked for.
-                multiIf(
+            breakdown, ts,
+            chain_1, chain_2, chain_3, chain_4, chain_5, chain_6, chain_7,
+            first_1, first_2, first_3, first_4, first_5, first_6, first_7, first_8,
+            arrayMap((first, step_of) -> arrayMap(
+                stop_at -> toUInt8(arrayCount(r -> r > 0 AND (stop_at = 0 OR r < stop_at), first)),
+                [multiIf(
                     strict_order,
                     arrayFirstIndex(
                         (s, i) -> i > first[1]
@@ -250,15 +256,30 @@ WITH
                         if(strict_deduplication, step_of, []),
                         if(strict_deduplication, arrayEnumerate(step_of), [])),
                     0
-                ) AS stop_at,
-                if(stop_at = 0, length(step_of) + 1, stop_at) AS search_end,
-                -- The first chain to reach each step before the search ended.
-                arrayFilter((c, r) -> r > 0 AND r < search_end, found, first) AS chains,
-                arrayMap(j -> toFloat64(bitAnd(bitShiftRight(chains[-1], 32 * j), 0xFFFFFFFF))
-                    - toFloat64(bitAnd(bitShiftRight(chains[-1], 32 * (j - 1)), 0xFFFFFFFF)),
-                    range(1, length(chains)))
-            ), 4), [[first_1, first_2, first_3, first_4, first_5, first_6, first_7, first_8]], [[chain_1[first_1], chain_2[first_2], chain_3[first_3], chain_4[first_4], chain_5[first_5], chain_6[first_6], chain_7[first_7], chain_8[first_8]]], [st])[1] AS gaps
+                )])[1],
+                [[first_1, first_2, first_3, first_4, first_5, first_6, first_7, first_8]], [st])[1]
+                AS level
         FROM held_8
+    ),
+    -- Per user, the path (the first chain that reached the level) followed back from its last
+    -- match, at_k being its step-k match (0 past the level), and the gaps between its steps:
+    -- the level is one more than their count.
+    paths AS
+    (
+        SELECT
+            breakdown,
+            if(level = 8, first_8, 0) AS at_8,
+            if(level = 7, first_7, bitAnd(chain_7[at_8], 0xFFFFFFFF)) AS at_7,
+            if(level = 6, first_6, bitAnd(chain_6[at_7], 0xFFFFFFFF)) AS at_6,
+            if(level = 5, first_5, bitAnd(chain_5[at_6], 0xFFFFFFFF)) AS at_5,
+            if(level = 4, first_4, bitAnd(chain_4[at_5], 0xFFFFFFFF)) AS at_4,
+            if(level = 3, first_3, bitAnd(chain_3[at_4], 0xFFFFFFFF)) AS at_3,
+            if(level = 2, first_2, bitAnd(chain_2[at_3], 0xFFFFFFFF)) AS at_2,
+            if(level = 1, first_1, bitAnd(chain_1[at_2], 0xFFFFFFFF)) AS at_1,
+            arrayMap(d -> toFloat64(d), arraySlice(arrayDifference(
+                [ts[at_1], ts[at_2], ts[at_3], ts[at_4], ts[at_5], ts[at_6], ts[at_7], ts[at_8]]),
+                2, level - 1)) AS gaps
+        FROM ended
     )
 SELECT
     breakdown,

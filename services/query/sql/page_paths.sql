@@ -15,8 +15,11 @@
 --   direction, rounded to 4 decimals (shares of the pages cut by `limit` still count in it).
 -- Ordering: direction ASC ('next' before 'previous'), transitions DESC, page_url ASC;
 --   at most `limit` rows per direction.
--- Cost: the sessions that viewed the page in range are found first (page_url is read for
---   the range only), then only their page views are read and ordered; bounded by the dates.
+-- Cost: the sessions that viewed the page in range are found first, from the `by_page`
+--   projection (the table's page_url, timestamp, event_type and session_id in (page_url,
+--   timestamp) order: only the page's rows in range are read); then the range's page views
+--   are read, those of other sessions dropped, and the rest grouped per session and
+--   ordered; bounded by the dates.
 WITH
     ('page_view', 'pageview') AS page_view_types,
     {page_url:String} AS page,

@@ -24,15 +24,13 @@
 --                            stable update (varPopStable; 0 when no buyer): the analysis
 --                            joins the users - buyers zeros to these moments (Chan et al.)
 -- Ordering: test_id, variant (the group key, so there are no ties).
--- Cost: no pass over the range's rows. Users are counted from the `ab_hours_total` range
---   view: months wholly in range from the `ab_hours_months` projection (one set per variant
---   and month), other whole hours from `ab_hours`, the cut hours at either end from the
---   rows, so any range is exact. The buyers — about a fifth of the users — are read one by
---   one from `ab_buyer_hours_total`: whole hours from the `ab_buyer_hours` projection, cut
---   hours from the rows (services/query/sql/README.md). The totals views merge the sets
---   straight into one per variant (or buyer), so each stored set is merged once. A buyer
---   may come from both halves of the view, so the buyers are grouped once more before
---   their moments are taken.
+-- Cost: no pass over the range's rows. Users are counted from the `ab_bitmap_hours` range
+--   view (as test_summary counts them); the buyers — about a fifth of the users — are read
+--   one by one from the `ab_buyer_hours` range view (services/query/sql/README.md): whole
+--   hours from the projections of those names, the cut hours at either end from the rows,
+--   so any range is exact. `ab_buyer_hours` folds the hours: one row per buyer and half.
+--   A buyer may come from both halves, so the buyers are grouped once more before their
+--   moments are taken.
 SELECT
     test_id,
     variant,
@@ -54,19 +52,19 @@ FROM (
     SELECT
         test_id,
         variant,
-        uniqExactMerge(user_ids) AS user_count,
+        toUInt64(groupBitmapMerge(user_ids)) AS user_count,
         0 AS converted_users,
         0 AS buyer_count,
         0. AS mean,
         0. AS variance
-    FROM ab_hours_total(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+    FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
     WHERE {test_id:String} = '' OR test_id = {test_id:String}
     GROUP BY test_id, variant
     UNION ALL
     SELECT test_id, variant, 0, sum(converted), count(), avg(revenue), varPopStable(revenue)
     FROM (
         SELECT test_id, variant, buyer, max(converted) AS converted, sum(revenue_sum) AS revenue
-        FROM ab_buyer_hours_total(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+        FROM ab_buyer_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
         WHERE notable AND ({test_id:String} = '' OR test_id = {test_id:String})
         GROUP BY test_id, variant, buyer
     )

@@ -13,21 +13,21 @@
 --   users, 4), total_revenue = round(sum(revenue), 2), revenue_per_user =
 --   round(sum(revenue) / users, 4)). A user seen on two devices counts in both.
 -- Ordering: test_id, variant, segment (the group key, so there are no ties).
--- Cost: read from the `ab_segment_hours` range view (services/query/sql/README.md):
+-- Cost: read from the `ab_segment_bitmap_hours` range view (services/query/sql/README.md):
 --   whole hours from the projection of that name, the cut hours at either end from the
---   rows; distinct users are merged from per-hour sets, so any range is exact.
+--   rows; distinct users are merged from per-hour bitmaps, so any range is exact.
 -- Alike on purpose: test_summary.sql's metrics, computed per segment. Each endpoint is
 --   its own file (an RPC plus its SQL), so the five metric lines stand in both.
 SELECT
     test_id,
     variant,
     if({segment:String} = 'country', country, device) AS segment,
-    uniqExactMerge(user_ids) AS users,
+    toUInt64(groupBitmapMerge(user_ids)) AS users,
     sum(conversion_events) AS conversions,
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
     round(sum(revenue_sum), 2) AS total_revenue,
     if(users = 0, 0, round(sum(revenue_sum) / users, 4)) AS revenue_per_user
-FROM ab_segment_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM ab_segment_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 WHERE {test_id:String} = '' OR test_id = {test_id:String}
 GROUP BY test_id, variant, segment
 ORDER BY test_id ASC, variant ASC, segment ASC

@@ -13,9 +13,9 @@
 --   users, 4); total_revenue = round(sum(revenue), 2). Only buckets with events appear.
 --   A bound inside a bucket keeps only the bucket's in-range events.
 -- Ordering: test_id, variant, period (the group key, so there are no ties).
--- Cost: read from the `ab_hours` range view (services/query/sql/README.md): whole hours from
---   the projection of that name, the cut hours at either end from the rows; distinct
---   users are merged from per-hour sets, so any range is exact.
+-- Cost: read from the `ab_bitmap_hours` range view (services/query/sql/README.md): whole
+--   hours from the projection of that name, the cut hours at either end from the rows;
+--   distinct users are merged from per-hour bitmaps, so any range is exact.
 SELECT
     test_id,
     variant,
@@ -25,11 +25,11 @@ SELECT
         {interval:String} = 'week', toDateTime(toMonday(hour)),
         toStartOfDay(hour)
     ) AS period,
-    uniqExactMerge(user_ids) AS users,
+    toUInt64(groupBitmapMerge(user_ids)) AS users,
     sum(conversion_events) AS conversions,
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
     round(sum(revenue_sum), 2) AS total_revenue
-FROM ab_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 WHERE {test_id:String} = '' OR test_id = {test_id:String}
 GROUP BY test_id, variant, period
 ORDER BY test_id ASC, variant ASC, period ASC

@@ -1,0 +1,135 @@
+"""Dense numbers for ids, so that distinct counts are bitmaps (chDB only).
+
+A datasource's `numbered_columns` (user_id, session_id) each get a hidden column
+`_pipit_<name>_number`: UInt32, MATERIALIZED from a lookup, so `SELECT *`, the schema and the
+appends are unchanged. Its projections then hold `groupBitmapState(_pipit_<name>_number)`, and
+merging a month of hourly bitmaps of numbers that were handed out in order of first sight
+(an hour's ids lie close together) is an order of magnitude cheaper than merging hash sets
+of the strings, and as exact.
+
+A number is handed out once and kept forever, in two tables per database:
+
+- `_pipit_numbers`, a MergeTree: every (column, id, number) ever handed out, durable;
+- `_pipit_number_of`, a Join table the lookup reads (`joinGet`), held in memory, fed from
+  the first by a materialized view and filled from it again when the process starts.
+
+The writer numbers a batch's new ids in its own process, from a map of the numbers it has
+handed out, and inserts the batch with its numbers (common/warehouse/numbering.py): chDB
+writes a data path from one process and one lane (common/warehouse/embedded.py), so
+numbering never races. Bulk imports, the Events API and the streaming RPC all insert
+through that one path. Rows that come another way, `INSERT … SELECT` into a numbered table,
+get their numbers from the lookup (of ids numbered already, as any copied from another
+numbered table are), and so do the older rows of a table made before numbering, once the
+upgrade has numbered the ids it holds (`number_sql`). The hidden column refuses an id
+that has no number (the insert fails) rather than store 0, which would make counts
+quietly wrong.
+
+On a ClickHouse server several ingest replicas write at once, and handing out max + 1 would
+race, so nothing is numbered there: `server_form` reads each bitmap of numbers as the
+`uniqExact` set of the ids themselves (same answers, the older cost).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+NUMBERS = "_pipit_numbers"
+NUMBER_OF = "_pipit_number_of"
+FEED = "_pipit_numbers_feed"
+PREFIX = "_pipit_"
+SUFFIX = "_number"
+
+
+def column_name(column: str) -> str:
+    """The hidden column that holds `column`'s numbers (Pipit's own: `_pipit_`, so a
+    deploy never takes it for a column of the project's)."""
+    return f"{PREFIX}{column}{SUFFIX}"
+
+
+def _lookup(database: str, column: str) -> str:
+    return f"joinGet('{database}.{NUMBER_OF}', 'number', '{column}', `{column}`)"
+
+
+def number_column(database: str, column: str) -> str:
+    """The definition of `column`'s hidden number column in a table of `database`."""
+    lookup = _lookup(database, column)
+    return (
+        f"`{column_name(column)}` UInt32 MATERIALIZED "
+        f"{lookup} + throwIf({lookup} = 0, '{column} has no number')"
+    )
+
+
+def schema_sql(database: str) -> list[str]:
+    """The numbering tables of `database`, idempotently. The lookup's keys are hashed
+    (128 bits, as uniqExact hashes strings), so it is read by joinGet only."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{NUMBERS}` "
+        "(column LowCardinality(String), id String, number UInt32) "
+        "ENGINE = MergeTree ORDER BY (column, number)",
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{NUMBER_OF}` "
+        "(column LowCardinality(String), id String, number UInt32) "
+        "ENGINE = Join(ANY, LEFT, column, id) SETTINGS persistent = 0",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{FEED}` "  # noqa: S608 - ours
+        f"TO `{database}`.`{NUMBER_OF}` AS SELECT column, id, number "
+        f"FROM `{database}`.`{NUMBERS}`",
+    ]
+
+
+def refill_sql(database: str) -> str:
+    """Fills the lookup from the durable table (once per process: it starts empty)."""
+    return (
+        f"INSERT INTO `{database}`.`{NUMBER_OF}` "  # noqa: S608 - our own names
+        f"SELECT column, id, number FROM `{database}`.`{NUMBERS}`"
+    )
+
+
+def kept_sql(database: str, column: str, after: int) -> str:
+    """`column`'s ids and their numbers after `after`, for the writer's map
+    (warehouse/numbering.py)."""
+    return (
+        f"SELECT id, number FROM `{database}`.`{NUMBERS}` "  # noqa: S608 - our own names
+        f"WHERE column = '{column}' AND number > {int(after)}"
+    )
+
+
+def number_sql(database: str, columns: Sequence[str], source: str, first: str) -> str:
+    """Numbers the ids of `columns` in `source` (a FROM clause) that have no number yet,
+    each column's after its highest, in the order `first` (an expression over a row) first
+    sees them."""
+    pairs = ", ".join(f"('{column}', `{column}`)" for column in columns)
+    last = " UNION ALL ".join(
+        f"SELECT '{column}' AS column, ifNull((SELECT number FROM `{database}`.`{NUMBERS}` "  # noqa: S608
+        f"WHERE column = '{column}' ORDER BY column DESC, number DESC LIMIT 1), 0) AS last"
+        for column in columns
+    )
+    return (
+        f"INSERT INTO `{database}`.`{NUMBERS}` (column, id, number)\n"  # noqa: S608 - ours
+        "SELECT column, id, toUInt32(known.last + row_number() OVER "
+        "(PARTITION BY column ORDER BY first, id))\n"
+        "FROM (\n"
+        "    SELECT pair.1 AS column, pair.2 AS id, min(seen) AS first\n"
+        f"    FROM (SELECT arrayJoin([{pairs}]) AS pair, {first} AS seen FROM {source})\n"
+        f"    WHERE joinGet('{database}.{NUMBER_OF}', 'number', pair.1, pair.2) = 0\n"
+        "    GROUP BY column, id\n"
+        f") AS new\nINNER JOIN ({last}) AS known USING column"
+    )
+
+
+def numbered(name: str, default_expression: str) -> str | None:
+    """The column a table's hidden column numbers, from its name and expression (what
+    `number_column` wrote), or None for any other column."""
+    if not name.startswith(PREFIX) or f".{NUMBER_OF}'" not in default_expression:
+        return None
+    return name.removeprefix(PREFIX).removesuffix(SUFFIX)
+
+
+_STATE = re.compile(rf"groupBitmapState\({PREFIX}([A-Za-z_][A-Za-z0-9_]*){SUFFIX}\)")
+_MERGE = re.compile(r"\bgroupBitmapMerge\(")
+
+
+def server_form(sql: str) -> str:
+    """A projection, range view or built-in pipe as a ClickHouse server runs it, where
+    nothing is numbered: `groupBitmapState(_pipit_<c>_number)` becomes `uniqExactState(<c>)` and
+    `groupBitmapMerge(` becomes `uniqExactMerge(` — the exact distinct count either way."""
+    return _MERGE.sub("uniqExactMerge(", _STATE.sub(r"uniqExactState(\1)", sql))
