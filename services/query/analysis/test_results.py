@@ -1,6 +1,6 @@
-"""The statistics of `test_results` that the engine has no function for, from the rows of
-services/query/sql/test_results.sql (per variant: users, conversions, revenue mean and
-variance, the control's, and ClickHouse's welchTTest against it).
+"""The statistics of `test_results`, from the rows of services/query/sql/test_results.sql
+(per variant: its test's control, users, conversions, and the buyers' count and revenue
+moments).
 
 Intervals are 95%, tests two-sided at 5%. The statistics:
 
@@ -14,7 +14,13 @@ Intervals are 95%, tests two-sided at 5%. The statistics:
   conversions) posteriors (Beta(1,1) priors), by numerical integration of
   f_variant(t) F_control(t) over [0, 1] (scipy's quad to 1e-13 relative): exact to
   double precision, no sampling;
-- revenue_lift with Welch's interval and p-value (welchTTest over per-user revenue);
+- revenue_per_user and revenue_variance over every user, the non-buyers' revenue 0: the
+  buyers' mean and population variance (Welford's, in the engine) joined with that many
+  zeros by Chan, Golub and LeVeque's pairwise update, so the moments stay as stable as the
+  buyers' own;
+- revenue_lift with Welch's interval and p-value (t distribution from scipy, the
+  Welch-Satterthwaite degrees of freedom), as scipy's ttest_ind(equal_var=False) would
+  give over the users' revenues;
 - the sample-ratio check per test: Pearson's chi-square of the users per variant against
   the `weights` split, its p-value with k - 1 degrees of freedom (scipy), `srm` below 0.001.
 
@@ -53,6 +59,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from scipy import integrate, special, stats
@@ -98,28 +105,70 @@ def apply(rows: Sequence[Mapping[str, Any]], params: Mapping[str, str]) -> list[
     """The answer's rows, in the SQL's order (test_id, variant)."""
     sequential = params.get("sequential", "false") == "true"
     split = weights(params.get("weights", ""))
-    by_test: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_test: dict[str, list[Variant]] = defaultdict(list)
+    controls = {}
     for row in rows:
-        by_test[row["test_id"]].append(row)
-    srm = {test: sample_ratio(test, group, split) for test, group in by_test.items()}
-    return [_result(row, sequential, *srm[row["test_id"]]) for row in rows]
+        by_test[row["test_id"]].append(Variant.of(row))
+        controls[row["test_id"]] = row["control"]
+    answer = []
+    for test, group in by_test.items():
+        chi_square, srm_p = sample_ratio(test, group, split)
+        control = next(v for v in group if v.name == controls[test])
+        answer += [_result(test, v, control, sequential, chi_square, srm_p) for v in group]
+    return answer
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant's users, conversions and the mean and sample variance of its users'
+    revenue (every user's: the buyers' and the others' zeros)."""
+
+    name: str
+    users: int
+    conversions: int
+    revenue_mean: float
+    revenue_variance: float
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Variant:
+        """From a row of the SQL: the buyers' moments joined with the other users' zeros
+        (Chan, Golub and LeVeque 1979: two groups' means and sums of squared deviations
+        combine exactly, without the cancellation of a sum of squares)."""
+        n, buyers = int(row["users"]), int(row["buyers"])
+        buyer_mean = float(row["buyer_revenue_mean"]) if buyers else 0.0
+        buyer_m2 = float(row["buyer_revenue_variance"]) * buyers if buyers else 0.0
+        # The zeros' mean is 0 and their squared deviations 0: only the shift between the
+        # two means adds to the sum of squared deviations.
+        m2 = buyer_m2 + buyer_mean * buyer_mean * buyers * (n - buyers) / n
+        return cls(
+            name=row["variant"],
+            users=n,
+            conversions=int(row["conversions"]),
+            revenue_mean=buyer_mean * buyers / n,
+            # A single user's variance is unknown; 0 claims nothing (module docstring).
+            revenue_variance=m2 / (n - 1) if n > 1 else 0.0,
+        )
 
 
 def _result(
-    row: Mapping[str, Any], sequential: bool, chi_square: float, srm_p: float
+    test: str,
+    variant: Variant,
+    control: Variant,
+    sequential: bool,
+    chi_square: float,
+    srm_p: float,
 ) -> dict[str, Any]:
-    n, x = int(row["users"]), int(row["conversions"])
-    n_c, x_c = int(row["control_users"]), int(row["control_conversions"])
+    n, x = variant.users, variant.conversions
+    n_c, x_c = control.users, control.conversions
     rate, rate_c = x / n, x_c / n_c
     low, high = wilson(x, n)
-    is_control = row["variant"] == row["control"]
-    mean, mean_c = float(row["revenue_per_user"]), float(row["control_revenue_per_user"])
-    variance = _finite(row["revenue_variance"], 0.0) if n > 1 else 0.0
-    variance_c = _finite(row["control_revenue_variance"], 0.0) if n_c > 1 else 0.0
+    is_control = variant is control
+    mean, mean_c = variant.revenue_mean, control.revenue_mean
+    variance, variance_c = variant.revenue_variance, control.revenue_variance
     result = {
-        "test_id": row["test_id"],
-        "variant": row["variant"],
-        "control": row["control"],
+        "test_id": test,
+        "variant": variant.name,
+        "control": control.name,
         "users": n,
         "conversions": x,
         "conversion_rate": rate,
@@ -143,7 +192,7 @@ def _result(
         }
     else:
         comparison = _compare(sequential, rate, rate_c, n, n_c, x, x_c)
-        comparison |= _revenue(row, sequential, mean - mean_c, n, n_c, variance, variance_c)
+        comparison |= _revenue(sequential, mean - mean_c, n, n_c, variance, variance_c)
     revenue_lift = comparison.pop("revenue_lift")
     revenue = {
         "revenue_per_user": mean,
@@ -211,7 +260,6 @@ def _compare(
 
 
 def _revenue(
-    row: Mapping[str, Any],
     sequential: bool,
     lift: float,
     n: int,
@@ -220,22 +268,32 @@ def _revenue(
     variance_c: float,
 ) -> dict[str, float]:
     se = math.sqrt(variance / n + variance_c / n_c) if n > 1 and n_c > 1 else 0.0
-    welch = row["welch"][0] if row["welch"] else {}
     if se == 0:
         p_value, low, high = 1.0, lift, lift
     elif sequential:
         p_value = always_valid_p(lift, se, n + n_c)
         low, high = confidence_sequence(lift, se, n + n_c)
     else:
-        p_value = _finite(welch.get("p_value"), 1.0)
-        low = _finite(welch.get("confidence_interval_low"), lift)
-        high = _finite(welch.get("confidence_interval_high"), lift)
+        p_value, low, high = welch(lift, variance / n, n, variance_c / n_c, n_c)
     return {
         "revenue_lift": lift,
         "revenue_lift_low": low,
         "revenue_lift_high": high,
         "revenue_p_value": p_value,
     }
+
+
+def welch(
+    difference: float, share: float, n: int, share_c: float, n_c: int
+) -> tuple[float, float, float]:
+    """Welch's two-sided p-value and 95% interval of a difference of two means, from each
+    group's squared standard error (`share` = variance / n, nonzero in sum) and size; the
+    degrees of freedom are Welch-Satterthwaite's."""
+    se = math.sqrt(share + share_c)
+    df = (share + share_c) ** 2 / (share**2 / (n - 1) + share_c**2 / (n_c - 1))
+    p_value = float(2 * stats.t.sf(abs(difference) / se, df))
+    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+    return p_value, difference - half, difference + half
 
 
 def wilson(conversions: int, users: int) -> tuple[float, float]:
@@ -303,10 +361,10 @@ def confidence_sequence(estimate: float, se: float, total: int) -> tuple[float, 
 
 
 def sample_ratio(
-    test_id: str, rows: Sequence[Mapping[str, Any]], split: list[float] | None
+    test_id: str, variants: Sequence[Variant], split: list[float] | None
 ) -> tuple[float, float]:
     """(chi-square, p-value) of the users per variant against the expected split."""
-    observed = [int(row["users"]) for row in rows]
+    observed = [variant.users for variant in variants]
     if split is not None and len(split) != len(observed):
         raise InvalidParameter(
             f"parameter 'weights' gives {len(split)} numbers but test '{test_id}' has "
@@ -319,11 +377,3 @@ def sample_ratio(
     expected = [total * share / sum(shares) for share in shares]
     result = stats.chisquare(observed, expected)
     return float(result.statistic), float(result.pvalue)
-
-
-def _finite(value: Any, default: float) -> float:
-    """A number the engine gave, or `default` where it gave NaN (printed null) or inf."""
-    if value is None:
-        return default
-    number = float(value)
-    return number if math.isfinite(number) else default

@@ -1,9 +1,10 @@
--- test_results: per A/B test, each variant beside its control, with Welch's test of revenue
--- per user (ClickHouse's welchTTest); services/query/analysis/test_results.py finishes the
--- statistics (the z-test, Wilson intervals, lifts, chance to beat control, the
--- sample-ratio check, the sequential mode) from these rows. ClickHouse's proportionsZTest
--- would fit the z-test but answers NaN whenever a group has no conversions at all, a case
--- the z-test is defined for.
+-- test_results: per A/B test and variant, its control, the users, conversions and the
+-- moments of revenue per user; services/query/analysis/test_results.py finishes the
+-- statistics from these rows (the z-test, Wilson intervals, lifts, chance to beat
+-- control, Welch's test of revenue per user, the sample-ratio check, the sequential mode).
+-- ClickHouse's proportionsZTest would fit the z-test but answers NaN whenever a group has no
+-- conversions at all, a case the z-test is defined for; its welchTTest would need every
+-- user's revenue, zeros included, as rows (below: only the buyers are read one by one).
 -- Parameters:
 --   test_id    String    '' = every test, otherwise only this test
 --   start_date DateTime  earliest event time included (inclusive)
@@ -16,101 +17,59 @@
 --                            in two variants counts in both, as in test_summary
 --   conversions            = users with at least one event with conversion = 1
 --   revenue (of a user)    = sum of the user's revenue in the variant, 0 when none
---   revenue_per_user       = mean of the users' revenue; revenue_variance its sample
---                            variance (NaN, printed null, for a single user)
---   welch                  = [welchTTest(0.95)] over the users' revenue, the variant's users
---                            against the control's (the two per-variant states merged):
---                            [(t_statistic, p_value, confidence_interval_low, _high)] of the
---                            variant's mean minus the control's; [] where undefined
---   control_*              = the control's users, conversions, revenue mean and variance
+--   buyers                 = users whose events convert or carry revenue (the only ones whose
+--                            revenue may be other than 0), 0 when none
+--   buyer_revenue_mean     = mean of the buyers' revenue (0 when no buyer)
+--   buyer_revenue_variance = population variance of the buyers' revenue, by Welford's
+--                            stable update (varPopStable; 0 when no buyer): the analysis
+--                            joins the users - buyers zeros to these moments (Chan et al.)
 -- Ordering: test_id, variant (the group key, so there are no ties).
--- Cost: no pass over the range's rows. Users are counted from the `ab_bitmap_hours` range view (as
---   test_summary counts them); only the users whose events convert or carry revenue — the
---   only ones whose revenue and conversion are not 0, about a fifth — are read one by one,
---   from the `ab_buyer_hours` range view (services/query/sql/README.md): whole hours from
---   the projection of that name, the cut hours at either end from the rows, so any range
---   is exact. Every other user's revenue is 0: the per-variant statistics run over the
---   buyers' revenues padded with that many zeros, the very sample the rows would give.
---   The windows run over the few variant rows only.
+-- Cost: no pass over the range's rows. Users are counted from the `ab_bitmap_hours` range
+--   view (as test_summary counts them); the buyers — about a fifth of the users — are read
+--   one by one from the `ab_buyer_hours` range view (services/query/sql/README.md): whole
+--   hours from the projections of those names, the cut hours at either end from the rows,
+--   so any range is exact. `ab_buyer_hours` folds the hours: one row per buyer and half.
+--   A buyer may come from both halves, so the buyers are grouped once more before their
+--   moments are taken.
 SELECT
     test_id,
     variant,
-    control,
-    users,
-    conversions,
-    revenue_per_user,
-    revenue_variance,
-    control_users,
-    control_conversions,
-    control_revenue_per_user,
-    control_revenue_variance,
-    -- welchTTest throws where its degrees of freedom are undefined (a single user, or no
-    -- revenue variance on either side): the pair of states is filtered out first there.
-    arrayMap(
-        states -> arrayReduce('welchTTestMerge(0.95)', states),
-        arrayFilter(
-            states -> users > 1 AND control_users > 1
-                AND (revenue_variance > 0 OR control_revenue_variance > 0),
-            [[as_first, control_as_second]]
-        )
-    ) AS welch
+    if(
+        countIf(variant = {control:String}) OVER test > 0,
+        {control:String},
+        min(variant) OVER test
+    ) AS control,
+    -- Each column comes from one branch, the other's 0: the sum is that branch's value.
+    sum(user_count) AS users,
+    sum(converted_users) AS conversions,
+    sum(buyer_count) AS buyers,
+    sum(mean) AS buyer_revenue_mean,
+    sum(variance) AS buyer_revenue_variance
 FROM (
+    -- Two branches of a UNION ALL, not a join, so the engine runs them side by side (a
+    -- join builds one side before it reads the other). A variant without buyers has no
+    -- row in the second: no conversions, no buyers, moments 0.
     SELECT
-        *,
-        anyIf(users, variant = control) OVER test AS control_users,
-        anyIf(conversions, variant = control) OVER test AS control_conversions,
-        anyIf(revenue_per_user, variant = control) OVER test AS control_revenue_per_user,
-        anyIf(revenue_variance, variant = control) OVER test AS control_revenue_variance,
-        anyIf(as_second, variant = control) OVER test AS control_as_second
+        test_id,
+        variant,
+        toUInt64(groupBitmapMerge(user_ids)) AS user_count,
+        0 AS converted_users,
+        0 AS buyer_count,
+        0. AS mean,
+        0. AS variance
+    FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+    WHERE {test_id:String} = '' OR test_id = {test_id:String}
+    GROUP BY test_id, variant
+    UNION ALL
+    SELECT test_id, variant, 0, sum(converted), count(), avg(revenue), varPopStable(revenue)
     FROM (
-        SELECT
-            test_id,
-            variant,
-            users,
-            conversions,
-            if(
-                countIf(variant = {control:String}) OVER test > 0,
-                {control:String},
-                min(variant) OVER test
-            ) AS control,
-            -- Every user's revenue: the buyers', then 0 for each of the other users.
-            arrayConcat(revenues, arrayWithConstant(users - length(revenues), 0.)) AS revenue,
-            arrayReduce('avg', revenue) AS revenue_per_user,
-            arrayReduce('varSamp', revenue) AS revenue_variance,
-            -- Welch's CI is of the first sample's mean minus the second's: variants
-            -- take the first place, the control the second.
-            arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(0)))
-                AS as_first,
-            arrayReduce('welchTTestState(0.95)', revenue, arrayWithConstant(users, toUInt8(1)))
-                AS as_second
-        FROM (
-            SELECT test_id, variant, toUInt64(groupBitmapMerge(user_ids)) AS users
-            FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
-            WHERE {test_id:String} = '' OR test_id = {test_id:String}
-            GROUP BY test_id, variant
-        ) AS everyone
-        -- A variant without buyers takes the defaults: no conversions, no revenues.
-        LEFT JOIN (
-            SELECT
-                test_id,
-                variant,
-                sum(converted) AS conversions,
-                groupArray(revenue) AS revenues
-            FROM (
-                SELECT
-                    test_id,
-                    variant,
-                    buyer,
-                    max(converted) AS converted,
-                    sum(revenue_sum) AS revenue
-                FROM ab_buyer_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
-                WHERE notable AND ({test_id:String} = '' OR test_id = {test_id:String})
-                GROUP BY test_id, variant, buyer
-            )
-            GROUP BY test_id, variant
-        ) AS notable USING (test_id, variant)
-        WINDOW test AS (PARTITION BY test_id)
+        SELECT test_id, variant, buyer, max(converted) AS converted, sum(revenue_sum) AS revenue
+        FROM ab_buyer_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+        WHERE notable AND ({test_id:String} = '' OR test_id = {test_id:String})
+        GROUP BY test_id, variant, buyer
     )
-    WINDOW test AS (PARTITION BY test_id)
+    GROUP BY test_id, variant
 )
+GROUP BY test_id, variant
+WINDOW test AS (PARTITION BY test_id)
 ORDER BY test_id ASC, variant ASC
