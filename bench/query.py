@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -440,7 +441,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     machine = results.machine()
     work = Path(tempfile.mkdtemp(prefix="pipit-bench-query-"))
     started = time.perf_counter()
-    sizes = [await measure_size(events, args, work) for events in args.events]
+    try:
+        sizes = [await measure_size(events, args, work) for events in args.events]
+    finally:
+        # The cases and the services' logs; the datasets live under --data-root.
+        if args.keep:
+            print(f"cases and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     document = {
         "machine": machine,
         "seconds": round(time.perf_counter() - started, 1),
@@ -493,6 +501,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--out", type=Path, default=results.RESULTS)
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the cases and the services' logs")
     return parser.parse_args(argv)
 
 
