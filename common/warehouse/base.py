@@ -212,6 +212,11 @@ class Warehouse(abc.ABC):
         format `fmt` (CSV, Parquet, JSON…), byte for byte as the engine writes it."""
         raise WarehouseError(f"{type(self).__name__} cannot answer in {fmt}")
 
+    def builtin_form(self, sql: str) -> str:
+        """A built-in pipe's SQL as this engine runs it (services.query.service.engine_sql):
+        as written, unless the engine lacks what it reads (a server's form, clickhouse.py)."""
+        return sql
+
     async def query_raw_repeatable(
         self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
     ) -> bytes:

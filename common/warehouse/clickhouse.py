@@ -16,7 +16,6 @@ from common.warehouse.base import (
     QUERY_SETTINGS,
     AdhocLimits,
     QueryResult,
-    Shape,
     Warehouse,
     WarehouseError,
     deduplication_settings,
@@ -184,13 +183,11 @@ class ClickHouseWarehouse(Warehouse):
         except ClickHouseError as exc:
             raise WarehouseError(str(exc)) from exc
 
-    async def query_raw_repeatable(
-        self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
-    ) -> bytes:
-        # Only the built-in pipes come here. Their distinct counts merge bitmaps of id
-        # numbers, which a server has none of (common/id_numbers.py): its range views
-        # hold the ids' uniqExact sets, merged by the same SQL in the server's form.
-        return await super().query_raw_repeatable(id_numbers.server_form(sql), params, fmt, shape)
+    def builtin_form(self, sql: str) -> str:
+        # The built-in pipes' distinct counts merge bitmaps of id numbers, which a server
+        # has none of (common/id_numbers.py): its range views hold the ids' uniqExact
+        # sets, merged by the same SQL in the server's form.
+        return id_numbers.server_form(sql)
 
     async def adhoc_query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         return QueryResult.from_json(await self.adhoc_raw(sql, params, "JSON"))

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
 from common.project_handlers import ProjectHandlers
-from common.warehouse.base import QueryResult, Shape, Warehouse, WarehouseError
+from common.warehouse.base import QueryResult, Shape, Warehouse, WarehouseError, shaped
 from pipit.project.artifact import NATIVE
 from pipit.project.runtime import CurrentProject, Project
 from pipit.query.v1 import query_service_pb2
@@ -77,9 +77,14 @@ async def run_pipe(
     """A pipe's SQL answered in `fmt`, or what `shape` makes of that: a built-in pipe's may
     be kept from the same call (Warehouse.query_raw_repeatable)."""
     if sql in builtin_sql():
-        return await warehouse.query_raw_repeatable(sql, params, fmt, shape)
-    answer = await warehouse.query_raw(sql, params, fmt)
-    return answer if shape is None else await shape.make(answer)
+        return await warehouse.query_raw_repeatable(warehouse.builtin_form(sql), params, fmt, shape)
+    return await shaped(await warehouse.query_raw(sql, params, fmt), shape)
+
+
+def engine_sql(warehouse: Warehouse, sql: str) -> str:
+    """A pipe's SQL as `warehouse` runs it: a built-in pipe's in the engine's form
+    (Warehouse.builtin_form), a project's own as written."""
+    return warehouse.builtin_form(sql) if sql in builtin_sql() else sql
 
 
 def _wire(response: Message | bytes) -> bytes:

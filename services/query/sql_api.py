@@ -47,7 +47,7 @@ from services.query.admission import Admission, Busy
 from services.query.analysis import analysis_of
 from services.query.binder import InvalidParameter
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
-from services.query.service import endpoints
+from services.query.service import endpoints, engine_sql
 from services.query.sql_failure import SqlFailure, engine_message
 from services.query.sql_policy import Refused, check, parse_dump
 from services.query.sql_request import request_text
@@ -294,7 +294,8 @@ class SqlApi:
             except FixedParamRefused as exc:
                 raise Refused(str(exc)) from None
             try:
-                bound[table] = endpoint.prepare(request)
+                sql, values = endpoint.prepare(request)
+                bound[table] = engine_sql(self._warehouse, sql), values
                 analysis = analysis_of(endpoint.method)
                 if analysis is not None:
                     sql, params = bound[table]
