@@ -9,11 +9,11 @@
 -- Ordering: timestamp DESC (newest first), then event_id ASC.
 -- Alike on purpose: get_user_journey.sql filters one user's events the same way, over
 --   another datasource.
--- Cost: the times of the user's newest `limit` matching events come from the narrow
---   `by_user` projection (the user's rows in time order), then only the table's granules
---   holding those times are read, found through the sorting key, instead of the user's
---   bloom filter checked in every granule. Every row at the oldest of those times is
---   read, so a tie there is broken by event_id as without the lookup.
+-- Cost: the user's in-range times come from the narrow `by_user` projection (its rows in
+--   user order), then only the table's granules holding those times are read, newest
+--   first until `limit` rows are found, through the sorting key, instead of the user's
+--   bloom filter checked in every granule. The lookup has no ORDER BY of its own: one by
+--   timestamp makes the engine read the table in order instead of the projection.
 SELECT
     event_id,
     user_id,
@@ -38,9 +38,6 @@ WHERE user_id = {user_id:String}
       WHERE user_id = {user_id:String}
         AND timestamp >= {start_date:DateTime}
         AND timestamp <= {end_date:DateTime}
-        AND ({event_type:String} = '' OR event_type = {event_type:String})
-      ORDER BY timestamp DESC
-      LIMIT {limit:Int32}
   )
 ORDER BY timestamp DESC, event_id ASC
 LIMIT {limit:Int32}
