@@ -8,6 +8,7 @@ from the projection (so the cost claim is checked, not assumed)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,7 @@ PROJECTED = {
         "feature_bitmap_hours",
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
-    "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
+    "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
     # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
     # Through a view that folds the hours; a range whose events span more than 256 days is
@@ -129,16 +130,16 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "by_session", "user_hours", "by_user"],
         "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
-        "clickstream_events": ["page_hours", "by_page", "by_user", "by_session"],
+        "clickstream_events": ["page_view_hours", "by_page", "by_user", "by_session"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
-    assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
+    assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
     assert views == {
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "user_hours"],
         "app_events": ["feature_bitmap_hours", "app_user_hours"],
-        "clickstream_events": ["page_hours"],
+        "clickstream_events": ["page_view_hours"],
     }
 
 
@@ -159,7 +160,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session"),
         ("clickstream_events", "by_user"),
-        ("clickstream_events", "page_hours"),
+        ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "by_user"),
@@ -220,9 +221,24 @@ async def test_answers_equal_the_rows_answers(
         assert all(round(row[column], digits) == row[column] for row in actual), column
 
 
+# get_popular_pages reads its view in a scalar subquery, which the engine runs while it
+# analyses the query, so the query's EXPLAIN shows only what follows: that subquery, cut
+# from the file, is explained instead.
+SCALAR_READS = {
+    "get_popular_pages": re.compile(
+        r"SELECT page_url, sum\(event_count\).*?ORDER BY view_count DESC, page_url ASC", re.S
+    )
+}
+
+
 async def _reads(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -> str:
     endpoint = ENDPOINTS[name]
-    plan = await warehouse.query("EXPLAIN projections = 1 " + endpoint.sql, endpoint.bind(given))
+    sql = endpoint.sql
+    if name in SCALAR_READS:
+        found = SCALAR_READS[name].search(sql)
+        assert found, f"{name}.sql no longer has the subquery this test explains"
+        sql = found.group(0)
+    plan = await warehouse.query("EXPLAIN projections = 1 " + sql, endpoint.bind(given))
     return "\n".join(str(row["explain"]) for row in plan.data)
 
 
