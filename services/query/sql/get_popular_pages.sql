@@ -40,7 +40,8 @@ WITH
             FROM clickstream_events
             WHERE (page_url, timestamp) IN (
                     SELECT page.1, page.3
-                    FROM (SELECT arrayJoin(arraySlice(pages, 1, {limit:Int32})) AS page)
+                    FROM (SELECT arraySlice(pages, 1, {limit:Int32}) AS top)
+                    ARRAY JOIN top AS page
                 )
               AND event_type IN ('page_view', 'pageview')
             GROUP BY page_url
@@ -50,6 +51,7 @@ SELECT
     page.1 AS page_url,
     titles[page.1] AS page_title,
     page.2 AS view_count
-FROM (SELECT arrayJoin(pages) AS page)
+FROM (SELECT pages AS every_page)
+ARRAY JOIN every_page AS page
 ORDER BY view_count DESC, page_url ASC, page_title ASC
 LIMIT {limit:Int32}
