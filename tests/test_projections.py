@@ -138,7 +138,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     assert views == {
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "user_hours"],
-        "app_events": ["feature_bitmap_hours", "app_user_hours"],
+        "app_events": ["feature_bitmap_hours", "app_user_hours", "feature_bitmap_range"],
         "clickstream_events": ["page_view_hours"],
     }
 
@@ -279,8 +279,9 @@ def test_a_range_view_needs_an_hourly_aggregate(query: str) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        # The hour is not the first column, so it cannot be cut off the SELECT.
-        "SELECT user_id, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour, user_id",
+        # The hour spelt otherwise than the one item the view cuts without parsing.
+        "SELECT user_id, toStartOfHour(timestamp, 'UTC') AS hour, count() AS n "
+        "GROUP BY hour, user_id",
         # Nothing but the hour to group by once it is folded.
         "SELECT toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour",
     ],
@@ -291,12 +292,15 @@ def test_a_view_that_folds_the_hours_needs_another_key(query: str) -> None:
         RangeView("v", query, fold_hours=True)
 
 
-def test_a_view_that_folds_the_hours_has_no_hour_column() -> None:
-    view = RangeView(
-        "v",
+@pytest.mark.parametrize(
+    "query",
+    [
         "SELECT toStartOfHour(timestamp) AS hour, user_id, count() AS n GROUP BY hour, user_id",
-        fold_hours=True,
-    )
+        "SELECT user_id, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY user_id, hour",
+    ],
+)
+def test_a_view_that_folds_the_hours_has_no_hour_column(query: str) -> None:
+    view = RangeView("v", query, fold_hours=True)
     sql = view.create_sql("`d`.`t`", "`d`.`v`")
     halves = sql.split("UNION ALL")
     assert len(halves) == 2
