@@ -128,9 +128,9 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     }
     assert declared == {
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
-        "user_events": ["activity_bitmap_hours", "by_session", "user_hours", "by_user"],
+        "user_events": ["activity_bitmap_hours", "by_session", "user_hours"],
         "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
-        "clickstream_events": ["page_view_hours", "by_page", "by_user", "by_session"],
+        "clickstream_events": ["page_view_hours", "by_page", "by_session"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
@@ -159,11 +159,9 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("app_events", "feature_bitmap_hours"),
         ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session"),
-        ("clickstream_events", "by_user"),
         ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
-        ("user_events", "by_user"),
         ("user_events", "user_hours"),
     ]
     parts = await warehouse.query(

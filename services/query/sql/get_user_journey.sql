@@ -7,9 +7,6 @@
 -- Ordering: timestamp ASC (oldest first), then event_id ASC.
 -- Alike on purpose: get_session_events.sql and user_event_timeline.sql also list one
 --   entity's raw events; the columns are each tutorial pipe's own answer.
--- Cost: the user's in-range times come from the narrow `by_user` projection (its rows in
---   user order), then only the table's granules holding those times are read, found
---   through the sorting key, instead of the user's bloom filter checked in every granule.
 SELECT
     user_id,
     session_id,
@@ -24,11 +21,4 @@ FROM clickstream_events
 WHERE user_id = {user_id:String}
   AND timestamp >= {start_date:DateTime}
   AND timestamp <= {end_date:DateTime}
-  AND timestamp IN (
-      SELECT timestamp
-      FROM clickstream_events
-      WHERE user_id = {user_id:String}
-        AND timestamp >= {start_date:DateTime}
-        AND timestamp <= {end_date:DateTime}
-  )
 ORDER BY timestamp ASC, event_id ASC

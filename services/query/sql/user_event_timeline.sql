@@ -9,11 +9,6 @@
 -- Ordering: timestamp DESC (newest first), then event_id ASC.
 -- Alike on purpose: get_user_journey.sql filters one user's events the same way, over
 --   another datasource.
--- Cost: the user's in-range times come from the narrow `by_user` projection (its rows in
---   user order), then only the table's granules holding those times are read, newest
---   first until `limit` rows are found, through the sorting key, instead of the user's
---   bloom filter checked in every granule. The lookup has no ORDER BY of its own: one by
---   timestamp makes the engine read the table in order instead of the projection.
 SELECT
     event_id,
     user_id,
@@ -32,12 +27,5 @@ WHERE user_id = {user_id:String}
   AND timestamp >= {start_date:DateTime}
   AND timestamp <= {end_date:DateTime}
   AND ({event_type:String} = '' OR event_type = {event_type:String})
-  AND timestamp IN (
-      SELECT timestamp
-      FROM user_events
-      WHERE user_id = {user_id:String}
-        AND timestamp >= {start_date:DateTime}
-        AND timestamp <= {end_date:DateTime}
-  )
 ORDER BY timestamp DESC, event_id ASC
 LIMIT {limit:Int32}
