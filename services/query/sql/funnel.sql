@@ -148,96 +148,98 @@ WITH
             -- (A match at second 0 starts no chain, as when the chain was its times.)
             arrayFill(x -> x > 0, arrayMap((s, t, i) -> if(s = 1 AND t > 0,
                 bitOr(bitShiftLeft(toUInt64(t), 32), i), toUInt64(0)), st, ts, match_no))
-                AS chain_1,
-            (countEqual(chain_1, 0) + 1) % (length(chain_1) + 1) AS first_1
+                AS chain_1
         FROM matched
     ),
     held_2 AS
     (
         SELECT
             *,
+            (countEqual(chain_1, 0) + 1) % (length(chain_1) + 1) AS first_1,
             if(step_count < 2, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 2 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_1, ts, match_no))) AS chain_2,
-            (countEqual(chain_2, 0) + 1) % (length(chain_2) + 1) AS first_2
+                st, chain_1, ts, match_no))) AS chain_2
         FROM held_1
     ),
     held_3 AS
     (
         SELECT
             *,
+            (countEqual(chain_2, 0) + 1) % (length(chain_2) + 1) AS first_2,
             if(step_count < 3, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 3 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_2, ts, match_no))) AS chain_3,
-            (countEqual(chain_3, 0) + 1) % (length(chain_3) + 1) AS first_3
+                st, chain_2, ts, match_no))) AS chain_3
         FROM held_2
     ),
     held_4 AS
     (
         SELECT
             *,
+            (countEqual(chain_3, 0) + 1) % (length(chain_3) + 1) AS first_3,
             if(step_count < 4, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 4 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_3, ts, match_no))) AS chain_4,
-            (countEqual(chain_4, 0) + 1) % (length(chain_4) + 1) AS first_4
+                st, chain_3, ts, match_no))) AS chain_4
         FROM held_3
     ),
     held_5 AS
     (
         SELECT
             *,
+            (countEqual(chain_4, 0) + 1) % (length(chain_4) + 1) AS first_4,
             if(step_count < 5, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 5 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_4, ts, match_no))) AS chain_5,
-            (countEqual(chain_5, 0) + 1) % (length(chain_5) + 1) AS first_5
+                st, chain_4, ts, match_no))) AS chain_5
         FROM held_4
     ),
     held_6 AS
     (
         SELECT
             *,
+            (countEqual(chain_5, 0) + 1) % (length(chain_5) + 1) AS first_5,
             if(step_count < 6, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 6 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_5, ts, match_no))) AS chain_6,
-            (countEqual(chain_6, 0) + 1) % (length(chain_6) + 1) AS first_6
+                st, chain_5, ts, match_no))) AS chain_6
         FROM held_5
     ),
     held_7 AS
     (
         SELECT
             *,
+            (countEqual(chain_6, 0) + 1) % (length(chain_6) + 1) AS first_6,
             if(step_count < 7, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 7 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_6, ts, match_no))) AS chain_7,
-            (countEqual(chain_7, 0) + 1) % (length(chain_7) + 1) AS first_7
+                st, chain_6, ts, match_no))) AS chain_7
         FROM held_6
     ),
     held_8 AS
     (
         SELECT
             *,
+            (countEqual(chain_7, 0) + 1) % (length(chain_7) + 1) AS first_7,
             if(step_count < 8, [], arrayFill(x -> x > 0, arrayMap(
                 (s, h, t, i) -> if(s = 8 AND h > 0 AND t <= bitShiftRight(h, 32) + window_length,
                     bitOr(bitAnd(h, 0xFFFFFFFF00000000), i), toUInt64(0)),
-                st, chain_7, ts, match_no))) AS chain_8,
-            (countEqual(chain_8, 0) + 1) % (length(chain_8) + 1) AS first_8
+                st, chain_7, ts, match_no))) AS chain_8
         FROM held_7
     ),
     -- first[k]: the match that first extends a chain to step k (0: none), were the search
-    -- never stopped (first_k, beside each chain: it is filled forward, so the zeros before
-    -- that match are its index - 1; an empty chain, a step not asked for, gives 0 too).
+    -- never stopped: the chain is filled forward, so the zeros before that match are its
+    -- index - 1 (an empty chain, a step not asked for, gives 0 too). first_k is counted in
+    -- the layer after chain_k's, where chain_k is a column: in its own layer the alias
+    -- would copy chain_k's whole expression into first_k's.
     firsts AS
     (
         SELECT
             breakdown, st, ts, match_no,
             chain_1, chain_2, chain_3, chain_4, chain_5, chain_6, chain_7,
-            [first_1, first_2, first_3, first_4, first_5, first_6, first_7, first_8] AS first
+            [first_1, first_2, first_3, first_4, first_5, first_6, first_7,
+                (countEqual(chain_8, 0) + 1) % (length(chain_8) + 1)] AS first
         FROM held_8
     ),
     -- Per user, the match a strict mode stops at (0: none). A chain, once held for a step,
