@@ -47,8 +47,8 @@
 --   parsing, analysis and planning of this text (tens of ms, whatever the rows): the parser
 --   backtracks over nested calls, the analyzer copies an alias's expression at every use,
 --   and each layer is a step of the plan. So a value used several times is a column of
---   the layer before it, a step past those asked for is an if() on the bound parameters
---   that the analyzer reduces to an empty array, and so is a mode's stop search.
+--   the layer before it, and a step past those asked for, or a mode not asked for, is an
+--   if() on the bound parameters whose dead branch the analyzer drops.
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
@@ -138,8 +138,8 @@ WITH
     -- on machine words, and the path is followed back once per user, below.
     -- held_2 … held_8 are alike by design (tools list them as repeats): SQL has no loop over
     -- the steps, and a layer per step is what runs fastest (an arrayFold over the steps,
-    -- the shortest text, copies every user's chains at each step: slower than this text's
-    -- analysis past about a million events). They differ only in k and k - 1; a change to
+    -- the shortest text, copies every user's chains at each step: at 10 M events that cost
+    -- more CPU than its shorter analysis saved). They differ only in k and k - 1; a change to
     -- one is a change to all seven.
     held_1 AS
     (
