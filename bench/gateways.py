@@ -8,13 +8,15 @@ per request is the figure that depends least on the services and the machine's o
 
     python -m bench.gateways [--requests 3000] [--clients 16] [--rounds 2]
                              [--events-per-post 10] [--envoy-concurrency N] [--out DIR]
+                             [--keep]
 
 One `pipit up` serves ingest and query (embedded chDB; its own gateway stays idle); our gateway
 runs as its own `pipit gateway` process and Envoy as its own process (worker threads: one per
 core unless --envoy-concurrency says otherwise), each logging one JSON line per request to a
 file. The load comes from this process (aiohttp, one connection per client). Rounds alternate
 which gateway goes first, so drift on the machine falls on both alike; each gateway's figures
-pool its rounds. Writes bench/results/gateways.json."""
+pool its rounds. Writes bench/results/gateways.json; the suite's data and the logs are
+removed at the end unless --keep."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -207,6 +210,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if ours is not None:
             ours.stop()
         up.stop()
+        # The suite's data (the seeded rows, WAL) and the processes' logs.
+        if args.keep:
+            print(f"data and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     figures: dict[str, Any] = {}
     for name in scenarios:
@@ -265,6 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed-events", type=int, default=20_000, help="clickstream rows")
     parser.add_argument("--warmup", type=int, default=300, help="requests per scenario")
     parser.add_argument("--out", type=Path, default=results.RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the data and the logs")
     return parser.parse_args(argv)
 
 

@@ -4,6 +4,7 @@ this only keeps the script working."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_gateway_benchmark_runs(tmp_path: Path) -> None:
     require_envoy()
     args = ["--requests", "20", "--rounds", "2", "--clients", "2", "--seed-events", "300"]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "bench.gateways", *args, "--warmup", "5", "--out", str(tmp_path)],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Its working directory (the suite's data, the logs) goes with it: none piles up.
+    assert list(scratch.iterdir()) == []
     document = json.loads((tmp_path / "gateways.json").read_text())
     assert document["scenario"] == "gateways"
     expected = {"200": 40}, {"202": 40}, {"404": 40}

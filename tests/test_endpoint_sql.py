@@ -125,8 +125,9 @@ async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, Any]) -
 
 
 def _tiered(case: tuple[str, dict[str, Any]]) -> Any:
-    # The engine takes about half a CPU-second to analyse funnel's SQL, whatever the rows: its
-    # cases were a tenth of the quick tier. tests/test_journeys.py keeps funnel there.
+    # Every funnel call pays the engine's parse and analysis of its long SQL, whatever the
+    # rows (about 60 CPU-ms now, half a second when this mark was set): its many cases stay in
+    # the slow tier. tests/test_journeys.py keeps funnel in the quick one.
     marks = [pytest.mark.slow] if case[0] == "funnel" else []
     return pytest.param(case, marks=marks, id=case_id(case))
 

@@ -268,6 +268,32 @@ asyncio.run(main())
 """
 
 
+async def test_a_table_another_warehouse_upgrades_is_numbered_by_this_one(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """Two warehouses over one database (as ingest and a deploy may be): one writes to a
+    table made before numbering, the other upgrades it; the first's next batch gets its
+    numbers, not the columns it read before the upgrade (then the lookup refuses it)."""
+    wh = embedded_warehouse
+    users = registry()["user_events"]
+    await wh.execute(f"DROP TABLE `{wh.database}`.`{users.name}`")
+    await wh.execute(older_ddl(wh.database, users.name))
+    rows = DATA[users.name][:6]
+    for i, half in enumerate((rows[:3], rows[3:])):
+        if i == 1:
+            other = EmbeddedWarehouse(wh.data_dir, wh.database)
+            await other.open()
+            await other.ensure_schema([users])
+            await other.close()
+        body = b"\n".join(orjson.dumps(row) for row in half)
+        await wh.insert_json_rows(users.name, users.column_names, body)
+    stored = as_single(await stored_numbers(wh, users.name))
+    for column in NUMBERED:
+        assert stored[column].keys() == {row[column] for row in rows}
+        assert 0 not in stored[column].values()
+        assert len(set(stored[column].values())) == len(stored[column])
+
+
 def _in_a_new_process(data_dir: Path, database: str, batches: list) -> list[dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(data_dir), database, json.dumps(batches)],

@@ -120,6 +120,18 @@ class _Engine:
         # Each database's numbers as the writer hands them out; read and written on the
         # main lane's thread only, so no two batches number at once.
         self.numberings: dict[str, Numbering] = {}
+        # Each table's columns (name: type, default kind and expression) by (database,
+        # table), for numbering a batch's ids. Engine-wide, not per warehouse: another
+        # warehouse over the same database may change a table (an upgrade adding numbered
+        # columns), and a writer still holding the old columns would insert without numbers.
+        self.columns: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {}
+        # Counts the forgettings, so a read of columns that raced a statement is not kept.
+        self.columns_epoch = 0
+
+    def forget_columns(self) -> None:
+        """After any statement that may have changed a table."""
+        self.columns_epoch += 1
+        self.columns.clear()
 
     @classmethod
     def get(cls, path: Path) -> _Engine:
@@ -236,9 +248,6 @@ class EmbeddedWarehouse(Warehouse):
         self.answer_cache_bytes = answer_cache_bytes
         self._engine: _Engine | None = None
         self._readers: list[_Lane] = []
-        # Each table's columns (name: type, default kind and expression), for numbering a
-        # batch's ids; forgotten on every statement that may change a table.
-        self._columns: dict[str, dict[str, tuple[str, str, str]]] = {}
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
         return EmbeddedWarehouse(
@@ -309,20 +318,22 @@ class EmbeddedWarehouse(Warehouse):
     async def execute(self, sql: str) -> None:
         # In the database, as a ClickHouse server's client runs it: a materialized view's
         # SQL names its tables unqualified, and the engine qualifies them when it is created.
-        self._columns.clear()
         if self._engine is None:
             raise WarehouseError("warehouse is not open")
         main = self._engine.main
         await self._on_lane(main, self._execute_on_main, main, sql)
 
     def _execute_on_main(self, main: _Lane, sql: str) -> None:
+        assert self._engine is not None
         try:
             main.run(self.database, sql, "CSV", None)
         finally:
+            # On the main lane's thread, after the statement: a columns read queued before
+            # it has run already, and the epoch tells it its answer may be stale.
+            self._engine.forget_columns()
             # A statement that numbers ids itself (a table's upgrade) leaves the writer's map
             # behind the table, and one that drops the database leaves it numbers of nothing.
             change = _numbers_change(sql)
-            assert self._engine is not None
             numbering = self._engine.numberings.get(self.database)
             if change == "dropped":
                 self._engine.numberings.pop(self.database, None)
@@ -396,8 +407,13 @@ class EmbeddedWarehouse(Warehouse):
     ) -> dict[str, tuple[str, str, str]]:
         """The table's columns (name: type, default kind, default expression), as last
         read; read again when an insert names a column not among them."""
-        known = self._columns.get(table)
+        engine = self._engine
+        if engine is None:
+            raise WarehouseError("warehouse is not open")
+        key = (self.database, table)
+        known = engine.columns.get(key)
         if known is None or not set(columns) <= known.keys():
+            epoch = engine.columns_epoch
             found = await self._run(
                 "SELECT name, type, default_kind, default_expression FROM system.columns "
                 "WHERE database = {database:String} AND table = {table:String} "
@@ -406,7 +422,9 @@ class EmbeddedWarehouse(Warehouse):
                 _escaped({"database": self.database, "table": table}),
             )
             rows = orjson.loads(found)["data"] if found else []
-            known = self._columns[table] = {n: (t, k, d) for n, t, k, d in rows}
+            known = {n: (t, k, d) for n, t, k, d in rows}
+            if engine.columns_epoch == epoch:
+                engine.columns[key] = known
         return known
 
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:

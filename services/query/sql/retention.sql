@@ -25,6 +25,11 @@
 --   the two halves are merged per user here, then users with the same days are counted once
 --   per set of days (a week holds at most 127 sets), so the triangle is built from the sets.
 --   Wider spans group the range's rows by user_id instead. Bounded by the dates.
+--   Measured at 10 M events and not kept (branch paths3): keying the projection by
+--   (user, window of 256 days) as well, which names every day exactly and so drops the
+--   min/max subqueries and the wider-span branch, cut the fixed cost of a call (an empty
+--   range) by a third but gathering each user's windows cost more than it saved (CPU
+--   1.5x); keying users by their UInt32 number instead of sipHash128 gained nothing.
 WITH
     toDateTime(0) AS first_second,
     toDateTime(4294967295) AS last_second,
