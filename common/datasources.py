@@ -292,10 +292,14 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
     projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
     range_views = tuple(
         RangeView(p.name, p.query, p.fold_hours) for p in table.projections if p.range_view
+    ) + tuple(
+        RangeView(p.folded_view, p.query, fold_hours=True)
+        for p in table.projections
+        if p.range_view and p.folded_view
     )
     for p in table.projections:
-        if p.fold_hours and not p.range_view:
-            raise ValueError(f"projection {p.name}: fold_hours is a kind of range view")
+        if (p.fold_hours or p.folded_view) and not p.range_view:
+            raise ValueError(f"projection {p.name}: a folded view is a kind of range view")
     for name in table.numbered_columns:
         field = descriptor.fields_by_name.get(name)
         column = field.GetOptions().Extensions[options_pb2.column] if field else None

@@ -39,8 +39,8 @@ CUT_HOURS = (
 
 
 # A folding view drops the hour from its columns and keys, so its projection names the
-# hour first, where it can be cut off the SELECT without parsing it.
-_HOUR_FIRST = "SELECT toStartOfHour(timestamp) AS hour, "
+# hour as this very item, which can be cut out of the SELECT without parsing it.
+_HOUR_ITEM = "toStartOfHour(timestamp) AS hour"
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,11 @@ class RangeView:
             )
         if "hour" not in (key.strip() for key in keys.split(",")):
             raise ValueError(f"range view {self.name}: the projection must group by hour")
-        if self.fold_hours and (not select.startswith(_HOUR_FIRST) or len(keys.split(",")) < 2):
+        if self.fold_hours and (_without_hour(select) is None or len(keys.split(",")) < 2):
             raise ValueError(
                 f"range view {self.name}: a view that folds the hours needs a projection "
-                f"that begins `{_HOUR_FIRST}` and groups by another key too"
+                f"that selects `{_HOUR_ITEM}` as one of its items and groups by another "
+                "key too"
             )
 
     def create_sql(self, table: str, view: str, *, server_form: bool = False) -> str:
@@ -76,7 +77,7 @@ class RangeView:
         select, _, keys = query.partition(" GROUP BY ")
         if self.fold_hours:
             # The hour stays the name the bounds filter on, but is no column of the view.
-            select = "WITH toStartOfHour(timestamp) AS hour SELECT " + select[len(_HOUR_FIRST) :]
+            select = f"WITH {_HOUR_ITEM} SELECT {_without_hour(select)}"
             keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
         return (
             f"CREATE OR REPLACE VIEW {view} AS\n"
@@ -84,3 +85,14 @@ class RangeView:
             "UNION ALL\n"
             f"{select} FROM {table}\nWHERE {CUT_HOURS}\nGROUP BY {keys}"
         )
+
+
+def _without_hour(select: str) -> str | None:
+    """The items of `select` (`SELECT a, b, …`) with the hour's cut out, or None unless
+    the hour is one of them, once. Splitting at `, ` and joining again gives the text
+    back whatever commas the items hold, and only the item itself equals the hour's."""
+    pieces = select.removeprefix("SELECT ").split(", ")
+    if pieces.count(_HOUR_ITEM) != 1:
+        return None
+    pieces.remove(_HOUR_ITEM)
+    return ", ".join(pieces)

@@ -338,6 +338,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("user_event_timeline", {"user_id": UE_USER, "limit": "5"}),
     ("user_event_timeline", {"user_id": UE_USER, "limit": "10000", **CUT}),
     ("user_event_timeline", {"user_id": "user_tie"}),
+    # The limit cuts three events of one second: the oldest time kept is tied.
+    ("user_event_timeline", {"user_id": "user_tie", "limit": "2"}),
     ("user_event_timeline", {"user_id": "user_902"}),
     ("user_event_timeline", {"user_id": "no_such_user"}),
     ("user_event_timeline", {"user_id": UE_USER, **EMPTY}),

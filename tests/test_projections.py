@@ -8,6 +8,7 @@ from the projection (so the cost claim is checked, not assumed)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,7 @@ PROJECTED = {
         "feature_bitmap_hours",
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
-    "get_popular_pages": ("page_hours", [{"limit": "5"}, {"limit": "100"}]),
+    "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
     # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
     # Through a view that folds the hours; a range whose events span more than 256 days is
@@ -129,16 +130,16 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "by_session", "user_hours"],
         "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
-        "clickstream_events": ["page_hours", "by_page"],
+        "clickstream_events": ["page_view_hours", "by_page", "by_session"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
-    assert "PROJECTION `page_hours` (SELECT page_url, event_type, toStartOfHour(timestamp)" in ddl
+    assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
     assert views == {
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "user_hours"],
-        "app_events": ["feature_bitmap_hours", "app_user_hours"],
-        "clickstream_events": ["page_hours"],
+        "app_events": ["feature_bitmap_hours", "app_user_hours", "feature_bitmap_range"],
+        "clickstream_events": ["page_view_hours"],
     }
 
 
@@ -157,7 +158,8 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_hours"),
         ("clickstream_events", "by_page"),
-        ("clickstream_events", "page_hours"),
+        ("clickstream_events", "by_session"),
+        ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "user_hours"),
@@ -217,9 +219,24 @@ async def test_answers_equal_the_rows_answers(
         assert all(round(row[column], digits) == row[column] for row in actual), column
 
 
+# get_popular_pages reads its view in a scalar subquery, which the engine runs while it
+# analyses the query, so the query's EXPLAIN shows only what follows: that subquery, cut
+# from the file, is explained instead.
+SCALAR_READS = {
+    "get_popular_pages": re.compile(
+        r"SELECT page_url, sum\(event_count\).*?ORDER BY view_count DESC, page_url ASC", re.S
+    )
+}
+
+
 async def _reads(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str]) -> str:
     endpoint = ENDPOINTS[name]
-    plan = await warehouse.query("EXPLAIN projections = 1 " + endpoint.sql, endpoint.bind(given))
+    sql = endpoint.sql
+    if name in SCALAR_READS:
+        found = SCALAR_READS[name].search(sql)
+        assert found, f"{name}.sql no longer has the subquery this test explains"
+        sql = found.group(0)
+    plan = await warehouse.query("EXPLAIN projections = 1 " + sql, endpoint.bind(given))
     return "\n".join(str(row["explain"]) for row in plan.data)
 
 
@@ -260,8 +277,9 @@ def test_a_range_view_needs_an_hourly_aggregate(query: str) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        # The hour is not the first column, so it cannot be cut off the SELECT.
-        "SELECT user_id, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour, user_id",
+        # The hour spelt otherwise than the one item the view cuts without parsing.
+        "SELECT user_id, toStartOfHour(timestamp, 'UTC') AS hour, count() AS n "
+        "GROUP BY hour, user_id",
         # Nothing but the hour to group by once it is folded.
         "SELECT toStartOfHour(timestamp) AS hour, count() AS n GROUP BY hour",
     ],
@@ -272,12 +290,15 @@ def test_a_view_that_folds_the_hours_needs_another_key(query: str) -> None:
         RangeView("v", query, fold_hours=True)
 
 
-def test_a_view_that_folds_the_hours_has_no_hour_column() -> None:
-    view = RangeView(
-        "v",
+@pytest.mark.parametrize(
+    "query",
+    [
         "SELECT toStartOfHour(timestamp) AS hour, user_id, count() AS n GROUP BY hour, user_id",
-        fold_hours=True,
-    )
+        "SELECT user_id, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY user_id, hour",
+    ],
+)
+def test_a_view_that_folds_the_hours_has_no_hour_column(query: str) -> None:
+    view = RangeView("v", query, fold_hours=True)
     sql = view.create_sql("`d`.`t`", "`d`.`v`")
     halves = sql.split("UNION ALL")
     assert len(halves) == 2

@@ -8,15 +8,16 @@
 --   unique_sessions = distinct session_id. Events of every type count. Events sent
 --   without a feature form a row with feature '' (visible rather than hidden).
 -- Ordering: total_events DESC (most used first), then feature ASC.
--- Cost: read from the `feature_bitmap_hours` range view (services/query/sql/README.md):
---   whole hours from the projection of that name, the cut hours at either end from the
---   rows; distinct ids are merged from per-hour bitmaps, so any range is exact.
+-- Cost: read from `feature_bitmap_range`, the view of the `feature_bitmap_hours`
+--   projection that folds the hours (services/query/sql/README.md): whole hours from the
+--   projection, the cut hours at either end from the rows, one row per feature and half;
+--   distinct ids are merged from per-hour bitmaps, so any range is exact.
 SELECT
     feature,
     sum(event_count) AS total_events,
     toUInt64(groupBitmapMerge(user_ids)) AS unique_users,
     toUInt64(groupBitmapMerge(session_ids)) AS unique_sessions
-FROM feature_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM feature_bitmap_range(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 WHERE {feature:String} = '' OR feature = {feature:String}
 GROUP BY feature
 ORDER BY total_events DESC, feature ASC

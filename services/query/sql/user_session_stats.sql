@@ -60,7 +60,9 @@ WITH
         GROUP BY session_id
         HAVING min(timestamp) >= recent_from
     ),
-    (SELECT count() FROM recent_sessions) >= {limit:Int32} AS recent_suffice
+    -- One scalar, computed once: a CTE named twice (counted, then matched) is run twice.
+    (SELECT groupArray(session_id) FROM recent_sessions) AS recent_list,
+    length(recent_list) >= {limit:Int32} AS recent_suffice
 SELECT
     session_id,
     first_event.3 AS user_id,
@@ -87,7 +89,12 @@ FROM
     WHERE timestamp >= {start_date:DateTime}
       AND timestamp <= {end_date:DateTime}
       AND ({user_id:String} = '' OR user_id = {user_id:String})
-      AND if(recent_suffice, timestamp >= recent_from AND session_id IN recent_sessions, 1)
+      AND if(
+          recent_suffice,
+          timestamp >= recent_from
+          AND session_id IN (SELECT id FROM (SELECT recent_list AS ids) ARRAY JOIN ids AS id),
+          1
+      )
     GROUP BY session_id
 )
 ORDER BY session_start DESC, session_id ASC
