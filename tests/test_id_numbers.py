@@ -7,6 +7,7 @@ counts are worked out here in plain Python from the rows written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -364,6 +365,28 @@ def test_the_older_ddl_is_the_older_release_s() -> None:
     assert "_pipit_user_id_number" not in ddl
 
 
+async def mutations_done(wh: EmbeddedWarehouse) -> list[tuple[str, str]]:
+    """Waits for the database's mutations to finish (the engine runs them in the background);
+    the (table, column) of each column they materialized."""
+    query = (
+        "SELECT table, command, is_done, latest_fail_reason FROM system.mutations "
+        "WHERE database = {d:String}"
+    )
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        rows = (await wh.query(query, {"d": wh.database})).data
+        if all(row["is_done"] for row in rows):
+            break
+        assert asyncio.get_running_loop().time() < deadline, rows
+        await asyncio.sleep(0.05)
+    found = []
+    for row in rows:
+        words = row["command"].strip("()").replace("`", "").split()
+        if words[:2] == ["MATERIALIZE", "COLUMN"]:
+            found.append((row["table"], words[2]))
+    return found
+
+
 async def test_a_table_made_before_numbering_upgrades_and_answers_exactly(chdb_dir: Path) -> None:
     wh = EmbeddedWarehouse(chdb_dir, unique_database("upgrade"))
     await wh.open()
@@ -380,6 +403,29 @@ async def test_a_table_made_before_numbering_upgrades_and_answers_exactly(chdb_d
             body = b"\n".join(orjson.dumps(row) for row in rows[half[name] :])
             await wh.insert_json_rows(name, registry()[name].column_names, body)
 
+        # The older parts get their number columns written, once (not again at each start).
+        materialized = await mutations_done(wh)
+        assert sorted(materialized) == sorted(
+            (name, id_numbers.column_name(column))
+            for name in DATA
+            for column in registry()[name].numbered_columns
+        )
+        # Every active part holds them (a part from before the upgrade lists no such column).
+        holding = await wh.query(
+            "SELECT table, column, count() AS parts FROM system.parts_columns "
+            "WHERE database = {d:String} AND active AND startsWith(column, '_pipit_') "
+            "AND endsWith(column, '_number') GROUP BY table, column",
+            {"d": wh.database},
+        )
+        parts = await wh.query(
+            "SELECT table, count() AS parts FROM system.parts WHERE database = {d:String} "
+            "AND active GROUP BY table",
+            {"d": wh.database},
+        )
+        per_table = {r["table"]: r["parts"] for r in parts.data}
+        assert {(r["table"], r["column"]): r["parts"] for r in holding.data} == {
+            (table, column): per_table[table] for table, column in materialized
+        }
         projections = await wh.query(
             "SELECT table, name FROM system.projections WHERE database = {d:String} "
             "ORDER BY table, name",

@@ -40,6 +40,7 @@ from clickhouse_connect.driver.binding import escape_str
 
 from common import id_numbers
 from common.config import Settings
+from common.datasources import QUARANTINE_TTL_DAYS, Datasource
 from common.sized_cache import SizedCache
 from common.warehouse.base import (
     QUERY_SETTINGS,
@@ -314,6 +315,42 @@ class EmbeddedWarehouse(Warehouse):
         # The session lives as long as the process: chDB cannot reopen another path,
         # and other warehouses in this process (tests) may still use it.
         self._engine = None
+
+    async def ensure_schema(
+        self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
+    ) -> None:
+        # A table made before numbering gets its number columns from the upgrade, and its
+        # older parts would compute them through the lookup at every read until they merge
+        # (a big part may never): the engine writes them into those parts in the background
+        # (a mutation; reads are exact meanwhile). Only when the columns are new, so a start
+        # does not rewrite them again.
+        unnumbered = await self._unnumbered(datasources)
+        await super().ensure_schema(datasources, quarantine_ttl_days=quarantine_ttl_days)
+        for table, column in unnumbered:
+            await self.execute(
+                f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}`"
+            )
+
+    async def _unnumbered(self, datasources: Sequence[Datasource]) -> list[tuple[str, str]]:
+        """(table, hidden number column) of each existing table that lacks the column."""
+        wanted = {
+            (ds.name, id_numbers.column_name(column))
+            for ds in datasources
+            for column in ds.numbered_columns
+        }
+        if not wanted:
+            return []
+        found = await self.query(
+            "SELECT table, name FROM system.columns WHERE database = {database:String}",
+            {"database": self.database},
+        )
+        columns = {(str(row["table"]), str(row["name"])) for row in found.data}
+        tables = {table for table, _ in columns}
+        return sorted(
+            (table, column)
+            for table, column in wanted
+            if table in tables and (table, column) not in columns
+        )
 
     async def execute(self, sql: str) -> None:
         # In the database, as a ClickHouse server's client runs it: a materialized view's
