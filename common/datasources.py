@@ -140,7 +140,9 @@ class Datasource:
         do not change, only their cost. `numbered` (chDB, `database` the table's): first
         numbers the ids of the rows the table holds, then adds the hidden number columns,
         which older parts compute from the lookup when read or merged (before the lookup
-        is refilled at a start they fail, and a merge is retried, rather than count 0)."""
+        is refilled at a start they fail, and a merge is retried, rather than count 0)
+        until the embedded warehouse's `ensure_schema` has them written (MATERIALIZE
+        COLUMN, once, in the background)."""
         return (
             [self.insert_column_sql(table)]
             + self._numbering_upgrade_sql(table, database, numbered)
