@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -132,7 +132,14 @@ class Datasource:
             + "\n".join(clauses)
         )
 
-    def upgrade_sql(self, table: str, database: str = "", *, numbered: bool = False) -> list[str]:
+    def upgrade_sql(
+        self,
+        table: str,
+        database: str = "",
+        *,
+        numbered: bool = False,
+        present: Container[str] | None = None,
+    ) -> list[str]:
         """Adds the insert column (INSERT_COLUMN), the declared skipping indexes and
         projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
@@ -142,7 +149,10 @@ class Datasource:
         which older parts compute from the lookup when read or merged (before the lookup
         is refilled at a start they fail, and a merge is retried, rather than count 0)
         until the embedded warehouse's `ensure_schema` has them written (MATERIALIZE
-        COLUMN, once, in the background)."""
+        COLUMN, once, in the background). `present`, when known, names the projections the
+        table has: a retired one is dropped only if among them, as the engine records every
+        DROP PROJECTION as a mutation of the table's parts, even one with nothing to drop,
+        and a start would otherwise add one per retired projection."""
         return (
             [self.insert_column_sql(table)]
             + self._numbering_upgrade_sql(table, database, numbered)
@@ -157,6 +167,7 @@ class Datasource:
             + [
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
                 for name in self.retired_projections
+                if present is None or name in present
             ]
         )
 
@@ -241,6 +252,7 @@ class Datasource:
         *,
         existing: Container[str] | None = None,
         numbered: bool = False,
+        projections: Mapping[str, Container[str]] | None = None,
     ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
         they run; each is idempotent. `existing`, when known, names the tables `database`
@@ -248,7 +260,8 @@ class Datasource:
         projection and TTL, so of the steps that bring an older one up to date only the
         insert column's is kept — the others cost most of a start's schema work and would
         change nothing. `numbered`: ids get dense numbers (chDB, whose numbering tables
-        must exist: common/id_numbers.py), or not (a ClickHouse server)."""
+        must exist: common/id_numbers.py), or not (a ClickHouse server). `projections`,
+        when known, names each existing table's projections (`upgrade_sql`'s `present`)."""
         table = f"`{database}`.`{self.name}`"
         quarantine = f"`{database}`.`{self.quarantine_table}`"
         upgrade_table = existing is None or self.name in existing
@@ -259,7 +272,13 @@ class Datasource:
             *lookup,
             self.create_table_sql(database, numbered=numbered),
             *(
-                self.add_columns_sql(table) + self.upgrade_sql(table, database, numbered=numbered)
+                self.add_columns_sql(table)
+                + self.upgrade_sql(
+                    table,
+                    database,
+                    numbered=numbered,
+                    present=None if projections is None else projections.get(self.name, ()),
+                )
                 if upgrade_table
                 else [self.insert_column_sql(table)]
             ),

@@ -227,7 +227,9 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
 
 async def test_single_node_migration_is_what_the_services_run() -> None:
     """`pipit migrate --print` shows exactly the statements ensure_schema executes on a
-    database that holds the tables already (of whatever release)."""
+    database that holds the tables already (of whatever release), where the engine does not
+    say which projections they have (a server without system.projections: every retired
+    one is dropped) and their number columns exist (nothing to write into older parts)."""
 
     class Recording(EmbeddedWarehouse):
         def __init__(self) -> None:
@@ -239,6 +241,12 @@ async def test_single_node_migration_is_what_the_services_run() -> None:
 
         async def table_names(self) -> frozenset[str]:
             return frozenset(name for name, _, _ in _tables())
+
+        async def projection_names(self) -> dict[str, frozenset[str]] | None:
+            return None
+
+        async def _unnumbered(self, datasources: object) -> list[tuple[str, str]]:
+            return []
 
     recording = Recording()
     await recording.ensure_schema(DATASOURCES)

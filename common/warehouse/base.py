@@ -266,11 +266,32 @@ class Warehouse(abc.ABC):
         of different releases: then an older release's table is brought up to date at the
         next start."""
         existing = await self.table_names()
+        projections = await self.projection_names()
         for ds in datasources:
             for statement in ds.schema_sql(
-                self.database, quarantine_ttl_days, existing=existing, numbered=self.numbers_ids
+                self.database,
+                quarantine_ttl_days,
+                existing=existing,
+                numbered=self.numbers_ids,
+                projections=projections,
             ):
                 await self.execute(statement)
+
+    async def projection_names(self) -> dict[str, frozenset[str]] | None:
+        """Each table's projections in this warehouse's database, or None where the
+        engine has no `system.projections` (a server older than 24.x): then a start drops
+        every retired projection again, as it did before this was known."""
+        try:
+            result = await self.query(
+                "SELECT table, name FROM system.projections WHERE database = {database:String}",
+                {"database": self.database},
+            )
+        except WarehouseError:
+            return None
+        names: dict[str, set[str]] = {}
+        for row in result.data:
+            names.setdefault(str(row["table"]), set()).add(str(row["name"]))
+        return {table: frozenset(found) for table, found in names.items()}
 
     async def table_names(self) -> frozenset[str]:
         """The names of the tables (and views) in this warehouse's database."""
