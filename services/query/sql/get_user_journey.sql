@@ -7,6 +7,11 @@
 -- Ordering: timestamp ASC (oldest first), then event_id ASC.
 -- Alike on purpose: get_session_events.sql and user_event_timeline.sql also list one
 --   entity's raw events; the columns are each tutorial pipe's own answer.
+-- Cost: the user's rows from the `by_user` projection (every column here, in user order):
+--   a granule or two, whatever the range. `identity(timestamp)`: sorted by the bare
+--   column, the engine would read the table in its own (time) order instead, and find
+--   the user's rows through the bloom filter, a granule per session (services/query/sql/
+--   README.md, "Lookups").
 SELECT
     user_id,
     session_id,
@@ -21,4 +26,4 @@ FROM clickstream_events
 WHERE user_id = {user_id:String}
   AND timestamp >= {start_date:DateTime}
   AND timestamp <= {end_date:DateTime}
-ORDER BY timestamp ASC, event_id ASC
+ORDER BY identity(timestamp) ASC, event_id ASC

@@ -9,6 +9,11 @@
 -- Ordering: timestamp DESC (newest first), then event_id ASC.
 -- Alike on purpose: get_user_journey.sql filters one user's events the same way, over
 --   another datasource.
+-- Cost: the user's rows from the `by_user` projection (every column here, in user order):
+--   a granule or two, whatever the range. `identity(timestamp)`: sorted by the bare
+--   column, the engine would read the table in its own (time) order instead, and find
+--   the user's rows through the bloom filter, a granule per session (services/query/sql/
+--   README.md, "Lookups").
 SELECT
     event_id,
     user_id,
@@ -27,5 +32,5 @@ WHERE user_id = {user_id:String}
   AND timestamp >= {start_date:DateTime}
   AND timestamp <= {end_date:DateTime}
   AND ({event_type:String} = '' OR event_type = {event_type:String})
-ORDER BY timestamp DESC, event_id ASC
+ORDER BY identity(timestamp) DESC, event_id ASC
 LIMIT {limit:Int32}
