@@ -130,7 +130,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
         "user_events": ["activity_bitmap_hours", "by_session", "by_user", "user_hours"],
         "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
-        "clickstream_events": ["page_view_hours", "by_page", "by_session", "by_user"],
+        "clickstream_events": ["page_view_hours", "by_page", "by_session_rows", "by_user"],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
@@ -158,7 +158,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_hours"),
         ("clickstream_events", "by_page"),
-        ("clickstream_events", "by_session"),
+        ("clickstream_events", "by_session_rows"),
         ("clickstream_events", "by_user"),
         ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_hours"),
@@ -273,40 +273,39 @@ async def test_whole_hours_are_read_from_the_projection(
     assert any(outcomes)
 
 
-# The one-user lookups read the user's rows in user order (`by_user`). Sorted by the bare
-# `timestamp`, the engine reads the table in its own order instead and never weighs the
-# projection (it finds the user through the bloom filter, a granule per session):
-# `identity` in their ORDER BY keeps it off that path, which this test catches if it goes.
-# Which read the engine then picks is its cost choice — on these few granules the table,
-# at 10 M the projection (bench.query) — so the plan is checked for the projection being
-# weighed. On this table, with parts written before the projection existed, the answers
-# equal the rows' answers.
+# The one-entity lookups read the entity's rows in its order (`by_user`,
+# `by_session_rows`). Sorted by the bare `timestamp`, the engine reads the table in its own
+# order instead and never weighs the projection (it finds the entity through the bloom
+# filter, a granule every few minutes of it): `identity` in their ORDER BY keeps it off
+# that path, which this test catches if it goes. Which read the engine then picks is its
+# cost choice — on these few granules the table, at 10 M the projection (bench.query) —
+# so the plan is checked for the projection being weighed. On this table, with parts
+# written before the projection existed, the answers equal the rows' answers.
 LOOKUPS = {
-    "get_user_journey": ("clickstream_events", {}),
-    "user_event_timeline": ("user_events", {"limit": "1000"}),
+    "get_user_journey": ("clickstream_events", "user_id", "by_user", {}),
+    "user_event_timeline": ("user_events", "user_id", "by_user", {"limit": "1000"}),
+    "get_session_events": ("clickstream_events", "session_id", "by_session_rows", {}),
 }
-WEIGHED = "Projection by_user is usable"
 IN_ORDER = re.compile(r"Read type: In(Reverse)?Order")
 
 
 @pytest.mark.parametrize("name", LOOKUPS)
-async def test_a_user_lookup_weighs_the_by_user_projection(
-    warehouse: EmbeddedWarehouse, name: str
-) -> None:
-    datasource, extra = LOOKUPS[name]
-    users = sorted({row["user_id"] for row in DATA[datasource]})
-    given = {"user_id": users[len(users) // 2], **extra}
+async def test_a_lookup_weighs_its_projection(warehouse: EmbeddedWarehouse, name: str) -> None:
+    datasource, key, projection, extra = LOOKUPS[name]
+    weighed = f"Projection {projection} is usable"
+    ids = sorted({row[key] for row in DATA[datasource]})
+    given = {key: ids[len(ids) // 2], **extra}
     plan = await _reads(warehouse, name, given)
-    assert WEIGHED in plan and not IN_ORDER.search(plan), plan
+    assert weighed in plan and not IN_ORDER.search(plan), plan
     in_table_order = ENDPOINTS[name].sql.replace("identity(timestamp)", "timestamp")
     assert in_table_order != ENDPOINTS[name].sql
     explained = await warehouse.query(
         "EXPLAIN projections = 1 " + in_table_order, ENDPOINTS[name].bind(given)
     )
     plan = "\n".join(str(row["explain"]) for row in explained.data)
-    assert WEIGHED not in plan and IN_ORDER.search(plan), plan
-    for user in users[:: max(1, len(users) // 7)]:
-        given["user_id"] = user
+    assert weighed not in plan and IN_ORDER.search(plan), plan
+    for entity in ids[:: max(1, len(ids) // 7)]:
+        given[key] = entity
         want = expected.ENDPOINTS[name][1](DATA[datasource], **ENDPOINTS[name].bind(given))
         assert want
         expected.assert_rows_match(await _run(warehouse, name, given), want, {})

@@ -5,10 +5,10 @@
 -- Ordering: timestamp ASC (oldest first), then event_id ASC.
 -- Alike on purpose: get_user_journey.sql lists one user's events with these columns;
 --   the columns are each tutorial pipe's own answer.
--- Cost: the session's times come from the narrow `by_session` projection (its rows in
---   session order), then only the table's granules holding those times are read, found
---   through the sorting key, instead of the session's bloom filter checked in every
---   granule. The id filter stays, as the times hold other sessions' rows too.
+-- Cost: the session's rows from the `by_session_rows` projection (every column here, in
+--   session order): a granule. `identity(timestamp)`: sorted by the bare column, the
+--   engine would read the table in its own (time) order instead, and find the session's
+--   rows through the bloom filter (services/query/sql/README.md, "Lookups").
 SELECT
     event_id,
     user_id,
@@ -22,5 +22,4 @@ SELECT
     properties
 FROM clickstream_events
 WHERE session_id = {session_id:String}
-  AND timestamp IN (SELECT timestamp FROM clickstream_events WHERE session_id = {session_id:String})
-ORDER BY timestamp ASC, event_id ASC
+ORDER BY identity(timestamp) ASC, event_id ASC
