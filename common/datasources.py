@@ -310,17 +310,28 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         f"`{index.name}` {index.expression} TYPE {index.type} GRANULARITY {index.granularity or 1}"
         for index in table.skip_indexes
     )
-    projections = tuple(f"`{p.name}` ({p.query})" for p in table.projections)
-    range_views = tuple(
-        RangeView(p.name, p.query, p.fold_hours) for p in table.projections if p.range_view
-    ) + tuple(
-        RangeView(p.folded_view, p.query, fold_hours=True)
-        for p in table.projections
-        if p.range_view and p.folded_view
-    )
     for p in table.projections:
         if (p.fold_hours or p.folded_view) and not p.range_view:
             raise ValueError(f"projection {p.name}: a folded view is a kind of range view")
+        if p.day_projection and not (p.fold_hours or p.folded_view):
+            raise ValueError(f"projection {p.name}: a day projection serves a folded view")
+    range_views = tuple(
+        RangeView(p.name, p.query, p.fold_hours, p.day_projection if p.fold_hours else "")
+        for p in table.projections
+        if p.range_view
+    ) + tuple(
+        RangeView(p.folded_view, p.query, fold_hours=True, day_projection=p.day_projection)
+        for p in table.projections
+        if p.range_view and p.folded_view
+    )
+    # A day projection is declared by its hourly one's view (RangeView.day_query), and
+    # follows it in the table's DDL.
+    day_queries = {v.day_projection: v.day_query for v in range_views if v.day_projection}
+    projections: list[str] = []
+    for p in table.projections:
+        projections.append(f"`{p.name}` ({p.query})")
+        if p.day_projection:
+            projections.append(f"`{p.day_projection}` ({day_queries[p.day_projection]})")
     for name in table.numbered_columns:
         field = descriptor.fields_by_name.get(name)
         column = field.GetOptions().Extensions[options_pb2.column] if field else None
@@ -356,7 +367,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         columns=tuple(columns),
         descriptor=descriptor,
         skip_indexes=skip_indexes,
-        projections=projections,
+        projections=tuple(projections),
         range_views=range_views,
         retired_projections=tuple(table.retired_projections),
         ttl=table.ttl,

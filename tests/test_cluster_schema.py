@@ -85,14 +85,17 @@ def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else()
 def test_range_views_read_the_distributed_tables_on_every_node() -> None:
     statements = _schema().statements(DATASOURCES)
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW ")]
-    declared = [(ds.name, v.name) for ds in DATASOURCES for v in ds.range_views]
+    declared = [(ds.name, v) for ds in DATASOURCES for v in ds.range_views]
     assert declared and len(views) == len(declared)
+    assert any(view.day_projection for _, view in declared)
     for (table, view), sql in zip(declared, views, strict=True):
         assert sql.startswith(
-            f"CREATE OR REPLACE VIEW `{DATABASE}`.`{view}` ON CLUSTER `{CLUSTER}` AS\n"
+            f"CREATE OR REPLACE VIEW `{DATABASE}`.`{view.name}` ON CLUSTER `{CLUSTER}` AS\n"
         )
-        # Both halves read the Distributed table, never one node's local table.
-        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == 2
+        # Every tier (whole days where the view has them, whole hours, cut hours) reads
+        # the Distributed table, never one node's local table.
+        tiers = 3 if view.day_projection else 2
+        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == tiers == sql.count("FROM ")
         assert LOCAL_SUFFIX not in sql
 
 

@@ -127,20 +127,57 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
     }
     assert declared == {
-        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
-        "user_events": ["activity_bitmap_hours", "by_session", "by_user", "user_hours"],
-        "app_events": ["feature_bitmap_hours", "by_session", "app_user_hours"],
-        "clickstream_events": ["page_view_hours", "by_page", "by_session_rows", "by_user"],
+        "ab_test_events": [
+            "ab_bitmap_hours",
+            "ab_bitmap_days",
+            "ab_segment_bitmap_hours",
+            "ab_segment_bitmap_days",
+            "ab_buyer_hours",
+            "ab_buyer_days",
+        ],
+        "user_events": [
+            "activity_bitmap_hours",
+            "by_session",
+            "by_user",
+            "user_hours",
+            "user_days",
+        ],
+        "app_events": [
+            "feature_bitmap_hours",
+            "feature_bitmap_days",
+            "by_session",
+            "app_user_hours",
+            "app_user_days",
+        ],
+        "clickstream_events": [
+            "page_view_hours",
+            "page_view_days",
+            "by_page",
+            "by_session_rows",
+            "by_user",
+        ],
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
     assert views == {
-        "ab_test_events": ["ab_bitmap_hours", "ab_segment_bitmap_hours", "ab_buyer_hours"],
+        "ab_test_events": [
+            "ab_bitmap_hours",
+            "ab_segment_bitmap_hours",
+            "ab_buyer_hours",
+            "ab_bitmap_range",
+        ],
         "user_events": ["activity_bitmap_hours", "user_hours"],
         "app_events": ["feature_bitmap_hours", "app_user_hours", "feature_bitmap_range"],
         "clickstream_events": ["page_view_hours"],
     }
+    # A day projection is its hourly one's query per UTC day.
+    assert (
+        "PROJECTION `ab_buyer_days` (SELECT toStartOfDay(timestamp, 'UTC') AS day, test_id, "
+        "conversion = 1 OR revenue != 0 AS notable, variant, if(conversion = 1 OR revenue != 0, "
+        "user_id, '') AS buyer, max(conversion = 1) AS converted, sum(revenue) AS revenue_sum "
+        "GROUP BY test_id, notable, day, variant, buyer)"
+    ) in registry()["ab_test_events"].create_table_sql("pipit")
 
 
 async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse) -> None:
@@ -151,19 +188,26 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     )
     # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
+        ("ab_test_events", "ab_bitmap_days"),
         ("ab_test_events", "ab_bitmap_hours"),
+        ("ab_test_events", "ab_buyer_days"),
         ("ab_test_events", "ab_buyer_hours"),
+        ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
+        ("app_events", "app_user_days"),
         ("app_events", "app_user_hours"),
         ("app_events", "by_session"),
+        ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
         ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session_rows"),
         ("clickstream_events", "by_user"),
+        ("clickstream_events", "page_view_days"),
         ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "by_user"),
+        ("user_events", "user_days"),
         ("user_events", "user_hours"),
     ]
     parts = await warehouse.query(
@@ -255,22 +299,91 @@ async def _reads(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str])
     return "\n".join(str(row["explain"]) for row in plan.data)
 
 
+# The day projection a folded view reads the range's whole days from, by endpoint.
+DAY_TIERS = {
+    "test_summary": "ab_bitmap_days",
+    "test_segments": "ab_segment_bitmap_days",
+    "feature_usage": "feature_bitmap_days",
+    "get_popular_pages": "page_view_days",
+    "test_results": "ab_buyer_days",
+    "retention": "user_days",
+}
+
+
+def _whole_periods(bounds: dict[str, str]) -> tuple[bool, bool]:
+    """Whether `bounds` hold a whole UTC day, and a whole hour outside every whole day,
+    worked out here from the calendar. Such an hour lies within a day of either bound."""
+    start = datetime.fromisoformat(bounds.get("start_date", "1970-01-01 00:00:00"))
+    end = datetime.fromisoformat(bounds.get("end_date", str(LAST_DATETIME)))
+
+    def whole(first: datetime, length: timedelta) -> bool:
+        return first >= start and (
+            first + length - timedelta(seconds=1) <= end or (first <= end == LAST_DATETIME)
+        )
+
+    def day_of(moment: datetime) -> datetime:
+        return moment.replace(hour=0, minute=0, second=0)
+
+    hour = timedelta(hours=1)
+    first_hour = start.replace(minute=0, second=0) + (
+        hour if start.minute or start.second else 0 * hour
+    )
+    first_day = day_of(start) + (timedelta(days=1) if start != day_of(start) else 0 * hour)
+    days = whole(first_day, timedelta(days=1))
+    near = [first_hour + i * hour for i in range(48)]
+    near += [end.replace(minute=0, second=0) - i * hour for i in range(48)]
+    hours = any(
+        whole(h, hour) and not whole(day_of(h), timedelta(days=1)) for h in near if h <= end
+    )
+    return days, hours
+
+
 @pytest.mark.parametrize("name", PROJECTED)
 async def test_whole_hours_are_read_from_the_projection(
     warehouse: EmbeddedWarehouse, name: str
 ) -> None:
+    """The whole hours in range come from the hourly projection; where the view has a day
+    tier, the whole days from the day projection and only the other whole hours from the
+    hourly one."""
     projection, extras = PROJECTED[name]
+    day_projection = DAY_TIERS.get(name)
     outcomes = []
     for bounds in RANGES:
         plan = await _reads(warehouse, name, {**extras[0], **bounds})
         uses = f"ReadFromMergeTree ({projection})" in plan
         by_rows = name == "retention" and _days_with_events("user_events", bounds) > 256
-        if _holds_a_whole_hour(bounds) and not by_rows:
-            assert uses, (bounds, plan)
+        if day_projection is None:
+            if _holds_a_whole_hour(bounds) and not by_rows:
+                assert uses, (bounds, plan)
+        elif not by_rows:
+            days, hours = _whole_periods(bounds)
+            if days:
+                assert f"ReadFromMergeTree ({day_projection})" in plan, (bounds, plan)
+                uses = True
+            if hours:
+                assert f"ReadFromMergeTree ({projection})" in plan, (bounds, plan)
         # else nothing whole is in range: the engine may still scan an empty slice of
         # the projection rather than none.
         outcomes.append(uses)
     assert any(outcomes)
+
+
+def test_the_calendar_of_whole_periods() -> None:
+    """The test's own reckoning, on ranges whose answer is plain."""
+    assert _whole_periods({}) == (True, False)
+    assert _whole_periods(
+        {"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}
+    ) == (True, False)
+    assert _whole_periods(
+        {"start_date": "2023-06-03 13:17:23", "end_date": "2023-06-07 08:41:09"}
+    ) == (True, True)
+    assert _whole_periods(
+        {"start_date": "2023-06-04 11:30:00", "end_date": "2023-06-04 12:29:59"}
+    ) == (False, False)
+    assert _whole_periods(
+        {"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"}
+    ) == (False, True)
+    assert _whole_periods({"start_date": "2023-06-03 00:00:00"}) == (True, False)
 
 
 # The one-entity lookups read the entity's rows in its order (`by_user`,

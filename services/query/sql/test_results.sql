@@ -24,12 +24,13 @@
 --                            stable update (varPopStable; 0 when no buyer): the analysis
 --                            joins the users - buyers zeros to these moments (Chan et al.)
 -- Ordering: test_id, variant (the group key, so there are no ties).
--- Cost: no pass over the range's rows. Users are counted from the `ab_bitmap_hours` range
---   view (as test_summary counts them); the buyers — about a fifth of the users — are read
---   one by one from the `ab_buyer_hours` range view (services/query/sql/README.md): whole
---   hours from the projections of those names, the cut hours at either end from the rows,
---   so any range is exact. `ab_buyer_hours` folds the hours: one row per buyer and half.
---   A buyer may come from both halves, so the buyers are grouped once more before their
+-- Cost: no pass over the range's rows. Users are counted from `ab_bitmap_range` (as
+--   test_summary counts them); the buyers — about a fifth of the users — are read one by
+--   one from the `ab_buyer_hours` range view (services/query/sql/README.md): whole days
+--   from the day projections (`ab_bitmap_days`, `ab_buyer_days`), the whole hours of the
+--   days the bounds cut from the hourly ones, the cut hours at either end from the rows,
+--   so any range is exact. `ab_buyer_hours` folds the hours: one row per buyer and tier.
+--   A buyer may come from several tiers, so the buyers are grouped once more before their
 --   moments are taken.
 SELECT
     test_id,
@@ -57,7 +58,7 @@ FROM (
         0 AS buyer_count,
         0. AS mean,
         0. AS variance
-    FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+    FROM ab_bitmap_range(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
     WHERE {test_id:String} = '' OR test_id = {test_id:String}
     GROUP BY test_id, variant
     UNION ALL

@@ -15,9 +15,11 @@
 -- Divisions are guarded so no row can carry NaN or infinity.
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Alike on purpose: test_segments.sql computes these metrics per segment too.
--- Cost: read from the `ab_bitmap_hours` range view (services/query/sql/README.md): whole
---   hours from the projection of that name, the cut hours at either end from the rows;
---   distinct users are merged from per-hour bitmaps, so any range is exact.
+-- Cost: read from `ab_bitmap_range`, the folded view of the `ab_bitmap_hours` projection
+--   (services/query/sql/README.md): whole days from `ab_bitmap_days`, the whole hours of
+--   the days the bounds cut from `ab_bitmap_hours`, the cut hours at either end from the
+--   rows; distinct users are merged from per-day and per-hour bitmaps, so any range is
+--   exact.
 SELECT
     test_id,
     variant,
@@ -26,7 +28,7 @@ SELECT
     if(users = 0, 0, round(conversions / users, 4)) AS conversion_rate,
     round(sum(revenue_sum), 2) AS total_revenue,
     if(users = 0, 0, round(sum(revenue_sum) / users, 4)) AS revenue_per_user
-FROM ab_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM ab_bitmap_range(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 WHERE {test_id:String} = '' OR test_id = {test_id:String}
 GROUP BY test_id, variant
 ORDER BY test_id ASC, variant ASC
