@@ -313,16 +313,24 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
     for p in table.projections:
         if (p.fold_hours or p.folded_view) and not p.range_view:
             raise ValueError(f"projection {p.name}: a folded view is a kind of range view")
-        if p.day_projection and not (p.fold_hours or p.folded_view):
-            raise ValueError(f"projection {p.name}: a day projection serves a folded view")
-    range_views = tuple(
-        RangeView(p.name, p.query, p.fold_hours, p.day_projection if p.fold_hours else "")
-        for p in table.projections
-        if p.range_view
-    ) + tuple(
-        RangeView(p.folded_view, p.query, fold_hours=True, day_projection=p.day_projection)
-        for p in table.projections
-        if p.range_view and p.folded_view
+        if p.day_projection and not p.range_view:
+            raise ValueError(f"projection {p.name}: a day projection serves range views")
+    range_views = (
+        tuple(
+            RangeView(p.name, p.query, p.fold_hours, p.day_projection if p.fold_hours else "")
+            for p in table.projections
+            if p.range_view
+        )
+        + tuple(
+            RangeView(p.folded_view, p.query, fold_hours=True, day_projection=p.day_projection)
+            for p in table.projections
+            if p.range_view and p.folded_view
+        )
+        + tuple(
+            RangeView(p.day_projection, p.query, day_projection=p.day_projection, by_day=True)
+            for p in table.projections
+            if p.day_projection
+        )
     )
     # A day projection is declared by its hourly one's view (RangeView.day_query), and
     # follows it in the table's DDL.

@@ -66,17 +66,23 @@ _HOUR_ITEM = "toStartOfHour(timestamp) AS hour"
 # The day projection's item in the hour's place: UTC whatever the session's time zone, as
 # the engine may compute it where none is set (a background MATERIALIZE).
 _DAY_ITEM = "toStartOfDay(timestamp, 'UTC') AS day"
+# An hour's day, in a view by day's tiers that read hours.
+_HOURS_DAY_ITEM = f"{_HOURS_DAY} AS day"
 
 
 @dataclass(frozen=True)
 class RangeView:
     """The view of one projection: its name and the projection's `SELECT … GROUP BY …`;
-    `fold_hours` when the view groups by the keys other than `hour`."""
+    `fold_hours` when the view groups by the keys other than `hour`; `day_projection`, the
+    name of the projection of the same query per UTC day, which a folded view reads whole
+    days from; `by_day` when the view is per day (a `day` column in the hour's place),
+    named for that projection."""
 
     name: str
     query: str
     fold_hours: bool = False
     day_projection: str = ""
+    by_day: bool = False
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -87,25 +93,27 @@ class RangeView:
             )
         if "hour" not in (key.strip() for key in keys.split(",")):
             raise ValueError(f"range view {self.name}: the projection must group by hour")
-        if self.fold_hours and (_without_hour(select) is None or len(keys.split(",")) < 2):
+        if (self.fold_hours or self.day_projection) and _without_hour(select) is None:
+            raise ValueError(
+                f"range view {self.name}: a view that folds the hours or reads days needs "
+                f"a projection that selects `{_HOUR_ITEM}` as one of its items"
+            )
+        if self.fold_hours and len(keys.split(",")) < 2:
             raise ValueError(
                 f"range view {self.name}: a view that folds the hours needs a projection "
-                f"that selects `{_HOUR_ITEM}` as one of its items and groups by another "
-                "key too"
+                "that groups by another key too"
             )
-        if self.day_projection and not self.fold_hours:
+        if self.by_day and (self.fold_hours or self.name != self.day_projection):
             raise ValueError(
-                f"range view {self.name}: a day projection serves a view that folds the hours"
+                f"range view {self.name}: a view by day is named for its day projection "
+                "and keeps the days apart"
             )
 
     @property
     def day_query(self) -> str:
         """The day projection's `SELECT … GROUP BY …`: the hour's item and key per UTC day."""
         select, _, keys = self.query.partition(" GROUP BY ")
-        items = select.removeprefix("SELECT ").split(", ")
-        items[items.index(_HOUR_ITEM)] = _DAY_ITEM
-        days = ["day" if key.strip() == "hour" else key.strip() for key in keys.split(",")]
-        return f"SELECT {', '.join(items)} GROUP BY {', '.join(days)}"
+        return f"{_with_day(select, _DAY_ITEM)} GROUP BY {_day_keys(keys)}"
 
     def create_sql(self, table: str, view: str, *, server_form: bool = False) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
@@ -114,22 +122,48 @@ class RangeView:
         ClickHouse server), as its projection is there."""
         query = id_numbers.server_form(self.query) if server_form else self.query
         select, _, keys = query.partition(" GROUP BY ")
-        tiers = []
-        hours = WHOLE_HOURS
-        if self.fold_hours:
+        if self.by_day:
+            # Whole days from the day projection; the other hours, each as its day's.
+            day_select, hour_select = (
+                _with_day(select, _DAY_ITEM),
+                _with_day(select, _HOURS_DAY_ITEM),
+            )
+            tiers = [
+                (day_select, WHOLE_DAYS),
+                (f"WITH {_HOUR_ITEM} {hour_select}", WHOLE_HOURS_OF_CUT_DAYS),
+                (f"WITH {_HOUR_ITEM} {hour_select}", CUT_HOURS),
+            ]
+            keys = _day_keys(keys)
+        elif self.fold_hours:
             # The hour stays the name the bounds filter on, but is no column of the view.
             items = _without_hour(select)
             select = f"WITH {_HOUR_ITEM} SELECT {items}"
             keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
+            tiers = [(select, WHOLE_HOURS), (select, CUT_HOURS)]
             if self.day_projection:
-                # The protos' declarations and a qualified table name, no request's text.
-                days = f"WITH {_DAY_ITEM} SELECT {items} FROM {table}\nWHERE {WHOLE_DAYS}"  # noqa: S608
-                tiers.append(days)
-                hours = WHOLE_HOURS_OF_CUT_DAYS
-        tiers.append(f"{select} FROM {table}\nWHERE {hours}")
-        tiers.append(f"{select} FROM {table}\nWHERE {CUT_HOURS}")
-        union = "\nUNION ALL\n".join(f"{tier}\nGROUP BY {keys}" for tier in tiers)
+                tiers = [
+                    (f"WITH {_DAY_ITEM} SELECT {items}", WHOLE_DAYS),
+                    (select, WHOLE_HOURS_OF_CUT_DAYS),
+                    (select, CUT_HOURS),
+                ]
+        else:
+            tiers = [(select, WHOLE_HOURS), (select, CUT_HOURS)]
+        union = "\nUNION ALL\n".join(
+            f"{items} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for items, where in tiers
+        )
         return f"CREATE OR REPLACE VIEW {view} AS\n{union}"
+
+
+def _with_day(select: str, day_item: str) -> str:
+    """`select` (`SELECT a, b, …`) with `day_item` in the hour's place (split and joined at
+    `, ` as in _without_hour)."""
+    items = select.removeprefix("SELECT ").split(", ")
+    items[items.index(_HOUR_ITEM)] = day_item
+    return "SELECT " + ", ".join(items)
+
+
+def _day_keys(keys: str) -> str:
+    return ", ".join("day" if key.strip() == "hour" else key.strip() for key in keys.split(","))
 
 
 def _without_hour(select: str) -> str | None:

@@ -137,6 +137,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         ],
         "user_events": [
             "activity_bitmap_hours",
+            "activity_bitmap_days",
             "by_session",
             "by_user",
             "user_hours",
@@ -166,10 +167,19 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_segment_bitmap_hours",
             "ab_buyer_hours",
             "ab_bitmap_range",
+            "ab_bitmap_days",
+            "ab_segment_bitmap_days",
+            "ab_buyer_days",
         ],
-        "user_events": ["activity_bitmap_hours", "user_hours"],
-        "app_events": ["feature_bitmap_hours", "app_user_hours", "feature_bitmap_range"],
-        "clickstream_events": ["page_view_hours"],
+        "user_events": ["activity_bitmap_hours", "user_hours", "activity_bitmap_days", "user_days"],
+        "app_events": [
+            "feature_bitmap_hours",
+            "app_user_hours",
+            "feature_bitmap_range",
+            "feature_bitmap_days",
+            "app_user_days",
+        ],
+        "clickstream_events": ["page_view_hours", "page_view_days"],
     }
     # A day projection is its hourly one's query per UTC day.
     assert (
@@ -204,6 +214,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("clickstream_events", "by_user"),
         ("clickstream_events", "page_view_days"),
         ("clickstream_events", "page_view_hours"),
+        ("user_events", "activity_bitmap_days"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "by_user"),
@@ -299,7 +310,8 @@ async def _reads(warehouse: EmbeddedWarehouse, name: str, given: dict[str, str])
     return "\n".join(str(row["explain"]) for row in plan.data)
 
 
-# The day projection a folded view reads the range's whole days from, by endpoint.
+# The day projection an endpoint's folded view or view by day reads the range's whole
+# days from.
 DAY_TIERS = {
     "test_summary": "ab_bitmap_days",
     "test_segments": "ab_segment_bitmap_days",
@@ -307,6 +319,8 @@ DAY_TIERS = {
     "get_popular_pages": "page_view_days",
     "test_results": "ab_buyer_days",
     "retention": "user_days",
+    "user_activity_metrics": "activity_bitmap_days",
+    "active_users": "feature_bitmap_days",
 }
 
 

@@ -12,17 +12,19 @@
 --   views (never NaN or infinity). A bound inside a day keeps only its in-range events.
 --   Only days with events appear.
 -- Ordering: date DESC (newest day first); the date is the group key, so no ties.
--- Cost: read from the `activity_bitmap_hours` range view (services/query/sql/README.md):
---   whole hours from the projection of that name, the cut hours at either end from the
---   rows; a day's distinct ids are merged from its hours' bitmaps, so any range is exact.
+-- Cost: read from `activity_bitmap_days`, the view by day of the `activity_bitmap_hours`
+--   projection (services/query/sql/README.md): whole days from the day projection of that
+--   name, the whole hours of the days the bounds cut from the hourly one, the cut hours
+--   at either end from the rows; a cut day's distinct ids are merged from its hours'
+--   bitmaps, so any range is exact.
 SELECT
-    toDate(hour) AS date,
+    toDate(day) AS date,
     toUInt64(groupBitmapMerge(user_ids)) AS unique_users,
     toUInt64(groupBitmapMerge(session_ids)) AS sessions,
     sum(event_count) AS total_events,
     sum(page_view_count) AS page_views,
     sum(click_count) AS clicks,
     if(page_views = 0, 0, round(clicks / page_views, 2)) AS click_through_rate
-FROM activity_bitmap_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM activity_bitmap_days(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 GROUP BY date
 ORDER BY date DESC
