@@ -59,7 +59,14 @@ def _whole_days(day: str) -> str:
 WHOLE_DAYS = _whole_days("day")
 # An hour of a whole day is read from the day tier, not again from the hours.
 _HOURS_DAY = "toStartOfDay(hour, 'UTC')"
-WHOLE_HOURS_OF_CUT_DAYS = f"{WHOLE_HOURS} AND NOT ({_whole_days(_HOURS_DAY)})"
+# Whether a bound cuts its day, judged from the bounds alone: when neither does, the range
+# is whole days, this tier is a constant false and the engine reads nothing for it (the
+# hourly projection's rows would otherwise be read to be filtered out).
+_A_DAY_IS_CUT = (
+    "(toStartOfDay({start_date:DateTime}, 'UTC') != {start_date:DateTime}"
+    " OR toStartOfDay({end_date:DateTime} + 1, 'UTC') = toStartOfDay({end_date:DateTime}, 'UTC'))"
+)
+WHOLE_HOURS_OF_CUT_DAYS = f"{_A_DAY_IS_CUT} AND {WHOLE_HOURS} AND NOT ({_whole_days(_HOURS_DAY)})"
 
 
 # A folding view drops the hour from its columns and keys, so its projection names the

@@ -133,7 +133,6 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_segment_bitmap_hours",
             "ab_segment_bitmap_days",
             "ab_buyer_hours",
-            "ab_buyer_days",
         ],
         "user_events": [
             "activity_bitmap_hours",
@@ -141,18 +140,15 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "by_session",
             "by_user",
             "user_hours",
-            "user_days",
         ],
         "app_events": [
             "feature_bitmap_hours",
             "feature_bitmap_days",
             "by_session",
             "app_user_hours",
-            "app_user_days",
         ],
         "clickstream_events": [
             "page_view_hours",
-            "page_view_days",
             "by_page",
             "by_session_rows",
             "by_user",
@@ -169,25 +165,23 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_bitmap_range",
             "ab_bitmap_days",
             "ab_segment_bitmap_days",
-            "ab_buyer_days",
         ],
-        "user_events": ["activity_bitmap_hours", "user_hours", "activity_bitmap_days", "user_days"],
+        "user_events": ["activity_bitmap_hours", "user_hours", "activity_bitmap_days"],
         "app_events": [
             "feature_bitmap_hours",
             "app_user_hours",
             "feature_bitmap_range",
             "feature_bitmap_days",
-            "app_user_days",
         ],
-        "clickstream_events": ["page_view_hours", "page_view_days"],
+        "clickstream_events": ["page_view_hours"],
     }
     # A day projection is its hourly one's query per UTC day.
     assert (
-        "PROJECTION `ab_buyer_days` (SELECT toStartOfDay(timestamp, 'UTC') AS day, test_id, "
-        "conversion = 1 OR revenue != 0 AS notable, variant, if(conversion = 1 OR revenue != 0, "
-        "user_id, '') AS buyer, max(conversion = 1) AS converted, sum(revenue) AS revenue_sum "
-        "GROUP BY test_id, notable, day, variant, buyer)"
-    ) in registry()["ab_test_events"].create_table_sql("pipit")
+        "PROJECTION `ab_segment_bitmap_days` (SELECT toStartOfDay(timestamp, 'UTC') AS day, "
+        "test_id, variant, device, country, groupBitmapState(_pipit_user_id_number) AS user_ids, "
+        "countIf(conversion = 1) AS conversion_events, sum(revenue) AS revenue_sum "
+        "GROUP BY test_id, variant, device, country, day)"
+    ) in registry()["ab_test_events"].create_table_sql("pipit", numbered=True)
 
 
 async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse) -> None:
@@ -200,11 +194,9 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_bitmap_days"),
         ("ab_test_events", "ab_bitmap_hours"),
-        ("ab_test_events", "ab_buyer_days"),
         ("ab_test_events", "ab_buyer_hours"),
         ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
-        ("app_events", "app_user_days"),
         ("app_events", "app_user_hours"),
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_days"),
@@ -212,13 +204,11 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session_rows"),
         ("clickstream_events", "by_user"),
-        ("clickstream_events", "page_view_days"),
         ("clickstream_events", "page_view_hours"),
         ("user_events", "activity_bitmap_days"),
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "by_user"),
-        ("user_events", "user_days"),
         ("user_events", "user_hours"),
     ]
     parts = await warehouse.query(
@@ -316,9 +306,6 @@ DAY_TIERS = {
     "test_summary": "ab_bitmap_days",
     "test_segments": "ab_segment_bitmap_days",
     "feature_usage": "feature_bitmap_days",
-    "get_popular_pages": "page_view_days",
-    "test_results": "ab_buyer_days",
-    "retention": "user_days",
     "user_activity_metrics": "activity_bitmap_days",
     "active_users": "feature_bitmap_days",
 }
