@@ -144,7 +144,8 @@ class Datasource:
         projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
-        do not change, only their cost. `numbered` (chDB, `database` the table's): first
+        do not change, only their cost (`Warehouse.ensure_schema` has the engine write a
+        projection it adds into them). `numbered` (chDB, `database` the table's): first
         numbers the ids of the rows the table holds, then adds the hidden number columns,
         which older parts compute from the lookup when read or merged (before the lookup
         is refilled at a start they fail, and a merge is retried, rather than count 0)

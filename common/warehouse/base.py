@@ -276,6 +276,17 @@ class Warehouse(abc.ABC):
                 projections=projections,
             ):
                 await self.execute(statement)
+        # A projection added to a table that had parts before it is read from those parts'
+        # rows until they merge (a big part may never): a range view's whole days would
+        # scan them, where the hours it replaced came from their projection. The engine
+        # writes it into them in the background (a mutation; reads are exact meanwhile).
+        # Only when the projection is new, so a start does not rewrite it again; where the
+        # engine cannot say which it has, the parts merge in their own time.
+        for table, name in _new_projections(datasources, existing, projections, self.numbers_ids):
+            await self.execute(
+                f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE PROJECTION `{name}` "
+                "SETTINGS mutations_sync = 0"  # chDB's default waits for it: a start would too
+            )
 
     async def projection_names(self) -> dict[str, frozenset[str]] | None:
         """Each table's projections in this warehouse's database, or None where the
@@ -339,3 +350,22 @@ def _string_literal(value: str) -> str:
 
 def _setting_literal(value: Any) -> str:
     return str(value) if isinstance(value, int) else _string_literal(str(value))
+
+
+def _new_projections(
+    datasources: Sequence[Datasource],
+    existing: frozenset[str],
+    present: Mapping[str, frozenset[str]] | None,
+    numbered: bool,
+) -> list[tuple[str, str]]:
+    """(table, projection) of each declared projection that a table which existed before
+    this start did not have, when `present` says what the tables had."""
+    if present is None:
+        return []
+    return [
+        (ds.name, name)
+        for ds in datasources
+        if ds.name in existing
+        for declared in ds.projections_for(numbered)
+        if (name := declared.split(" ", 1)[0].strip("`")) not in present.get(ds.name, ())
+    ]

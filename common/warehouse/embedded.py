@@ -328,7 +328,8 @@ class EmbeddedWarehouse(Warehouse):
         await super().ensure_schema(datasources, quarantine_ttl_days=quarantine_ttl_days)
         for table, column in unnumbered:
             await self.execute(
-                f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}`"
+                f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}` "
+                "SETTINGS mutations_sync = 0"  # chDB's default waits for it: a start would too
             )
 
     async def _unnumbered(self, datasources: Sequence[Datasource]) -> list[tuple[str, str]]:
