@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 import pipit.datasources.v1 as datasources_pkg
 from common import id_numbers
 from common.config import Settings
-from common.range_views import RangeView
+from common.range_views import RangeView, day_query
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -84,6 +84,11 @@ class Datasource:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def projection_names(self) -> tuple[str, ...]:
+        """The declared projections' names, in the DDL's order."""
+        return tuple(p.split(" ", 1)[0].strip("`") for p in self.projections)
 
     @property
     def quarantine_table(self) -> str:
@@ -333,14 +338,12 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
             if p.day_projection
         )
     )
-    # A day projection is declared by its hourly one's view (RangeView.day_query), and
-    # follows it in the table's DDL.
-    day_queries = {v.day_projection: v.day_query for v in range_views if v.day_projection}
+    # A day projection is derived from its hourly one, and follows it in the table's DDL.
     projections: list[str] = []
     for p in table.projections:
         projections.append(f"`{p.name}` ({p.query})")
         if p.day_projection:
-            projections.append(f"`{p.day_projection}` ({day_queries[p.day_projection]})")
+            projections.append(f"`{p.day_projection}` ({day_query(p.query)})")
     for name in table.numbered_columns:
         field = descriptor.fields_by_name.get(name)
         column = field.GetOptions().Extensions[options_pb2.column] if field else None

@@ -117,12 +117,11 @@ class RangeView:
                 f"range view {self.name}: a view by day is named for its day projection "
                 "and keeps the days apart"
             )
-
-    @property
-    def day_query(self) -> str:
-        """The day projection's `SELECT … GROUP BY …`: the hour's item and key per UTC day."""
-        select, _, keys = self.query.partition(" GROUP BY ")
-        return f"{_with_day(select, _DAY_ITEM)} GROUP BY {_day_keys(keys)}"
+        if self.day_projection and not (self.fold_hours or self.by_day):
+            raise ValueError(
+                f"range view {self.name}: an hourly view reads no days (a folded view or "
+                "a view by day does)"
+            )
 
     def create_sql(self, table: str, view: str, *, server_form: bool = False) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
@@ -131,36 +130,35 @@ class RangeView:
         ClickHouse server), as its projection is there."""
         query = id_numbers.server_form(self.query) if server_form else self.query
         select, _, keys = query.partition(" GROUP BY ")
+        # The SELECT of the tier that reads days, and of those that read hours.
         if self.by_day:
-            # Whole days from the day projection; the other hours, each as its day's.
-            day_select, hour_select = (
-                _with_day(select, _DAY_ITEM),
-                _with_day(select, _HOURS_DAY_ITEM),
-            )
-            tiers = [
-                (day_select, WHOLE_DAYS),
-                (f"WITH {_HOUR_ITEM} {hour_select}", WHOLE_HOURS_OF_CUT_DAYS),
-                (f"WITH {_HOUR_ITEM} {hour_select}", CUT_HOURS),
-            ]
+            # The day in the hour's place: the day projection's, or each hour's day.
+            days = _with_day(select, _DAY_ITEM)
+            hours = f"WITH {_HOUR_ITEM} {_with_day(select, _HOURS_DAY_ITEM)}"
             keys = _day_keys(keys)
         elif self.fold_hours:
             # The hour stays the name the bounds filter on, but is no column of the view.
             items = _without_hour(select)
-            select = f"WITH {_HOUR_ITEM} SELECT {items}"
+            days = f"WITH {_DAY_ITEM} SELECT {items}"
+            hours = f"WITH {_HOUR_ITEM} SELECT {items}"
             keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
-            tiers = [(select, WHOLE_HOURS), (select, CUT_HOURS)]
-            if self.day_projection:
-                tiers = [
-                    (f"WITH {_DAY_ITEM} SELECT {items}", WHOLE_DAYS),
-                    (select, WHOLE_HOURS_OF_CUT_DAYS),
-                    (select, CUT_HOURS),
-                ]
         else:
-            tiers = [(select, WHOLE_HOURS), (select, CUT_HOURS)]
+            hours = select
+        if self.day_projection:
+            tiers = [(days, WHOLE_DAYS), (hours, WHOLE_HOURS_OF_CUT_DAYS), (hours, CUT_HOURS)]
+        else:
+            tiers = [(hours, WHOLE_HOURS), (hours, CUT_HOURS)]
         union = "\nUNION ALL\n".join(
-            f"{items} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for items, where in tiers
+            f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
         )
         return f"CREATE OR REPLACE VIEW {view} AS\n{union}"
+
+
+def day_query(query: str) -> str:
+    """The day projection's `SELECT … GROUP BY …` of an hourly projection's `query`: the
+    hour's item and key per UTC day."""
+    select, _, keys = query.partition(" GROUP BY ")
+    return f"{_with_day(select, _DAY_ITEM)} GROUP BY {_day_keys(keys)}"
 
 
 def _with_day(select: str, day_item: str) -> str:

@@ -129,9 +129,7 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
 
 
 def test_projections_are_declared_in_the_table_ddl() -> None:
-    declared = {
-        ds.name: [p.split()[0].strip("`") for p in ds.projections] for ds in registry().values()
-    }
+    declared = {ds.name: list(ds.projection_names) for ds in registry().values()}
     assert declared == {
         "ab_test_events": [
             "ab_bitmap_hours",
@@ -294,7 +292,7 @@ async def test_a_start_writes_new_projections_into_older_parts(chdb_dir: Path) -
         materialized = sorted(
             r["command"].strip("()").replace("`", "").split()[2] for r in found.data
         )
-        declared = [p.split()[0].strip("`") for p in ab.projections]
+        declared = ab.projection_names
         assert materialized == sorted(set(declared) - {"ab_buyer_hours"})
         holding = await wh.query(
             "SELECT name, count() AS parts FROM system.projection_parts "
@@ -436,22 +434,20 @@ async def test_whole_hours_are_read_from_the_projection(
     assert any(outcomes)
 
 
-def test_the_calendar_of_whole_periods() -> None:
+@pytest.mark.parametrize(
+    "bounds,expected",
+    [
+        ({}, (True, False)),
+        ({"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}, (True, False)),
+        ({"start_date": "2023-06-03 13:17:23", "end_date": "2023-06-07 08:41:09"}, (True, True)),
+        ({"start_date": "2023-06-04 11:30:00", "end_date": "2023-06-04 12:29:59"}, (False, False)),
+        ({"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"}, (False, True)),
+        ({"start_date": "2023-06-03 00:00:00"}, (True, False)),
+    ],
+)
+def test_the_calendar_of_whole_periods(bounds: dict[str, str], expected: tuple[bool, bool]) -> None:
     """The test's own reckoning, on ranges whose answer is plain."""
-    assert _whole_periods({}) == (True, False)
-    assert _whole_periods(
-        {"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}
-    ) == (True, False)
-    assert _whole_periods(
-        {"start_date": "2023-06-03 13:17:23", "end_date": "2023-06-07 08:41:09"}
-    ) == (True, True)
-    assert _whole_periods(
-        {"start_date": "2023-06-04 11:30:00", "end_date": "2023-06-04 12:29:59"}
-    ) == (False, False)
-    assert _whole_periods(
-        {"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"}
-    ) == (False, True)
-    assert _whole_periods({"start_date": "2023-06-03 00:00:00"}) == (True, False)
+    assert _whole_periods(bounds) == expected
 
 
 # The one-entity lookups read the entity's rows in its order (`by_user`,

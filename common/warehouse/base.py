@@ -282,7 +282,7 @@ class Warehouse(abc.ABC):
         # writes it into them in the background (a mutation; reads are exact meanwhile).
         # Only when the projection is new, so a start does not rewrite it again; where the
         # engine cannot say which it has, the parts merge in their own time.
-        for table, name in _new_projections(datasources, existing, projections, self.numbers_ids):
+        for table, name in _new_projections(datasources, existing, projections):
             await self.execute(
                 f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE PROJECTION `{name}` "
                 "SETTINGS mutations_sync = 0"  # chDB's default waits for it: a start would too
@@ -356,7 +356,6 @@ def _new_projections(
     datasources: Sequence[Datasource],
     existing: frozenset[str],
     present: Mapping[str, frozenset[str]] | None,
-    numbered: bool,
 ) -> list[tuple[str, str]]:
     """(table, projection) of each declared projection that a table which existed before
     this start did not have, when `present` says what the tables had."""
@@ -366,6 +365,6 @@ def _new_projections(
         (ds.name, name)
         for ds in datasources
         if ds.name in existing
-        for declared in ds.projections_for(numbered)
-        if (name := declared.split(" ", 1)[0].strip("`")) not in present.get(ds.name, ())
+        for name in ds.projection_names
+        if name not in present.get(ds.name, ())
     ]
