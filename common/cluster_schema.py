@@ -19,7 +19,7 @@ unqualified datasource names) and ingest (which inserts into `<name>`) run uncha
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from common.datasources import DEDUPLICATION_SETTING, QUARANTINE_TTL_DAYS, Datasource
@@ -140,18 +140,19 @@ class ClusterSchema:
             f"{sharding_key})",
         ]
 
-    def datasource_sql(self, ds: Datasource) -> list[str]:
+    def datasource_sql(self, ds: Datasource, present: Container[str] | None = None) -> list[str]:
         # Tables created by an older release get the columns, indexes and projections
         # declared since: columns on both tables (an insert through the Distributed table
         # names them, and it forwards them to the local one), the rest where parts are.
         # Several ingest replicas write a cluster, so no ids are numbered here
-        # (common/id_numbers.py): the projections keep the ids' uniqExact sets.
+        # (common/id_numbers.py): the projections keep the ids' uniqExact sets. `present`,
+        # when known, names the projections the local table had (`upgrade_sql`).
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
         return [
             *self._pair(ds.create_table_sql(self.database, numbered=False), sharding_key(ds)),
             *ds.add_columns_sql(local),
             *ds.add_columns_sql(self._on_cluster(ds.name)),
-            *ds.upgrade_sql(local, numbered=False),
+            *ds.upgrade_sql(local, numbered=False, present=present),
             *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`", numbered=False),
         ]
 
@@ -175,10 +176,21 @@ class ClusterSchema:
             local, self.quarantine_ttl_days
         )
 
-    def statements(self, datasources: Iterable[Datasource]) -> list[str]:
-        """Every statement, in the order they must run; each is idempotent."""
+    def statements(
+        self,
+        datasources: Iterable[Datasource],
+        *,
+        existing: Container[str] | None = None,
+        projections: Mapping[str, Container[str]] | None = None,
+    ) -> list[str]:
+        """Every statement, in the order they must run; each is idempotent. `existing` and
+        `projections`, when known (read from a node before the statements run), name the
+        tables there and each one's projections: a projection an existing local table
+        lacks is written into its parts."""
         out = [self.create_database_sql()]
         for ds in datasources:
-            out += self.datasource_sql(ds)
+            local = ds.name + LOCAL_SUFFIX
+            known = existing is not None and projections is not None and local in existing
+            out += self.datasource_sql(ds, projections.get(local, ()) if known else None)
             out += self.quarantine_sql(ds)
         return out

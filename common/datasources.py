@@ -149,14 +149,16 @@ class Datasource:
         projections to `table` (its qualified
         name, `ON CLUSTER` included where it applies) when it was created before them. New
         parts (and parts that merge) get them; older parts are read as before, so answers
-        do not change, only their cost (`Warehouse.ensure_schema` has the engine write a
-        projection it adds into them). `numbered` (chDB, `database` the table's): first
+        do not change, only their cost; where `present` is known the engine writes a
+        projection the table lacked into them). `numbered` (chDB, `database` the table's): first
         numbers the ids of the rows the table holds, then adds the hidden number columns,
         which older parts compute from the lookup when read or merged (before the lookup
         is refilled at a start they fail, and a merge is retried, rather than count 0)
         until the embedded warehouse's `ensure_schema` has them written (MATERIALIZE
         COLUMN, once, in the background). `present`, when known, names the projections the
-        table has: a retired one is dropped only if among them, as the engine records every
+        table has (None where the engine cannot say, or the table is new): a declared one
+        not among them is written into the older parts, and a retired one is dropped only
+        if among them, as the engine records every
         DROP PROJECTION as a mutation of the table's parts, even one with nothing to drop,
         and a start would otherwise add one per retired projection."""
         return (
@@ -169,6 +171,16 @@ class Datasource:
             + [
                 f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {projection}"
                 for projection in self.projections_for(numbered)
+            ]
+            + [
+                # A projection added to a table with parts is read from those parts' rows
+                # until they merge (a big part may never): a range view's whole days would
+                # scan them. The engine writes it into them in the background (a mutation;
+                # reads are exact meanwhile), once: only where the table lacked it. chDB's
+                # default waits for the mutation, and the start or deploy with it.
+                f"ALTER TABLE {table} MATERIALIZE PROJECTION `{name}` SETTINGS mutations_sync = 0"
+                for name in self.projection_names
+                if present is not None and name not in present
             ]
             + [
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"

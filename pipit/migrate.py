@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from common import config, token_table
 from common.cluster_schema import ClusterSchema
@@ -63,12 +63,23 @@ INTERNAL_TABLES: tuple[Callable[[str], str], ...] = (
 )
 
 
-def statements(settings: Settings, cluster: str | None) -> list[str]:
+def statements(
+    settings: Settings,
+    cluster: str | None,
+    *,
+    existing: frozenset[str] | None = None,
+    projections: Mapping[str, frozenset[str]] | None = None,
+) -> list[str]:
+    """What `pipit migrate` runs (`existing`, `projections`: what the node it reaches
+    holds, where known; ClusterSchema.statements)."""
     datasources = list(registry().values())
     if cluster:
         schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
         internal = [schema.everywhere_sql(create(settings.database)) for create in INTERNAL_TABLES]
-        return [*schema.statements(datasources), *internal]
+        return [
+            *schema.statements(datasources, existing=existing, projections=projections),
+            *internal,
+        ]
     # On one node too: k8s/ runs the services with PIPIT_MANAGE_SCHEMA=false everywhere.
     internal = [create(settings.database) for create in INTERNAL_TABLES]
     return [
@@ -93,10 +104,18 @@ async def migrate(settings: Settings, cluster: str | None) -> int:
     warehouse = open_warehouse(settings)
     await warehouse.open()
     try:
-        sql = statements(settings, cluster)
         if cluster:
+            # The node's tables say which projections are new to the cluster's: those are
+            # written into the parts that older releases' inserts left.
+            sql = statements(
+                settings,
+                cluster,
+                existing=await warehouse.table_names(),
+                projections=await warehouse.projection_names(),
+            )
             await apply(warehouse, sql)
         else:
+            sql = statements(settings, cluster)
             await warehouse.ensure_schema(
                 list(registry().values()), quarantine_ttl_days=settings.quarantine_ttl_days
             )

@@ -35,6 +35,7 @@ from common.datasources import (
 from common.warehouse.embedded import EmbeddedWarehouse
 from common.warehouse.factory import open_warehouse
 from pipit import cli
+from pipit import migrate as migrate_command
 from pipit.migrate import INTERNAL_TABLES, apply, single_node_statements
 from pipit.startup import load_project
 
@@ -149,6 +150,96 @@ def test_projections_are_on_the_local_tables_only() -> None:
         assert statements.index(local) < min(statements.index(s) for s in added)
 
 
+def _node_before_upgrade() -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """What a node holds before a release that declared projections: every local table but
+    the last datasource's (a table new to the cluster), each with only its first
+    projection (where it has any)."""
+    existing = frozenset(ds.name + LOCAL_SUFFIX for ds in DATASOURCES[:-1])
+    projections = {
+        ds.name + LOCAL_SUFFIX: frozenset(ds.projection_names[:1])
+        for ds in DATASOURCES[:-1]
+        if ds.projections
+    }
+    return existing, projections
+
+
+def _materialized(statements: list[str]) -> list[tuple[str, str]]:
+    found = []
+    for s in statements:
+        match = re.fullmatch(
+            rf"ALTER TABLE `{DATABASE}`\.`(\w+)` ON CLUSTER `{CLUSTER}` "
+            r"MATERIALIZE PROJECTION `(\w+)` SETTINGS mutations_sync = 0",
+            s,
+        )
+        if match:
+            found.append((match.group(1), match.group(2)))
+        else:
+            assert "MATERIALIZE PROJECTION" not in s, s
+    return found
+
+
+def test_a_projection_new_to_an_existing_local_table_is_written_into_its_parts() -> None:
+    """Else a cluster upgraded to a release with more projections reads them from the
+    older parts' rows until those merge; once only (the node's projections say which are
+    new), never on a table new to the cluster, nor where the node was not read (--print)."""
+    existing, projections = _node_before_upgrade()
+    statements = _schema().statements(DATASOURCES, existing=existing, projections=projections)
+    expected = [
+        (ds.name + LOCAL_SUFFIX, name)
+        for ds in DATASOURCES[:-1]
+        for name in ds.projection_names[1:]
+    ]
+    assert expected
+    assert _materialized(statements) == expected
+    for table, name in expected:  # after the projection is added to the table
+        added = next(
+            s
+            for s in statements
+            if f"`{table}`" in s and f"ADD PROJECTION IF NOT EXISTS `{name}`" in s
+        )
+        materialize = next(
+            s for s in statements if f"`{table}`" in s and f"MATERIALIZE PROJECTION `{name}`" in s
+        )
+        assert statements.index(added) < statements.index(materialize)
+    everything = {ds.name + LOCAL_SUFFIX: frozenset(ds.projection_names) for ds in DATASOURCES}
+    again = _schema().statements(
+        DATASOURCES, existing=frozenset(everything), projections=everything
+    )
+    assert _materialized(again) == []
+    assert _materialized(_schema().statements(DATASOURCES)) == []
+
+
+async def test_pipit_migrate_reads_the_node_before_upgrading_the_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pipit migrate --cluster` asks the node it reaches which tables and projections it
+    holds, and runs the statements that follow from them."""
+    existing, projections = _node_before_upgrade()
+    ran: list[str] = []
+
+    class Node:
+        async def open(self) -> None: ...
+
+        async def close(self) -> None: ...
+
+        async def table_names(self) -> frozenset[str]:
+            return existing
+
+        async def projection_names(self) -> dict[str, frozenset[str]]:
+            return projections
+
+        async def execute(self, statement: str) -> None:
+            ran.append(statement)
+
+    monkeypatch.setattr(migrate_command, "open_warehouse", lambda settings: Node())
+    settings = Settings(clickhouse_url="http://node:8123", database=DATABASE)
+    assert await migrate_command.migrate(settings, CLUSTER) == 0
+    assert ran == migrate_command.statements(
+        settings, CLUSTER, existing=existing, projections=projections
+    )
+    assert _materialized(ran)
+
+
 def test_datasources_are_sharded_by_user_id() -> None:
     # Per-user endpoints then read one shard, and one user's rows stay together.
     assert SHARDING_KEY == "cityHash64(user_id)"
@@ -163,7 +254,9 @@ async def test_every_statement_parses_as_clickhouse_sql(
     # Through the session's chDB (one per process): ClickHouse's parser reformats each
     # statement without running it, so a syntax error fails here, not on the cluster.
     internal = [_schema().everywhere_sql(create(DATABASE)) for create in INTERNAL_TABLES]
-    for statement in [*_schema().statements(DATASOURCES), *internal]:
+    existing, projections = _node_before_upgrade()
+    upgrade = _schema().statements(DATASOURCES, existing=existing, projections=projections)
+    for statement in [*upgrade, *internal]:
         result = await module_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )

@@ -24,8 +24,11 @@ from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
 from common.range_views import RangeView
-from common.warehouse import base as warehouse_base
 from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.project.artifact import builtin
+from pipit.project.deploy import Deployer
+from pipit.project.runtime import CurrentProject, Project
+from pipit.project.store import DeploymentStore
 
 # endpoint -> (the projection it reads, the extra parameters it is run with). The whole
 # hours inside any range are read from the projection, the cut ones at either end from
@@ -73,6 +76,12 @@ RANGES: list[dict[str, str]] = [
 LAST_DATETIME = datetime(2106, 2, 7, 6, 28, 15)
 
 
+async def _projections_unknown() -> None:
+    """`Warehouse.projection_names` of an engine that cannot say (as an older Pipit's
+    start knew nothing of them): projections are added, not written into older parts."""
+    return None
+
+
 def _days_with_events(name: str, bounds: dict[str, str]) -> int:
     """How many UTC days the datasource's in-range events span, first to last, counted
     here from DATA."""
@@ -116,7 +125,7 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
             # As an older Pipit's start: the projections added, not written into the
             # older parts.
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(warehouse_base, "_new_projections", lambda *_: [])
+                patch.setattr(wh, "projection_names", _projections_unknown)
                 for _ in range(2):  # idempotent
                     await wh.ensure_schema(list(registry().values()))
         for name, rows in DATA.items():
@@ -278,35 +287,110 @@ async def test_a_start_writes_new_projections_into_older_parts(chdb_dir: Path) -
             await wh.insert_json_rows(ab.name, ab.column_names, body)
         for _ in range(2):  # idempotent
             await wh.ensure_schema([ab])
-        query = (
-            "SELECT command, is_done FROM system.mutations WHERE database = {d:String} "
-            "AND command LIKE '%MATERIALIZE PROJECTION%'"
-        )
-        deadline = asyncio.get_running_loop().time() + 120
-        while True:
-            found = await wh.query(query, {"d": wh.database})
-            if all(r["is_done"] for r in found.data):
-                break
-            assert asyncio.get_running_loop().time() < deadline, found.data
-            await asyncio.sleep(0.05)
-        materialized = sorted(
-            r["command"].strip("()").replace("`", "").split()[2] for r in found.data
-        )
         declared = ab.projection_names
-        assert materialized == sorted(set(declared) - {"ab_buyer_hours"})
-        holding = await wh.query(
-            "SELECT name, count() AS parts FROM system.projection_parts "
-            "WHERE database = {d:String} AND active AND table = {t:String} GROUP BY name",
-            {"d": wh.database, "t": ab.name},
+        assert await _materialized(wh) == sorted(set(declared) - {"ab_buyer_hours"})
+        assert await _parts_holding(wh, ab.name) == dict.fromkeys(
+            declared, await _active_parts(wh, ab.name)
         )
-        parts = await wh.query(
-            "SELECT count() AS n FROM system.parts WHERE database = {d:String} AND active "
-            "AND table = {t:String}",
-            {"d": wh.database, "t": ab.name},
+    finally:
+        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
+        await wh.close()
+
+
+async def _materialized(wh: EmbeddedWarehouse) -> list[str]:
+    """The projections the engine was asked to write into older parts in `wh`'s database,
+    once every such mutation is done."""
+    query = (
+        "SELECT command, is_done FROM system.mutations WHERE database = {d:String} "
+        "AND command LIKE '%MATERIALIZE PROJECTION%'"
+    )
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        found = await wh.query(query, {"d": wh.database})
+        if all(r["is_done"] for r in found.data):
+            break
+        assert asyncio.get_running_loop().time() < deadline, found.data
+        await asyncio.sleep(0.05)
+    return sorted(r["command"].strip("()").replace("`", "").split()[2] for r in found.data)
+
+
+async def _parts_holding(wh: EmbeddedWarehouse, table: str) -> dict[str, int]:
+    """How many active parts of `table` hold each projection."""
+    holding = await wh.query(
+        "SELECT name, count() AS parts FROM system.projection_parts "
+        "WHERE database = {d:String} AND active AND table = {t:String} GROUP BY name",
+        {"d": wh.database, "t": table},
+    )
+    return {r["name"]: r["parts"] for r in holding.data}
+
+
+async def _active_parts(wh: EmbeddedWarehouse, table: str) -> int:
+    parts = await wh.query(
+        "SELECT count() AS n FROM system.parts WHERE database = {d:String} AND active "
+        "AND table = {t:String}",
+        {"d": wh.database, "t": table},
+    )
+    return parts.data[0]["n"]
+
+
+PAGE_VIEWS_PROTO = """syntax = "proto3";
+
+package shop.v1;
+
+import "pipit/clickhouse/v1/options.proto";
+
+// A page view.
+message PageView {
+  option (pipit.clickhouse.v1.table) = {name: "page_views" engine: "MergeTree"
+    sorting_key: "timestamp"%s};
+  // When.
+  string timestamp = 1 [(pipit.clickhouse.v1.column) = {type: "DateTime"}];
+  // Who.
+  string user_id = 2 [(pipit.clickhouse.v1.column) = {type: "String"}];
+  // Where.
+  string path = 3 [(pipit.clickhouse.v1.column) = {type: "String"}];
+}
+"""
+BY_USER = ' projections: {name: "by_user" query: "SELECT * ORDER BY user_id, timestamp"}'
+
+
+async def test_a_deploy_writes_a_new_projection_into_the_rows_already_there(
+    chdb_dir: Path,
+) -> None:
+    """A team's deploy that adds a projection to its datasource has the engine write it
+    into the parts inserted before (else a read the projection serves scans them until
+    they merge), says so among the changes, and does it once: a second deploy of the
+    same project asks for nothing."""
+    wh = EmbeddedWarehouse(chdb_dir, unique_database("deploy_projection"))
+    await wh.open()
+    try:
+        store = DeploymentStore(wh)
+        await store.ensure()
+        deployer = Deployer(wh, CurrentProject(Project(builtin())), store, 7)
+        await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % ""})
+        for part in range(2):
+            rows = [
+                {
+                    "timestamp": f"2023-06-0{part + 1} 0{i % 10}:00:00",
+                    "user_id": f"u{i}",
+                    "path": "/",
+                }
+                for i in range(50)
+            ]
+            body = b"\n".join(orjson.dumps(row) for row in rows)
+            await wh.insert_json_rows("page_views", ("timestamp", "user_id", "path"), body)
+        deployed = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
+        assert (
+            "added projection page_views.by_user (written into the rows already there in the "
+            "background)" in deployed.changes
         )
-        assert {r["name"]: r["parts"] for r in holding.data} == dict.fromkeys(
-            declared, parts.data[0]["n"]
-        )
+        assert await _materialized(wh) == ["by_user"]
+        assert await _parts_holding(wh, "page_views") == {
+            "by_user": await _active_parts(wh, "page_views")
+        }
+        again = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
+        assert again.changes == ()
+        assert await _materialized(wh) == ["by_user"]
     finally:
         await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
         await wh.close()

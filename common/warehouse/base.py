@@ -264,7 +264,8 @@ class Warehouse(abc.ABC):
         those that were already there up to date (a table created here needs no upgrade).
         Processes that create one database at once create the same tables, unless they are
         of different releases: then an older release's table is brought up to date at the
-        next start."""
+        next start. A projection a table lacked is written into its older parts
+        (`Datasource.upgrade_sql`)."""
         existing = await self.table_names()
         projections = await self.projection_names()
         for ds in datasources:
@@ -276,17 +277,6 @@ class Warehouse(abc.ABC):
                 projections=projections,
             ):
                 await self.execute(statement)
-        # A projection added to a table that had parts before it is read from those parts'
-        # rows until they merge (a big part may never): a range view's whole days would
-        # scan them, where the hours it replaced came from their projection. The engine
-        # writes it into them in the background (a mutation; reads are exact meanwhile).
-        # Only when the projection is new, so a start does not rewrite it again; where the
-        # engine cannot say which it has, the parts merge in their own time.
-        for table, name in _new_projections(datasources, existing, projections):
-            await self.execute(
-                f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE PROJECTION `{name}` "
-                "SETTINGS mutations_sync = 0"  # chDB's default waits for it: a start would too
-            )
 
     async def projection_names(self) -> dict[str, frozenset[str]] | None:
         """Each table's projections in this warehouse's database, or None where the
@@ -350,21 +340,3 @@ def _string_literal(value: str) -> str:
 
 def _setting_literal(value: Any) -> str:
     return str(value) if isinstance(value, int) else _string_literal(str(value))
-
-
-def _new_projections(
-    datasources: Sequence[Datasource],
-    existing: frozenset[str],
-    present: Mapping[str, frozenset[str]] | None,
-) -> list[tuple[str, str]]:
-    """(table, projection) of each declared projection that a table which existed before
-    this start did not have, when `present` says what the tables had."""
-    if present is None:
-        return []
-    return [
-        (ds.name, name)
-        for ds in datasources
-        if ds.name in existing
-        for name in ds.projection_names
-        if name not in present.get(ds.name, ())
-    ]

@@ -131,6 +131,7 @@ class Deployer:
         the changes that lose data (with where they are declared)."""
         database = self._warehouse.database
         live_columns, live_tables = await _schema(self._warehouse, database)
+        live_projections = await self._warehouse.projection_names()
         statements: list[str] = []
         changes: list[str] = []
         destructive: list[tuple[str, tuple[str, int]]] = []
@@ -154,7 +155,11 @@ class Deployer:
         for ds in project.datasources.values():
             where = (ds.descriptor.file.name, 1)
             schema = ds.schema_sql(
-                database, self._quarantine_ttl_days, numbered=self._warehouse.numbers_ids
+                database,
+                self._quarantine_ttl_days,
+                existing=frozenset(live_tables),
+                numbered=self._warehouse.numbers_ids,
+                projections=live_projections,
             )
             if ds.name not in live_tables:
                 statements += schema
@@ -187,8 +192,17 @@ class Deployer:
                     destructive.append((f"dropping column {ds.name}.{column}", where))
                     statements.append(f"ALTER TABLE {table} DROP COLUMN `{column}`")
                     changes.append(f"dropped column {ds.name}.{column}")
-            # Indexes, projections, the quarantine table and its TTL: idempotent.
+            # Indexes, projections, the quarantine table and its TTL: idempotent. A
+            # projection the table lacked is also written into the rows it holds.
             statements += schema[1:]
+            if live_projections is not None:
+                had = live_projections.get(ds.name, frozenset())
+                changes += [
+                    f"added projection {ds.name}.{name} (written into the rows already there "
+                    "in the background)"
+                    for name in ds.projection_names
+                    if name not in had
+                ]
         served = set(self._current.project.datasources)
         for name in sorted(served - set(project.datasources)):
             changes.append(f"datasource {name} is no longer served (its table is kept)")
