@@ -4,8 +4,8 @@ same SQL bound the same way and run directly on the engine in the same run (for 
 an analysis, test_results, its SQL alone: the analysis runs in the service), and beside the
 tutorial's own SQL for the endpoints the tutorials have (bench/tutorial_sql.py: the
 yardstick, reported as tutorial ÷ ours at p50 and p95, with the answers compared where the
-definitions agree); then requests/s of a mix of them all through the gateway with 1, 8 and
-32 concurrent clients.
+definitions agree); then requests/s through the gateway with 1, 8 and 32 concurrent clients
+of two mixes: the tutorials' twelve (issue 18's goal) and every endpoint.
 
     python -m bench.query [--events 1000000,10000000] [--repeat 200] [--max-seconds 4]
                           [--clients 1,8,32] [--duration 10] [--data-root DIR]
@@ -41,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -209,6 +211,24 @@ async def throughput(
     }
 
 
+@dataclass(frozen=True)
+class Mix:
+    """The endpoints a throughput level's clients call in turn."""
+
+    name: str
+    plan: dict[str, list[dict[str, Any]]]
+
+
+def _mixes(plan: dict[str, list[dict[str, Any]]], tutorial: Mapping[str, Any]) -> list[Mix]:
+    """`tutorials`, the endpoints the tutorials have (issue 18's goal is the mix of those
+    twelve), then `all` of them, the decision pipes included, where the two differ."""
+    ours = Mix("tutorials", {name: plan[name] for name in plan if name in tutorial})
+    every = Mix("all", plan)
+    if not ours.plan:
+        return [every]
+    return [ours] if ours.plan == plan else [ours, every]
+
+
 SETTLE_SECONDS, IDLE_SECONDS = 2.0, 3.0
 
 
@@ -323,9 +343,9 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             "idle_cpu_ms_per_s": {name: round(rate * 1000, 3) for name, rate in idle_rates.items()},
         }
         loads = []
-        for clients in args.clients:
+        for mix, clients in itertools.product(_mixes(plan, tutorial), args.clients):
             meter = CpuMeter(gateway, query, idle_rates)
-            load = await throughput(url, plan, clients, args.duration)
+            load = {"mix": mix.name} | await throughput(url, mix.plan, clients, args.duration)
             used = meter.used()
             # Every call of the mix but each one's first is a kept answer, so the engine is
             # idle and the whole query process's CPU is the layers' own.
@@ -334,7 +354,7 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
                 for name in ("gateway", "query_service")
             }
             print(
-                f"  {clients:>2} clients: {load['requests_per_s']} requests/s, "
+                f"  {mix.name}, {clients:>2} clients: {load['requests_per_s']} requests/s, "
                 f"p50 {load['latency']['p50_ms']} ms, CPU per request "
                 f"{load['cpu_ms_per_request']['gateway']} ms gateway + "
                 f"{load['cpu_ms_per_request']['query_service']} ms query service",
@@ -418,20 +438,21 @@ def chart(document: dict[str, Any], out: Path) -> Path:
     left.set_title("Endpoint p95 through the HTTP gateway, one client")
     left.legend(fontsize=8)
     for size in sizes:
-        loads = size["throughput"]
-        right.plot(
-            [t["clients"] for t in loads],
-            [t["requests_per_s"] for t in loads],
-            marker="o",
-            label=f"{size['events_per_datasource'] / 1e6:g} M events",
-        )
+        mixes = dict.fromkeys(t["mix"] for t in size["throughput"])
+        for mix in mixes:
+            loads = [t for t in size["throughput"] if t["mix"] == mix]
+            right.plot(
+                [t["clients"] for t in loads],
+                [t["requests_per_s"] for t in loads],
+                marker="o",
+                linestyle="-" if mix == "tutorials" else ":",
+                label=f"{size['events_per_datasource'] / 1e6:g} M events, {mix}",
+            )
+    clients = sorted({t["clients"] for t in sizes[0]["throughput"]})
     right.set_xscale("log", base=2)
-    right.set_xticks(
-        [t["clients"] for t in sizes[0]["throughput"]],
-        [str(t["clients"]) for t in sizes[0]["throughput"]],
-    )
+    right.set_xticks(clients, [str(c) for c in clients])
     right.set_xlabel("concurrent clients")
-    right.set_ylabel("requests/s (mix of every endpoint)")
+    right.set_ylabel("requests/s (tutorials: their twelve; all: every endpoint)")
     right.set_title("Throughput through the gateway")
     right.legend(fontsize=8)
     return results.save_figure(fig, "query", out)

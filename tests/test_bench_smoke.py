@@ -66,7 +66,13 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert len(size["endpoints"]) == 16
     for figures in size["endpoints"].values():
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
-    assert [t["clients"] for t in size["throughput"]] == [1, 2]
+    # The tutorials' twelve (issue 18's goal), then every endpoint.
+    assert [(t["mix"], t["clients"]) for t in size["throughput"]] == [
+        ("tutorials", 1),
+        ("tutorials", 2),
+        ("all", 1),
+        ("all", 2),
+    ]
     assert all(t["errors"] == 0 and t["requests"] > 0 for t in size["throughput"])
     assert all(
         set(t["cpu_ms_per_request"]) == {"gateway", "query_service"} for t in size["throughput"]
