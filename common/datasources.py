@@ -220,15 +220,18 @@ class Datasource:
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False
     ) -> list[str]:
-        """The range view of each projection that declares one, over this table (on a
-        cluster, over its Distributed table: every shard answers from its own parts)."""
+        """The range view of each projection that declares one, and its sibling for ranges
+        of whole periods, over this table (on a cluster, over its Distributed table: every
+        shard answers from its own parts)."""
         return [
             view.create_sql(
                 f"`{database}`.`{self.name}`",
-                f"`{database}`.`{view.name}`{on_cluster}",
+                f"`{database}`.`{name}`{on_cluster}",
                 server_form=not numbered,
+                whole=whole,
             )
             for view in self.range_views
+            for name, whole in ((view.name, False), (view.whole_name, True))
         ]
 
     def add_columns_sql(self, table: str) -> list[str]:

@@ -28,8 +28,10 @@ from pipit.clickhouse.v1 import options_pb2
 from pipit.query.v1 import query_service_pb2
 from pipit.seed.generator import DATASOURCES, generate
 from services.query.analysis import Analysis, analysis_of
+from services.query.whole_ranges import WholeRanges
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "services" / "query" / "sql"
+RANGE_VIEWS = [view for ds in registry().values() for view in ds.range_views]
 PLACEHOLDER = re.compile(r"\{(\w+):(\w+|Array\(\w+\))\}")
 
 
@@ -46,6 +48,12 @@ class Endpoint:
     @property
     def sql(self) -> str:
         return (SQL_DIR / f"{self.name}.sql").read_text()
+
+    def sql_for(self, params: dict[str, Any]) -> str:
+        """The SQL the query service runs for `params`: a whole range's range views are
+        their siblings (services/query/whole_ranges.py)."""
+        ranges = WholeRanges.of(self.sql, RANGE_VIEWS)
+        return self.sql if ranges is None else ranges.sql_for(params)
 
     def bind(self, given: dict[str, Any]) -> dict[str, Any]:
         """What the binder sends: every parameter, defaults applied, '' when none."""
@@ -107,7 +115,7 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
 async def _run(warehouse: EmbeddedWarehouse, name: str, given: dict[str, Any]) -> list[dict]:
     endpoint = ENDPOINTS[name]
     params = endpoint.bound(given)
-    result = await warehouse.query(endpoint.sql, params)
+    result = await warehouse.query(endpoint.sql_for(params), params)
     if endpoint.analysis is not None:
         result = await endpoint.analysis.run(result, params)
     assert [column["name"] for column in result.meta] == endpoint.columns

@@ -5,6 +5,7 @@ proto RPC plus a SQL file; nothing here knows any endpoint by name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -15,9 +16,11 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
+from common.range_views import RangeView
 from common.timeparse import parse_datetime
 from common.warehouse.base import Literal, QueryResult, quoted_string
 from pipit.clickhouse.v1 import options_pb2
+from services.query.whole_ranges import WholeRanges
 
 _UINT32_MAX = 2**32 - 1
 # Tinybird's pipe JSON field for the rows a LIMIT cut, when a response message has it.
@@ -151,11 +154,20 @@ class Endpoint:
     parameters: tuple[Parameter, ...]
     request_class: type[Message]
     response_class: type[Message]
+    # Its calls of range views, sent to their siblings for whole ranges.
+    ranges: WholeRanges | None = None
 
     @classmethod
-    def from_method(cls, method: MethodDescriptor, sql: str, max_string_length: int) -> Endpoint:
+    def from_method(
+        cls,
+        method: MethodDescriptor,
+        sql: str,
+        max_string_length: int,
+        range_views: Iterable[RangeView] = (),
+    ) -> Endpoint:
         """The endpoint of a native query RPC whose SQL (with `{name:Type}` placeholders
-        for its request fields) is `sql`."""
+        for its request fields) is `sql`, over a project whose range views are
+        `range_views`."""
         name = endpoint_name(method)
         parameters = []
         for f in method.input_type.fields:
@@ -171,11 +183,18 @@ class Endpoint:
             parameters=tuple(parameters),
             request_class=message_factory.GetMessageClass(method.input_type),
             response_class=message_factory.GetMessageClass(method.output_type),
+            ranges=WholeRanges.of(sql, range_views),
         )
 
     def prepare(self, request: Message) -> tuple[str, dict[str, str | Literal]]:
         """The SQL to run for the request and the values of its placeholders."""
-        return self.sql, self.bind(request)
+        values = self.bind(request)
+        return self.sql_for(values), values
+
+    def sql_for(self, values: Mapping[str, Any]) -> str:
+        """The SQL to run for bound `values`: range views of whole ranges answered by
+        their siblings (services/query/whole_ranges.py)."""
+        return self.sql if self.ranges is None else self.ranges.sql_for(values)
 
     def bind(self, request: Message) -> dict[str, str | Literal]:
         """SQL parameters from the request. Raises InvalidParameter naming the field."""

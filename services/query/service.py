@@ -22,6 +22,7 @@ from pipit.query.v1 import query_service_pb2
 from services.query.analysis import analysis_of
 from services.query.binder import Endpoint, InvalidParameter, ResultMismatch, endpoint_name
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
+from services.query.whole_ranges import WholeRanges
 
 if TYPE_CHECKING:
     from services.query.template_binder import TemplateEndpoint
@@ -36,6 +37,7 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
     """Every pipe of the project's query service, by `/service/method`."""
     service = project.query_service
     columns = {c.name for ds in project.datasources.values() for c in ds.columns}
+    range_views = [view for ds in project.datasources.values() for view in ds.range_views]
     found: dict[str, Endpoint | TemplateEndpoint] = {}
     for method in service.methods if service is not None else ():
         name = endpoint_name(method)
@@ -47,7 +49,9 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
         path = f"/{service.full_name}/{method.name}"
         analysis_of(method)  # a project declaring an analysis there is not fails here
         if pipe.form == NATIVE:
-            found[path] = Endpoint.from_method(method, pipe.nodes[0].sql, max_string_length)
+            found[path] = Endpoint.from_method(
+                method, pipe.nodes[0].sql, max_string_length, range_views
+            )
         else:
             # Only Tinybird projects need the template language.
             from services.query.template_binder import TemplateEndpoint
@@ -58,13 +62,19 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
 
 @functools.cache
 def builtin_sql() -> frozenset[str]:
-    """The built-in pipes' SQL, which depends on the data alone (tests/test_answer_cache.py
-    checks it calls no clock, no randomness, no table function), so the same call with no
-    write between has the same answer. A deployed pipe's SQL is not known to, so it always
-    runs."""
+    """The built-in pipes' SQL in every form they are run (`Endpoint.sql_forms`), which
+    depends on the data alone (tests/test_answer_cache.py checks it calls no clock, no
+    randomness, no table function), so the same call with no write between has the same
+    answer. A deployed pipe's SQL is not known to, so it always runs."""
     from pipit.project.artifact import builtin
 
-    return frozenset(pipe.nodes[0].sql for pipe in Project(builtin()).pipes.values())
+    project = Project(builtin())
+    range_views = [view for ds in project.datasources.values() for view in ds.range_views]
+    return frozenset(
+        form
+        for pipe in project.pipes.values()
+        for form in WholeRanges.forms_of(pipe.nodes[0].sql, range_views)
+    )
 
 
 async def run_pipe(

@@ -1,0 +1,114 @@
+"""services/query/whole_ranges.py: a range-view call goes to the view's sibling (its first
+tier alone) exactly when the bounds make the range whole by the view's own rules, judged
+per call; anything it cannot judge keeps the view. That both give the same answers on
+data is tests/test_projections.py's `test_a_whole_range_answers_alike_from_both_views`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from common.datasources import registry
+from common.range_views import WHOLE_SUFFIX, RangeView
+from services.query.service import builtin_endpoints, builtin_sql
+from services.query.whole_ranges import WholeRanges
+
+HOURS = RangeView(
+    "hours_view", "SELECT a, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY a, hour"
+)
+DAYS = RangeView(
+    "days_view",
+    "SELECT a, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY a, hour",
+    fold_hours=True,
+    day_projection="days_projection",
+)
+SQL = (
+    "SELECT * FROM hours_view(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})"
+    " UNION ALL SELECT * FROM days_view(start_date = {from:DateTime}, end_date = {to:DateTime})"
+    " UNION ALL SELECT * FROM other_view(start_date = {start_date:DateTime}, "
+    "end_date = {end_date:DateTime})"
+)
+RANGES = WholeRanges.of(SQL, [HOURS, DAYS])
+LAST = "2106-02-07 06:28:15"
+
+
+def _chosen(values: dict[str, str]) -> tuple[bool, bool]:
+    assert RANGES is not None
+    sql = RANGES.sql_for(values)
+    assert "other_view__whole" not in sql  # not a range view: never touched
+    return f"hours_view{WHOLE_SUFFIX}(" in sql, f"days_view{WHOLE_SUFFIX}(" in sql
+
+
+@pytest.mark.parametrize(
+    "start,end,hours_whole,days_whole",
+    [
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:59", True, True),
+        ("1970-01-01 00:00:00", LAST, True, True),  # the defaults: the last DateTime ends all
+        ("2023-06-01 00:00:00", LAST, True, True),
+        ("2023-06-01 13:00:00", "2023-06-02 08:59:59", True, False),
+        ("2023-06-01 13:00:00", LAST, True, False),
+        ("2023-06-01 00:00:00", "2023-06-02 08:59:59", True, False),
+        ("2023-06-01 00:00:01", "2023-06-30 23:59:59", False, False),
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:58", False, False),
+        ("2023-06-01 00:00:00", "2023-06-30 23:00:00", False, False),
+        ("2023-06-01 00:00:00", "2106-02-07 06:28:14", False, False),
+        ("2023-06-01", "2023-06-30 23:59:59", True, True),  # a bare date is its first second
+        ("2023-06-01T00:00:00Z", "2023-06-30T23:59:59+00:00", True, True),
+        ("2023-06-01T02:00:00+02:00", "2023-06-30T23:59:59Z", True, True),  # UTC midnight
+        ("2023-06-01T00:00:00+02:00", "2023-06-30T23:59:59Z", True, False),  # 22:00 UTC
+        ("not a date", "2023-06-30 23:59:59", False, False),
+    ],
+)
+def test_a_call_goes_to_the_sibling_only_when_its_range_is_whole(
+    start: str, end: str, hours_whole: bool, days_whole: bool
+) -> None:
+    same = {"start_date": start, "end_date": end, "from": start, "to": end}
+    assert _chosen(same) == (hours_whole, days_whole)
+
+
+def test_each_call_is_judged_by_its_own_bounds() -> None:
+    whole_hours_only = {"start_date": "2023-06-01 13:00:00", "end_date": "2023-06-01 13:59:59"}
+    whole_days = {"from": "2023-06-01 00:00:00", "to": "2023-06-01 23:59:59"}
+    assert _chosen(
+        whole_hours_only | {"from": "2023-06-01 13:00:00", "to": "2023-06-01 13:59:59"}
+    ) == (True, False)
+    assert _chosen({"start_date": "2023-06-01 13:00:01", "end_date": LAST} | whole_days) == (
+        False,
+        True,
+    )
+    assert _chosen(whole_days) == (False, True)  # a bound missing: not whole
+
+
+def test_every_form_is_made_and_the_sql_is_otherwise_untouched() -> None:
+    assert RANGES is not None
+    forms = RANGES.forms()
+    assert len(forms) == 4 and SQL in forms
+    for form in forms:
+        assert form.replace(WHOLE_SUFFIX, "") == SQL
+
+
+def test_sql_without_a_range_view_call_has_none() -> None:
+    assert WholeRanges.of("SELECT 1", [HOURS, DAYS]) is None
+    # Another spelling of the call is left alone (the view answers it, exactly).
+    assert (
+        WholeRanges.of(
+            "SELECT * FROM hours_view(start_date={a:DateTime}, end_date={b:DateTime})", [HOURS]
+        )
+        is None
+    )
+
+
+def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> None:
+    """Every sibling a built-in pipe may call is a view the datasources declare, and every
+    form is a built-in SQL (so its answers are kept, as the view's are)."""
+    siblings = {v.whole_name for ds in registry().values() for v in ds.range_views}
+    called = set()
+    for endpoint in builtin_endpoints(1024).values():
+        ranges = getattr(endpoint, "ranges", None)
+        if ranges is None:
+            continue
+        for form in ranges.forms():
+            assert form in builtin_sql()
+            called |= set(re.findall(rf"(\w+{WHOLE_SUFFIX})\(", form))
+    assert called and called <= siblings
