@@ -29,6 +29,7 @@ from pipit.project.artifact import builtin
 from pipit.project.deploy import Deployer
 from pipit.project.runtime import CurrentProject, Project
 from pipit.project.store import DeploymentStore
+from services.query.service import endpoints
 
 # endpoint -> (the projection it reads, the extra parameters it is run with). The whole
 # hours inside any range are read from the projection, the cut ones at either end from
@@ -391,6 +392,118 @@ async def test_a_deploy_writes_a_new_projection_into_the_rows_already_there(
         again = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
         assert again.changes == ()
         assert await _materialized(wh) == ["by_user"]
+    finally:
+        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
+        await wh.close()
+
+
+RANGE_PROTO = """syntax = "proto3";
+
+package shop.v1;
+
+import "google/api/annotations.proto";
+import "pipit/clickhouse/v1/options.proto";
+import "pipit/query/v1/pipe.proto";
+
+// A page view.
+message PageView {
+  option (pipit.clickhouse.v1.table) = {name: "page_views" engine: "MergeTree"
+    sorting_key: "timestamp"
+    projections: {name: "path_hours" range_view: true
+      query: "SELECT path, toStartOfHour(timestamp) AS hour, count() AS views "
+             "GROUP BY path, hour"}};
+  // When.
+  string timestamp = 1 [(pipit.clickhouse.v1.column) = {type: "DateTime"}];
+  // Where.
+  string path = 2 [(pipit.clickhouse.v1.column) = {type: "String"}];
+}
+
+// The shop's pipes.
+service ShopQueries {
+  option (pipit.clickhouse.v1.role) = SERVICE_ROLE_QUERY;
+
+  // Views per path in a range.
+  rpc PathViews(PathViewsRequest) returns (PathViewsResponse) {
+    option (google.api.http) = {get: "/v0/pipes/path_views.json"};
+    option (pipit.clickhouse.v1.endpoint) = "path_views";
+  }
+}
+
+// Request of PathViews.
+message PathViewsRequest {
+  // From.
+  string start_date = 1 [(pipit.clickhouse.v1.parameter) = {type: "DateTime",
+    default_value: "1970-01-01 00:00:00"}];
+  // To.
+  string end_date = 2 [(pipit.clickhouse.v1.parameter) = {type: "DateTime",
+    default_value: "2106-02-07 06:28:15"}];
+}
+
+// One row of PathViewsResponse.
+message PathViewsRow {
+  // The path.
+  string path = 1;
+  // Its views.
+  uint64 views = 2;
+}
+
+// Response of PathViews.
+message PathViewsResponse {
+  // Columns.
+  repeated pipit.query.v1.ColumnMeta meta = 1;
+  // Rows.
+  repeated PathViewsRow data = 2;
+  // Row count.
+  uint32 rows = 3;
+  // Cost.
+  pipit.query.v1.Statistics statistics = 4;
+}
+"""
+RANGE_SQL = (
+    "SELECT path, sum(views) AS views "
+    "FROM path_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime}) "
+    "GROUP BY path ORDER BY path"
+)
+
+
+async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(chdb_dir: Path) -> None:
+    """A native project's own range view gets its sibling on deploy, its pipe's whole
+    ranges are sent there, and every range answers as the rows do (plain Python)."""
+    wh = EmbeddedWarehouse(chdb_dir, unique_database("team_range"))
+    await wh.open()
+    try:
+        store = DeploymentStore(wh)
+        await store.ensure()
+        current = CurrentProject(Project(builtin()))
+        deployer = Deployer(wh, current, store, 7)
+        await deployer.deploy(
+            {"shop/v1/shop.proto": RANGE_PROTO, "sql/path_views.sql": RANGE_SQL}, name="shop"
+        )
+        rows = [
+            {
+                "timestamp": f"2023-06-0{1 + i % 3} {i % 24:02}:{i * 7 % 60:02}:{i % 60:02}",
+                "path": f"/p{i % 4}",
+            }
+            for i in range(600)
+        ]
+        body = b"\n".join(orjson.dumps(row) for row in rows)
+        await wh.insert_json_rows("page_views", ("timestamp", "path"), body)
+        (endpoint,) = endpoints(current.project, 1024).values()
+        for start, end, whole in [
+            ("2023-06-01 00:00:00", "2023-06-02 23:59:59", True),
+            ("2023-06-01 13:00:00", "2023-06-03 08:59:59", True),
+            ("1970-01-01 00:00:00", "2106-02-07 06:28:15", True),
+            ("2023-06-01 13:17:00", "2023-06-03 08:59:59", False),
+            ("2023-06-01 13:00:00", "2023-06-03 08:40:00", False),
+        ]:
+            sql, params = endpoint.prepare(endpoint.request_class(start_date=start, end_date=end))
+            assert ("path_hours__whole(" in sql) is whole, (start, end)
+            answered = await wh.query(sql, params)
+            counted: dict[str, int] = {}
+            for row in rows:
+                if start <= row["timestamp"] <= end:
+                    counted[row["path"]] = counted.get(row["path"], 0) + 1
+            assert {r["path"]: int(r["views"]) for r in answered.data} == counted, (start, end)
     finally:
         await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
         await wh.close()
