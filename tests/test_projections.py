@@ -24,12 +24,13 @@ from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
 from common.range_views import RangeView
+from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.project.artifact import builtin
 from pipit.project.deploy import Deployer
 from pipit.project.runtime import CurrentProject, Project
 from pipit.project.store import DeploymentStore
-from services.query.service import endpoints
+from services.query.service import builtin_endpoints, endpoints, run_pipe
 
 # endpoint -> (the projection it reads, the extra parameters it is run with). The whole
 # hours inside any range are read from the projection, the cut ones at either end from
@@ -504,6 +505,39 @@ async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(chdb_dir
                 if start <= row["timestamp"] <= end:
                     counted[row["path"]] = counted.get(row["path"], 0) + 1
             assert {r["path"]: int(r["views"]) for r in answered.data} == counted, (start, end)
+    finally:
+        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
+        await wh.close()
+
+
+async def test_a_call_whose_sibling_is_missing_is_answered_from_the_view(
+    chdb_dir: Path,
+) -> None:
+    """Where another process makes the schema (`pipit migrate` on a cluster), a service
+    of this release may start before the siblings exist: its whole-range calls are
+    answered from the views meanwhile, not failed."""
+    wh = EmbeddedWarehouse(chdb_dir, unique_database("no_sibling"))
+    await wh.open()
+    try:
+        ab = registry()["ab_test_events"]
+        await wh.ensure_schema([ab])
+        body = b"\n".join(orjson.dumps(row) for row in DATA["ab_test_events"])
+        await wh.insert_json_rows(ab.name, ab.column_names, body)
+        summary = builtin_endpoints(1024)["TestSummary"]
+        sql, params = summary.prepare(summary.request_class())
+        assert "ab_bitmap_range__whole(" in sql
+        before = await run_pipe(wh, sql, params, "JSON")
+        # Any other failure is the caller's to see.
+        broken = sql.replace("GROUP BY", "GROUP BY no_such_column,", 1)
+        with pytest.raises(WarehouseError, match="no_such_column"):
+            await run_pipe(wh, broken, params, "JSON")
+        await wh.execute(f"DROP VIEW `{wh.database}`.`ab_bitmap_range__whole`")
+        after = await run_pipe(wh, sql, params, "JSON")
+        assert orjson.loads(after)["data"] == orjson.loads(before)["data"]
+        assert orjson.loads(after)["data"], "rows were compared"
+        await wh.execute(f"DROP VIEW `{wh.database}`.`ab_bitmap_range`")
+        with pytest.raises(WarehouseError):
+            await run_pipe(wh, sql, params, "JSON")
     finally:
         await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
         await wh.close()

@@ -12,7 +12,7 @@ import pytest
 from common.datasources import registry
 from common.range_views import WHOLE_SUFFIX, RangeView
 from services.query.service import builtin_endpoints, builtin_sql
-from services.query.whole_ranges import WholeRanges
+from services.query.whole_ranges import WholeRanges, missing_sibling, views_only
 
 HOURS = RangeView(
     "hours_view", "SELECT a, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY a, hour"
@@ -86,6 +86,17 @@ def test_every_form_is_made_and_the_sql_is_otherwise_untouched() -> None:
     assert len(forms) == 4 and SQL in forms
     for form in forms:
         assert form.replace(WHOLE_SUFFIX, "") == SQL
+        assert views_only(form) == SQL  # a missing sibling's fallback
+
+
+def test_a_missing_sibling_is_told_from_other_failures() -> None:
+    assert missing_sibling(
+        RuntimeError("Code: 46. DB::Exception: Unknown table function ab_bitmap_range__whole.")
+    )
+    assert not missing_sibling(
+        RuntimeError("Code: 46. DB::Exception: Unknown table function ab_bitmap_range.")
+    )
+    assert not missing_sibling(RuntimeError("Unknown identifier no_such__whole_column"))
 
 
 def test_sql_without_a_range_view_call_has_none() -> None:

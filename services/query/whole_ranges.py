@@ -12,7 +12,9 @@ is sent to the sibling when the values bound to `a` and `b` make the range whole
 as the view's own conditions judge it: `a` starts a period, and `b` is the last second of
 one or the last DateTime (where the view's `b + 1` wraps to 1970). The answer is the same
 either way; `tests/test_projections.py` holds both forms to the plain-Python reference.
-Anything else — another spelling, a bound that does not parse — keeps the view."""
+Anything else — another spelling, a bound that does not parse — keeps the view. Where the
+schema is made by another process (`pipit migrate` on a cluster) a service may start before
+the siblings exist: such a call is answered from the views instead (`views_only`)."""
 
 from __future__ import annotations
 
@@ -96,3 +98,18 @@ class WholeRanges:
                     sql = sql[:at] + WHOLE_SUFFIX + sql[at:]
             forms[choice] = sql
         return forms
+
+
+_SIBLING_CALL = re.compile(rf"\b(\w+){WHOLE_SUFFIX}\(")
+_MISSING_SIBLING = re.compile(rf"Unknown table function `?\w+{WHOLE_SUFFIX}\b")
+
+
+def views_only(sql: str) -> str:
+    """`sql` (one of `WholeRanges.forms`) with every sibling's call back on its view."""
+    return _SIBLING_CALL.sub(r"\1(", sql)
+
+
+def missing_sibling(error: Exception) -> bool:
+    """Whether the engine failed a query for lack of a sibling view (a schema older than
+    this release's, until `pipit migrate` or the next start brings it up to date)."""
+    return _MISSING_SIBLING.search(str(error)) is not None
