@@ -15,6 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 
 from common.datasources import Datasource, from_descriptor
+from common.range_views import RangeView
 from pipit.clickhouse.v1 import options_pb2
 from pipit.project.artifact import Artifact, PipeSource
 
@@ -101,6 +102,11 @@ class Project:
         self.ingest_service: ServiceDescriptor | None = services.get(INGEST)
         self.query_service: ServiceDescriptor | None = services.get(QUERY)
         self.pipes: dict[str, PipeSource] = dict(artifact.pipes)
+
+    @property
+    def range_views(self) -> list[RangeView]:
+        """Every range view the project's datasources declare (their pipes may call them)."""
+        return [view for ds in self.datasources.values() for view in ds.range_views]
 
     @cached_property
     def _by_message(self) -> dict[str, Datasource]:

@@ -37,7 +37,6 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
     """Every pipe of the project's query service, by `/service/method`."""
     service = project.query_service
     columns = {c.name for ds in project.datasources.values() for c in ds.columns}
-    range_views = [view for ds in project.datasources.values() for view in ds.range_views]
     found: dict[str, Endpoint | TemplateEndpoint] = {}
     for method in service.methods if service is not None else ():
         name = endpoint_name(method)
@@ -50,7 +49,7 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
         analysis_of(method)  # a project declaring an analysis there is not fails here
         if pipe.form == NATIVE:
             found[path] = Endpoint.from_method(
-                method, pipe.nodes[0].sql, max_string_length, range_views
+                method, pipe.nodes[0].sql, max_string_length, project.range_views
             )
         else:
             # Only Tinybird projects need the template language.
@@ -62,18 +61,17 @@ def endpoints(project: Project, max_string_length: int) -> dict[str, Endpoint | 
 
 @functools.cache
 def builtin_sql() -> frozenset[str]:
-    """The built-in pipes' SQL in every form they are run (`Endpoint.sql_forms`), which
+    """The built-in pipes' SQL in every form they are run (`WholeRanges.forms_of`), which
     depends on the data alone (tests/test_answer_cache.py checks it calls no clock, no
     randomness, no table function), so the same call with no write between has the same
     answer. A deployed pipe's SQL is not known to, so it always runs."""
     from pipit.project.artifact import builtin
 
     project = Project(builtin())
-    range_views = [view for ds in project.datasources.values() for view in ds.range_views]
     return frozenset(
         form
         for pipe in project.pipes.values()
-        for form in WholeRanges.forms_of(pipe.nodes[0].sql, range_views)
+        for form in WholeRanges.forms_of(pipe.nodes[0].sql, project.range_views)
     )
 
 
