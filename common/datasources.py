@@ -90,6 +90,13 @@ class Datasource:
         """The declared projections' names, in the DDL's order."""
         return tuple(p.split(" ", 1)[0].strip("`") for p in self.projections)
 
+    def missing_projections(self, present: Container[str] | None) -> tuple[str, ...]:
+        """The declared projections a table holding `present` lacks (none where `present`
+        is unknown): those an upgrade adds and writes into the table's older parts."""
+        if present is None:
+            return ()
+        return tuple(name for name in self.projection_names if name not in present)
+
     @property
     def quarantine_table(self) -> str:
         return self.name + QUARANTINE_SUFFIX
@@ -179,8 +186,7 @@ class Datasource:
                 # reads are exact meanwhile), once: only where the table lacked it. chDB's
                 # default waits for the mutation, and the start or deploy with it.
                 f"ALTER TABLE {table} MATERIALIZE PROJECTION `{name}` SETTINGS mutations_sync = 0"
-                for name in self.projection_names
-                if present is not None and name not in present
+                for name in self.missing_projections(present)
             ]
             + [
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"

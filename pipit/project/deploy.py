@@ -195,14 +195,12 @@ class Deployer:
             # Indexes, projections, the quarantine table and its TTL: idempotent. A
             # projection the table lacked is also written into the rows it holds.
             statements += schema[1:]
-            if live_projections is not None:
-                had = live_projections.get(ds.name, frozenset())
-                changes += [
-                    f"added projection {ds.name}.{name} (written into the rows already there "
-                    "in the background)"
-                    for name in ds.projection_names
-                    if name not in had
-                ]
+            had = None if live_projections is None else live_projections.get(ds.name, ())
+            changes += [
+                f"added projection {ds.name}.{name} (written into the rows already there "
+                "in the background)"
+                for name in ds.missing_projections(had)
+            ]
         served = set(self._current.project.datasources)
         for name in sorted(served - set(project.datasources)):
             changes.append(f"datasource {name} is no longer served (its table is kept)")
