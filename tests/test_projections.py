@@ -139,6 +139,17 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
     await wh.close()
 
 
+@pytest.fixture
+async def own_warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
+    """A database of the test's own, dropped after it: for a test that changes the schema
+    or writes, which the module's shared `warehouse` must not see."""
+    wh = EmbeddedWarehouse(chdb_dir, unique_database("projections_own"))
+    await wh.open()
+    yield wh
+    await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
+    await wh.close()
+
+
 def test_projections_are_declared_in_the_table_ddl() -> None:
     declared = {ds.name: list(ds.projection_names) for ds in registry().values()}
     assert declared == {
@@ -270,33 +281,31 @@ def _bare_table_sql(ds: Any, database: str) -> str:
     return bare
 
 
-async def test_a_start_writes_new_projections_into_older_parts(chdb_dir: Path) -> None:
+async def test_a_start_writes_new_projections_into_older_parts(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
     """A projection a start adds to a table with rows is written into the table's older
     parts in the background (else a range view's whole days would scan them until they
     merge), once: not again at the next start, and not where the table had it."""
-    wh = EmbeddedWarehouse(chdb_dir, unique_database("materialize"))
-    await wh.open()
-    try:
-        ab = registry()["ab_test_events"]
-        await wh.execute(_bare_table_sql(ab, wh.database))
-        # The table had this one already (one without the ids' numbers, which the table
-        # gets at the start).
-        kept = next(p for p in ab.projections if p.startswith("`ab_buyer_hours`"))
-        await wh.execute(f"ALTER TABLE `{wh.database}`.`{ab.name}` ADD PROJECTION {kept}")
-        rows = DATA["ab_test_events"]
-        for half in (rows[::2], rows[1::2]):
-            body = b"\n".join(orjson.dumps(row) for row in half)
-            await wh.insert_json_rows(ab.name, ab.column_names, body)
-        for _ in range(2):  # idempotent
-            await wh.ensure_schema([ab])
-        declared = ab.projection_names
-        assert await _materialized(wh) == sorted(set(declared) - {"ab_buyer_hours"})
-        assert await _parts_holding(wh, ab.name) == dict.fromkeys(
-            declared, await _active_parts(wh, ab.name)
-        )
-    finally:
-        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
-        await wh.close()
+    ab = registry()["ab_test_events"]
+    await own_warehouse.execute(_bare_table_sql(ab, own_warehouse.database))
+    # The table had this one already (one without the ids' numbers, which the table
+    # gets at the start).
+    kept = next(p for p in ab.projections if p.startswith("`ab_buyer_hours`"))
+    await own_warehouse.execute(
+        f"ALTER TABLE `{own_warehouse.database}`.`{ab.name}` ADD PROJECTION {kept}"
+    )
+    rows = DATA["ab_test_events"]
+    for half in (rows[::2], rows[1::2]):
+        body = b"\n".join(orjson.dumps(row) for row in half)
+        await own_warehouse.insert_json_rows(ab.name, ab.column_names, body)
+    for _ in range(2):  # idempotent
+        await own_warehouse.ensure_schema([ab])
+    declared = ab.projection_names
+    assert await _materialized(own_warehouse) == sorted(set(declared) - {"ab_buyer_hours"})
+    assert await _parts_holding(own_warehouse, ab.name) == dict.fromkeys(
+        declared, await _active_parts(own_warehouse, ab.name)
+    )
 
 
 async def _materialized(wh: EmbeddedWarehouse) -> list[str]:
@@ -357,45 +366,39 @@ BY_USER = ' projections: {name: "by_user" query: "SELECT * ORDER BY user_id, tim
 
 
 async def test_a_deploy_writes_a_new_projection_into_the_rows_already_there(
-    chdb_dir: Path,
+    own_warehouse: EmbeddedWarehouse,
 ) -> None:
     """A team's deploy that adds a projection to its datasource has the engine write it
     into the parts inserted before (else a read the projection serves scans them until
     they merge), says so among the changes, and does it once: a second deploy of the
     same project asks for nothing."""
-    wh = EmbeddedWarehouse(chdb_dir, unique_database("deploy_projection"))
-    await wh.open()
-    try:
-        store = DeploymentStore(wh)
-        await store.ensure()
-        deployer = Deployer(wh, CurrentProject(Project(builtin())), store, 7)
-        await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % ""})
-        for part in range(2):
-            rows = [
-                {
-                    "timestamp": f"2023-06-0{part + 1} 0{i % 10}:00:00",
-                    "user_id": f"u{i}",
-                    "path": "/",
-                }
-                for i in range(50)
-            ]
-            body = b"\n".join(orjson.dumps(row) for row in rows)
-            await wh.insert_json_rows("page_views", ("timestamp", "user_id", "path"), body)
-        deployed = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
-        assert (
-            "added projection page_views.by_user (written into the rows already there in the "
-            "background)" in deployed.changes
-        )
-        assert await _materialized(wh) == ["by_user"]
-        assert await _parts_holding(wh, "page_views") == {
-            "by_user": await _active_parts(wh, "page_views")
-        }
-        again = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
-        assert again.changes == ()
-        assert await _materialized(wh) == ["by_user"]
-    finally:
-        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
-        await wh.close()
+    store = DeploymentStore(own_warehouse)
+    await store.ensure()
+    deployer = Deployer(own_warehouse, CurrentProject(Project(builtin())), store, 7)
+    await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % ""})
+    for part in range(2):
+        rows = [
+            {
+                "timestamp": f"2023-06-0{part + 1} 0{i % 10}:00:00",
+                "user_id": f"u{i}",
+                "path": "/",
+            }
+            for i in range(50)
+        ]
+        body = b"\n".join(orjson.dumps(row) for row in rows)
+        await own_warehouse.insert_json_rows("page_views", ("timestamp", "user_id", "path"), body)
+    deployed = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
+    assert (
+        "added projection page_views.by_user (written into the rows already there in the "
+        "background)" in deployed.changes
+    )
+    assert await _materialized(own_warehouse) == ["by_user"]
+    assert await _parts_holding(own_warehouse, "page_views") == {
+        "by_user": await _active_parts(own_warehouse, "page_views")
+    }
+    again = await deployer.deploy({"shop/v1/shop.proto": PAGE_VIEWS_PROTO % BY_USER})
+    assert again.changes == ()
+    assert await _materialized(own_warehouse) == ["by_user"]
 
 
 RANGE_PROTO = """syntax = "proto3";
@@ -467,80 +470,70 @@ RANGE_SQL = (
 )
 
 
-async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(chdb_dir: Path) -> None:
+async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
     """A native project's own range view gets its sibling on deploy, its pipe's whole
     ranges are sent there, and every range answers as the rows do (plain Python)."""
-    wh = EmbeddedWarehouse(chdb_dir, unique_database("team_range"))
-    await wh.open()
-    try:
-        store = DeploymentStore(wh)
-        await store.ensure()
-        current = CurrentProject(Project(builtin()))
-        deployer = Deployer(wh, current, store, 7)
-        await deployer.deploy(
-            {"shop/v1/shop.proto": RANGE_PROTO, "sql/path_views.sql": RANGE_SQL}, name="shop"
-        )
-        rows = [
-            {
-                "timestamp": f"2023-06-0{1 + i % 3} {i % 24:02}:{i * 7 % 60:02}:{i % 60:02}",
-                "path": f"/p{i % 4}",
-            }
-            for i in range(600)
-        ]
-        body = b"\n".join(orjson.dumps(row) for row in rows)
-        await wh.insert_json_rows("page_views", ("timestamp", "path"), body)
-        (endpoint,) = endpoints(current.project, 1024).values()
-        for start, end, whole in [
-            ("2023-06-01 00:00:00", "2023-06-02 23:59:59", True),
-            ("2023-06-01 13:00:00", "2023-06-03 08:59:59", True),
-            ("1970-01-01 00:00:00", "2106-02-07 06:28:15", True),
-            ("2023-06-01 13:17:00", "2023-06-03 08:59:59", False),
-            ("2023-06-01 13:00:00", "2023-06-03 08:40:00", False),
-        ]:
-            sql, params = endpoint.prepare(endpoint.request_class(start_date=start, end_date=end))
-            assert ("path_hours__whole(" in sql) is whole, (start, end)
-            answered = await wh.query(sql, params)
-            counted: dict[str, int] = {}
-            for row in rows:
-                if start <= row["timestamp"] <= end:
-                    counted[row["path"]] = counted.get(row["path"], 0) + 1
-            assert {r["path"]: int(r["views"]) for r in answered.data} == counted, (start, end)
-    finally:
-        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
-        await wh.close()
+    store = DeploymentStore(own_warehouse)
+    await store.ensure()
+    current = CurrentProject(Project(builtin()))
+    deployer = Deployer(own_warehouse, current, store, 7)
+    await deployer.deploy(
+        {"shop/v1/shop.proto": RANGE_PROTO, "sql/path_views.sql": RANGE_SQL}, name="shop"
+    )
+    rows = [
+        {
+            "timestamp": f"2023-06-0{1 + i % 3} {i % 24:02}:{i * 7 % 60:02}:{i % 60:02}",
+            "path": f"/p{i % 4}",
+        }
+        for i in range(600)
+    ]
+    body = b"\n".join(orjson.dumps(row) for row in rows)
+    await own_warehouse.insert_json_rows("page_views", ("timestamp", "path"), body)
+    (endpoint,) = endpoints(current.project, 1024).values()
+    for start, end, whole in [
+        ("2023-06-01 00:00:00", "2023-06-02 23:59:59", True),
+        ("2023-06-01 13:00:00", "2023-06-03 08:59:59", True),
+        ("1970-01-01 00:00:00", "2106-02-07 06:28:15", True),
+        ("2023-06-01 13:17:00", "2023-06-03 08:59:59", False),
+        ("2023-06-01 13:00:00", "2023-06-03 08:40:00", False),
+    ]:
+        sql, params = endpoint.prepare(endpoint.request_class(start_date=start, end_date=end))
+        assert ("path_hours__whole(" in sql) is whole, (start, end)
+        answered = await own_warehouse.query(sql, params)
+        counted: dict[str, int] = {}
+        for row in rows:
+            if start <= row["timestamp"] <= end:
+                counted[row["path"]] = counted.get(row["path"], 0) + 1
+        assert {r["path"]: int(r["views"]) for r in answered.data} == counted, (start, end)
 
 
 async def test_a_call_whose_sibling_is_missing_is_answered_from_the_view(
-    chdb_dir: Path,
+    own_warehouse: EmbeddedWarehouse,
 ) -> None:
     """Where another process makes the schema (`pipit migrate` on a cluster), a service
     of this release may start before the siblings exist: its whole-range calls are
     answered from the views meanwhile, not failed."""
-    wh = EmbeddedWarehouse(chdb_dir, unique_database("no_sibling"))
-    await wh.open()
-    try:
-        ab = registry()["ab_test_events"]
-        await wh.ensure_schema([ab])
-        body = b"\n".join(orjson.dumps(row) for row in DATA["ab_test_events"])
-        await wh.insert_json_rows(ab.name, ab.column_names, body)
-        summary = builtin_endpoints(1024)["TestSummary"]
-        sql, params = summary.prepare(summary.request_class())
-        assert "ab_bitmap_range__whole(" in sql
-        before = await run_pipe(wh, sql, params, "JSON")
-        # Any other failure is the caller's to see.
-        broken = sql.replace("GROUP BY", "GROUP BY no_such_column,", 1)
-        with pytest.raises(WarehouseError, match="no_such_column"):
-            await run_pipe(wh, broken, params, "JSON")
-        await wh.execute(f"DROP VIEW `{wh.database}`.`ab_bitmap_range__whole`")
-        after = await run_pipe(wh, sql, params, "JSON")
-        assert orjson.loads(after)["data"] == orjson.loads(before)["data"]
-        assert orjson.loads(after)["data"], "rows were compared"
-        await wh.execute(f"DROP VIEW `{wh.database}`.`ab_bitmap_range`")
-        with pytest.raises(WarehouseError):
-            await run_pipe(wh, sql, params, "JSON")
-    finally:
-        await wh.execute(f"DROP DATABASE IF EXISTS `{wh.database}`")
-        await wh.close()
+    ab = registry()["ab_test_events"]
+    await own_warehouse.ensure_schema([ab])
+    body = b"\n".join(orjson.dumps(row) for row in DATA["ab_test_events"])
+    await own_warehouse.insert_json_rows(ab.name, ab.column_names, body)
+    summary = builtin_endpoints(1024)["TestSummary"]
+    sql, params = summary.prepare(summary.request_class())
+    assert "ab_bitmap_range__whole(" in sql
+    before = await run_pipe(own_warehouse, sql, params, "JSON")
+    # Any other failure is the caller's to see.
+    broken = sql.replace("GROUP BY", "GROUP BY no_such_column,", 1)
+    with pytest.raises(WarehouseError, match="no_such_column"):
+        await run_pipe(own_warehouse, broken, params, "JSON")
+    await own_warehouse.execute(f"DROP VIEW `{own_warehouse.database}`.`ab_bitmap_range__whole`")
+    after = await run_pipe(own_warehouse, sql, params, "JSON")
+    assert orjson.loads(after)["data"] == orjson.loads(before)["data"]
+    assert orjson.loads(after)["data"], "rows were compared"
+    await own_warehouse.execute(f"DROP VIEW `{own_warehouse.database}`.`ab_bitmap_range`")
+    with pytest.raises(WarehouseError):
+        await run_pipe(own_warehouse, sql, params, "JSON")
 
 
 async def test_a_start_with_nothing_to_change_records_no_mutation(
