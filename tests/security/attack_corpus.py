@@ -76,6 +76,20 @@ SOURCES = {
     "other-datasource": "{other}",
     "other-qualified": "{database}.{other}",
     "other-quarantine": "{other}_quarantine",
+    # The range views are parameterized views over a datasource's projections, and each has
+    # a sibling for whole ranges (common/range_views.py): not datasources, so never read,
+    # whether the datasource beneath is another or the one the token may read.
+    "other-range-view": (
+        "activity_bitmap_days(start_date = '1970-01-01 00:00:00', end_date = '2106-02-07 06:28:15')"
+    ),
+    "other-range-view-sibling": (
+        "activity_bitmap_days__whole(start_date = '1970-01-01 00:00:00', "
+        "end_date = '2106-02-07 06:28:15')"
+    ),
+    "own-range-view-sibling": (
+        "ab_bitmap_range__whole(start_date = '1970-01-01 00:00:00', "
+        "end_date = '2106-02-07 06:28:15')"
+    ),
 }
 
 SOURCE_NESTINGS = {
