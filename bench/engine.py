@@ -28,8 +28,7 @@ import orjson
 from bench import tutorial_sql
 from common import id_numbers
 from common.datasources import registry
-from common.warehouse.base import QUERY_SETTINGS
-from common.warehouse.embedded import EmbeddedWarehouse
+from common.warehouse.embedded import EmbeddedWarehouse, session_setup
 from pipit.seed.generator import DATASOURCES, generate
 from services.query.service import builtin_endpoints
 
@@ -183,9 +182,8 @@ def direct(
     from pipit.query.v1 import query_service_pb2
 
     engine = chdb_session.Session(str((directory / "chdb").resolve()))
-    for name, value in QUERY_SETTINGS.items():
-        literal = value if isinstance(value, int | float) else f"'{value}'"
-        engine.query(f"SET {name} = {literal}")
+    for statement in session_setup():
+        engine.query(statement)
     engine.query(f"USE `{DATABASE}`")
     # The id lookup starts empty in each process, as the services' warehouse fills it at
     # open: rows of parts written before numbering read their numbers from it (a range cut

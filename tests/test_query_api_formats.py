@@ -28,9 +28,9 @@ from harness import TOKEN, Suite, start_suite
 
 from common.datasources import registry
 from common.tokens import TokenFile
-from common.warehouse.base import QUERY_SETTINGS, AdhocLimits, Warehouse
+from common.warehouse.base import AdhocLimits, Warehouse
 from common.warehouse.clickhouse import ClickHouseWarehouse
-from common.warehouse.embedded import EmbeddedWarehouse, adhoc_lane_settings
+from common.warehouse.embedded import EmbeddedWarehouse, adhoc_lane_settings, session_setup
 from pipit.query.v1 import sql_service_pb2, sql_service_pb2_grpc
 from services.query.admission import Admission
 from services.query.sql_api import SqlApi, SqlFailure, _with_clause
@@ -157,9 +157,7 @@ def engine(api: Api, chdb_dir: Path):
 
     own = session.Session(str(chdb_dir / "chdb"))
     own.query(f"USE `{api.warehouse.database}`")
-    for name, value in QUERY_SETTINGS.items():
-        own.query(f"SET {name} = {value!r}")
-    for statement in adhoc_lane_settings(LIMITS):
+    for statement in [*session_setup(), *adhoc_lane_settings(LIMITS)]:
         own.query(statement)
 
     def run(q: str) -> bytes:

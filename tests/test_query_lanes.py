@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 from conftest import unique_database
 
-from common.warehouse.embedded import EmbeddedWarehouse
+from common.warehouse.embedded import EMBEDDED_SETTINGS, EmbeddedWarehouse
 
 
 async def test_a_blocked_read_does_not_hold_up_the_next(chdb_dir: Path) -> None:
@@ -65,3 +66,22 @@ async def test_readers_are_shared_by_the_process(chdb_dir: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_every_lane_starts_with_the_engine_settings(chdb_dir: Path) -> None:
+    """The readers (the pipes), the ad-hoc lane (a stranger's SQL, capped on top) and the
+    main lane all run chDB's own settings: the index-analysis budget among them."""
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database("lanes"), query_concurrency=2)
+    await warehouse.open()
+    try:
+        names = sorted(EMBEDDED_SETTINGS)
+        sql = "SELECT " + ", ".join(f"toString(getSetting('{n}')) AS `{n}`" for n in names)
+        wanted = [{n: str(EMBEDDED_SETTINGS[n]) for n in names}]
+        assert (await warehouse.query(sql, {})).data == wanted
+        assert (await warehouse.adhoc_query(sql, {})).data == wanted
+        lanes = [*warehouse._readers, warehouse._engine.main]  # noqa: SLF001 - each session
+        assert len(lanes) == 3
+        for lane in lanes:
+            assert orjson.loads(lane.run(warehouse.database, sql, "JSONEachRow", None)) == wanted[0]
+    finally:
+        await warehouse.close()
