@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 import pipit.datasources.v1 as datasources_pkg
 from common import id_numbers
 from common.config import Settings
-from common.range_views import RangeView, day_query
+from common.range_views import RangeView, day_query, month_query
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -342,14 +342,30 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
             raise ValueError(f"projection {p.name}: a folded view is a kind of range view")
         if p.day_projection and not p.range_view:
             raise ValueError(f"projection {p.name}: a day projection serves range views")
+        if p.month_projection and not (p.day_projection and (p.fold_hours or p.folded_view)):
+            raise ValueError(
+                f"projection {p.name}: a month projection serves a folded view that reads days"
+            )
     range_views = (
         tuple(
-            RangeView(p.name, p.query, p.fold_hours, p.day_projection if p.fold_hours else "")
+            RangeView(
+                p.name,
+                p.query,
+                p.fold_hours,
+                p.day_projection if p.fold_hours else "",
+                month_projection=p.month_projection if p.fold_hours else "",
+            )
             for p in table.projections
             if p.range_view
         )
         + tuple(
-            RangeView(p.folded_view, p.query, fold_hours=True, day_projection=p.day_projection)
+            RangeView(
+                p.folded_view,
+                p.query,
+                fold_hours=True,
+                day_projection=p.day_projection,
+                month_projection=p.month_projection,
+            )
             for p in table.projections
             if p.range_view and p.folded_view
         )
@@ -359,12 +375,15 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
             if p.day_projection
         )
     )
-    # A day projection is derived from its hourly one, and follows it in the table's DDL.
+    # Day and month projections are derived from their hourly one, and follow it in the
+    # table's DDL.
     projections: list[str] = []
     for p in table.projections:
         projections.append(f"`{p.name}` ({p.query})")
         if p.day_projection:
             projections.append(f"`{p.day_projection}` ({day_query(p.query)})")
+        if p.month_projection:
+            projections.append(f"`{p.month_projection}` ({month_query(p.query)})")
     for name in table.numbered_columns:
         field = descriptor.fields_by_name.get(name)
         column = field.GetOptions().Extensions[options_pb2.column] if field else None

@@ -25,8 +25,15 @@ month merges 30 states per key where the hours alone gave it 720 (2.5–4× less
 three tiers and keeps the days apart: a `day` column in the hour's place, for an endpoint
 whose periods are days or longer.
 
-Each view has a sibling for ranges of whole periods (`whole_name`): its first tier alone —
-the whole days of a view that reads days, the whole hours of one that does not. For such a
+A folded view with a month projection as well (`month_projection`: the same query per UTC
+month) reads four: the whole months from it, the whole days of the months the bounds cut
+from the day projection, and the two tiers below as before. A calendar month, or a call
+without dates over all of the data, then merges one state per key and month: 1,800 bitmaps
+became 60 for `test_segments` at 10 M events, 58 → 16 ms.
+
+Each view has a sibling for ranges of whole periods (`whole_name`): its tiers down to the
+whole days of a view that reads days (the months and days of one that reads months too),
+the whole hours of one that does not. For such a
 range the other tiers are empty, yet the engine plans each of them (its conditions, the
 table's indexes, every aggregate projection it could use: 8–10 ms a tier at 10 M events
 on chDB); the query service calls the sibling when the bounds say the range is whole
@@ -80,6 +87,37 @@ _A_DAY_IS_CUT = (
 WHOLE_HOURS_OF_CUT_DAYS = f"{_A_DAY_IS_CUT} AND {WHOLE_HOURS} AND NOT ({_whole_days(_HOURS_DAY)})"
 
 
+def _month_of(time: str) -> str:
+    """The UTC month `time` is in, as the DateTime of its first second (toStartOfMonth
+    gives a Date, which would compare with the bounds by day)."""
+    return f"toDateTime(toStartOfMonth({time}, 'UTC'), 'UTC')"
+
+
+_LAST_MONTH = _month_of("{end_date:DateTime}")
+# The last DateTime's `+ 1` wraps to 1970: it ends its month too.
+_ENDS_MONTH = f"{_month_of('{end_date:DateTime} + 1')} != {_LAST_MONTH}"
+
+
+def _whole_months(month: str) -> str:
+    """Whether the UTC month starting at `month` lies wholly in range (judged like a day)."""
+    return (
+        f"{month} >= {{start_date:DateTime}}"
+        f" AND ({month} < {_LAST_MONTH} OR ({month} = {_LAST_MONTH} AND {_ENDS_MONTH}))"
+    )
+
+
+WHOLE_MONTHS = _whole_months("month")
+# Whether a bound cuts its month, from the bounds alone: when neither does, the day tier is
+# a constant false (as _A_DAY_IS_CUT is for the hours).
+_A_MONTH_IS_CUT = (
+    f"({_month_of('{start_date:DateTime}')} != {{start_date:DateTime}} OR NOT ({_ENDS_MONTH}))"
+)
+# A day of a whole month is read from the month tier, not again from the days.
+WHOLE_DAYS_OF_CUT_MONTHS = (
+    f"{_A_MONTH_IS_CUT} AND {WHOLE_DAYS} AND NOT ({_whole_months(_month_of('day'))})"
+)
+
+
 # A folding view drops the hour from its columns and keys, so its projection names the
 # hour as this very item, which can be cut out of the SELECT without parsing it.
 _HOUR_ITEM = "toStartOfHour(timestamp) AS hour"
@@ -88,6 +126,8 @@ _HOUR_ITEM = "toStartOfHour(timestamp) AS hour"
 _DAY_ITEM = "toStartOfDay(timestamp, 'UTC') AS day"
 # An hour's day, in a view by day's tiers that read hours.
 _HOURS_DAY_ITEM = f"{_HOURS_DAY} AS day"
+# The month projection's item in the hour's place.
+_MONTH_ITEM = f"{_month_of('timestamp')} AS month"
 
 
 @dataclass(frozen=True)
@@ -96,13 +136,15 @@ class RangeView:
     `fold_hours` when the view groups by the keys other than `hour`; `day_projection`, the
     name of the projection of the same query per UTC day, which a folded view reads whole
     days from; `by_day` when the view is per day (a `day` column in the hour's place),
-    named for that projection."""
+    named for that projection; `month_projection`, the projection of the same query per
+    UTC month, which a folded view with days reads whole months from."""
 
     name: str
     query: str
     fold_hours: bool = False
     day_projection: str = ""
     by_day: bool = False
+    month_projection: str = ""
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -132,6 +174,11 @@ class RangeView:
             raise ValueError(
                 f"range view {self.name}: an hourly view reads no days (a folded view or "
                 "a view by day does)"
+            )
+        if self.month_projection and not (self.fold_hours and self.day_projection):
+            raise ValueError(
+                f"range view {self.name}: only a folded view that reads days reads months "
+                "(a view by day keeps the days apart)"
             )
 
     @property
@@ -164,6 +211,7 @@ class RangeView:
         elif self.fold_hours:
             # The hour stays the name the bounds filter on, but is no column of the view.
             items = _without_hour(select)
+            months = f"WITH {_MONTH_ITEM} SELECT {items}"
             days = f"WITH {_DAY_ITEM} SELECT {items}"
             hours = f"WITH {_HOUR_ITEM} SELECT {items}"
             keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
@@ -173,8 +221,11 @@ class RangeView:
             tiers = [(days, WHOLE_DAYS), (hours, WHOLE_HOURS_OF_CUT_DAYS), (hours, CUT_HOURS)]
         else:
             tiers = [(hours, WHOLE_HOURS), (hours, CUT_HOURS)]
+        if self.month_projection:  # a folded view (__post_init__)
+            tiers[:1] = [(months, WHOLE_MONTHS), (days, WHOLE_DAYS_OF_CUT_MONTHS)]
         if whole:
-            tiers = tiers[:1]
+            # The tiers down to whole days (or hours): what a range of them reads.
+            tiers = tiers[: 2 if self.month_projection else 1]
         union = "\nUNION ALL\n".join(
             f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
         )
@@ -186,6 +237,18 @@ def day_query(query: str) -> str:
     hour's item and key per UTC day."""
     select, _, keys = query.partition(" GROUP BY ")
     return f"{_with_day(select, _DAY_ITEM)} GROUP BY {_day_keys(keys)}"
+
+
+def month_query(query: str) -> str:
+    """The month projection's `SELECT … GROUP BY …` of an hourly projection's `query`: the
+    hour's item and key per UTC month."""
+    select, _, keys = query.partition(" GROUP BY ")
+    items = select.removeprefix("SELECT ").split(", ")
+    items[items.index(_HOUR_ITEM)] = _MONTH_ITEM
+    month_keys = ", ".join(
+        "month" if key.strip() == "hour" else key.strip() for key in keys.split(",")
+    )
+    return f"SELECT {', '.join(items)} GROUP BY {month_keys}"
 
 
 def _with_day(select: str, day_item: str) -> str:

@@ -86,21 +86,28 @@ def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else()
 def test_range_views_read_the_distributed_tables_on_every_node() -> None:
     statements = _schema().statements(DATASOURCES)
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW ")]
-    # Each view, then its sibling for whole ranges (its first tier alone).
+    # Each view (whole months, days, hours where it has them, then the cut hours), then its
+    # sibling for whole ranges (its tiers down to whole days, or whole hours).
     declared = [
-        (ds.name, name, (3 if v.day_projection else 2) if name == v.name else 1)
+        (
+            ds.name,
+            name,
+            2 + bool(v.day_projection) + bool(v.month_projection)
+            if name == v.name
+            else 1 + bool(v.month_projection),
+        )
         for ds in DATASOURCES
         for v in ds.range_views
         for name in (v.name, v.whole_name)
     ]
     assert declared and len(views) == len(declared)
-    assert any(view.day_projection for ds in DATASOURCES for view in ds.range_views)
+    assert any(view.month_projection for ds in DATASOURCES for view in ds.range_views)
     for (table, name, tiers), sql in zip(declared, views, strict=True):
         assert sql.startswith(
             f"CREATE OR REPLACE VIEW `{DATABASE}`.`{name}` ON CLUSTER `{CLUSTER}` AS\n"
         )
-        # Every tier (whole days where the view has them, whole hours, cut hours) reads
-        # the Distributed table, never one node's local table.
+        # Every tier (whole months and days where the view has them, whole hours, cut
+        # hours) reads the Distributed table, never one node's local table.
         assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == tiers == sql.count("FROM ")
         assert LOCAL_SUFFIX not in sql
 

@@ -156,8 +156,10 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "ab_test_events": [
             "ab_bitmap_hours",
             "ab_bitmap_days",
+            "ab_bitmap_months",
             "ab_segment_bitmap_hours",
             "ab_segment_bitmap_days",
+            "ab_segment_bitmap_months",
             "ab_buyer_hours",
         ],
         "user_events": [
@@ -170,6 +172,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "app_events": [
             "feature_bitmap_hours",
             "feature_bitmap_days",
+            "feature_bitmap_months",
             "by_session",
             "app_user_hours",
         ],
@@ -220,13 +223,16 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_bitmap_days"),
         ("ab_test_events", "ab_bitmap_hours"),
+        ("ab_test_events", "ab_bitmap_months"),
         ("ab_test_events", "ab_buyer_hours"),
         ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
+        ("ab_test_events", "ab_segment_bitmap_months"),
         ("app_events", "app_user_hours"),
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
+        ("app_events", "feature_bitmap_months"),
         ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session_rows"),
         ("clickstream_events", "by_user"),
@@ -509,6 +515,104 @@ async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(
         assert {r["path"]: int(r["views"]) for r in answered.data} == counted, (start, end)
 
 
+# The same project with a view that folds the hours and reads days and months, and counts
+# distinct visitors as well.
+MONTHS_PROTO = (
+    RANGE_PROTO.replace(
+        'projections: {name: "path_hours" range_view: true',
+        'projections: {name: "path_hours" range_view: true fold_hours: true '
+        'day_projection: "path_days" month_projection: "path_months"',
+    )
+    .replace(
+        "count() AS views ",
+        "count() AS views, uniqExactState(visitor) AS visitors ",
+    )
+    .replace(
+        '  string path = 2 [(pipit.clickhouse.v1.column) = {type: "String"}];\n}',
+        '  string path = 2 [(pipit.clickhouse.v1.column) = {type: "String"}];\n'
+        '  // Who.\n  string visitor = 3 [(pipit.clickhouse.v1.column) = {type: "String"}];\n}',
+    )
+    .replace(
+        "  uint64 views = 2;\n}",
+        "  uint64 views = 2;\n  // Its distinct visitors.\n  uint64 visitors = 3;\n}",
+    )
+)
+MONTHS_SQL = (
+    "SELECT path, sum(views) AS views, uniqExactMerge(visitors) AS visitors "
+    "FROM path_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime}) "
+    "GROUP BY path ORDER BY path"
+)
+
+
+async def test_a_view_with_months_answers_any_range_as_the_rows(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
+    """A folded view that reads months: rows over three months (May to July), ranges that
+    take whole months, cut months at either end by days, hours and seconds, and none; every
+    answer equals plain Python's, whole-day ranges go to the sibling, and a whole month is
+    read from the month projection."""
+    assert MONTHS_PROTO.count("path_months") == 1 and MONTHS_PROTO.count("visitor") == 5
+    store = DeploymentStore(own_warehouse)
+    await store.ensure()
+    current = CurrentProject(Project(builtin()))
+    deployer = Deployer(own_warehouse, current, store, 7)
+    await deployer.deploy(
+        {"shop/v1/shop.proto": MONTHS_PROTO, "sql/path_views.sql": MONTHS_SQL}, name="shop"
+    )
+    first = datetime(2023, 5, 25)
+    rows = [
+        {
+            # Every 37 minutes and some seconds, 25 May to 6 July.
+            "timestamp": str(first + timedelta(seconds=i * 2237 + i * i % 59)),
+            "path": f"/p{i % 3}",
+            "visitor": f"v{i * 7 % 97}",
+        }
+        for i in range(1700)
+    ]
+    assert rows[-1]["timestamp"] > "2023-07-06"
+    body = b"\n".join(orjson.dumps(row) for row in rows)
+    # In two parts: the states of each month, day and hour merge across parts as well.
+    await own_warehouse.insert_json_rows(
+        "page_views", ("timestamp", "path", "visitor"), b"\n".join(body.split(b"\n")[::2])
+    )
+    await own_warehouse.insert_json_rows(
+        "page_views", ("timestamp", "path", "visitor"), b"\n".join(body.split(b"\n")[1::2])
+    )
+    (endpoint,) = endpoints(current.project, 1024).values()
+    for start, end, whole in [
+        ("1970-01-01 00:00:00", "2106-02-07 06:28:15", True),
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:59", True),
+        ("2023-05-28 00:00:00", "2023-06-30 23:59:59", True),
+        ("2023-06-01 00:00:00", "2023-07-02 23:59:59", True),
+        ("2023-06-01 00:00:00", "2106-02-07 06:28:15", True),
+        ("2023-05-31 23:00:00", "2023-07-01 00:59:59", False),
+        ("2023-05-27 13:17:00", "2023-07-03 08:40:00", False),
+        ("2023-06-01 00:00:01", "2023-06-30 23:59:59", False),
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:58", False),
+        ("2023-06-10 00:00:00", "2023-06-12 23:59:59", True),
+        ("2023-06-10 05:00:00", "2023-06-10 05:59:59", False),
+    ]:
+        sql, params = endpoint.prepare(endpoint.request_class(start_date=start, end_date=end))
+        assert ("path_hours__whole(" in sql) is whole, (start, end)
+        answered = await own_warehouse.query(sql, params)
+        views: dict[str, int] = {}
+        visitors: dict[str, set[str]] = {}
+        for row in rows:
+            if start <= row["timestamp"] <= end:
+                views[row["path"]] = views.get(row["path"], 0) + 1
+                visitors.setdefault(row["path"], set()).add(row["visitor"])
+        assert views, (start, end)
+        assert {r["path"]: int(r["views"]) for r in answered.data} == views, (start, end)
+        assert {r["path"]: int(r["visitors"]) for r in answered.data} == {
+            path: len(seen) for path, seen in visitors.items()
+        }, (start, end)
+    sql, params = endpoint.prepare(
+        endpoint.request_class(start_date="2023-06-01 00:00:00", end_date="2023-06-30 23:59:59")
+    )
+    plan = await own_warehouse.query("EXPLAIN projections = 1 " + sql, params)
+    assert "ReadFromMergeTree (path_months)" in "\n".join(r["explain"] for r in plan.data)
+
+
 async def test_a_call_whose_sibling_is_missing_is_answered_from_the_view(
     own_warehouse: EmbeddedWarehouse,
 ) -> None:
@@ -640,6 +744,44 @@ DAY_TIERS = {
 }
 
 
+# The month projection a folded view reads the range's whole months from, where it has one.
+MONTH_TIERS = {
+    "test_summary": "ab_bitmap_months",
+    "test_segments": "ab_segment_bitmap_months",
+    "feature_usage": "feature_bitmap_months",
+}
+
+
+def _whole_months(bounds: dict[str, str]) -> tuple[bool, bool]:
+    """Whether `bounds` hold a whole UTC month, and a whole UTC day outside every whole
+    month, from the calendar. Such a day lies within a month of either bound."""
+    start = datetime.fromisoformat(bounds.get("start_date", "1970-01-01 00:00:00"))
+    end = datetime.fromisoformat(bounds.get("end_date", str(LAST_DATETIME)))
+
+    def whole(first: datetime, after: datetime) -> bool:
+        return first >= start and (
+            after - timedelta(seconds=1) <= end or first <= end == LAST_DATETIME
+        )
+
+    def month_of(moment: datetime) -> datetime:
+        return moment.replace(day=1, hour=0, minute=0, second=0)
+
+    def next_month(first: datetime) -> datetime:
+        return (first + timedelta(days=32)).replace(day=1)
+
+    first = month_of(start) if start == month_of(start) else next_month(month_of(start))
+    months = whole(first, next_month(first))
+    day = timedelta(days=1)
+    near = [start.replace(hour=0, minute=0, second=0) + i * day for i in range(33)]
+    near += [end.replace(hour=0, minute=0, second=0) - i * day for i in range(33)]
+    days = any(
+        whole(d, d + day) and not whole(month_of(d), next_month(month_of(d)))
+        for d in near
+        if d <= end
+    )
+    return months, days
+
+
 def _whole_periods(bounds: dict[str, str]) -> tuple[bool, bool]:
     """Whether `bounds` hold a whole UTC day, and a whole hour outside every whole day,
     worked out here from the calendar. Such an hour lies within a day of either bound."""
@@ -677,6 +819,7 @@ async def test_whole_hours_are_read_from_the_projection(
     hourly one."""
     projection, extras = PROJECTED[name]
     day_projection = DAY_TIERS.get(name)
+    month_projection = MONTH_TIERS.get(name)
     outcomes = []
     for bounds in RANGES:
         plan = await _reads(warehouse, name, {**extras[0], **bounds})
@@ -687,6 +830,11 @@ async def test_whole_hours_are_read_from_the_projection(
                 assert uses, (bounds, plan)
         elif not by_rows:
             days, hours = _whole_periods(bounds)
+            if month_projection:
+                months, days = _whole_months(bounds)
+                if months:
+                    assert f"ReadFromMergeTree ({month_projection})" in plan, (bounds, plan)
+                    uses = True
             if days:
                 assert f"ReadFromMergeTree ({day_projection})" in plan, (bounds, plan)
                 uses = True
@@ -712,6 +860,23 @@ async def test_whole_hours_are_read_from_the_projection(
 def test_the_calendar_of_whole_periods(bounds: dict[str, str], expected: tuple[bool, bool]) -> None:
     """The test's own reckoning, on ranges whose answer is plain."""
     assert _whole_periods(bounds) == expected
+
+
+@pytest.mark.parametrize(
+    "bounds,expected",
+    [
+        ({}, (True, False)),
+        ({"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}, (True, False)),
+        ({"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}, (False, True)),
+        ({"start_date": "2023-05-31 00:00:00", "end_date": "2023-06-30 23:59:59"}, (True, True)),
+        ({"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:58"}, (False, True)),
+        ({"start_date": "2023-06-30 12:00:00", "end_date": "2023-07-01 11:59:59"}, (False, False)),
+        ({"start_date": "2023-12-01 00:00:00"}, (True, False)),
+    ],
+)
+def test_the_calendar_of_whole_months(bounds: dict[str, str], expected: tuple[bool, bool]) -> None:
+    """The test's own reckoning of months, on ranges whose answer is plain."""
+    assert _whole_months(bounds) == expected
 
 
 # The one-entity lookups read the entity's rows in its order (`by_user`,

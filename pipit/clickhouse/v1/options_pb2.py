@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!pipit/clickhouse/v1/options.proto\x12\x13pipit.clickhouse.v1\x1a google/protobuf/descriptor.proto\"\xec\x02\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x15\n\rpartition_key\x18\x04 \x01(\t\x12\x13\n\x0bsorting_key\x18\x05 \x01(\t\x12\x34\n\x0cskip_indexes\x18\x06 \x03(\x0b\x32\x1e.pipit.clickhouse.v1.SkipIndex\x12\x34\n\x0bprojections\x18\x07 \x03(\x0b\x32\x1f.pipit.clickhouse.v1.Projection\x12\x0b\n\x03ttl\x18\x08 \x01(\t\x12\x10\n\x08settings\x18\t \x01(\t\x12\x13\n\x0bprimary_key\x18\n \x01(\t\x12\x14\n\x0csharding_key\x18\x0b \x01(\t\x12\x1b\n\x13retired_projections\x18\x0c \x03(\t\x12\x17\n\x0fmaterialized_by\x18\r \x01(\t\x12\x18\n\x10numbered_columns\x18\x0e \x03(\t\"~\n\nProjection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x12\n\nrange_view\x18\x03 \x01(\x08\x12\x12\n\nfold_hours\x18\x04 \x01(\x08\x12\x13\n\x0b\x66olded_view\x18\x05 \x01(\t\x12\x16\n\x0e\x64\x61y_projection\x18\x06 \x01(\t\"P\n\tSkipIndex\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0bgranularity\x18\x04 \x01(\r\"X\n\x06\x43olumn\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\tjson_text\x18\x02 \x01(\x08\x12\x11\n\tjson_path\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_expression\x18\x04 \x01(\t\"\xe9\x01\n\tParameter\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x15\n\rdefault_value\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0e\x61llowed_values\x18\x04 \x03(\t\x12\x10\n\x03min\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\nmax_length\x18\t \x01(\r\x12\x12\n\nnot_before\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\tB\x06\n\x04_minB\x06\n\x04_maxJ\x04\x08\x07\x10\x08J\x04\x08\x08\x10\tR\x07has_minR\x07has_max*\\\n\x0bServiceRole\x12\x1c\n\x18SERVICE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13SERVICE_ROLE_INGEST\x10\x01\x12\x16\n\x12SERVICE_ROLE_QUERY\x10\x02:L\n\x05table\x12\x1f.google.protobuf.MessageOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1a.pipit.clickhouse.v1.Table:L\n\x06\x63olumn\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1b.pipit.clickhouse.v1.Column:R\n\tparameter\x12\x1d.google.protobuf.FieldOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x1e.pipit.clickhouse.v1.Parameter:Q\n\x04role\x12\x1f.google.protobuf.ServiceOptions\x18\xb9\x8e\x03 \x01(\x0e\x32 .pipit.clickhouse.v1.ServiceRole:2\n\x08\x65ndpoint\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\t:2\n\x08\x61nalysis\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!pipit/clickhouse/v1/options.proto\x12\x13pipit.clickhouse.v1\x1a google/protobuf/descriptor.proto\"\xec\x02\n\x05Table\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x15\n\rpartition_key\x18\x04 \x01(\t\x12\x13\n\x0bsorting_key\x18\x05 \x01(\t\x12\x34\n\x0cskip_indexes\x18\x06 \x03(\x0b\x32\x1e.pipit.clickhouse.v1.SkipIndex\x12\x34\n\x0bprojections\x18\x07 \x03(\x0b\x32\x1f.pipit.clickhouse.v1.Projection\x12\x0b\n\x03ttl\x18\x08 \x01(\t\x12\x10\n\x08settings\x18\t \x01(\t\x12\x13\n\x0bprimary_key\x18\n \x01(\t\x12\x14\n\x0csharding_key\x18\x0b \x01(\t\x12\x1b\n\x13retired_projections\x18\x0c \x03(\t\x12\x17\n\x0fmaterialized_by\x18\r \x01(\t\x12\x18\n\x10numbered_columns\x18\x0e \x03(\t\"\x98\x01\n\nProjection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x12\n\nrange_view\x18\x03 \x01(\x08\x12\x12\n\nfold_hours\x18\x04 \x01(\x08\x12\x13\n\x0b\x66olded_view\x18\x05 \x01(\t\x12\x16\n\x0e\x64\x61y_projection\x18\x06 \x01(\t\x12\x18\n\x10month_projection\x18\x07 \x01(\t\"P\n\tSkipIndex\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0bgranularity\x18\x04 \x01(\r\"X\n\x06\x43olumn\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\tjson_text\x18\x02 \x01(\x08\x12\x11\n\tjson_path\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_expression\x18\x04 \x01(\t\"\xe9\x01\n\tParameter\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x15\n\rdefault_value\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0e\x61llowed_values\x18\x04 \x03(\t\x12\x10\n\x03min\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\nmax_length\x18\t \x01(\r\x12\x12\n\nnot_before\x18\n \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\tB\x06\n\x04_minB\x06\n\x04_maxJ\x04\x08\x07\x10\x08J\x04\x08\x08\x10\tR\x07has_minR\x07has_max*\\\n\x0bServiceRole\x12\x1c\n\x18SERVICE_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13SERVICE_ROLE_INGEST\x10\x01\x12\x16\n\x12SERVICE_ROLE_QUERY\x10\x02:L\n\x05table\x12\x1f.google.protobuf.MessageOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1a.pipit.clickhouse.v1.Table:L\n\x06\x63olumn\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1b.pipit.clickhouse.v1.Column:R\n\tparameter\x12\x1d.google.protobuf.FieldOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x1e.pipit.clickhouse.v1.Parameter:Q\n\x04role\x12\x1f.google.protobuf.ServiceOptions\x18\xb9\x8e\x03 \x01(\x0e\x32 .pipit.clickhouse.v1.ServiceRole:2\n\x08\x65ndpoint\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\t:2\n\x08\x61nalysis\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pipit.clickhouse.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICEROLE']._serialized_start=995
-  _globals['_SERVICEROLE']._serialized_end=1087
+  _globals['_SERVICEROLE']._serialized_start=1022
+  _globals['_SERVICEROLE']._serialized_end=1114
   _globals['_TABLE']._serialized_start=93
   _globals['_TABLE']._serialized_end=457
-  _globals['_PROJECTION']._serialized_start=459
-  _globals['_PROJECTION']._serialized_end=585
-  _globals['_SKIPINDEX']._serialized_start=587
-  _globals['_SKIPINDEX']._serialized_end=667
-  _globals['_COLUMN']._serialized_start=669
-  _globals['_COLUMN']._serialized_end=757
-  _globals['_PARAMETER']._serialized_start=760
-  _globals['_PARAMETER']._serialized_end=993
+  _globals['_PROJECTION']._serialized_start=460
+  _globals['_PROJECTION']._serialized_end=612
+  _globals['_SKIPINDEX']._serialized_start=614
+  _globals['_SKIPINDEX']._serialized_end=694
+  _globals['_COLUMN']._serialized_start=696
+  _globals['_COLUMN']._serialized_end=784
+  _globals['_PARAMETER']._serialized_start=787
+  _globals['_PARAMETER']._serialized_end=1020
 # @@protoc_insertion_point(module_scope)

@@ -62,20 +62,22 @@ class Table(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ..., numbered_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Projection(_message.Message):
-    __slots__ = ("name", "query", "range_view", "fold_hours", "folded_view", "day_projection")
+    __slots__ = ("name", "query", "range_view", "fold_hours", "folded_view", "day_projection", "month_projection")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     RANGE_VIEW_FIELD_NUMBER: _ClassVar[int]
     FOLD_HOURS_FIELD_NUMBER: _ClassVar[int]
     FOLDED_VIEW_FIELD_NUMBER: _ClassVar[int]
     DAY_PROJECTION_FIELD_NUMBER: _ClassVar[int]
+    MONTH_PROJECTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
     range_view: bool
     fold_hours: bool
     folded_view: str
     day_projection: str
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., fold_hours: _Optional[bool] = ..., folded_view: _Optional[str] = ..., day_projection: _Optional[str] = ...) -> None: ...
+    month_projection: str
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., fold_hours: _Optional[bool] = ..., folded_view: _Optional[str] = ..., day_projection: _Optional[str] = ..., month_projection: _Optional[str] = ...) -> None: ...
 
 class SkipIndex(_message.Message):
     __slots__ = ("name", "expression", "type", "granularity")
