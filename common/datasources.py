@@ -226,7 +226,7 @@ class Datasource:
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False
     ) -> list[str]:
-        """The range view of each projection that declares one, and its sibling for ranges
+        """The range view of each projection that declares one, and its siblings for ranges
         of whole periods, over this table (on a cluster, over its Distributed table: every
         shard answers from its own parts)."""
         return [
@@ -234,10 +234,10 @@ class Datasource:
                 f"`{database}`.`{self.name}`",
                 f"`{database}`.`{name}`{on_cluster}",
                 server_form=not numbered,
-                whole=whole,
+                form=form,
             )
             for view in self.range_views
-            for name, whole in ((view.name, False), (view.whole_name, True))
+            for name, form in ((view.name, "full"), *view.siblings)
         ]
 
     def add_columns_sql(self, table: str) -> list[str]:

@@ -31,9 +31,10 @@ from the day projection, and the two tiers below as before. A calendar month, or
 without dates over all of the data, then merges one state per key and month: 1,800 bitmaps
 became 60 for `test_segments` at 10 M events, 58 → 16 ms.
 
-Each view has a sibling for ranges of whole periods (`whole_name`): its tiers down to the
-whole days of a view that reads days (the months and days of one that reads months too),
-the whole hours of one that does not. For such a
+Each view has a sibling for ranges of whole periods (`whole_name`): its first tier alone —
+the whole days of a view that reads days (all of them, in a view that reads months too),
+the whole hours of one that does not — and a view that reads months one for ranges of
+whole months (`months_name`): the month tier alone. For such a
 range the other tiers are empty, yet the engine plans each of them (its conditions, the
 table's indexes, every aggregate projection it could use: 8–10 ms a tier at 10 M events
 on chDB); the query service calls the sibling when the bounds say the range is whole
@@ -46,8 +47,10 @@ from dataclasses import dataclass
 
 from common import id_numbers
 
-# A view's sibling for ranges of whole periods is named for it with this suffix.
+# A view's siblings are named for it with these suffixes: for ranges of whole periods (days
+# or hours), and of whole months.
 WHOLE_SUFFIX = "__whole"
+MONTHS_SUFFIX = "__months"
 HOUR_SECONDS, DAY_SECONDS = 3600, 86400
 
 # The bounds arrive as the view's parameters; every hour is judged from them alone, so
@@ -183,8 +186,21 @@ class RangeView:
 
     @property
     def whole_name(self) -> str:
-        """The sibling view's name: the first tier alone, for a range of whole periods."""
+        """The sibling for ranges of whole periods (`period_seconds`): the whole periods'
+        tier alone."""
         return self.name + WHOLE_SUFFIX
+
+    @property
+    def months_name(self) -> str:
+        """The sibling for ranges of whole UTC months, where the view reads months: the
+        month tier alone. Empty where it does not."""
+        return self.name + MONTHS_SUFFIX if self.month_projection else ""
+
+    @property
+    def siblings(self) -> tuple[tuple[str, str], ...]:
+        """Each sibling view's name and form (`create_sql`)."""
+        whole = ((self.whole_name, "whole"),)
+        return (*whole, (self.months_name, "months")) if self.month_projection else whole
 
     @property
     def period_seconds(self) -> int:
@@ -193,13 +209,15 @@ class RangeView:
         return DAY_SECONDS if self.day_projection else HOUR_SECONDS
 
     def create_sql(
-        self, table: str, view: str, *, server_form: bool = False, whole: bool = False
+        self, table: str, view: str, *, server_form: bool = False, form: str = "full"
     ) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
         where it applies) over `table` (qualified). Idempotent, and a changed declaration
         replaces the old view. `server_form`: over a table whose ids have no numbers (a
-        ClickHouse server), as its projection is there. `whole`: the sibling, the first
-        tier alone (exact only for a range of whole `period_seconds`)."""
+        ClickHouse server), as its projection is there. `form`: "full", every tier; "whole",
+        the sibling that reads the whole periods alone (exact only for a range of whole
+        `period_seconds`); "months", the sibling that reads whole months alone (exact only
+        for a range of whole UTC months)."""
         query = id_numbers.server_form(self.query) if server_form else self.query
         select, _, keys = query.partition(" GROUP BY ")
         # The SELECT of the tier that reads days, and of those that read hours.
@@ -221,11 +239,17 @@ class RangeView:
             tiers = [(days, WHOLE_DAYS), (hours, WHOLE_HOURS_OF_CUT_DAYS), (hours, CUT_HOURS)]
         else:
             tiers = [(hours, WHOLE_HOURS), (hours, CUT_HOURS)]
-        if self.month_projection:  # a folded view (__post_init__)
-            tiers[:1] = [(months, WHOLE_MONTHS), (days, WHOLE_DAYS_OF_CUT_MONTHS)]
-        if whole:
-            # The tiers down to whole days (or hours): what a range of them reads.
-            tiers = tiers[: 2 if self.month_projection else 1]
+        # Every whole day of a range of whole days is in the first tier: with months too,
+        # the sibling reads them there rather than plan a month tier that may be empty.
+        if form == "whole":
+            tiers = tiers[:1]
+        elif self.month_projection:  # a folded view (__post_init__)
+            if form == "months":
+                tiers = [(months, WHOLE_MONTHS)]
+            else:
+                tiers[:1] = [(months, WHOLE_MONTHS), (days, WHOLE_DAYS_OF_CUT_MONTHS)]
+        elif form != "full":
+            raise ValueError(f"range view {self.name}: no form {form!r}")
         union = "\nUNION ALL\n".join(
             f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
         )

@@ -87,18 +87,16 @@ def test_range_views_read_the_distributed_tables_on_every_node() -> None:
     statements = _schema().statements(DATASOURCES)
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW ")]
     # Each view (whole months, days, hours where it has them, then the cut hours), then its
-    # sibling for whole ranges (its tiers down to whole days, or whole hours).
+    # siblings, one tier each (whole days or hours; whole months).
     declared = [
         (
             ds.name,
             name,
-            2 + bool(v.day_projection) + bool(v.month_projection)
-            if name == v.name
-            else 1 + bool(v.month_projection),
+            2 + bool(v.day_projection) + bool(v.month_projection) if form == "full" else 1,
         )
         for ds in DATASOURCES
         for v in ds.range_views
-        for name in (v.name, v.whole_name)
+        for name, form in ((v.name, "full"), *v.siblings)
     ]
     assert declared and len(views) == len(declared)
     assert any(view.month_projection for ds in DATASOURCES for view in ds.range_views)
@@ -325,7 +323,7 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         name: "View"
         for ds in DATASOURCES
         for v in ds.range_views
-        for name in (v.name, v.whole_name)
+        for name in (v.name, *(sibling for sibling, _ in v.siblings))
     }
     # chDB numbers ids for the bitmaps of distinct counts (common/id_numbers.py).
     numbering = {

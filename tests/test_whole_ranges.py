@@ -10,7 +10,7 @@ import re
 import pytest
 
 from common.datasources import registry
-from common.range_views import WHOLE_SUFFIX, RangeView
+from common.range_views import MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
 from services.query.service import builtin_endpoints, builtin_sql
 from services.query.whole_ranges import WholeRanges, missing_sibling, views_only
 
@@ -89,9 +89,62 @@ def test_every_form_is_made_and_the_sql_is_otherwise_untouched() -> None:
         assert views_only(form) == SQL  # a missing sibling's fallback
 
 
+MONTHS = RangeView(
+    "months_view",
+    "SELECT a, toStartOfHour(timestamp) AS hour, count() AS n GROUP BY a, hour",
+    fold_hours=True,
+    day_projection="days_projection",
+    month_projection="months_projection",
+)
+MONTHS_SQL = (
+    "SELECT * FROM months_view(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})"
+)
+
+
+@pytest.mark.parametrize(
+    "start,end,form",
+    [
+        ("1970-01-01 00:00:00", LAST, "months"),  # the defaults: every month whole
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:59", "months"),
+        ("2023-02-01 00:00:00", "2023-02-28 23:59:59", "months"),
+        ("2024-02-01 00:00:00", "2024-02-29 23:59:59", "months"),  # a leap year's February
+        ("2024-02-01 00:00:00", "2024-02-28 23:59:59", "whole"),
+        ("2023-06-01 00:00:00", LAST, "months"),
+        ("2023-05-31 00:00:00", "2023-06-30 23:59:59", "whole"),
+        ("2023-06-01 00:00:00", "2023-07-01 23:59:59", "whole"),
+        ("2023-06-01 00:00:00", "2023-06-30 23:59:58", "full"),
+        ("2023-06-01 00:00:01", "2023-06-30 23:59:59", "full"),
+        ("2023-06-01 13:00:00", "2023-06-30 23:59:59", "full"),  # whole hours are not days
+        ("2023-06-01T02:00:00+02:00", "2023-06-30T23:59:59Z", "months"),  # UTC midnight
+        ("2023-06-01T00:00:00+02:00", "2023-06-30T23:59:59Z", "full"),  # 31 May 22:00 UTC
+        ("not a date", "2023-06-30 23:59:59", "full"),
+    ],
+)
+def test_a_view_with_months_has_a_sibling_for_whole_months(start: str, end: str, form: str) -> None:
+    ranges = WholeRanges.of(MONTHS_SQL, [MONTHS])
+    assert ranges is not None
+    sql = ranges.sql_for({"start_date": start, "end_date": end})
+    suffix = {"months": MONTHS_SUFFIX, "whole": WHOLE_SUFFIX, "full": ""}[form]
+    assert sql == MONTHS_SQL.replace("months_view(", f"months_view{suffix}(")
+    assert views_only(sql) == MONTHS_SQL
+    assert len(ranges.forms()) == 3
+
+
+def test_only_a_folded_view_that_reads_days_reads_months() -> None:
+    with pytest.raises(ValueError, match="reads months"):
+        RangeView("v", HOURS.query, month_projection="m")
+    with pytest.raises(ValueError, match="reads months"):
+        RangeView("d", HOURS.query, day_projection="d", by_day=True, month_projection="m")
+    assert (HOURS.months_name, [n for n, _ in HOURS.siblings]) == ("", [HOURS.whole_name])
+    assert [n for n, _ in MONTHS.siblings] == ["months_view__whole", "months_view__months"]
+
+
 def test_a_missing_sibling_is_told_from_other_failures() -> None:
     assert missing_sibling(
         RuntimeError("Code: 46. DB::Exception: Unknown table function ab_bitmap_range__whole.")
+    )
+    assert missing_sibling(
+        RuntimeError("Code: 46. DB::Exception: Unknown table function `t__months`.")
     )
     assert not missing_sibling(
         RuntimeError("Code: 46. DB::Exception: Unknown table function ab_bitmap_range.")
@@ -113,7 +166,7 @@ def test_sql_without_a_range_view_call_has_none() -> None:
 def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> None:
     """Every sibling a built-in pipe may call is a view the datasources declare, and every
     form is a built-in SQL (so its answers are kept, as the view's are)."""
-    siblings = {v.whole_name for ds in registry().values() for v in ds.range_views}
+    siblings = {n for ds in registry().values() for v in ds.range_views for n, _ in v.siblings}
     called = set()
     for endpoint in builtin_endpoints(1024).values():
         ranges = getattr(endpoint, "ranges", None)
@@ -121,5 +174,6 @@ def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> No
             continue
         for form in ranges.forms():
             assert form in builtin_sql()
-            called |= set(re.findall(rf"(\w+{WHOLE_SUFFIX})\(", form))
+            called |= set(re.findall(rf"(\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX}))\(", form))
     assert called and called <= siblings
+    assert any(name.endswith(MONTHS_SUFFIX) for name in called)

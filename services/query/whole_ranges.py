@@ -10,8 +10,10 @@ first tier alone (`RangeView.whole_name`). A call written in a pipe's SQL as
 
 is sent to the sibling when the values bound to `a` and `b` make the range whole, judged
 as the view's own conditions judge it: `a` starts a period, and `b` is the last second of
-one or the last DateTime (where the view's `b + 1` wraps to 1970). The answer is the same
-either way; `tests/test_projections.py` holds both forms to the plain-Python reference.
+one or the last DateTime (where the view's `b + 1` wraps to 1970). A view that reads months
+has a second sibling, its month tier alone (`RangeView.months_name`), for a range of whole
+UTC months — a calendar month, or a call without dates — judged the same way. The answer
+is the same either way; `tests/test_projections.py` holds both forms to the plain-Python reference.
 Anything else — another spelling, a bound that does not parse — keeps the view. Where the
 schema is made by another process (`pipit migrate` on a cluster) a service may start before
 the siblings exist: such a call is answered from the views instead (`views_only`)."""
@@ -21,17 +23,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from itertools import product
 from typing import Any
 
-from common.range_views import WHOLE_SUFFIX, RangeView
+from common.range_views import DAY_SECONDS, MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
 from common.timeparse import DATETIME_MAX, parse_datetime_fast
 
 _CALL = re.compile(
     r"\b(?P<view>\w+)\(start_date = \{(?P<start>\w+):DateTime\}, "
     r"end_date = \{(?P<end>\w+):DateTime\}\)"
 )
+
+
+def _starts_month(moment: int) -> bool:
+    return moment % DAY_SECONDS == 0 and datetime.fromtimestamp(moment, UTC).day == 1
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,26 @@ class _Call:
     start_param: str
     end_param: str
     period: int  # seconds
+    months: bool  # whether the view has a sibling for whole months
 
-    def whole(self, values: Mapping[str, Any]) -> bool:
+    def form(self, values: Mapping[str, Any]) -> str:
+        """The view's form that answers the bound range: "months", "whole" or "full"."""
         try:
             start = parse_datetime_fast(values[self.start_param])
             end = parse_datetime_fast(values[self.end_param])
         except (KeyError, TypeError, ValueError):
-            return False
-        # The last DateTime ends its period: the views' `end_date + 1` wraps to 1970.
-        return start % self.period == 0 and (end == DATETIME_MAX or (end + 1) % self.period == 0)
+            return "full"
+        # The last DateTime ends every period: the views' `end_date + 1` wraps to 1970.
+        after = 0 if end == DATETIME_MAX else end + 1
+        if self.months and _starts_month(start) and _starts_month(after):
+            return "months"
+        if start % self.period == 0 and after % self.period == 0:
+            return "whole"
+        return "full"
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        return ("full", "whole", "months") if self.months else ("full", "whole")
 
 
 @dataclass(frozen=True)
@@ -63,11 +81,18 @@ class WholeRanges:
     @classmethod
     def of(cls, sql: str, views: Iterable[RangeView]) -> WholeRanges | None:
         """None when `sql` calls none of `views` in the form above."""
-        periods = {view.name: view.period_seconds for view in views}
+        known = {view.name: view for view in views}
         calls = tuple(
-            _Call(m.start("view"), m["view"], m["start"], m["end"], periods[m["view"]])
+            _Call(
+                m.start("view"),
+                m["view"],
+                m["start"],
+                m["end"],
+                known[m["view"]].period_seconds,
+                bool(known[m["view"]].month_projection),
+            )
             for m in _CALL.finditer(sql)
-            if m["view"] in periods
+            if m["view"] in known
         )
         return cls(sql, calls) if calls else None
 
@@ -79,29 +104,30 @@ class WholeRanges:
 
     def sql_for(self, values: Mapping[str, Any]) -> str:
         """The SQL with each call whose bounds are whole sent to the view's sibling."""
-        return self._forms[tuple(call.whole(values) for call in self.calls)]
+        return self._forms[tuple(call.form(values) for call in self.calls)]
 
     def forms(self) -> frozenset[str]:
         """Every SQL `sql_for` may give."""
         return frozenset(self._forms.values())
 
     @cached_property
-    def _forms(self) -> dict[tuple[bool, ...], str]:
+    def _forms(self) -> dict[tuple[str, ...], str]:
         # A pipe calls a view or two: every combination is made once, up front.
         forms = {}
-        for choice in product((False, True), repeat=len(self.calls)):
+        for choice in product(*(call.forms for call in self.calls)):
             sql = self.sql
             # From the last call back, so the earlier calls' offsets still hold.
-            for call, whole in reversed(list(zip(self.calls, choice, strict=True))):
-                if whole:
+            for call, form in reversed(list(zip(self.calls, choice, strict=True))):
+                if form != "full":
                     at = call.start + len(call.view)
-                    sql = sql[:at] + WHOLE_SUFFIX + sql[at:]
+                    sql = sql[:at] + _SUFFIXES[form] + sql[at:]
             forms[choice] = sql
         return forms
 
 
-_SIBLING_CALL = re.compile(rf"\b(\w+){WHOLE_SUFFIX}\(")
-_MISSING_SIBLING = re.compile(rf"Unknown table function `?\w+{WHOLE_SUFFIX}\b")
+_SUFFIXES = {"whole": WHOLE_SUFFIX, "months": MONTHS_SUFFIX}
+_SIBLING_CALL = re.compile(rf"\b(\w+)(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\(")
+_MISSING_SIBLING = re.compile(rf"Unknown table function `?\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\b")
 
 
 def views_only(sql: str) -> str:
