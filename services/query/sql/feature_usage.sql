@@ -9,9 +9,10 @@
 --   without a feature form a row with feature '' (visible rather than hidden).
 -- Ordering: total_events DESC (most used first), then feature ASC.
 -- Cost: read from `feature_bitmap_range`, the view of the `feature_bitmap_hours`
---   projection that folds the hours (services/query/sql/README.md): whole hours from the
---   projection, the cut hours at either end from the rows, one row per feature and half;
---   distinct ids are merged from per-hour bitmaps, so any range is exact.
+--   projection that folds the periods (services/query/sql/README.md): whole months, days
+--   and hours from the projections of the month, day and hour, the cut hours at either
+--   end from the rows, one row per feature and tier; distinct ids are merged from those
+--   bitmaps, so any range is exact. A call without dates reads the month tier alone.
 SELECT
     feature,
     sum(event_count) AS total_events,

@@ -14,10 +14,11 @@
 --   round(sum(revenue) / users, 4)). A user seen on two devices counts in both.
 -- Ordering: test_id, variant, segment (the group key, so there are no ties).
 -- Cost: read from the `ab_segment_bitmap_hours` range view (services/query/sql/README.md):
---   whole hours from the projection of that name, the cut hours at either end from the
---   rows; distinct users are merged from per-hour bitmaps, so any range is exact. The
---   view folds the hours: one row per test, variant, device, country and half, each
---   hour's bitmap merged once as the projection is read.
+--   whole months, whole days and whole hours from the projections of the month, day and
+--   hour, the cut hours at either end from the rows; distinct users are merged from
+--   those bitmaps, so any range is exact. The view folds the periods: one row per test,
+--   variant, device, country and tier. A call without dates or over calendar months
+--   reads the month tier alone (its sibling `ab_segment_bitmap_hours__months`).
 -- Alike on purpose: test_summary.sql's metrics, computed per segment. Each endpoint is
 --   its own file (an RPC plus its SQL), so the five metric lines stand in both.
 SELECT
