@@ -223,9 +223,9 @@ class RangeView:
         # The SELECT of the tier that reads days, and of those that read hours.
         if self.by_day:
             # The day in the hour's place: the day projection's, or each hour's day.
-            days = _with_day(select, _DAY_ITEM)
-            hours = f"WITH {_HOUR_ITEM} {_with_day(select, _HOURS_DAY_ITEM)}"
-            keys = _day_keys(keys)
+            days = _with_period(select, _DAY_ITEM)
+            hours = f"WITH {_HOUR_ITEM} {_with_period(select, _HOURS_DAY_ITEM)}"
+            keys = _period_keys(keys, "day")
         elif self.fold_hours:
             # The hour stays the name the bounds filter on, but is no column of the view.
             items = _without_hour(select)
@@ -260,31 +260,27 @@ def day_query(query: str) -> str:
     """The day projection's `SELECT … GROUP BY …` of an hourly projection's `query`: the
     hour's item and key per UTC day."""
     select, _, keys = query.partition(" GROUP BY ")
-    return f"{_with_day(select, _DAY_ITEM)} GROUP BY {_day_keys(keys)}"
+    return f"{_with_period(select, _DAY_ITEM)} GROUP BY {_period_keys(keys, 'day')}"
 
 
 def month_query(query: str) -> str:
     """The month projection's `SELECT … GROUP BY …` of an hourly projection's `query`: the
     hour's item and key per UTC month."""
     select, _, keys = query.partition(" GROUP BY ")
-    items = select.removeprefix("SELECT ").split(", ")
-    items[items.index(_HOUR_ITEM)] = _MONTH_ITEM
-    month_keys = ", ".join(
-        "month" if key.strip() == "hour" else key.strip() for key in keys.split(",")
-    )
-    return f"SELECT {', '.join(items)} GROUP BY {month_keys}"
+    return f"{_with_period(select, _MONTH_ITEM)} GROUP BY {_period_keys(keys, 'month')}"
 
 
-def _with_day(select: str, day_item: str) -> str:
-    """`select` (`SELECT a, b, …`) with `day_item` in the hour's place (split and joined at
-    `, ` as in _without_hour)."""
+def _with_period(select: str, item: str) -> str:
+    """`select` (`SELECT a, b, …`) with `item` (a day's or a month's) in the hour's place
+    (split and joined at `, ` as in _without_hour)."""
     items = select.removeprefix("SELECT ").split(", ")
-    items[items.index(_HOUR_ITEM)] = day_item
+    items[items.index(_HOUR_ITEM)] = item
     return "SELECT " + ", ".join(items)
 
 
-def _day_keys(keys: str) -> str:
-    return ", ".join("day" if key.strip() == "hour" else key.strip() for key in keys.split(","))
+def _period_keys(keys: str, period: str) -> str:
+    """The GROUP BY `keys` with `period` (a day's or a month's alias) for the hour."""
+    return ", ".join(period if key.strip() == "hour" else key.strip() for key in keys.split(","))
 
 
 def _without_hour(select: str) -> str | None:
