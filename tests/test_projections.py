@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -846,37 +846,71 @@ async def test_whole_hours_are_read_from_the_projection(
     assert any(outcomes)
 
 
-@pytest.mark.parametrize(
-    "bounds,expected",
-    [
-        ({}, (True, False)),
-        ({"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}, (True, False)),
-        ({"start_date": "2023-06-03 13:17:23", "end_date": "2023-06-07 08:41:09"}, (True, True)),
-        ({"start_date": "2023-06-04 11:30:00", "end_date": "2023-06-04 12:29:59"}, (False, False)),
-        ({"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"}, (False, True)),
-        ({"start_date": "2023-06-03 00:00:00"}, (True, False)),
-    ],
-)
-def test_the_calendar_of_whole_periods(bounds: dict[str, str], expected: tuple[bool, bool]) -> None:
-    """The test's own reckoning, on ranges whose answer is plain."""
-    assert _whole_periods(bounds) == expected
+_DAYS, _MONTHS = _whole_periods, _whole_months
 
 
 @pytest.mark.parametrize(
-    "bounds,expected",
+    "reckon,bounds,expected",
     [
-        ({}, (True, False)),
-        ({"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}, (True, False)),
-        ({"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"}, (False, True)),
-        ({"start_date": "2023-05-31 00:00:00", "end_date": "2023-06-30 23:59:59"}, (True, True)),
-        ({"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:58"}, (False, True)),
-        ({"start_date": "2023-06-30 12:00:00", "end_date": "2023-07-01 11:59:59"}, (False, False)),
-        ({"start_date": "2023-12-01 00:00:00"}, (True, False)),
+        (_DAYS, {}, (True, False)),
+        (
+            _DAYS,
+            {"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"},
+            (True, False),
+        ),
+        (
+            _DAYS,
+            {"start_date": "2023-06-03 13:17:23", "end_date": "2023-06-07 08:41:09"},
+            (True, True),
+        ),
+        (
+            _DAYS,
+            {"start_date": "2023-06-04 11:30:00", "end_date": "2023-06-04 12:29:59"},
+            (False, False),
+        ),
+        (
+            _DAYS,
+            {"start_date": "2023-06-04 12:00:00", "end_date": "2023-06-04 12:59:59"},
+            (False, True),
+        ),
+        (_DAYS, {"start_date": "2023-06-03 00:00:00"}, (True, False)),
+        (_MONTHS, {}, (True, False)),
+        (
+            _MONTHS,
+            {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"},
+            (True, False),
+        ),
+        (
+            _MONTHS,
+            {"start_date": "2023-06-03 00:00:00", "end_date": "2023-06-05 23:59:59"},
+            (False, True),
+        ),
+        (
+            _MONTHS,
+            {"start_date": "2023-05-31 00:00:00", "end_date": "2023-06-30 23:59:59"},
+            (True, True),
+        ),
+        (
+            _MONTHS,
+            {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:58"},
+            (False, True),
+        ),
+        (
+            _MONTHS,
+            {"start_date": "2023-06-30 12:00:00", "end_date": "2023-07-01 11:59:59"},
+            (False, False),
+        ),
+        (_MONTHS, {"start_date": "2023-12-01 00:00:00"}, (True, False)),
     ],
 )
-def test_the_calendar_of_whole_months(bounds: dict[str, str], expected: tuple[bool, bool]) -> None:
-    """The test's own reckoning of months, on ranges whose answer is plain."""
-    assert _whole_months(bounds) == expected
+def test_the_calendar_of_whole_periods(
+    reckon: Callable[[dict[str, str]], tuple[bool, bool]],
+    bounds: dict[str, str],
+    expected: tuple[bool, bool],
+) -> None:
+    """The test's own reckoning (whole days and the hours outside them; whole months and the
+    days outside them), on ranges whose answer is plain."""
+    assert reckon(bounds) == expected
 
 
 # The one-entity lookups read the entity's rows in its order (`by_user`,
