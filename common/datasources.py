@@ -354,6 +354,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 p.fold_hours,
                 p.day_projection if p.fold_hours else "",
                 month_projection=p.month_projection if p.fold_hours else "",
+                one_row_per_key=p.one_row_per_key,
             )
             for p in table.projections
             if p.range_view

@@ -140,7 +140,8 @@ class RangeView:
     name of the projection of the same query per UTC day, which a folded view reads whole
     days from; `by_day` when the view is per day (a `day` column in the hour's place),
     named for that projection; `month_projection`, the projection of the same query per
-    UTC month, which a folded view with days reads whole months from."""
+    UTC month, which a folded view with days reads whole months from; `one_row_per_key`
+    when a folded view groups its tiers' rows once more, one row per key for any range."""
 
     name: str
     query: str
@@ -148,6 +149,7 @@ class RangeView:
     day_projection: str = ""
     by_day: bool = False
     month_projection: str = ""
+    one_row_per_key: bool = False
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -178,6 +180,8 @@ class RangeView:
                 f"range view {self.name}: an hourly view reads no days (a folded view or "
                 "a view by day does)"
             )
+        if self.one_row_per_key:
+            self._regrouped("")  # raises unless its aggregates can be grouped again
         if self.month_projection and not (self.fold_hours and self.day_projection):
             raise ValueError(
                 f"range view {self.name}: only a folded view that reads days reads months "
@@ -253,7 +257,56 @@ class RangeView:
         union = "\nUNION ALL\n".join(
             f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
         )
+        if self.one_row_per_key and len(tiers) > 1:
+            union = self._regrouped(union)
         return f"CREATE OR REPLACE VIEW {view} AS\n{union}"
+
+    def _regrouped(self, union: str) -> str:
+        """The tiers' `union` grouped once more by the folded keys: each aggregate added up
+        or compared again under its own name. Raises unless this is a folded view whose
+        aggregates are sums, counts, minima or maxima (a state would need its own merge)."""
+        if not self.fold_hours:
+            raise ValueError(f"range view {self.name}: only a folded view groups its tiers")
+        select, _, keys = self.query.partition(" GROUP BY ")
+        folded = [key.strip() for key in keys.split(",") if key.strip() != "hour"]
+        columns = []
+        for item in _top_level_items(select.removeprefix("SELECT ")):
+            if item == _HOUR_ITEM:
+                continue
+            expression, _, alias = item.rpartition(" AS ")
+            name = alias if expression else item
+            function = expression.partition("(")[0]
+            if name in folded:
+                columns.append(name)
+            elif function in _REGROUP:
+                columns.append(f"{_REGROUP[function]}({name}) AS {name}")
+            else:
+                raise ValueError(
+                    f"range view {self.name}: one row per key needs sums, counts, minima or "
+                    f"maxima, or the keys themselves; {item!r} is neither"
+                )
+        return f"SELECT {', '.join(columns)}\nFROM (\n{union}\n)\nGROUP BY {', '.join(folded)}"
+
+
+# How a folded view adds up or compares again each aggregate of its tiers' rows.
+_REGROUP = {"sum": "sum", "count": "sum", "countIf": "sum", "max": "max", "min": "min"}
+
+
+def _top_level_items(items: str) -> list[str]:
+    """`a, f(b, c) AS d, …` split at the commas outside parentheses and quotes."""
+    found, depth, quoted, start = [], 0, False, 0
+    for at, char in enumerate(items):
+        if char == "'" and (at == 0 or items[at - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            found.append(items[start:at].strip())
+            start = at + 1
+    found.append(items[start:].strip())
+    return found
 
 
 def day_query(query: str) -> str:

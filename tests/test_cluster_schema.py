@@ -106,7 +106,9 @@ def test_range_views_read_the_distributed_tables_on_every_node() -> None:
         )
         # Every tier (whole months and days where the view has them, whole hours, cut
         # hours) reads the Distributed table, never one node's local table.
-        assert sql.count(f"FROM `{DATABASE}`.`{table}`\n") == tiers == sql.count("FROM ")
+        # (A view of one row per key reads them in a subquery it groups once more.)
+        tables = sql.count(f"FROM `{DATABASE}`.`{table}`\n")
+        assert tables == tiers == sql.count("FROM ") - sql.count("FROM (\n")
         assert LOCAL_SUFFIX not in sql
 
 

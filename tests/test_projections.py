@@ -614,6 +614,83 @@ async def test_a_view_with_months_answers_any_range_as_the_rows(
         assert "ReadFromMergeTree (path_months)" in "\n".join(r["explain"] for r in plan.data)
 
 
+async def test_a_view_of_one_row_per_key_groups_a_key_seen_in_two_tiers(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
+    """`ab_buyer_hours` gives one row per buyer for any range (`one_row_per_key`), which
+    test_results' SQL relies on: a buyer seen in a whole hour and in a cut one is one buyer
+    whose revenue adds up, not two. Here each tier holds such a buyer; the moments equal
+    plain Python's."""
+    ab = registry()["ab_test_events"]
+    await own_warehouse.ensure_schema([ab])
+
+    def event(time: str, user: str, variant: str, revenue: float, conversion: int = 0) -> dict:
+        return {
+            "timestamp": f"2023-06-05 {time}",
+            "user_id": user,
+            "test_id": "t1",
+            "variant": variant,
+            "event_type": "purchase" if revenue else "impression",
+            "conversion": conversion,
+            "revenue": revenue,
+            "session_id": f"s_{user}",
+            "device": "desktop",
+            "country": "US",
+        }
+
+    rows = [
+        event("10:15:00", "u1", "A", 10.0),  # a whole hour
+        event("12:10:00", "u1", "A", 5.0, 1),  # the cut hour at the end
+        event("13:05:00", "u1", "A", 100.0),  # out of range
+        event("11:20:00", "u2", "A", 7.0),
+        event("09:45:00", "u3", "B", 3.0),  # the cut hour at the start
+        event("10:30:00", "u3", "B", 4.0),
+        event("10:40:00", "u4", "B", 0.0),  # a user who is no buyer
+    ]
+    body = b"\n".join(orjson.dumps(row) for row in rows)
+    await own_warehouse.insert_json_rows(ab.name, ab.column_names, body)
+    results = builtin_endpoints(1024)["TestResults"]
+    sql, params = results.prepare(
+        results.request_class(
+            test_id="t1", start_date="2023-06-05 09:30:00", end_date="2023-06-05 12:30:00"
+        )
+    )
+    assert "ab_buyer_hours(" in sql  # the full view: a range cut inside its hours
+    answered = {r["variant"]: r for r in (await own_warehouse.query(sql, params)).data}
+    buyers = {"A": [15.0, 7.0], "B": [7.0]}  # u1's 10 + 5; u2; u3's 3 + 4
+    for variant, revenue in buyers.items():
+        mean = sum(revenue) / len(revenue)
+        row = answered[variant]
+        assert int(row["users"]) == 2
+        assert int(row["buyers"]) == len(revenue)
+        assert int(row["conversions"]) == (1 if variant == "A" else 0)
+        assert math.isclose(row["buyer_revenue_mean"], mean, rel_tol=1e-12)
+        variance = sum((r - mean) ** 2 for r in revenue) / len(revenue)
+        assert math.isclose(row["buyer_revenue_variance"], variance, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_one_row_per_key_takes_sums_counts_minima_and_maxima_only() -> None:
+    query = (
+        "SELECT k, toStartOfHour(timestamp) AS hour, count() AS n, max(x) AS m, "
+        "if(a, b, 'c, d') AS e GROUP BY k, hour, e"
+    )
+    view = RangeView("v", query, fold_hours=True, one_row_per_key=True)
+    assert view.create_sql("t", "v").startswith(
+        "CREATE OR REPLACE VIEW v AS\nSELECT k, sum(n) AS n, max(m) AS m, e\nFROM (\n"
+    )
+    # A sibling reads one tier: nothing to group again.
+    assert "FROM (" not in view.create_sql("t", "v", form="whole")
+    with pytest.raises(ValueError, match="sums, counts, minima or maxima"):
+        RangeView(
+            "v",
+            "SELECT k, toStartOfHour(timestamp) AS hour, uniqExactState(x) AS u GROUP BY k, hour",
+            fold_hours=True,
+            one_row_per_key=True,
+        )
+    with pytest.raises(ValueError, match="only a folded view"):
+        RangeView("v", query, one_row_per_key=True)
+
+
 async def test_a_call_whose_sibling_is_missing_is_answered_from_the_view(
     own_warehouse: EmbeddedWarehouse,
 ) -> None:
