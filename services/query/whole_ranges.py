@@ -44,11 +44,9 @@ def _starts_month(moment: int) -> bool:
 @dataclass(frozen=True)
 class _Call:
     start: int  # where the view's name starts in the SQL
-    view: str
+    view: RangeView
     start_param: str
     end_param: str
-    period: int  # seconds
-    months: bool  # whether the view has a sibling for whole months
 
     def form(self, values: Mapping[str, Any]) -> str:
         """The view's form that answers the bound range: "months", "whole" or "full"."""
@@ -59,15 +57,17 @@ class _Call:
             return "full"
         # The last DateTime ends every period: the views' `end_date + 1` wraps to 1970.
         after = 0 if end == DATETIME_MAX else end + 1
-        if self.months and _starts_month(start) and _starts_month(after):
+        if self.view.month_projection and _starts_month(start) and _starts_month(after):
             return "months"
-        if start % self.period == 0 and after % self.period == 0:
+        period = self.view.period_seconds
+        if start % period == 0 and after % period == 0:
             return "whole"
         return "full"
 
-    @property
-    def forms(self) -> tuple[str, ...]:
-        return ("full", "whole", "months") if self.months else ("full", "whole")
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """The view's name in each form: its own, then its siblings' (RangeView.siblings)."""
+        return {"full": self.view.name, **{form: name for name, form in self.view.siblings}}
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,7 @@ class WholeRanges:
         """None when `sql` calls none of `views` in the form above."""
         known = {view.name: view for view in views}
         calls = tuple(
-            _Call(
-                m.start("view"),
-                m["view"],
-                m["start"],
-                m["end"],
-                known[m["view"]].period_seconds,
-                bool(known[m["view"]].month_projection),
-            )
+            _Call(m.start("view"), known[m["view"]], m["start"], m["end"])
             for m in _CALL.finditer(sql)
             if m["view"] in known
         )
@@ -114,18 +107,16 @@ class WholeRanges:
     def _forms(self) -> dict[tuple[str, ...], str]:
         # A pipe calls a view or two: every combination is made once, up front.
         forms = {}
-        for choice in product(*(call.forms for call in self.calls)):
+        for choice in product(*(call.names for call in self.calls)):
             sql = self.sql
             # From the last call back, so the earlier calls' offsets still hold.
             for call, form in reversed(list(zip(self.calls, choice, strict=True))):
-                if form != "full":
-                    at = call.start + len(call.view)
-                    sql = sql[:at] + _SUFFIXES[form] + sql[at:]
+                end = call.start + len(call.view.name)
+                sql = sql[: call.start] + call.names[form] + sql[end:]
             forms[choice] = sql
         return forms
 
 
-_SUFFIXES = {"whole": WHOLE_SUFFIX, "months": MONTHS_SUFFIX}
 _SIBLING_CALL = re.compile(rf"\b(\w+)(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\(")
 _MISSING_SIBLING = re.compile(rf"Unknown table function `?\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\b")
 
