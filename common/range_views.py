@@ -181,7 +181,9 @@ class RangeView:
                 "a view by day does)"
             )
         if self.one_row_per_key:
-            self._regrouped("")  # raises unless its aggregates can be grouped again
+            if not self.fold_hours:
+                raise ValueError(f"range view {self.name}: only a folded view groups its tiers")
+            self._regrouped_columns()  # raises unless its aggregates can be grouped again
         if self.month_projection and not (self.fold_hours and self.day_projection):
             raise ValueError(
                 f"range view {self.name}: only a folded view that reads days reads months "
@@ -236,7 +238,7 @@ class RangeView:
             months = f"WITH {_MONTH_ITEM} SELECT {items}"
             days = f"WITH {_DAY_ITEM} SELECT {items}"
             hours = f"WITH {_HOUR_ITEM} SELECT {items}"
-            keys = ", ".join(key.strip() for key in keys.split(",") if key.strip() != "hour")
+            keys = ", ".join(_folded_keys(keys))
         else:
             hours = select
         if self.day_projection:
@@ -258,17 +260,20 @@ class RangeView:
             f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
         )
         if self.one_row_per_key and len(tiers) > 1:
-            union = self._regrouped(union)
+            # The tiers' rows grouped once more by the folded keys (`keys`).
+            union = (
+                f"SELECT {', '.join(self._regrouped_columns())}\nFROM (\n{union}\n)\n"
+                f"GROUP BY {keys}"
+            )
         return f"CREATE OR REPLACE VIEW {view} AS\n{union}"
 
-    def _regrouped(self, union: str) -> str:
-        """The tiers' `union` grouped once more by the folded keys: each aggregate added up
-        or compared again under its own name. Raises unless this is a folded view whose
-        aggregates are sums, counts, minima or maxima (a state would need its own merge)."""
-        if not self.fold_hours:
-            raise ValueError(f"range view {self.name}: only a folded view groups its tiers")
+    def _regrouped_columns(self) -> list[str]:
+        """The columns of a folded view that groups its tiers' rows once more: each key as
+        it is, each aggregate added up or compared again under its own name. Raises unless
+        the aggregates are sums, counts, minima or maxima (a state would need its own
+        merge)."""
         select, _, keys = self.query.partition(" GROUP BY ")
-        folded = [key.strip() for key in keys.split(",") if key.strip() != "hour"]
+        folded = _folded_keys(keys)
         columns = []
         for item in _top_level_items(select.removeprefix("SELECT ")):
             if item == _HOUR_ITEM:
@@ -285,7 +290,7 @@ class RangeView:
                     f"range view {self.name}: one row per key needs sums, counts, minima or "
                     f"maxima, or the keys themselves; {item!r} is neither"
                 )
-        return f"SELECT {', '.join(columns)}\nFROM (\n{union}\n)\nGROUP BY {', '.join(folded)}"
+        return columns
 
 
 # How a folded view adds up or compares again each aggregate of its tiers' rows.
@@ -329,6 +334,11 @@ def _with_period(select: str, item: str) -> str:
     items = select.removeprefix("SELECT ").split(", ")
     items[items.index(_HOUR_ITEM)] = item
     return "SELECT " + ", ".join(items)
+
+
+def _folded_keys(keys: str) -> list[str]:
+    """The GROUP BY `keys` without the hour: a folded view's."""
+    return [key.strip() for key in keys.split(",") if key.strip() != "hour"]
 
 
 def _period_keys(keys: str, period: str) -> str:
