@@ -90,6 +90,15 @@ SOURCES = {
         "ab_bitmap_range__whole(start_date = '1970-01-01 00:00:00', "
         "end_date = '2106-02-07 06:28:15')"
     ),
+    # A view that reads months has a second sibling, its month tier alone.
+    "other-range-view-months": (
+        "feature_bitmap_range__months(start_date = '1970-01-01 00:00:00', "
+        "end_date = '2106-02-07 06:28:15')"
+    ),
+    "own-range-view-months": (
+        "ab_segment_bitmap_hours__months(start_date = '1970-01-01 00:00:00', "
+        "end_date = '2106-02-07 06:28:15')"
+    ),
 }
 
 SOURCE_NESTINGS = {
