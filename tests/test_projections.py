@@ -58,9 +58,11 @@ PROJECTED = {
     "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
     # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
-    # Through a view that folds the hours; a range whose events span more than 256 days is
-    # read from the rows instead (retention.sql), which the default range is here.
-    "retention": ("user_hours", [{"period": "day"}, {"period": "week"}, {"period": "month"}]),
+    # Each period's users from the day view of user_events' bitmaps (retention.sql).
+    "retention": (
+        "activity_bitmap_hours",
+        [{"period": "day"}, {"period": "week"}, {"period": "month"}],
+    ),
 }
 RANGES: list[dict[str, str]] = [
     {},  # the defaults: 1970-01-01 00:00:00 to the last DateTime
@@ -166,14 +168,12 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "activity_bitmap_days",
             "by_session",
             "by_user",
-            "user_hours",
         ],
         "app_events": [
             "feature_bitmap_hours",
             "feature_bitmap_days",
             "feature_bitmap_months",
             "by_session",
-            "app_user_hours",
         ],
         "clickstream_events": [
             "page_view_hours",
@@ -194,13 +194,8 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_bitmap_days",
             "ab_segment_bitmap_days",
         ],
-        "user_events": ["activity_bitmap_hours", "user_hours", "activity_bitmap_days"],
-        "app_events": [
-            "feature_bitmap_hours",
-            "app_user_hours",
-            "feature_bitmap_range",
-            "feature_bitmap_days",
-        ],
+        "user_events": ["activity_bitmap_hours", "activity_bitmap_days"],
+        "app_events": ["feature_bitmap_hours", "feature_bitmap_range", "feature_bitmap_days"],
         "clickstream_events": ["page_view_hours"],
     }
     # A day projection is its hourly one's query per UTC day.
@@ -226,7 +221,6 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
         ("ab_test_events", "ab_segment_bitmap_months"),
-        ("app_events", "app_user_hours"),
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
@@ -239,7 +233,6 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("user_events", "activity_bitmap_hours"),
         ("user_events", "by_session"),
         ("user_events", "by_user"),
-        ("user_events", "user_hours"),
     ]
     parts = await warehouse.query(
         "SELECT table, countIf(length(projections) = 0) AS bare, "
@@ -819,6 +812,7 @@ DAY_TIERS = {
     "feature_usage": "feature_bitmap_days",
     "user_activity_metrics": "activity_bitmap_days",
     "active_users": "feature_bitmap_days",
+    "retention": "activity_bitmap_days",
 }
 
 
@@ -901,11 +895,10 @@ async def test_whole_hours_are_read_from_the_projection(
     for bounds in RANGES:
         plan = await _reads(warehouse, name, {**extras[0], **bounds})
         uses = f"ReadFromMergeTree ({projection})" in plan
-        by_rows = name == "retention" and _days_with_events("user_events", bounds) > 256
         if day_projection is None:
-            if _holds_a_whole_hour(bounds) and not by_rows:
+            if _holds_a_whole_hour(bounds):
                 assert uses, (bounds, plan)
-        elif not by_rows:
+        else:
             days, hours = _whole_periods(bounds)
             if month_projection:
                 months, days = _whole_months(bounds)
@@ -1077,27 +1070,31 @@ def test_a_view_that_folds_the_hours_has_no_hour_column(query: str) -> None:
         assert half.rstrip().endswith("GROUP BY user_id")
 
 
-# retention reads each user's days as bits, a day's bit its number mod 256, only while the
-# range's events span fewer than 257 days; these ranges sit on either side of that edge
-# (DATA has events on every day around it), the bits wrapping round 256 in all of them.
-EDGE = [
-    {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-11 23:59:59"},
-    {"start_date": "2023-06-01 10:17:00", "end_date": "2024-02-11 13:41:00"},
+# retention merges each period's users as bitmaps and intersects every cohort with every
+# later period, so a long span is many periods: these ranges hold more than 256 days with
+# events (DATA has events on every day around the end), whole days and cut hours.
+LONG_SPANS = [
     {"start_date": "2023-06-01 00:00:00", "end_date": "2024-02-12 23:59:59"},
+    {"start_date": "2023-06-01 10:17:00", "end_date": "2024-02-12 13:41:00"},
 ]
 
 
-@pytest.mark.parametrize("period", ["day", "week"])
-@pytest.mark.parametrize("bounds", EDGE)
-async def test_retention_on_either_side_of_256_days(
-    warehouse: EmbeddedWarehouse, bounds: dict[str, str], period: str
+@pytest.mark.parametrize("source", ["user_events", "app_events"])
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+@pytest.mark.parametrize("bounds", LONG_SPANS)
+async def test_retention_over_a_long_span_from_either_source(
+    warehouse: EmbeddedWarehouse, bounds: dict[str, str], period: str, source: str
 ) -> None:
-    given = {"period": period, **bounds}
+    given = {"period": period, "source": source, **bounds}
+    assert _days_with_events(source, bounds) > 256
     actual = await _run(warehouse, "retention", given)
     want = expected.retention(DATA, **ENDPOINTS["retention"].bind(given))
     assert want
     expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES["retention"])
-    by_bits = _days_with_events("user_events", bounds) <= 256
-    assert by_bits == (bounds is not EDGE[2])
-    if by_bits:
-        assert "ReadFromMergeTree (user_hours)" in await _reads(warehouse, "retention", given)
+    # Each period's users come from the source's day projection; the other source's view
+    # is given an empty range and sent to its one-tier sibling.
+    sql = ENDPOINTS["retention"].sql_for(ENDPOINTS["retention"].bound(given))
+    read, unread = ("activity", "feature") if source == "user_events" else ("feature", "activity")
+    assert f"{unread}_bitmap_days__whole(" in sql
+    plan = await _reads(warehouse, "retention", given)
+    assert f"ReadFromMergeTree ({read}_bitmap_days)" in plan, plan

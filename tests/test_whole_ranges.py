@@ -177,3 +177,63 @@ def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> No
             called |= set(re.findall(rf"(\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX}))\(", form))
     assert called and called <= siblings
     assert any(name.endswith(MONTHS_SUFFIX) for name in called)
+
+
+GUARDED_SQL = (
+    "WITH toDateTime(0) AS first_second, toDateTime(4294967295) AS last_second "
+    "SELECT * FROM hours_view(start_date = if({source:String} = 'hours', {start_date:DateTime}, "
+    "last_second), end_date = if({source:String} = 'hours', {end_date:DateTime}, first_second))"
+    " UNION ALL SELECT * FROM days_view(start_date = if({source:String} = 'days', "
+    "{start_date:DateTime}, last_second), end_date = if({source:String} = 'days', "
+    "{end_date:DateTime}, first_second))"
+)
+
+
+@pytest.mark.parametrize(
+    "source,start,end,hours_whole,days_whole",
+    [
+        # The call of the source bound is judged by its bounds; the other reads nothing and
+        # goes to its one-tier sibling.
+        ("hours", "2023-06-01 13:00:00", "2023-06-01 13:59:59", True, True),
+        ("hours", "2023-06-01 13:00:01", "2023-06-01 13:59:59", False, True),
+        ("days", "2023-06-01 13:00:00", "2023-06-01 13:59:59", True, False),
+        ("days", "2023-06-01 00:00:00", "2023-06-01 23:59:59", True, True),
+        ("days", "not a date", "2023-06-01 23:59:59", True, False),
+        ("neither", "2023-06-01 13:00:01", "2023-06-01 13:59:59", True, True),
+    ],
+)
+def test_a_call_guarded_by_a_parameter_reads_its_range_only_where_the_guard_holds(
+    source: str, start: str, end: str, hours_whole: bool, days_whole: bool
+) -> None:
+    ranges = WholeRanges.of(GUARDED_SQL, [HOURS, DAYS])
+    assert ranges is not None and len(ranges.calls) == 2
+    assert [call.guard for call in ranges.calls] == [("source", "hours"), ("source", "days")]
+    sql = ranges.sql_for({"source": source, "start_date": start, "end_date": end})
+    chosen = (f"hours_view{WHOLE_SUFFIX}(" in sql, f"days_view{WHOLE_SUFFIX}(" in sql)
+    assert chosen == (hours_whole, days_whole)
+    assert views_only(sql) == GUARDED_SQL
+
+
+def test_a_guard_that_differs_between_the_bounds_is_not_a_guarded_call() -> None:
+    # Each bound's own guard would leave a range half open: the view answers it as written.
+    sql = GUARDED_SQL.replace(
+        "end_date = if({source:String} = 'hours'", "end_date = if({source:String} = 'days'"
+    )
+    ranges = WholeRanges.of(sql, [HOURS, DAYS])
+    assert ranges is not None
+    assert [call.view.name for call in ranges.calls] == ["days_view"]
+
+
+def test_retention_sends_the_source_it_does_not_read_to_the_one_tier_sibling() -> None:
+    endpoint = builtin_endpoints(1024)["Retention"]
+    assert endpoint.ranges is not None
+    week = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
+    cut = {"start_date": "2023-06-12 00:00:01", "end_date": "2023-06-18 23:59:59"}
+    for source, read, unread in [
+        ("user_events", "activity_bitmap_days", "feature_bitmap_days"),
+        ("app_events", "feature_bitmap_days", "activity_bitmap_days"),
+    ]:
+        whole = endpoint.sql_for({"source": source, "period": "day", **week})
+        assert f"{read}{WHOLE_SUFFIX}(" in whole and f"{unread}{WHOLE_SUFFIX}(" in whole
+        full = endpoint.sql_for({"source": source, "period": "day", **cut})
+        assert f"{read}(" in full and f"{unread}{WHOLE_SUFFIX}(" in full

@@ -14,7 +14,16 @@ one or the last DateTime (where the view's `b + 1` wraps to 1970). A view that r
 has a second sibling, its month tier alone (`RangeView.months_name`), for a range of whole
 UTC months — a calendar month, or a call without dates — judged the same way. The answer
 is the same either way; `tests/test_projections.py` holds both forms to the plain-Python reference.
-Anything else — another spelling, a bound that does not parse — keeps the view. Where the
+A pipe that reads one of several datasources chosen by a parameter gives each view it
+does not read an empty range, each bound written as
+
+    if({g:String} = 'v', {a:DateTime}, <an alias of a moment on the far side of the range>)
+
+(`retention.sql`): where the bound `g` is `v` the call is judged by `a` and `b` as above;
+where it is not, the call reads nothing and is sent to the sibling that reads one tier, which
+the engine plans in a third of the time the full view takes (7.5 against 20 ms at 10 M
+events on chDB, measured). Anything else — another spelling, a bound that does not parse —
+keeps the view. Where the
 schema is made by another process (`pipit migrate` on a cluster) a service may start before
 the siblings exist: such a call is answered from the views instead (`views_only`)."""
 
@@ -35,6 +44,13 @@ _CALL = re.compile(
     r"\b(?P<view>\w+)\(start_date = \{(?P<start>\w+):DateTime\}, "
     r"end_date = \{(?P<end>\w+):DateTime\}\)"
 )
+_GUARDED_CALL = re.compile(
+    r"\b(?P<view>\w+)\("
+    r"start_date = if\(\{(?P<guard>\w+):String\} = '(?P<value>\w+)', "
+    r"\{(?P<start>\w+):DateTime\}, \w+\), "
+    r"end_date = if\(\{(?P=guard):String\} = '(?P=value)', "
+    r"\{(?P<end>\w+):DateTime\}, \w+\)\)"
+)
 
 
 def _starts_month(moment: int) -> bool:
@@ -47,9 +63,14 @@ class _Call:
     view: RangeView
     start_param: str
     end_param: str
+    # (parameter, value): the call reads its range only where the parameter has the value.
+    guard: tuple[str, str] | None = None
 
     def form(self, values: Mapping[str, Any]) -> str:
         """The view's form that answers the bound range: "months", "whole" or "full"."""
+        if self.guard is not None and values.get(self.guard[0]) != self.guard[1]:
+            # An empty range: every form answers nothing, the one-tier sibling soonest.
+            return "whole"
         try:
             start = parse_datetime_fast(values[self.start_param])
             end = parse_datetime_fast(values[self.end_param])
@@ -82,11 +103,17 @@ class WholeRanges:
     def of(cls, sql: str, views: Iterable[RangeView]) -> WholeRanges | None:
         """None when `sql` calls none of `views` in the form above."""
         known = {view.name: view for view in views}
-        calls = tuple(
+        plain = (
             _Call(m.start("view"), known[m["view"]], m["start"], m["end"])
             for m in _CALL.finditer(sql)
             if m["view"] in known
         )
+        guarded = (
+            _Call(m.start("view"), known[m["view"]], m["start"], m["end"], (m["guard"], m["value"]))
+            for m in _GUARDED_CALL.finditer(sql)
+            if m["view"] in known
+        )
+        calls = tuple(sorted((*plain, *guarded), key=lambda call: call.start))
         return cls(sql, calls) if calls else None
 
     @classmethod
