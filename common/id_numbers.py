@@ -26,7 +26,10 @@ quietly wrong.
 
 On a ClickHouse server several ingest replicas write at once, and handing out max + 1 would
 race, so nothing is numbered there: `server_form` reads each bitmap of numbers as the
-`uniqExact` set of the ids themselves (same answers, the older cost).
+`uniqExact` set of the ids themselves (same answers, the older cost). A pipe that does set
+algebra on the bitmaps (`retention`: a cohort less the users seen before it) has no
+`uniqExact` equivalent: it marks that query `/*numbered*/ … /*server: <the server's
+query> */`, and `server_form` keeps the query in the comment.
 """
 
 from __future__ import annotations
@@ -126,10 +129,13 @@ def numbered(name: str, default_expression: str) -> str | None:
 
 _STATE = re.compile(rf"groupBitmapState\({PREFIX}([A-Za-z_][A-Za-z0-9_]*){SUFFIX}\)")
 _MERGE = re.compile(r"\bgroupBitmapMerge\(")
+_NUMBERED_QUERY = re.compile(r"/\*numbered\*/.*?/\*server:(.*?)\*/", re.DOTALL)
 
 
 def server_form(sql: str) -> str:
     """A projection, range view or built-in pipe as a ClickHouse server runs it, where
     nothing is numbered: `groupBitmapState(_pipit_<c>_number)` becomes `uniqExactState(<c>)` and
-    `groupBitmapMerge(` becomes `uniqExactMerge(` — the exact distinct count either way."""
+    `groupBitmapMerge(` becomes `uniqExactMerge(` — the exact distinct count either way; a
+    query marked `/*numbered*/ … /*server: … */` becomes the one in the comment."""
+    sql = _NUMBERED_QUERY.sub(lambda found: found[1], sql)
     return _MERGE.sub("uniqExactMerge(", _STATE.sub(r"uniqExactState(\1)", sql))

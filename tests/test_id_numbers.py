@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -469,3 +471,17 @@ def test_a_server_keeps_uniqexact_sets_of_the_ids() -> None:
     )
     assert APP.create_table_sql("pipit").count("_pipit_") == 0
     assert APP.create_table_sql("pipit", numbered=True).count("`_pipit_user_id_number` UInt32") == 1
+
+
+def test_a_server_runs_the_query_a_pipe_marks_for_it_where_bitmaps_meet() -> None:
+    """retention intersects bitmaps of numbers, which a server's uniqExact sets cannot: its
+    server form is the query its comment holds, with no bitmap left in it."""
+    sql = (resources.files("services.query") / "sql" / "retention.sql").read_text()
+    assert "bitmapAndCardinality(" in sql and "/*numbered*/" in sql
+    server = id_numbers.server_form(sql)
+    assert not re.search(r"(?i)bitmap\w*\(", server) and "/*" not in server and "*/" not in server
+    assert "GROUP BY user_id" in server and server.strip().endswith("period_number ASC")
+    # Text before the marked query stays; only the marked part is replaced.
+    assert id_numbers.server_form("SELECT 1 /*numbered*/ SELECT 2 /*server: SELECT 3 */") == (
+        "SELECT 1  SELECT 3 "
+    )
