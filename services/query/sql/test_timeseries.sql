@@ -16,6 +16,17 @@
 -- Cost: read from the `ab_bitmap_hours` range view (services/query/sql/README.md): whole
 --   hours from the projection of that name, the cut hours at either end from the rows;
 --   distinct users are merged from per-hour bitmaps, so any range is exact.
+--   Most of a dateless call's engine time is decoding the projection's one granule of
+--   6,480 hourly bitmaps (every test's) to keep a test's 1,440. Measured and not kept
+--   (2026-12-01, 10 M): the projection at 512 rows a granule (`WITH SETTINGS
+--   (index_granularity = 512)`, chDB 26.9; a 25.8 server has no projection settings), so
+--   the test_id key skips the other tests' granules: 55 -> 37 ms p50 on the engine. But
+--   the engine picks among projections by marks, not rows: at 128 rows a granule this
+--   projection had more marks than `ab_segment_bitmap_hours` and lost to it (86 ms), and
+--   at 1 M events, where that one is smaller, 512 would lose too; an existing table
+--   would also need MODIFY PROJECTION and a rewrite. Worth it once every aggregate
+--   projection of a table has one granularity (marks then track rows) or the engine
+--   compares rows (ClickHouse PR 103161).
 SELECT
     test_id,
     variant,
