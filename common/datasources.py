@@ -366,12 +366,19 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 fold_hours=True,
                 day_projection=p.day_projection,
                 month_projection=p.month_projection,
+                projection=p.name,
             )
             for p in table.projections
             if p.range_view and p.folded_view
         )
         + tuple(
-            RangeView(p.day_projection, p.query, day_projection=p.day_projection, by_day=True)
+            RangeView(
+                p.day_projection,
+                p.query,
+                day_projection=p.day_projection,
+                by_day=True,
+                projection=p.name,
+            )
             for p in table.projections
             if p.day_projection
         )

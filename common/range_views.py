@@ -141,7 +141,9 @@ class RangeView:
     days from; `by_day` when the view is per day (a `day` column in the hour's place),
     named for that projection; `month_projection`, the projection of the same query per
     UTC month, which a folded view with days reads whole months from; `one_row_per_key`
-    when a folded view groups its tiers' rows once more, one row per key for any range."""
+    when a folded view groups its tiers' rows once more, one row per key for any range;
+    `projection`, the hourly projection's name where the view is named apart from it (a
+    folded view of its own name, a view by day)."""
 
     name: str
     query: str
@@ -150,6 +152,7 @@ class RangeView:
     by_day: bool = False
     month_projection: str = ""
     one_row_per_key: bool = False
+    projection: str = ""
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -189,6 +192,11 @@ class RangeView:
                 f"range view {self.name}: only a folded view that reads days reads months "
                 "(a view by day keeps the days apart)"
             )
+
+    @property
+    def hour_projection(self) -> str:
+        """The projection the view reads whole hours from."""
+        return self.projection or self.name
 
     @property
     def whole_name(self) -> str:
@@ -241,23 +249,31 @@ class RangeView:
             keys = ", ".join(_folded_keys(keys))
         else:
             hours = select
+        # Each tier with the projection it reads (none for the cut hours' rows).
         if self.day_projection:
-            tiers = [(days, WHOLE_DAYS), (hours, WHOLE_HOURS_OF_CUT_DAYS), (hours, CUT_HOURS)]
+            tiers = [
+                (days, WHOLE_DAYS, self.day_projection),
+                (hours, WHOLE_HOURS_OF_CUT_DAYS, self.hour_projection),
+                (hours, CUT_HOURS, ""),
+            ]
         else:
-            tiers = [(hours, WHOLE_HOURS), (hours, CUT_HOURS)]
+            tiers = [(hours, WHOLE_HOURS, self.hour_projection), (hours, CUT_HOURS, "")]
         # Every whole day of a range of whole days is in the first tier: with months too,
         # the sibling reads them there rather than plan a month tier that may be empty.
         if form == "whole":
             tiers = tiers[:1]
         elif self.month_projection:  # a folded view (__post_init__)
+            month_tier = (months, WHOLE_MONTHS, self.month_projection)
             if form == "months":
-                tiers = [(months, WHOLE_MONTHS)]
+                tiers = [month_tier]
             else:
-                tiers[:1] = [(months, WHOLE_MONTHS), (days, WHOLE_DAYS_OF_CUT_MONTHS)]
+                cut_months = (days, WHOLE_DAYS_OF_CUT_MONTHS, self.day_projection)
+                tiers[:1] = [month_tier, cut_months]
         elif form != "full":
             raise ValueError(f"range view {self.name}: no form {form!r}")
         union = "\nUNION ALL\n".join(
-            f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}" for head, where in tiers
+            f"{head} FROM {table}\nWHERE {where}\nGROUP BY {keys}{_reading(projection)}"
+            for head, where, projection in tiers
         )
         if self.one_row_per_key and len(tiers) > 1:
             # The tiers' rows grouped once more by the folded keys (`keys`).
@@ -291,6 +307,15 @@ class RangeView:
                     f"maxima, or the keys themselves; {item!r} is neither"
                 )
         return columns
+
+
+def _reading(projection: str) -> str:
+    """A tier's SETTINGS naming the projection it reads. The engine picks among a table's
+    projections by the marks each would read, and on a tie by the order they were added,
+    which an upgraded table's history sets: a day tier whose day projection was added after
+    another one of as many marks read that one's 30× more rows (test_summary 25 → 45 ms at
+    10 M events). The tier's own is always the one to read."""
+    return f"\nSETTINGS preferred_optimize_projection_name = '{projection}'" if projection else ""
 
 
 # How a folded view adds up or compares again each aggregate of its tiers' rows.
