@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -35,6 +36,8 @@ INSERT_TOKEN = "getSetting('insert_deduplication_token')"
 # Ingest retries a flush under the same deduplication token after a crash or timeout;
 # the table must remember recent tokens for the retry to be dropped, not counted twice.
 DEDUPLICATION_SETTING = "non_replicated_deduplication_window = 10000"
+# A projection's own settings (options.proto `index_granularity`), which a server lacks.
+_PROJECTION_SETTINGS = re.compile(r" WITH SETTINGS \([^()]*\)$")
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,13 @@ class Datasource:
 
     def projections_for(self, numbered: bool) -> tuple[str, ...]:
         """The projections as declared where ids are `numbered` (chDB), else with the ids'
-        uniqExact sets in place of bitmaps of their numbers (a ClickHouse server)."""
+        uniqExact sets in place of bitmaps of their numbers and without the projections'
+        own settings (a ClickHouse server: 25.8 has none)."""
         if numbered:
             return self.projections
-        return tuple(id_numbers.server_form(p) for p in self.projections)
+        return tuple(
+            id_numbers.server_form(_PROJECTION_SETTINGS.sub("", p)) for p in self.projections
+        )
 
     def create_table_sql(self, database: str, *, numbered: bool = False) -> str:
         """Single-node DDL. Identifiers come from the protos and the validated database
@@ -387,7 +393,12 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
     # table's DDL.
     projections: list[str] = []
     for p in table.projections:
-        projections.append(f"`{p.name}` ({p.query})")
+        settings = (
+            f" WITH SETTINGS (index_granularity = {p.index_granularity})"
+            if p.index_granularity
+            else ""
+        )
+        projections.append(f"`{p.name}` ({p.query}){settings}")
         if p.day_projection:
             projections.append(f"`{p.day_projection}` ({day_query(p.query)})")
         if p.month_projection:

@@ -332,7 +332,7 @@ def test_numbers_outlive_a_restart_and_a_retry_after_it(tmp_path: Path) -> None:
 OLDER_NAMES = {
     "feature_bitmap_hours": "feature_hours",
     "activity_bitmap_hours": "activity_hours",
-    "ab_bitmap_hours": "ab_hours",
+    "ab_variant_hours": "ab_hours",
     "ab_segment_bitmap_hours": "ab_segment_hours",
 }
 DISTINCT_COUNTS = {
@@ -437,7 +437,7 @@ async def test_a_table_made_before_numbering_upgrades_and_answers_exactly(chdb_d
         assert not {(t, n) for t, n in names if n in OLDER_NAMES.values()}
         assert {
             ("app_events", "feature_bitmap_hours"),
-            ("ab_test_events", "ab_bitmap_hours"),
+            ("ab_test_events", "ab_variant_hours"),
         } <= names
         # Every row has its ids' one number, the older rows' computed from the lookup.
         for name in ("app_events", "user_events"):

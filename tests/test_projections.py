@@ -36,9 +36,9 @@ from services.query.service import builtin_endpoints, endpoints, run_pipe
 # hours inside any range are read from the projection, the cut ones at either end from
 # the rows.
 PROJECTED = {
-    "test_summary": ("ab_bitmap_hours", [{}, {"test_id": "homepage_redesign"}]),
+    "test_summary": ("ab_variant_hours", [{}, {"test_id": "homepage_redesign"}]),
     "test_timeseries": (
-        "ab_bitmap_hours",
+        "ab_variant_hours",
         [
             {"interval": "hour"},
             {"interval": "day"},
@@ -56,7 +56,7 @@ PROJECTED = {
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
-    # Its users come from ab_bitmap_hours (as test_summary's); its buyers from ab_buyer_hours.
+    # Its users come from ab_variant_hours (as test_summary's); its buyers from ab_buyer_hours.
     "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
     # Each period's users from the day view of user_events' bitmaps (retention.sql).
     "retention": (
@@ -156,7 +156,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     declared = {ds.name: list(ds.projection_names) for ds in registry().values()}
     assert declared == {
         "ab_test_events": [
-            "ab_bitmap_hours",
+            "ab_variant_hours",
             "ab_bitmap_days",
             "ab_segment_bitmap_hours",
             "ab_segment_bitmap_days",
@@ -184,10 +184,18 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
     }
     ddl = registry()["clickstream_events"].create_table_sql("pipit")
     assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
+    # A projection's own granularity on chDB; a server (25.8) has no projection settings.
+    ab = registry()["ab_test_events"]
+    assert (
+        "GROUP BY test_id, variant, hour) WITH SETTINGS (index_granularity = 512)"
+        in ab.create_table_sql("pipit", numbered=True)
+    )
+    assert "WITH SETTINGS" not in ab.create_table_sql("pipit")
+    assert all("WITH SETTINGS" not in p for p in ab.projections_for(False))
     views = {ds.name: [v.name for v in ds.range_views] for ds in registry().values()}
     assert views == {
         "ab_test_events": [
-            "ab_bitmap_hours",
+            "ab_variant_hours",
             "ab_segment_bitmap_hours",
             "ab_buyer_hours",
             "ab_bitmap_range",
@@ -216,11 +224,11 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
         ("ab_test_events", "ab_bitmap_days"),
-        ("ab_test_events", "ab_bitmap_hours"),
         ("ab_test_events", "ab_buyer_hours"),
         ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
         ("ab_test_events", "ab_segment_bitmap_months"),
+        ("ab_test_events", "ab_variant_hours"),
         ("app_events", "by_session"),
         ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
@@ -739,6 +747,38 @@ async def test_each_tier_reads_its_own_projection_whatever_order_they_were_added
     assert "ReadFromMergeTree (ab_bitmap_days)" in await reads(tier)
     unpinned = tier.rpartition("\nSETTINGS")[0]
     assert "ReadFromMergeTree (ab_segment_bitmap_days)" in await reads(unpinned)
+
+
+async def test_a_projection_keeps_its_own_granularity(own_warehouse: EmbeddedWarehouse) -> None:
+    """`ab_variant_hours` declares 512 rows a granule: its parts hold a granule per 512
+    rows, so a test's hours are read without the other tests' (its table's are 8,192)."""
+    ab = registry()["ab_test_events"]
+    await own_warehouse.ensure_schema([ab])
+    declared = await own_warehouse.query(
+        "SELECT name, settings FROM system.projections WHERE database = {d:String} "
+        "AND table = 'ab_test_events' AND name IN ('ab_variant_hours', 'ab_bitmap_days')",
+        {"d": own_warehouse.database},
+    )
+    assert {r["name"]: r["settings"] for r in declared.data} == {
+        "ab_variant_hours": {"index_granularity": "512"},
+        "ab_bitmap_days": {},
+    }
+    hours = [f"2023-06-{d:02} {h:02}:00:00" for d in range(1, 31) for h in range(24)]
+    rows = [
+        {**DATA["ab_test_events"][0], "test_id": f"t{t}", "timestamp": hour}
+        for hour in hours
+        for t in range(4)
+    ]
+    body = b"\n".join(orjson.dumps(row) for row in rows)
+    await own_warehouse.insert_json_rows(ab.name, ab.column_names, body)
+    parts = await own_warehouse.query(
+        "SELECT sum(rows) AS rows, sum(marks) AS marks FROM system.projection_parts "
+        "WHERE database = {d:String} AND name = 'ab_variant_hours' AND active",
+        {"d": own_warehouse.database},
+    )
+    # 2,880 keys (4 tests x 720 hours): a granule per 512 of them, not one for all.
+    assert parts.data[0]["rows"] == 2880
+    assert parts.data[0]["marks"] >= 2880 // 512
 
 
 async def test_a_start_with_nothing_to_change_records_no_mutation(

@@ -15,9 +15,9 @@
 -- Divisions are guarded so no row can carry NaN or infinity.
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Alike on purpose: test_segments.sql computes these metrics per segment too.
--- Cost: read from `ab_bitmap_range`, the folded view of the `ab_bitmap_hours` projection
+-- Cost: read from `ab_bitmap_range`, the folded view of the `ab_variant_hours` projection
 --   (services/query/sql/README.md): whole days from `ab_bitmap_days`, the whole hours of
---   the days the bounds cut from `ab_bitmap_hours`, the cut hours at either end from the
+--   the days the bounds cut from `ab_variant_hours`, the cut hours at either end from the
 --   rows; distinct users are merged from per-day and per-hour bitmaps, so any range is
 --   exact.
 SELECT
