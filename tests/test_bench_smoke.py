@@ -27,6 +27,7 @@ SCENARIOS = {
     ],
     "isolation": ["--events", "2000", "--seconds", "2"],
     "import": ["--rows", "3000", "--bad", "10"],
+    "projections": ["--rows", "2000", "--batch", "500", "--rounds", "2"],
 }  # fmt: skip
 
 
@@ -52,6 +53,15 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         assert document["machine"]["cores"] >= 1
         if charts:
             assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+    projections = json.loads((tmp_path / "projections.json").read_text())
+    assert [t["datasource"] for t in projections["tables"]] == [
+        "ab_test_events",
+        "user_events",
+        "app_events",
+        "clickstream_events",
+    ]
+    assert all(t["ratio"] > 0 and len(t["rounds"]["with"]) == 2 for t in projections["tables"])
 
     ingest = json.loads((tmp_path / "ingest.json").read_text())
     assert {(r["path"], r["clients"]) for r in ingest["runs"]} == {
