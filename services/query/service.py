@@ -22,7 +22,7 @@ from pipit.query.v1 import query_service_pb2
 from services.query.analysis import analysis_of
 from services.query.binder import Endpoint, InvalidParameter, ResultMismatch, endpoint_name
 from services.query.fixed_params import FixedParamRefused, apply_fixed_params
-from services.query.whole_ranges import WholeRanges, missing_sibling, views_only
+from services.query.whole_ranges import WholeRanges, from_views_if_siblings_missing
 
 if TYPE_CHECKING:
     from services.query.template_binder import TemplateEndpoint
@@ -85,18 +85,9 @@ async def run_pipe(
     """A pipe's SQL answered in `fmt`, or what `shape` makes of that: a built-in pipe's may
     be kept from the same call (Warehouse.query_raw_repeatable). A call sent to a range
     view's sibling that the schema lacks yet is answered from the view."""
-    try:
-        return await _run_pipe(warehouse, sql, params, fmt, shape)
-    except WarehouseError as exc:
-        full = views_only(sql)
-        if full == sql or not missing_sibling(exc):
-            raise
-        log.warning(
-            "a range view's sibling is missing: answered from the view until the schema is "
-            "brought up to date (pipit migrate, or a start that manages it)",
-            error=str(exc)[:300],
-        )
-        return await _run_pipe(warehouse, full, params, fmt, shape)
+    return await from_views_if_siblings_missing(
+        [sql], lambda form: _run_pipe(warehouse, form(sql), params, fmt, shape)
+    )
 
 
 async def _run_pipe(

@@ -25,9 +25,9 @@ wrapped whole, never spliced into."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -51,15 +51,13 @@ from services.query.service import endpoints, engine_sql
 from services.query.sql_failure import SqlFailure, engine_message
 from services.query.sql_policy import Refused, check, parse_dump
 from services.query.sql_request import request_text
-from services.query.whole_ranges import missing_sibling, views_only
+from services.query.whole_ranges import from_views_if_siblings_missing
 
 if TYPE_CHECKING:
     from services.query.binder import Endpoint
     from services.query.template_binder import TemplateEndpoint
 
 log = structlog.get_logger("sql")
-
-T = TypeVar("T")
 
 SERVICE = sql_service_pb2.DESCRIPTOR.services_by_name["SqlService"]
 MAX_QUERY_CHARS = 64 * 1024
@@ -269,7 +267,8 @@ class SqlApi:
             prefix, params = _with_clause({t: (form(sql), v) for t, (sql, v) in bound.items()})
             return await lane.adhoc_raw(prefix + statement, params, fmt.name)
 
-        return await _siblings_or_views(answer), fmt.content_type
+        pipes_sql = [sql for sql, _ in bound.values()]
+        return await from_views_if_siblings_missing(pipes_sql, answer), fmt.content_type
 
     async def _bind_pipes(
         self,
@@ -305,20 +304,20 @@ class SqlApi:
                 bound[table] = engine_sql(self._warehouse, sql), values
                 analysis = analysis_of(endpoint.method)
                 if analysis is not None:
-                    answer = await _siblings_or_views(self._rows_of(*bound[table]))
-                    bound[table] = analysis.source(await analysis.run(answer, bound[table][1]))
+                    sql, params = bound[table]
+                    answer = await from_views_if_siblings_missing(
+                        [sql],
+                        lambda form, sql=sql, params=params: self._warehouse.adhoc_query(
+                            form(sql), params
+                        ),
+                    )
+                    bound[table] = analysis.source(await analysis.run(answer, params))
             except InvalidParameter as exc:
                 raise SqlFailure(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"pipe '{pipe}' cannot be read without its parameters: {exc}",
                 ) from None
         return bound
-
-    def _rows_of(
-        self, sql: str, params: Mapping[str, Any]
-    ) -> Callable[[Callable[[str], str]], Awaitable[QueryResult]]:
-        """The attempt (`_siblings_or_views`) to read a pipe's rows in the ad-hoc lane."""
-        return lambda form: self._warehouse.adhoc_query(form(sql), params)
 
     def _pipes(self, project: Project) -> dict[str, Endpoint | TemplateEndpoint]:
         """The project's pipes by name, made once per project in service."""
@@ -366,28 +365,6 @@ class SqlApi:
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         return service_handler(SERVICE, {"RunQuery": self.run_query, "Query": self.query})
-
-
-def _as_prepared(sql: str) -> str:
-    return sql
-
-
-async def _siblings_or_views(attempt: Callable[[Callable[[str], str]], Awaitable[T]]) -> T:
-    """`attempt` with the bound pipes' SQL as prepared; where the engine lacks a range view's
-    sibling (a schema older than this release's, until `pipit migrate` brings it up to
-    date), once more with every sibling's call back on its view: the same answer, as
-    `run_pipe` gives a pipe's own calls meanwhile."""
-    try:
-        return await attempt(_as_prepared)
-    except WarehouseError as exc:
-        if not missing_sibling(exc):
-            raise
-        log.warning(
-            "a range view's sibling is missing: the pipes read here are answered from the "
-            "views until the schema is brought up to date",
-            error=str(exc)[:300],
-        )
-    return await attempt(views_only)
 
 
 def _with_clause(bound: Mapping[str, tuple[str, Mapping[str, Any]]]) -> tuple[str, dict]:

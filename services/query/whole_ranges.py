@@ -30,15 +30,21 @@ the siblings exist: such a call is answered from the views instead (`views_only`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import product
-from typing import Any
+from typing import Any, TypeVar
+
+import structlog
 
 from common.range_views import DAY_SECONDS, MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
 from common.timeparse import DATETIME_MAX, parse_datetime_fast
+from common.warehouse.base import WarehouseError
+
+log = structlog.get_logger("query")
+T = TypeVar("T")
 
 _CALL = re.compile(
     r"\b(?P<view>\w+)\(start_date = \{(?P<start>\w+):DateTime\}, "
@@ -157,3 +163,28 @@ def missing_sibling(error: Exception) -> bool:
     """Whether the engine failed a query for lack of a sibling view (a schema older than
     this release's, until `pipit migrate` or the next start brings it up to date)."""
     return _MISSING_SIBLING.search(str(error)) is not None
+
+
+def _as_written(sql: str) -> str:
+    return sql
+
+
+async def from_views_if_siblings_missing(
+    sqls: Iterable[str], attempt: Callable[[Callable[[str], str]], Awaitable[T]]
+) -> T:
+    """`attempt(form)` runs a query made of `sqls`, each passed through `form`: first as
+    written; where the engine lacks a sibling one of them calls (a schema older than this
+    release's, until `pipit migrate` or a start that manages it brings it up to date), once
+    more with every sibling's call back on its view (`views_only`) — the same answer.
+    Any other failure, or one where no SQL calls a sibling, is raised."""
+    try:
+        return await attempt(_as_written)
+    except WarehouseError as exc:
+        if not missing_sibling(exc) or all(views_only(sql) == sql for sql in sqls):
+            raise
+        log.warning(
+            "a range view's sibling is missing: answered from the view until the schema is "
+            "brought up to date (pipit migrate, or a start that manages it)",
+            error=str(exc)[:300],
+        )
+    return await attempt(views_only)
