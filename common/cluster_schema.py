@@ -140,20 +140,28 @@ class ClusterSchema:
             f"{sharding_key})",
         ]
 
-    def datasource_sql(self, ds: Datasource, present: Container[str] | None = None) -> list[str]:
+    def datasource_sql(
+        self,
+        ds: Datasource,
+        present: Container[str] | None = None,
+        views: Mapping[str, str] | None = None,
+    ) -> list[str]:
         # Tables created by an older release get the columns, indexes and projections
         # declared since: columns on both tables (an insert through the Distributed table
         # names them, and it forwards them to the local one), the rest where parts are.
         # Several ingest replicas write a cluster, so no ids are numbered here
         # (common/id_numbers.py): the projections keep the ids' uniqExact sets. `present`,
-        # when known, names the projections the local table had (`upgrade_sql`).
+        # when known, names the projections the local table had (`upgrade_sql`); `views`,
+        # the node's views (`stale_views_sql`).
         local = self._on_cluster(ds.name + LOCAL_SUFFIX)
+        on_cluster = f" ON CLUSTER `{self.cluster}`"
         return [
             *self._pair(ds.create_table_sql(self.database, numbered=False), sharding_key(ds)),
             *ds.add_columns_sql(local),
             *ds.add_columns_sql(self._on_cluster(ds.name)),
             *ds.upgrade_sql(local, numbered=False, present=present),
-            *ds.range_views_sql(self.database, f" ON CLUSTER `{self.cluster}`", numbered=False),
+            *ds.range_views_sql(self.database, on_cluster, numbered=False),
+            *ds.stale_views_sql(self.database, views, on_cluster),
         ]
 
     def everywhere_sql(self, single_node_sql: str) -> str:
@@ -182,15 +190,17 @@ class ClusterSchema:
         *,
         existing: Container[str] | None = None,
         projections: Mapping[str, Container[str]] | None = None,
+        views: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Every statement, in the order they must run; each is idempotent. `existing` and
         `projections`, when known (read from a node before the statements run), name the
         tables there and each one's projections: a projection an existing local table
-        lacks is written into its parts."""
+        lacks is written into its parts. `views`, when known, the node's views: a retired
+        projection's range view is dropped."""
         out = [self.create_database_sql()]
         for ds in datasources:
             local = ds.name + LOCAL_SUFFIX
             known = existing is not None and projections is not None and local in existing
-            out += self.datasource_sql(ds, projections.get(local, ()) if known else None)
+            out += self.datasource_sql(ds, projections.get(local, ()) if known else None, views)
             out += self.quarantine_sql(ds)
         return out

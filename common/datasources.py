@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 import pipit.datasources.v1 as datasources_pkg
 from common import id_numbers
 from common.config import Settings
-from common.range_views import RangeView, day_query, month_query
+from common.range_views import MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView, day_query, month_query
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -246,6 +246,34 @@ class Datasource:
             for name, form in ((view.name, "full"), *view.siblings)
         ]
 
+    def stale_views(self, database: str, views: Mapping[str, str] | None) -> list[str]:
+        """The range views (and their siblings) that an older release made for a
+        projection since retired: nothing reads them, but they hold their names, which a
+        team's datasource may want. `views` names the plain views `database` holds, each
+        with its SELECT (`Warehouse.view_selects`); only a view of a retired projection's
+        name that reads this table is one, so a team's table or view of that name stays
+        (DROP VIEW of a table fails, and a start with it). None (not known): none."""
+        if not views:
+            return []
+        reads_table = re.compile(
+            rf"\bFROM\s+`?{re.escape(database)}`?\.`?{re.escape(self.name)}`?(?!\w)"
+        )
+        return [
+            name
+            for retired in self.retired_projections
+            for name in (retired, retired + WHOLE_SUFFIX, retired + MONTHS_SUFFIX)
+            if name in views and reads_table.search(views[name])
+        ]
+
+    def stale_views_sql(
+        self, database: str, views: Mapping[str, str] | None, on_cluster: str = ""
+    ) -> list[str]:
+        """Drops the `stale_views`."""
+        return [
+            f"DROP VIEW IF EXISTS `{database}`.`{name}`{on_cluster}"
+            for name in self.stale_views(database, views)
+        ]
+
     def add_columns_sql(self, table: str) -> list[str]:
         """Adds the declared columns `table` (qualified, `ON CLUSTER` included where it
         applies) lacks, each after the one declared before it: a table created by an older
@@ -286,6 +314,7 @@ class Datasource:
         existing: Container[str] | None = None,
         numbered: bool = False,
         projections: Mapping[str, Container[str]] | None = None,
+        views: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Every statement that brings this datasource's tables up to date, in the order
         they run; each is idempotent. `existing`, when known, names the tables `database`
@@ -294,7 +323,8 @@ class Datasource:
         insert column's is kept — the others cost most of a start's schema work and would
         change nothing. `numbered`: ids get dense numbers (chDB, whose numbering tables
         must exist: common/id_numbers.py), or not (a ClickHouse server). `projections`,
-        when known, names each existing table's projections (`upgrade_sql`'s `present`)."""
+        when known, names each existing table's projections (`upgrade_sql`'s `present`);
+        `views`, when known, the database's views (`stale_views_sql`)."""
         table = f"`{database}`.`{self.name}`"
         quarantine = f"`{database}`.`{self.quarantine_table}`"
         upgrade_table = existing is None or self.name in existing
@@ -316,6 +346,7 @@ class Datasource:
                 else [self.insert_column_sql(table)]
             ),
             *self.range_views_sql(database, numbered=numbered),
+            *self.stale_views_sql(database, views),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *(
                 self.quarantine_upgrade_sql(quarantine, quarantine_ttl_days)

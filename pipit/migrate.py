@@ -69,15 +69,18 @@ def statements(
     *,
     existing: frozenset[str] | None = None,
     projections: Mapping[str, frozenset[str]] | None = None,
+    views: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """What `pipit migrate` runs (`existing`, `projections`: what the node it reaches
-    holds, where known; ClusterSchema.statements)."""
+    """What `pipit migrate` runs (`existing`, `projections`, `views`: what the node it
+    reaches holds, where known; ClusterSchema.statements)."""
     datasources = list(registry().values())
     if cluster:
         schema = ClusterSchema(cluster, settings.database, settings.quarantine_ttl_days)
         internal = [schema.everywhere_sql(create(settings.database)) for create in INTERNAL_TABLES]
         return [
-            *schema.statements(datasources, existing=existing, projections=projections),
+            *schema.statements(
+                datasources, existing=existing, projections=projections, views=views
+            ),
             *internal,
         ]
     # On one node too: k8s/ runs the services with PIPIT_MANAGE_SCHEMA=false everywhere.
@@ -112,6 +115,7 @@ async def migrate(settings: Settings, cluster: str | None) -> int:
                 cluster,
                 existing=await warehouse.table_names(),
                 projections=await warehouse.projection_names(),
+                views=await warehouse.view_selects(),
             )
             await apply(warehouse, sql)
         else:

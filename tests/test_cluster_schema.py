@@ -240,6 +240,9 @@ async def test_pipit_migrate_reads_the_node_before_upgrading_the_cluster(
         async def projection_names(self) -> dict[str, frozenset[str]]:
             return projections
 
+        async def view_selects(self) -> dict[str, str]:
+            return STALE_VIEWS
+
         async def execute(self, statement: str) -> None:
             ran.append(statement)
 
@@ -247,9 +250,24 @@ async def test_pipit_migrate_reads_the_node_before_upgrading_the_cluster(
     settings = Settings(clickhouse_url="http://node:8123", database=DATABASE)
     assert await migrate_command.migrate(settings, CLUSTER) == 0
     assert ran == migrate_command.statements(
-        settings, CLUSTER, existing=existing, projections=projections
+        settings, CLUSTER, existing=existing, projections=projections, views=STALE_VIEWS
     )
     assert _materialized(ran)
+    assert [s for s in ran if s.startswith("DROP VIEW")] == [
+        f"DROP VIEW IF EXISTS `{DATABASE}`.`user_hours` ON CLUSTER `{CLUSTER}`",
+        f"DROP VIEW IF EXISTS `{DATABASE}`.`user_hours__whole` ON CLUSTER `{CLUSTER}`",
+    ]
+
+
+# A node's views after an older release: the range view of user_events' retired
+# `user_hours` and its sibling (over the Distributed table, as the cluster's views read),
+# a team's view of a retired name over another table, and a declared view.
+STALE_VIEWS = {
+    "user_hours": f"SELECT hour, count() FROM {DATABASE}.user_events GROUP BY hour",
+    "user_hours__whole": f"SELECT hour FROM `{DATABASE}`.`user_events` WHERE 1",
+    "app_user_hours": f"SELECT 1 FROM {DATABASE}.user_events_quarantine",
+    "activity_bitmap_hours": f"SELECT hour FROM {DATABASE}.user_events",
+}
 
 
 def test_datasources_are_sharded_by_user_id() -> None:
@@ -267,13 +285,16 @@ async def test_every_statement_parses_as_clickhouse_sql(
     # statement without running it, so a syntax error fails here, not on the cluster.
     internal = [_schema().everywhere_sql(create(DATABASE)) for create in INTERNAL_TABLES]
     existing, projections = _node_before_upgrade()
-    upgrade = _schema().statements(DATASOURCES, existing=existing, projections=projections)
+    upgrade = _schema().statements(
+        DATASOURCES, existing=existing, projections=projections, views=STALE_VIEWS
+    )
+    assert any(s.startswith("DROP VIEW") for s in upgrade)
     for statement in [*upgrade, *internal]:
         result = await module_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
         formatted = result.data[0]["formatted"]
-        assert formatted.startswith(("CREATE", "ALTER TABLE")), formatted
+        assert formatted.startswith(("CREATE", "ALTER TABLE", "DROP VIEW")), formatted
         assert f"ON CLUSTER {CLUSTER}" in formatted
 
 

@@ -23,7 +23,7 @@ from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
-from common.range_views import RangeView
+from common.range_views import WHOLE_SUFFIX, RangeView
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.project.artifact import builtin
@@ -124,6 +124,12 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
                 f"ALTER TABLE `{wh.database}`.`{ds.name}` ADD PROJECTION `{retired}` "
                 "(SELECT toStartOfHour(timestamp), count() GROUP BY toStartOfHour(timestamp))"
             )
+            # And its range view with a sibling, as the release that declared it made them.
+            for view in (retired, retired + WHOLE_SUFFIX):
+                await wh.execute(
+                    f"CREATE VIEW `{wh.database}`.`{view}` AS SELECT toStartOfHour(timestamp) "
+                    f"AS hour, count() AS n FROM `{wh.database}`.`{ds.name}` GROUP BY hour"
+                )
     for step in range(4):
         if step == 1:
             # As an older Pipit's start: the projections added, not written into the
@@ -213,6 +219,55 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "countIf(conversion = 1) AS conversion_events, sum(revenue) AS revenue_sum "
         "GROUP BY test_id, variant, device, country, day)"
     ) in registry()["ab_test_events"].create_table_sql("pipit", numbered=True)
+
+
+async def test_the_range_views_of_retired_projections_are_dropped(
+    warehouse: EmbeddedWarehouse,
+) -> None:
+    """The fixture's older tables came with a range view (and its sibling) for each
+    projection since retired; the start left only the declared ones."""
+    declared = {
+        name
+        for ds in registry().values()
+        for view in ds.range_views
+        for name in (view.name, *(sibling for sibling, _ in view.siblings))
+    }
+    result = await warehouse.query(
+        "SELECT name FROM system.tables WHERE database = {d:String} AND engine = 'View'",
+        {"d": warehouse.database},
+    )
+    assert {row["name"] for row in result.data} == declared
+
+
+async def test_a_teams_table_or_view_named_like_a_retired_view_stays(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
+    """Only a view of a retired projection's name that reads the datasource's table is
+    Pipit's to drop: a team's view of that name over another table, or a table of that
+    name, stays (DROP VIEW of a table would fail the start), and the start succeeds."""
+    db = own_warehouse.database
+    user_events = registry()["user_events"]
+    await own_warehouse.ensure_schema([user_events])
+    await own_warehouse.execute(
+        f"CREATE TABLE `{db}`.`user_hours` (hour DateTime) ENGINE = MergeTree ORDER BY hour"
+    )
+    await own_warehouse.execute(
+        f"CREATE VIEW `{db}`.`user_hours__whole` AS SELECT count() AS n "
+        f"FROM `{db}`.`user_events_quarantine`"
+    )
+    await own_warehouse.execute(
+        f"CREATE VIEW `{db}`.`activity_daily` AS SELECT count() AS n FROM `{db}`.`user_events`"
+    )
+    await own_warehouse.ensure_schema([user_events])
+    result = await own_warehouse.query(
+        "SELECT name, engine FROM system.tables WHERE database = {d:String} "
+        "AND name IN ('user_hours', 'user_hours__whole', 'activity_daily') ORDER BY name",
+        {"d": db},
+    )
+    assert result.data == [
+        {"name": "user_hours", "engine": "MergeTree"},
+        {"name": "user_hours__whole", "engine": "View"},
+    ]
 
 
 async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse) -> None:
@@ -473,6 +528,31 @@ RANGE_SQL = (
     "FROM path_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime}) "
     "GROUP BY path ORDER BY path"
 )
+
+
+async def test_a_deploy_that_retires_a_range_views_projection_drops_the_view(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
+    """A team that retires a projection with a range view (and the pipe reading it) gets
+    the projection, the view and its sibling dropped, said among the changes, once."""
+    store = DeploymentStore(own_warehouse)
+    await store.ensure()
+    deployer = Deployer(own_warehouse, CurrentProject(Project(builtin())), store, 7)
+    await deployer.deploy(
+        {"shop/v1/shop.proto": RANGE_PROTO, "sql/path_views.sql": RANGE_SQL}, name="shop"
+    )
+    retired = PAGE_VIEWS_PROTO % ' retired_projections: ["path_hours"]'
+    deployed = await deployer.deploy({"shop/v1/shop.proto": retired}, name="shop")
+    views = await own_warehouse.view_selects()
+    assert views is not None
+    assert not {"path_hours", "path_hours__whole"} & views.keys()
+    for name in ("path_hours", "path_hours__whole"):
+        assert (
+            f"dropped view {name} (the range view of a projection page_views no longer has)"
+            in deployed.changes
+        )
+    again = await deployer.deploy({"shop/v1/shop.proto": retired}, name="shop")
+    assert again.changes == ()
 
 
 async def test_a_teams_range_view_answers_whole_ranges_from_its_sibling(

@@ -268,6 +268,7 @@ class Warehouse(abc.ABC):
         (`Datasource.upgrade_sql`)."""
         existing = await self.table_names()
         projections = await self.projection_names()
+        views = await self.view_selects()
         for ds in datasources:
             for statement in ds.schema_sql(
                 self.database,
@@ -275,6 +276,7 @@ class Warehouse(abc.ABC):
                 existing=existing,
                 numbered=self.numbers_ids,
                 projections=projections,
+                views=views,
             ):
                 await self.execute(statement)
 
@@ -293,6 +295,20 @@ class Warehouse(abc.ABC):
         for row in result.data:
             names.setdefault(str(row["table"]), set()).add(str(row["name"]))
         return {table: frozenset(found) for table, found in names.items()}
+
+    async def view_selects(self) -> dict[str, str] | None:
+        """The plain views in this warehouse's database, each with its SELECT; None where
+        the engine cannot say (then no stale range view is dropped:
+        `Datasource.stale_views_sql`)."""
+        try:
+            result = await self.query(
+                "SELECT name, as_select FROM system.tables "
+                "WHERE database = {database:String} AND engine = 'View'",
+                {"database": self.database},
+            )
+        except WarehouseError:
+            return None
+        return {str(row["name"]): str(row["as_select"]) for row in result.data}
 
     async def table_names(self) -> frozenset[str]:
         """The names of the tables (and views) in this warehouse's database."""

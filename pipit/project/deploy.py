@@ -132,6 +132,7 @@ class Deployer:
         database = self._warehouse.database
         live_columns, live_tables = await _schema(self._warehouse, database)
         live_projections = await self._warehouse.projection_names()
+        live_views = await self._warehouse.view_selects()
         statements: list[str] = []
         changes: list[str] = []
         destructive: list[tuple[str, tuple[str, int]]] = []
@@ -160,6 +161,7 @@ class Deployer:
                 existing=frozenset(live_tables),
                 numbered=self._warehouse.numbers_ids,
                 projections=live_projections,
+                views=live_views,
             )
             if ds.name not in live_tables:
                 statements += schema
@@ -200,6 +202,10 @@ class Deployer:
                 f"added projection {ds.name}.{name} (written into the rows already there "
                 "in the background)"
                 for name in ds.missing_projections(had)
+            ]
+            changes += [
+                f"dropped view {name} (the range view of a projection {ds.name} no longer has)"
+                for name in ds.stale_views(database, live_views)
             ]
         served = set(self._current.project.datasources)
         for name in sorted(served - set(project.datasources)):
