@@ -263,10 +263,13 @@ async def test_pipit_migrate_reads_the_node_before_upgrading_the_cluster(
 # `user_hours` and its sibling (over the Distributed table, as the cluster's views read),
 # a team's view of a retired name over another table, and a declared view.
 STALE_VIEWS = {
-    "user_hours": f"SELECT hour, count() FROM {DATABASE}.user_events GROUP BY hour",
-    "user_hours__whole": f"SELECT hour FROM `{DATABASE}`.`user_events` WHERE 1",
-    "app_user_hours": f"SELECT 1 FROM {DATABASE}.user_events_quarantine",
-    "activity_bitmap_hours": f"SELECT hour FROM {DATABASE}.user_events",
+    name: select.format(db=DATABASE)
+    for name, select in {
+        "user_hours": "SELECT hour, count() FROM {db}.user_events GROUP BY hour",
+        "user_hours__whole": "SELECT hour FROM `{db}`.`user_events` WHERE 1",
+        "app_user_hours": "SELECT 1 FROM {db}.user_events_quarantine",
+        "activity_bitmap_hours": "SELECT hour FROM {db}.user_events",
+    }.items()
 }
 
 

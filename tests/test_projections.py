@@ -127,7 +127,7 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
             # And its range view with a sibling, as the release that declared it made them.
             for view in (retired, retired + WHOLE_SUFFIX):
                 await wh.execute(
-                    f"CREATE VIEW `{wh.database}`.`{view}` AS SELECT toStartOfHour(timestamp) "
+                    f"CREATE VIEW `{wh.database}`.`{view}` AS SELECT toStartOfHour(timestamp) "  # noqa: S608
                     f"AS hour, count() AS n FROM `{wh.database}`.`{ds.name}` GROUP BY hour"
                 )
     for step in range(4):
@@ -251,13 +251,13 @@ async def test_a_teams_table_or_view_named_like_a_retired_view_stays(
     await own_warehouse.execute(
         f"CREATE TABLE `{db}`.`user_hours` (hour DateTime) ENGINE = MergeTree ORDER BY hour"
     )
-    await own_warehouse.execute(
-        f"CREATE VIEW `{db}`.`user_hours__whole` AS SELECT count() AS n "
-        f"FROM `{db}`.`user_events_quarantine`"
-    )
-    await own_warehouse.execute(
-        f"CREATE VIEW `{db}`.`activity_daily` AS SELECT count() AS n FROM `{db}`.`user_events`"
-    )
+    for view, table in (
+        ("user_hours__whole", "user_events_quarantine"),
+        ("activity_daily", "user_events"),
+    ):
+        await own_warehouse.execute(
+            f"CREATE VIEW `{db}`.`{view}` AS SELECT count() AS n FROM `{db}`.`{table}`"  # noqa: S608
+        )
     await own_warehouse.ensure_schema([user_events])
     result = await own_warehouse.query(
         "SELECT name, engine FROM system.tables WHERE database = {d:String} "
