@@ -197,16 +197,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "probe_every_s": args.every,
         "phases": phases,
     }
-    results.write("freshness", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("freshness", document, args, chart)
     return document
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
     parser.add_argument("--probes", type=int, default=100, help="probe events per phase")
     parser.add_argument("--every", type=float, default=0.1, help="seconds between probes")
     parser.add_argument("--poll", type=float, default=0.01, help="seconds between polls")
@@ -216,8 +212,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[0, 20_000],
         help="background loads, events/s (0 = idle)",
     )
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     return parser.parse_args(argv)
 

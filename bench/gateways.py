@@ -264,7 +264,7 @@ def table(document: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateways", description=__doc__)
+    parser = results.parser(__doc__, chart=False)
     parser.add_argument("--requests", type=int, default=3000, help="per gateway per round")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
@@ -272,7 +272,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--envoy-concurrency", type=int, default=None)
     parser.add_argument("--seed-events", type=int, default=20_000, help="clickstream rows")
     parser.add_argument("--warmup", type=int, default=300, help="requests per scenario")
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the data and the logs")
     return parser.parse_args(argv)
 

@@ -258,9 +258,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         + " via our gateway",
         "runs": runs,
     }
-    results.write("import", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("import", document, args, chart)
     return document
 
 
@@ -294,9 +292,7 @@ def _list(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
     parser.add_argument("--rows", type=int, default=2_000_000, help="valid rows per file")
     parser.add_argument("--bad", type=int, default=1_000, help="invalid rows (CSV, NDJSON)")
     parser.add_argument("--formats", type=_list, default=list(FORMATS))
@@ -306,8 +302,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="send each file in the request (a streamed multipart form) instead of by url=",
     )
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args(argv)
     unknown = set(args.formats) - set(FORMATS)
     if unknown:

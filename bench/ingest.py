@@ -358,9 +358,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    results.write("ingest", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("ingest", document, args, chart)
     return document
 
 
@@ -369,9 +367,7 @@ def _list(kind: type) -> Any:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
     parser.add_argument("--events", type=int, default=400_000, help="events per run")
     parser.add_argument("--batch", type=int, default=1_000, help="events per request")
     parser.add_argument(
@@ -389,8 +385,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="override PIPIT_FLUSH_INTERVAL (only to make tiny runs quick; default: pipit's)",
     )
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the runs' data and logs")
     args = parser.parse_args(argv)
     unknown = set(args.paths) - set(PATHS)

@@ -202,20 +202,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ingest_ratio": _ratios(baseline["ingest_wait"], loaded["ingest_wait"]),
         "peak_rss_mib": peak_rss,
     }
-    results.write("isolation", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("isolation", document, args, chart)
     return document
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
     parser.add_argument("--events", type=int, default=200_000, help="demo events to load")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     return parser.parse_args(argv)
 

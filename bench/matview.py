@@ -194,15 +194,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__, chart=False)
     parser.add_argument("--events", type=int, default=200_000, help="events per run")
     parser.add_argument("--batch", type=int, default=1_000, help="events per request")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each project")
     parser.add_argument("--seed", type=int, default=18)
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the runs' data and logs")
     return parser.parse_args(argv)
 

@@ -103,9 +103,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "tables": tables,
     }
-    results.write("projections", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("projections", document, args, chart)
     return document
 
 
@@ -123,15 +121,11 @@ def chart(document: dict[str, Any], out: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="events per datasource a round")
     parser.add_argument("--batch", type=int, default=10_000, help="rows per insert")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     return parser.parse_args(argv)
 
 

@@ -477,16 +477,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "answer_cache_bytes": args.answer_cache_bytes,
         "sizes": sizes,
     }
-    results.write("query", document, args.out)
-    if not args.no_chart:
-        chart(document, args.out)
+    results.publish("query", document, args, chart)
     return document
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = results.parser(__doc__)
 
     def ints(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part]
@@ -520,8 +516,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the query service's PIPIT_ANSWER_CACHE_BYTES; 0 computes every call afresh",
     )
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    parser.add_argument("--out", type=Path, default=results.RESULTS)
-    parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the cases and the services' logs")
     return parser.parse_args(argv)
 

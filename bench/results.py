@@ -1,13 +1,15 @@
-"""What every scenario shares: percentiles, the machine the figures come from, and
-writing the JSON and PNG into bench/results/."""
+"""What every scenario shares: percentiles, the machine the figures come from, its command
+line's common options, and writing the JSON and PNG into bench/results/."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -85,6 +87,32 @@ def write(name: str, document: dict[str, Any], out: Path = RESULTS) -> Path:
         **document,
     }
     path.write_text(json.dumps(full, indent=2) + "\n")
+    return path
+
+
+def parser(doc: str | None, *, chart: bool = True) -> argparse.ArgumentParser:
+    """A scenario's command line, its docstring as the help, with the options every
+    scenario has: `--out` (where the results go) and, for one that draws a chart,
+    `--no-chart`."""
+    made = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    made.add_argument("--out", type=Path, default=RESULTS, help="where the results are written")
+    if chart:
+        made.add_argument("--no-chart", action="store_true", help="write the JSON only")
+    return made
+
+
+def publish(
+    name: str,
+    document: dict[str, Any],
+    args: argparse.Namespace,
+    chart: Callable[[dict[str, Any], Path], Any],
+) -> Path:
+    """Writes the scenario's JSON (`write`) and, unless `--no-chart`, its chart."""
+    path = write(name, document, args.out)
+    if not args.no_chart:
+        chart(document, args.out)
     return path
 
 
