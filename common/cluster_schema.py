@@ -38,6 +38,34 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENGINE = re.compile(r"^\s*(?P<name>[A-Za-z]*MergeTree)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
 
 
+# How a server shows a Distributed table's engine (`system.tables.engine_full`): its cluster,
+# database and local table, quoted, then the sharding key. Names holding a quote, a
+# backslash or a backquote are not Pipit's and match nothing.
+_DISTRIBUTED = re.compile(r"^Distributed\('([^'\\`]+)',\s*'([^'\\`]+)',\s*'([^'\\`]+)'")
+
+
+@dataclass(frozen=True)
+class ShardedRows:
+    """Where a Distributed datasource's rows are: every shard's local table."""
+
+    cluster: str
+    database: str
+    local_table: str
+
+    @classmethod
+    def of(cls, engine_full: str) -> ShardedRows | None:
+        """The rows behind a table whose engine is `engine_full`, or None where it is no
+        Distributed table (its rows are its own)."""
+        found = _DISTRIBUTED.match(engine_full)
+        return cls(*found.groups()) if found else None
+
+    def target(self) -> str:
+        """The local tables as a TRUNCATE or an ALTER names them: on every node. A
+        Distributed table holds no rows: TRUNCATE of it drops only its queue of pending
+        inserts and ALTER … DELETE of it fails, while its shards keep every row."""
+        return f"`{self.database}`.`{self.local_table}` ON CLUSTER `{self.cluster}`"
+
+
 def sharding_key(ds: Datasource) -> str:
     """As the datasource declares; else by user_id where it has one; otherwise by its
     sorting key, which is made of its columns (so deterministic) and keeps rows that sort

@@ -20,6 +20,7 @@ import structlog
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
+from common.cluster_schema import ShardedRows
 from common.datasources import Datasource
 from common.gzip_inflater import BodyTooLarge, GzipError
 from common.rpc_handlers import service_handler
@@ -139,6 +140,15 @@ class DatasourcesApi:
             # The scope rule saw only the query string; a form can ask for replace too.
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, "replacing a datasource's rows needs ADMIN"
+            )
+        if mode == REPLACE and await self._sharded_rows(ds, context) is not None:
+            # A staging table made like a Distributed one is another Distributed table
+            # over the same shards: the swap would replace nothing and the load append.
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"datasource '{ds.name}' is sharded over a cluster, where mode=replace is not "
+                f"available: empty it (POST /v0/datasources/{ds.name}/truncate) or delete "
+                "the rows to replace (/delete), then append",
             )
         url = param("url")
         has_file = bool(head)
@@ -277,16 +287,40 @@ class DatasourcesApi:
             log.warning("job not saved", job=job.id, error=str(exc)[:300])
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
 
+    async def _sharded_rows(
+        self, ds: Datasource, context: grpc.aio.ServicerContext | None
+    ) -> ShardedRows | None:
+        """Where `ds`'s rows are when its table is Distributed (as `pipit migrate
+        --cluster` makes it), else None: read from the table's engine each time, so the
+        schema says it, whoever made it."""
+        try:
+            result = await self._warehouse.query(
+                "SELECT engine_full FROM system.tables "
+                "WHERE database = {database:String} AND name = {name:String}",
+                {"database": self._warehouse.database, "name": ds.name},
+            )
+        except WarehouseError:
+            if context is None:
+                raise
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
+        return ShardedRows.of(str(result.data[0]["engine_full"])) if result.data else None
+
+    async def _rows_table(self, ds: Datasource) -> str:
+        """The table a TRUNCATE or an ALTER of `ds`'s rows names: its own, or on a
+        cluster every shard's local table (ShardedRows.target). Raises what the warehouse
+        raises."""
+        sharded = await self._sharded_rows(ds, None)
+        return sharded.target() if sharded else f"`{self._warehouse.database}`.`{ds.name}`"
+
     async def truncate(
         self, request: pb.TruncateDatasourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.JobResponse:
         ds = await self._datasource(request.name, context)
         job = jobs.new_job(jobs.TRUNCATE, ds.name)
-        database = self._warehouse.database
         try:
             # Instant on both engines (parts are dropped, not rewritten): done in the call,
             # so a write sent after the answer never lands before the truncate.
-            await self._warehouse.execute(f"TRUNCATE TABLE `{database}`.`{ds.name}`")
+            await self._warehouse.execute(f"TRUNCATE TABLE {await self._rows_table(ds)}")
         except WarehouseError as exc:
             job.status = jobs.ERROR
             job.error = str(exc)[:500]
@@ -339,13 +373,12 @@ class DatasourcesApi:
 
     async def _delete(self, job: pb.Job, ds: Datasource, checked: str) -> None:
         job.status = jobs.WORKING
-        database = self._warehouse.database
         try:
             await self._store.save(job)
             job.rows_affected = min(await self._count(ds, checked, None), 2**32 - 1)
             # mutations_sync = 2: the job is done when every replica has applied it.
             await self._warehouse.execute(
-                f"ALTER TABLE `{database}`.`{ds.name}` DELETE WHERE {checked} "
+                f"ALTER TABLE {await self._rows_table(ds)} DELETE WHERE {checked} "
                 "SETTINGS mutations_sync = 2"
             )
             job.status = jobs.DONE
