@@ -8,7 +8,7 @@ from typing import Any
 
 from journey_cases import FUNNEL_STEPS, JOURNEY_EVENTS, SITE
 from journey_cases import RANGE as JOURNEYS
-from samples import ab_test_event
+from samples import ab_test_event, tutorial_event
 
 from pipit.seed.generator import generate_all
 
@@ -50,20 +50,7 @@ _EXTRA: dict[str, list[dict[str, Any]]] = {
     ],
     "user_events": [
         # The tutorial's data sample: a single event of a user seen nowhere else.
-        {
-            "event_id": "ev_73902",
-            "user_id": "user_902",
-            "session_id": "session_3902",
-            "event_type": "scroll",
-            "page_url": "https://example.com/about",
-            "referrer": "https://twitter.com",
-            "device_type": "tablet",
-            "browser": "Safari",
-            "country": "Canada",
-            "city": "Toronto",
-            "properties": '{"button_id":"btn_2","page_section":"main"}',
-            "timestamp": "2025-05-11 17:49:55",
-        },
+        tutorial_event("user_events", properties='{"button_id":"btn_2","page_section":"main"}'),
         # A session whose first second holds two events: the smaller event_id is first.
         *(
             {
@@ -210,19 +197,7 @@ _EXTRA: dict[str, list[dict[str, Any]]] = {
     ],
     "clickstream_events": [
         # The tutorial's data sample: a one-event session of a user seen nowhere else.
-        {
-            "event_id": "ev_14742",
-            "user_id": "user_742",
-            "session_id": "sess_4742",
-            "event_type": "page_view",
-            "page_url": "https://example.com/contact",
-            "page_title": "Contact Page",
-            "referrer": "https://google.com",
-            "timestamp": "2025-05-07 11:02:40",
-            "device_type": "desktop",
-            "browser": "Safari",
-            "properties": '{"browser_version":"13.0", "screen_size":"1766x1010"}',
-        },
+        tutorial_event("clickstream_events"),
         # The tutorial SQL's `pageview` spelling, and a page renamed after the window.
         *(
             {

@@ -14,7 +14,7 @@ import pytest
 from gateway_pair import Answer, require_envoy
 from harness import free_port
 from processes import start_pipit, start_up
-from samples import ab_test_event
+from samples import tutorial_event
 
 pytestmark = [pytest.mark.envoy, pytest.mark.e2e]
 
@@ -22,47 +22,11 @@ TOKEN = "envoy-e2e-admin-token-0123456789"
 
 # The README's walkthrough, call for call.
 POSTS = {
-    "ab_test_events": ab_test_event(),
-    "user_events": {
-        "event_id": "ev_73902",
-        "user_id": "user_902",
-        "session_id": "session_3902",
-        "event_type": "scroll",
-        "page_url": "https://example.com/about",
-        "referrer": "https://twitter.com",
-        "device_type": "tablet",
-        "browser": "Safari",
-        "country": "Canada",
-        "city": "Toronto",
-        "properties": '{"button_id":"btn_2"}',
-        "timestamp": "2025-05-11 17:49:55",
-    },
-    "app_events": {
-        "event_id": "evt_372713",
-        "user_id": "user_2713",
-        "session_id": "sess_22713",
-        "event_type": "login",
-        "feature": "billing",
-        "timestamp": "2025-05-11 21:25:07",
-        "device_type": "mobile",
-        "browser": "Firefox",
-        "os": "iOS",
-        "location": "UK",
-        "metadata": {"subscription_tier": "basic"},
-    },
-    "clickstream_events": {
-        "event_id": "ev_14742",
-        "user_id": "user_742",
-        "session_id": "sess_4742",
-        "event_type": "page_view",
-        "page_url": "https://example.com/contact",
-        "page_title": "Contact Page",
-        "referrer": "https://google.com",
-        "timestamp": "2025-05-07 11:02:40",
-        "device_type": "desktop",
-        "browser": "Safari",
-        "properties": "{}",
-    },
+    "ab_test_events": tutorial_event("ab_test_events"),
+    "user_events": tutorial_event("user_events"),
+    # As the README sends it: metadata a JSON object, stored as its text.
+    "app_events": tutorial_event("app_events", metadata={"subscription_tier": "basic"}),
+    "clickstream_events": tutorial_event("clickstream_events", properties="{}"),
 }
 GETS = [
     "test_summary.json?token={t}&test_id=homepage_redesign&start_date=2023-06-01+00%3A00%3A00"

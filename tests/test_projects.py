@@ -31,7 +31,7 @@ import tinybird_reference as reference
 from conftest import unique_database
 from harness import TOKEN, free_port, start_suite
 from processes import PipitProcess, start_pipit
-from samples import ab_test_event
+from samples import tutorial_event
 
 pytestmark = pytest.mark.e2e
 
@@ -126,47 +126,8 @@ DATA = {
 }
 # The tutorials' sample events, as their curl calls send them.
 SAMPLES = {
-    "ab_test_events": ab_test_event(),
-    "user_events": {
-        "event_id": "ev_73902",
-        "user_id": "user_902",
-        "session_id": "session_3902",
-        "event_type": "scroll",
-        "page_url": "https://example.com/about",
-        "referrer": "https://twitter.com",
-        "device_type": "tablet",
-        "browser": "Safari",
-        "country": "Canada",
-        "city": "Toronto",
-        "properties": '{"button_id":"btn_2"}',
-        "timestamp": "2025-05-11 17:49:55",
-    },
-    "app_events": {
-        "event_id": "evt_372713",
-        "user_id": "user_2713",
-        "session_id": "sess_22713",
-        "event_type": "login",
-        "feature": "billing",
-        "timestamp": "2025-05-11 21:25:07",
-        "device_type": "mobile",
-        "browser": "Firefox",
-        "os": "iOS",
-        "location": "UK",
-        "metadata": '{"subscription_tier": "basic"}',
-    },
-    "clickstream_events": {
-        "event_id": "ev_14742",
-        "user_id": "user_742",
-        "session_id": "sess_4742",
-        "event_type": "page_view",
-        "page_url": "https://example.com/contact",
-        "page_title": "Contact Page",
-        "referrer": "https://google.com",
-        "timestamp": "2025-05-07 11:02:40",
-        "device_type": "desktop",
-        "browser": "Safari",
-        "properties": '{"browser_version":"13.0", "screen_size":"1766x1010"}',
-    },
+    name: tutorial_event(name)
+    for name in ("ab_test_events", "user_events", "app_events", "clickstream_events")
 }
 
 
