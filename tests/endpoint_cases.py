@@ -107,19 +107,7 @@ _EXTRA: dict[str, list[dict[str, Any]]] = {
     ],
     "app_events": [
         # The tutorial's data sample: a one-event session (0 s, so no session insight).
-        {
-            "event_id": "evt_372713",
-            "user_id": "user_2713",
-            "session_id": "sess_22713",
-            "event_type": "login",
-            "feature": "billing",
-            "timestamp": "2025-05-11 21:25:07",
-            "device_type": "mobile",
-            "browser": "Firefox",
-            "os": "iOS",
-            "location": "UK",
-            "metadata": '{"subscription_tier":"basic","duration":323}',
-        },
+        tutorial_event("app_events", metadata='{"subscription_tier":"basic","duration":323}'),
         # Three events in the same second: a 0 s session.
         *(
             {
