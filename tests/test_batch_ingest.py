@@ -17,6 +17,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import tutorial_event
 
 from common.datasources import registry
 from common.timeparse import parse_datetime, parse_datetime_fast
@@ -113,19 +114,8 @@ def test_json_columns_equal_row_by_row(values) -> None:
 
 def test_json_text_columns_take_objects_on_the_fast_path() -> None:
     validator = RowValidator(APP)
-    event = {
-        "event_id": "e1",
-        "user_id": "u1",
-        "session_id": "s1",
-        "event_type": "login",
-        "feature": "billing",
-        "timestamp": "2025-05-11 21:25:07",
-        "device_type": "mobile",
-        "browser": "Firefox",
-        "os": "iOS",
-        "location": "UK",
-        "metadata": {"subscription_tier": "basic"},
-    }
+    # The tutorial's app event with its metadata a JSON object, as the README posts it.
+    event = tutorial_event("app_events", metadata={"subscription_tier": "basic"})
     values = [event, {**event, "metadata": '{"a":1}'}]
     columns, bad = validator.columns_from_json(values)
     assert bad == []
