@@ -13,14 +13,14 @@ A number is handed out once and kept forever, in two tables per database:
 - `_pipit_number_of`, a Join table the lookup reads (`joinGet`), held in memory, fed from
   the first by a materialized view and filled from it again when the process starts.
 
-The writer numbers a batch's new ids in its own process, from a map of the numbers it has
-handed out, and inserts the batch with its numbers (common/warehouse/numbering.py): chDB
-writes a data path from one process and one lane (common/warehouse/embedded.py), so
-numbering never races. Bulk imports, the Events API and the streaming RPC all insert
-through that one path. Rows that come another way, `INSERT … SELECT` into a numbered table,
-get their numbers from the lookup (of ids numbered already, as any copied from another
-numbered table are), and so do the older rows of a table made before numbering, once the
-upgrade has numbered the ids it holds (`number_sql`). The hidden column refuses an id
+The writer numbers a batch's new ids before inserting it, asking the lookup which ids
+have none (common/warehouse/numbering.py): chDB writes a data path from one process and one
+lane (common/warehouse/embedded.py), so numbering never races. Bulk imports, the Events API
+and the streaming RPC all insert through that one path. Every row, however it comes, gets
+its numbers from the lookup: a batch once the writer has numbered its ids, an `INSERT …
+SELECT` into a numbered table of ids numbered already (as any copied from another numbered
+table are), and the older rows of a table made before numbering once the upgrade has
+numbered the ids it holds (`number_sql`). The hidden column refuses an id
 that has no number (the insert fails) rather than store 0, which would make counts
 quietly wrong.
 
@@ -87,12 +87,17 @@ def refill_sql(database: str) -> str:
     )
 
 
-def kept_sql(database: str, column: str, after: int) -> str:
-    """`column`'s ids and their numbers after `after`, for the writer's map
-    (warehouse/numbering.py)."""
+def mend_sql(database: str, column: str, after: int) -> str:
+    """Adds to the lookup the numbers of `column` kept after `after` that it lacks: when a
+    batch failed after its new numbers' insert began, which may have stored them in
+    `_pipit_numbers` without its view feeding them on (the lookup would then call those
+    ids new, and a retry number them twice). Only the column's highest numbers are read:
+    the table is in (column, number) order."""
     return (
-        f"SELECT id, number FROM `{database}`.`{NUMBERS}` "  # noqa: S608 - our own names
-        f"WHERE column = '{column}' AND number > {int(after)}"
+        f"INSERT INTO `{database}`.`{NUMBER_OF}` "  # noqa: S608 - our own names
+        f"SELECT column, id, number FROM `{database}`.`{NUMBERS}` "
+        f"WHERE column = '{column}' AND number > {int(after)} "
+        f"AND joinGet('{database}.{NUMBER_OF}', 'number', column, id) = 0"
     )
 
 

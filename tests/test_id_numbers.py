@@ -192,11 +192,12 @@ async def test_insert_select_gets_its_numbers_from_the_lookup(
     assert await numbers_kept(wh) == want
 
 
-async def test_ids_numbered_by_sql_while_the_writer_holds_its_map_keep_their_numbers(
+async def test_ids_numbered_by_sql_between_two_batches_keep_their_numbers(
     embedded_warehouse: EmbeddedWarehouse,
 ) -> None:
-    """The upgrade of a table made before numbering numbers its ids in SQL; the writer,
-    whose map was read before, reads it again rather than hand out those numbers twice."""
+    """The upgrade of a table made before numbering numbers its ids in SQL, between two
+    batches of the writer's: the second batch finds them numbered, and numbers its new ids
+    after them."""
     wh = embedded_warehouse
     await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
     users = registry()["user_events"]
@@ -226,8 +227,7 @@ async def test_numbers_stored_by_an_insert_that_failed_are_read_again_not_handed
     embedded_warehouse: EmbeddedWarehouse,
 ) -> None:
     """The new numbers' insert fails (here a view on the numbers table refuses it), and
-    may have stored them: the writer reads its map again, so a retry neither numbers an id
-    twice nor skips one."""
+    may have stored them: a retry neither numbers an id twice nor skips one."""
     wh = embedded_warehouse
     await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
     await wh.execute(
@@ -238,6 +238,26 @@ async def test_numbers_stored_by_an_insert_that_failed_are_read_again_not_handed
     with pytest.raises(WarehouseError, match="refused"):
         await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
     await wh.execute(f"DROP VIEW `{wh.database}`.`refuse`")
+    await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
+    assert await numbers_kept(wh) == first_sight_numbers(BATCHES)
+    assert as_single(await stored_numbers(wh, APP.name)) == first_sight_numbers(BATCHES)
+
+
+async def test_numbers_stored_but_not_fed_to_the_lookup_are_found_by_the_retry(
+    embedded_warehouse: EmbeddedWarehouse,
+) -> None:
+    """A batch's new numbers are stored but its view does not feed them to the lookup (here:
+    detached meanwhile), so the batch's insert fails (its ids have no number there): the
+    writer adds them to the lookup from the table, and the retry gives those ids the
+    numbers stored, not new ones."""
+    wh = embedded_warehouse
+    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
+    await wh.execute(f"DETACH TABLE `{wh.database}`.`{id_numbers.FEED}`")
+    body = encode(BATCHES[1], JSON_EACH_ROW)
+    with pytest.raises(WarehouseError, match="has no number"):
+        await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
+    await wh.execute(f"ATTACH TABLE `{wh.database}`.`{id_numbers.FEED}`")
     await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
     await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
     assert await numbers_kept(wh) == first_sight_numbers(BATCHES)

@@ -1,8 +1,10 @@
-"""The writer's numbering of a batch (common/warehouse/numbering.py), without an engine: each
-id gets the number plain Python's first-sight count gives it, whatever the body's shape
-(both formats, blocks joined by newlines, blank and CRLF lines, an empty row, a null or a
-missing id, a column left out of the insert), the body keeps every row's own values beside
-its numbers, and nothing is kept until the batch is."""
+"""The writer's reading of a batch's ids (common/warehouse/numbering.py), without an engine:
+each numbered column's distinct ids in the order plain Python's first sight gives them,
+whatever the body's shape (both formats, blocks joined by newlines, blank and CRLF lines, an
+empty row, a null or a missing id, a column left out of the insert); values the engine would
+store as other text refused; new ids numbered after the highest; and the lookup's query, with
+ids a format must carry as they are, asked of the engine (tests/test_id_numbers.py numbers
+whole batches through it)."""
 
 from __future__ import annotations
 
@@ -10,65 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
+from clickhouse_connect.driver.binding import escape_str
 
 from common.warehouse.base import WarehouseError
-from common.warehouse.numbering import Numbering
+from common.warehouse.embedded import EmbeddedWarehouse, escaped_text
+from common.warehouse.numbering import batch_ids, highest_sql, new_numbers, new_rows, unseen_query
 
 COLUMNS = ("event_id", "user_id", "session_id")
 NUMBERED = ("user_id", "session_id")
-HIDDEN = {"user_id": "_pipit_user_id_number", "session_id": "_pipit_session_id_number"}
-
-
-def fresh(**kept: dict[str, int]) -> Numbering:
-    numbering = Numbering()
-    for column in NUMBERED:
-        assert numbering.read_after(column) == 0
-        ids = kept.get(column, {})
-        numbering.load(column, orjson.dumps([list(ids), list(ids.values())]) if ids else b"")
-        assert numbering.read_after(column) is None
-    return numbering
-
-
-def first_sight(
-    rows: list[dict[str, Any]], kept: dict[str, dict[str, int]]
-) -> dict[str, dict[str, int]]:
-    """Each column's ids: the kept ones' numbers, then the new ones after the highest, in
-    the order the rows show them (a null or a missing id is '')."""
-    out = {}
-    for column in NUMBERED:
-        numbers = dict(kept.get(column, {}))
-        top = max(numbers.values(), default=0)
-        for row in rows:
-            value = row.get(column) or ""
-            if value not in numbers:
-                top += 1
-                numbers[value] = top
-        out[column] = numbers
-    return out
-
-
-def rows_of_each_row(body: bytes) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in body.split(b"\n")]
-
-
-def rows_of_columns(body: bytes, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    rows = []
-    for block in body.split(b"\n"):
-        values = orjson.loads(block)
-        rows += [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
-    return rows
-
-
-def check(
-    rows: list[dict[str, Any]], out: list[dict[str, Any]], kept: dict[str, dict[str, int]]
-) -> None:
-    want = first_sight(rows, kept)
-    assert len(out) == len(rows)
-    for given, stored in zip(rows, out, strict=True):
-        assert {k: v for k, v in stored.items() if k not in HIDDEN.values()} == given
-        for column, hidden in HIDDEN.items():
-            assert stored[hidden] == want[column][given.get(column) or ""]
-
 
 ROWS = [
     {"event_id": "1", "user_id": "u1", "session_id": "s1"},
@@ -79,84 +30,58 @@ ROWS = [
     {"event_id": "6", "session_id": "s4"},  # user_id left out: ''
     {"event_id": "7", "user_id": "u3", "session_id": "s2"},
 ]
-KEPT = {"user_id": {"u2": 7, "old": 9}, "session_id": {"s2": 1}}
 
 
-@pytest.mark.parametrize("kept", [{}, KEPT])
-def test_json_each_row_lines_keep_their_values_and_gain_their_numbers(
-    kept: dict[str, dict[str, int]],
-) -> None:
+def first_sight(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each column's distinct ids in the order the rows show them (null or missing: '')."""
+    out: dict[str, list[str]] = {}
+    for column in NUMBERED:
+        seen: list[str] = []
+        for row in rows:
+            value = row.get(column) or ""
+            if value not in seen:
+                seen.append(value)
+        out[column] = seen
+    return out
+
+
+def test_json_each_row_lines_give_their_ids_in_order_of_first_sight() -> None:
     lines = [orjson.dumps(row) for row in ROWS]
     # Blank lines, CRLF endings and spaces are JSONEachRow too.
     lines[1] = b"  " + lines[1] + b"  \r"
     body = b"\n".join([lines[0], b"", *lines[1:4], b"   ", *lines[4:]])
-    numbering = fresh(**kept)
-    batch = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
-    out = rows_of_each_row(batch.body)
-    # None stays None in the row itself: only its number is ''s.
-    check(ROWS, out, kept)
-    want = first_sight(ROWS, kept)
-    assert batch.new == {
-        column: {i: n for i, n in want[column].items() if i not in kept.get(column, {})}
-        for column in NUMBERED
+    assert batch_ids(body, "JSONEachRow", COLUMNS, NUMBERED) == first_sight(ROWS)
+
+
+def test_an_empty_row_has_empty_ids() -> None:
+    body = b"{}\n" + orjson.dumps(ROWS[0])
+    assert batch_ids(body, "JSONEachRow", COLUMNS, NUMBERED) == {
+        "user_id": ["", "u1"],
+        "session_id": ["", "s1"],
     }
 
 
-def test_an_empty_row_is_numbered_as_empty_ids() -> None:
-    batch = fresh().number(b"{}\n" + orjson.dumps(ROWS[0]), "JSONEachRow", COLUMNS, NUMBERED)
-    out = rows_of_each_row(batch.body)
-    assert out[0] == {"_pipit_user_id_number": 1, "_pipit_session_id_number": 1}
-    assert out[1]["_pipit_user_id_number"] == 2
-
-
-@pytest.mark.parametrize("kept", [{}, KEPT])
-def test_json_compact_columns_blocks_joined_share_one_numbering(
-    kept: dict[str, dict[str, int]],
-) -> None:
+def test_json_compact_columns_blocks_joined_are_one_batch() -> None:
     def block(rows: list[dict[str, Any]]) -> bytes:
         return orjson.dumps([[row.get(c) for row in rows] for c in COLUMNS])
 
     body = block(ROWS[:3]) + b"\n" + block(ROWS[3:]) + b"\n"
-    numbering = fresh(**kept)
-    batch = numbering.number(body, "JSONCompactColumns", COLUMNS, NUMBERED)
-    out = rows_of_columns(batch.body, (*COLUMNS, *HIDDEN.values()))
-    check([{c: row.get(c) for c in COLUMNS} for row in ROWS], out, kept)
+    assert batch_ids(body, "JSONCompactColumns", COLUMNS, NUMBERED) == first_sight(ROWS)
 
 
-def test_a_numbered_column_left_out_of_the_insert_is_numbered_as_empty() -> None:
+def test_a_numbered_column_left_out_of_the_insert_has_the_empty_id() -> None:
     columns = ("event_id", "session_id")
-    body = orjson.dumps([["1", "2"], ["s1", "s2"]])
-    batch = fresh(user_id={"": 4}).number(body, "JSONCompactColumns", columns, NUMBERED)
-    assert orjson.loads(batch.body) == [["1", "2"], ["s1", "s2"], [4, 4], [1, 2]]
-    assert batch.new == {"session_id": {"s1": 1, "s2": 2}}
-
-
-def test_nothing_is_kept_until_the_batch_is_and_a_retry_gets_the_same_numbers() -> None:
-    numbering = fresh(**KEPT)
-    body = b"\n".join(orjson.dumps(row) for row in ROWS)
-    first = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
-    # Not kept (its numbers were never stored): the same batch is numbered the same again.
-    again = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
-    assert again == first
-    numbering.keep(first)
-    retried = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
-    assert retried.body == first.body
-    assert retried.new == {}
-    assert retried.new_rows() == b""
-    later = numbering.number(
-        orjson.dumps({"event_id": "8", "user_id": "u9", "session_id": "s1"}),
-        "JSONEachRow",
-        COLUMNS,
-        NUMBERED,
-    )
-    top = max(first_sight(ROWS, KEPT)["user_id"].values())
-    assert later.new == {"user_id": {"u9": top + 1}}
-
-
-def test_new_rows_are_the_numbers_table_s_columns() -> None:
-    batch = fresh().number(orjson.dumps(ROWS[0]), "JSONEachRow", COLUMNS, NUMBERED)
-    blocks = [orjson.loads(b) for b in batch.new_rows().split(b"\n")]
-    assert blocks == [[["user_id"], ["u1"], [1]], [["session_id"], ["s1"], [1]]]
+    body = orjson.dumps([["1", "2"], ["s1", "s2"]]) + b"\n" + orjson.dumps([[], []])
+    assert batch_ids(body, "JSONCompactColumns", columns, NUMBERED) == {
+        "user_id": [""],
+        "session_id": ["s1", "s2"],
+    }
+    # A block of no rows has no ids, not even the empty one.
+    empty = orjson.dumps([[], []])
+    assert batch_ids(empty, "JSONCompactColumns", columns, NUMBERED) == {
+        "user_id": [],
+        "session_id": [],
+    }
 
 
 @pytest.mark.parametrize(
@@ -172,22 +97,64 @@ def test_new_rows_are_the_numbers_table_s_columns() -> None:
 )
 def test_a_batch_it_cannot_number_exactly_is_refused(body: bytes, fmt: str, message: str) -> None:
     with pytest.raises(WarehouseError, match=message):
-        fresh().number(body, fmt, COLUMNS, NUMBERED)
+        batch_ids(body, fmt, COLUMNS, NUMBERED)
 
 
-def test_a_map_behind_reads_the_numbers_after_its_highest_and_keeps_the_rest() -> None:
-    numbering = fresh(**KEPT)
-    numbering.fall_behind()
-    assert numbering.read_after("user_id") == 9
-    assert numbering.read_after("session_id") == 1
-    # What SQL numbered meanwhile: after the highest, as every number is.
-    numbering.load("user_id", orjson.dumps([["u1", "u3"], [10, 11]]))
-    numbering.load("session_id", b"[]")
-    assert numbering.read_after("user_id") is None
-    body = b"\n".join(orjson.dumps(row) for row in ROWS)
-    batch = numbering.number(body, "JSONEachRow", COLUMNS, NUMBERED)
-    check(
-        ROWS,
-        rows_of_each_row(batch.body),
-        {**KEPT, "user_id": {"u2": 7, "old": 9, "u1": 10, "u3": 11}},
+def test_new_ids_are_numbered_after_the_highest_and_stored_as_the_numbers_table_s_columns() -> None:
+    # In the order of the batch's ids, whatever the order the lookup answers in.
+    assert new_numbers(["c", "b", "x", "a"], ["a", "b", "c"], 7) == {"c": 8, "b": 9, "a": 10}
+    assert new_numbers(["c"], [], 7) == {}
+    new = {"user_id": {"u1": 1}, "session_id": {}, "other": {"x": 4, "y": 5}}
+    blocks = [orjson.loads(b) for b in new_rows(new).split(b"\n")]
+    assert blocks == [[["user_id"], ["u1"], [1]], [["other", "other"], ["x", "y"], [4, 5]]]
+    assert new_rows({"user_id": {}}) == b""
+
+
+# Ids a format has to carry as they are: quotes, backslashes, a newline, a tab, non-ASCII, ''.
+ODD_IDS = ["o'brien", "back\\slash", 'say "hi"', "new\nline", "tab\there", "ünïcødé ✓", ""]
+
+
+@pytest.mark.parametrize("odd", [ODD_IDS, [i for i in ODD_IDS if "\n" not in i]])
+async def test_the_lookup_answers_the_ids_without_a_number_and_the_highest_number(
+    embedded_warehouse: EmbeddedWarehouse, odd: list[str]
+) -> None:
+    """Both ways of binding the ids (a newline in one of them, or none) carry them as they are."""
+    wh = embedded_warehouse
+    db = wh.database
+
+    async def unseen(column: str, ids: list[str]) -> list[str]:
+        sql, params = unseen_query(db, {column: ids})
+        answer = await wh.query(sql, params)
+        return sorted(next(iter(answer.data[0].values())))
+
+    async def highest(column: str) -> int:
+        answer = await wh.query(highest_sql(db, column), {})
+        return int(next(iter(answer.data[0].values())))
+
+    assert await unseen("user_id", odd) == sorted(odd)
+    assert await highest("user_id") == 0
+    numbered = dict(zip(odd[::2], [3, 5, 9, 11], strict=False))
+    await wh.execute(
+        f"INSERT INTO `{db}`.`_pipit_numbers` (column, id, number) FORMAT JSONCompactColumns\n"
+        + new_rows({"user_id": numbered}).decode()
     )
+    assert await unseen("user_id", [*odd, "new"]) == sorted(
+        [i for i in odd if i not in numbered] + ["new"]
+    )
+    assert await highest("user_id") == max(numbered.values())
+    assert await unseen("session_id", odd[:2]) == sorted(odd[:2])
+    assert await highest("session_id") == 0
+    # Both columns in one query, each answered for its own ids.
+    sql, params = unseen_query(db, {"session_id": ["s", *odd[:1]], "user_id": [*odd, "n"]})
+    both = list((await wh.query(sql, params)).data[0].values())
+    assert [sorted(ids) for ids in both] == [
+        sorted(["s", *odd[:1]]),
+        sorted([i for i in odd if i not in numbered] + ["n"]),
+    ]
+
+
+def test_bound_values_are_escaped_as_clickhouse_connect_escapes_them() -> None:
+    """The lookup's ids, and every other bound value on chDB, escaped as the HTTP path's
+    client escapes them, so both engines read the same values."""
+    for value in [*ODD_IDS, "\\'`\t\n\r\x00 plain", "\n".join(ODD_IDS), "é" * 3]:
+        assert escaped_text(value) == escape_str(value)

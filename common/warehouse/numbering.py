@@ -2,29 +2,26 @@
 are for).
 
 chDB opens a data path in one process, and every write to it runs on one lane, one thread
-(common/warehouse/embedded.py), so numbers are handed out from a Python map of each numbered
-column's ids, without racing and without asking the engine: the batch's numbered columns are
-read here (msgspec, which skips the other values without making Python objects of them: a
-third of a full parse's time), its new ids numbered in order of first sight after the
-column's highest number, and the batch's body given its number columns, so the engine reads
-it once, as it reads any batch. The new (column, id, number) rows are stored before the
-batch that uses them (`_pipit_numbers`, whose view feeds the engine's own lookup for
-`INSERT … SELECT`), and only then kept in the map: a batch retried after its answer was lost finds
-its ids numbered and gets the same numbers, and a crash between the two inserts leaves
-numbers that no row holds, which costs nothing. A column's map is read from `_pipit_numbers`
-when a batch first needs it, so a process that only reads never holds one (about 130 bytes
-per id: 0.6 GB for the 4.7 million ids of the 10 M-event benchmark, read in about 5 s); when
-numbers may have been stored around it (SQL numbering a table's older rows, a failed insert
-of new ones), only those after its highest are read again: every number is handed out after
-its column's highest, wherever that happens."""
+(common/warehouse/embedded.py), so numbers are handed out without racing: before a batch is
+inserted, its numbered columns' ids are read here (msgspec, which skips the other values
+without making Python objects of them: a third of a full parse's time), the engine's own
+lookup (`_pipit_number_of`) says which of them have no number yet (`unseen_query`), and those
+are numbered in order of first sight after the column's highest and stored
+(`_pipit_numbers`, whose view feeds the lookup in the same insert). The batch is then
+inserted as it came: each row's hidden number columns are computed from the lookup, which
+now holds every id of the batch. A batch retried after its answer was lost finds its ids
+numbered and gets the same numbers; a crash between the two inserts leaves numbers that no
+row holds, which costs nothing.
+
+Nothing is kept in Python between batches. An earlier writer kept a map of every id it had
+numbered (about 130 bytes an id: 0.6 GB and 5 s to read at the first write after each start
+at the 10 M-event benchmark's 4.7 million ids) beside the engine's lookup, which holds the
+same ids; asking the lookup costs about 0.4 µs an id, a batch's ids at once."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -37,139 +34,86 @@ JSON_EACH_ROW = "JSONEachRow"
 JSON_COMPACT_COLUMNS = "JSONCompactColumns"
 
 
-@dataclass(frozen=True, slots=True)
-class NumberedBatch:
-    """A batch with its number columns, and the numbers it handed out."""
-
-    body: bytes
-    """The batch in its own format, each row with its `_pipit_<column>_number`s (after its
-    columns in JSONCompactColumns, as the last keys of each row in JSONEachRow)."""
-    new: dict[str, dict[str, int]]
-    """Per column, the ids first seen in this batch and the numbers they were given."""
-
-    def new_rows(self) -> bytes:
-        """The new numbers as `_pipit_numbers` rows, JSONCompactColumns (column, id, number),
-        or b"" when there are none."""
-        return b"\n".join(
-            orjson.dumps([[column] * len(ids), list(ids), list(ids.values())])
-            for column, ids in self.new.items()
-            if ids
-        )
-
-
-class Numbering:
-    """One database's ids and their numbers, per numbered column. Used on the writer's
-    thread only."""
-
-    def __init__(self) -> None:
-        self._numbers: dict[str, dict[str, int]] = {}
-        self._last: dict[str, int] = {}
-        self._behind: set[str] = set()
-
-    def read_after(self, column: str) -> int | None:
-        """None when `column`'s map is current; else the highest number it holds (0 when
-        none), after which the kept numbers must be read (`load`) before a batch is numbered.
-        Numbers only ever grow (each after its column's highest, wherever it is handed out),
-        so those after it are all the map lacks."""
-        if column in self._numbers and column not in self._behind:
-            return None
-        return self._last.get(column, 0)
-
-    def load(self, column: str, kept: bytes) -> None:
-        """Adds `column`'s numbers after `read_after`, as `_pipit_numbers` holds them
-        (id_numbers.kept_sql, JSONCompactColumns: no columns when it holds none)."""
-        ids, numbers = orjson.loads(kept or b"[]") or ([], [])
-        self._numbers.setdefault(column, {}).update(zip(ids, numbers, strict=True))
-        self._last[column] = max(numbers, default=self._last.get(column, 0))
-        self._behind.discard(column)
-
-    def fall_behind(self) -> None:
-        """Numbers may have been stored other than through `keep` (SQL numbered ids, or an
-        insert of new numbers failed after storing some): each column reads them before its
-        next batch."""
-        self._behind.update(self._numbers)
-
-    def number(
-        self, body: bytes, fmt: str, columns: Sequence[str], numbered: Sequence[str]
-    ) -> NumberedBatch:
-        """`body` (`fmt`, of `columns`) with the numbers of its `numbered` columns' ids
-        (each `load`ed before); the map is left as it was until `keep`."""
-        # Both formats have one JSON document per line (blocks joined by newlines).
-        docs = [line for line in body.split(b"\n") if line.strip()]
-        if fmt == JSON_EACH_ROW:
-            return self._number_rows(docs, numbered)
-        if fmt == JSON_COMPACT_COLUMNS:
-            return self._number_columns(docs, columns, numbered)
-        raise WarehouseError(f"unsupported insert format {fmt!r}")
-
-    def keep(self, batch: NumberedBatch) -> None:
-        """Adds the batch's new numbers to the map, once they are stored."""
-        for column, ids in batch.new.items():
-            if ids:
-                self._numbers[column].update(ids)
-                self._last[column] = max(self._last[column], *ids.values())
-
-    def _number_rows(self, lines: list[bytes], numbered: Sequence[str]) -> NumberedBatch:
-        rows = _decode(_ids_decoder(tuple(numbered)), b"[" + b",".join(lines) + b"]")
-        new: dict[str, dict[str, int]] = {}
-        per_column = [
-            self._numbers_of(column, [getattr(row, column) for row in rows], new)
-            for column in numbered
-        ]
-        keys = [id_numbers.column_name(column).encode() for column in numbered]
-        # Each row's line with its numbers as its last keys: the line is not encoded again.
-        after = b"%b" + b"".join(b',"' + key + b'":%d' for key in keys) + b"}"
-        alone = b"%b" + b",".join(b'"' + key + b'":%d' for key in keys) + b"}"
-        body = []
-        for line, numbers in zip(lines, zip(*per_column, strict=True), strict=True):
-            head = line.rstrip()[:-1]
-            # `{` ends the head of an empty object only: any value ends otherwise.
-            template = alone if head.rstrip()[-1:] == b"{" else after
-            body.append(template % (head, *numbers))
-        return NumberedBatch(b"\n".join(body), new)
-
-    def _number_columns(
-        self, docs: list[bytes], columns: Sequence[str], numbered: Sequence[str]
-    ) -> NumberedBatch:
-        new: dict[str, dict[str, int]] = {}
-        out = []
+def batch_ids(
+    body: bytes, fmt: str, columns: Sequence[str], numbered: Sequence[str]
+) -> dict[str, list[str]]:
+    """Per numbered column, the distinct ids of `body` (`fmt`, of `columns`) in order of first
+    sight; a null or missing id is '', as the engine stores it. A value the engine would
+    store as some other text (a number, an object) is refused rather than numbered as text
+    the engine might spell differently."""
+    # Both formats have one JSON document per line (blocks joined by newlines).
+    docs = [line for line in body.split(b"\n") if line.strip()]
+    if fmt == JSON_EACH_ROW:
+        rows = _decode(_ids_decoder(tuple(numbered)), b"[" + b",".join(docs) + b"]")
+        per_column = {column: [getattr(row, column) for row in rows] for column in numbered}
+    elif fmt == JSON_COMPACT_COLUMNS:
+        per_column = {column: [] for column in numbered}
         for doc in docs:
             # Each column as its JSON text: only the numbered ones are read into Python.
             values = _decode(_COLUMNS, doc)
             if len(values) != len(columns):
                 raise WarehouseError(f"a JSONCompactColumns block must hold {len(columns)} columns")
-            per_column = []
             for column in numbered:
                 if column in columns:
-                    ids = _decode(_IDS, values[columns.index(column)])
-                else:  # left out of the insert: its type's default, '' for a String
-                    ids = [""] * len(_decode(_COLUMNS, values[0])) if values else []
-                per_column.append(self._numbers_of(column, ids, new))
-            # The block's array of columns, with the number columns after its own (pieces
-            # joined once: a view of the block is not a copy).
-            out += [b"\n"] if out else []
-            out += [memoryview(doc)[: len(doc.rstrip()) - 1]]
-            out += [b"," + orjson.dumps(numbers) for numbers in per_column] + [b"]"]
-        return NumberedBatch(b"".join(out), new)
+                    per_column[column] += _decode(_IDS, values[columns.index(column)])
+                elif values and _decode(_COLUMNS, values[0]):
+                    # Left out of the insert: its type's default, '' for a String.
+                    per_column[column].append("")
+    else:
+        raise WarehouseError(f"unsupported insert format {fmt!r}")
+    # dict keeps the order of first sight; a null is stored as ''.
+    return {
+        column: list(dict.fromkeys("" if value is None else value for value in ids))
+        for column, ids in per_column.items()
+    }
 
-    def _numbers_of(self, column: str, ids: list, new: dict[str, dict[str, int]]) -> list[int]:
-        """Each id's number, the new ones numbered in `new` (shared by the blocks of one
-        batch, so a block sees the ids an earlier one numbered)."""
-        if None in ids:  # a null is stored as ''
-            ids = ["" if value is None else value for value in ids]
-        numbers = list(map(self._numbers[column].get, ids))
-        if None not in numbers:
-            return numbers
-        fresh = new.setdefault(column, {})
-        # The ids without a number, once each in order of first sight (dict keeps order).
-        unseen = [
-            value
-            for value in dict.fromkeys(compress(ids, map(is_, numbers, repeat(None))))
-            if value not in fresh
-        ]
-        last = self._last[column] + len(fresh)
-        fresh.update(zip(unseen, range(last + 1, last + 1 + len(unseen)), strict=True))
-        return [number or fresh[value] for number, value in zip(numbers, ids, strict=True)]
+
+def unseen_query(database: str, ids: Mapping[str, Sequence[str]]) -> tuple[str, dict[str, str]]:
+    """The query, and its bound values, of each column's `ids` that have no number in it:
+    one row, an array per column in the order of `ids` (each array in no particular order),
+    so a batch asks once. Each column's ids are bound as one string: split at newlines where
+    none holds one (a third of a JSON array's cost), else a JSON array."""
+    selects, params = [], {}
+    for i, (column, values) in enumerate(ids.items()):
+        if any("\n" in value for value in values):
+            bound = f"JSONExtract({{ids_{i}:String}}, 'Array(String)')"
+            params[f"ids_{i}"] = orjson.dumps(list(values)).decode()
+        else:
+            bound = f"splitByChar('\\n', {{ids_{i}:String}})"
+            params[f"ids_{i}"] = "\n".join(values)
+        lookup = f"joinGet('{database}.{id_numbers.NUMBER_OF}', 'number', '{column}', id)"
+        selects.append(
+            f"(SELECT groupArray(id) FROM (SELECT arrayJoin({bound}) AS id) WHERE {lookup} = 0)"  # noqa: S608
+        )
+    return "SELECT " + ", ".join(selects), params
+
+
+def highest_sql(database: str, column: str) -> str:
+    """`column`'s highest number (0 when none): the table is in (column, number) order, so
+    this reads its last granule."""
+    return (
+        f"SELECT ifNull((SELECT number FROM `{database}`.`{id_numbers.NUMBERS}` "  # noqa: S608
+        f"WHERE column = '{column}' ORDER BY column DESC, number DESC LIMIT 1), 0)"
+    )
+
+
+def new_numbers(ids: Sequence[str], unseen: Collection[str], highest: int) -> dict[str, int]:
+    """The `unseen` of `ids` numbered after `highest`, in the order of `ids`."""
+    if not unseen:
+        return {}
+    unseen = set(unseen)
+    fresh = [value for value in ids if value in unseen]
+    return dict(zip(fresh, range(highest + 1, highest + 1 + len(fresh)), strict=True))
+
+
+def new_rows(new: Mapping[str, Mapping[str, int]]) -> bytes:
+    """Per column, its new ids and their numbers as `_pipit_numbers` rows, JSONCompactColumns
+    (column, id, number), or b"" when there are none."""
+    return b"\n".join(
+        orjson.dumps([[column] * len(ids), list(ids), list(ids.values())])
+        for column, ids in new.items()
+        if ids
+    )
 
 
 _COLUMNS = msgspec.json.Decoder(list[msgspec.Raw])
