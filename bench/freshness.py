@@ -1,5 +1,5 @@
 """Freshness: the time from an event's acknowledgement to its being visible in
-`test_summary`, at default settings (flush at 10,000 rows, 4 MiB or 1 s).
+`test_summary`, at default settings (flush at 50,000 rows, 16 MiB or 1 s).
 
     python -m bench.freshness [--probes 100] [--every 0.1] [--background 0,20000]
 
@@ -30,6 +30,7 @@ import grpc
 import orjson
 
 from bench import launch, results
+from common.config import Settings
 from common.datasources import registry
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from pipit.seed.command import to_message
@@ -166,7 +167,10 @@ def chart(document: dict[str, Any], out: Path) -> Path:
     ax.text(1500, 0.02, " goal p99 ≤ 1.5 s", fontsize=8)
     ax.set_xlabel("acknowledged → visible in test_summary (ms)")
     ax.set_ylabel("fraction of probes")
-    ax.set_title("Freshness at default flush settings (1 s / 10,000 rows)")
+    ax.set_title(
+        "Freshness at default flush settings "
+        f"({Settings.flush_interval:g} s / {Settings.flush_rows:,} rows)"
+    )
     ax.legend(fontsize=8, loc="lower right")
     return results.save_figure(fig, "freshness", out)
 
@@ -192,7 +196,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     document = {
         "machine": machine,
-        "settings": "pipit up defaults: flush 10000 rows / 4 MiB / 1 s",
+        "settings": f"pipit up defaults: flush {Settings.flush_rows} rows / "
+        f"{Settings.flush_bytes // 2**20} MiB / {Settings.flush_interval:g} s",
         "poll_interval_s": args.poll,
         "probe_every_s": args.every,
         "phases": phases,

@@ -37,6 +37,7 @@ import grpc
 import orjson
 
 from bench import launch, results
+from common.config import Settings
 from common.datasources import registry
 from pipit.ingest.v1 import ingest_service_pb2 as pb
 from pipit.seed.command import to_message
@@ -315,7 +316,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "json_bytes": payloads.json_bytes,
         "datasource": DATASOURCE,
-        "settings": "pipit defaults (flush 10000 rows / 4 MiB / 1 s; WAL fsync per group)",
+        "settings": f"pipit defaults ({_FLUSH}; WAL fsync per group)",
     }
     settings = {}
     if args.flush_interval is not None:
@@ -366,6 +367,13 @@ def _list(kind: type) -> Any:
     return lambda text: [kind(part) for part in text.split(",") if part]
 
 
+# The default flush, as the runs' settings say it.
+_FLUSH = (
+    f"flush {Settings.flush_rows} rows / {Settings.flush_bytes // 2**20} MiB / "
+    f"{Settings.flush_interval:g} s"
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = results.parser(__doc__)
     parser.add_argument("--events", type=int, default=400_000, help="events per run")
@@ -373,7 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--raw-batch",
         type=int,
-        default=10_000,
+        default=Settings.flush_rows,
         help="rows per raw insert (ingest's default flush size)",
     )
     parser.add_argument("--clients", type=_list(int), default=[1, 4, 16])

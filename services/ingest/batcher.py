@@ -41,9 +41,9 @@ class FlushPolicy:
     """When a buffer is written out, and how a failed write is tried again: after a wait
     drawn between 0 and `retry_initial` × 2^(tries - 1), at most `retry_max` seconds."""
 
-    max_rows: int = 10_000
-    max_bytes: int = 4 * 1024 * 1024
-    max_age: float = 1.0
+    max_rows: int = Settings.flush_rows
+    max_bytes: int = Settings.flush_bytes
+    max_age: float = Settings.flush_interval
     retry_initial: float = RETRY_INITIAL_SECONDS
     retry_max: float = Settings.flush_retry_max
 
