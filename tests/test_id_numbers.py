@@ -223,41 +223,39 @@ async def test_ids_numbered_by_sql_between_two_batches_keep_their_numbers(
         assert all(kept[column][i] == n for column in NUMBERED for i, n in stored[column].items())
 
 
-async def test_numbers_stored_by_an_insert_that_failed_are_read_again_not_handed_out_twice(
-    embedded_warehouse: EmbeddedWarehouse,
-) -> None:
-    """The new numbers' insert fails (here a view on the numbers table refuses it), and
-    may have stored them: a retry neither numbers an id twice nor skips one."""
-    wh = embedded_warehouse
-    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
-    await wh.execute(
-        f"CREATE MATERIALIZED VIEW `{wh.database}`.`refuse` ENGINE = Memory AS "  # noqa: S608
-        f"SELECT throwIf(number > 0, 'refused') AS x FROM `{wh.database}`.`{id_numbers.NUMBERS}`"
-    )
-    body = encode(BATCHES[1], JSON_EACH_ROW)
-    with pytest.raises(WarehouseError, match="refused"):
-        await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
-    await wh.execute(f"DROP VIEW `{wh.database}`.`refuse`")
-    await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
-    await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
-    assert await numbers_kept(wh) == first_sight_numbers(BATCHES)
-    assert as_single(await stored_numbers(wh, APP.name)) == first_sight_numbers(BATCHES)
+# Ways a batch fails after its new numbers' insert began, each with what undoes it: the
+# numbers' insert refused by a view on their table (it may have stored them all the same), and
+# the numbers stored but not fed to the lookup (its view detached), so the batch's own insert
+# finds its ids without a number.
+FAULTS = {
+    "numbers refused": (
+        "CREATE MATERIALIZED VIEW `{db}`.`refuse` ENGINE = Memory AS "  # noqa: S608 - test's own
+        "SELECT throwIf(number > 0, 'refused') AS x FROM `{db}`.`" + id_numbers.NUMBERS + "`",
+        "DROP VIEW `{db}`.`refuse`",
+        "refused",
+    ),
+    "numbers not fed to the lookup": (
+        "DETACH TABLE `{db}`.`" + id_numbers.FEED + "`",
+        "ATTACH TABLE `{db}`.`" + id_numbers.FEED + "`",
+        "has no number",
+    ),
+}
 
 
-async def test_numbers_stored_but_not_fed_to_the_lookup_are_found_by_the_retry(
-    embedded_warehouse: EmbeddedWarehouse,
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_batch_that_failed_after_storing_numbers_is_retried_with_them(
+    embedded_warehouse: EmbeddedWarehouse, fault: str
 ) -> None:
-    """A batch's new numbers are stored but its view does not feed them to the lookup (here:
-    detached meanwhile), so the batch's insert fails (its ids have no number there): the
-    writer adds them to the lookup from the table, and the retry gives those ids the
-    numbers stored, not new ones."""
+    """The writer adds the numbers the failed batch stored to the lookup, so its retry
+    neither numbers an id twice nor skips one."""
     wh = embedded_warehouse
+    fail, heal, message = (sql.format(db=wh.database) for sql in FAULTS[fault])
     await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[0], JSON_EACH_ROW))
-    await wh.execute(f"DETACH TABLE `{wh.database}`.`{id_numbers.FEED}`")
+    await wh.execute(fail)
     body = encode(BATCHES[1], JSON_EACH_ROW)
-    with pytest.raises(WarehouseError, match="has no number"):
+    with pytest.raises(WarehouseError, match=message):
         await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
-    await wh.execute(f"ATTACH TABLE `{wh.database}`.`{id_numbers.FEED}`")
+    await wh.execute(heal)
     await wh.insert_json_rows(APP.name, APP.column_names, body, dedup_token="b1")
     await wh.insert_json_rows(APP.name, APP.column_names, encode(BATCHES[2], JSON_EACH_ROW))
     assert await numbers_kept(wh) == first_sight_numbers(BATCHES)
