@@ -1533,10 +1533,16 @@ async def test_a_phone_screen_has_no_sideways_scrolling(site: Site, opened: Open
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+        # Chart.js sizes a chart to its box when the box is laid out (a ResizeObserver): waited
+        # for, not slept on.
+        await page.wait_for_function(
+            "s => [...document.querySelectorAll(s)].every(c => c.getBoundingClientRect().width)",
+            arg=f"#panel-{name} canvas",
+        )
         widths = await page.eval_on_selector_all(
             f"#panel-{name} canvas", "cs => cs.map(c => c.getBoundingClientRect().width)"
         )
-        assert widths and all(0 < width <= PHONE["width"] for width in widths)
+        assert widths and all(0 < width <= PHONE["width"] for width in widths), (name, widths)
     await open_tab(page, "ab")
     await screenshot(page, tmp_path, "phone")
     assert opened.console_errors == []

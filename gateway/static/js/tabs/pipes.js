@@ -327,11 +327,13 @@ export function createPipesTab({ onChange }) {
       { empty: "The pipe answered no rows" },
     );
 
+    // Shown before the chart is drawn: a chart made in a hidden box measures it as 0 wide and
+    // waits for a resize to be drawn at its size.
+    result.hidden = false;
+    $("#pipes-hint", panel).hidden = true;
     plan = chartPlan(meta, rows.slice(0, MAX_CHART_ROWS));
     if (plan) showChart(chooseMeasure(measureSelect.value));
     else figure.hidden = true;
-    result.hidden = false;
-    $("#pipes-hint", panel).hidden = true;
   }
 
   return {
