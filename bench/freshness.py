@@ -196,8 +196,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     document = {
         "machine": machine,
-        "settings": f"pipit up defaults: flush {Settings.flush_rows} rows / "
-        f"{Settings.flush_bytes // 2**20} MiB / {Settings.flush_interval:g} s",
+        "settings": f"pipit up defaults: {results.DEFAULT_FLUSH}",
         "poll_interval_s": args.poll,
         "probe_every_s": args.every,
         "phases": phases,

@@ -316,7 +316,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "json_bytes": payloads.json_bytes,
         "datasource": DATASOURCE,
-        "settings": f"pipit defaults ({_FLUSH}; WAL fsync per group)",
+        "settings": f"pipit defaults ({results.DEFAULT_FLUSH}; WAL fsync per group)",
     }
     settings = {}
     if args.flush_interval is not None:
@@ -365,13 +365,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def _list(kind: type) -> Any:
     return lambda text: [kind(part) for part in text.split(",") if part]
-
-
-# The default flush, as the runs' settings say it.
-_FLUSH = (
-    f"flush {Settings.flush_rows} rows / {Settings.flush_bytes // 2**20} MiB / "
-    f"{Settings.flush_interval:g} s"
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,5 +1,6 @@
-"""What every scenario shares: percentiles, the machine the figures come from, its command
-line's common options, and writing the JSON and PNG into bench/results/."""
+"""What every scenario shares: percentiles, the machine the figures come from and the flush
+settings the services ran with, its command line's common options, and writing the JSON and
+PNG into bench/results/."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from common.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# Pipit's default flush, as the ingest scenarios' results say it.
+DEFAULT_FLUSH = (
+    f"flush {Settings.flush_rows} rows / {Settings.flush_bytes // 2**20} MiB / "
+    f"{Settings.flush_interval:g} s"
+)
 
 
 def percentiles(seconds: list[float], points: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:

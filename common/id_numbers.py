@@ -50,16 +50,26 @@ def column_name(column: str) -> str:
     return f"{PREFIX}{column}{SUFFIX}"
 
 
-def _lookup(database: str, column: str) -> str:
-    return f"joinGet('{database}.{NUMBER_OF}', 'number', '{column}', `{column}`)"
+def lookup(database: str, column: str, key: str) -> str:
+    """The number of `column`'s id `key` (an expression), 0 when it has none."""
+    return f"joinGet('{database}.{NUMBER_OF}', 'number', '{column}', {key})"
+
+
+def highest(database: str, column: str) -> str:
+    """`column`'s highest number kept, 0 when none, as a scalar subquery: the table is in
+    (column, number) order, so it reads the last granule."""
+    return (
+        f"ifNull((SELECT number FROM `{database}`.`{NUMBERS}` "  # noqa: S608 - our own names
+        f"WHERE column = '{column}' ORDER BY column DESC, number DESC LIMIT 1), 0)"
+    )
 
 
 def number_column(database: str, column: str) -> str:
     """The definition of `column`'s hidden number column in a table of `database`."""
-    lookup = _lookup(database, column)
+    number = lookup(database, column, f"`{column}`")
     return (
         f"`{column_name(column)}` UInt32 MATERIALIZED "
-        f"{lookup} + throwIf({lookup} = 0, '{column} has no number')"
+        f"{number} + throwIf({number} = 0, '{column} has no number')"
     )
 
 
@@ -107,9 +117,7 @@ def number_sql(database: str, columns: Sequence[str], source: str, first: str) -
     sees them."""
     pairs = ", ".join(f"('{column}', `{column}`)" for column in columns)
     last = " UNION ALL ".join(
-        f"SELECT '{column}' AS column, ifNull((SELECT number FROM `{database}`.`{NUMBERS}` "  # noqa: S608
-        f"WHERE column = '{column}' ORDER BY column DESC, number DESC LIMIT 1), 0) AS last"
-        for column in columns
+        f"SELECT '{column}' AS column, {highest(database, column)} AS last" for column in columns
     )
     return (
         f"INSERT INTO `{database}`.`{NUMBERS}` (column, id, number)\n"  # noqa: S608 - ours

@@ -16,7 +16,7 @@ from clickhouse_connect.driver.binding import escape_str
 
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse, escaped_text
-from common.warehouse.numbering import batch_ids, highest_sql, new_numbers, new_rows, unseen_query
+from common.warehouse.numbering import batch_ids, highest_sql, new_numbers, store_sql, unseen_query
 
 COLUMNS = ("event_id", "user_id", "session_id")
 NUMBERED = ("user_id", "session_id")
@@ -105,9 +105,13 @@ def test_new_ids_are_numbered_after_the_highest_and_stored_as_the_numbers_table_
     assert new_numbers(["c", "b", "x", "a"], ["a", "b", "c"], 7) == {"c": 8, "b": 9, "a": 10}
     assert new_numbers(["c"], [], 7) == {}
     new = {"user_id": {"u1": 1}, "session_id": {}, "other": {"x": 4, "y": 5}}
-    blocks = [orjson.loads(b) for b in new_rows(new).split(b"\n")]
+    head, *lines = store_sql("db", new).split("\n")
+    assert head == (
+        "INSERT INTO `db`.`_pipit_numbers` (column, id, number) FORMAT JSONCompactColumns"
+    )
+    blocks = [orjson.loads(b) for b in lines]
     assert blocks == [[["user_id"], ["u1"], [1]], [["other", "other"], ["x", "y"], [4, 5]]]
-    assert new_rows({"user_id": {}}) == b""
+    assert store_sql("db", {"user_id": {}}) == ""
 
 
 # Ids a format has to carry as they are: quotes, backslashes, a newline, a tab, non-ASCII, ''.
@@ -134,10 +138,7 @@ async def test_the_lookup_answers_the_ids_without_a_number_and_the_highest_numbe
     assert await unseen("user_id", odd) == sorted(odd)
     assert await highest("user_id") == 0
     numbered = dict(zip(odd[::2], [3, 5, 9, 11], strict=False))
-    await wh.execute(
-        f"INSERT INTO `{db}`.`_pipit_numbers` (column, id, number) FORMAT JSONCompactColumns\n"
-        + new_rows({"user_id": numbered}).decode()
-    )
+    await wh.execute(store_sql(db, {"user_id": numbered}))
     assert await unseen("user_id", [*odd, "new"]) == sorted(
         [i for i in odd if i not in numbered] + ["new"]
     )

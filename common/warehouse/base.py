@@ -324,16 +324,11 @@ class Warehouse(abc.ABC):
         columns: Sequence[str],
         dedup_token: str = "",
         fmt: str = "JSONEachRow",
-        settings: Mapping[str, Any] | None = None,
     ) -> str:
-        """`INSERT INTO <table> (<columns>) SETTINGS … FORMAT <fmt>`, with the quorum, the
-        token's deduplication and `settings`."""
+        """`INSERT INTO <table> (<columns>) SETTINGS … FORMAT <fmt>`, with the quorum and the
+        token's deduplication."""
         cols = ", ".join(f"`{c}`" for c in columns)
-        values: dict[str, Any] = {
-            **self.insert_settings,
-            **deduplication_settings(dedup_token),
-            **(settings or {}),
-        }
+        values: dict[str, Any] = {**self.insert_settings, **deduplication_settings(dedup_token)}
         clause = ""
         if values:
             clause = " SETTINGS " + ", ".join(

@@ -450,13 +450,12 @@ class EmbeddedWarehouse(Warehouse):
                     highest[key] = int(top)
                 before[column] = highest[key]
                 new[column] = numbering.new_numbers(ids, unseen, highest[key])
-        rows = numbering.new_rows(new)
+        store = numbering.store_sql(self.database, new)
         # The hidden columns are computed from the lookup, which holds every id now.
         statement = self.insert_statement(table, columns, dedup_token, fmt)
         try:
-            if rows:
-                sql = _NEW_NUMBERS.format(db=self.database) + rows.decode()
-                main.run(self.database, sql, "CSV", None)
+            if store:
+                main.run(self.database, store, "CSV", None)
                 for column, ids in new.items():
                     highest[self.database, column] += len(ids)
             main.run(self.database, statement + "\n" + body.decode(), "CSV", None)
@@ -539,12 +538,6 @@ class EmbeddedWarehouse(Warehouse):
             None, self._engine.lane, "adhoc", adhoc_lane_settings(self.adhoc_limits)
         )
         return await self._run(sql, fmt, _escaped(params), self.database, lane)
-
-
-# The writer's new numbers, as numbering.new_rows gives them.
-_NEW_NUMBERS = (
-    f"INSERT INTO `{{db}}`.`{id_numbers.NUMBERS}` (column, id, number) FORMAT JSONCompactColumns\n"
-)
 
 
 # clickhouse-connect's escape_str, as one C-level pass: its per-character generator took 20

@@ -81,7 +81,7 @@ def unseen_query(database: str, ids: Mapping[str, Sequence[str]]) -> tuple[str, 
         else:
             bound = f"splitByChar('\\n', {{ids_{i}:String}})"
             params[f"ids_{i}"] = "\n".join(values)
-        lookup = f"joinGet('{database}.{id_numbers.NUMBER_OF}', 'number', '{column}', id)"
+        lookup = id_numbers.lookup(database, column, "id")
         selects.append(
             f"(SELECT groupArray(id) FROM (SELECT arrayJoin({bound}) AS id) WHERE {lookup} = 0)"  # noqa: S608
         )
@@ -89,12 +89,8 @@ def unseen_query(database: str, ids: Mapping[str, Sequence[str]]) -> tuple[str, 
 
 
 def highest_sql(database: str, column: str) -> str:
-    """`column`'s highest number (0 when none): the table is in (column, number) order, so
-    this reads its last granule."""
-    return (
-        f"SELECT ifNull((SELECT number FROM `{database}`.`{id_numbers.NUMBERS}` "  # noqa: S608
-        f"WHERE column = '{column}' ORDER BY column DESC, number DESC LIMIT 1), 0)"
-    )
+    """`column`'s highest number (0 when none)."""
+    return f"SELECT {id_numbers.highest(database, column)}"
 
 
 def new_numbers(ids: Sequence[str], unseen: Collection[str], highest: int) -> dict[str, int]:
@@ -106,13 +102,19 @@ def new_numbers(ids: Sequence[str], unseen: Collection[str], highest: int) -> di
     return dict(zip(fresh, range(highest + 1, highest + 1 + len(fresh)), strict=True))
 
 
-def new_rows(new: Mapping[str, Mapping[str, int]]) -> bytes:
-    """Per column, its new ids and their numbers as `_pipit_numbers` rows, JSONCompactColumns
-    (column, id, number), or b"" when there are none."""
-    return b"\n".join(
+def store_sql(database: str, new: Mapping[str, Mapping[str, int]]) -> str:
+    """The insert that stores each column's new ids and their numbers in `_pipit_numbers`
+    (whose view feeds the lookup), or "" when there are none."""
+    rows = b"\n".join(
         orjson.dumps([[column] * len(ids), list(ids), list(ids.values())])
         for column, ids in new.items()
         if ids
+    )
+    if not rows:
+        return ""
+    return (
+        f"INSERT INTO `{database}`.`{id_numbers.NUMBERS}` (column, id, number) "
+        f"FORMAT JSONCompactColumns\n{rows.decode()}"
     )
 
 
