@@ -114,8 +114,19 @@ def test_new_ids_are_numbered_after_the_highest_and_stored_as_the_numbers_table_
     assert store_sql("db", {"user_id": {}}) == ""
 
 
-# Ids a format has to carry as they are: quotes, backslashes, a newline, a tab, non-ASCII, ''.
-ODD_IDS = ["o'brien", "back\\slash", 'say "hi"', "new\nline", "tab\there", "ünïcødé ✓", ""]
+# Ids a format has to carry as they are: quotes, backslashes, a newline, a tab, non-ASCII, '';
+# and an attacker's, who sends SQL or another bound value's placeholder as a user id.
+ODD_IDS = [
+    "o'brien",
+    "back\\slash",
+    'say "hi"',
+    "new\nline",
+    "tab\there",
+    "ünïcødé ✓",
+    "",
+    "x') OR 1 = 1; DROP TABLE _pipit_numbers; --",
+    "{ids_1:String}",
+]
 
 
 @pytest.mark.parametrize("odd", [ODD_IDS, [i for i in ODD_IDS if "\n" not in i]])
