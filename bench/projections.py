@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import tempfile
 import time
@@ -57,9 +58,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     rates: dict[str, dict[str, list[float]]] = {
         name: {"with": [], "without": []} for name in DATASOURCES
     }
-    with tempfile.TemporaryDirectory(prefix="pipit-bench-projections-") as work:
-        full = await _warehouse(Path(work), "full", bare=False)
-        bare = await _warehouse(Path(work), "bare", bare=True)
+    # The embedded engine lives as long as the process and merges in the background after
+    # `close`, so its directory is removed without insisting (a merge may still be writing).
+    work = Path(tempfile.mkdtemp(prefix="pipit-bench-projections-"))
+    try:
+        full = await _warehouse(work, "full", bare=False)
+        bare = await _warehouse(work, "bare", bare=True)
         try:
             for round_no in range(args.rounds):
                 for name in DATASOURCES:
@@ -79,6 +83,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await full.close()
             await bare.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     tables = []
     for name in DATASOURCES:
         with_, without = (statistics.median(rates[name][k]) for k in ("with", "without"))
