@@ -28,10 +28,16 @@ ENVIRON_CANARY = os.environ.setdefault(
 )
 
 
+# The modules that run for minutes (a five-minute soak, schemathesis's runs) start first, so a
+# parallel run's workers (pytest-xdist, a module at a time each) do not end on them alone.
+LONGEST_FIRST = ("test_wal_soak.py", "test_openapi.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_by_fixtures(items)
     mark_quick(items)
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: else as collected
 
 
 @pytest.hookimpl(wrapper=True)

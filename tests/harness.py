@@ -5,10 +5,13 @@ optionally the gateway in front, and stubs that carry the token."""
 from __future__ import annotations
 
 import atexit
+import itertools
+import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +50,57 @@ def scratch_dir(prefix: str) -> Path:
 
 
 def free_port() -> int:
+    """A port to start a server on, free when asked and handed out by no other test
+    process of this run (pytest-xdist's workers each take their own block)."""
+    with _ports_lock:  # a generator is not to be advanced from two threads at once
+        return next(_ports)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_block() -> range | None:
+    """This worker's ports: its share of those below the kernel's ephemeral range. A port
+    there is never the one bind(0) or an outgoing connection takes meanwhile — from this
+    process, another worker or a service — as a port from bind(0) could be once released."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw0", "gw1", … or unset
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (low - FIRST_PORT) // max(workers, 1)
+    if size < 1_000:
+        return None
+    return range(FIRST_PORT + index * size, FIRST_PORT + (index + 1) * size)
+
+
+def _port_numbers() -> Iterator[int]:
+    block = _port_block()
+    if block is None:  # no room below the ephemeral range (or not Linux): the kernel's pick
+        while True:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                yield sock.getsockname()[1]
+    # From a place of the block set by the process id, so two runs at once rarely meet.
+    start = os.getpid() % len(block)
+    for i in itertools.count():
+        port = block[(start + i) % len(block)]
+        if _bindable(port):
+            yield port
+
+
+# The lowest port handed out: above the registered services most machines run.
+FIRST_PORT = 10_000
+_ports = _port_numbers()
+_ports_lock = threading.Lock()
 
 
 @dataclass
