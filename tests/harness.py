@@ -152,6 +152,8 @@ async def start_suite(
         "query_port": 0,
         "metrics_port": 0,
         "flush_interval": 0.05,
+        # Downloads being imported are spooled here: never the repo's ./.pipit.
+        "data_dir": scratch_dir("data-"),
         "wal_dir": scratch_dir("wal-"),
         "tokens_file": scratch_dir("tokens-") / "tokens.json",
     }
