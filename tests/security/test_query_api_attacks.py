@@ -170,11 +170,12 @@ async def test_attack_is_refused_and_leaves_no_trace(
 ):
     q = _fill(ATTACKS[attack], target)
     files_before = _files(target.probe_dir)
-    if attack.startswith("statement:outfile"):
+    outfile = attack.startswith("statement:outfile")
+    if outfile:
         # A relative OUTFILE is written where the in-process engine runs: a directory of this
         # test's own, which nothing else writes (tests on the other worker write the repo's).
         monkeypatch.chdir(tmp_path)
-    cwd_before = _files(Path.cwd()) if attack.startswith("statement:outfile") else set()
+    cwd_before = _files(Path.cwd()) if outfile else set()
     status, text = await _sql(target, q, scope)
     allowed = scope == "admin" and attack in CROSS_DATASOURCE
     if allowed:
@@ -186,7 +187,7 @@ async def test_attack_is_refused_and_leaves_no_trace(
     for secret in target.secrets:
         assert secret not in text, f"{secret[:12]}… leaked: {text[:300]}"
     assert _files(target.probe_dir) == files_before
-    if cwd_before or attack.startswith("statement:outfile"):
+    if outfile:
         assert _files(Path.cwd()) == cwd_before
     assert not target.out.exists()
     assert target.connections == [0]
