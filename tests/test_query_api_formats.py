@@ -284,7 +284,7 @@ POSTS = {
     "json": ({"Content-Type": "application/json"}, orjson.dumps({"q": COUNT})),
     "gzip": (
         {"Content-Type": "text/plain", "Content-Encoding": "gzip"},
-        gzip.compress(COUNT.encode()),
+        gzip.compress(COUNT.encode(), mtime=0),
     ),
 }
 
