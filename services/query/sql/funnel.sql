@@ -48,7 +48,12 @@
 --   backtracks over nested calls, the analyzer copies an alias's expression at every use,
 --   and each layer is a step of the plan. So a value used several times is a column of
 --   the layer before it, and a step past those asked for, or a mode not asked for, is an
---   if() on the bound parameters whose dead branch the analyzer drops.
+--   if() on the bound parameters whose dead branch the analyzer drops. It still analyzes
+--   that branch first: measured on the 1 M benchmark data (2026-12-01), a call with no row
+--   in range costs 66-86 ms, of which 15 are the read of `matched` and 10-20 the layers of
+--   steps 4-8 of a 3-step call (with them cut from the text: 57-65 ms); a week's call
+--   (156-188 ms) spends about 80 ms reading and grouping the rows. Planning, not rows, is
+--   most of a small call's cost.
 WITH
     {steps:Array(String)} AS steps,
     length(steps) AS step_count,
