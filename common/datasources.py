@@ -83,6 +83,8 @@ class Datasource:
     """The materialized pipe that fills the table; empty when events are appended to it."""
     numbered_columns: tuple[str, ...] = ()
     """Columns whose ids get dense numbers on chDB (common/id_numbers.py)."""
+    page_moves: bool = False
+    """chDB keeps the table's page moves in a hidden table (common/page_moves.py)."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -478,6 +480,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         declared_sharding_key=table.sharding_key,
         materialized_by=table.materialized_by,
         numbered_columns=tuple(table.numbered_columns),
+        page_moves=table.page_moves,
     )
 
 

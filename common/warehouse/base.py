@@ -202,6 +202,11 @@ class Warehouse(abc.ABC):
         said otherwise) into `database.table`. With a deduplication token, a second
         insert under the same token is dropped by the warehouse."""
 
+    async def rows_replaced(self, table: str) -> None:  # noqa: B027 - a no-op but on chDB
+        """After a statement that deleted, dropped or swapped `table`'s rows wholesale: what
+        the engine keeps beside the rows is made from them again (chDB's page moves,
+        common/page_moves.py; a ClickHouse server keeps nothing)."""
+
     @abc.abstractmethod
     async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
         """Runs a SELECT in the configured database, binding `{name:Type}` placeholders

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import orjson
 from clickhouse_connect.driver.binding import BS, must_escape
 
-from common import id_numbers
+from common import id_numbers, page_moves
 from common.config import Settings
 from common.datasources import QUARANTINE_TTL_DAYS, Datasource
 from common.sized_cache import SizedCache
@@ -151,11 +151,15 @@ class _Engine:
         self.columns: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {}
         # Counts the forgettings, so a read of columns that raced a statement is not kept.
         self.columns_epoch = 0
+        # Whether each (database, table) has a page moves table (common/page_moves.py), as
+        # last read; forgotten with the columns.
+        self.moves: dict[tuple[str, str], bool] = {}
 
     def forget_columns(self) -> None:
         """After any statement that may have changed a table (or numbered ids)."""
         self.columns_epoch += 1
         self.columns.clear()
+        self.moves.clear()
         self.highest_numbers.clear()
 
     @classmethod
@@ -350,6 +354,12 @@ class EmbeddedWarehouse(Warehouse):
         # does not rewrite them again.
         unnumbered = await self._unnumbered(datasources)
         await super().ensure_schema(datasources, quarantine_ttl_days=quarantine_ttl_days)
+        for ds in datasources:
+            if ds.page_moves and set(page_moves.SOURCE_COLUMNS) <= set(ds.column_names):
+                # A new moves table beside a table with rows starts with their moves.
+                if not await self._has_moves(ds.name):
+                    await self.execute(page_moves.schema_sql(self.database, ds.name))
+                    await self.rows_replaced(ds.name)
         for table, column in unnumbered:
             await self.execute(
                 f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}` "
@@ -409,7 +419,8 @@ class EmbeddedWarehouse(Warehouse):
             for name, (_, kind, default) in known.items()
             if kind == "MATERIALIZED" and (column := id_numbers.numbered(name, default))
         ]
-        if not numbered:
+        moves = await self._has_moves(table)
+        if not numbered and not moves:
             text = body.decode("utf-8")
             await self._run(self.insert_statement(table, columns, dedup_token, fmt) + "\n" + text)
             return
@@ -418,6 +429,20 @@ class EmbeddedWarehouse(Warehouse):
         await self._on_lane(
             main, self._insert_numbered, main, table, columns, numbered, body, dedup_token, fmt
         )
+        if moves:
+            # After the rows, on the same lane: the moves are read from them.
+            await self._on_lane(main, self._reconcile_moves, main, table, columns, body, fmt)
+
+    def _reconcile_moves(
+        self, main: _Lane, table: str, columns: Sequence[str], body: bytes, fmt: str
+    ) -> None:
+        """The moves of the batch's sessions brought to what the table now holds
+        (common/page_moves.py)."""
+        column = page_moves.SOURCE_COLUMNS[0]
+        sessions = numbering.batch_ids(body, fmt, columns, [column])[column]
+        if sessions:
+            sql = page_moves.reconcile_sql(self.database, table)
+            main.run(self.database, sql, "CSV", _escaped(page_moves.sessions_param(sessions)))
 
     def _insert_numbered(
         self,
@@ -437,7 +462,9 @@ class EmbeddedWarehouse(Warehouse):
         before: dict[str, int] = {}
         batch = {
             column: ids
-            for column, ids in numbering.batch_ids(body, fmt, columns, numbered).items()
+            for column, ids in (
+                numbering.batch_ids(body, fmt, columns, numbered) if numbered else {}
+            ).items()
             if ids
         }
         if batch:
@@ -469,6 +496,31 @@ class EmbeddedWarehouse(Warehouse):
                         mend = id_numbers.mend_sql(self.database, column, before[column])
                         main.run(self.database, mend, "CSV", None)
             raise
+
+    async def _has_moves(self, table: str) -> bool:
+        """Whether `table` has a page moves table, as last read."""
+        engine = self._engine
+        if engine is None:
+            raise WarehouseError("warehouse is not open")
+        key = (self.database, table)
+        known = engine.moves.get(key)
+        if known is None:
+            epoch = engine.columns_epoch
+            found = await self._run(
+                "SELECT count() FROM system.tables "
+                "WHERE database = {database:String} AND name = {name:String}",
+                "TSV",
+                _escaped({"database": self.database, "name": page_moves.table(table)}),
+            )
+            known = int(found or 0) > 0
+            if engine.columns_epoch == epoch:
+                engine.moves[key] = known
+        return known
+
+    async def rows_replaced(self, table: str) -> None:
+        if await self._has_moves(table):
+            for statement in page_moves.rebuild_sql(self.database, table):
+                await self.execute(statement)
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]

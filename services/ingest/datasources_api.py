@@ -321,6 +321,7 @@ class DatasourcesApi:
             # Instant on both engines (parts are dropped, not rewritten): done in the call,
             # so a write sent after the answer never lands before the truncate.
             await self._warehouse.execute(f"TRUNCATE TABLE {await self._rows_table(ds)}")
+            await self._warehouse.rows_replaced(ds.name)
         except WarehouseError as exc:
             job.status = jobs.ERROR
             job.error = str(exc)[:500]
@@ -381,6 +382,7 @@ class DatasourcesApi:
                 f"ALTER TABLE {await self._rows_table(ds)} DELETE WHERE {checked} "
                 "SETTINGS mutations_sync = 2"
             )
+            await self._warehouse.rows_replaced(ds.name)
             job.status = jobs.DONE
         except WarehouseError as exc:
             job.status = jobs.ERROR

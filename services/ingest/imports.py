@@ -167,6 +167,7 @@ class Importer:
                     await self._warehouse.execute(
                         f"EXCHANGE TABLES `{db}`.`{spec.ds.name}` AND `{db}`.`{staging}`"
                     )
+                    await self._warehouse.rows_replaced(spec.ds.name)
                 job.status = jobs.DONE
                 job.progress_percentage = 100
         except asyncio.CancelledError:

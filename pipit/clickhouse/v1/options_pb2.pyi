@@ -30,7 +30,7 @@ ANALYSIS_FIELD_NUMBER: _ClassVar[int]
 analysis: _descriptor.FieldDescriptor
 
 class Table(_message.Message):
-    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by", "numbered_columns")
+    __slots__ = ("name", "description", "engine", "partition_key", "sorting_key", "skip_indexes", "projections", "ttl", "settings", "primary_key", "sharding_key", "retired_projections", "materialized_by", "numbered_columns", "page_moves")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Table(_message.Message):
     RETIRED_PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
     MATERIALIZED_BY_FIELD_NUMBER: _ClassVar[int]
     NUMBERED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_MOVES_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     engine: str
@@ -59,7 +60,8 @@ class Table(_message.Message):
     retired_projections: _containers.RepeatedScalarFieldContainer[str]
     materialized_by: str
     numbered_columns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ..., numbered_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+    page_moves: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ..., numbered_columns: _Optional[_Iterable[str]] = ..., page_moves: _Optional[bool] = ...) -> None: ...
 
 class Projection(_message.Message):
     __slots__ = ("name", "query", "range_view", "fold_hours", "folded_view", "day_projection", "month_projection", "one_row_per_key", "index_granularity")

@@ -15,12 +15,22 @@
 --   direction, rounded to 4 decimals (shares of the pages cut by `limit` still count in it).
 -- Ordering: direction ASC ('next' before 'previous'), transitions DESC, page_url ASC;
 --   at most `limit` rows per direction.
--- Cost: the sessions that viewed the page in range are found first, from the `by_page`
---   projection (the table's page_url, timestamp, event_type and session_id in (page_url,
---   timestamp) order: only the page's rows in range are read); then the range's page views
---   are read, those of other sessions dropped, and the rest grouped per session and
---   ordered; bounded by the dates.
---   At 10 M events a week's call spends about 300 ms of one core reading and filtering the
+-- Cost: on chDB the writer keeps each session's moves (two neighbouring page views on
+--   different pages, in the order above) in a hidden table (common/page_moves.py), sorted
+--   by the page a move leaves with a projection by the page it reaches, so a call reads
+--   the page's moves in range in each direction — a few thousand rows — and sums their
+--   signs (the writer inserts a correction, signed -1, when a later batch puts a view
+--   between two it had). A move is in range when its first view is at or after the start
+--   and its second at or before the end: the in-range views of a session are a run of its
+--   order, whose transitions are exactly its moves inside the run. Measured on the 1 M
+--   benchmark data (2026-12-01, the bench's three pages over a week, same answers):
+--   93-155 ms grouping the sessions, 12-22 reading the moves.
+--   A ClickHouse server keeps no moves (several ingest replicas write at once): it runs the
+--   query in the comment at the end, which finds the sessions that viewed the page in
+--   range from the `by_page` projection (page_url, timestamp, event_type and session_id in
+--   (page_url, timestamp) order), then reads the range's page views of those sessions,
+--   grouped per session and ordered; bounded by the dates. At 10 M events a week's call
+--   spends about 300 ms of one core reading and filtering the
 --   range's page views, 110 grouping them per session and 300 gathering the arrays of
 --   strings (page_url, event_id: 3 % of a session's seconds hold two views, so the
 --   tie-break is needed). Measured
@@ -28,6 +38,35 @@
 --   `page_hours` (numeric arrays; 3-6 % less CPU, within noise, and 35 ms more for a
 --   page with no views), the sessions as a set of 64-bit hashes (no faster, and a page
 --   with no views in range then scans the range: 150 ms where this answers in 20).
+/*numbered*/
+SELECT
+    direction,
+    page_url,
+    transitions,
+    round(transitions / sum(transitions) OVER (PARTITION BY direction), 4) AS share
+FROM
+(
+    SELECT 'next' AS direction, to_page AS page_url, sum(sign) AS transitions
+    FROM _pipit_page_moves_clickstream_events
+    WHERE from_page = {page_url:String}
+      AND from_time >= {start_date:DateTime}
+      AND to_time <= {end_date:DateTime}
+    GROUP BY to_page
+    HAVING transitions > 0
+
+    UNION ALL
+
+    SELECT 'previous' AS direction, from_page AS page_url, sum(sign) AS transitions
+    FROM _pipit_page_moves_clickstream_events
+    WHERE to_page = {page_url:String}
+      AND to_time <= {end_date:DateTime}
+      AND from_time >= {start_date:DateTime}
+    GROUP BY from_page
+    HAVING transitions > 0
+)
+ORDER BY direction ASC, transitions DESC, page_url ASC
+LIMIT {limit:Int32} BY direction
+/*server:
 WITH
     ('page_view', 'pageview') AS page_view_types,
     {page_url:String} AS page,
@@ -78,3 +117,4 @@ FROM
 )
 ORDER BY direction ASC, transitions DESC, page_url ASC
 LIMIT {limit:Int32} BY direction
+*/

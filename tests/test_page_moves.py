@@ -1,0 +1,244 @@
+"""The page moves chDB keeps beside clickstream_events (common/page_moves.py): after every
+insert, in any order of batches, retried or not, and after rows are deleted, truncated or
+present before the moves table was, the table holds exactly the moves computed here in
+plain Python from the rows inserted; and page_paths, which reads them, answers what
+tests/expected.py computes from the same events."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from conftest import unique_database
+from expected import page_paths as expected_page_paths
+from harness import TOKEN, start_suite
+
+from common import page_moves
+from common.datasources import registry
+from common.warehouse.embedded import EmbeddedWarehouse
+from pipit.query.v1 import query_service_pb2 as q
+from services.query.service import builtin_endpoints
+
+DS = "clickstream_events"
+SITE = "https://example.com"
+PAGES = [f"{SITE}{path}" for path in ("/", "/pricing", "/docs", "/blog", "/checkout", "/about")]
+START = datetime(2024, 3, 1)
+Event = dict[str, Any]
+
+
+def _events(seed: int, sessions: int = 40) -> list[Event]:
+    """Sessions of page views (some `pageview`, as a client may spell it) and other events,
+    with reloads, repeated pages and views that share a second (told apart by event_id)."""
+    rng = random.Random(seed)
+    events = []
+    for s in range(sessions):
+        at = START + timedelta(minutes=rng.randrange(60 * 24))
+        for i in range(rng.randrange(1, 12)):
+            at += timedelta(seconds=rng.choice([0, 0, 1, 5, 30, 400]))
+            events.append(
+                {
+                    "event_id": f"e{seed}-{s}-{i}-{rng.randrange(1000)}",
+                    "user_id": f"u{s % 7}",
+                    "session_id": f"s{seed}-{s}",
+                    "event_type": rng.choice(["page_view"] * 6 + ["pageview", "click", "scroll"]),
+                    "page_url": rng.choice(PAGES[: rng.randrange(2, len(PAGES) + 1)]),
+                    "page_title": "t",
+                    "referrer": "",
+                    "timestamp": at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "device_type": "mobile",
+                    "browser": "Chrome",
+                    "properties": "{}",
+                }
+            )
+    return events
+
+
+def _moves(events: list[Event]) -> Counter[tuple[str, str, str, str, str]]:
+    """Each session's neighbouring page views (by time, event_id, url) on different pages."""
+    views: dict[str, list[tuple[str, str, str]]] = {}
+    for e in events:
+        if e["event_type"] in ("page_view", "pageview"):
+            views.setdefault(e["session_id"], []).append(
+                (e["timestamp"], e["event_id"], e["page_url"])
+            )
+    moves: Counter[tuple[str, str, str, str, str]] = Counter()
+    for session, seen in views.items():
+        ordered = sorted(seen)
+        for (t1, _, p1), (t2, _, p2) in zip(ordered, ordered[1:], strict=False):
+            if p1 != p2:
+                moves[(session, p1, p2, t1, t2)] += 1
+    return moves
+
+
+async def _kept(warehouse: EmbeddedWarehouse) -> Counter[tuple[str, str, str, str, str]]:
+    times = "formatDateTime(from_time, '%F %T') AS f, formatDateTime(to_time, '%F %T') AS t"
+    table = page_moves.table(DS)
+    kept = f"SELECT session_id, from_page, to_page, {times}, sum(sign) AS n FROM `{table}` GROUP BY session_id, from_page, to_page, f, t HAVING n != 0"  # noqa: E501, S608 - names are ours
+    result = await warehouse.query(kept, {})
+    return Counter(
+        {
+            (r["session_id"], r["from_page"], r["to_page"], r["f"], r["t"]): int(r["n"])
+            for r in result.data
+        }
+    )
+
+
+async def _insert(warehouse: EmbeddedWarehouse, rows: list[Event], token: str) -> None:
+    columns = registry()[DS].column_names
+    body = b"\n".join(orjson.dumps({c: r[c] for c in columns}) for r in rows)
+    await warehouse.insert_json_rows(DS, columns, body, dedup_token=token)
+
+
+async def _page_paths(warehouse: EmbeddedWarehouse, **fields: str) -> list[dict[str, Any]]:
+    endpoint = builtin_endpoints(1 << 20)["PagePaths"]
+    sql, params = endpoint.prepare(q.PagePathsRequest(**fields))
+    result = await warehouse.query(sql, params)
+    return [{**row, "transitions": int(row["transitions"])} for row in result.data]
+
+
+@pytest.fixture
+async def warehouse(chdb_dir) -> EmbeddedWarehouse:
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
+    await warehouse.open()
+    await warehouse.ensure_schema(list(registry().values()))
+    yield warehouse
+    await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+    await warehouse.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(warehouse, seed):
+    events = _events(seed)
+    rng = random.Random(seed)
+    shuffled = events[:]
+    rng.shuffle(shuffled)  # later views first, views landing between two kept ones
+    batches = []
+    while shuffled:
+        size = rng.randrange(1, 25)
+        batches.append(shuffled[:size])
+        shuffled = shuffled[size:]
+    inserted: list[Event] = []
+    for number, batch in enumerate(batches):
+        await _insert(warehouse, batch, f"t{seed}-{number}")
+        inserted += batch
+        if number % 5 == 0 or number == len(batches) - 1:
+            assert await _kept(warehouse) == _moves(inserted), number
+    # A flush retried after its answer was lost: the rows are deduplicated, the moves too.
+    await _insert(warehouse, batches[0], f"t{seed}-0")
+    assert await _kept(warehouse) == _moves(events)
+    assert _moves(events)  # the generated sessions do move between pages
+    ranges = [
+        {},
+        {"start_date": "2024-03-01 06:00:00", "end_date": "2024-03-01 18:00:00"},
+        {"start_date": "2024-03-01 12:00:05", "end_date": "2024-03-01 12:40:00"},
+    ]
+    for page in PAGES:
+        for bounds in ranges:
+            answer = await _page_paths(warehouse, page_url=page, **bounds)
+            assert answer == expected_page_paths(events, page_url=page, **bounds), (page, bounds)
+
+
+async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
+    events = _events(7)
+    await _insert(warehouse, events, "all")
+    gone = {e["session_id"] for e in events[::3]}
+    quoted = ", ".join(f"'{s}'" for s in sorted(gone))
+    await warehouse.execute(
+        f"ALTER TABLE `{warehouse.database}`.`{DS}` DELETE WHERE session_id IN ({quoted}) "
+        "SETTINGS mutations_sync = 2"
+    )
+    await warehouse.rows_replaced(DS)
+    left = [e for e in events if e["session_id"] not in gone]
+    assert await _kept(warehouse) == _moves(left)
+    assert _moves(left) != _moves(events)
+    await warehouse.execute(f"TRUNCATE TABLE `{warehouse.database}`.`{DS}`")
+    await warehouse.rows_replaced(DS)
+    assert await _kept(warehouse) == Counter()
+
+
+async def test_rows_older_than_the_moves_table_are_moved_in(chdb_dir):
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
+    await warehouse.open()
+    try:
+        without = [
+            dataclasses.replace(ds, page_moves=False) if ds.name == DS else ds
+            for ds in registry().values()
+        ]
+        await warehouse.ensure_schema(without)
+        events = _events(11)
+        await _insert(warehouse, events, "before")
+        tables = await warehouse.query(
+            "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() "
+            "AND name = {name:String}",
+            {"name": page_moves.table(DS)},
+        )
+        assert tables.data == [{"n": 0}]
+        await warehouse.ensure_schema(list(registry().values()))
+        assert await _kept(warehouse) == _moves(events)
+        # And the writer keeps them from then on.
+        more = _events(12)
+        await _insert(warehouse, more, "after")
+        assert await _kept(warehouse) == _moves(events + more)
+    finally:
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+        await warehouse.close()
+
+
+@pytest.mark.e2e
+async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
+    """Through a whole suite: the Events API's batches (the ingest's own insert format),
+    an import, a replace, a delete and a truncate of the Data Sources API."""
+    suite = await start_suite(warehouse)
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+
+            async def call(path: str, data: Any) -> dict[str, Any]:
+                async with http.post(f"{suite.gateway_url}{path}", data=data) as response:
+                    answer = await response.json()
+                    assert response.status == 200, answer
+                    return answer
+
+            def ndjson(rows: list[Event]) -> bytes:
+                return b"\n".join(orjson.dumps(r) for r in rows)
+
+            events = _events(21)
+            rng = random.Random(21)
+            shuffled = events[:]
+            rng.shuffle(shuffled)
+            for start in range(0, len(shuffled), 40):
+                batch = ndjson(shuffled[start : start + 40])
+                await call(f"/v0/events?name={DS}&wait=true", batch)
+            assert await _kept(warehouse) == _moves(events)
+
+            more = _events(22)
+            await suite.ingest.importer.wait(
+                (await call(f"/v0/datasources?name={DS}&format=ndjson", ndjson(more)))["id"]
+            )
+            assert await _kept(warehouse) == _moves(events + more)
+
+            instead = _events(23)
+            replace = f"/v0/datasources?name={DS}&mode=replace&format=ndjson"
+            job = await call(replace, ndjson(instead))
+            await suite.ingest.importer.wait(job["id"])
+            assert await _kept(warehouse) == _moves(instead)
+
+            gone = sorted({e["session_id"] for e in instead[::4]})
+            quoted = ", ".join(f"'{s}'" for s in gone)
+            await call(
+                f"/v0/datasources/{DS}/delete", {"delete_condition": f"session_id IN ({quoted})"}
+            )
+            await suite.ingest.datasources.wait_deletes()
+            left = [e for e in instead if e["session_id"] not in gone]
+            assert _moves(left) != _moves(instead)
+            assert await _kept(warehouse) == _moves(left)
+
+            await call(f"/v0/datasources/{DS}/truncate", None)
+            assert await _kept(warehouse) == Counter()
+    finally:
+        await suite.stop()
