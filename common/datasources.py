@@ -17,7 +17,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 import pipit.datasources.v1 as datasources_pkg
-from common import id_numbers
+from common import id_numbers, page_moves
 from common.config import Settings
 from common.range_views import MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView, day_query, month_query
 from pipit.clickhouse.v1 import options_pb2
@@ -231,6 +231,19 @@ class Datasource:
             ),
         ]
 
+    def _page_moves_sql(
+        self, database: str, numbered: bool, existing: Container[str] | None
+    ) -> list[str]:
+        # Kept where ids are numbered, for the same reason: one writer (chDB). A moves table
+        # made beside a table with rows starts with their moves (and with none beside a
+        # new one, at the cost of an empty read).
+        if not (numbered and self.page_moves):
+            return []
+        create = page_moves.schema_sql(database, self.name)
+        if existing is not None and page_moves.table(self.name) in existing:
+            return [create]
+        return [create, *page_moves.rebuild_sql(database, self.name)]
+
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False
     ) -> list[str]:
@@ -349,6 +362,7 @@ class Datasource:
             ),
             *self.range_views_sql(database, numbered=numbered),
             *self.stale_views_sql(database, views),
+            *self._page_moves_sql(database, numbered, existing),
             self.create_quarantine_sql(database, quarantine_ttl_days),
             *(
                 self.quarantine_upgrade_sql(quarantine, quarantine_ttl_days)
@@ -462,7 +476,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 default_expression=column.default_expression,
             )
         )
-    return Datasource(
+    ds = Datasource(
         name=table.name,
         description=table.description,
         engine=table.engine,
@@ -482,6 +496,10 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         numbered_columns=tuple(table.numbered_columns),
         page_moves=table.page_moves,
     )
+    missing = [c for c in page_moves.SOURCE_COLUMNS if c not in ds.column_names]
+    if ds.page_moves and missing:
+        raise ValueError(f"{ds.name}: page_moves needs the columns {', '.join(missing)}")
+    return ds
 
 
 @cache

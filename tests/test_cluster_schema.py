@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import unique_database
 
-from common import config, id_numbers
+from common import config, id_numbers, page_moves
 from common.cluster_schema import (
     LOCAL_SUFFIX,
     QUARANTINE_SHARDING_KEY,
@@ -357,9 +357,12 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         id_numbers.NUMBER_OF: "Join",
         id_numbers.FEED: "MaterializedView",
     }
+    # And keeps clickstream's page moves (common/page_moves.py).
+    moves = {page_moves.table(ds.name): "MergeTree" for ds in DATASOURCES if ds.page_moves}
+    assert moves
     assert {name: engine for name, (engine, _) in created.items()} == {
         t: "MergeTree" for t, _, _ in _tables()
-    } | views | numbering
+    } | views | numbering | moves
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:

@@ -354,12 +354,6 @@ class EmbeddedWarehouse(Warehouse):
         # does not rewrite them again.
         unnumbered = await self._unnumbered(datasources)
         await super().ensure_schema(datasources, quarantine_ttl_days=quarantine_ttl_days)
-        for ds in datasources:
-            if ds.page_moves and set(page_moves.SOURCE_COLUMNS) <= set(ds.column_names):
-                # A new moves table beside a table with rows starts with their moves.
-                if not await self._has_moves(ds.name):
-                    await self.execute(page_moves.schema_sql(self.database, ds.name))
-                    await self.rows_replaced(ds.name)
         for table, column in unnumbered:
             await self.execute(
                 f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}` "

@@ -99,6 +99,9 @@ SOURCES = {
         "ab_segment_bitmap_hours__months(start_date = '1970-01-01 00:00:00', "
         "end_date = '2106-02-07 06:28:15')"
     ),
+    # The page moves chDB keeps beside clickstream_events (common/page_moves.py): no
+    # datasource either, so never read, whatever the token may read.
+    "page-moves": "_pipit_page_moves_clickstream_events",
 }
 
 SOURCE_NESTINGS = {
