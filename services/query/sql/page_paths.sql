@@ -51,6 +51,8 @@ FROM
     WHERE from_page = {page_url:String}
       AND from_time >= {start_date:DateTime}
       AND to_time <= {end_date:DateTime}
+      -- Implied (a move's views are in order), and it bounds the sorting key's range.
+      AND from_time <= {end_date:DateTime}
     GROUP BY to_page
     HAVING transitions > 0
 
@@ -61,6 +63,8 @@ FROM
     WHERE to_page = {page_url:String}
       AND to_time <= {end_date:DateTime}
       AND from_time >= {start_date:DateTime}
+      -- Implied, as above: it bounds the projection's key range.
+      AND to_time >= {start_date:DateTime}
     GROUP BY from_page
     HAVING transitions > 0
 )
