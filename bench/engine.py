@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from bench import tutorial_sql
-from common import id_numbers
+from common import id_numbers, page_moves
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse, session_setup
 from pipit.seed.generator import DATASOURCES, generate
@@ -44,6 +44,7 @@ def schema_fingerprint() -> str:
         ds.create_table_sql(DATABASE, numbered=True)
         + ds.create_quarantine_sql(DATABASE)
         + "".join(ds.range_views_sql(DATABASE, numbered=True))
+        + (page_moves.schema_sql(DATABASE, ds.name) if ds.page_moves else "")
         for ds in registry().values()
     )
     return hashlib.sha256(ddl.encode()).hexdigest()[:16]

@@ -105,6 +105,14 @@ def reconcile_sql(database: str, source: str) -> str:
         ARRAY JOIN range(toUInt64(abs(d))) AS copy"""  # noqa: S608 - names are ours
 
 
+def touched(sessions: Sequence[str], event_types: Sequence[str]) -> list[str]:
+    """The sessions of a batch's rows (their `session_id`s and `event_type`s, row by row)
+    whose moves it may change: those it brings a page view of."""
+    return list(
+        dict.fromkeys(s for s, t in zip(sessions, event_types, strict=True) if t in PAGE_VIEW_TYPES)
+    )
+
+
 def sessions_param(sessions: Sequence[str]) -> dict[str, str]:
     """The bound value of `reconcile_sql`'s sessions."""
     return {SESSIONS_PARAM: orjson.dumps(list(sessions)).decode()}

@@ -432,8 +432,8 @@ class EmbeddedWarehouse(Warehouse):
     ) -> None:
         """The moves of the batch's sessions brought to what the table now holds
         (common/page_moves.py)."""
-        column = page_moves.SOURCE_COLUMNS[0]
-        sessions = numbering.batch_ids(body, fmt, columns, [column])[column]
+        values = numbering.batch_values(body, fmt, columns, ["session_id", "event_type"])
+        sessions = page_moves.touched(values["session_id"], values["event_type"])
         if sessions:
             sql = page_moves.reconcile_sql(self.database, table)
             main.run(self.database, sql, "CSV", _escaped(page_moves.sessions_param(sessions)))

@@ -41,30 +41,42 @@ def batch_ids(
     sight; a null or missing id is '', as the engine stores it. A value the engine would
     store as some other text (a number, an object) is refused rather than numbered as text
     the engine might spell differently."""
+    # dict keeps the order of first sight.
+    return {
+        column: list(dict.fromkeys(values))
+        for column, values in batch_values(body, fmt, columns, numbered).items()
+    }
+
+
+def batch_values(
+    body: bytes, fmt: str, columns: Sequence[str], wanted: Sequence[str]
+) -> dict[str, list[str]]:
+    """Per wanted column (each a String), its value in each row of `body` (`fmt`, of
+    `columns`), in row order; a null or missing value is '', as the engine stores it."""
     # Both formats have one JSON document per line (blocks joined by newlines).
     docs = [line for line in body.split(b"\n") if line.strip()]
     if fmt == JSON_EACH_ROW:
-        rows = _decode(_ids_decoder(tuple(numbered)), b"[" + b",".join(docs) + b"]")
-        per_column = {column: [getattr(row, column) for row in rows] for column in numbered}
+        rows = _decode(_ids_decoder(tuple(wanted)), b"[" + b",".join(docs) + b"]")
+        per_column = {column: [getattr(row, column) for row in rows] for column in wanted}
     elif fmt == JSON_COMPACT_COLUMNS:
-        per_column = {column: [] for column in numbered}
+        per_column = {column: [] for column in wanted}
         for doc in docs:
-            # Each column as its JSON text: only the numbered ones are read into Python.
+            # Each column as its JSON text: only the wanted ones are read into Python.
             values = _decode(_COLUMNS, doc)
             if len(values) != len(columns):
                 raise WarehouseError(f"a JSONCompactColumns block must hold {len(columns)} columns")
-            for column in numbered:
+            rows = len(_decode(_COLUMNS, values[0])) if values else 0
+            for column in wanted:
                 if column in columns:
                     per_column[column] += _decode(_IDS, values[columns.index(column)])
-                elif values and _decode(_COLUMNS, values[0]):
+                else:
                     # Left out of the insert: its type's default, '' for a String.
-                    per_column[column].append("")
+                    per_column[column] += [""] * rows
     else:
         raise WarehouseError(f"unsupported insert format {fmt!r}")
-    # dict keeps the order of first sight; a null is stored as ''.
     return {
-        column: list(dict.fromkeys("" if value is None else value for value in ids))
-        for column, ids in per_column.items()
+        column: ["" if value is None else value for value in values]
+        for column, values in per_column.items()
     }
 
 
