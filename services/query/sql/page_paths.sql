@@ -46,7 +46,7 @@ SELECT
     round(transitions / sum(transitions) OVER (PARTITION BY direction), 4) AS share
 FROM
 (
-    SELECT 'next' AS direction, to_page AS page_url, sum(sign) AS transitions
+    SELECT 'next' AS direction, to_page AS page_url, toUInt64(sum(sign)) AS transitions
     FROM _pipit_page_moves_clickstream_events
     WHERE from_page = {page_url:String}
       AND from_time >= {start_date:DateTime}
@@ -54,11 +54,12 @@ FROM
       -- Implied (a move's views are in order), and it bounds the sorting key's range.
       AND from_time <= {end_date:DateTime}
     GROUP BY to_page
-    HAVING transitions > 0
+    -- A count, as the server form's count() is (UInt64): the signs sum to none below 0.
+    HAVING sum(sign) > 0
 
     UNION ALL
 
-    SELECT 'previous' AS direction, from_page AS page_url, sum(sign) AS transitions
+    SELECT 'previous' AS direction, from_page AS page_url, toUInt64(sum(sign)) AS transitions
     FROM _pipit_page_moves_clickstream_events
     WHERE to_page = {page_url:String}
       AND to_time <= {end_date:DateTime}
@@ -66,7 +67,7 @@ FROM
       -- Implied, as above: it bounds the projection's key range.
       AND to_time >= {start_date:DateTime}
     GROUP BY from_page
-    HAVING transitions > 0
+    HAVING sum(sign) > 0
 )
 ORDER BY direction ASC, transitions DESC, page_url ASC
 LIMIT {limit:Int32} BY direction
