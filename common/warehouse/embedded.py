@@ -151,15 +151,11 @@ class _Engine:
         self.columns: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {}
         # Counts the forgettings, so a read of columns that raced a statement is not kept.
         self.columns_epoch = 0
-        # Whether each (database, table) has a page moves table (common/page_moves.py), as
-        # last read; forgotten with the columns.
-        self.moves: dict[tuple[str, str], bool] = {}
 
     def forget_columns(self) -> None:
         """After any statement that may have changed a table (or numbered ids)."""
         self.columns_epoch += 1
         self.columns.clear()
-        self.moves.clear()
         self.highest_numbers.clear()
 
     @classmethod
@@ -492,24 +488,8 @@ class EmbeddedWarehouse(Warehouse):
             raise
 
     async def _has_moves(self, table: str) -> bool:
-        """Whether `table` has a page moves table, as last read."""
-        engine = self._engine
-        if engine is None:
-            raise WarehouseError("warehouse is not open")
-        key = (self.database, table)
-        known = engine.moves.get(key)
-        if known is None:
-            epoch = engine.columns_epoch
-            found = await self._run(
-                "SELECT count() FROM system.tables "
-                "WHERE database = {database:String} AND name = {name:String}",
-                "TSV",
-                _escaped({"database": self.database, "name": page_moves.table(table)}),
-            )
-            known = int(found or 0) > 0
-            if engine.columns_epoch == epoch:
-                engine.moves[key] = known
-        return known
+        """Whether `table` has a page moves table: one with columns, as last read."""
+        return bool(await self._table_columns(page_moves.table(table), ()))
 
     async def rows_replaced(self, table: str) -> None:
         if await self._has_moves(table):
