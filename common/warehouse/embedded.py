@@ -417,11 +417,26 @@ class EmbeddedWarehouse(Warehouse):
         assert self._engine is not None
         main = self._engine.main
         await self._on_lane(
-            main, self._insert_numbered, main, table, columns, numbered, body, dedup_token, fmt
+            main, self._write_batch, main, table, columns, numbered, body, dedup_token, fmt, moves
         )
+
+    def _write_batch(
+        self,
+        main: _Lane,
+        table: str,
+        columns: Sequence[str],
+        numbered: Sequence[str],
+        body: bytes,
+        dedup_token: str,
+        fmt: str,
+        moves: bool,
+    ) -> None:
+        """The batch numbered and inserted, then (read from its rows) its sessions' page
+        moves reconciled: one call on the main lane's thread, so no other write comes between
+        and the kept answers are forgotten once for both."""
+        self._insert_numbered(main, table, columns, numbered, body, dedup_token, fmt)
         if moves:
-            # After the rows, on the same lane: the moves are read from them.
-            await self._on_lane(main, self._reconcile_moves, main, table, columns, body, fmt)
+            self._reconcile_moves(main, table, columns, body, fmt)
 
     def _reconcile_moves(
         self, main: _Lane, table: str, columns: Sequence[str], body: bytes, fmt: str
