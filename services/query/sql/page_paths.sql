@@ -25,20 +25,20 @@
 --   order, whose transitions are exactly its moves inside the run. Measured on the 1 M
 --   benchmark data (2026-12-01, the bench's three pages over a week, same answers):
 --   93-155 ms grouping the sessions, 12-22 reading the moves.
---   A ClickHouse server keeps no moves (several ingest replicas write at once): it runs the
---   query in the comment at the end, which finds the sessions that viewed the page in
---   range from the `by_page` projection (page_url, timestamp, event_type and session_id in
---   (page_url, timestamp) order), then reads the range's page views of those sessions,
---   grouped per session and ordered; bounded by the dates. At 10 M events a week's call
---   spends about 300 ms of one core reading and filtering the
---   range's page views, 110 grouping them per session and 300 gathering the arrays of
---   strings (page_url, event_id: 3 % of a session's seconds hold two views, so the
---   tie-break is needed). Measured
---   and not kept (branch paths3): the pages as numbers in the range's list from
---   `page_hours` (numeric arrays; 3-6 % less CPU, within noise, and 35 ms more for a
---   page with no views), the sessions as a set of 64-bit hashes (no faster, and a page
---   with no views in range then scans the range: 150 ms where this answers in 20).
-/*numbered*/
+--   A ClickHouse server keeps no moves (several ingest replicas write at once): it counts
+--   the transitions with the query in the comment (`id_numbers.server_form`), which finds
+--   the sessions that viewed the page in range from the `by_page` projection (page_url,
+--   timestamp, event_type and session_id in (page_url, timestamp) order), then reads the
+--   range's page views of those sessions, grouped per session and ordered; bounded by the
+--   dates. At 10 M events a week's call spends about 300 ms of one core reading and
+--   filtering the range's page views, 110 grouping them per session and 300 gathering the
+--   arrays of strings (page_url, event_id: 3 % of a session's seconds hold two views, so
+--   the tie-break is needed). Measured and not kept (branch paths3): the pages as numbers
+--   in the range's list from `page_hours` (numeric arrays; 3-6 % less CPU, within noise,
+--   and 35 ms more for a page with no views), the sessions as a set of 64-bit hashes (no
+--   faster, and a page with no views in range then scans the range: 150 ms where this
+--   answers in 20).
+-- Per direction and page, its transitions; the two forms below count the same ones.
 SELECT
     direction,
     page_url,
@@ -46,6 +46,7 @@ SELECT
     round(transitions / sum(transitions) OVER (PARTITION BY direction), 4) AS share
 FROM
 (
+    /*numbered*/
     SELECT 'next' AS direction, to_page AS page_url, toUInt64(sum(sign)) AS transitions
     FROM _pipit_page_moves_clickstream_events
     WHERE from_page = {page_url:String}
@@ -68,29 +69,19 @@ FROM
       AND to_time >= {start_date:DateTime}
     GROUP BY from_page
     HAVING sum(sign) > 0
-)
-ORDER BY direction ASC, transitions DESC, page_url ASC
-LIMIT {limit:Int32} BY direction
-/*server:
-WITH
-    ('page_view', 'pageview') AS page_view_types,
-    {page_url:String} AS page,
-    sessions AS
-    (
-        SELECT DISTINCT session_id
-        FROM clickstream_events
-        WHERE timestamp >= {start_date:DateTime}
-          AND timestamp <= {end_date:DateTime}
-          AND event_type IN page_view_types
-          AND page_url = page
-    )
-SELECT
-    direction,
-    page_url,
-    transitions,
-    round(transitions / sum(transitions) OVER (PARTITION BY direction), 4) AS share
-FROM
-(
+    /*server:
+    WITH
+        ('page_view', 'pageview') AS page_view_types,
+        {page_url:String} AS page,
+        sessions AS
+        (
+            SELECT DISTINCT session_id
+            FROM clickstream_events
+            WHERE timestamp >= {start_date:DateTime}
+              AND timestamp <= {end_date:DateTime}
+              AND event_type IN page_view_types
+              AND page_url = page
+        )
     SELECT
         neighbour.1 AS direction,
         neighbour.2 AS page_url,
@@ -119,7 +110,7 @@ FROM
         arrayMap(from -> ('previous', from), arrayFilter((from, to) -> to = page, froms, tos))
     ) AS neighbour
     GROUP BY direction, page_url
+    */
 )
 ORDER BY direction ASC, transitions DESC, page_url ASC
 LIMIT {limit:Int32} BY direction
-*/
