@@ -44,7 +44,7 @@ def schema_fingerprint() -> str:
         ds.create_table_sql(DATABASE, numbered=True)
         + ds.create_quarantine_sql(DATABASE)
         + "".join(ds.range_views_sql(DATABASE, numbered=True))
-        + (page_moves.schema_sql(DATABASE, ds.name) if ds.page_moves else "")
+        + ("".join(page_moves.schema_sql(DATABASE, ds.name)) if ds.page_moves else "")
         for ds in registry().values()
     )
     return hashlib.sha256(ddl.encode()).hexdigest()[:16]

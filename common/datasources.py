@@ -241,8 +241,8 @@ class Datasource:
             return []
         create = page_moves.schema_sql(database, self.name)
         if existing is not None and page_moves.table(self.name) in existing:
-            return [create]
-        return [create, *page_moves.rebuild_sql(database, self.name)]
+            return create
+        return [*create, *page_moves.rebuild_sql(database, self.name)]
 
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False

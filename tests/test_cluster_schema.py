@@ -357,8 +357,18 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         id_numbers.NUMBER_OF: "Join",
         id_numbers.FEED: "MaterializedView",
     }
-    # And keeps clickstream's page moves (common/page_moves.py).
-    moves = {page_moves.table(ds.name): "MergeTree" for ds in DATASOURCES if ds.page_moves}
+    # And keeps clickstream's page moves (common/page_moves.py): the moves, the sessions
+    # waiting for a reconcile, and the view that records them.
+    moves = {
+        name: engine
+        for ds in DATASOURCES
+        if ds.page_moves
+        for name, engine in (
+            (page_moves.table(ds.name), "MergeTree"),
+            (page_moves.pending_table(ds.name), "MergeTree"),
+            (page_moves.pending_view(ds.name), "MaterializedView"),
+        )
+    }
     assert moves
     assert {name: engine for name, (engine, _) in created.items()} == {
         t: "MergeTree" for t, _, _ in _tables()

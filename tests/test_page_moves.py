@@ -21,6 +21,7 @@ from harness import TOKEN, start_suite
 
 from common import page_moves
 from common.datasources import registry
+from common.warehouse import embedded
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.query.v1 import query_service_pb2 as q
 from services.query.service import builtin_endpoints
@@ -77,6 +78,9 @@ def _moves(events: list[Event]) -> Counter[tuple[str, str, str, str, str]]:
 
 
 async def _kept(warehouse: EmbeddedWarehouse) -> Counter[tuple[str, str, str, str, str]]:
+    """The moves the table holds once the pending sessions are settled (as a read of
+    page_paths settles them)."""
+    await warehouse.settle_page_moves(DS)
     times = "formatDateTime(from_time, '%F %T') AS f, formatDateTime(to_time, '%F %T') AS t"
     table = page_moves.table(DS)
     kept = f"SELECT session_id, from_page, to_page, {times}, sum(sign) AS n FROM `{table}` GROUP BY session_id, from_page, to_page, f, t HAVING n != 0"  # noqa: E501, S608 - names are ours
@@ -112,8 +116,37 @@ async def warehouse(chdb_dir) -> EmbeddedWarehouse:
     await warehouse.close()
 
 
+async def _pending(warehouse: EmbeddedWarehouse) -> int:
+    """The sessions waiting for a reconcile (read on the ad-hoc lane, which settles none)."""
+    table = page_moves.pending_table(DS)
+    result = await warehouse.adhoc_query(f"SELECT count() AS n FROM `{table}`", {})  # noqa: S608
+    return int(result.data[0]["n"])
+
+
+async def _unsettled(warehouse: EmbeddedWarehouse) -> Counter[tuple[str, str, str, str, str]]:
+    """The moves the table holds as it is, pending sessions not settled."""
+    table = page_moves.table(DS)
+    result = await warehouse.adhoc_query(
+        f"SELECT session_id, from_page, to_page, formatDateTime(from_time, '%F %T') AS f, "  # noqa: S608
+        f"formatDateTime(to_time, '%F %T') AS t, sum(sign) AS n FROM `{table}` "
+        "GROUP BY session_id, from_page, to_page, f, t HAVING n != 0",
+        {},
+    )
+    return Counter(
+        {
+            (r["session_id"], r["from_page"], r["to_page"], r["f"], r["t"]): int(r["n"])
+            for r in result.data
+        }
+    )
+
+
+@pytest.mark.parametrize("settle_seconds", [0.0, 3600.0], ids=["every-batch", "on-read"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(warehouse, seed):
+async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(
+    warehouse, seed, settle_seconds, monkeypatch
+):
+    # Reconciled with every batch, or only when read (many batches' sessions at once).
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", settle_seconds)
     events = _events(seed)
     rng = random.Random(seed)
     shuffled = events[:]
@@ -142,6 +175,63 @@ async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(ware
         for bounds in ranges:
             answer = await _page_paths(warehouse, page_url=page, **bounds)
             assert answer == expected_page_paths(events, page_url=page, **bounds), (page, bounds)
+
+
+async def test_a_read_of_the_moves_settles_what_writes_left_pending(warehouse, monkeypatch):
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    first, second = _events(31), _events(32)
+    await _insert(warehouse, first, "first")  # the first write of the process settles
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(first)
+    # Within the interval: the sessions wait, the moves table is behind the rows.
+    await _insert(warehouse, second, "second")
+    assert await _pending(warehouse) > 0
+    assert await _unsettled(warehouse) == _moves(first)
+    # page_paths answers from settled moves: its read reconciles them first.
+    events = first + second
+    for page in PAGES[:3]:
+        answer = await _page_paths(warehouse, page_url=page)
+        assert answer == expected_page_paths(events, page_url=page), page
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(events)
+
+
+async def test_writes_settle_once_the_interval_or_the_bytes_are_reached(warehouse, monkeypatch):
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    events = _events(41)
+    await _insert(warehouse, events[:5], "a")
+    await _insert(warehouse, events[5:10], "b")
+    assert await _pending(warehouse) > 0
+    # Enough bytes since the last reconcile: the write settles them itself.
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_BYTES", 1)
+    await _insert(warehouse, events[10:20], "c")
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(events[:20])
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_BYTES", 1 << 40)
+    await _insert(warehouse, events[20:30], "d")
+    assert await _pending(warehouse) > 0
+    # A second after the last reconcile (here: no interval at all), likewise.
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 0.0)
+    await _insert(warehouse, events[30:], "e")
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(events)
+
+
+async def test_sessions_left_pending_by_an_earlier_process_are_settled(warehouse, monkeypatch):
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    events = _events(51)
+    await _insert(warehouse, events[:30], "a")
+    await _insert(warehouse, events[30:], "b")
+    assert await _pending(warehouse) > 0
+    # A new process knows of no reconcile (the pending table is on disk): its first write
+    # settles what waits, its own batch's sessions with them.
+    engine = embedded._Engine.get(warehouse.data_dir / "chdb")
+    engine.moves_settled_at.clear()
+    engine.moves_unsettled_bytes.clear()
+    more = _events(52)
+    await _insert(warehouse, more, "c")
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(events + more)
 
 
 async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
@@ -214,6 +304,14 @@ async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
             for start in range(0, len(shuffled), 40):
                 batch = ndjson(shuffled[start : start + 40])
                 await call(f"/v0/events?name={DS}&wait=true", batch)
+            # The endpoint itself answers from settled moves, whatever the writes left.
+            for page in PAGES[:2]:
+                url = f"{suite.gateway_url}/v0/pipes/page_paths.json"
+                async with http.get(url, params={"page_url": page}) as response:
+                    answer = await response.json()
+                    assert response.status == 200, answer
+                got = [{**r, "transitions": int(r["transitions"])} for r in answer["data"]]
+                assert got == expected_page_paths(events, page_url=page), page
             assert await _kept(warehouse) == _moves(events)
 
             more = _events(22)

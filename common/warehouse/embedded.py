@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,12 @@ from common.warehouse.base import (
 )
 
 _T = TypeVar("_T")
+
+# How often, at most, a writer reconciles the page moves of the sessions its batches
+# touched (common/page_moves.py), and how many inserted bytes make it do so sooner: a
+# reconcile of many batches' sessions together costs a fraction of one per batch.
+MOVES_SETTLE_SECONDS = 1.0
+MOVES_SETTLE_BYTES = 64 << 20
 
 
 def _setting_literal(value: Any) -> str:
@@ -151,6 +158,11 @@ class _Engine:
         self.columns: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {}
         # Counts the forgettings, so a read of columns that raced a statement is not kept.
         self.columns_epoch = 0
+        # Per (database, table) with page moves: when its pending sessions were last
+        # reconciled (monotonic seconds; never, so the first write after a start settles
+        # what an earlier process left), and the bytes inserted since. Main lane only.
+        self.moves_settled_at: dict[tuple[str, str], float] = {}
+        self.moves_unsettled_bytes: dict[tuple[str, str], int] = {}
 
     def forget_columns(self) -> None:
         """After any statement that may have changed a table (or numbered ids)."""
@@ -431,23 +443,42 @@ class EmbeddedWarehouse(Warehouse):
         fmt: str,
         moves: bool,
     ) -> None:
-        """The batch numbered and inserted, then (read from its rows) its sessions' page
-        moves reconciled: one call on the main lane's thread, so no other write comes between
-        and the kept answers are forgotten once for both."""
+        """The batch numbered and inserted, then, when it is their time, the pending page
+        moves reconciled (common/page_moves.py): one call on the main lane's thread, so no
+        other write comes between and the kept answers are forgotten once for both."""
         self._insert_numbered(main, table, columns, numbered, body, dedup_token, fmt)
-        if moves:
-            self._reconcile_moves(main, table, columns, body, fmt)
+        if not moves:
+            return
+        assert self._engine is not None
+        key = (self.database, table)
+        unsettled = self._engine.moves_unsettled_bytes.get(key, 0) + len(body)
+        self._engine.moves_unsettled_bytes[key] = unsettled
+        since = time.monotonic() - self._engine.moves_settled_at.get(key, float("-inf"))
+        if since >= MOVES_SETTLE_SECONDS or unsettled >= MOVES_SETTLE_BYTES:
+            self._settle_on_main(main, table)
 
-    def _reconcile_moves(
-        self, main: _Lane, table: str, columns: Sequence[str], body: bytes, fmt: str
-    ) -> None:
-        """The moves of the batch's sessions brought to what the table now holds
-        (common/page_moves.py)."""
-        values = numbering.batch_values(body, fmt, columns, ["session_id", "event_type"])
-        sessions = page_moves.touched(values["session_id"], values["event_type"])
-        if sessions:
-            sql = page_moves.reconcile_sql(self.database, table)
-            main.run(self.database, sql, "CSV", _escaped(page_moves.sessions_param(sessions)))
+    def _settle_on_main(self, main: _Lane, table: str) -> None:
+        """The pending sessions' moves reconciled and the pending table emptied, on the main
+        lane's thread."""
+        assert self._engine is not None
+        for statement in page_moves.settle_sql(self.database, table):
+            main.run(self.database, statement, "CSV", None)
+        key = (self.database, table)
+        self._engine.moves_settled_at[key] = time.monotonic()
+        self._engine.moves_unsettled_bytes[key] = 0
+
+    async def settle_page_moves(self, table: str) -> None:
+        """Brings `table`'s page moves up to its rows, when some sessions wait (a read of
+        the moves needs them settled)."""
+        if not await self._has_moves(table):
+            return
+        reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
+        pending = page_moves.pending_sql(self.database, table)
+        if not await self._run(pending, "CSV", None, "", reader):
+            return
+        assert self._engine is not None
+        main = self._engine.main
+        await self._on_lane(main, self._settle_on_main, main, table)
 
     def _insert_numbered(
         self,
@@ -508,8 +539,18 @@ class EmbeddedWarehouse(Warehouse):
 
     async def rows_replaced(self, table: str) -> None:
         if await self._has_moves(table):
-            for statement in page_moves.rebuild_sql(self.database, table):
-                await self.execute(statement)
+            assert self._engine is not None
+            main = self._engine.main
+            # One call: no batch's moves reconciled into the table being replaced.
+            await self._on_lane(main, self._rebuild_moves_on_main, main, table)
+
+    def _rebuild_moves_on_main(self, main: _Lane, table: str) -> None:
+        for statement in page_moves.rebuild_sql(self.database, table):
+            self._execute_on_main(main, statement)
+        key = (self.database, table)
+        assert self._engine is not None
+        self._engine.moves_settled_at[key] = time.monotonic()
+        self._engine.moves_unsettled_bytes[key] = 0
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]
@@ -540,6 +581,9 @@ class EmbeddedWarehouse(Warehouse):
         return QueryResult.from_json(await self.query_raw(sql, params, "JSON"))
 
     async def query_raw(self, sql: str, params: Mapping[str, str], fmt: str) -> bytes:
+        # A read of page moves answers from settled ones (common/page_moves.py).
+        for source in page_moves.sources_read(sql):
+            await self.settle_page_moves(source)
         reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
         return await self._run(sql, fmt, _escaped(params), self.database, reader)
 

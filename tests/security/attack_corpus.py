@@ -102,6 +102,9 @@ SOURCES = {
     # The page moves chDB keeps beside clickstream_events (common/page_moves.py): no
     # datasource either, so never read, whatever the token may read.
     "page-moves": "_pipit_page_moves_clickstream_events",
+    # And the sessions waiting for their moves, with the view that records them.
+    "pending-moves": "_pipit_pending_moves_clickstream_events",
+    "pending-moves-view": "_pipit_pending_moves_clickstream_events_view",
 }
 
 SOURCE_NESTINGS = {
