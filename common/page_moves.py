@@ -24,11 +24,12 @@ second (or once many bytes are pending), and always before a query reads the mov
 page_paths answers from settled moves only. The reconcile and the pending
 table's truncation run in one call on the lane every chDB write runs on, so no write comes
 between; a reconcile repeated (a crash before the truncation) finds no difference. A batch
-retried after its answer was lost is deduplicated before the view sees it. A write that
-replaces rows wholesale (a delete, a truncate, a replace) rebuilds the table from the rows
-in a staging table, swapped in at once. On a ClickHouse server, where several ingest
-replicas write at once, nothing is kept: page_paths groups the sessions there
-(`id_numbers.server_form`)."""
+retried after its answer was lost is deduplicated before the view sees it. A delete records
+the sessions of the rows it deletes as pending first, and settles them once they are gone.
+A write that replaces rows wholesale (a truncate, a replace, SQL the writer cannot see)
+rebuilds the table from the rows in a staging table, swapped in at once. On a ClickHouse
+server, where several ingest replicas write at once, nothing is kept: page_paths groups
+the sessions there (`id_numbers.server_form`)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,17 @@ def _moves_of(database: str, source: str, sessions: str) -> str:
 def pending_sql(database: str, source: str) -> str:
     """A row when some session waits for a reconcile, none when none does."""
     return f"SELECT 1 FROM `{database}`.`{pending_table(source)}` LIMIT 1"  # noqa: S608
+
+
+def pending_where_sql(database: str, source: str, condition: str) -> str:
+    """Records as pending the sessions with a page view where `condition` (checked SQL)
+    holds: before those rows are deleted, whose sessions' moves then change."""
+    types = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)
+    return (
+        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id) "  # noqa: S608 - names are ours, condition checked
+        f"SELECT DISTINCT session_id FROM `{database}`.`{source}` "
+        f"WHERE ({condition}) AND event_type IN ({types})"
+    )
 
 
 def settle_sql(database: str, source: str) -> list[str]:

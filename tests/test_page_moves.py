@@ -237,17 +237,33 @@ async def test_sessions_left_pending_by_an_earlier_process_are_settled(warehouse
 async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
     events = _events(7)
     await _insert(warehouse, events, "all")
+    table = f"`{warehouse.database}`.`{DS}`"
+
+    def quoted(sessions: set[str]) -> str:
+        return ", ".join(f"'{s}'" for s in sorted(sessions))
+
+    # The writer's delete: only the deleted rows' sessions are reconciled.
     gone = {e["session_id"] for e in events[::3]}
-    quoted = ", ".join(f"'{s}'" for s in sorted(gone))
+    await warehouse.delete_rows(DS, table, f"session_id IN ({quoted(gone)})")
+    left = [e for e in events if e["session_id"] not in gone]
+    assert await _pending(warehouse) == 0
+    assert await _unsettled(warehouse) == _moves(left)
+    assert _moves(left) != _moves(events)
+    # Some of a session's rows only: its remaining views move between other neighbours.
+    cut = {e["event_id"] for e in left[1::4]}
+    await warehouse.delete_rows(DS, table, f"event_id IN ({quoted(cut)})")
+    left = [e for e in left if e["event_id"] not in cut]
+    assert await _unsettled(warehouse) == _moves(left)
+    # SQL the writer does not see, then told: every move made again.
+    gone = {e["session_id"] for e in left[::2]}
     await warehouse.execute(
-        f"ALTER TABLE `{warehouse.database}`.`{DS}` DELETE WHERE session_id IN ({quoted}) "
+        f"ALTER TABLE {table} DELETE WHERE session_id IN ({quoted(gone)}) "
         "SETTINGS mutations_sync = 2"
     )
     await warehouse.rows_replaced(DS)
-    left = [e for e in events if e["session_id"] not in gone]
+    left = [e for e in left if e["session_id"] not in gone]
     assert await _kept(warehouse) == _moves(left)
-    assert _moves(left) != _moves(events)
-    await warehouse.execute(f"TRUNCATE TABLE `{warehouse.database}`.`{DS}`")
+    await warehouse.execute(f"TRUNCATE TABLE {table}")
     await warehouse.rows_replaced(DS)
     assert await _kept(warehouse) == Counter()
 

@@ -202,6 +202,14 @@ class Warehouse(abc.ABC):
         said otherwise) into `database.table`. With a deduplication token, a second
         insert under the same token is dropped by the warehouse."""
 
+    async def delete_rows(self, table: str, target: str, condition: str) -> None:
+        """Deletes the rows of `table` where `condition` (checked SQL) holds, through
+        `target` (the table, or on a cluster every shard's local table); returns when every
+        replica has applied it."""
+        await self.execute(
+            f"ALTER TABLE {target} DELETE WHERE {condition} SETTINGS mutations_sync = 2"
+        )
+
     async def rows_replaced(self, table: str) -> None:  # noqa: B027 - a no-op but on chDB
         """After a statement that deleted, dropped or swapped `table`'s rows wholesale: what
         the engine keeps beside the rows is made from them again (chDB's page moves,

@@ -537,6 +537,26 @@ class EmbeddedWarehouse(Warehouse):
         """Whether `table` has a page moves table: one with columns, as last read."""
         return bool(await self._table_columns(page_moves.table(table), ()))
 
+    async def delete_rows(self, table: str, target: str, condition: str) -> None:
+        if not await self._has_moves(table):
+            await super().delete_rows(table, target, condition)
+            return
+        assert self._engine is not None
+        main = self._engine.main
+        # One call: the deleted rows' sessions recorded as pending, the rows deleted, and
+        # those sessions reconciled from what is left, with no settle between (it would
+        # empty the pending table before the rows were gone). Only their moves change.
+        statements = [
+            page_moves.pending_where_sql(self.database, table, condition),
+            f"ALTER TABLE {target} DELETE WHERE {condition} SETTINGS mutations_sync = 2",
+        ]
+        await self._on_lane(main, self._delete_on_main, main, table, statements)
+
+    def _delete_on_main(self, main: _Lane, table: str, statements: Sequence[str]) -> None:
+        for statement in statements:
+            self._execute_on_main(main, statement)
+        self._settle_on_main(main, table)
+
     async def rows_replaced(self, table: str) -> None:
         if await self._has_moves(table):
             assert self._engine is not None

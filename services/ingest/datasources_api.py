@@ -377,12 +377,8 @@ class DatasourcesApi:
         try:
             await self._store.save(job)
             job.rows_affected = min(await self._count(ds, checked, None), 2**32 - 1)
-            # mutations_sync = 2: the job is done when every replica has applied it.
-            await self._warehouse.execute(
-                f"ALTER TABLE {await self._rows_table(ds)} DELETE WHERE {checked} "
-                "SETTINGS mutations_sync = 2"
-            )
-            await self._warehouse.rows_replaced(ds.name)
+            # The job is done when every replica has applied it.
+            await self._warehouse.delete_rows(ds.name, await self._rows_table(ds), checked)
             job.status = jobs.DONE
         except WarehouseError as exc:
             job.status = jobs.ERROR
