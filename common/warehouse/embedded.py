@@ -460,9 +460,14 @@ class EmbeddedWarehouse(Warehouse):
     def _settle_on_main(self, main: _Lane, table: str) -> None:
         """The pending sessions' moves reconciled and the pending table emptied, on the main
         lane's thread."""
-        assert self._engine is not None
+        # A failure fails the call: after a batch's insert, the batch is retried, its rows
+        # deduplicated, and the sessions still pending (the table is emptied last).
         for statement in page_moves.settle_sql(self.database, table):
             main.run(self.database, statement, "CSV", None)
+        self._mark_settled(table)
+
+    def _mark_settled(self, table: str) -> None:
+        assert self._engine is not None
         key = (self.database, table)
         self._engine.moves_settled_at[key] = time.monotonic()
         self._engine.moves_unsettled_bytes[key] = 0
@@ -567,10 +572,7 @@ class EmbeddedWarehouse(Warehouse):
     def _rebuild_moves_on_main(self, main: _Lane, table: str) -> None:
         for statement in page_moves.rebuild_sql(self.database, table):
             self._execute_on_main(main, statement)
-        key = (self.database, table)
-        assert self._engine is not None
-        self._engine.moves_settled_at[key] = time.monotonic()
-        self._engine.moves_unsettled_bytes[key] = 0
+        self._mark_settled(table)
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]
