@@ -24,8 +24,10 @@ second (or once many bytes are pending), and always before a query reads the mov
 page_paths answers from settled moves only. The reconcile and the pending
 table's truncation run in one call on the lane every chDB write runs on, so no write comes
 between; a reconcile repeated (a crash before the truncation) finds no difference. A batch
-retried after its answer was lost is deduplicated before the view sees it. A delete records
-the sessions of the rows it deletes as pending first, and settles them once they are gone.
+retried after its answer was lost is deduplicated before the view sees it. A delete keeps
+the sessions of the rows it deletes in a table of its own first (a settle meanwhile would
+empty the pending table while the rows are still there), and makes them pending once the
+rows are gone; a start finishes what a stopped process left of one.
 A write that replaces rows wholesale (a truncate, a replace, SQL the writer cannot see)
 rebuilds the table from the rows in a staging table, swapped in at once. On a ClickHouse
 server, where several ingest replicas write at once, nothing is kept: page_paths groups
@@ -39,6 +41,8 @@ import re
 PAGE_VIEW_TYPES = ("page_view", "pageview")
 # The columns a datasource with page moves must have.
 SOURCE_COLUMNS = ("session_id", "page_url", "event_type", "timestamp", "event_id")
+# The tables of deletes under way (`deleting_table`), found again after a restart.
+DELETING_PREFIX = "_pipit_deleting_moves_"
 # A query reading a moves table names it (page_paths.sql): the datasource is the rest.
 _READ = re.compile(r"\b_pipit_page_moves_(\w+)")
 
@@ -115,15 +119,33 @@ def pending_sql(database: str, source: str) -> str:
     return f"SELECT 1 FROM `{database}`.`{pending_table(source)}` LIMIT 1"  # noqa: S608
 
 
-def pending_where_sql(database: str, source: str, condition: str) -> str:
-    """Records as pending the sessions with a page view where `condition` (checked SQL)
-    holds: before those rows are deleted, whose sessions' moves then change."""
+def deleting_table(source: str, suffix: str) -> str:
+    """The hidden table that holds, while a delete of `source`'s rows runs, the sessions
+    whose moves it changes (one per delete: `suffix` tells them apart)."""
+    return f"{DELETING_PREFIX}{source}_{suffix}"
+
+
+def deleting_sql(database: str, source: str, suffix: str, condition: str) -> str:
+    """Keeps the sessions with a page view where `condition` (checked SQL) holds, before
+    those rows are deleted: their moves change once the rows are gone."""
     types = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)
     return (
-        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id) "  # noqa: S608 - names are ours, condition checked
+        f"CREATE TABLE `{database}`.`{deleting_table(source, suffix)}` "  # noqa: S608 - names are ours, condition checked
+        "ENGINE = MergeTree ORDER BY session_id AS "
         f"SELECT DISTINCT session_id FROM `{database}`.`{source}` "
         f"WHERE ({condition}) AND event_type IN ({types})"
     )
+
+
+def deleted_sql(database: str, source: str, suffix: str) -> list[str]:
+    """Once the delete is done: its sessions made pending (to settle next), the table that
+    kept them dropped."""
+    kept = f"`{database}`.`{deleting_table(source, suffix)}`"
+    return [
+        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id) "  # noqa: S608 - names are ours
+        f"SELECT session_id FROM {kept}",
+        f"DROP TABLE {kept}",
+    ]
 
 
 def settle_sql(database: str, source: str) -> list[str]:

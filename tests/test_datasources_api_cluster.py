@@ -25,7 +25,7 @@ from common.auth import current_principal
 from common.config import Settings
 from common.datasources import registry
 from common.tokens import ADMIN, Principal
-from common.warehouse.base import QueryResult
+from common.warehouse.base import QueryResult, Warehouse
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.ingest.v1 import datasources_service_pb2 as pb
 from pipit.project.artifact import builtin
@@ -59,6 +59,10 @@ class ShardedNode(EmbeddedWarehouse):
             self.on_cluster.append(sql)
             return
         await super().execute(sql)
+
+    async def delete_rows(self, table: str, target: str, condition: str) -> None:
+        # A server's delete (one statement, through execute), not chDB's.
+        await Warehouse.delete_rows(self, table, target, condition)
 
 
 class Aborted(Exception):

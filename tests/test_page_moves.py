@@ -268,6 +268,26 @@ async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
     assert await _kept(warehouse) == Counter()
 
 
+async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse):
+    events = _events(61)
+    await _insert(warehouse, events, "all")
+    table = f"`{warehouse.database}`.`{DS}`"
+    gone = sorted({e["session_id"] for e in events[::3]})
+    condition = "session_id IN ({})".format(", ".join(f"'{s}'" for s in gone))
+    # What delete_rows had done when the process stopped: the sessions kept, the rows
+    # deleted, their moves not settled yet (nor pending).
+    suffix = "0123456789ab"
+    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    await warehouse.execute(
+        f"ALTER TABLE {table} DELETE WHERE {condition} SETTINGS mutations_sync = 2"
+    )
+    left = [e for e in events if e["session_id"] not in gone]
+    assert await _unsettled(warehouse) == _moves(events) != _moves(left)
+    await warehouse.ensure_schema(list(registry().values()))
+    assert await _unsettled(warehouse) == _moves(left)
+    assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
+
+
 async def test_rows_older_than_the_moves_table_are_moved_in(chdb_dir):
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()
