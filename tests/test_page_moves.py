@@ -361,6 +361,11 @@ async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
             job = await call(replace, ndjson(instead))
             await suite.ingest.importer.wait(job["id"])
             assert await _kept(warehouse) == _moves(instead)
+            # The table swapped in is the one the pending sessions' view records writes to.
+            extra = _events(24)
+            await call(f"/v0/events?name={DS}&wait=true", ndjson(extra))
+            instead += extra
+            assert await _kept(warehouse) == _moves(instead)
 
             gone = sorted({e["session_id"] for e in instead[::4]})
             quoted = ", ".join(f"'{s}'" for s in gone)
