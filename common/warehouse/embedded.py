@@ -556,8 +556,20 @@ class EmbeddedWarehouse(Warehouse):
         mutation = await self._on_lane(
             main, self._start_delete_on_main, main, table, target, condition, moves, suffix
         )
-        await self._mutation_done(table, mutation)
-        await self._on_lane(main, self._deleted_on_main, main, table, moves, suffix)
+        try:
+            await self._mutation_done(table, mutation)
+        except WarehouseError:
+            # A failed mutation is retried by the engine for ever, and every later one of
+            # the table waits behind it: it is stopped (the parts it did are not undone).
+            await self.execute(
+                "KILL MUTATION WHERE database = {} AND table = {} AND mutation_id = {} SYNC".format(
+                    *(f"'{escaped_text(v)}'" for v in (self.database, table, mutation))
+                )
+            )
+            raise
+        finally:
+            # Whatever rows are gone, their sessions' moves follow.
+            await self._on_lane(main, self._deleted_on_main, main, table, moves, suffix)
 
     def _start_delete_on_main(
         self,
