@@ -288,6 +288,27 @@ async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse)
     assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
 
 
+async def test_a_start_stops_a_failed_delete_a_stopped_process_left(warehouse):
+    events = _events(62)
+    await _insert(warehouse, events, "all")
+    gone = sorted({e["session_id"] for e in events[::3]})
+    condition = "session_id IN ({})".format(", ".join(f"'{s}'" for s in gone))
+    suffix = "ba9876543210"
+    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    # A mutation that fails on a row it reaches, retried by the engine for ever.
+    await warehouse.execute(
+        f"ALTER TABLE `{warehouse.database}`.`{DS}` DELETE WHERE "
+        f"throwIf(event_id = '{events[0]['event_id']}') = 0 AND {condition} "
+        "SETTINGS mutations_sync = 0"
+    )
+    await warehouse.ensure_schema(list(registry().values()))
+    assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
+    # Whichever rows the engine got to, the moves are theirs.
+    left = await warehouse.query(f"SELECT event_id FROM `{DS}`", {})  # noqa: S608
+    kept = {row["event_id"] for row in left.data}
+    assert await _unsettled(warehouse) == _moves([e for e in events if e["event_id"] in kept])
+
+
 async def test_rows_older_than_the_moves_table_are_moved_in(chdb_dir):
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()

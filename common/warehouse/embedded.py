@@ -561,11 +561,7 @@ class EmbeddedWarehouse(Warehouse):
         except WarehouseError:
             # A failed mutation is retried by the engine for ever, and every later one of
             # the table waits behind it: it is stopped (the parts it did are not undone).
-            await self.execute(
-                "KILL MUTATION WHERE database = {} AND table = {} AND mutation_id = {} SYNC".format(
-                    *(f"'{escaped_text(v)}'" for v in (self.database, table, mutation))
-                )
-            )
+            await self._stop_failed(table, mutation)
             raise
         finally:
             # Whatever rows are gone, their sessions' moves follow.
@@ -622,6 +618,15 @@ class EmbeddedWarehouse(Warehouse):
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
 
+    async def _stop_failed(self, table: str, mutation: str) -> None:
+        """Stops `mutation` of `table` (every failed one of it, when ''): the parts it did
+        are not undone."""
+        database, name, which = (f"'{escaped_text(v)}'" for v in (self.database, table, mutation))
+        await self.execute(
+            f"KILL MUTATION WHERE database = {database} AND table = {name} "
+            f"AND if({which} = '', latest_fail_reason != '', mutation_id = {which}) SYNC"
+        )
+
     def _deleted_on_main(self, main: _Lane, table: str, moves: bool, suffix: str) -> None:
         """After the mutation: its sessions' moves settled. A main-lane call in any case:
         the answers kept while the rows were going are forgotten."""
@@ -639,7 +644,11 @@ class EmbeddedWarehouse(Warehouse):
             suffixes = [m.group(1) for name in sorted(names) if (m := left.fullmatch(name))]
             if not suffixes:
                 continue
-            await self._mutation_done(ds.name, "")
+            try:
+                await self._mutation_done(ds.name, "")
+            except WarehouseError:  # a failed one would hold the start for ever
+                await self._stop_failed(ds.name, "")
+                await self._mutation_done(ds.name, "")
             assert self._engine is not None
             main = self._engine.main
             for suffix in suffixes:
