@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 from harness import start_suite
-from test_datasources_api import DS, _csv, _import, _rows
+from import_files import DS, ab_rows, csv_bytes, run_import
 
 from common.datasources import registry
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -36,11 +36,11 @@ async def probe(data_dir: Path, url: str, batch_rows: int) -> dict[str, Any]:
         try:
             # A first small import, untraced: what is made once per process (imported
             # modules, the engine's sessions, caches) is no part of what an import holds.
-            warm = _csv(_rows(5, 0, "warm"))
-            await _import(suite, f"/v0/datasources?name={DS}&format=csv", data=warm)
+            warm = csv_bytes(ab_rows(5, 0, "warm"))
+            await run_import(suite, f"/v0/datasources?name={DS}&format=csv", data=warm)
             tracemalloc.start()
             try:
-                job = await _import(suite, f"/v0/datasources?name={DS}", data={"url": url})
+                job = await run_import(suite, f"/v0/datasources?name={DS}", data={"url": url})
                 peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()

@@ -7,93 +7,29 @@ Expected rows and counts are computed here in plain Python from the files the te
 from __future__ import annotations
 
 import asyncio
-import csv
 import gzip
-import io
-import random
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from aiohttp import web
-from harness import TOKEN, free_port, start_suite
+from harness import start_suite
+from import_files import (
+    DS,
+    FileServer,
+    ab_rows,
+    api_call,
+    csv_bytes,
+    ndjson_bytes,
+    parquet_bytes,
+    run_import,
+)
 
 from common.tokens import TokenFile
 
 pytestmark = pytest.mark.e2e
-
-DS = "ab_test_events"
-COLUMNS = [
-    "timestamp",
-    "user_id",
-    "test_id",
-    "variant",
-    "event_type",
-    "conversion",
-    "revenue",
-    "session_id",
-    "device",
-    "country",
-]
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _rows(count: int, seed: int, test_id: str = "bulk", times: int = 10**9) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    start = datetime(2024, 5, 1)
-    return [
-        {
-            "timestamp": (start + timedelta(seconds=37 * (i % times))).strftime(
-                "%Y-%m-%d %H:%M:%S"
-            ),
-            "user_id": f"user_{rng.randrange(50)}",
-            "test_id": test_id,
-            "variant": rng.choice("AB"),
-            "event_type": rng.choice(["view", "click", "buy"]),
-            "conversion": rng.choice([0, 1]),
-            "revenue": round(rng.uniform(0, 100), 2),
-            "session_id": f"s{rng.randrange(99)}",
-            "device": rng.choice(["mobile", "desktop"]),
-            "country": rng.choice(["US", "ES", "DE", "FR"]),
-        }
-        for i in range(count)
-    ]
-
-
-def _csv(rows: list[dict[str, Any]], header: bool = True, delimiter: str = ",") -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
-    if header:
-        writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([row[c] for c in COLUMNS])
-    return out.getvalue().encode()
-
-
-def _ndjson(rows: list[dict[str, Any]]) -> bytes:
-    return b"\n".join(orjson.dumps(r) for r in rows) + b"\n"
-
-
-def _parquet(rows: list[dict[str, Any]]) -> bytes:
-    table = pa.Table.from_pylist(
-        [
-            {
-                **r,
-                "timestamp": datetime.strptime(r["timestamp"], "%Y-%m-%d %H:%M:%S"),
-                "conversion": r["conversion"],
-            }
-            for r in rows
-        ]
-    )
-    out = io.BytesIO()
-    pq.write_table(table, out, row_group_size=max(1, len(rows) // 4))
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -105,35 +41,9 @@ async def suite(embedded_warehouse):
     await running.stop()
 
 
-async def _call(
-    suite, method: str, path: str, *, headers: dict | None = None, **kwargs
-) -> tuple[int, dict]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(
-            method, f"{suite.gateway_url}{path}", headers=headers or ADMIN, **kwargs
-        ) as response,
-    ):
-        body = await response.read()
-        return response.status, orjson.loads(body) if body else {}
-
-
 def _reason(answer: dict) -> str:
     # Tinybird's `error` once the error bodies carry it (issue 15), gRPC's message until then.
     return answer.get("error") or answer["message"]
-
-
-async def _import(suite, path: str, **kwargs) -> dict:
-    """Starts an import, waits for its job, and answers the job as GET /v0/jobs/<id> does."""
-    status, answer = await _call(suite, "POST", path, **kwargs)
-    assert status == 200, answer
-    job_id = answer["id"]
-    assert answer["job_id"] == answer["import_id"] == job_id
-    assert answer["job_url"] == f"/v0/jobs/{job_id}"
-    await suite.ingest.importer.wait(job_id)
-    status, job = await _call(suite, "GET", f"/v0/jobs/{job_id}")
-    assert status == 200, job
-    return job
 
 
 async def _stored(suite, test_id: str) -> list[dict[str, Any]]:
@@ -160,13 +70,13 @@ def _form(field: str, filename: str, data: bytes) -> aiohttp.FormData:
 
 
 async def test_csv_upload_with_header_lands_every_row_and_quarantines_bad_ones(suite):
-    rows = _rows(450, seed=1, test_id="csv")
+    rows = ab_rows(450, seed=1, test_id="csv")
     bad = [
         ["2024-05-01 00:00:00", "u", "csv", "A", "view", "300", "1.0", "s", "d", "US"],
         ["not a time", "u", "csv", "A", "view", "1", "1.0", "s", "d", "US"],
     ]
-    body = _csv(rows) + b"".join((",".join(cells) + "\n").encode() for cells in bad)
-    job = await _import(
+    body = csv_bytes(rows) + b"".join((",".join(cells) + "\n").encode() for cells in bad)
+    job = await run_import(
         suite, f"/v0/datasources?name={DS}&mode=append", data=_form("csv", "x.csv", body)
     )
     assert job["status"] == "done", job
@@ -188,16 +98,16 @@ async def test_csv_upload_with_header_lands_every_row_and_quarantines_bad_ones(s
 
 
 async def test_raw_bodies_csv_without_header_with_a_dialect_and_gzip_ndjson(suite):
-    rows = _rows(230, seed=2, test_id="raw")
-    job = await _import(
+    rows = ab_rows(230, seed=2, test_id="raw")
+    job = await run_import(
         suite,
         f"/v0/datasources?name={DS}&format=csv&dialect_delimiter=%3B",
-        data=_csv(rows, header=False, delimiter=";"),
+        data=csv_bytes(rows, header=False, delimiter=";"),
     )
     assert (job["status"], job["statistics"]["row_count"]) == ("done", 230), job
-    more = _rows(170, seed=3, test_id="gz")
-    job = await _import(
-        suite, f"/v0/datasources?name={DS}&format=ndjson", data=gzip.compress(_ndjson(more))
+    more = ab_rows(170, seed=3, test_id="gz")
+    job = await run_import(
+        suite, f"/v0/datasources?name={DS}&format=ndjson", data=gzip.compress(ndjson_bytes(more))
     )
     assert (job["status"], job["statistics"]["row_count"]) == ("done", 170), job
     assert len(await _stored(suite, "raw")) == 230
@@ -205,9 +115,11 @@ async def test_raw_bodies_csv_without_header_with_a_dialect_and_gzip_ndjson(suit
 
 
 async def test_ndjson_lines_that_are_not_json_are_invalid_lines_with_reasons(suite):
-    rows = _rows(120, seed=4, test_id="nd")
-    body = _ndjson(rows[:60]) + b"{not json\n" + _ndjson(rows[60:])
-    job = await _import(suite, f"/v0/datasources?name={DS}", data=_form("ndjson", "e.ndjson", body))
+    rows = ab_rows(120, seed=4, test_id="nd")
+    body = ndjson_bytes(rows[:60]) + b"{not json\n" + ndjson_bytes(rows[60:])
+    job = await run_import(
+        suite, f"/v0/datasources?name={DS}", data=_form("ndjson", "e.ndjson", body)
+    )
     assert job["status"] == "done", job
     assert (job["statistics"]["row_count"], job["quarantine_rows"], job["invalid_lines"]) == (
         120,
@@ -219,51 +131,18 @@ async def test_ndjson_lines_that_are_not_json_are_invalid_lines_with_reasons(sui
     assert quarantined["error"].startswith("line 61: not valid JSON")
 
 
-class _FileServer:
-    """Files on loopback over HTTP, as a URL import fetches them."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.paths: dict[str, Any] = {}  # files served from disk
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        async def serve(request: web.Request) -> web.StreamResponse:
-            name = request.match_info["name"]
-            if name == "moved":
-                raise web.HTTPFound("/files/data.parquet")
-            if name in self.paths:
-                return web.FileResponse(self.paths[name])
-            if name not in self.files:
-                raise web.HTTPNotFound()
-            return web.Response(body=self.files[name])
-
-        app = web.Application()
-        app.router.add_get("/files/{name}", serve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/files"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 @pytest.fixture
 async def files():
-    server = _FileServer()
+    server = FileServer()
     await server.start()
     yield server
     await server.stop()
 
 
 async def test_parquet_from_a_url_following_a_redirect(suite, files):
-    rows = _rows(333, seed=5, test_id="pq")
-    files.files["data.parquet"] = _parquet(rows)
-    job = await _import(suite, f"/v0/datasources?name={DS}", data={"url": f"{files.url}/moved"})
+    rows = ab_rows(333, seed=5, test_id="pq")
+    files.files["data.parquet"] = parquet_bytes(rows)
+    job = await run_import(suite, f"/v0/datasources?name={DS}", data={"url": f"{files.url}/moved"})
     assert job["status"] == "done", job
     assert job["format"] == "parquet"  # told by its magic number: the URL names no format
     assert (job["statistics"]["row_count"], job["quarantine_rows"]) == (333, 0)
@@ -273,12 +152,14 @@ async def test_parquet_from_a_url_following_a_redirect(suite, files):
 
 
 async def test_a_url_that_fails_is_a_failed_job_and_bad_urls_are_refused(suite, files):
-    job = await _import(suite, f"/v0/datasources?name={DS}&url={files.url}/missing.csv")
+    job = await run_import(suite, f"/v0/datasources?name={DS}&url={files.url}/missing.csv")
     assert job["status"] == "error"
     assert job["error"] == "fetching the url answered HTTP 404"
     assert job["errors"] == [job["error"]]
     for url in ("file:///etc/passwd", "ftp://example.com/x.csv", "gopher://x"):
-        status, answer = await _call(suite, "POST", f"/v0/datasources?name={DS}", data={"url": url})
+        status, answer = await api_call(
+            suite, "POST", f"/v0/datasources?name={DS}", data={"url": url}
+        )
         assert status == 400, answer
         assert "http or https" in _reason(answer)
 
@@ -286,19 +167,19 @@ async def test_a_url_that_fails_is_a_failed_job_and_bad_urls_are_refused(suite, 
 async def test_private_addresses_are_refused_unless_allowed(embedded_warehouse, files):
     suite = await start_suite(embedded_warehouse)  # import_allow_private_urls off
     try:
-        files.files["a.csv"] = _csv(_rows(3, seed=6))
-        status, answer = await _call(
+        files.files["a.csv"] = csv_bytes(ab_rows(3, seed=6))
+        status, answer = await api_call(
             suite, "POST", f"/v0/datasources?name={DS}", data={"url": f"{files.url}/a.csv"}
         )
         assert status == 400
         assert _reason(answer) == "url names a private or local address: 127.0.0.1"
         for host in ("10.0.0.1", "169.254.169.254", "[::1]", "[::ffff:127.0.0.1]", "0.0.0.0"):
-            status, answer = await _call(
+            status, answer = await api_call(
                 suite, "POST", f"/v0/datasources?name={DS}", data={"url": f"http://{host}/x.csv"}
             )
             assert status == 400, (host, answer)
         # A name that resolves to loopback: refused when the connection is made.
-        job = await _import(
+        job = await run_import(
             suite,
             f"/v0/datasources?name={DS}",
             data={"url": f"{files.url.replace('127.0.0.1', 'localhost')}/a.csv"},
@@ -318,8 +199,8 @@ async def _count_and_revenue(warehouse) -> tuple[int, float]:
 
 
 async def test_replace_swaps_at_once_under_concurrent_reads(suite):
-    old, new = _rows(2000, seed=7, test_id="old"), _rows(3000, seed=8, test_id="new")
-    job = await _import(suite, f"/v0/datasources?name={DS}", data=_ndjson(old))
+    old, new = ab_rows(2000, seed=7, test_id="old"), ab_rows(3000, seed=8, test_id="new")
+    job = await run_import(suite, f"/v0/datasources?name={DS}", data=ndjson_bytes(old))
     assert job["status"] == "done", job
     states = {
         (len(old), round(sum(r["revenue"] for r in old), 2)): "old",
@@ -327,11 +208,11 @@ async def test_replace_swaps_at_once_under_concurrent_reads(suite):
     }
     # A file in the body is imported while it streams in: the call answers when it is in.
     finished = asyncio.create_task(
-        _call(
+        api_call(
             suite,
             "POST",
             f"/v0/datasources?name={DS}&mode=replace&format=ndjson",
-            data=_ndjson(new),
+            data=ndjson_bytes(new),
         )
     )
     seen = []
@@ -345,7 +226,7 @@ async def test_replace_swaps_at_once_under_concurrent_reads(suite):
     assert {states.get(s, s) for s in seen} <= {"old", "new"}, seen
     assert states[seen[-1]] == "new"
     assert len(seen) > 2
-    status, job = await _call(suite, "GET", f"/v0/jobs/{answer['id']}")
+    status, job = await api_call(suite, "GET", f"/v0/jobs/{answer['id']}")
     assert (job["status"], job["mode"], job["statistics"]["row_count"]) == ("done", "replace", 3000)
     tables = await suite.warehouse.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase() "
@@ -356,21 +237,21 @@ async def test_replace_swaps_at_once_under_concurrent_reads(suite):
 
 
 async def test_truncate_empties_the_datasource(suite):
-    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(_rows(50, seed=9)))
-    status, answer = await _call(suite, "POST", f"/v0/datasources/{DS}/truncate")
+    await run_import(suite, f"/v0/datasources?name={DS}", data=csv_bytes(ab_rows(50, seed=9)))
+    status, answer = await api_call(suite, "POST", f"/v0/datasources/{DS}/truncate")
     assert status == 200, answer
     assert (answer["status"], answer["job"]["kind"]) == ("done", "truncate")
     assert await _count_and_revenue(suite.warehouse) == (0, 0)
-    status, answer = await _call(suite, "POST", "/v0/datasources/nope/truncate")
+    status, answer = await api_call(suite, "POST", "/v0/datasources/nope/truncate")
     assert status == 404
 
 
 async def test_delete_counts_then_deletes_the_rows_its_condition_selects(suite):
-    rows = _rows(400, seed=10, test_id="del")
-    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(rows))
+    rows = ab_rows(400, seed=10, test_id="del")
+    await run_import(suite, f"/v0/datasources?name={DS}", data=csv_bytes(rows))
     doomed = [r for r in rows if r["country"] == "ES" and r["revenue"] > 30]
     condition = "country = 'ES' AND revenue > 30"
-    status, answer = await _call(
+    status, answer = await api_call(
         suite,
         "POST",
         f"/v0/datasources/{DS}/delete",
@@ -378,13 +259,13 @@ async def test_delete_counts_then_deletes_the_rows_its_condition_selects(suite):
     )
     assert (status, answer["rows_to_be_deleted"]) == (200, len(doomed)), answer
     assert len(await _stored(suite, "del")) == len(rows)
-    status, answer = await _call(
+    status, answer = await api_call(
         suite, "POST", f"/v0/datasources/{DS}/delete", data={"delete_condition": condition}
     )
     assert status == 200, answer
     assert answer["delete_id"] == answer["id"] == answer["job"]["id"]
     await suite.ingest.datasources.wait_deletes()
-    status, job = await _call(suite, "GET", f"/v0/jobs/{answer['id']}")
+    status, job = await api_call(suite, "GET", f"/v0/jobs/{answer['id']}")
     assert (job["status"], job["kind"], job["rows_affected"]) == (
         "done",
         "delete_data",
@@ -426,12 +307,12 @@ DELETE_ATTACKS = [
 
 
 async def test_delete_conditions_of_the_attack_corpus_are_refused_and_delete_nothing(suite):
-    rows = _rows(60, seed=11, test_id="corpus")
-    await _import(suite, f"/v0/datasources?name={DS}", data=_csv(rows))
+    rows = ab_rows(60, seed=11, test_id="corpus")
+    await run_import(suite, f"/v0/datasources?name={DS}", data=csv_bytes(rows))
     before = await _count_and_revenue(suite.warehouse)
     for condition in DELETE_ATTACKS:
         for dry_run in ("true", "false"):
-            status, answer = await _call(
+            status, answer = await api_call(
                 suite,
                 "POST",
                 f"/v0/datasources/{DS}/delete",
@@ -440,31 +321,33 @@ async def test_delete_conditions_of_the_attack_corpus_are_refused_and_delete_not
             assert status == 400, (condition, answer)
     await suite.ingest.datasources.wait_deletes()
     assert await _count_and_revenue(suite.warehouse) == before
-    status, listed = await _call(suite, "GET", "/v0/jobs?kind=delete_data")
+    status, listed = await api_call(suite, "GET", "/v0/jobs?kind=delete_data")
     assert listed["jobs"] == []
 
 
 async def test_jobs_list_newest_first_and_filters(suite):
-    first = await _import(suite, f"/v0/datasources?name={DS}", data=_csv(_rows(5, seed=12)))
+    first = await run_import(
+        suite, f"/v0/datasources?name={DS}", data=csv_bytes(ab_rows(5, seed=12))
+    )
     # CSV sent as Parquet: a job that fails, and says why.
-    second = await _import(
-        suite, f"/v0/datasources?name={DS}&format=parquet", data=_csv(_rows(5, seed=13))
+    second = await run_import(
+        suite, f"/v0/datasources?name={DS}&format=parquet", data=csv_bytes(ab_rows(5, seed=13))
     )
     assert (first["status"], second["status"]) == ("done", "error")
     assert second["error"].startswith("not a Parquet file")
-    status, answer = await _call(suite, "GET", "/v0/jobs")
+    status, answer = await api_call(suite, "GET", "/v0/jobs")
     assert status == 200
     assert [j["id"] for j in answer["jobs"]] == [second["id"], first["id"]]
-    status, answer = await _call(suite, "GET", "/v0/jobs?status=error")
+    status, answer = await api_call(suite, "GET", "/v0/jobs?status=error")
     assert [j["id"] for j in answer["jobs"]] == [second["id"]]
-    status, answer = await _call(suite, "GET", "/v0/jobs?kind=truncate")
+    status, answer = await api_call(suite, "GET", "/v0/jobs?kind=truncate")
     assert answer["jobs"] == []
-    status, answer = await _call(suite, "GET", "/v0/jobs/0123456789abcdef")
+    status, answer = await api_call(suite, "GET", "/v0/jobs/0123456789abcdef")
     assert status == 404
-    status, answer = await _call(suite, "POST", f"/v0/datasources?name={DS}", data=b"")
+    status, answer = await api_call(suite, "POST", f"/v0/datasources?name={DS}", data=b"")
     assert status == 400
     assert "send the file" in _reason(answer)
-    status, answer = await _call(suite, "POST", "/v0/datasources?name=nope", data=b"a,b")
+    status, answer = await api_call(suite, "POST", "/v0/datasources?name=nope", data=b"a,b")
     assert status == 404
 
 
@@ -477,11 +360,11 @@ async def test_an_append_token_appends_and_follows_its_job_but_destroys_nothing(
     suite = await start_suite(embedded_warehouse, tokens_file=tmp_path / "tokens.json")
     try:
         auth = {"Authorization": f"Bearer {appender}"}
-        job = await _import(
-            suite, f"/v0/datasources?name={DS}", data=_csv(_rows(7, seed=14)), headers=auth
+        job = await run_import(
+            suite, f"/v0/datasources?name={DS}", data=csv_bytes(ab_rows(7, seed=14)), headers=auth
         )
         assert (job["status"], job["statistics"]["row_count"]) == ("done", 7)
-        status, _ = await _call(
+        status, _ = await api_call(
             suite, "GET", f"/v0/jobs/{job['id']}", headers={"Authorization": f"Bearer {other}"}
         )
         assert status == 404  # as if there were no such job
@@ -498,7 +381,7 @@ async def test_an_append_token_appends_and_follows_its_job_but_destroys_nothing(
             ("POST", "/v0/datasources?name=user_events", {"data": b"x"}),
         ]
         for method, path, kwargs in refused:
-            status, answer = await _call(suite, method, path, headers=auth, **kwargs)
+            status, answer = await api_call(suite, method, path, headers=auth, **kwargs)
             assert status == 403, (path, answer)
         assert (await _count_and_revenue(suite.warehouse))[0] == 7
     finally:
@@ -530,10 +413,10 @@ async def test_an_import_far_larger_than_its_memory_cap_stays_under_it(files, tm
     # 2000 distinct times: the validator keeps a bounded cache of parsed times (100 000 of
     # them, common/column_values.py), which a file of more would fill to its bound; this test
     # measures the import's own buffers.
-    rows = _rows(120_000, seed=15, test_id="big", times=2000)
+    rows = ab_rows(120_000, seed=15, test_id="big", times=2000)
     bad = 37
     path = tmp_path / "big.csv"
-    body = _csv(rows) + b"not a time,u,big,A,view,1,1.0,s,d,US\n" * bad
+    body = csv_bytes(rows) + b"not a time,u,big,A,view,1,1.0,s,d,US\n" * bad
     path.write_bytes(body)
     files.paths["big.csv"] = path
     cap = len(body) // 4  # about 1.8 MB

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from harness import TOKEN, start_suite
-from test_datasources_api import COLUMNS, _FileServer, _rows
+from import_files import COLUMNS, FileServer, ab_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ async def _count(suite, test_id: str) -> int:
 
 
 async def test_a_local_file_and_a_url(suite, tmp_path):
-    rows = _rows(2500, seed=21, test_id="cli")
+    rows = ab_rows(2500, seed=21, test_id="cli")
     path = tmp_path / "events.csv"
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
@@ -61,12 +61,12 @@ async def test_a_local_file_and_a_url(suite, tmp_path):
     assert "upload" in err  # the progress bars
     assert await _count(suite, "cli") == 2500
 
-    files = _FileServer()
+    files = FileServer()
     await files.start()
     try:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerows([r[c] for c in COLUMNS] for r in _rows(700, seed=22, test_id="cli-url"))
+        writer.writerows([r[c] for c in COLUMNS] for r in ab_rows(700, seed=22, test_id="cli-url"))
         files.files["more.csv"] = buffer.getvalue().encode()
         code, out, err = await _pipit(
             "import",
