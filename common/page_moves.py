@@ -39,6 +39,7 @@ import re
 
 # What page_paths counts as a page view (services/query/sql/page_paths.sql).
 PAGE_VIEW_TYPES = ("page_view", "pageview")
+_PAGE_VIEWS = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)  # as SQL literals
 # The columns a datasource with page moves must have.
 SOURCE_COLUMNS = ("session_id", "page_url", "event_type", "timestamp", "event_id")
 # The tables of deletes under way (`deleting_table`), found again after a restart.
@@ -74,7 +75,6 @@ def schema_sql(database: str, source: str) -> list[str]:
     """The moves table: sorted by the page a move leaves, a projection by the page it
     reaches (page_paths' two directions), and one by session (the reconcile's read); the
     pending sessions, and the view that records them as rows are inserted."""
-    types = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)
     pending = f"`{database}`.`{pending_table(source)}`"
     return [
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{table(source)}` ("
@@ -87,14 +87,13 @@ def schema_sql(database: str, source: str) -> list[str]:
         "ENGINE = MergeTree ORDER BY session_id",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{pending_view(source)}` "  # noqa: S608 - names are ours
         f"TO {pending} AS SELECT session_id FROM `{database}`.`{source}` "
-        f"WHERE event_type IN ({types})",
+        f"WHERE event_type IN ({_PAGE_VIEWS})",
     ]
 
 
 def _moves_of(database: str, source: str, sessions: str) -> str:
     """Each move of the sessions `sessions` selects (all sessions when empty), counted 1."""
     where = f"AND session_id IN ({sessions})" if sessions else ""
-    types = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)
     return f"""
         SELECT session_id, move.1 AS from_page, move.2 AS to_page, move.3 AS from_time,
             move.4 AS to_time, toInt64(1) AS count
@@ -107,7 +106,7 @@ def _moves_of(database: str, source: str, sessions: str) -> str:
                 -- The times in the same order (a tie in time and id has one time).
                 arraySort((t, e) -> (t, e), groupArray(timestamp), groupArray(event_id)) AS times
             FROM `{database}`.`{source}`
-            WHERE event_type IN ({types}) {where}
+            WHERE event_type IN ({_PAGE_VIEWS}) {where}
             GROUP BY session_id
         )
         ARRAY JOIN arrayFilter(m -> m.1 != m.2, arrayZip(arrayPopBack(pages), arrayPopFront(pages),
@@ -116,7 +115,7 @@ def _moves_of(database: str, source: str, sessions: str) -> str:
 
 def pending_sql(database: str, source: str) -> str:
     """A row when some session waits for a reconcile, none when none does."""
-    return f"SELECT 1 FROM `{database}`.`{pending_table(source)}` LIMIT 1"  # noqa: S608
+    return f"SELECT 1 FROM `{database}`.`{pending_table(source)}` LIMIT 1"  # noqa: S608 - names are ours
 
 
 def deleting_table(source: str, suffix: str) -> str:
@@ -128,12 +127,11 @@ def deleting_table(source: str, suffix: str) -> str:
 def deleting_sql(database: str, source: str, suffix: str, condition: str) -> str:
     """Keeps the sessions with a page view where `condition` (checked SQL) holds, before
     those rows are deleted: their moves change once the rows are gone."""
-    types = ", ".join(f"'{t}'" for t in PAGE_VIEW_TYPES)
     return (
         f"CREATE TABLE `{database}`.`{deleting_table(source, suffix)}` "  # noqa: S608 - names are ours, condition checked
         "ENGINE = MergeTree ORDER BY session_id AS "
         f"SELECT DISTINCT session_id FROM `{database}`.`{source}` "
-        f"WHERE ({condition}) AND event_type IN ({types})"
+        f"WHERE ({condition}) AND event_type IN ({_PAGE_VIEWS})"
     )
 
 
