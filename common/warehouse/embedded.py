@@ -480,9 +480,8 @@ class EmbeddedWarehouse(Warehouse):
         the moves needs them settled)."""
         if not await self._has_moves(table):
             return
-        reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
         pending = page_moves.pending_sql(self.database, table)
-        if not await self._run(pending, "CSV", None, "", reader):
+        if not await self._run(pending, "CSV", None, "", self._least_busy_reader()):
             return
         assert self._engine is not None
         main = self._engine.main
@@ -698,8 +697,11 @@ class EmbeddedWarehouse(Warehouse):
         # A read of page moves answers from settled ones (common/page_moves.py).
         for source in page_moves.sources_read(sql):
             await self.settle_page_moves(source)
-        reader = min(self._readers, key=lambda lane: lane.in_flight, default=None)
-        return await self._run(sql, fmt, _escaped(params), self.database, reader)
+        return await self._run(sql, fmt, _escaped(params), self.database, self._least_busy_reader())
+
+    def _least_busy_reader(self) -> _Lane | None:
+        """The reader lane with the fewest queries in flight (none: the main lane)."""
+        return min(self._readers, key=lambda lane: lane.in_flight, default=None)
 
     async def query_raw_repeatable(
         self, sql: str, params: Mapping[str, str], fmt: str, shape: Shape | None = None
