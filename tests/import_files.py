@@ -18,19 +18,11 @@ import pyarrow.parquet as pq
 from aiohttp import web
 from harness import TOKEN, free_port
 
+from common.datasources import registry
+
 DS = "ab_test_events"
-COLUMNS = [
-    "timestamp",
-    "user_id",
-    "test_id",
-    "variant",
-    "event_type",
-    "conversion",
-    "revenue",
-    "session_id",
-    "device",
-    "country",
-]
+# The datasource's columns as its proto declares them: the files' header and order.
+COLUMNS = list(registry()[DS].column_names)
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,20 +78,16 @@ def _moves(events: list[Event]) -> Counter[tuple[str, str, str, str, str]]:
     return moves
 
 
+def _quoted(values: Iterable[str]) -> str:
+    """`values` as SQL string literals, for an IN list (ids of our own making)."""
+    return ", ".join(f"'{v}'" for v in sorted(values))
+
+
 async def _kept(warehouse: EmbeddedWarehouse) -> Counter[tuple[str, str, str, str, str]]:
     """The moves the table holds once the pending sessions are settled (as a read of
     page_paths settles them)."""
     await warehouse.settle_page_moves(DS)
-    times = "formatDateTime(from_time, '%F %T') AS f, formatDateTime(to_time, '%F %T') AS t"
-    table = page_moves.table(DS)
-    kept = f"SELECT session_id, from_page, to_page, {times}, sum(sign) AS n FROM `{table}` GROUP BY session_id, from_page, to_page, f, t HAVING n != 0"  # noqa: E501, S608 - names are ours
-    result = await warehouse.query(kept, {})
-    return Counter(
-        {
-            (r["session_id"], r["from_page"], r["to_page"], r["f"], r["t"]): int(r["n"])
-            for r in result.data
-        }
-    )
+    return await _unsettled(warehouse)
 
 
 async def _insert(warehouse: EmbeddedWarehouse, rows: list[Event], token: str) -> None:
@@ -239,25 +236,22 @@ async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
     await _insert(warehouse, events, "all")
     table = f"`{warehouse.database}`.`{DS}`"
 
-    def quoted(sessions: set[str]) -> str:
-        return ", ".join(f"'{s}'" for s in sorted(sessions))
-
     # The writer's delete: only the deleted rows' sessions are reconciled.
     gone = {e["session_id"] for e in events[::3]}
-    await warehouse.delete_rows(DS, table, f"session_id IN ({quoted(gone)})")
+    await warehouse.delete_rows(DS, table, f"session_id IN ({_quoted(gone)})")
     left = [e for e in events if e["session_id"] not in gone]
     assert await _pending(warehouse) == 0
     assert await _unsettled(warehouse) == _moves(left)
     assert _moves(left) != _moves(events)
     # Some of a session's rows only: its remaining views move between other neighbours.
     cut = {e["event_id"] for e in left[1::4]}
-    await warehouse.delete_rows(DS, table, f"event_id IN ({quoted(cut)})")
+    await warehouse.delete_rows(DS, table, f"event_id IN ({_quoted(cut)})")
     left = [e for e in left if e["event_id"] not in cut]
     assert await _unsettled(warehouse) == _moves(left)
     # SQL the writer does not see, then told: every move made again.
     gone = {e["session_id"] for e in left[::2]}
     await warehouse.execute(
-        f"ALTER TABLE {table} DELETE WHERE session_id IN ({quoted(gone)}) "
+        f"ALTER TABLE {table} DELETE WHERE session_id IN ({_quoted(gone)}) "
         "SETTINGS mutations_sync = 2"
     )
     await warehouse.rows_replaced(DS)
@@ -273,7 +267,7 @@ async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse)
     await _insert(warehouse, events, "all")
     table = f"`{warehouse.database}`.`{DS}`"
     gone = sorted({e["session_id"] for e in events[::3]})
-    condition = "session_id IN ({})".format(", ".join(f"'{s}'" for s in gone))
+    condition = f"session_id IN ({_quoted(gone)})"
     # What delete_rows had done when the process stopped: the sessions kept, the rows
     # deleted, their moves not settled yet (nor pending).
     suffix = "0123456789ab"
@@ -292,7 +286,7 @@ async def test_a_start_stops_a_failed_delete_a_stopped_process_left(warehouse):
     events = _events(62)
     await _insert(warehouse, events, "all")
     gone = sorted({e["session_id"] for e in events[::3]})
-    condition = "session_id IN ({})".format(", ".join(f"'{s}'" for s in gone))
+    condition = f"session_id IN ({_quoted(gone)})"
     suffix = "ba9876543210"
     await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
     # A mutation that fails on a row it reaches, retried by the engine for ever.
@@ -389,10 +383,8 @@ async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
             assert await _kept(warehouse) == _moves(instead)
 
             gone = sorted({e["session_id"] for e in instead[::4]})
-            quoted = ", ".join(f"'{s}'" for s in gone)
-            await call(
-                f"/v0/datasources/{DS}/delete", {"delete_condition": f"session_id IN ({quoted})"}
-            )
+            condition = f"session_id IN ({_quoted(gone)})"
+            await call(f"/v0/datasources/{DS}/delete", {"delete_condition": condition})
             await suite.ingest.datasources.wait_deletes()
             left = [e for e in instead if e["session_id"] not in gone]
             assert _moves(left) != _moves(instead)

@@ -23,25 +23,13 @@ import pytest
 from conftest import unique_database
 from gateway_pair import GATEWAYS, GatewayPair, service_targets, start_pair
 from harness import TOKEN, Suite, start_suite
+from import_files import COLUMNS, DS
 
 from common.warehouse.embedded import EmbeddedWarehouse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.envoy]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-DS = "ab_test_events"
-COLUMNS = [
-    "timestamp",
-    "user_id",
-    "test_id",
-    "variant",
-    "event_type",
-    "conversion",
-    "revenue",
-    "session_id",
-    "device",
-    "country",
-]
 IMPORT_MAX_BODY = 64 * 1024 * 1024
 ROWS = 120_000
 BAD = 41

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samples import ab_test_event
 
+from common.datasources import registry
 from pipit.project.datafiles import read_folder
 from pipit.project.model import ProjectError
 from pipit.project.template import Parameter, Rendered, RenderError, Template, TemplateError
@@ -973,18 +974,7 @@ async def test_strings_round_trip_through_clickhouse_exactly(module_warehouse, t
 async def test_the_tutorial_pipes_run_with_bound_values(module_warehouse) -> None:
     await module_warehouse.insert_json_rows(
         "ab_test_events",
-        [
-            "timestamp",
-            "user_id",
-            "test_id",
-            "variant",
-            "event_type",
-            "conversion",
-            "revenue",
-            "session_id",
-            "device",
-            "country",
-        ],
+        registry()["ab_test_events"].column_names,
         json.dumps(ab_test_event()).encode(),
     )
     templates = _tutorial_templates()
