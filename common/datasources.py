@@ -19,7 +19,14 @@ from google.protobuf.message import Message
 import pipit.datasources.v1 as datasources_pkg
 from common import id_numbers, page_moves
 from common.config import Settings
-from common.range_views import MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView, day_query, month_query
+from common.range_views import (
+    EMPTY_PREFIX,
+    MONTHS_SUFFIX,
+    WHOLE_SUFFIX,
+    RangeView,
+    day_query,
+    month_query,
+)
 from pipit.clickhouse.v1 import options_pb2
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -247,19 +254,27 @@ class Datasource:
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False
     ) -> list[str]:
-        """The range view of each projection that declares one, and its siblings for ranges
-        of whole periods, over this table (on a cluster, over its Distributed table: every
-        shard answers from its own parts)."""
-        return [
-            view.create_sql(
-                f"`{database}`.`{self.name}`",
-                f"`{database}`.`{name}`{on_cluster}",
-                server_form=not numbered,
-                form=form,
+        """The range view of each projection that declares one, its siblings for ranges
+        of whole periods and its empty table, over this table (on a cluster, over its
+        Distributed table: every shard answers from its own parts)."""
+        statements = []
+        for view in self.range_views:
+            statements += [
+                view.create_sql(
+                    f"`{database}`.`{self.name}`",
+                    f"`{database}`.`{name}`{on_cluster}",
+                    server_form=not numbered,
+                    form=form,
+                )
+                for name, form in ((view.name, "full"), *view.siblings)
+            ]
+            statements.append(
+                view.empty_sql(
+                    f"`{database}`.`{view.whole_name}`",
+                    f"`{database}`.`{view.empty_name}`{on_cluster}",
+                )
             )
-            for view in self.range_views
-            for name, form in ((view.name, "full"), *view.siblings)
-        ]
+        return statements
 
     def stale_views(self, database: str, views: Mapping[str, str] | None) -> list[str]:
         """The range views (and their siblings) that an older release made for a
@@ -283,10 +298,17 @@ class Datasource:
     def stale_views_sql(
         self, database: str, views: Mapping[str, str] | None, on_cluster: str = ""
     ) -> list[str]:
-        """Drops the `stale_views`."""
+        """Drops the `stale_views`, and the empty table of each stale range view (a name of
+        Pipit's own, so whatever holds it is ours)."""
+        stale = self.stale_views(database, views)
+        retired = set(self.retired_projections)
         return [
-            f"DROP VIEW IF EXISTS `{database}`.`{name}`{on_cluster}"
-            for name in self.stale_views(database, views)
+            *(f"DROP VIEW IF EXISTS `{database}`.`{name}`{on_cluster}" for name in stale),
+            *(
+                f"DROP TABLE IF EXISTS `{database}`.`{EMPTY_PREFIX}{name}`{on_cluster}"
+                for name in stale
+                if name in retired
+            ),
         ]
 
     def add_columns_sql(self, table: str) -> list[str]:

@@ -32,6 +32,7 @@ from common.datasources import (
     Datasource,
     registry,
 )
+from common.range_views import EMPTY_PREFIX
 from common.warehouse.embedded import EmbeddedWarehouse
 from common.warehouse.factory import open_warehouse
 from pipit import cli
@@ -73,8 +74,8 @@ def test_every_datasource_has_a_local_and_a_distributed_table_and_nothing_else()
     created = [
         re.match(r"CREATE TABLE IF NOT EXISTS `\w+`\.`(\w+)`", s)[1]
         for s in statements[1:]
-        # Projections added to older local tables; range views, below.
-        if not s.startswith(("ALTER TABLE ", "CREATE OR REPLACE VIEW "))
+        # Projections added to older local tables; range views and their empty tables, below.
+        if not s.startswith(("ALTER TABLE ", "CREATE OR REPLACE VIEW ", "CREATE OR REPLACE TABLE "))
     ]
     expected = []
     for table, _, _ in _tables():
@@ -110,6 +111,25 @@ def test_range_views_read_the_distributed_tables_on_every_node() -> None:
         tables = sql.count(f"FROM `{DATABASE}`.`{table}`\n")
         assert tables == tiers == sql.count("FROM ") - sql.count("FROM (\n")
         assert LOCAL_SUFFIX not in sql
+
+
+def test_every_range_view_has_an_empty_table_on_every_node_after_its_sibling() -> None:
+    statements = _schema().statements(DATASOURCES)
+    views = [v for ds in DATASOURCES for v in ds.range_views]
+    empties = [s for s in statements if s.startswith("CREATE OR REPLACE TABLE ")]
+    assert len(empties) == len(views)
+    for view, sql in zip(views, empties, strict=True):
+        # The sibling's columns, taken on each node from its own sibling, made before it.
+        sibling = f"`{DATABASE}`.`{view.whole_name}`"
+        assert sql == (
+            f"CREATE OR REPLACE TABLE `{DATABASE}`.`{view.empty_name}` ON CLUSTER `{CLUSTER}` "  # noqa: S608 - ours
+            f"ENGINE = Null EMPTY AS SELECT * FROM {sibling}"
+            "(start_date = toDateTime(0), end_date = toDateTime(0))"
+        )
+        made = next(
+            i for i, s in enumerate(statements) if s.startswith(f"CREATE OR REPLACE VIEW {sibling}")
+        )
+        assert made < statements.index(sql)
 
 
 @pytest.mark.parametrize("table,single_node,sharding_key", _tables(), ids=[t[0] for t in _tables()])
@@ -292,12 +312,15 @@ async def test_every_statement_parses_as_clickhouse_sql(
         DATASOURCES, existing=existing, projections=projections, views=STALE_VIEWS
     )
     assert any(s.startswith("DROP VIEW") for s in upgrade)
+    # A stale range view's empty table goes with it.
+    dropped = f"DROP TABLE IF EXISTS `{DATABASE}`.`{EMPTY_PREFIX}user_hours` ON CLUSTER `{CLUSTER}`"
+    assert dropped in upgrade
     for statement in [*upgrade, *internal]:
         result = await module_warehouse.query(
             "SELECT formatQuery({q:String}) AS formatted", {"q": statement}
         )
         formatted = result.data[0]["formatted"]
-        assert formatted.startswith(("CREATE", "ALTER TABLE", "DROP VIEW")), formatted
+        assert formatted.startswith(("CREATE", "ALTER TABLE", "DROP VIEW", "DROP TABLE")), formatted
         assert f"ON CLUSTER {CLUSTER}" in formatted
 
 
@@ -351,6 +374,8 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         for v in ds.range_views
         for name in (v.name, *(sibling for sibling, _ in v.siblings))
     }
+    # Each with a table of its columns that holds no row, for a call of no range.
+    empties = {v.empty_name: "Null" for ds in DATASOURCES for v in ds.range_views}
     # chDB numbers ids for the bitmaps of distinct counts (common/id_numbers.py).
     numbering = {
         id_numbers.NUMBERS: "MergeTree",
@@ -372,7 +397,7 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
     assert moves
     assert {name: engine for name, (engine, _) in created.items()} == {
         t: "MergeTree" for t, _, _ in _tables()
-    } | views | numbering | moves
+    } | views | empties | numbering | moves
 
 
 async def test_single_node_migration_is_what_the_services_run() -> None:
@@ -599,7 +624,7 @@ def test_pipit_migrate_adds_a_column_an_older_release_lacked(clickhouse_url: str
         ).result_rows
         assert {row[0] for row in tables} == {
             SingleNodeTable.parse(create(database)).table for create in INTERNAL_TABLES
-        }
+        } | {view.empty_name for ds in DATASOURCES for view in ds.range_views}
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{database}`")
         client.close()

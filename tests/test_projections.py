@@ -23,7 +23,7 @@ from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common.datasources import registry
-from common.range_views import WHOLE_SUFFIX, RangeView
+from common.range_views import EMPTY_PREFIX, WHOLE_SUFFIX, RangeView
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.project.artifact import builtin
@@ -802,6 +802,30 @@ async def test_a_call_whose_sibling_is_missing_is_answered_from_the_view(
         await run_pipe(own_warehouse, sql, params, "JSON")
 
 
+async def test_a_call_whose_empty_table_is_missing_is_answered_from_the_view(
+    own_warehouse: EmbeddedWarehouse,
+) -> None:
+    """retention replaces the call of the source it does not read by that view's empty
+    table; a schema of an older release has none, and the call is answered from the views
+    meanwhile, alike."""
+    sources = [registry()["user_events"], registry()["app_events"]]
+    await own_warehouse.ensure_schema(sources)
+    for ds in sources:
+        body = b"\n".join(orjson.dumps(row) for row in DATA[ds.name])
+        await own_warehouse.insert_json_rows(ds.name, ds.column_names, body)
+    retention = builtin_endpoints(1024)["Retention"]
+    request = retention.request_class(period="week", source="app_events")
+    sql, params = retention.prepare(request)
+    assert f"{EMPTY_PREFIX}activity_bitmap_days/*(" in sql
+    before = orjson.loads(await run_pipe(own_warehouse, sql, params, "JSON"))["data"]
+    assert before == expected.retention(DATA, **params)
+    await own_warehouse.execute(
+        f"DROP TABLE `{own_warehouse.database}`.`{EMPTY_PREFIX}activity_bitmap_days`"
+    )
+    after = orjson.loads(await run_pipe(own_warehouse, sql, params, "JSON"))["data"]
+    assert after == before and after, "rows were compared"
+
+
 async def test_each_tier_reads_its_own_projection_whatever_order_they_were_added_in(
     own_warehouse: EmbeddedWarehouse,
 ) -> None:
@@ -1251,9 +1275,16 @@ async def test_retention_over_a_long_span_from_either_source(
     assert want
     expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES["retention"])
     # Each period's users come from the source's day projection; the other source's view
-    # is given an empty range and sent to its one-tier sibling.
+    # is given an empty range and replaced by its empty table, which the engine reads no
+    # part of.
     sql = ENDPOINTS["retention"].sql_for(ENDPOINTS["retention"].bound(given))
     read, unread = ("activity", "feature") if source == "user_events" else ("feature", "activity")
-    assert f"{unread}_bitmap_days__whole(" in sql
+    assert f"{EMPTY_PREFIX}{unread}_bitmap_days/*(" in sql
     plan = await _reads(warehouse, "retention", given)
     assert f"ReadFromMergeTree ({read}_bitmap_days)" in plan, plan
+    explained = await warehouse.query(
+        "EXPLAIN projections = 1 " + sql, ENDPOINTS["retention"].bind(given)
+    )
+    steps = "\n".join(str(row["explain"]) for row in explained.data)
+    assert f"ReadFromMergeTree ({read}_bitmap_days)" in steps, steps
+    assert f"({unread}_bitmap" not in steps, steps  # nothing of the other source's table

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from common.datasources import registry
-from common.range_views import MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
+from common.range_views import EMPTY_PREFIX, MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
 from services.query.service import builtin_endpoints, builtin_sql
 from services.query.whole_ranges import WholeRanges, missing_sibling, views_only
 
@@ -150,6 +150,19 @@ def test_a_missing_sibling_is_told_from_other_failures() -> None:
         RuntimeError("Code: 46. DB::Exception: Unknown table function ab_bitmap_range.")
     )
     assert not missing_sibling(RuntimeError("Unknown identifier no_such__whole_column"))
+    # An empty table, as chDB and a ClickHouse server say it is missing.
+    assert missing_sibling(
+        RuntimeError(
+            "Code: 60. DB::Exception: Unknown table expression identifier "
+            f"'pipit.{EMPTY_PREFIX}activity_bitmap_days'. (UNKNOWN_TABLE)"
+        )
+    )
+    assert missing_sibling(
+        RuntimeError(f"Code: 60. DB::Exception: Table pipit.{EMPTY_PREFIX}v doesn't exist.")
+    )
+    assert not missing_sibling(
+        RuntimeError("Unknown table expression identifier 'pipit.activity_bitmap_days'")
+    )
 
 
 def test_sql_without_a_range_view_call_has_none() -> None:
@@ -166,8 +179,9 @@ def test_sql_without_a_range_view_call_has_none() -> None:
 def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> None:
     """Every sibling a built-in pipe may call is a view the datasources declare, and every
     form is a built-in SQL (so its answers are kept, as the view's are)."""
-    siblings = {n for ds in registry().values() for v in ds.range_views for n, _ in v.siblings}
-    called = set()
+    views = [v for ds in registry().values() for v in ds.range_views]
+    siblings = {n for v in views for n, _ in v.siblings}
+    called, emptied = set(), set()
     for endpoint in builtin_endpoints(1024).values():
         ranges = getattr(endpoint, "ranges", None)
         if ranges is None:
@@ -175,8 +189,10 @@ def test_the_built_in_pipes_whole_ranges_are_sent_to_siblings_that_exist() -> No
         for form in ranges.forms():
             assert form in builtin_sql()
             called |= set(re.findall(rf"(\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX}))\(", form))
+            emptied |= set(re.findall(rf"\b({EMPTY_PREFIX}\w+)/\*", form))
     assert called and called <= siblings
     assert any(name.endswith(MONTHS_SUFFIX) for name in called)
+    assert emptied and emptied <= {v.empty_name for v in views}  # retention's two sources
 
 
 GUARDED_SQL = (
@@ -189,29 +205,49 @@ GUARDED_SQL = (
 )
 
 
+def _form_of(sql: str, view: str) -> str:
+    """How `sql` calls `view`: "whole" (its sibling), "empty" (its empty table), "full"."""
+    if f"{view}{WHOLE_SUFFIX}(" in sql:
+        return "whole"
+    if re.search(rf"\b{EMPTY_PREFIX}{view}/\*\(start_date = .*?\)\*/", sql):
+        assert f"{view}(" not in sql
+        return "empty"
+    assert f"{view}(" in sql
+    return "full"
+
+
 @pytest.mark.parametrize(
-    "source,start,end,hours_whole,days_whole",
+    "source,start,end,hours_form,days_form",
     [
         # The call of the source bound is judged by its bounds; the other reads nothing and
-        # goes to its one-tier sibling.
-        ("hours", "2023-06-01 13:00:00", "2023-06-01 13:59:59", True, True),
-        ("hours", "2023-06-01 13:00:01", "2023-06-01 13:59:59", False, True),
-        ("days", "2023-06-01 13:00:00", "2023-06-01 13:59:59", True, False),
-        ("days", "2023-06-01 00:00:00", "2023-06-01 23:59:59", True, True),
-        ("days", "not a date", "2023-06-01 23:59:59", True, False),
-        ("neither", "2023-06-01 13:00:01", "2023-06-01 13:59:59", True, True),
+        # is replaced by its view's empty table.
+        ("hours", "2023-06-01 13:00:00", "2023-06-01 13:59:59", "whole", "empty"),
+        ("hours", "2023-06-01 13:00:01", "2023-06-01 13:59:59", "full", "empty"),
+        ("days", "2023-06-01 13:00:00", "2023-06-01 13:59:59", "empty", "full"),
+        ("days", "2023-06-01 00:00:00", "2023-06-01 23:59:59", "empty", "whole"),
+        ("days", "not a date", "2023-06-01 23:59:59", "empty", "full"),
+        ("neither", "2023-06-01 13:00:01", "2023-06-01 13:59:59", "empty", "empty"),
     ],
 )
 def test_a_call_guarded_by_a_parameter_reads_its_range_only_where_the_guard_holds(
-    source: str, start: str, end: str, hours_whole: bool, days_whole: bool
+    source: str, start: str, end: str, hours_form: str, days_form: str
 ) -> None:
     ranges = WholeRanges.of(GUARDED_SQL, [HOURS, DAYS])
     assert ranges is not None and len(ranges.calls) == 2
     assert [call.guard for call in ranges.calls] == [("source", "hours"), ("source", "days")]
     sql = ranges.sql_for({"source": source, "start_date": start, "end_date": end})
-    chosen = (f"hours_view{WHOLE_SUFFIX}(" in sql, f"days_view{WHOLE_SUFFIX}(" in sql)
-    assert chosen == (hours_whole, days_whole)
-    assert views_only(sql) == GUARDED_SQL
+    assert (_form_of(sql, "hours_view"), _form_of(sql, "days_view")) == (hours_form, days_form)
+    assert views_only(sql) == GUARDED_SQL  # a missing sibling's fallback: the calls back
+
+
+def test_a_guarded_call_has_every_form_an_unguarded_one_has_and_the_empty_one() -> None:
+    ranges = WholeRanges.of(GUARDED_SQL, [HOURS, DAYS])
+    assert ranges is not None
+    assert len(ranges.forms()) == 3 * 3  # full, whole or empty, per call
+    assert all(views_only(form) == GUARDED_SQL for form in ranges.forms())
+    plain = WholeRanges.of(SQL, [HOURS, DAYS])
+    assert plain is not None
+    assert not any(EMPTY_PREFIX in form for form in plain.forms())  # needs a guard
 
 
 def test_a_guard_that_differs_between_the_bounds_is_not_a_guarded_call() -> None:
@@ -224,7 +260,7 @@ def test_a_guard_that_differs_between_the_bounds_is_not_a_guarded_call() -> None
     assert [call.view.name for call in ranges.calls] == ["days_view"]
 
 
-def test_retention_sends_the_source_it_does_not_read_to_the_one_tier_sibling() -> None:
+def test_retention_sends_the_source_it_does_not_read_to_its_empty_table() -> None:
     endpoint = builtin_endpoints(1024)["Retention"]
     assert endpoint.ranges is not None
     week = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
@@ -234,6 +270,6 @@ def test_retention_sends_the_source_it_does_not_read_to_the_one_tier_sibling() -
         ("app_events", "feature_bitmap_days", "activity_bitmap_days"),
     ]:
         whole = endpoint.sql_for({"source": source, "period": "day", **week})
-        assert f"{read}{WHOLE_SUFFIX}(" in whole and f"{unread}{WHOLE_SUFFIX}(" in whole
+        assert (_form_of(whole, read), _form_of(whole, unread)) == ("whole", "empty")
         full = endpoint.sql_for({"source": source, "period": "day", **cut})
-        assert f"{read}(" in full and f"{unread}{WHOLE_SUFFIX}(" in full
+        assert (_form_of(full, read), _form_of(full, unread)) == ("full", "empty")

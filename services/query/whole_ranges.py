@@ -20,10 +20,12 @@ does not read an empty range, each bound written as
     if({g:String} = 'v', {a:DateTime}, <an alias of a moment on the far side of the range>)
 
 (`retention.sql`): where the bound `g` is `v` the call is judged by `a` and `b` as above;
-where it is not, the call reads nothing and is sent to the sibling that reads one tier, which
-the engine plans in a third of the time the full view takes (7.5 against 20 ms at 10 M
-events on chDB, measured). Anything else — another spelling, a bound that does not parse —
-keeps the view. Where the
+where it is not, the call reads nothing, and the whole call (the view and its arguments) is
+replaced by the view's empty table (`RangeView.empty_name`: its columns, no row), which the
+engine plans in no time where even the one-tier sibling costs it the analysis of an
+aggregation (common/range_views.py); the arguments stay beside it in a comment, so the call
+can be put back (`views_only`). Anything else — another spelling, a bound that does not
+parse — keeps the view. Where the
 schema is made by another process (`pipit migrate` on a cluster) a service may start before
 the siblings exist: such a call is answered from the views instead (`views_only`)."""
 
@@ -39,7 +41,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from common.range_views import DAY_SECONDS, MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
+from common.range_views import DAY_SECONDS, EMPTY_PREFIX, MONTHS_SUFFIX, WHOLE_SUFFIX, RangeView
 from common.timeparse import DATETIME_MAX, parse_datetime_fast
 from common.warehouse.base import WarehouseError
 
@@ -66,6 +68,7 @@ def _starts_month(moment: int) -> bool:
 @dataclass(frozen=True)
 class _Call:
     start: int  # where the view's name starts in the SQL
+    end: int  # where the call (the name and its arguments) ends
     view: RangeView
     start_param: str
     end_param: str
@@ -73,10 +76,11 @@ class _Call:
     guard: tuple[str, str] | None = None
 
     def form(self, values: Mapping[str, Any]) -> str:
-        """The view's form that answers the bound range: "months", "whole" or "full"."""
+        """The view's form that answers the bound range: "empty", "months", "whole" or
+        "full"."""
         if self.guard is not None and values.get(self.guard[0]) != self.guard[1]:
-            # An empty range: every form answers nothing, the one-tier sibling soonest.
-            return "whole"
+            # An empty range: every form answers nothing, the empty table soonest.
+            return "empty"
         try:
             start = parse_datetime_fast(values[self.start_param])
             end = parse_datetime_fast(values[self.end_param])
@@ -94,7 +98,9 @@ class _Call:
     @cached_property
     def names(self) -> dict[str, str]:
         """The view's name in each form: its own, then its siblings' (RangeView.siblings)."""
-        return {"full": self.view.name, **{form: name for name, form in self.view.siblings}}
+        names = {"full": self.view.name, **{form: name for name, form in self.view.siblings}}
+        # Only a guarded call can be given no range.
+        return {**names, "empty": self.view.empty_name} if self.guard is not None else names
 
 
 @dataclass(frozen=True)
@@ -110,12 +116,19 @@ class WholeRanges:
         """None when `sql` calls none of `views` in the form above."""
         known = {view.name: view for view in views}
         plain = (
-            _Call(m.start("view"), known[m["view"]], m["start"], m["end"])
+            _Call(m.start("view"), m.end(), known[m["view"]], m["start"], m["end"])
             for m in _CALL.finditer(sql)
             if m["view"] in known
         )
         guarded = (
-            _Call(m.start("view"), known[m["view"]], m["start"], m["end"], (m["guard"], m["value"]))
+            _Call(
+                m.start("view"),
+                m.end(),
+                known[m["view"]],
+                m["start"],
+                m["end"],
+                (m["guard"], m["value"]),
+            )
             for m in _GUARDED_CALL.finditer(sql)
             if m["view"] in known
         )
@@ -144,24 +157,36 @@ class WholeRanges:
             sql = self.sql
             # From the last call back, so the earlier calls' offsets still hold.
             for call, form in reversed(list(zip(self.calls, choice, strict=True))):
-                end = call.start + len(call.view.name)
-                sql = sql[: call.start] + call.names[form] + sql[end:]
+                name_end = call.start + len(call.view.name)
+                if form == "empty":  # a table: the arguments kept in a comment
+                    arguments = sql[name_end : call.end]
+                    sql = f"{sql[: call.start]}{call.names[form]}/*{arguments}*/{sql[call.end :]}"
+                else:
+                    sql = sql[: call.start] + call.names[form] + sql[name_end:]
             forms[choice] = sql
         return forms
 
 
 _SIBLING_CALL = re.compile(rf"\b(\w+)(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\(")
-_MISSING_SIBLING = re.compile(rf"Unknown table function `?\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\b")
+# An empty table and the arguments of the call it replaced (no `*/` in them: _GUARDED_CALL).
+_EMPTY_CALL = re.compile(rf"\b{EMPTY_PREFIX}(\w+)/\*(\(.*?\))\*/")
+_MISSING_SIBLING = re.compile(
+    rf"Unknown table function `?\w+(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\b"
+    # A missing table, as chDB and a ClickHouse server word it.
+    rf"|Unknown table expression identifier '(?:\w+\.)?{EMPTY_PREFIX}\w+'"
+    rf"|Table `?\w+`?\.`?{EMPTY_PREFIX}\w+`? does(?:n't| not) exist"
+)
 
 
 def views_only(sql: str) -> str:
     """`sql` (one of `WholeRanges.forms`) with every sibling's call back on its view."""
-    return _SIBLING_CALL.sub(r"\1(", sql)
+    return _SIBLING_CALL.sub(r"\1(", _EMPTY_CALL.sub(r"\1\2", sql))
 
 
 def missing_sibling(error: Exception) -> bool:
-    """Whether the engine failed a query for lack of a sibling view (a schema older than
-    this release's, until `pipit migrate` or the next start brings it up to date)."""
+    """Whether the engine failed a query for lack of a sibling view or an empty table (a
+    schema older than this release's, until `pipit migrate` or the next start brings it up
+    to date)."""
     return _MISSING_SIBLING.search(str(error)) is not None
 
 

@@ -99,6 +99,10 @@ SOURCES = {
         "ab_segment_bitmap_hours__months(start_date = '1970-01-01 00:00:00', "
         "end_date = '2106-02-07 06:28:15')"
     ),
+    # And a table of each view's columns that holds no row, for a call of no range: no
+    # datasource, though it reads nothing, so never named by a token's SQL either.
+    "range-view-empty-table": "_pipit_empty_activity_bitmap_days",
+    "range-view-empty-table-comment": "_pipit_empty_ab_bitmap_range/*(start_date = now())*/",
     # The page moves chDB keeps beside clickstream_events (common/page_moves.py): no
     # datasource either, so never read, whatever the token may read.
     "page-moves": "_pipit_page_moves_clickstream_events",

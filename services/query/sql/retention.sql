@@ -5,7 +5,8 @@
 --   source     String    'user_events' (default) or 'app_events'; the view of the source
 --                        not bound gets a range that ends before it starts, so it reads no
 --                        part (no table name is spliced; services/query/whole_ranges.py
---                        sends that call to the view's one-tier sibling)
+--                        replaces that call by the view's empty table, which the engine
+--                        need not plan)
 --   period     String    'day' (default), 'week' (weeks start on Monday) or 'month'; chosen
 --                        with multiIf() over the bound value, never spliced
 --   start_date DateTime  earliest event time included (inclusive)
