@@ -6,6 +6,7 @@ tests/expected.py computes from the same events."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections import Counter
@@ -278,7 +279,56 @@ async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse)
     left = [e for e in events if e["session_id"] not in gone]
     assert await _unsettled(warehouse) == _moves(events) != _moves(left)
     await warehouse.ensure_schema(list(registry().values()))
+    await warehouse.deletes_finished()
     assert await _unsettled(warehouse) == _moves(left)
+    assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
+
+
+async def test_a_start_does_not_wait_for_the_delete_a_stopped_process_left(warehouse):
+    # A mutation runs for minutes at scale: a start that waited for it would not be ready.
+    events = _events(63)
+    await _insert(warehouse, events, "all")
+    table = f"`{warehouse.database}`.`{DS}`"
+    gone = sorted({e["session_id"] for e in events[::4]})
+    condition = f"session_id IN ({_quoted(gone)})"
+    suffix = "a1b2c3d4e5f6"
+    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    # The engine runs mutations as it merges: stopped, the delete cannot end.
+    await warehouse.execute(f"SYSTEM STOP MERGES {table}")
+    try:
+        await warehouse.execute(
+            f"ALTER TABLE {table} DELETE WHERE {condition} SETTINGS mutations_sync = 0"
+        )
+        await asyncio.wait_for(warehouse.ensure_schema(list(registry().values())), 60)
+        # Ready, the delete still under way: its sessions kept, their moves as before.
+        assert page_moves.deleting_table(DS, suffix) in await warehouse.table_names()
+        assert await _unsettled(warehouse) == _moves(events)
+    finally:
+        await warehouse.execute(f"SYSTEM START MERGES {table}")
+    await warehouse.deletes_finished()
+    left = [e for e in events if e["session_id"] not in gone]
+    assert await _unsettled(warehouse) == _moves(left) != _moves(events)
+    assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
+
+
+async def test_a_start_leaves_the_deletes_this_process_runs_to_their_callers(warehouse):
+    # A deploy's ensure_schema while a delete of this process runs: the delete's kept
+    # sessions are not taken for a stopped process's.
+    events = _events(64)
+    await _insert(warehouse, events, "all")
+    condition = f"session_id = '{events[0]['session_id']}'"
+    suffix = "f6e5d4c3b2a1"
+    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    under_way = warehouse._engine.deletes_under_way
+    under_way.add(suffix)
+    try:
+        await warehouse.ensure_schema(list(registry().values()))
+        await warehouse.deletes_finished()
+        assert page_moves.deleting_table(DS, suffix) in await warehouse.table_names()
+    finally:
+        under_way.discard(suffix)
+    await warehouse.ensure_schema(list(registry().values()))  # now one left: finished
+    await warehouse.deletes_finished()
     assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
 
 
@@ -296,6 +346,7 @@ async def test_a_start_stops_a_failed_delete_a_stopped_process_left(warehouse):
         "SETTINGS mutations_sync = 0"
     )
     await warehouse.ensure_schema(list(registry().values()))
+    await warehouse.deletes_finished()
     assert page_moves.deleting_table(DS, suffix) not in await warehouse.table_names()
     # Whichever rows the engine got to, the moves are theirs.
     left = await warehouse.query(f"SELECT event_id FROM `{DS}`", {})  # noqa: S608

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from clickhouse_connect.driver.binding import BS, must_escape
 
 from common import id_numbers, page_moves
@@ -58,6 +59,7 @@ from common.warehouse.base import (
 )
 
 _T = TypeVar("_T")
+log = structlog.get_logger("warehouse")
 
 # How often, at most, a writer reconciles the page moves of the sessions its batches
 # touched (common/page_moves.py), and how many inserted bytes make it do so sooner: a
@@ -165,6 +167,9 @@ class _Engine:
         # what an earlier process left), and the bytes inserted since. Main lane only.
         self.moves_settled_at: dict[tuple[str, str], float] = {}
         self.moves_unsettled_bytes: dict[tuple[str, str], int] = {}
+        # The deletes this process runs, by the suffix of the table keeping their sessions:
+        # any other such table a start finds is one a stopped process left. Event loop only.
+        self.deletes_under_way: set[str] = set()
 
     def forget_columns(self) -> None:
         """After any statement that may have changed a table (or numbered ids)."""
@@ -287,6 +292,9 @@ class EmbeddedWarehouse(Warehouse):
         self.answer_cache_bytes = answer_cache_bytes
         self._engine: _Engine | None = None
         self._readers: list[_Lane] = []
+        # Finishing the deletes a stopped process left (`_finish_deletes`), while this
+        # warehouse serves.
+        self._finishing: asyncio.Task[None] | None = None
 
     def sibling(self, database: str) -> EmbeddedWarehouse:
         return EmbeddedWarehouse(
@@ -351,7 +359,13 @@ class EmbeddedWarehouse(Warehouse):
 
     async def close(self) -> None:
         # The session lives as long as the process: chDB cannot reopen another path,
-        # and other warehouses in this process (tests) may still use it.
+        # and other warehouses in this process (tests) may still use it. A delete left
+        # unfinished is finished by the next start (its kept sessions stay until then).
+        if self._finishing is not None:
+            self._finishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._finishing
+            self._finishing = None
         self._engine = None
 
     async def ensure_schema(
@@ -369,7 +383,7 @@ class EmbeddedWarehouse(Warehouse):
                 f"ALTER TABLE `{self.database}`.`{table}` MATERIALIZE COLUMN `{column}` "
                 "SETTINGS mutations_sync = 0"  # chDB's default waits for it: a start would too
             )
-        await self._finish_deletes([ds for ds in datasources if ds.page_moves])
+        await self._start_finishing_deletes([ds for ds in datasources if ds.page_moves])
 
     async def _unnumbered(self, datasources: Sequence[Datasource]) -> list[tuple[str, str]]:
         """(table, hidden number column) of each existing table that lacks the column."""
@@ -552,19 +566,25 @@ class EmbeddedWarehouse(Warehouse):
         assert self._engine is not None
         main = self._engine.main
         suffix = uuid.uuid4().hex[:12]
-        mutation = await self._on_lane(
-            main, self._start_delete_on_main, main, table, target, condition, moves, suffix
-        )
+        under_way = self._engine.deletes_under_way
+        under_way.add(suffix)
         try:
-            await self._mutation_done(table, mutation)
-        except WarehouseError:
-            # A failed mutation is retried by the engine for ever, and every later one of
-            # the table waits behind it: it is stopped (the parts it did are not undone).
-            await self._stop_failed(table, mutation)
-            raise
+            mutation = await self._on_lane(
+                main, self._start_delete_on_main, main, table, target, condition, moves, suffix
+            )
+            try:
+                await self._mutation_done(table, mutation)
+            except WarehouseError:
+                # A failed mutation is retried by the engine for ever, and every later one
+                # of the table waits behind it: it is stopped (the parts it did are not
+                # undone).
+                await self._stop_failed(table, mutation)
+                raise
+            finally:
+                # Whatever rows are gone, their sessions' moves follow.
+                await self._on_lane(main, self._deleted_on_main, main, table, moves, suffix)
         finally:
-            # Whatever rows are gone, their sessions' moves follow.
-            await self._on_lane(main, self._deleted_on_main, main, table, moves, suffix)
+            under_way.discard(suffix)
 
     def _start_delete_on_main(
         self,
@@ -634,24 +654,59 @@ class EmbeddedWarehouse(Warehouse):
                 self._execute_on_main(main, statement)
             self._settle_on_main(main, table)
 
-    async def _finish_deletes(self, datasources: Sequence[Datasource]) -> None:
-        """The deletes a stopped process left under way: once the table's mutations are
-        done, their sessions' moves settled."""
+    async def _start_finishing_deletes(self, datasources: Sequence[Datasource]) -> None:
+        """Finishes the deletes a stopped process left under way in the background: their
+        mutations may run for minutes (a minute at 10 M rows), and a start that waited for
+        them would not be ready meanwhile — nor, past a probe's patience, at all. Until
+        then the moves of their sessions are those from before the delete, as while any
+        delete runs."""
         names = await self.table_names()
+        # Not left: this process finishes them.
+        ours = self._engine.deletes_under_way if self._engine is not None else set()
+        left: dict[str, list[str]] = {}
         for ds in datasources:
-            left = re.compile(re.escape(page_moves.DELETING_PREFIX + ds.name) + "_([0-9a-f]{12})")
-            suffixes = [m.group(1) for name in sorted(names) if (m := left.fullmatch(name))]
-            if not suffixes:
-                continue
-            try:
-                await self._mutation_done(ds.name, "")
-            except WarehouseError:  # a failed one would hold the start for ever
-                await self._stop_failed(ds.name, "")
-                await self._mutation_done(ds.name, "")
-            assert self._engine is not None
-            main = self._engine.main
-            for suffix in suffixes:
-                await self._on_lane(main, self._deleted_on_main, main, ds.name, True, suffix)
+            pattern = re.compile(
+                re.escape(page_moves.DELETING_PREFIX + ds.name) + "_([0-9a-f]{12})"
+            )
+            suffixes = [
+                m.group(1)
+                for name in sorted(names)
+                if (m := pattern.fullmatch(name)) and m.group(1) not in ours
+            ]
+            if suffixes:
+                left[ds.name] = suffixes
+        if not left or (self._finishing is not None and not self._finishing.done()):
+            return
+        log.info("finishing the deletes a stopped process left", tables=sorted(left))
+        self._finishing = asyncio.create_task(self._finish_deletes(left), name="finish-deletes")
+
+    async def deletes_finished(self) -> None:
+        """Returns once the deletes a stopped process left (found by the last
+        `ensure_schema`) are finished."""
+        if self._finishing is not None:
+            await asyncio.shield(self._finishing)
+
+    async def _finish_deletes(self, left: Mapping[str, Sequence[str]]) -> None:
+        """The deletes a stopped process left under way (their kept sessions' suffixes,
+        by table): once the table's mutations are done, their sessions' moves settled."""
+        try:
+            for table, suffixes in left.items():
+                await self._finish_table_deletes(table, suffixes)
+        except Exception as exc:  # a task of its own: its failure is logged; the next start retries
+            log.error("finishing a stopped process's delete failed", error=str(exc)[:1000])
+        else:
+            log.info("the deletes a stopped process left are finished", tables=sorted(left))
+
+    async def _finish_table_deletes(self, table: str, suffixes: Sequence[str]) -> None:
+        try:
+            await self._mutation_done(table, "")
+        except WarehouseError:  # a failed one would be waited for for ever
+            await self._stop_failed(table, "")
+            await self._mutation_done(table, "")
+        assert self._engine is not None
+        main = self._engine.main
+        for suffix in suffixes:
+            await self._on_lane(main, self._deleted_on_main, main, table, True, suffix)
 
     async def rows_replaced(self, table: str) -> None:
         if await self._has_moves(table):
