@@ -303,6 +303,12 @@ async def test_a_start_does_not_wait_for_the_delete_a_stopped_process_left(wareh
         # Ready, the delete still under way: its sessions kept, their moves as before.
         assert page_moves.deleting_table(DS, suffix) in await warehouse.table_names()
         assert await _unsettled(warehouse) == _moves(events)
+        # Another warehouse of this process over the same database (another service of
+        # one suite) leaves it to the first.
+        other = warehouse.sibling(warehouse.database)
+        await other.open()
+        await asyncio.wait_for(other.ensure_schema(list(registry().values())), 60)
+        assert other._finishing is None and warehouse._finishing is not None
     finally:
         await warehouse.execute(f"SYSTEM START MERGES {table}")
     await warehouse.deletes_finished()

@@ -660,9 +660,12 @@ class EmbeddedWarehouse(Warehouse):
         them would not be ready meanwhile — nor, past a probe's patience, at all. Until
         then the moves of their sessions are those from before the delete, as while any
         delete runs."""
+        if self._engine is None:
+            return
         names = await self.table_names()
-        # Not left: this process finishes them.
-        ours = self._engine.deletes_under_way if self._engine is not None else set()
+        # Not left: this process finishes them (its own, and those another warehouse of it
+        # over the same database is finishing already).
+        ours = self._engine.deletes_under_way
         left: dict[str, list[str]] = {}
         for ds in datasources:
             pattern = re.compile(
@@ -678,6 +681,7 @@ class EmbeddedWarehouse(Warehouse):
         if not left or (self._finishing is not None and not self._finishing.done()):
             return
         log.info("finishing the deletes a stopped process left", tables=sorted(left))
+        ours.update(suffix for suffixes in left.values() for suffix in suffixes)
         self._finishing = asyncio.create_task(self._finish_deletes(left), name="finish-deletes")
 
     async def deletes_finished(self) -> None:
@@ -696,6 +700,11 @@ class EmbeddedWarehouse(Warehouse):
             log.error("finishing a stopped process's delete failed", error=str(exc)[:1000])
         else:
             log.info("the deletes a stopped process left are finished", tables=sorted(left))
+        finally:
+            if self._engine is not None:
+                self._engine.deletes_under_way.difference_update(
+                    suffix for suffixes in left.values() for suffix in suffixes
+                )
 
     async def _finish_table_deletes(self, table: str, suffixes: Sequence[str]) -> None:
         try:
