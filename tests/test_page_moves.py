@@ -263,16 +263,26 @@ async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
     assert await _kept(warehouse) == Counter()
 
 
-async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse):
-    events = _events(61)
+async def _delete_begun(
+    warehouse: EmbeddedWarehouse, seed: int, every: int, suffix: str
+) -> tuple[list[dict[str, Any]], list[str], str]:
+    """What delete_rows does before its mutation, as a stopped process left it: events
+    written, every `every`th one's session to go, those sessions kept under `suffix`.
+    Answers the events, the sessions and the delete's condition."""
+    events = _events(seed)
     await _insert(warehouse, events, "all")
-    table = f"`{warehouse.database}`.`{DS}`"
-    gone = sorted({e["session_id"] for e in events[::3]})
+    gone = sorted({e["session_id"] for e in events[::every]})
     condition = f"session_id IN ({_quoted(gone)})"
+    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    return events, gone, condition
+
+
+async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse):
     # What delete_rows had done when the process stopped: the sessions kept, the rows
     # deleted, their moves not settled yet (nor pending).
     suffix = "0123456789ab"
-    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    events, gone, condition = await _delete_begun(warehouse, 61, 3, suffix)
+    table = f"`{warehouse.database}`.`{DS}`"
     await warehouse.execute(
         f"ALTER TABLE {table} DELETE WHERE {condition} SETTINGS mutations_sync = 2"
     )
@@ -286,13 +296,9 @@ async def test_a_delete_a_stopped_process_left_is_finished_by_a_start(warehouse)
 
 async def test_a_start_does_not_wait_for_the_delete_a_stopped_process_left(warehouse):
     # A mutation runs for minutes at scale: a start that waited for it would not be ready.
-    events = _events(63)
-    await _insert(warehouse, events, "all")
-    table = f"`{warehouse.database}`.`{DS}`"
-    gone = sorted({e["session_id"] for e in events[::4]})
-    condition = f"session_id IN ({_quoted(gone)})"
     suffix = "a1b2c3d4e5f6"
-    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    events, gone, condition = await _delete_begun(warehouse, 63, 4, suffix)
+    table = f"`{warehouse.database}`.`{DS}`"
     # The engine runs mutations as it merges: stopped, the delete cannot end.
     await warehouse.execute(f"SYSTEM STOP MERGES {table}")
     try:
@@ -339,12 +345,8 @@ async def test_a_start_leaves_the_deletes_this_process_runs_to_their_callers(war
 
 
 async def test_a_start_stops_a_failed_delete_a_stopped_process_left(warehouse):
-    events = _events(62)
-    await _insert(warehouse, events, "all")
-    gone = sorted({e["session_id"] for e in events[::3]})
-    condition = f"session_id IN ({_quoted(gone)})"
     suffix = "ba9876543210"
-    await warehouse.execute(page_moves.deleting_sql(warehouse.database, DS, suffix, condition))
+    events, _, condition = await _delete_begun(warehouse, 62, 3, suffix)
     # A mutation that fails on a row it reaches, retried by the engine for ever.
     await warehouse.execute(
         f"ALTER TABLE `{warehouse.database}`.`{DS}` DELETE WHERE "
