@@ -430,6 +430,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 p.day_projection if p.fold_hours else "",
                 month_projection=p.month_projection if p.fold_hours else "",
                 one_row_per_key=p.one_row_per_key,
+                table=table.name,
             )
             for p in table.projections
             if p.range_view
@@ -442,6 +443,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 day_projection=p.day_projection,
                 month_projection=p.month_projection,
                 projection=p.name,
+                table=table.name,
             )
             for p in table.projections
             if p.range_view and p.folded_view
@@ -453,6 +455,7 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
                 day_projection=p.day_projection,
                 by_day=True,
                 projection=p.name,
+                table=table.name,
             )
             for p in table.projections
             if p.day_projection

@@ -153,7 +153,8 @@ class RangeView:
     UTC month, which a folded view with days reads whole months from; `one_row_per_key`
     when a folded view groups its tiers' rows once more, one row per key for any range;
     `projection`, the hourly projection's name where the view is named apart from it (a
-    folded view of its own name, a view by day)."""
+    folded view of its own name, a view by day); `table`, the datasource it reads (where
+    a pipe's call is replaced by the view's SELECT: services/query/whole_ranges.py)."""
 
     name: str
     query: str
@@ -163,6 +164,7 @@ class RangeView:
     month_projection: str = ""
     one_row_per_key: bool = False
     projection: str = ""
+    table: str = ""
 
     def __post_init__(self) -> None:
         select, group_by, keys = self.query.partition(" GROUP BY ")
@@ -250,8 +252,14 @@ class RangeView:
         self, table: str, view: str, *, server_form: bool = False, form: str = "full"
     ) -> str:
         """`CREATE OR REPLACE VIEW` of this view (`view`, qualified, `ON CLUSTER` included
-        where it applies) over `table` (qualified). Idempotent, and a changed declaration
-        replaces the old view. `server_form`: over a table whose ids have no numbers (a
+        where it applies) over `table` (qualified): `select_sql`. Idempotent, and a changed
+        declaration replaces the old view."""
+        select = self.select_sql(table, server_form=server_form, form=form)
+        return f"CREATE OR REPLACE VIEW {view} AS\n{select}"
+
+    def select_sql(self, table: str, *, server_form: bool = False, form: str = "full") -> str:
+        """The view's SELECT over `table`, its bounds the parameters `{start_date:DateTime}`
+        and `{end_date:DateTime}`. `server_form`: over a table whose ids have no numbers (a
         ClickHouse server), as its projection is there. `form`: "full", every tier; "whole",
         the sibling that reads the whole periods alone (exact only for a range of whole
         `period_seconds`); "months", the sibling that reads whole months alone (exact only
@@ -305,7 +313,7 @@ class RangeView:
                 f"SELECT {', '.join(self._regrouped_columns())}\nFROM (\n{union}\n)\n"
                 f"GROUP BY {keys}"
             )
-        return f"CREATE OR REPLACE VIEW {view} AS\n{union}"
+        return union
 
     def _regrouped_columns(self) -> list[str]:
         """The columns of a folded view that groups its tiers' rows once more: each key as

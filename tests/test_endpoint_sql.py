@@ -49,11 +49,12 @@ class Endpoint:
     def sql(self) -> str:
         return (SQL_DIR / f"{self.name}.sql").read_text()
 
-    def sql_for(self, params: dict[str, Any]) -> str:
+    def sql_for(self, params: dict[str, Any], *, inline: bool = True) -> str:
         """The SQL the query service runs for `params`: a whole range's range views are
-        their siblings (services/query/whole_ranges.py)."""
+        their siblings, each call replaced by that form's SELECT (`inline`; without it,
+        called by name, as the Query API runs a pipe) (services/query/whole_ranges.py)."""
         ranges = WholeRanges.of(self.sql, RANGE_VIEWS)
-        return self.sql if ranges is None else ranges.sql_for(params)
+        return self.sql if ranges is None else ranges.sql_for(params, inline=inline)
 
     def bind(self, given: dict[str, Any]) -> dict[str, Any]:
         """What the binder sends: every parameter, defaults applied, '' when none."""

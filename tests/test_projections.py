@@ -920,13 +920,17 @@ async def test_answers_equal_the_rows_answers(
         assert all(round(row[column], digits) == row[column] for row in actual), column
 
 
+def _sql_of(case: tuple[str, dict[str, str]], *, inline: bool = True) -> str:
+    name, given = case
+    return ENDPOINTS[name].sql_for(ENDPOINTS[name].bound(given), inline=inline)
+
+
 # The cases whose range is whole for some view the endpoint calls: the query service sends
 # those calls to the views' siblings (services/query/whole_ranges.py).
 WHOLE_CASES = [
     case
     for case in CASES
-    if ENDPOINTS[case.values[0][0]].sql_for(ENDPOINTS[case.values[0][0]].bound(case.values[0][1]))
-    != ENDPOINTS[case.values[0][0]].sql
+    if _sql_of(case.values[0], inline=False) != ENDPOINTS[case.values[0][0]].sql
 ]
 
 
@@ -936,28 +940,25 @@ def test_whole_ranges_of_both_periods_are_among_the_cases() -> None:
     chosen = {
         name
         for case in WHOLE_CASES
-        for name in re.findall(r"(\w+)__whole\(", _sql_of(case.values[0]))
+        for name in re.findall(r"(\w+)__whole\(", _sql_of(case.values[0], inline=False))
     }
     views = {v.name: v for ds in registry().values() for v in ds.range_views}
     assert {views[name].period_seconds for name in chosen} == {3600, 86400}
-
-
-def _sql_of(case: tuple[str, dict[str, str]]) -> str:
-    name, given = case
-    return ENDPOINTS[name].sql_for(ENDPOINTS[name].bound(given))
 
 
 @pytest.mark.parametrize("case", WHOLE_CASES)
 async def test_a_whole_range_answers_alike_from_both_views(
     warehouse: EmbeddedWarehouse, case: tuple[str, dict[str, str]]
 ) -> None:
-    """The siblings' answers (test_answers_equal_the_rows_answers holds them to the
-    reference) equal the full views', whose other tiers are empty for such a range."""
+    """The siblings' answers, called by name (as the Query API runs a pipe) and inlined
+    (as the query service does; test_answers_equal_the_rows_answers holds those to the
+    reference), equal the full views', whose other tiers are empty for such a range."""
     name, given = case
     params = ENDPOINTS[name].bound(given)
-    siblings = await warehouse.query(_sql_of(case), params)
     views = await warehouse.query(ENDPOINTS[name].sql, params)
-    assert siblings.data == views.data
+    for inline in (False, True):
+        siblings = await warehouse.query(_sql_of(case, inline=inline), params)
+        assert siblings.data == views.data, inline
 
 
 # get_popular_pages reads its view in a scalar subquery, which the engine runs while it

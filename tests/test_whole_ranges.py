@@ -5,6 +5,7 @@ data is tests/test_projections.py's `test_a_whole_range_answers_alike_from_both_
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -273,3 +274,91 @@ def test_retention_sends_the_source_it_does_not_read_to_its_empty_table() -> Non
         assert (_form_of(whole, read), _form_of(whole, unread)) == ("whole", "empty")
         full = endpoint.sql_for({"source": source, "period": "day", **cut})
         assert (_form_of(full, read), _form_of(full, unread)) == ("full", "empty")
+
+
+# The views as a datasource declares them: with the table they read, so a call can be
+# replaced by the view's SELECT.
+HOURS_OF_T = dataclasses.replace(HOURS, table="t")
+DAYS_OF_T = dataclasses.replace(DAYS, table="t")
+HOURS_CALL = "hours_view(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})"
+DAYS_CALL = "days_view(start_date = {from:DateTime}, end_date = {to:DateTime})"
+
+
+def _select(view: RangeView, form: str, start: str, end: str, *, numbered: bool = True) -> str:
+    select = view.select_sql("`t`", server_form=not numbered, form=form)
+    select = select.replace("{start_date:DateTime}", f"{{{start}:DateTime}}")
+    return "(\n" + select.replace("{end_date:DateTime}", f"{{{end}:DateTime}}") + "\n)"
+
+
+def test_an_inlined_call_is_its_forms_select_over_the_calls_own_bounds() -> None:
+    """The query service runs each call as the SELECT of the form its bounds choose (the
+    engine plans it sooner than the view's call), the view's bounds renamed to the call's
+    parameters; a call of a view no datasource declares stays as written."""
+    ranges = WholeRanges.of(SQL, [HOURS_OF_T, DAYS_OF_T])
+    assert ranges is not None
+    hours_whole = {"start_date": "2023-06-01 13:00:00", "end_date": "2023-06-01 13:59:59"}
+    cut_days = {"from": "2023-06-01 13:00:00", "to": "2023-06-02 08:59:59"}
+    sql = ranges.sql_for(hours_whole | cut_days, inline=True)
+    assert sql == SQL.replace(
+        HOURS_CALL, _select(HOURS_OF_T, "whole", "start_date", "end_date")
+    ).replace(DAYS_CALL, _select(DAYS_OF_T, "full", "from", "to"))
+    assert not re.search(r"\b(?:hours|days)_view\w*\(", sql) and "other_view(" in sql
+    # By name unless asked: the Query API's read-only lane refuses the SELECTs' SETTINGS.
+    assert ranges.sql_for(hours_whole | cut_days) == SQL.replace(
+        "hours_view(", f"hours_view{WHOLE_SUFFIX}("
+    )
+    assert sql in ranges.forms()
+    # By name and inlined (the views number no ids: a server's SELECTs are the same).
+    assert len(ranges.forms()) == 2 * 4
+
+
+def test_an_inlined_call_over_a_servers_table_reads_its_distinct_ids_as_its_projection_does() -> (
+    None
+):
+    view = RangeView(
+        "ids_view",
+        "SELECT a, toStartOfHour(timestamp) AS hour, groupBitmapState(_pipit_user_id_number) "
+        "AS ids GROUP BY a, hour",
+        table="t",
+    )
+    call = "ids_view(start_date = {s:DateTime}, end_date = {e:DateTime})"
+    sql = f"SELECT * FROM {call}"  # noqa: S608 - a constant
+    ranges = WholeRanges.of(sql, [view])
+    assert ranges is not None
+    values = {"s": "2023-06-01 00:00:00", "e": "2023-06-01 23:59:59"}
+    numbered = ranges.sql_for(values, inline=True)
+    server = ranges.sql_for(values, inline=True, numbered=False)
+    assert "groupBitmapState(_pipit_user_id_number)" in numbered
+    assert "uniqExactState(user_id)" in server and "_pipit_user_id_number" not in server
+    assert server == sql.replace(call, _select(view, "whole", "s", "e", numbered=False))
+
+
+def test_an_inlined_guarded_call_reads_the_bound_parameters_where_its_guard_holds() -> None:
+    """Where the guard holds, the call's `if(…)` bounds are its parameters: the SELECT reads
+    them directly; the call that reads nothing is the empty table, put back by `views_only`."""
+    ranges = WholeRanges.of(GUARDED_SQL, [HOURS_OF_T, DAYS_OF_T])
+    assert ranges is not None
+    values = {"source": "days", "start_date": "2023-06-01 00:00:00", "end_date": LAST}
+    sql = ranges.sql_for(values, inline=True)
+    assert _select(DAYS_OF_T, "whole", "start_date", "end_date") in sql
+    assert "days_view(" not in sql and "if({source:String} = 'days'" not in sql
+    assert re.search(rf"\b{EMPTY_PREFIX}hours_view/\*\(start_date = .*?\)\*/", sql)
+    assert "hours_view(start_date = if(" in views_only(sql)
+
+
+def test_the_built_in_pipes_run_no_range_view_call() -> None:
+    """What the query service runs for a built-in pipe reads the tables, never a view (an
+    empty table aside), and is a built-in SQL (its answers are kept, as the calls' were)."""
+    views = [v for ds in registry().values() for v in ds.range_views]
+    names = {n for v in views for n in (v.name, *(s for s, _ in v.siblings))}
+    for endpoint in builtin_endpoints(1024).values():
+        ranges = getattr(endpoint, "ranges", None)
+        if ranges is None:
+            continue
+        whole = {"start_date": "2023-06-01 00:00:00", "end_date": "2023-06-30 23:59:59"}
+        bound = {**endpoint.bind(endpoint.request_class()), **whole}
+        for numbered in (True, False):
+            sql = endpoint.sql_for(bound, inline=True, numbered=numbered)
+            assert not set(re.findall(r"\b(\w+)\(", sql)) & names, endpoint.name
+            assert "preferred_optimize_projection_name" in sql  # a tier's projection
+            assert sql in builtin_sql()

@@ -186,15 +186,22 @@ class Endpoint:
             ranges=WholeRanges.of(sql, range_views),
         )
 
-    def prepare(self, request: Message) -> tuple[str, dict[str, str | Literal]]:
-        """The SQL to run for the request and the values of its placeholders."""
+    def prepare(
+        self, request: Message, *, inline: bool = False, numbered: bool = True
+    ) -> tuple[str, dict[str, str | Literal]]:
+        """The SQL to run for the request and the values of its placeholders (`sql_for`)."""
         values = self.bind(request)
-        return self.sql_for(values), values
+        return self.sql_for(values, inline=inline, numbered=numbered), values
 
-    def sql_for(self, values: Mapping[str, Any]) -> str:
+    def sql_for(
+        self, values: Mapping[str, Any], *, inline: bool = False, numbered: bool = True
+    ) -> str:
         """The SQL to run for bound `values`: range views of whole ranges answered by
-        their siblings (services/query/whole_ranges.py)."""
-        return self.sql if self.ranges is None else self.ranges.sql_for(values)
+        their siblings; with `inline`, the views' SELECTs in place of their calls, over
+        `numbered` ids or a server's (services/query/whole_ranges.py)."""
+        if self.ranges is None:
+            return self.sql
+        return self.ranges.sql_for(values, inline=inline, numbered=numbered)
 
     def bind(self, request: Message) -> dict[str, str | Literal]:
         """SQL parameters from the request. Raises InvalidParameter naming the field."""

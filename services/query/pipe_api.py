@@ -117,8 +117,14 @@ class PipeApi:
             typed = typed_request(endpoint, values)
             # A JWT's fixed parameters win over the caller's, as on the typed route.
             apply_fixed_params(typed, current_principal.get(), name)
-            sql, params = endpoint.prepare(typed)
             analysis = analysis_of(endpoint.method)
+            # The views' SELECTs in place of their calls, save where `q` runs over the
+            # pipe's SQL itself: the read-only lane refuses their SETTINGS.
+            sql, params = endpoint.prepare(
+                typed,
+                inline=not query or analysis is not None,
+                numbered=self._warehouse.numbers_ids,
+            )
             if analysis is not None:
                 analysis.check(params)
         except (InvalidParameter, GatewayError) as exc:

@@ -151,7 +151,9 @@ class QueryService:
             except FixedParamRefused as exc:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
             try:
-                sql, params = endpoint.prepare(request)
+                sql, params = endpoint.prepare(
+                    request, inline=True, numbered=self._warehouse.numbers_ids
+                )
                 if analysis is not None:
                     analysis.check(params)
             except InvalidParameter as exc:

@@ -93,9 +93,13 @@ class TemplateEndpoint:
     def response_class(self) -> type[Message]:
         return message_factory.GetMessageClass(self.method.output_type)
 
-    def prepare(self, request: Message) -> tuple[str, dict[str, str]]:
+    def prepare(
+        self, request: Message, *, inline: bool = False, numbered: bool = True
+    ) -> tuple[str, dict[str, str]]:
         """The SQL to run for the request and the values of its placeholders. Raises
-        InvalidParameter, naming the parameter, for a value the pipe refuses."""
+        InvalidParameter, naming the parameter, for a value the pipe refuses. (`inline` and
+        `numbered` are a native pipe's: a template's SQL is rendered, no range view's call
+        in it is known.)"""
         given: dict[str, Any] = {}
         fields = self.method.input_type.fields_by_name
         for name, parameter in self.parameters.items():

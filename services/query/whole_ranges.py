@@ -60,6 +60,9 @@ _GUARDED_CALL = re.compile(
     r"\{(?P<end>\w+):DateTime\}, \w+\)\)"
 )
 
+# A view's bounds in its SELECT.
+_BOUND = re.compile(r"\{(start_date|end_date):DateTime\}")
+
 
 def _starts_month(moment: int) -> bool:
     return moment % DAY_SECONDS == 0 and datetime.fromtimestamp(moment, UTC).day == 1
@@ -94,6 +97,15 @@ class _Call:
         if start % period == 0 and after % period == 0:
             return "whole"
         return "full"
+
+    def inlined(self, form: str, *, numbered: bool) -> str:
+        """The call replaced by the SELECT of the view's `form` ("full", "whole" or
+        "months"), its bounds this call's parameters (a guarded call is given a range only
+        where its guard holds: the bounds are then the parameters themselves)."""
+        select = self.view.select_sql(f"`{self.view.table}`", server_form=not numbered, form=form)
+        bounds = {"start_date": self.start_param, "end_date": self.end_param}
+        select = _BOUND.sub(lambda found: f"{{{bounds[found[1]]}:DateTime}}", select)
+        return f"(\n{select}\n)"
 
     @cached_property
     def names(self) -> dict[str, str]:
@@ -141,30 +153,48 @@ class WholeRanges:
         ranges = cls.of(sql, views)
         return frozenset({sql}) if ranges is None else ranges.forms()
 
-    def sql_for(self, values: Mapping[str, Any]) -> str:
-        """The SQL with each call whose bounds are whole sent to the view's sibling."""
-        return self._forms[tuple(call.form(values) for call in self.calls)]
+    def sql_for(
+        self, values: Mapping[str, Any], *, inline: bool = False, numbered: bool = True
+    ) -> str:
+        """The SQL with each call whose bounds are whole sent to the view's sibling; with
+        `inline`, each call that reads a range replaced by that form's SELECT (over a table
+        whose ids are `numbered`, or a server's), which the engine plans sooner than the
+        view's call (services/query/sql/README.md)."""
+        written = numbered if inline and self._inlinable else None
+        return self._forms[tuple(call.form(values) for call in self.calls), written]
 
     def forms(self) -> frozenset[str]:
         """Every SQL `sql_for` may give."""
         return frozenset(self._forms.values())
 
     @cached_property
-    def _forms(self) -> dict[tuple[str, ...], str]:
-        # A pipe calls a view or two: every combination is made once, up front.
+    def _inlinable(self) -> bool:
+        # A view declared without its datasource (a test's) can only be called.
+        return all(call.view.table for call in self.calls)
+
+    @cached_property
+    def _forms(self) -> dict[tuple[tuple[str, ...], bool | None], str]:
+        # A pipe calls a view or two: every combination is made once, up front, with the
+        # calls by name (None) and inlined over numbered ids (True) or a server's (False).
         forms = {}
-        for choice in product(*(call.names for call in self.calls)):
-            sql = self.sql
-            # From the last call back, so the earlier calls' offsets still hold.
-            for call, form in reversed(list(zip(self.calls, choice, strict=True))):
-                name_end = call.start + len(call.view.name)
-                if form == "empty":  # a table: the arguments kept in a comment
-                    arguments = sql[name_end : call.end]
-                    sql = f"{sql[: call.start]}{call.names[form]}/*{arguments}*/{sql[call.end :]}"
-                else:
-                    sql = sql[: call.start] + call.names[form] + sql[name_end:]
-            forms[choice] = sql
+        for written in (None, True, False) if self._inlinable else (None,):
+            for choice in product(*(call.names for call in self.calls)):
+                forms[choice, written] = self._written(choice, written)
         return forms
+
+    def _written(self, choice: tuple[str, ...], numbered: bool | None) -> str:
+        sql = self.sql
+        # From the last call back, so the earlier calls' offsets still hold.
+        for call, form in reversed(list(zip(self.calls, choice, strict=True))):
+            name_end = call.start + len(call.view.name)
+            if form == "empty":  # a table: the arguments kept in a comment
+                arguments = sql[name_end : call.end]
+                sql = f"{sql[: call.start]}{call.names[form]}/*{arguments}*/{sql[call.end :]}"
+            elif numbered is None:
+                sql = sql[: call.start] + call.names[form] + sql[name_end:]
+            else:
+                sql = sql[: call.start] + call.inlined(form, numbered=numbered) + sql[call.end :]
+        return sql
 
 
 _SIBLING_CALL = re.compile(rf"\b(\w+)(?:{WHOLE_SUFFIX}|{MONTHS_SUFFIX})\(")
