@@ -56,8 +56,8 @@ PROJECTED = {
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
-    # Its users come from ab_variant_hours (as test_summary's); its buyers from ab_buyer_hours.
-    "test_results": ("ab_buyer_hours", [{}, {"test_id": "checkout_flow", "control": "B"}]),
+    # Its users come from ab_variant_hours (as test_summary's); its buyers from ab_buyer_arms.
+    "test_results": ("ab_buyer_arms", [{}, {"test_id": "checkout_flow", "control": "B"}]),
     # Each period's users from the day view of user_events' bitmaps (retention.sql).
     "retention": (
         "activity_bitmap_hours",
@@ -167,7 +167,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_segment_bitmap_hours",
             "ab_segment_bitmap_days",
             "ab_segment_bitmap_months",
-            "ab_buyer_hours",
+            "ab_buyer_arms",
         ],
         "user_events": [
             "activity_bitmap_hours",
@@ -203,7 +203,7 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
         "ab_test_events": [
             "ab_variant_hours",
             "ab_segment_bitmap_hours",
-            "ab_buyer_hours",
+            "ab_buyer_arms",
             "ab_bitmap_range",
             "ab_bitmap_days",
             "ab_segment_bitmap_days",
@@ -282,7 +282,7 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("_pipit_page_moves_clickstream_events", "by_session"),
         ("_pipit_page_moves_clickstream_events", "by_to"),
         ("ab_test_events", "ab_bitmap_days"),
-        ("ab_test_events", "ab_buyer_hours"),
+        ("ab_test_events", "ab_buyer_arms"),
         ("ab_test_events", "ab_segment_bitmap_days"),
         ("ab_test_events", "ab_segment_bitmap_hours"),
         ("ab_test_events", "ab_segment_bitmap_months"),
@@ -352,9 +352,9 @@ async def test_a_start_writes_new_projections_into_older_parts(
     merge), once: not again at the next start, and not where the table had it."""
     ab = registry()["ab_test_events"]
     await own_warehouse.execute(_bare_table_sql(ab, own_warehouse.database))
-    # The table had this one already (one without the ids' numbers, which the table
-    # gets at the start).
-    kept = next(p for p in ab.projections if p.startswith("`ab_buyer_hours`"))
+    # The table had this one already, in its form without the ids' numbers (the table
+    # gets them at the start, which keeps a projection of a name it finds).
+    kept = next(p for p in ab.projections_for(False) if p.startswith("`ab_buyer_arms`"))
     await own_warehouse.execute(
         f"ALTER TABLE `{own_warehouse.database}`.`{ab.name}` ADD PROJECTION {kept}"
     )
@@ -365,7 +365,7 @@ async def test_a_start_writes_new_projections_into_older_parts(
     for _ in range(2):  # idempotent
         await own_warehouse.ensure_schema([ab])
     declared = ab.projection_names
-    assert await _materialized(own_warehouse) == sorted(set(declared) - {"ab_buyer_hours"})
+    assert await _materialized(own_warehouse) == sorted(set(declared) - {"ab_buyer_arms"})
     assert await _parts_holding(own_warehouse, ab.name) == dict.fromkeys(
         declared, await _active_parts(own_warehouse, ab.name)
     )
@@ -701,7 +701,7 @@ async def test_a_view_with_months_answers_any_range_as_the_rows(
 async def test_a_view_of_one_row_per_key_groups_a_key_seen_in_two_tiers(
     own_warehouse: EmbeddedWarehouse,
 ) -> None:
-    """`ab_buyer_hours` gives one row per buyer for any range (`one_row_per_key`), which
+    """`ab_buyer_arms` gives one row per buyer for any range (`one_row_per_key`), which
     test_results' SQL relies on: a buyer seen in a whole hour and in a cut one is one buyer
     whose revenue adds up, not two. Here each tier holds such a buyer; the moments equal
     plain Python's."""
@@ -739,7 +739,7 @@ async def test_a_view_of_one_row_per_key_groups_a_key_seen_in_two_tiers(
             test_id="t1", start_date="2023-06-05 09:30:00", end_date="2023-06-05 12:30:00"
         )
     )
-    assert "ab_buyer_hours(" in sql  # the full view: a range cut inside its hours
+    assert "ab_buyer_arms(" in sql  # the full view: a range cut inside its hours
     answered = {r["variant"]: r for r in (await own_warehouse.query(sql, params)).data}
     buyers = {"A": [15.0, 7.0], "B": [7.0]}  # u1's 10 + 5; u2; u3's 3 + 4
     for variant, revenue in buyers.items():
@@ -751,6 +751,36 @@ async def test_a_view_of_one_row_per_key_groups_a_key_seen_in_two_tiers(
         assert math.isclose(row["buyer_revenue_mean"], mean, rel_tol=1e-12)
         variance = sum((r - mean) ** 2 for r in revenue) / len(revenue)
         assert math.isclose(row["buyer_revenue_variance"], variance, rel_tol=1e-12, abs_tol=1e-12)
+
+
+USERS_ARM = "cityHash64(test_id, variant) AS arm,\n            test_id AS arm_test,"
+
+
+@pytest.mark.parametrize("test_id", ["", "checkout_flow"])
+async def test_test_results_matches_buyers_to_users_by_hash_or_refuses(
+    warehouse: EmbeddedWarehouse, test_id: str
+) -> None:
+    """test_results matches each variant's buyers (`ab_buyer_arms`, keyed by hashes) to its
+    users' row by the same hash: buyers of a hash with no users' row (another test's, where
+    two tests' `test_key`s meet) are dropped, and two users' rows of one hash (two variants
+    whose hashes meet) fail the query rather than add up. Hashes that meet cannot be made
+    from names, so the users' branch is given other hashes here."""
+    endpoint = ENDPOINTS["test_results"]
+    params = endpoint.bound({"test_id": test_id})
+    sql = endpoint.sql_for(params)
+    assert sql.count(USERS_ARM) == 1
+    # No users' row has a buyers' hash: every variant keeps its users, and no buyer.
+    apart = sql.replace(USERS_ARM, USERS_ARM.replace("variant)", "variant, 'apart')"))
+    rows = (await warehouse.query(apart, params)).data
+    want = expected.test_results(DATA["ab_test_events"], **endpoint.bind({"test_id": test_id}))
+    assert [(r["test_id"], r["variant"], int(r["users"])) for r in rows] == [
+        (r["test_id"], r["variant"], r["users"]) for r in want
+    ]
+    assert all(int(r["buyers"]) == 0 and int(r["conversions"]) == 0 for r in rows)
+    # Every variant of a test under one hash: refused.
+    met = sql.replace(USERS_ARM, USERS_ARM.replace("test_id, variant)", "test_id)"))
+    with pytest.raises(WarehouseError, match="two A/B variants share a hash"):
+        await warehouse.query(met, params)
 
 
 def test_one_row_per_key_takes_sums_counts_minima_and_maxima_only() -> None:

@@ -581,7 +581,7 @@ async def test_pipes_whose_view_lacks_its_sibling_are_answered_from_the_view(
         assert all(reply.status == 200 for reply in before), [r.body for r in before]
         assert all(json.loads(reply.body)["data"] for reply in before), "rows were compared"
         await warehouse.execute(f"DROP VIEW `{warehouse.database}`.`ab_bitmap_range__whole`")
-        await warehouse.execute(f"DROP VIEW `{warehouse.database}`.`ab_buyer_hours__whole`")
+        await warehouse.execute(f"DROP VIEW `{warehouse.database}`.`ab_buyer_arms__whole`")
         for q, reply in zip(queries, before, strict=True):
             after = await api.get(q)
             assert after.status == 200, after.body

@@ -27,7 +27,13 @@ aggregation (common/range_views.py); the arguments stay beside it in a comment, 
 can be put back (`views_only`). Anything else — another spelling, a bound that does not
 parse — keeps the view. Where the
 schema is made by another process (`pipit migrate` on a cluster) a service may start before
-the siblings exist: such a call is answered from the views instead (`views_only`)."""
+the siblings exist: such a call is answered from the views instead (`views_only`).
+
+The query service runs no call at all (`sql_for(…, inline=True)`): each call that reads a
+range is replaced by the SELECT of its form (`RangeView.select_sql`), which the engine
+plans sooner than a parameterized view's call (4–6 ms of 25–45 at 10 M events), in the
+warehouse's form (ids numbered on chDB, not on a server). The Query API keeps the calls:
+its read-only lane refuses the SELECTs' SETTINGS, which name each tier's projection."""
 
 from __future__ import annotations
 

@@ -26,15 +26,21 @@
 -- Ordering: test_id, variant (the group key, so there are no ties).
 -- Cost: no pass over the range's rows. Users are counted from `ab_bitmap_range` (as
 --   test_summary counts them); the buyers — about a fifth of the users — are read one by
---   one from the `ab_buyer_hours` range view (services/query/sql/README.md): whole days
---   from `ab_bitmap_days` for the users, whole hours from the hourly projections, the cut
---   hours at either end from the rows, so any range is exact. `ab_buyer_hours` folds the
---   hours and gives one row per buyer (`one_row_per_key`: a range cut inside its hours
---   has the view group its two tiers' rows once more; a whole range, read by the sibling,
---   has one tier), so the moments are taken from its rows as they come (grouping the
---   buyers here again cost 25 of ~95 ms at 10 M). (A day projection of the buyers was
---   measured and not kept: a buyer is seldom seen in two hours of a day, so it saved no
---   merging and cost a third tier's planning: 134–150 ms p50 without it, 166–169 with.)
+--   one from the `ab_buyer_arms` range view (services/query/sql/README.md): whole hours
+--   from its hourly projection, the cut hours at either end from the rows, so any range
+--   is exact. `ab_buyer_arms` folds the hours and gives one row per buyer
+--   (`one_row_per_key`: a range cut inside its hours has the view group its two tiers'
+--   rows once more; a whole range, read by the sibling, has one tier), so the moments are
+--   taken from its rows as they come (grouping the buyers here again cost 25 of ~95 ms at
+--   10 M). Its keys are numbers, which the engine groups sooner than strings: the test as
+--   `test_key` = cityHash64(test_id), the variant as `arm` = cityHash64(test_id, variant),
+--   the buyer as its id's number. So the buyers' moments are grouped by `arm` and matched
+--   to the users' row of the same hash: a hash of another test's variant (a `test_key`
+--   shared by two tests) has no users' row here and is dropped; two variants of one hash
+--   would be one row, which the query refuses (throwIf) rather than answer wrong.
+--   (A day projection of the buyers was measured and not kept: a buyer is seldom seen in
+--   two hours of a day, so it saved no merging and cost a third tier's planning: 134–150
+--   ms p50 without it, 166–169 with.)
 SELECT
     test_id,
     variant,
@@ -43,35 +49,50 @@ SELECT
         {control:String},
         min(variant) OVER test
     ) AS control,
-    -- Each column comes from one branch, the other's 0: the sum is that branch's value.
-    sum(user_count) AS users,
-    sum(converted_users) AS conversions,
-    sum(buyer_count) AS buyers,
-    sum(mean) AS buyer_revenue_mean,
-    sum(variance) AS buyer_revenue_variance
+    users,
+    conversions,
+    buyers,
+    buyer_revenue_mean,
+    buyer_revenue_variance
 FROM (
-    -- Two branches of a UNION ALL, not a join, so the engine runs them side by side (a
-    -- join builds one side before it reads the other). A variant without buyers has no
-    -- row in the second: no conversions, no buyers, moments 0.
+    -- Each column comes from one branch, the other's 0 (or ''): the sum (or the larger)
+    -- is that branch's value.
     SELECT
-        test_id,
-        variant,
-        toUInt64(groupBitmapMerge(user_ids)) AS user_count,
-        0 AS converted_users,
-        0 AS buyer_count,
-        0. AS mean,
-        0. AS variance
-    FROM ab_bitmap_range(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
-    WHERE {test_id:String} = '' OR test_id = {test_id:String}
-    GROUP BY test_id, variant
-    UNION ALL
-    -- One row per buyer (the view's `one_row_per_key`), whatever the range.
-    SELECT
-        test_id, variant, 0, sum(converted), count(), avg(revenue_sum), varPopStable(revenue_sum)
-    FROM ab_buyer_hours(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
-    WHERE notable AND ({test_id:String} = '' OR test_id = {test_id:String})
-    GROUP BY test_id, variant
+        max(arm_test) AS test_id,
+        max(arm_variant) AS variant,
+        sum(user_count) + throwIf(countIf(users_row) > 1, 'two A/B variants share a hash')
+            AS users,
+        sum(converted_users) AS conversions,
+        sum(buyer_count) AS buyers,
+        sum(mean) AS buyer_revenue_mean,
+        sum(variance) AS buyer_revenue_variance
+    FROM (
+        -- Two branches of a UNION ALL, not a join, so the engine runs them side by side (a
+        -- join builds one side before it reads the other). A variant without buyers has
+        -- no row in the second: no conversions, no buyers, moments 0.
+        SELECT
+            cityHash64(test_id, variant) AS arm,
+            test_id AS arm_test,
+            variant AS arm_variant,
+            1 AS users_row,
+            toUInt64(groupBitmapMerge(user_ids)) AS user_count,
+            0 AS converted_users,
+            0 AS buyer_count,
+            0. AS mean,
+            0. AS variance
+        FROM ab_bitmap_range(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+        WHERE {test_id:String} = '' OR test_id = {test_id:String}
+        GROUP BY test_id, variant
+        UNION ALL
+        -- One row per buyer (the view's `one_row_per_key`), whatever the range.
+        SELECT
+            arm, '', '', 0, 0, sum(converted), count(), avg(revenue_sum), varPopStable(revenue_sum)
+        FROM ab_buyer_arms(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+        WHERE notable AND ({test_id:String} = '' OR test_key = cityHash64({test_id:String}))
+        GROUP BY arm
+    )
+    GROUP BY arm
+    HAVING countIf(users_row) > 0
 )
-GROUP BY test_id, variant
 WINDOW test AS (PARTITION BY test_id)
 ORDER BY test_id ASC, variant ASC
