@@ -247,9 +247,12 @@ class Datasource:
         if not (numbered and self.page_moves):
             return []
         create = page_moves.schema_sql(database, self.name)
+        # An older release's table goes (a DROP IF EXISTS, which costs nothing where there
+        # is none): its moves are made again, into the table that is new then.
+        retired = page_moves.retired_sql(database, self.name)
         if existing is not None and page_moves.table(self.name) in existing:
-            return create
-        return [*create, *page_moves.rebuild_sql(database, self.name)]
+            return [*create, *retired]
+        return [*create, *page_moves.rebuild_sql(database, self.name), *retired]
 
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False

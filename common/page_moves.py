@@ -14,9 +14,13 @@ Which moves a session has depends on all its views, and a batch may hold a sessi
 in any order, or a view older than the newest one kept. So the writer reconciles: for some
 sessions, it computes their moves from the datasource's rows as they now stand, subtracts
 those the table holds (a `sign` column: a move is counted by the sum of its signs), and
-inserts the difference. Which sessions: those a write brought a page view of since the last
-reconcile, which a materialized view records in a pending table as the rows are inserted
-(by any path: the ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
+inserts the difference. The table sums a move's rows as its parts merge, and drops a move
+whose signs sum to 0 (a SummingMergeTree keyed by the whole move), so it holds about one
+row per move that stands, however often later views undid earlier moves: a long-running
+site's out-of-order views would otherwise leave a +1 and a -1 row for ever.
+Which sessions: those a write brought a page view of since the last reconcile, which a
+materialized view records in a pending table as the rows are inserted (by any path: the
+ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
 sessions at once costs a third to a half of reconciling them batch by batch (the engine's
 planning and its read of the parts are paid once; measured 2026-12-01), so the writer does
 it for all pending sessions together, in the same lane call as a batch's insert once a
@@ -45,7 +49,11 @@ SOURCE_COLUMNS = ("session_id", "page_url", "event_type", "timestamp", "event_id
 # The tables of deletes under way (`deleting_table`), found again after a restart.
 DELETING_PREFIX = "_pipit_deleting_moves_"
 # A query reading a moves table names it (page_paths.sql): the datasource is the rest.
-_READ = re.compile(r"\b_pipit_page_moves_(\w+)")
+_PREFIX = "_pipit_page_move_counts_"
+_READ = re.compile(rf"\b{_PREFIX}(\w+)")
+# The moves table of releases before 2026-12-02: a plain MergeTree, which kept every +1 and
+# -1 row. Dropped, and the moves computed again into the table above (`retired_sql`).
+_RETIRED_PREFIX = "_pipit_page_moves_"
 
 _COLUMNS = "session_id, from_page, to_page, from_time, to_time, sign"
 
@@ -53,7 +61,12 @@ _COLUMNS = "session_id, from_page, to_page, from_time, to_time, sign"
 def table(source: str) -> str:
     """The hidden table of `source`'s moves (a `_pipit_` name: no datasource, and the Query
     API reads none)."""
-    return f"_pipit_page_moves_{source}"
+    return f"{_PREFIX}{source}"
+
+
+def retired_table(source: str) -> str:
+    """The moves table an older release kept for `source` (a plain MergeTree)."""
+    return f"{_RETIRED_PREFIX}{source}"
 
 
 def pending_table(source: str) -> str:
@@ -74,21 +87,32 @@ def sources_read(sql: str) -> list[str]:
 def schema_sql(database: str, source: str) -> list[str]:
     """The moves table: sorted by the page a move leaves, a projection by the page it
     reaches (page_paths' two directions), and one by session (the reconcile's read); the
-    pending sessions, and the view that records them as rows are inserted."""
+    pending sessions, and the view that records them as rows are inserted. The sorting key
+    is the whole move, so that merges sum each move's signs (and drop it at 0); the
+    projections are made again from the merged rows (`deduplicate_merge_projection_mode`),
+    which a Summing table's projections need."""
     pending = f"`{database}`.`{pending_table(source)}`"
     return [
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{table(source)}` ("
         "session_id String, from_page String, to_page String, "
-        "from_time DateTime, to_time DateTime, sign Int8, "
+        "from_time DateTime, to_time DateTime, sign Int32, "
         "PROJECTION by_to (SELECT * ORDER BY to_page, to_time), "
         "PROJECTION by_session (SELECT * ORDER BY session_id, from_time)"
-        ") ENGINE = MergeTree ORDER BY (from_page, from_time)",
+        ") ENGINE = SummingMergeTree(sign) "
+        "ORDER BY (from_page, from_time, to_page, to_time, session_id) "
+        "SETTINGS deduplicate_merge_projection_mode = 'rebuild'",
         f"CREATE TABLE IF NOT EXISTS {pending} (session_id String) "
         "ENGINE = MergeTree ORDER BY session_id",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{pending_view(source)}` "  # noqa: S608 - names are ours
         f"TO {pending} AS SELECT session_id FROM `{database}`.`{source}` "
         f"WHERE event_type IN ({_PAGE_VIEWS})",
     ]
+
+
+def retired_sql(database: str, source: str) -> list[str]:
+    """Drops the moves table an older release kept (`retired_table`); the moves are made
+    again into `table` by `rebuild_sql`."""
+    return [f"DROP TABLE IF EXISTS `{database}`.`{retired_table(source)}`"]
 
 
 def _moves_of(database: str, source: str, sessions: str) -> str:
@@ -155,22 +179,17 @@ def settle_sql(database: str, source: str) -> list[str]:
     moves = f"`{database}`.`{table(source)}`"
     reconcile = f"""
         INSERT INTO {moves} ({_COLUMNS})
-        SELECT session_id, from_page, to_page, from_time, to_time, toInt8(if(d > 0, 1, -1))
+        SELECT session_id, from_page, to_page, from_time, to_time, toInt32(sum(count)) AS d
         FROM
         (
-            SELECT session_id, from_page, to_page, from_time, to_time, sum(count) AS d
-            FROM
-            (
-                {_moves_of(database, source, sessions)}
-                UNION ALL
-                SELECT session_id, from_page, to_page, from_time, to_time, -toInt64(sign)
-                FROM {moves}
-                WHERE session_id IN ({sessions})
-            )
-            GROUP BY session_id, from_page, to_page, from_time, to_time
-            HAVING d != 0
+            {_moves_of(database, source, sessions)}
+            UNION ALL
+            SELECT session_id, from_page, to_page, from_time, to_time, -toInt64(sign)
+            FROM {moves}
+            WHERE session_id IN ({sessions})
         )
-        ARRAY JOIN range(toUInt64(abs(d))) AS copy"""  # noqa: S608 - names are ours
+        GROUP BY session_id, from_page, to_page, from_time, to_time
+        HAVING d != 0"""  # noqa: S608 - names are ours
     return [reconcile, f"TRUNCATE TABLE {pending}"]
 
 
@@ -186,7 +205,7 @@ def rebuild_sql(database: str, source: str) -> list[str]:
         # Every session is reconciled below: none waits any more.
         f"TRUNCATE TABLE `{database}`.`{pending_table(source)}`",
         f"INSERT INTO {staging} ({_COLUMNS}) "  # noqa: S608 - names are ours
-        f"SELECT session_id, from_page, to_page, from_time, to_time, toInt8(count) "
+        f"SELECT session_id, from_page, to_page, from_time, to_time, toInt32(count) "
         f"FROM ({_moves_of(database, source, '')})",
         f"EXCHANGE TABLES {moves} AND {staging}",
         f"DROP TABLE {staging}",

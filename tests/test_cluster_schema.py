@@ -382,14 +382,15 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
         id_numbers.NUMBER_OF: "Join",
         id_numbers.FEED: "MaterializedView",
     }
-    # And keeps clickstream's page moves (common/page_moves.py): the moves, the sessions
-    # waiting for a reconcile, and the view that records them.
+    # And keeps clickstream's page moves (common/page_moves.py): the moves (summed as
+    # their parts merge), the sessions waiting for a reconcile, and the view that records
+    # them.
     moves = {
         name: engine
         for ds in DATASOURCES
         if ds.page_moves
         for name, engine in (
-            (page_moves.table(ds.name), "MergeTree"),
+            (page_moves.table(ds.name), "SummingMergeTree"),
             (page_moves.pending_table(ds.name), "MergeTree"),
             (page_moves.pending_view(ds.name), "MaterializedView"),
         )

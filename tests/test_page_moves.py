@@ -390,6 +390,75 @@ async def test_rows_older_than_the_moves_table_are_moved_in(chdb_dir):
         await warehouse.close()
 
 
+async def _rows(warehouse: EmbeddedWarehouse) -> list[dict[str, Any]]:
+    """The moves table's rows as they are (each row, not the moves' sums)."""
+    result = await warehouse.adhoc_query(
+        f"SELECT session_id, from_page, to_page, formatDateTime(from_time, '%F %T') AS f, "  # noqa: S608
+        f"formatDateTime(to_time, '%F %T') AS t, sign FROM `{page_moves.table(DS)}`",
+        {},
+    )
+    return result.data
+
+
+async def test_merged_moves_keep_one_row_per_standing_move(warehouse, monkeypatch):
+    # Settled with every batch, so that later views undo moves the table already holds.
+    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 0.0)
+    events = _events(61, sessions=60)
+    ordered = sorted(events, key=lambda e: e["timestamp"])
+    # Every other view first, then the rest: each later batch puts views between two kept
+    # ones, so the moves between those are undone (-1) and others made (+1).
+    batches = [ordered[0::2], ordered[1::2]]
+    for number, batch in enumerate(batches):
+        await _insert(warehouse, batch, f"merge-{number}")
+    await warehouse.settle_page_moves(DS)
+    before = await _rows(warehouse)
+    undone = [r for r in before if int(r["sign"]) < 0]
+    assert undone, "the batches undo no move: the test shows nothing"
+    await warehouse.execute(f"OPTIMIZE TABLE `{page_moves.table(DS)}` FINAL")
+    after = await _rows(warehouse)
+    merged = Counter(
+        {
+            (r["session_id"], r["from_page"], r["to_page"], r["f"], r["t"]): int(r["sign"])
+            for r in after
+        }
+    )
+    # One row per move that stands, holding its count: no undone move, no pair of +1 and -1.
+    assert len(after) == len(merged) < len(before)
+    assert merged == _moves(events)
+    for page in PAGES[:3]:
+        answer = await _page_paths(warehouse, page_url=page)
+        assert answer == expected_page_paths(events, page_url=page), page
+
+
+async def test_an_older_releases_moves_table_is_replaced_by_the_summed_one(chdb_dir):
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
+    await warehouse.open()
+    try:
+        await warehouse.ensure_schema(list(registry().values()))
+        events = _events(71)
+        await _insert(warehouse, events, "before")
+        # As a release before 2026-12-02 left it: the moves in a plain MergeTree of the old
+        # name, and none in the summed table.
+        old = page_moves.retired_table(DS)
+        await warehouse.execute(
+            f"CREATE TABLE `{warehouse.database}`.`{old}` "  # noqa: S608
+            f"ENGINE = MergeTree ORDER BY (from_page, from_time) "
+            f"AS SELECT * FROM `{warehouse.database}`.`{page_moves.table(DS)}`"
+        )
+        await warehouse.execute(f"DROP TABLE `{warehouse.database}`.`{page_moves.table(DS)}`")
+        await warehouse.ensure_schema(list(registry().values()))
+        tables = await warehouse.query(
+            "SELECT name, engine FROM system.tables WHERE database = currentDatabase() "
+            "AND name IN ({old:String}, {new:String})",
+            {"old": old, "new": page_moves.table(DS)},
+        )
+        assert tables.data == [{"name": page_moves.table(DS), "engine": "SummingMergeTree"}]
+        assert await _kept(warehouse) == _moves(events)
+    finally:
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
+        await warehouse.close()
+
+
 @pytest.mark.e2e
 async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
     """Through a whole suite: the Events API's batches (the ingest's own insert format),

@@ -279,8 +279,8 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
     # The retired projections the fixture gave the older tables are gone.
     assert [(r["table"], r["name"]) for r in result.data] == [
         # page_paths' moves (common/page_moves.py), made beside the older clickstream table.
-        ("_pipit_page_moves_clickstream_events", "by_session"),
-        ("_pipit_page_moves_clickstream_events", "by_to"),
+        ("_pipit_page_move_counts_clickstream_events", "by_session"),
+        ("_pipit_page_move_counts_clickstream_events", "by_to"),
         ("ab_test_events", "ab_bitmap_days"),
         ("ab_test_events", "ab_buyer_arms"),
         ("ab_test_events", "ab_segment_bitmap_days"),

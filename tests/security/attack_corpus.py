@@ -105,7 +105,7 @@ SOURCES = {
     "range-view-empty-table-comment": "_pipit_empty_ab_bitmap_range/*(start_date = now())*/",
     # The page moves chDB keeps beside clickstream_events (common/page_moves.py): no
     # datasource either, so never read, whatever the token may read.
-    "page-moves": "_pipit_page_moves_clickstream_events",
+    "page-moves": "_pipit_page_move_counts_clickstream_events",
     # And the sessions waiting for their moves, with the view that records them.
     "pending-moves": "_pipit_pending_moves_clickstream_events",
     "pending-moves-view": "_pipit_pending_moves_clickstream_events_view",

@@ -20,7 +20,7 @@
 --   by the page a move leaves with a projection by the page it reaches, so a call reads
 --   the page's moves in range in each direction — a few thousand rows — and sums their
 --   signs (the writer inserts a correction, signed -1, when a later batch puts a view
---   between two it had). A move is in range when its first view is at or after the start
+--   between two it had; the table's merges sum a move's rows, dropping it at 0). A move is in range when its first view is at or after the start
 --   and its second at or before the end: the in-range views of a session are a run of its
 --   order, whose transitions are exactly its moves inside the run. Measured on the 1 M
 --   benchmark data (2026-12-01, the bench's three pages over a week, same answers):
@@ -48,7 +48,7 @@ FROM
 (
     /*numbered*/
     SELECT 'next' AS direction, to_page AS page_url, toUInt64(sum(sign)) AS transitions
-    FROM _pipit_page_moves_clickstream_events
+    FROM _pipit_page_move_counts_clickstream_events
     WHERE from_page = {page_url:String}
       AND from_time >= {start_date:DateTime}
       AND to_time <= {end_date:DateTime}
@@ -61,7 +61,7 @@ FROM
     UNION ALL
 
     SELECT 'previous' AS direction, from_page AS page_url, toUInt64(sum(sign)) AS transitions
-    FROM _pipit_page_moves_clickstream_events
+    FROM _pipit_page_move_counts_clickstream_events
     WHERE to_page = {page_url:String}
       AND to_time <= {end_date:DateTime}
       AND from_time >= {start_date:DateTime}
