@@ -14,24 +14,24 @@ Which moves a session has depends on all its views, and a batch may hold a sessi
 in any order, or a view older than the newest one kept. So the writer reconciles: for some
 sessions, it computes their moves from the datasource's rows as they now stand, subtracts
 those the table holds (a `sign` column: a move is counted by the sum of its signs), and
-inserts the difference. The table sums a move's rows as its parts merge, and drops a move
-whose signs sum to 0 (a SummingMergeTree keyed by the whole move), so it holds about one
-row per move that stands, however often later views undid earlier moves: a long-running
-site's out-of-order views would otherwise leave a +1 and a -1 row for ever.
-Which sessions: those a write brought a page view of since the last reconcile, which a
-materialized view records in a pending table as the rows are inserted (by any path: the
-ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
+inserts the difference. Which sessions: those a write brought a page view of since the last
+reconcile, which a materialized view records in a pending table as the rows are inserted (by
+any path: the ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
 sessions at once costs a third to a half of reconciling them batch by batch (the engine's
 planning and its read of the parts are paid once; measured 2026-12-01), so the writer does
 it for all pending sessions together, in the same lane call as a batch's insert once a
 second (or once many bytes are pending), and always before a query reads the moves:
-page_paths answers from settled moves only. The reconcile and the pending
-table's truncation run in one call on the lane every chDB write runs on, so no write comes
-between; a reconcile repeated (a crash before the truncation) finds no difference. A batch
-retried after its answer was lost is deduplicated before the view sees it. A delete keeps
-the sessions of the rows it deletes in a table of its own first (a settle meanwhile would
-empty the pending table while the rows are still there), and makes them pending once the
-rows are gone; a start finishes what a stopped process left of one.
+page_paths answers from settled moves only. The reconcile and the pending table's truncation
+run in one call on the lane every chDB write runs on, so no write comes between; a reconcile
+repeated (a crash before the truncation) finds no difference. A batch retried after its
+answer was lost is deduplicated before the view sees it. A delete keeps the sessions of the
+rows it deletes in a table of its own first (a settle meanwhile would empty the pending
+table while the rows are still there), and makes them pending once the rows are gone; a
+start finishes what a stopped process left of one. The table sums a move's rows as its parts
+merge, and drops a move whose signs sum to 0 (a SummingMergeTree keyed by the whole move),
+so it holds about one row per move that stands, however often later views undid earlier
+moves: a long-running site's out-of-order views would otherwise leave a +1 and a -1 row for
+ever.
 A write that replaces rows wholesale (a truncate, a replace, SQL the writer cannot see)
 rebuilds the table from the rows in a staging table, swapped in at once. On a ClickHouse
 server, where several ingest replicas write at once, nothing is kept: page_paths groups
