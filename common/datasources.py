@@ -246,13 +246,23 @@ class Datasource:
         # new one, at the cost of an empty read).
         if not (numbered and self.page_moves):
             return []
-        create = page_moves.schema_sql(database, self.name)
-        # An older release's table goes (a DROP IF EXISTS, which costs nothing where there
-        # is none): its moves are made again, into the table that is new then.
-        retired = page_moves.retired_sql(database, self.name)
         if existing is not None and page_moves.table(self.name) in existing:
-            return [*create, *retired]
-        return [*create, *page_moves.rebuild_sql(database, self.name), *retired]
+            # (And an older release's table, left where a start stopped before dropping it.)
+            return [
+                *page_moves.schema_sql(database, self.name),
+                *page_moves.retired_sql(database, self.name),
+            ]
+        # Missing, or not known to be there: made (again) from the rows, or from the table
+        # an older release kept where that is known to be there.
+        return [
+            *page_moves.pending_schema_sql(database, self.name),
+            *page_moves.made_sql(
+                database,
+                self.name,
+                from_retired=existing is not None
+                and page_moves.retired_table(self.name) in existing,
+            ),
+        ]
 
     def range_views_sql(
         self, database: str, on_cluster: str = "", *, numbered: bool = False

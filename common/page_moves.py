@@ -84,23 +84,28 @@ def sources_read(sql: str) -> list[str]:
     return list(dict.fromkeys(_READ.findall(sql)))
 
 
-def schema_sql(database: str, source: str) -> list[str]:
-    """The moves table: sorted by the page a move leaves, a projection by the page it
-    reaches (page_paths' two directions), and one by session (the reconcile's read); the
-    pending sessions, and the view that records them as rows are inserted. The sorting key
-    is the whole move, so that merges sum each move's signs (and drop it at 0); the
-    projections are made again from the merged rows (`deduplicate_merge_projection_mode`),
+def _table_sql(database: str, name: str, create: str = "CREATE TABLE IF NOT EXISTS") -> str:
+    """A moves table named `name`: sorted by the page a move leaves, a projection by the page
+    it reaches (page_paths' two directions), and one by session (the reconcile's read). The
+    sorting key is the whole move, so that merges sum each move's signs (and drop it at 0);
+    the projections are made again from the merged rows (`deduplicate_merge_projection_mode`),
     which a Summing table's projections need."""
-    pending = f"`{database}`.`{pending_table(source)}`"
-    return [
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{table(source)}` ("
+    return (
+        f"{create} `{database}`.`{name}` ("
         "session_id String, from_page String, to_page String, "
         "from_time DateTime, to_time DateTime, sign Int32, "
         "PROJECTION by_to (SELECT * ORDER BY to_page, to_time), "
         "PROJECTION by_session (SELECT * ORDER BY session_id, from_time)"
         ") ENGINE = SummingMergeTree(sign) "
         "ORDER BY (from_page, from_time, to_page, to_time, session_id) "
-        "SETTINGS deduplicate_merge_projection_mode = 'rebuild'",
+        "SETTINGS deduplicate_merge_projection_mode = 'rebuild'"
+    )
+
+
+def pending_schema_sql(database: str, source: str) -> list[str]:
+    """The pending sessions, and the view that records them as rows are inserted."""
+    pending = f"`{database}`.`{pending_table(source)}`"
+    return [
         f"CREATE TABLE IF NOT EXISTS {pending} (session_id String) "
         "ENGINE = MergeTree ORDER BY session_id",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{pending_view(source)}` "  # noqa: S608 - names are ours
@@ -109,9 +114,41 @@ def schema_sql(database: str, source: str) -> list[str]:
     ]
 
 
+def schema_sql(database: str, source: str) -> list[str]:
+    """The moves table (where it is missing, an empty one: see `made_sql` for one beside
+    rows), the pending sessions and their view."""
+    return [_table_sql(database, table(source)), *pending_schema_sql(database, source)]
+
+
+def made_sql(database: str, source: str, *, from_retired: bool) -> list[str]:
+    """The moves table of a database that lacks it, filled before it takes its name (CREATE
+    OR REPLACE … AS SELECT): from the table an older release kept (`from_retired`: its
+    moves summed, a copy of what it had settled, the pending sessions still pending), or
+    from the rows. A start stopped half-way leaves no moves table, and the next one makes it
+    again; a table made empty, then filled, would be taken by that next start for a full one.
+    Where a moves table exists, it is replaced at once. To run after `pending_schema_sql`,
+    on the write lane, together."""
+    if from_retired:
+        before = []
+        moves = (
+            f"SELECT {_COLUMNS.replace('sign', 'toInt32(sum(sign)) AS total')} "  # noqa: S608 - names are ours
+            f"FROM `{database}`.`{retired_table(source)}` "
+            "GROUP BY session_id, from_page, to_page, from_time, to_time HAVING total != 0"
+        )
+    else:
+        # Every session is reconciled below: none waits any more.
+        before = [f"TRUNCATE TABLE `{database}`.`{pending_table(source)}`"]
+        moves = _all_moves_sql(database, source)
+    return [
+        *before,
+        _table_sql(database, table(source), "CREATE OR REPLACE TABLE") + f" AS {moves}",
+        *retired_sql(database, source),
+    ]
+
+
 def retired_sql(database: str, source: str) -> list[str]:
-    """Drops the moves table an older release kept (`retired_table`); the moves are made
-    again into `table` by `rebuild_sql`."""
+    """Drops the moves table an older release kept (`retired_table`), once its moves are in
+    `table` (`made_sql`)."""
     return [f"DROP TABLE IF EXISTS `{database}`.`{retired_table(source)}`"]
 
 
@@ -193,6 +230,14 @@ def settle_sql(database: str, source: str) -> list[str]:
     return [reconcile, f"TRUNCATE TABLE {pending}"]
 
 
+def _all_moves_sql(database: str, source: str) -> str:
+    """Every move of `source`'s rows, in the moves table's columns."""
+    return (
+        f"SELECT session_id, from_page, to_page, from_time, to_time, toInt32(count) AS sign "  # noqa: S608 - names are ours
+        f"FROM ({_moves_of(database, source, '')})"
+    )
+
+
 def rebuild_sql(database: str, source: str) -> list[str]:
     """Every move of `source` computed again into a staging table, then swapped in at once
     (a reader sees the old moves or the new ones, never none). To run on the write lane,
@@ -204,9 +249,7 @@ def rebuild_sql(database: str, source: str) -> list[str]:
         f"CREATE TABLE {staging} AS {moves}",
         # Every session is reconciled below: none waits any more.
         f"TRUNCATE TABLE `{database}`.`{pending_table(source)}`",
-        f"INSERT INTO {staging} ({_COLUMNS}) "  # noqa: S608 - names are ours
-        f"SELECT session_id, from_page, to_page, from_time, to_time, toInt32(count) "
-        f"FROM ({_moves_of(database, source, '')})",
+        f"INSERT INTO {staging} ({_COLUMNS}) {_all_moves_sql(database, source)}",
         f"EXCHANGE TABLES {moves} AND {staging}",
         f"DROP TABLE {staging}",
     ]

@@ -430,22 +430,33 @@ async def test_merged_moves_keep_one_row_per_standing_move(warehouse, monkeypatc
         assert answer == expected_page_paths(events, page_url=page), page
 
 
-async def test_an_older_releases_moves_table_is_replaced_by_the_summed_one(chdb_dir):
+async def test_an_older_releases_moves_table_is_summed_into_the_new_one(chdb_dir):
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()
+    db = warehouse.database
     try:
         await warehouse.ensure_schema(list(registry().values()))
         events = _events(71)
         await _insert(warehouse, events, "before")
-        # As a release before 2026-12-02 left it: the moves in a plain MergeTree of the old
-        # name, and none in the summed table.
+        await warehouse.settle_page_moves(DS)
+        # As a release before 2026-12-02 left it: the settled moves in a plain MergeTree of
+        # the old name, a correction's +1 and -1 rows among them, and no summed table. One
+        # move the rows do not have shows that the upgrade copies what that table had
+        # settled (the pending sessions are settled against it later), not the rows.
         old = page_moves.retired_table(DS)
         await warehouse.execute(
-            f"CREATE TABLE `{warehouse.database}`.`{old}` "  # noqa: S608
-            f"ENGINE = MergeTree ORDER BY (from_page, from_time) "
-            f"AS SELECT * FROM `{warehouse.database}`.`{page_moves.table(DS)}`"
+            f"CREATE TABLE `{db}`.`{old}` ENGINE = MergeTree ORDER BY (from_page, from_time) "  # noqa: S608
+            f"AS SELECT session_id, from_page, to_page, from_time, to_time, toInt8(sign) AS sign "
+            f"FROM `{db}`.`{page_moves.table(DS)}`"
         )
-        await warehouse.execute(f"DROP TABLE `{warehouse.database}`.`{page_moves.table(DS)}`")
+        extra = ("s-extra", PAGES[0], PAGES[1], "2024-03-01 10:00:00", "2024-03-01 10:00:05")
+        undone = ("s-undone", PAGES[1], PAGES[2], "2024-03-01 11:00:00", "2024-03-01 11:00:09")
+        values = ", ".join(
+            f"('{m[0]}', '{m[1]}', '{m[2]}', '{m[3]}', '{m[4]}', {sign})"
+            for m, sign in ((extra, 1), (undone, 1), (undone, -1))
+        )
+        await warehouse.execute(f"INSERT INTO `{db}`.`{old}` VALUES {values}")  # noqa: S608
+        await warehouse.execute(f"DROP TABLE `{db}`.`{page_moves.table(DS)}`")
         await warehouse.ensure_schema(list(registry().values()))
         tables = await warehouse.query(
             "SELECT name, engine FROM system.tables WHERE database = currentDatabase() "
@@ -453,6 +464,44 @@ async def test_an_older_releases_moves_table_is_replaced_by_the_summed_one(chdb_
             {"old": old, "new": page_moves.table(DS)},
         )
         assert tables.data == [{"name": page_moves.table(DS), "engine": "SummingMergeTree"}]
+        rows = await _rows(warehouse)
+        # Summed as copied: one row per move, none for the undone one.
+        assert len(rows) == len(_moves(events)) + 1
+        assert await _unsettled(warehouse) == _moves(events) + Counter({extra: 1})
+    finally:
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        await warehouse.close()
+
+
+async def test_a_start_stopped_while_making_the_moves_leaves_them_to_the_next(
+    chdb_dir, monkeypatch
+):
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
+    await warehouse.open()
+    try:
+        without = [
+            dataclasses.replace(ds, page_moves=False) if ds.name == DS else ds
+            for ds in registry().values()
+        ]
+        await warehouse.ensure_schema(without)
+        events = _events(81)
+        await _insert(warehouse, events, "rows")
+        # The start that adds the moves stops where it would fill them (killed, say, by a
+        # liveness probe that found it slow).
+        execute = warehouse.execute
+
+        async def stopped(sql: str) -> None:
+            if page_moves.table(DS) in sql and " AS SELECT" in sql:
+                raise RuntimeError("stopped")
+            await execute(sql)
+
+        monkeypatch.setattr(warehouse, "execute", stopped)
+        with pytest.raises(RuntimeError, match="stopped"):
+            await warehouse.ensure_schema(list(registry().values()))
+        monkeypatch.setattr(warehouse, "execute", execute)
+        # No moves table, rather than an empty one the next start would keep.
+        assert page_moves.table(DS) not in await warehouse.table_names()
+        await warehouse.ensure_schema(list(registry().values()))
         assert await _kept(warehouse) == _moves(events)
     finally:
         await warehouse.execute(f"DROP DATABASE IF EXISTS `{warehouse.database}`")
