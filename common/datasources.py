@@ -247,20 +247,25 @@ class Datasource:
         if not (numbered and self.page_moves):
             return []
         if existing is not None and page_moves.table(self.name) in existing:
-            # (And an older release's table, left where a start stopped before dropping it.)
+            # Made again where a process stopped while the rows were replaced (the mark is
+            # still there); and an older release's table goes, left where a start stopped
+            # before dropping it.
+            stale = page_moves.stale_table(self.name) in existing
             return [
                 *page_moves.schema_sql(database, self.name),
+                *(page_moves.rebuild_sql(database, self.name) if stale else []),
                 *page_moves.retired_sql(database, self.name),
             ]
         # Missing, or not known to be there: made (again) from the rows, or from the table
-        # an older release kept where that is known to be there.
+        # an older release kept where that is known to be there (and not marked stale).
         return [
             *page_moves.pending_schema_sql(database, self.name),
             *page_moves.made_sql(
                 database,
                 self.name,
                 from_retired=existing is not None
-                and page_moves.retired_table(self.name) in existing,
+                and page_moves.retired_table(self.name) in existing
+                and page_moves.stale_table(self.name) not in existing,
             ),
         ]
 

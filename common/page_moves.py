@@ -74,6 +74,22 @@ def pending_table(source: str) -> str:
     return f"_pipit_pending_moves_{source}"
 
 
+def stale_table(source: str) -> str:
+    """The hidden table whose presence says `source`'s rows are being replaced wholesale
+    and its moves are to be made again (`stale_sql`): made before the rows change, dropped
+    by `rebuild_sql` once the moves are the rows' again, so a process stopped in between
+    leaves it to the next start."""
+    return f"_pipit_stale_moves_{source}"
+
+
+def stale_sql(database: str, source: str) -> str:
+    """Marks `source`'s moves as to be made again (`stale_table`)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{stale_table(source)}` (marked DateTime) "
+        "ENGINE = MergeTree ORDER BY tuple()"
+    )
+
+
 def pending_view(source: str) -> str:
     """The materialized view that fills `pending_table` from the datasource's inserts."""
     return f"_pipit_pending_moves_{source}_view"
@@ -142,6 +158,7 @@ def made_sql(database: str, source: str, *, from_retired: bool) -> list[str]:
     return [
         *before,
         _table_sql(database, table(source), "CREATE OR REPLACE TABLE") + f" AS {moves}",
+        f"DROP TABLE IF EXISTS `{database}`.`{stale_table(source)}`",
         *retired_sql(database, source),
     ]
 
@@ -240,8 +257,8 @@ def _all_moves_sql(database: str, source: str) -> str:
 
 def rebuild_sql(database: str, source: str) -> list[str]:
     """Every move of `source` computed again into a staging table, then swapped in at once
-    (a reader sees the old moves or the new ones, never none). To run on the write lane,
-    together."""
+    (a reader sees the old moves or the new ones, never none), and the mark that asked for
+    it (`stale_sql`) dropped. To run on the write lane, together."""
     moves = f"`{database}`.`{table(source)}`"
     staging = f"`{database}`.`{table(source)}_staging`"
     return [
@@ -252,4 +269,5 @@ def rebuild_sql(database: str, source: str) -> list[str]:
         f"INSERT INTO {staging} ({_COLUMNS}) {_all_moves_sql(database, source)}",
         f"EXCHANGE TABLES {moves} AND {staging}",
         f"DROP TABLE {staging}",
+        f"DROP TABLE IF EXISTS `{database}`.`{stale_table(source)}`",
     ]

@@ -473,6 +473,40 @@ async def test_an_older_releases_moves_table_is_summed_into_the_new_one(chdb_dir
         await warehouse.close()
 
 
+async def test_a_process_stopped_while_replacing_rows_leaves_the_moves_to_the_next_start(
+    chdb_dir,
+):
+    warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
+    await warehouse.open()
+    db = warehouse.database
+    try:
+        await warehouse.ensure_schema(list(registry().values()))
+        await _insert(warehouse, _events(91), "old rows")
+        await warehouse.settle_page_moves(DS)
+        assert await _unsettled(warehouse)
+        # A truncate, as the Data Sources API runs it, by a process that stops before it
+        # makes the moves again: the rows are gone, the moves are still there.
+        await warehouse.rows_replacing(DS)
+        await warehouse.execute(f"TRUNCATE TABLE `{db}`.`{DS}`")
+        await warehouse.close()
+        warehouse = EmbeddedWarehouse(chdb_dir, db)
+        await warehouse.open()
+        await warehouse.ensure_schema(list(registry().values()))
+        # The start makes them from the rows, and the mark goes.
+        assert await _unsettled(warehouse) == Counter()
+        assert page_moves.stale_table(DS) not in await warehouse.table_names()
+        # And a replace that finishes leaves no mark either.
+        events = _events(92)
+        await _insert(warehouse, events, "new rows")
+        await warehouse.rows_replacing(DS)
+        await warehouse.rows_replaced(DS)
+        assert page_moves.stale_table(DS) not in await warehouse.table_names()
+        assert await _kept(warehouse) == _moves(events)
+    finally:
+        await warehouse.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        await warehouse.close()
+
+
 async def test_a_start_stopped_while_making_the_moves_leaves_them_to_the_next(
     chdb_dir, monkeypatch
 ):

@@ -210,6 +210,12 @@ class Warehouse(abc.ABC):
             f"ALTER TABLE {target} DELETE WHERE {condition} SETTINGS mutations_sync = 2"
         )
 
+    async def rows_replacing(self, table: str) -> None:  # noqa: B027 - a no-op but on chDB
+        """Before a statement that deletes, drops or swaps `table`'s rows wholesale: what
+        the engine keeps beside the rows is marked as to be made again, so that a process
+        stopped before `rows_replaced` leaves it to the next start (chDB's page moves,
+        common/page_moves.py; a ClickHouse server keeps nothing)."""
+
     async def rows_replaced(self, table: str) -> None:  # noqa: B027 - a no-op but on chDB
         """After a statement that deleted, dropped or swapped `table`'s rows wholesale: what
         the engine keeps beside the rows is made from them again (chDB's page moves,

@@ -717,6 +717,10 @@ class EmbeddedWarehouse(Warehouse):
         for suffix in suffixes:
             await self._on_lane(main, self._deleted_on_main, main, table, True, suffix)
 
+    async def rows_replacing(self, table: str) -> None:
+        if await self._has_moves(table):
+            await self.execute(page_moves.stale_sql(self.database, table))
+
     async def rows_replaced(self, table: str) -> None:
         if await self._has_moves(table):
             assert self._engine is not None

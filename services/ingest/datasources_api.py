@@ -320,7 +320,9 @@ class DatasourcesApi:
         try:
             # Instant on both engines (parts are dropped, not rewritten): done in the call,
             # so a write sent after the answer never lands before the truncate.
-            await self._warehouse.execute(f"TRUNCATE TABLE {await self._rows_table(ds)}")
+            table = await self._rows_table(ds)
+            await self._warehouse.rows_replacing(ds.name)
+            await self._warehouse.execute(f"TRUNCATE TABLE {table}")
             await self._warehouse.rows_replaced(ds.name)
         except WarehouseError as exc:
             job.status = jobs.ERROR

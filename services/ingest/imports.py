@@ -164,6 +164,7 @@ class Importer:
                 await self._load(job, spec, spool, target)
                 if staging:
                     db = self._warehouse.database
+                    await self._warehouse.rows_replacing(spec.ds.name)
                     await self._warehouse.execute(
                         f"EXCHANGE TABLES `{db}`.`{spec.ds.name}` AND `{db}`.`{staging}`"
                     )
