@@ -109,6 +109,10 @@ SOURCES = {
     # And the sessions waiting for their moves, with the view that records them.
     "pending-moves": "_pipit_pending_moves_clickstream_events",
     "pending-moves-view": "_pipit_pending_moves_clickstream_events_view",
+    # The mark a truncate or replace leaves until the moves are made again, and the table
+    # an older release kept them in (a start drops it).
+    "stale-moves": "_pipit_stale_moves_clickstream_events",
+    "retired-page-moves": "_pipit_page_moves_clickstream_events",
 }
 
 SOURCE_NESTINGS = {
