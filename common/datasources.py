@@ -260,7 +260,7 @@ class Datasource:
         # an older release kept where that is known to be there (and not marked stale).
         return [
             *page_moves.pending_schema_sql(database, self.name),
-            *page_moves.made_sql(
+            *page_moves.rebuild_sql(
                 database,
                 self.name,
                 from_retired=existing is not None

@@ -33,7 +33,7 @@ so it holds about one row per move that stands, however often later views undid 
 moves: a long-running site's out-of-order views would otherwise leave a +1 and a -1 row for
 ever.
 A write that replaces rows wholesale (a truncate, a replace, SQL the writer cannot see)
-rebuilds the table from the rows in a staging table, swapped in at once. On a ClickHouse
+makes the table again from the rows, replacing it at once. On a ClickHouse
 server, where several ingest replicas write at once, nothing is kept: page_paths groups
 the sessions there (`id_numbers.server_form`)."""
 
@@ -131,19 +131,20 @@ def pending_schema_sql(database: str, source: str) -> list[str]:
 
 
 def schema_sql(database: str, source: str) -> list[str]:
-    """The moves table (where it is missing, an empty one: see `made_sql` for one beside
-    rows), the pending sessions and their view."""
+    """The moves table (where it is missing, an empty one: see `rebuild_sql` for one
+    beside rows), the pending sessions and their view."""
     return [_table_sql(database, table(source)), *pending_schema_sql(database, source)]
 
 
-def made_sql(database: str, source: str, *, from_retired: bool) -> list[str]:
-    """The moves table of a database that lacks it, filled before it takes its name (CREATE
-    OR REPLACE … AS SELECT): from the table an older release kept (`from_retired`: its
-    moves summed, a copy of what it had settled, the pending sessions still pending), or
-    from the rows. A start stopped half-way leaves no moves table, and the next one makes it
-    again; a table made empty, then filled, would be taken by that next start for a full one.
-    Where a moves table exists, it is replaced at once. To run after `pending_schema_sql`,
-    on the write lane, together."""
+def rebuild_sql(database: str, source: str, *, from_retired: bool = False) -> list[str]:
+    """The moves table made again, filled before it takes its name (CREATE OR REPLACE … AS
+    SELECT): from the rows, or from the table an older release kept (`from_retired`: its
+    moves summed, a copy of what it had settled, the pending sessions still pending); then
+    the mark that asked for it (`stale_sql`) and the older release's table dropped. Where
+    a moves table exists, it is replaced at once (a reader sees the old moves or the new
+    ones, never none); where none does, a start stopped half-way leaves none, and the next
+    one makes it again — a table made empty, then filled, would be taken by that next start
+    for a full one. To run after `pending_schema_sql`, on the write lane, together."""
     if from_retired:
         before = []
         moves = (
@@ -165,7 +166,7 @@ def made_sql(database: str, source: str, *, from_retired: bool) -> list[str]:
 
 def retired_sql(database: str, source: str) -> list[str]:
     """Drops the moves table an older release kept (`retired_table`), once its moves are in
-    `table` (`made_sql`)."""
+    `table` (`rebuild_sql`)."""
     return [f"DROP TABLE IF EXISTS `{database}`.`{retired_table(source)}`"]
 
 
@@ -253,21 +254,3 @@ def _all_moves_sql(database: str, source: str) -> str:
         f"SELECT session_id, from_page, to_page, from_time, to_time, toInt32(count) AS sign "  # noqa: S608 - names are ours
         f"FROM ({_moves_of(database, source, '')})"
     )
-
-
-def rebuild_sql(database: str, source: str) -> list[str]:
-    """Every move of `source` computed again into a staging table, then swapped in at once
-    (a reader sees the old moves or the new ones, never none), and the mark that asked for
-    it (`stale_sql`) dropped. To run on the write lane, together."""
-    moves = f"`{database}`.`{table(source)}`"
-    staging = f"`{database}`.`{table(source)}_staging`"
-    return [
-        f"DROP TABLE IF EXISTS {staging}",
-        f"CREATE TABLE {staging} AS {moves}",
-        # Every session is reconciled below: none waits any more.
-        f"TRUNCATE TABLE `{database}`.`{pending_table(source)}`",
-        f"INSERT INTO {staging} ({_COLUMNS}) {_all_moves_sql(database, source)}",
-        f"EXCHANGE TABLES {moves} AND {staging}",
-        f"DROP TABLE {staging}",
-        f"DROP TABLE IF EXISTS `{database}`.`{stale_table(source)}`",
-    ]

@@ -22,7 +22,7 @@ from expected import page_paths as expected_page_paths
 from harness import TOKEN, start_suite
 
 from common import page_moves
-from common.datasources import registry
+from common.datasources import Datasource, registry
 from common.warehouse import embedded
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.query.v1 import query_service_pb2 as q
@@ -362,15 +362,19 @@ async def test_a_start_stops_a_failed_delete_a_stopped_process_left(warehouse):
     assert await _unsettled(warehouse) == _moves([e for e in events if e["event_id"] in kept])
 
 
+def _without_moves() -> list[Datasource]:
+    """The datasources as a release before the page moves declared them."""
+    return [
+        dataclasses.replace(ds, page_moves=False) if ds.name == DS else ds
+        for ds in registry().values()
+    ]
+
+
 async def test_rows_older_than_the_moves_table_are_moved_in(chdb_dir):
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()
     try:
-        without = [
-            dataclasses.replace(ds, page_moves=False) if ds.name == DS else ds
-            for ds in registry().values()
-        ]
-        await warehouse.ensure_schema(without)
+        await warehouse.ensure_schema(_without_moves())
         events = _events(11)
         await _insert(warehouse, events, "before")
         tables = await warehouse.query(
@@ -513,11 +517,7 @@ async def test_a_start_stopped_while_making_the_moves_leaves_them_to_the_next(
     warehouse = EmbeddedWarehouse(chdb_dir, unique_database())
     await warehouse.open()
     try:
-        without = [
-            dataclasses.replace(ds, page_moves=False) if ds.name == DS else ds
-            for ds in registry().values()
-        ]
-        await warehouse.ensure_schema(without)
+        await warehouse.ensure_schema(_without_moves())
         events = _events(81)
         await _insert(warehouse, events, "rows")
         # The start that adds the moves stops where it would fill them (killed, say, by a
