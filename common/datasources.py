@@ -92,6 +92,8 @@ class Datasource:
     """Columns whose ids get dense numbers on chDB (common/id_numbers.py)."""
     page_moves: bool = False
     """chDB keeps the table's page moves in a hidden table (common/page_moves.py)."""
+    without_page_moves: tuple[str, ...] = ()
+    """Projections built only where the table keeps no page moves (options.proto)."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -100,14 +102,31 @@ class Datasource:
     @property
     def projection_names(self) -> tuple[str, ...]:
         """The declared projections' names, in the DDL's order."""
-        return tuple(p.split(" ", 1)[0].strip("`") for p in self.projections)
+        return tuple(_projection_name(p) for p in self.projections)
 
-    def missing_projections(self, present: Container[str] | None) -> tuple[str, ...]:
-        """The declared projections a table holding `present` lacks (none where `present`
-        is unknown): those an upgrade adds and writes into the table's older parts."""
+    def keeps_page_moves(self, numbered: bool) -> bool:
+        """Whether the table keeps page moves where ids are `numbered` (chDB's one writer)."""
+        return numbered and self.page_moves
+
+    def projection_names_for(self, numbered: bool) -> tuple[str, ...]:
+        """The names of the projections the table has where ids are `numbered` (chDB) or
+        not: those `projections_for` builds."""
+        return tuple(_projection_name(p) for p in self.projections_for(numbered))
+
+    def missing_projections(
+        self, present: Container[str] | None, *, numbered: bool = False
+    ) -> tuple[str, ...]:
+        """The projections a table holding `present` lacks (none where `present` is
+        unknown): those an upgrade adds and writes into the table's older parts."""
         if present is None:
             return ()
-        return tuple(name for name in self.projection_names if name not in present)
+        return tuple(name for name in self.projection_names_for(numbered) if name not in present)
+
+    def _dropped_projections(self, numbered: bool) -> tuple[str, ...]:
+        """Projections an older table may have and this one must not: the retired ones,
+        and where the table keeps page moves, those only a table without them builds."""
+        unbuilt = self.without_page_moves if self.keeps_page_moves(numbered) else ()
+        return self.retired_projections + unbuilt
 
     @property
     def quarantine_table(self) -> str:
@@ -127,6 +146,10 @@ class Datasource:
         """The projections as declared where ids are `numbered` (chDB), else with the ids'
         uniqExact sets in place of bitmaps of their numbers and without the projections'
         own settings (a ClickHouse server: 25.8 has none)."""
+        if self.keeps_page_moves(numbered):
+            return tuple(
+                p for p in self.projections if _projection_name(p) not in self.without_page_moves
+            )
         if numbered:
             return self.projections
         return tuple(
@@ -201,11 +224,11 @@ class Datasource:
                 # reads are exact meanwhile), once: only where the table lacked it. chDB's
                 # default waits for the mutation, and the start or deploy with it.
                 f"ALTER TABLE {table} MATERIALIZE PROJECTION `{name}` SETTINGS mutations_sync = 0"
-                for name in self.missing_projections(present)
+                for name in self.missing_projections(present, numbered=numbered)
             ]
             + [
                 f"ALTER TABLE {table} DROP PROJECTION IF EXISTS `{name}`"
-                for name in self.retired_projections
+                for name in self._dropped_projections(numbered)
                 if present is None or name in present
             ]
         )
@@ -419,6 +442,11 @@ def quarantine_ttl(days: int) -> str:
     return f"toDateTime(arrived_at) + INTERVAL {days} DAY"
 
 
+def _projection_name(projection: str) -> str:
+    """The name of a projection as `Datasource.projections` holds it (`<name> (<query>)`)."""
+    return projection.split(" ", 1)[0].strip("`")
+
+
 def from_descriptor(descriptor: Descriptor) -> Datasource | None:
     """The datasource a message declares with the `pipit.clickhouse.v1.table` option, or
     None for any other message."""
@@ -538,7 +566,13 @@ def from_descriptor(descriptor: Descriptor) -> Datasource | None:
         materialized_by=table.materialized_by,
         numbered_columns=tuple(table.numbered_columns),
         page_moves=table.page_moves,
+        without_page_moves=tuple(p.name for p in table.projections if p.without_page_moves),
     )
+    if ds.without_page_moves and not ds.page_moves:
+        raise ValueError(
+            f"{ds.name}: projection {ds.without_page_moves[0]} is built without page moves, "
+            "which the table does not keep"
+        )
     missing = [c for c in page_moves.SOURCE_COLUMNS if c not in ds.column_names]
     if ds.page_moves and missing:
         raise ValueError(f"{ds.name}: page_moves needs the columns {', '.join(missing)}")

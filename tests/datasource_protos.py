@@ -6,6 +6,7 @@ ClickHouse type; read back through `common.datasources.from_descriptor`."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2, descriptor_pool, timestamp_pb2
@@ -51,8 +52,14 @@ def _pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
-def build(name: str, columns: list[Spec], sorting_key: str = "") -> Datasource:
-    """A datasource named `name` whose message is declared in a pool of its own."""
+def build(
+    name: str,
+    columns: list[Spec],
+    sorting_key: str = "",
+    table_options: Callable[[options_pb2.Table], None] | None = None,
+) -> Datasource:
+    """A datasource named `name` whose message is declared in a pool of its own
+    (`table_options` sets the table option's other fields)."""
     package = f"pipit.test{next(_packages)}.v1"
     file = descriptor_pb2.FileDescriptorProto(
         name=f"{package.replace('.', '/')}/{name}.proto",
@@ -65,6 +72,8 @@ def build(name: str, columns: list[Spec], sorting_key: str = "") -> Datasource:
     table.name = name
     table.engine = "MergeTree"
     table.sorting_key = sorting_key
+    if table_options is not None:
+        table_options(table)
     for number, spec in enumerate(columns, start=1):
         label, proto_type = spec.proto or event_field(spec.type)
         field = message.field.add(name=spec.name, number=number)

@@ -19,10 +19,12 @@ import expected
 import orjson
 import pytest
 from conftest import unique_database
+from datasource_protos import Spec, build
 from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
-from common.datasources import registry
+from common import page_moves
+from common.datasources import Datasource, registry
 from common.range_views import EMPTY_PREFIX, WHOLE_SUFFIX, RangeView
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -130,6 +132,12 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
                     f"CREATE VIEW `{wh.database}`.`{view}` AS SELECT toStartOfHour(timestamp) "  # noqa: S608
                     f"AS hour, count() AS n FROM `{wh.database}`.`{ds.name}` GROUP BY hour"
                 )
+        # A projection the page moves now stand in for, as releases before them built it.
+        for projection in ds.projections_for(numbered=False):
+            if projection.split(" ", 1)[0].strip("`") in ds.without_page_moves:
+                await wh.execute(
+                    f"ALTER TABLE `{wh.database}`.`{ds.name}` ADD PROJECTION {projection}"
+                )
     for step in range(4):
         if step == 1:
             # As an older Pipit's start: the projections added, not written into the
@@ -188,8 +196,19 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "by_user",
         ],
     }
-    ddl = registry()["clickstream_events"].create_table_sql("pipit")
+    clickstream = registry()["clickstream_events"]
+    ddl = clickstream.create_table_sql("pipit")
     assert "PROJECTION `page_view_hours` (SELECT toStartOfHour(timestamp) AS hour, page_url" in ddl
+    # page_paths' server form reads `by_page`; on chDB the page moves answer it, so the
+    # table there is built without it.
+    assert "PROJECTION `by_page` (SELECT page_url, timestamp" in ddl
+    assert "`by_page`" not in clickstream.create_table_sql("pipit", numbered=True)
+    assert clickstream.projection_names_for(numbered=True) == (
+        "page_view_hours",
+        "by_session_rows",
+        "by_user",
+    )
+    assert clickstream.projection_names_for(numbered=False) == clickstream.projection_names
     # A projection's own granularity on chDB; a server (25.8) has no projection settings.
     ab = registry()["ab_test_events"]
     assert (
@@ -276,7 +295,8 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         "ORDER BY table, name",
         {"d": warehouse.database},
     )
-    # The retired projections the fixture gave the older tables are gone.
+    # The retired projections the fixture gave the older tables are gone, and so is the
+    # one chDB's page moves stand in for (`by_page`).
     assert [(r["table"], r["name"]) for r in result.data] == [
         # page_paths' moves (common/page_moves.py), made beside the older clickstream table.
         ("_pipit_page_move_counts_clickstream_events", "by_session"),
@@ -291,7 +311,6 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
         ("app_events", "feature_bitmap_months"),
-        ("clickstream_events", "by_page"),
         ("clickstream_events", "by_session_rows"),
         ("clickstream_events", "by_user"),
         ("clickstream_events", "page_view_hours"),
@@ -1227,6 +1246,42 @@ async def test_a_lookup_weighs_its_projection(warehouse: EmbeddedWarehouse, name
         want = expected.ENDPOINTS[name][1](DATA[datasource], **ENDPOINTS[name].bind(given))
         assert want
         expected.assert_rows_match(await _run(warehouse, name, given), want, {})
+
+
+def _views_table(*, keeps_moves: bool) -> Datasource:
+    """A table of page views with a projection built only without page moves, which it
+    keeps (`keeps_moves`) or not."""
+
+    def options(table: Any) -> None:
+        table.page_moves = keeps_moves
+        table.projections.add(
+            name="by_page",
+            query="SELECT page_url, timestamp ORDER BY page_url, timestamp",
+            without_page_moves=True,
+        )
+
+    columns = [
+        Spec(c, "DateTime" if c == "timestamp" else "String") for c in page_moves.SOURCE_COLUMNS
+    ]
+    return build("views", columns, "timestamp", table_options=options)
+
+
+def test_a_projection_built_without_page_moves_is_chdbs_only_where_they_are_kept() -> None:
+    views = _views_table(keeps_moves=True)
+    assert views.projection_names_for(numbered=True) == ()
+    assert views.projection_names_for(numbered=False) == ("by_page",)
+    # An older chDB table that has it drops it; a server's keeps it.
+    assert any(
+        s.endswith("DROP PROJECTION IF EXISTS `by_page`")
+        for s in views.upgrade_sql("t", "db", numbered=True, present={"by_page"})
+    )
+    assert not any(
+        "DROP PROJECTION" in s
+        for s in views.upgrade_sql("t", "db", numbered=False, present={"by_page"})
+    )
+    # Without page moves kept anywhere, the flag means nothing: refused, the projection named.
+    with pytest.raises(ValueError, match="projection by_page is built without page moves"):
+        _views_table(keeps_moves=False)
 
 
 @pytest.mark.parametrize(

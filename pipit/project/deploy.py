@@ -201,7 +201,7 @@ class Deployer:
             changes += [
                 f"added projection {ds.name}.{name} (written into the rows already there "
                 "in the background)"
-                for name in ds.missing_projections(had)
+                for name in ds.missing_projections(had, numbered=self._warehouse.numbers_ids)
             ]
             changes += [
                 f"dropped view {name} (the range view of a projection {ds.name} no longer has)"

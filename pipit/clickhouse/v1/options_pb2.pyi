@@ -64,7 +64,7 @@ class Table(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., engine: _Optional[str] = ..., partition_key: _Optional[str] = ..., sorting_key: _Optional[str] = ..., skip_indexes: _Optional[_Iterable[_Union[SkipIndex, _Mapping]]] = ..., projections: _Optional[_Iterable[_Union[Projection, _Mapping]]] = ..., ttl: _Optional[str] = ..., settings: _Optional[str] = ..., primary_key: _Optional[str] = ..., sharding_key: _Optional[str] = ..., retired_projections: _Optional[_Iterable[str]] = ..., materialized_by: _Optional[str] = ..., numbered_columns: _Optional[_Iterable[str]] = ..., page_moves: _Optional[bool] = ...) -> None: ...
 
 class Projection(_message.Message):
-    __slots__ = ("name", "query", "range_view", "fold_hours", "folded_view", "day_projection", "month_projection", "one_row_per_key", "index_granularity")
+    __slots__ = ("name", "query", "range_view", "fold_hours", "folded_view", "day_projection", "month_projection", "one_row_per_key", "index_granularity", "without_page_moves")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     RANGE_VIEW_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Projection(_message.Message):
     MONTH_PROJECTION_FIELD_NUMBER: _ClassVar[int]
     ONE_ROW_PER_KEY_FIELD_NUMBER: _ClassVar[int]
     INDEX_GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_PAGE_MOVES_FIELD_NUMBER: _ClassVar[int]
     name: str
     query: str
     range_view: bool
@@ -83,7 +84,8 @@ class Projection(_message.Message):
     month_projection: str
     one_row_per_key: bool
     index_granularity: int
-    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., fold_hours: _Optional[bool] = ..., folded_view: _Optional[str] = ..., day_projection: _Optional[str] = ..., month_projection: _Optional[str] = ..., one_row_per_key: _Optional[bool] = ..., index_granularity: _Optional[int] = ...) -> None: ...
+    without_page_moves: bool
+    def __init__(self, name: _Optional[str] = ..., query: _Optional[str] = ..., range_view: _Optional[bool] = ..., fold_hours: _Optional[bool] = ..., folded_view: _Optional[str] = ..., day_projection: _Optional[str] = ..., month_projection: _Optional[str] = ..., one_row_per_key: _Optional[bool] = ..., index_granularity: _Optional[int] = ..., without_page_moves: _Optional[bool] = ...) -> None: ...
 
 class SkipIndex(_message.Message):
     __slots__ = ("name", "expression", "type", "granularity")
