@@ -20,7 +20,9 @@ any path: the ingest's batches, an import, SQL). Reconciling ten 10,000-row batc
 sessions at once costs a third to a half of reconciling them batch by batch (the engine's
 planning and its read of the parts are paid once; measured 2026-12-01), so the writer does
 it for all pending sessions together, in the same lane call as a batch's insert once a
-second (or once many bytes are pending), and always before a query reads the moves:
+second — or ten times the last reconcile's cost where that is longer, which bounds their
+share of the writes at any size of table (`SettleSchedule`) — or once many bytes are
+pending, and always before a query reads the moves:
 page_paths answers from settled moves only. The reconcile and the pending table's truncation
 run in one call on the lane every chDB write runs on, so no write comes between; a reconcile
 repeated (a crash before the truncation) finds no difference. A batch retried after its
@@ -40,6 +42,7 @@ the sessions there (`id_numbers.server_form`)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 # What page_paths counts as a page view (services/query/sql/page_paths.sql).
 PAGE_VIEW_TYPES = ("page_view", "pageview")
@@ -56,6 +59,50 @@ _READ = re.compile(rf"\b{_PREFIX}(\w+)")
 _RETIRED_PREFIX = "_pipit_page_moves_"
 
 _COLUMNS = "session_id, from_page, to_page, from_time, to_time, sign"
+
+# When a writer reconciles the sessions its batches left pending (`SettleSchedule`): once
+# the oldest of those writes is SETTLE_SECONDS old, or SETTLE_TIMES the last reconcile's
+# cost if that is longer, or once SETTLE_BYTES were inserted since.
+SETTLE_SECONDS = 1.0
+SETTLE_TIMES = 10.0
+SETTLE_BYTES = 64 << 20
+
+
+@dataclass
+class SettleSchedule:
+    """When a writer reconciles a datasource's pending sessions. A reconcile of many
+    batches' sessions together costs a fraction of one per batch (the engine's planning
+    and its read of the sessions' rows are paid once: that read finds random session ids
+    across the whole table, so its cost grows with the table — 0.1 to 0.4 s at 10 M rows
+    — where the batches' own do not). So the writer waits at least a second from the
+    first write it has not reconciled, and ten times what the last reconcile took if that
+    is longer: reconciles then take at most a tenth of the write lane's time however big
+    the table grows, where a reconcile every second would take all of it past a few
+    tens of millions of rows. Nothing reads the moves unsettled (a read settles them
+    first), so the wait costs no answer its exactness; the bytes bound what a read or a
+    reconcile may find waiting."""
+
+    pending_since: float | None = None
+    """When the oldest write not yet reconciled was made (monotonic seconds); None: none."""
+    pending_bytes: int = 0
+    last_cost: float = 0.0
+    """How long the last reconcile took, in seconds."""
+
+    def written(self, now: float, size: int) -> bool:
+        """Records a write of `size` bytes at `now`; whether its reconcile is due."""
+        if self.pending_since is None:
+            self.pending_since = now
+        self.pending_bytes += size
+        wait = max(SETTLE_SECONDS, SETTLE_TIMES * self.last_cost)
+        return now - self.pending_since >= wait or self.pending_bytes >= SETTLE_BYTES
+
+    def settled(self, cost: float | None) -> None:
+        """Records a reconcile of every pending session that took `cost` seconds (None:
+        the moves made again from the rows, which says nothing of a reconcile's cost)."""
+        self.pending_since = None
+        self.pending_bytes = 0
+        if cost is not None:
+            self.last_cost = cost
 
 
 def table(source: str) -> str:

@@ -138,13 +138,53 @@ async def _unsettled(warehouse: EmbeddedWarehouse) -> Counter[tuple[str, str, st
     )
 
 
+def _settle_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write reconciles its sessions: no wait, whatever the last reconcile cost."""
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(page_moves, "SETTLE_TIMES", 0.0)
+
+
+def test_a_writer_waits_longer_when_its_reconciles_cost_more():
+    schedule = page_moves.SettleSchedule()
+    schedule.settled(0.05)
+    # Cheap reconciles: a second after the first write not reconciled.
+    assert not schedule.written(100.0, 1_000)
+    assert not schedule.written(100.9, 1_000)
+    assert schedule.written(101.0, 1_000)
+    schedule.settled(0.5)
+    # A reconcile of half a second (a big table's): ten times that, so that reconciles
+    # take at most a tenth of the writer's time.
+    assert not schedule.written(200.0, 1_000)
+    assert not schedule.written(204.9, 1_000)
+    assert schedule.written(205.0, 1_000)
+    schedule.settled(None)  # the moves made again from the rows: the cost is kept
+    assert not schedule.written(300.0, 1_000)
+    assert not schedule.written(304.9, 1_000)
+    # Many bytes pending: due at once, however soon.
+    assert schedule.written(304.95, page_moves.SETTLE_BYTES)
+
+
+def test_a_writer_counts_the_wait_from_its_first_write_not_reconciled():
+    schedule = page_moves.SettleSchedule()
+    schedule.settled(0.01)
+    # An hour idle, then a write: its sessions wait for the batches that follow it,
+    # rather than being reconciled alone because the last reconcile is long past.
+    assert not schedule.written(3_600.0, 1_000)
+    assert not schedule.written(3_600.5, 1_000)
+    assert schedule.written(3_601.0, 1_000)
+    assert schedule.pending_bytes == 3_000
+    schedule.settled(0.01)
+    assert (schedule.pending_since, schedule.pending_bytes) == (None, 0)
+
+
 @pytest.mark.parametrize("settle_seconds", [0.0, 3600.0], ids=["every-batch", "on-read"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(
     warehouse, seed, settle_seconds, monkeypatch
 ):
     # Reconciled with every batch, or only when read (many batches' sessions at once).
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", settle_seconds)
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", settle_seconds)
+    monkeypatch.setattr(page_moves, "SETTLE_TIMES", 0.0)
     events = _events(seed)
     rng = random.Random(seed)
     shuffled = events[:]
@@ -176,7 +216,7 @@ async def test_batches_in_any_order_and_retried_keep_exactly_the_rows_moves(
 
 
 async def test_a_read_of_the_moves_settles_what_writes_left_pending(warehouse, monkeypatch):
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
     first, second = _events(31), _events(32)
     await _insert(warehouse, first, "first")  # the first write of the process settles
     assert await _pending(warehouse) == 0
@@ -195,28 +235,28 @@ async def test_a_read_of_the_moves_settles_what_writes_left_pending(warehouse, m
 
 
 async def test_writes_settle_once_the_interval_or_the_bytes_are_reached(warehouse, monkeypatch):
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
     events = _events(41)
     await _insert(warehouse, events[:5], "a")
     await _insert(warehouse, events[5:10], "b")
     assert await _pending(warehouse) > 0
     # Enough bytes since the last reconcile: the write settles them itself.
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_BYTES", 1)
+    monkeypatch.setattr(page_moves, "SETTLE_BYTES", 1)
     await _insert(warehouse, events[10:20], "c")
     assert await _pending(warehouse) == 0
     assert await _unsettled(warehouse) == _moves(events[:20])
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_BYTES", 1 << 40)
+    monkeypatch.setattr(page_moves, "SETTLE_BYTES", 1 << 40)
     await _insert(warehouse, events[20:30], "d")
     assert await _pending(warehouse) > 0
     # A second after the last reconcile (here: no interval at all), likewise.
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 0.0)
+    _settle_every_write(monkeypatch)
     await _insert(warehouse, events[30:], "e")
     assert await _pending(warehouse) == 0
     assert await _unsettled(warehouse) == _moves(events)
 
 
 async def test_sessions_left_pending_by_an_earlier_process_are_settled(warehouse, monkeypatch):
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 3600.0)
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
     events = _events(51)
     await _insert(warehouse, events[:30], "a")
     await _insert(warehouse, events[30:], "b")
@@ -224,8 +264,7 @@ async def test_sessions_left_pending_by_an_earlier_process_are_settled(warehouse
     # A new process knows of no reconcile (the pending table is on disk): its first write
     # settles what waits, its own batch's sessions with them.
     engine = embedded._Engine.get(warehouse.data_dir / "chdb")
-    engine.moves_settled_at.clear()
-    engine.moves_unsettled_bytes.clear()
+    engine.moves_schedules.clear()
     more = _events(52)
     await _insert(warehouse, more, "c")
     assert await _pending(warehouse) == 0
@@ -406,7 +445,7 @@ async def _rows(warehouse: EmbeddedWarehouse) -> list[dict[str, Any]]:
 
 async def test_merged_moves_keep_one_row_per_standing_move(warehouse, monkeypatch):
     # Settled with every batch, so that later views undo moves the table already holds.
-    monkeypatch.setattr(embedded, "MOVES_SETTLE_SECONDS", 0.0)
+    _settle_every_write(monkeypatch)
     events = _events(61, sessions=60)
     ordered = sorted(events, key=lambda e: e["timestamp"])
     # Every other view first, then the rest: each later batch puts views between two kept

@@ -61,12 +61,6 @@ from common.warehouse.base import (
 _T = TypeVar("_T")
 log = structlog.get_logger("warehouse")
 
-# How often, at most, a writer reconciles the page moves of the sessions its batches
-# touched (common/page_moves.py), and how many inserted bytes make it do so sooner: a
-# reconcile of many batches' sessions together costs a fraction of one per batch.
-MOVES_SETTLE_SECONDS = 1.0
-MOVES_SETTLE_BYTES = 64 << 20
-
 
 def _setting_literal(value: Any) -> str:
     if isinstance(value, int | float):
@@ -162,11 +156,10 @@ class _Engine:
         self.columns: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {}
         # Counts the forgettings, so a read of columns that raced a statement is not kept.
         self.columns_epoch = 0
-        # Per (database, table) with page moves: when its pending sessions were last
-        # reconciled (monotonic seconds; never, so the first write after a start settles
-        # what an earlier process left), and the bytes inserted since. Main lane only.
-        self.moves_settled_at: dict[tuple[str, str], float] = {}
-        self.moves_unsettled_bytes: dict[tuple[str, str], int] = {}
+        # Per (database, table) with page moves: when its writes' pending sessions are
+        # reconciled (none before the first reconcile of this process, so the first write
+        # after a start settles what an earlier process left). Main lane only.
+        self.moves_schedules: dict[tuple[str, str], page_moves.SettleSchedule] = {}
         # The deletes this process runs, by the suffix of the table keeping their sessions:
         # any other such table a start finds is one a stopped process left. Event loop only.
         self.deletes_under_way: set[str] = set()
@@ -467,11 +460,8 @@ class EmbeddedWarehouse(Warehouse):
         if not moves:
             return
         assert self._engine is not None
-        key = (self.database, table)
-        unsettled = self._engine.moves_unsettled_bytes.get(key, 0) + len(body)
-        self._engine.moves_unsettled_bytes[key] = unsettled
-        since = time.monotonic() - self._engine.moves_settled_at.get(key, float("-inf"))
-        if since >= MOVES_SETTLE_SECONDS or unsettled >= MOVES_SETTLE_BYTES:
+        schedule = self._engine.moves_schedules.get((self.database, table))
+        if schedule is None or schedule.written(time.monotonic(), len(body)):
             self._settle_on_main(main, table)
 
     def _settle_on_main(self, main: _Lane, table: str) -> None:
@@ -479,15 +469,17 @@ class EmbeddedWarehouse(Warehouse):
         lane's thread."""
         # A failure fails the call: after a batch's insert, the batch is retried, its rows
         # deduplicated, and the sessions still pending (the table is emptied last).
+        started = time.monotonic()
         for statement in page_moves.settle_sql(self.database, table):
             main.run(self.database, statement, "CSV", None)
-        self._mark_settled(table)
+        self._mark_settled(table, time.monotonic() - started)
 
-    def _mark_settled(self, table: str) -> None:
+    def _mark_settled(self, table: str, cost: float | None) -> None:
+        """No session of `table` waits any more; a reconcile took `cost` seconds (None:
+        the moves were made again from the rows)."""
         assert self._engine is not None
-        key = (self.database, table)
-        self._engine.moves_settled_at[key] = time.monotonic()
-        self._engine.moves_unsettled_bytes[key] = 0
+        schedules = self._engine.moves_schedules
+        schedules.setdefault((self.database, table), page_moves.SettleSchedule()).settled(cost)
 
     async def settle_page_moves(self, table: str) -> None:
         """Brings `table`'s page moves up to its rows, when some sessions wait (a read of
@@ -731,7 +723,7 @@ class EmbeddedWarehouse(Warehouse):
     def _rebuild_moves_on_main(self, main: _Lane, table: str) -> None:
         for statement in page_moves.rebuild_sql(self.database, table):
             self._execute_on_main(main, statement)
-        self._mark_settled(table)
+        self._mark_settled(table, None)
 
     async def _table_columns(
         self, table: str, columns: Sequence[str]
