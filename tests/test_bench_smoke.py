@@ -61,7 +61,14 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         "app_events",
         "clickstream_events",
     ]
-    assert all(t["ratio"] > 0 and len(t["rounds"]["with"]) == 2 for t in projections["tables"])
+    assert all(
+        t["ratio"] > 0 and t["ratio_to_bare"] > 0 and len(t["rounds"][kept]) == 2
+        for t in projections["tables"]
+        for kept in ("full", "lookups", "bare")
+    )
+    clickstream = projections["tables"][3]
+    assert clickstream["aggregate_projections"] == ["page_view_hours"]
+    assert clickstream["lookup_projections"] == ["by_session_rows", "by_user"]
 
     ingest = json.loads((tmp_path / "ingest.json").read_text())
     assert {(r["path"], r["clients"]) for r in ingest["runs"]} == {
