@@ -147,8 +147,8 @@ async def load(directory: Path, events: int, days: int, seed: int) -> dict[str, 
         await warehouse.execute(f"OPTIMIZE TABLE `{DATABASE}`.`{ds.name}` FINAL")
         if ds.page_moves:
             await warehouse.settle_page_moves(ds.name)
-            moves = page_moves.table(ds.name)
-            await warehouse.execute(f"OPTIMIZE TABLE `{DATABASE}`.`{moves}` FINAL")
+            for hidden in (page_moves.table(ds.name), page_moves.spans_table(ds.name)):
+                await warehouse.execute(f"OPTIMIZE TABLE `{DATABASE}`.`{hidden}` FINAL")
     loaded = time.perf_counter() - started
     samples = {
         "ab_test_ids": await _column(warehouse, "ab_test_events", "test_id", 4),

@@ -274,8 +274,11 @@ class Datasource:
             # still there); and an older release's table goes, left where a start stopped
             # before dropping it.
             stale = page_moves.stale_table(self.name) in existing
+            # The sessions' spans made from the rows where a release before them kept the
+            # moves (a rebuild makes them anyway).
+            spans = stale or page_moves.spans_table(self.name) in existing
             return [
-                *page_moves.schema_sql(database, self.name),
+                *page_moves.schema_sql(database, self.name, spans=spans),
                 *(page_moves.rebuild_sql(database, self.name) if stale else []),
                 *page_moves.retired_sql(database, self.name),
             ]

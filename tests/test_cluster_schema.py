@@ -384,7 +384,7 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
     }
     # And keeps clickstream's page moves (common/page_moves.py): the moves (summed as
     # their parts merge), the sessions waiting for a reconcile, and the view that records
-    # them.
+    # them; each session's span of views, and the view that extends it.
     moves = {
         name: engine
         for ds in DATASOURCES
@@ -393,6 +393,8 @@ async def test_single_node_migration_runs_on_chdb_and_is_idempotent(
             (page_moves.table(ds.name), "SummingMergeTree"),
             (page_moves.pending_table(ds.name), "MergeTree"),
             (page_moves.pending_view(ds.name), "MaterializedView"),
+            (page_moves.spans_table(ds.name), "AggregatingMergeTree"),
+            (page_moves.spans_view(ds.name), "MaterializedView"),
         )
     }
     assert moves

@@ -644,3 +644,102 @@ async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
             assert await _kept(warehouse) == Counter()
     finally:
         await suite.stop()
+
+
+def _view(session: str, at: datetime, page: str, number: int) -> Event:
+    """One page view of `session` at `at`."""
+    return {
+        "event_id": f"{session}-{number}",
+        "user_id": "u1",
+        "session_id": session,
+        "event_type": "page_view",
+        "page_url": page,
+        "page_title": "t",
+        "referrer": "",
+        "timestamp": at.strftime("%Y-%m-%d %H:%M:%S"),
+        "device_type": "mobile",
+        "browser": "Chrome",
+        "properties": "{}",
+    }
+
+
+async def _spans(warehouse: EmbeddedWarehouse) -> dict[str, tuple[str, str]]:
+    table = page_moves.spans_table(DS)
+    result = await warehouse.adhoc_query(
+        f"SELECT session_id, formatDateTime(min(first_view), '%F %T') AS f, "  # noqa: S608
+        f"formatDateTime(max(last_view), '%F %T') AS l FROM `{table}` GROUP BY session_id",
+        {},
+    )
+    return {r["session_id"]: (r["f"], r["l"]) for r in result.data}
+
+
+def _expected_spans(events: list[Event]) -> dict[str, tuple[str, str]]:
+    times: dict[str, list[str]] = {}
+    for e in events:
+        if e["event_type"] in page_moves.PAGE_VIEW_TYPES:
+            times.setdefault(e["session_id"], []).append(e["timestamp"])
+    return {s: (min(t), max(t)) for s, t in times.items()}
+
+
+async def test_a_view_months_from_its_sessions_others_still_finds_them(warehouse, monkeypatch):
+    """The reconcile reads the pending sessions' rows within the span of them all: a view
+    that lands months after (or between) a session's others must still meet them, and a
+    session touched in the same batch with a span of minutes must not narrow the read."""
+    _settle_every_write(monkeypatch)
+    first = [
+        _view("long", START, PAGES[0], 1),
+        _view("long", START + timedelta(minutes=3), PAGES[1], 2),
+        _view("short", START + timedelta(days=90), PAGES[2], 1),
+    ]
+    await _insert(warehouse, first, "first")
+    later = [
+        # Months on: its neighbour is the view of March, which no time near it holds.
+        _view("long", START + timedelta(days=90, minutes=5), PAGES[3], 3),
+        _view("short", START + timedelta(days=90, minutes=1), PAGES[4], 2),
+    ]
+    await _insert(warehouse, later, "later")
+    between = [_view("long", START + timedelta(days=40), PAGES[5], 4)]
+    await _insert(warehouse, between, "between")
+    events = first + later + between
+    assert await _kept(warehouse) == _moves(events)
+    assert (("long", PAGES[5], PAGES[3], events[5]["timestamp"], events[3]["timestamp"])) in (
+        _moves(events)
+    )
+    assert await _spans(warehouse) == _expected_spans(events)
+
+
+async def test_the_spans_of_a_table_from_before_them_are_made_from_its_rows(warehouse):
+    """A release before the spans kept the moves without them: a start makes them from the
+    rows, so that the next reconcile of an older session finds its first views."""
+    events = _events(81)
+    await _insert(warehouse, events, "before")
+    await warehouse.settle_page_moves(DS)
+    db = warehouse.database
+    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
+    await warehouse.execute(f"DROP TABLE `{db}`.`{page_moves.spans_table(DS)}`")
+    await warehouse.ensure_schema(list(registry().values()))
+    assert await _spans(warehouse) == _expected_spans(events)
+    # A view a week after every other, in a session of the day before.
+    session = events[0]["session_id"]
+    late = [_view(session, START + timedelta(days=8), PAGES[5], 99)]
+    await _insert(warehouse, late, "late")
+    assert await _kept(warehouse) == _moves(events + late)
+
+
+async def test_a_session_with_no_span_is_read_over_all_times(warehouse, monkeypatch):
+    """Should a pending session have no span (its insert's record of them lost), its rows
+    are read whatever their times rather than none of them."""
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
+    events = _events(82)
+    await _insert(warehouse, events, "first")  # the first write of the process settles
+    db = warehouse.database
+    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
+    await warehouse.execute(f"TRUNCATE TABLE `{db}`.`{page_moves.spans_table(DS)}`")
+    more = [
+        _view(e["session_id"], START + timedelta(days=3, seconds=n), PAGES[n % 6], 100 + n)
+        for n, e in enumerate(events[::7])
+    ]
+    await _insert(warehouse, more, "second")
+    assert await _pending(warehouse) > 0
+    assert await _spans(warehouse) == {}
+    assert await _kept(warehouse) == _moves(events + more)

@@ -113,6 +113,9 @@ SOURCES = {
     # an older release kept them in (a start drops it).
     "stale-moves": "_pipit_stale_moves_clickstream_events",
     "retired-page-moves": "_pipit_page_moves_clickstream_events",
+    # Each session's span of page views, with the view that extends it.
+    "session-spans": "_pipit_session_spans_clickstream_events",
+    "session-spans-view": "_pipit_session_spans_clickstream_events_view",
 }
 
 SOURCE_NESTINGS = {
