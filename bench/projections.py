@@ -2,7 +2,8 @@
 declared projections, as a ratio to the same table without its pre-aggregation, in the same
 run.
 
-    python -m bench.projections [--rows 100000] [--batch 10000] [--rounds 5] [--recurring-sessions]
+    python -m bench.projections [--rows 100000] [--batch 10000] [--rounds 5] [--days 1]
+        [--recurring-sessions]
 
 One embedded chDB (in-process, as the ingest service writes it), three databases made by
 the same `ensure_schema` (chDB's form of the tables):
@@ -12,14 +13,16 @@ the same `ensure_schema` (chDB's form of the tables):
   that are sorted copies of the rows for lookups (`get_session_events`' `by_session_rows`,
   say) stay, as they would in a design without the pre-aggregation;
 - `bare`, every projection and the page moves dropped.
-Each round generates `--rows` seed events per datasource and inserts the same JSON batches
-into the three, the order turning by round so none always goes first; all number their ids
-(the same writer path), and the moves left pending are settled inside the timing. Each
-round's sessions are its own (the ids hashed with the round, as a site's sessions are new
-ones); `--recurring-sessions` keeps the generator's ids instead, which it numbers from 1 in
-every round, so each round's views fall into the sessions of the rounds before over the
-same 30 days: the page moves' hardest case, each reconcile reading every view those
-sessions have had.
+Each round generates `--rows` seed events per datasource over `--days` days, from where the
+last round's ended (a live site's events arrive in time order: 100,000 in a day; `--days 30`
+for a month's backfill, whose every batch spans days, so many more hours to aggregate), and
+inserts the same JSON batches into the three, the order turning by round so none always
+goes first; all number their ids (the same writer path), and the moves left pending are
+settled inside the timing. Each round's sessions are its own (the ids hashed with the
+round, as a site's sessions are new ones); `--recurring-sessions` keeps the generator's
+ids instead, which it numbers from 1 in every round, so each round's views fall into the
+sessions of the rounds before: the page moves' hardest case, each reconcile reading every
+view those sessions have had, across every round's days.
 Ratio = the median rate as declared ÷ the median without the pre-aggregation: issue 18's
 goal, ≥ 0.7. The ratio to the bare table (the lookups' copies counted too) is reported
 beside it.
@@ -34,6 +37,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ from bench import results
 from common import page_moves
 from common.datasources import Datasource, registry
 from common.warehouse.embedded import EmbeddedWarehouse
-from pipit.seed.generator import DATASOURCES, generate
+from pipit.seed.generator import DATASOURCES, DEFAULT_START, generate
 
 # The databases, by what each keeps of the declared tables (module docstring).
 _KEPT = ("full", "lookups", "bare")
@@ -119,7 +123,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for round_no in range(args.rounds):
                 for name in DATASOURCES:
-                    rows = generate(name, args.rows, days=30, seed=args.seed + round_no)
+                    start = DEFAULT_START + timedelta(days=args.days * round_no)
+                    rows = generate(
+                        name, args.rows, days=args.days, seed=args.seed + round_no, start=start
+                    )
                     lines = [
                         orjson.dumps(row if args.recurring_sessions else _fresh(row, round_no))
                         for row in rows
@@ -169,6 +176,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     document = {
         "machine": machine,
         "recurring_sessions": args.recurring_sessions,
+        "days": args.days,
         "rows": args.rows,
         "batch": args.batch,
         "rounds": args.rounds,
@@ -197,6 +205,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=10_000, help="rows per insert")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=1,
+        help="days each round's events span, the rounds one after another in time",
+    )
     parser.add_argument(
         "--recurring-sessions",
         action="store_true",

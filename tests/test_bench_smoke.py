@@ -28,6 +28,7 @@ SCENARIOS = {
     "isolation": ["--events", "2000", "--seconds", "2"],
     "import": ["--rows", "3000", "--bad", "10"],
     "projections": ["--rows", "2000", "--batch", "500", "--rounds", "2"],
+    "reconcile": ["--events", "3000", "--batches", "4", "--batch", "200", "--every", "0.05"],
 }  # fmt: skip
 
 
@@ -36,8 +37,8 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     running = {}
     for name, args in SCENARIOS.items():
         extra = [] if charts else ["--no-chart"]
-        if name == "query":
-            extra += ["--data-root", str(tmp_path / "data")]
+        if name in ("query", "reconcile"):
+            extra += ["--data-root", str(tmp_path / f"data-{name}")]
         running[name] = subprocess.Popen(
             [sys.executable, "-m", f"bench.{name}", *args, "--out", str(tmp_path), *extra],
             cwd=ROOT,
@@ -69,6 +70,11 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     clickstream = projections["tables"][3]
     assert clickstream["aggregate_projections"] == ["page_view_hours"]
     assert clickstream["lookup_projections"] == ["by_session_rows", "by_user"]
+
+    reconcile = json.loads((tmp_path / "reconcile.json").read_text())
+    assert reconcile["writes"]["n"] == 4 and reconcile["read_settle_ms"] > 0
+    # The first write of the four has nothing to reconcile before it; a later one may.
+    assert len(reconcile["reconciles"]) <= 4
 
     ingest = json.loads((tmp_path / "ingest.json").read_text())
     assert {(r["path"], r["clients"]) for r in ingest["runs"]} == {
