@@ -45,21 +45,41 @@ def _events(seed: int, sessions: int = 40) -> list[Event]:
         for i in range(rng.randrange(1, 12)):
             at += timedelta(seconds=rng.choice([0, 0, 1, 5, 30, 400]))
             events.append(
-                {
-                    "event_id": f"e{seed}-{s}-{i}-{rng.randrange(1000)}",
-                    "user_id": f"u{s % 7}",
-                    "session_id": f"s{seed}-{s}",
-                    "event_type": rng.choice(["page_view"] * 6 + ["pageview", "click", "scroll"]),
-                    "page_url": rng.choice(PAGES[: rng.randrange(2, len(PAGES) + 1)]),
-                    "page_title": "t",
-                    "referrer": "",
-                    "timestamp": at.strftime("%Y-%m-%d %H:%M:%S"),
-                    "device_type": "mobile",
-                    "browser": "Chrome",
-                    "properties": "{}",
-                }
+                _view(
+                    f"s{seed}-{s}",
+                    at,
+                    rng.choice(PAGES[: rng.randrange(2, len(PAGES) + 1)]),
+                    f"{i}-{rng.randrange(1000)}",
+                    event_type=rng.choice(["page_view"] * 6 + ["pageview", "click", "scroll"]),
+                    user_id=f"u{s % 7}",
+                )
             )
     return events
+
+
+def _view(
+    session: str,
+    at: datetime,
+    page: str,
+    number: int | str,
+    *,
+    event_type: str = "page_view",
+    user_id: str = "u1",
+) -> Event:
+    """One event of `session` at `at` on `page` (a page view unless `event_type` says)."""
+    return {
+        "event_id": f"e{session}-{number}",
+        "user_id": user_id,
+        "session_id": session,
+        "event_type": event_type,
+        "page_url": page,
+        "page_title": "t",
+        "referrer": "",
+        "timestamp": at.strftime("%Y-%m-%d %H:%M:%S"),
+        "device_type": "mobile",
+        "browser": "Chrome",
+        "properties": "{}",
+    }
 
 
 def _moves(events: list[Event]) -> Counter[tuple[str, str, str, str, str]]:
@@ -144,35 +164,30 @@ def _settle_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(page_moves, "SETTLE_TIMES", 0.0)
 
 
-def test_a_writer_waits_longer_when_its_reconciles_cost_more():
+@pytest.mark.parametrize(
+    ("costs", "writes"),
+    [
+        # Cheap reconciles: a second after the first write not reconciled.
+        ([0.05], [(100.0, 1, False), (100.9, 1, False), (101.0, 1, True)]),
+        # A reconcile of half a second (a big table's): ten times that, so that reconciles
+        # take at most a tenth of the writer's time.
+        ([0.5], [(200.0, 1, False), (204.9, 1, False), (205.0, 1, True)]),
+        # The moves made again from the rows say nothing of a reconcile's cost: kept. Many
+        # bytes pending: due at once, however soon.
+        ([0.5, None], [(300.0, 1, False), (304.9, 1, False), (304.95, 64 << 20, True)]),
+        # An hour idle, then a write: its sessions wait for the batches that follow it,
+        # rather than being reconciled alone because the last reconcile is long past.
+        ([0.01], [(3_600.0, 1, False), (3_600.5, 1, False), (3_601.0, 1, True)]),
+    ],
+    ids=["cheap", "costly", "rebuilt", "after-idle"],
+)
+def test_a_writer_waits_from_its_first_write_not_reconciled_by_their_cost(costs, writes):
     schedule = page_moves.SettleSchedule()
-    schedule.settled(0.05)
-    # Cheap reconciles: a second after the first write not reconciled.
-    assert not schedule.written(100.0, 1_000)
-    assert not schedule.written(100.9, 1_000)
-    assert schedule.written(101.0, 1_000)
-    schedule.settled(0.5)
-    # A reconcile of half a second (a big table's): ten times that, so that reconciles
-    # take at most a tenth of the writer's time.
-    assert not schedule.written(200.0, 1_000)
-    assert not schedule.written(204.9, 1_000)
-    assert schedule.written(205.0, 1_000)
-    schedule.settled(None)  # the moves made again from the rows: the cost is kept
-    assert not schedule.written(300.0, 1_000)
-    assert not schedule.written(304.9, 1_000)
-    # Many bytes pending: due at once, however soon.
-    assert schedule.written(304.95, page_moves.SETTLE_BYTES)
-
-
-def test_a_writer_counts_the_wait_from_its_first_write_not_reconciled():
-    schedule = page_moves.SettleSchedule()
-    schedule.settled(0.01)
-    # An hour idle, then a write: its sessions wait for the batches that follow it,
-    # rather than being reconciled alone because the last reconcile is long past.
-    assert not schedule.written(3_600.0, 1_000)
-    assert not schedule.written(3_600.5, 1_000)
-    assert schedule.written(3_601.0, 1_000)
-    assert schedule.pending_bytes == 3_000
+    for cost in costs:
+        schedule.settled(cost)
+    for at, size, due in writes:
+        assert schedule.written(at, size) is due, at
+    assert schedule.pending_bytes == sum(size for _, size, _ in writes)
     schedule.settled(0.01)
     assert (schedule.pending_since, schedule.pending_bytes) == (None, 0)
 
@@ -644,23 +659,6 @@ async def test_the_apis_that_write_rows_keep_the_moves(warehouse):
             assert await _kept(warehouse) == Counter()
     finally:
         await suite.stop()
-
-
-def _view(session: str, at: datetime, page: str, number: int) -> Event:
-    """One page view of `session` at `at`."""
-    return {
-        "event_id": f"{session}-{number}",
-        "user_id": "u1",
-        "session_id": session,
-        "event_type": "page_view",
-        "page_url": page,
-        "page_title": "t",
-        "referrer": "",
-        "timestamp": at.strftime("%Y-%m-%d %H:%M:%S"),
-        "device_type": "mobile",
-        "browser": "Chrome",
-        "properties": "{}",
-    }
 
 
 async def _spans(warehouse: EmbeddedWarehouse) -> dict[str, tuple[str, str]]:
