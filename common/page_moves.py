@@ -200,9 +200,10 @@ def pending_schema_sql(database: str, source: str) -> list[str]:
 
 def spans_sql(database: str, source: str, *, fill: bool) -> list[str]:
     """The sessions' spans and the view that extends them as rows are inserted: the table
-    made from the rows (`fill`, replacing one there; a start that adds the spans beside
-    rows, or a rebuild of the moves) or made empty where missing. Spans are minima and
-    maxima, which rows counted twice leave alone. To run on the write lane, together."""
+    made from the rows and the moves (`fill`, replacing one there; a start that adds the
+    spans beside rows, or a rebuild of the moves, after the moves table is made) or made
+    empty where missing. Spans are minima and maxima, which rows counted twice leave
+    alone. To run on the write lane, together."""
     spans = f"`{database}`.`{spans_table(source)}`"
     columns = (
         "(session_id String, first_view SimpleAggregateFunction(min, DateTime), "
@@ -213,8 +214,22 @@ def spans_sql(database: str, source: str, *, fill: bool) -> list[str]:
         "SELECT session_id, min(timestamp) AS first_view, max(timestamp) AS last_view "  # noqa: S608 - names are ours
         f"FROM `{database}`.`{source}` WHERE event_type IN ({_PAGE_VIEWS}) GROUP BY session_id"
     )
+    # Made beside moves already kept (the moves table exists by then), the spans cover
+    # their times too: a session still pending may hold moves of rows deleted since
+    # (an older release's delete), which its reconcile must read to take them back.
+    moves = f"`{database}`.`{table(source)}`"
+    of_rows_and_moves = f"""
+        SELECT session_id, min(t) AS first_view, max(t) AS last_view
+        FROM
+        (
+            SELECT session_id, timestamp AS t FROM `{database}`.`{source}`
+            WHERE event_type IN ({_PAGE_VIEWS})
+            UNION ALL SELECT session_id, from_time FROM {moves}
+            UNION ALL SELECT session_id, to_time FROM {moves}
+        )
+        GROUP BY session_id"""  # noqa: S608 - names are ours
     made = (
-        f"CREATE OR REPLACE TABLE {spans} {columns} AS {of_rows}"
+        f"CREATE OR REPLACE TABLE {spans} {columns} AS {of_rows_and_moves}"
         if fill
         else f"CREATE TABLE IF NOT EXISTS {spans} {columns}"
     )

@@ -731,6 +731,36 @@ async def test_the_spans_of_a_table_from_before_them_are_made_from_its_rows(ware
     assert await _kept(warehouse) == _moves(events + late)
 
 
+async def test_spans_made_beside_kept_moves_cover_a_pending_sessions_deleted_views(warehouse):
+    """A start that adds the spans to moves already kept makes them from the moves too: a
+    session an older release left pending after deleting some of its rows still holds the
+    moves of those rows, which its reconcile must find to take them back."""
+    events = [
+        _view("cut", START, PAGES[0], 1),
+        _view("cut", START + timedelta(hours=2), PAGES[1], 2),
+        _view("cut", START + timedelta(hours=3), PAGES[2], 3),
+        _view("cut", START + timedelta(hours=4), PAGES[3], 4),
+    ]
+    await _insert(warehouse, events, "all")
+    await warehouse.settle_page_moves(DS)
+    db = warehouse.database
+    # As the release before the spans left it: the session's first view deleted by SQL
+    # the writer did not see through, the session pending, no spans.
+    await warehouse.execute(
+        f"ALTER TABLE `{db}`.`{DS}` DELETE WHERE event_id = '{events[0]['event_id']}' "
+        "SETTINGS mutations_sync = 2"
+    )
+    await warehouse.execute(
+        f"INSERT INTO `{db}`.`{page_moves.pending_table(DS)}` (session_id) VALUES ('cut')"  # noqa: S608
+    )
+    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
+    await warehouse.execute(f"DROP TABLE `{db}`.`{page_moves.spans_table(DS)}`")
+    await warehouse.ensure_schema(list(registry().values()))
+    # The span starts at the deleted view's move, not at the first view left.
+    assert await _spans(warehouse) == {"cut": (events[0]["timestamp"], events[3]["timestamp"])}
+    assert await _kept(warehouse) == _moves(events[1:])
+
+
 async def test_a_session_with_no_span_is_read_over_all_times(warehouse, monkeypatch):
     """Should a pending session have no span (its insert's record of them lost), its rows
     are read whatever their times rather than none of them."""
