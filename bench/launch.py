@@ -142,14 +142,29 @@ class Suite:
         return f"127.0.0.1:{self.ports['ingest']}"
 
 
+# How many times `start_up` picks new ports when one it picked was taken meanwhile.
+_PORT_ATTEMPTS = 3
+
+
 def start_up(work: Path, env: Mapping[str, str] | None = None) -> Suite:
-    """`pipit up` with its data and logs under `work`, on free ports, `env` added."""
-    ports = {name: free_port() for name in ("ingest", "query", "gateway")}
-    settings = {
-        "PIPIT_DATA_DIR": str(work / "data"),
-        "PIPIT_INGEST_PORT": str(ports["ingest"]),
-        "PIPIT_QUERY_PORT": str(ports["query"]),
-        "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
-        **(env or {}),
-    }
-    return Suite(start(["up"], settings, {"ingest", "query", "gateway"}, work / "logs"), ports)
+    """`pipit up` with its data and logs under `work`, on free ports, `env` added. A port
+    found free may be taken before the suite binds it (another process's connection, the
+    scenarios running side by side in tests/test_bench_smoke.py): then other ports."""
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        ports = {name: free_port() for name in ("ingest", "query", "gateway")}
+        settings = {
+            "PIPIT_DATA_DIR": str(work / "data"),
+            "PIPIT_INGEST_PORT": str(ports["ingest"]),
+            "PIPIT_QUERY_PORT": str(ports["query"]),
+            "PIPIT_GATEWAY_PORT": str(ports["gateway"]),
+            **(env or {}),
+        }
+        try:
+            service = start(["up"], settings, {"ingest", "query", "gateway"}, work / "logs")
+        except RuntimeError as error:
+            taken = "Failed to bind" in str(error) or "address already in use" in str(error)
+            if taken and attempt < _PORT_ATTEMPTS:
+                continue
+            raise
+        return Suite(service, ports)
+    raise AssertionError("unreachable: the last attempt returns or raises")
