@@ -45,7 +45,7 @@ import orjson
 
 from bench import results
 from common import page_moves
-from common.datasources import Datasource, registry
+from common.datasources import Datasource, projection_name, registry
 from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.seed.generator import DATASOURCES, DEFAULT_START, generate
 
@@ -55,11 +55,7 @@ _KEPT = ("full", "lookups", "bare")
 
 def _aggregates(ds: Datasource) -> set[str]:
     """The names of `ds`'s aggregate projections (chDB's form): those that group."""
-    return {
-        p.split(" ", 1)[0].strip("`")
-        for p in ds.projections_for(numbered=True)
-        if " GROUP BY " in p
-    }
+    return {projection_name(p) for p in ds.projections_for(numbered=True) if " GROUP BY " in p}
 
 
 def _fresh(row: dict[str, Any], round_no: int) -> dict[str, Any]:

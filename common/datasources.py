@@ -102,7 +102,7 @@ class Datasource:
     @property
     def projection_names(self) -> tuple[str, ...]:
         """The declared projections' names, in the DDL's order."""
-        return tuple(_projection_name(p) for p in self.projections)
+        return tuple(projection_name(p) for p in self.projections)
 
     def keeps_page_moves(self, numbered: bool) -> bool:
         """Whether the table keeps page moves where ids are `numbered` (chDB's one writer)."""
@@ -111,7 +111,7 @@ class Datasource:
     def projection_names_for(self, numbered: bool) -> tuple[str, ...]:
         """The names of the projections the table has where ids are `numbered` (chDB) or
         not: those `projections_for` builds."""
-        return tuple(_projection_name(p) for p in self.projections_for(numbered))
+        return tuple(projection_name(p) for p in self.projections_for(numbered))
 
     def missing_projections(
         self, present: Container[str] | None, *, numbered: bool = False
@@ -148,7 +148,7 @@ class Datasource:
         own settings (a ClickHouse server: 25.8 has none)."""
         if self.keeps_page_moves(numbered):
             return tuple(
-                p for p in self.projections if _projection_name(p) not in self.without_page_moves
+                p for p in self.projections if projection_name(p) not in self.without_page_moves
             )
         if numbered:
             return self.projections
@@ -445,8 +445,9 @@ def quarantine_ttl(days: int) -> str:
     return f"toDateTime(arrived_at) + INTERVAL {days} DAY"
 
 
-def _projection_name(projection: str) -> str:
-    """The name of a projection as `Datasource.projections` holds it (`<name> (<query>)`)."""
+def projection_name(projection: str) -> str:
+    """The name of a projection as `Datasource.projections` (or `projections_for`) holds it
+    (`<name> (<query>)`)."""
     return projection.split(" ", 1)[0].strip("`")
 
 

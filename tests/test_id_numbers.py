@@ -25,7 +25,7 @@ from endpoint_cases import CUT, DATA, JUNE
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common import id_numbers
-from common.datasources import registry
+from common.datasources import projection_name, registry
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
 from services.ingest.blocks import JSON_COMPACT_COLUMNS, JSON_EACH_ROW, Block
@@ -478,7 +478,7 @@ async def test_a_table_made_before_numbering_upgrades_and_answers_exactly(chdb_d
 
 
 def test_a_server_keeps_uniqexact_sets_of_the_ids() -> None:
-    declared = {p.split(" ", 1)[0].strip("`"): p for p in APP.projections}
+    declared = {projection_name(p): p for p in APP.projections}
     assert id_numbers.server_form(declared["feature_bitmap_hours"]) == (
         "`feature_bitmap_hours` (SELECT feature, toStartOfHour(timestamp) AS hour, "
         "count() AS event_count, uniqExactState(user_id) AS user_ids, "

@@ -24,7 +24,7 @@ from endpoint_cases import DATA
 from test_endpoint_sql import ENDPOINTS, _run
 
 from common import page_moves
-from common.datasources import Datasource, registry
+from common.datasources import Datasource, projection_name, registry
 from common.range_views import EMPTY_PREFIX, WHOLE_SUFFIX, RangeView
 from common.warehouse.base import WarehouseError
 from common.warehouse.embedded import EmbeddedWarehouse
@@ -134,7 +134,7 @@ async def warehouse(chdb_dir: Path) -> AsyncIterator[EmbeddedWarehouse]:
                 )
         # A projection the page moves now stand in for, as releases before them built it.
         for projection in ds.projections_for(numbered=False):
-            if projection.split(" ", 1)[0].strip("`") in ds.without_page_moves:
+            if projection_name(projection) in ds.without_page_moves:
                 await wh.execute(
                     f"ALTER TABLE `{wh.database}`.`{ds.name}` ADD PROJECTION {projection}"
                 )
