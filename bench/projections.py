@@ -85,14 +85,8 @@ async def _warehouse(directory: Path, database: str) -> EmbeddedWarehouse:
             # The page moves the writer keeps (common/page_moves.py) are a pre-aggregation
             # too: without their table, an insert reconciles none.
             if ds.page_moves:
-                for view in (page_moves.pending_view(ds.name), page_moves.spans_view(ds.name)):
-                    await warehouse.execute(f"DROP VIEW `{database}`.`{view}`")
-                for hidden in (
-                    page_moves.pending_table(ds.name),
-                    page_moves.spans_table(ds.name),
-                    page_moves.table(ds.name),
-                ):
-                    await warehouse.execute(f"DROP TABLE `{database}`.`{hidden}`")
+                for statement in page_moves.dropped_sql(database, ds.name):
+                    await warehouse.execute(statement)
     return warehouse
 
 

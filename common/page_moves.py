@@ -281,6 +281,21 @@ def rebuild_sql(database: str, source: str, *, from_retired: bool = False) -> li
     ]
 
 
+def dropped_sql(database: str, source: str) -> list[str]:
+    """Drops everything kept beside `source` for its moves (`schema_sql`): the views first,
+    so that no insert writes into a table going."""
+    return [
+        *(
+            f"DROP VIEW IF EXISTS `{database}`.`{view}`"
+            for view in (pending_view(source), spans_view(source))
+        ),
+        *(
+            f"DROP TABLE IF EXISTS `{database}`.`{hidden}`"
+            for hidden in (pending_table(source), spans_table(source), table(source))
+        ),
+    ]
+
+
 def retired_sql(database: str, source: str) -> list[str]:
     """Drops the moves table an older release kept (`retired_table`), once its moves are in
     `table` (`rebuild_sql`)."""

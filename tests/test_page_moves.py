@@ -778,3 +778,26 @@ async def test_a_session_with_no_span_is_read_over_all_times(warehouse, monkeypa
     assert await _pending(warehouse) > 0
     assert await _spans(warehouse) == {}
     assert await _kept(warehouse) == _moves(events + more)
+
+
+async def test_dropped_sql_leaves_nothing_the_moves_kept(warehouse):
+    """What bench.projections drops to measure a table without its page moves: everything
+    a start made for them, whatever the schema adds next."""
+    names = (
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND name LIKE {pattern:String} ORDER BY name"
+    )
+    pattern = {"pattern": f"\\_pipit\\_%{DS}%"}
+    made = await warehouse.query(names, pattern)
+    assert {r["name"] for r in made.data} >= {
+        page_moves.table(DS),
+        page_moves.pending_table(DS),
+        page_moves.pending_view(DS),
+        page_moves.spans_table(DS),
+        page_moves.spans_view(DS),
+    }
+    for statement in page_moves.dropped_sql(warehouse.database, DS):
+        await warehouse.execute(statement)
+    assert (await warehouse.query(names, pattern)).data == []
+    # Rows still go in, with nothing recording their sessions.
+    await _insert(warehouse, _events(91), "after")
