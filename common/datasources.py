@@ -267,7 +267,16 @@ class Datasource:
         # Kept where ids are numbered, for the same reason: one writer (chDB). A moves table
         # made beside a table with rows starts with their moves (and with none beside a
         # new one, at the cost of an empty read).
-        if not (numbered and self.page_moves):
+        if not numbered:
+            return []
+        if not self.page_moves:
+            # A table whose declaration no longer keeps page moves (a deploy took the option
+            # off) loses what was kept for them: its views would go on recording sessions
+            # into a pending table no writer reconciles, growing with every insert. (Starts
+            # and deploys know what exists; a printed migration does not take it off.)
+            kept = page_moves.kept_tables(self.name)
+            if existing is not None and any(name in existing for name in kept):
+                return page_moves.dropped_sql(database, self.name)
             return []
         if existing is not None and page_moves.table(self.name) in existing:
             # Made again where a process stopped while the rows were replaced (the mark is

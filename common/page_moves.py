@@ -281,6 +281,11 @@ def rebuild_sql(database: str, source: str, *, from_retired: bool = False) -> li
     ]
 
 
+def kept_tables(source: str) -> tuple[str, ...]:
+    """The tables kept beside `source` for its moves (`schema_sql`), views apart."""
+    return (pending_table(source), spans_table(source), table(source))
+
+
 def dropped_sql(database: str, source: str) -> list[str]:
     """Drops everything kept beside `source` for its moves (`schema_sql`): the views first,
     so that no insert writes into a table going."""
@@ -289,10 +294,7 @@ def dropped_sql(database: str, source: str) -> list[str]:
             f"DROP VIEW IF EXISTS `{database}`.`{view}`"
             for view in (pending_view(source), spans_view(source))
         ),
-        *(
-            f"DROP TABLE IF EXISTS `{database}`.`{hidden}`"
-            for hidden in (pending_table(source), spans_table(source), table(source))
-        ),
+        *(f"DROP TABLE IF EXISTS `{database}`.`{hidden}`" for hidden in kept_tables(source)),
     ]
 
 
