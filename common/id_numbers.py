@@ -26,10 +26,12 @@ quietly wrong.
 
 On a ClickHouse server several ingest replicas write at once, and handing out max + 1 would
 race, so nothing is numbered there: `server_form` reads each bitmap of numbers as the
-`uniqExact` set of the ids themselves (same answers, the older cost). A pipe that does set
-algebra on the bitmaps (`retention`: a cohort less the users seen before it) has no
-`uniqExact` equivalent: it marks that query `/*numbered*/ … /*server: <the server's
-query> */`, and `server_form` keeps the query in the comment.
+`uniqExact` set of the ids themselves (same answers, the older cost), and any other use of
+a number as the id it stands for (a projection sorted by sessions' numbers, which puts a
+site's newest sessions together whatever their ids look like, is sorted by the ids there).
+A pipe that does set algebra on the bitmaps (`retention`: a cohort less the users seen
+before it) has no `uniqExact` equivalent: it marks that query `/*numbered*/ … /*server:
+<the server's query> */`, and `server_form` keeps the query in the comment.
 """
 
 from __future__ import annotations
@@ -142,13 +144,17 @@ def numbered(name: str, default_expression: str) -> str | None:
 
 _STATE = re.compile(rf"groupBitmapState\({PREFIX}([A-Za-z_][A-Za-z0-9_]*){SUFFIX}\)")
 _MERGE = re.compile(r"\bgroupBitmapMerge\(")
+_NUMBER = re.compile(rf"\b{PREFIX}([A-Za-z_][A-Za-z0-9_]*?){SUFFIX}\b")
 _NUMBERED_QUERY = re.compile(r"/\*numbered\*/.*?/\*server:(.*?)\*/", re.DOTALL)
 
 
 def server_form(sql: str) -> str:
     """A projection, range view or built-in pipe as a ClickHouse server runs it, where
     nothing is numbered: `groupBitmapState(_pipit_<c>_number)` becomes `uniqExactState(<c>)` and
-    `groupBitmapMerge(` becomes `uniqExactMerge(` — the exact distinct count either way; a
-    query marked `/*numbered*/ … /*server: … */` becomes the one in the comment."""
+    `groupBitmapMerge(` becomes `uniqExactMerge(` — the exact distinct count either way; any
+    other `_pipit_<c>_number` becomes `<c>`, the id it stands for (a lookup or a key by the
+    number is one by the id); a query marked `/*numbered*/ … /*server: … */` becomes the one
+    in the comment (where numbers are used as numbers: bitmaps intersected, say)."""
     sql = _NUMBERED_QUERY.sub(lambda found: found[1], sql)
-    return _MERGE.sub("uniqExactMerge(", _STATE.sub(r"uniqExactState(\1)", sql))
+    sql = _MERGE.sub("uniqExactMerge(", _STATE.sub(r"uniqExactState(\1)", sql))
+    return _NUMBER.sub(r"\1", sql)

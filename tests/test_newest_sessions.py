@@ -2,10 +2,12 @@
 when they can (see their SQL): the answers equal the plain-Python reference whether that
 shortcut is taken or not, including for a long session that began long before the newest
 rows and a one-event session among them, and the shortcut really reads a fraction of the
-table."""
+table — with session ids in no order (hashes, as a site's are), which the lookup by the
+sessions' numbers does not depend on."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,11 +54,21 @@ def _long_session(table: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _hashed(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with a session id in no order: the generator numbers its sessions in time
+    order (`sess_1`, `sess_2`, …), so sorted by id its newest sessions would lie together."""
+    digest = hashlib.blake2b(row["session_id"].encode(), digest_size=8).hexdigest()
+    return {**row, "session_id": digest}
+
+
 @pytest.fixture(scope="module")
 def data() -> dict[str, list[dict[str, Any]]]:
     # Made when the module's tests run, not whenever pytest collects it (-m quick too).
     return {
-        table: [*generate(table, GENERATED, days=5, seed=3), *_long_session(table)]
+        table: [
+            *(_hashed(row) for row in generate(table, GENERATED, days=5, seed=3)),
+            *_long_session(table),
+        ]
         for table in ENDPOINT_TABLES.values()
     }
 
@@ -70,8 +82,11 @@ async def warehouse(
     await wh.open()
     for table, rows in data.items():
         ds = registry()[table]
-        ddl = ds.create_table_sql(wh.database)
-        await wh.execute(ddl.replace("SETTINGS ", "SETTINGS index_granularity = 64, "))
+        ddl = ds.create_table_sql(wh.database, numbered=True)
+        for statement in ds.schema_sql(wh.database, existing=frozenset(), numbered=True):
+            if statement == ddl:
+                statement = ddl.replace("SETTINGS ", "SETTINGS index_granularity = 64, ")
+            await wh.execute(statement)
         for start in range(0, len(rows), 10_000):  # a few parts
             body = b"\n".join(orjson.dumps(row) for row in rows[start : start + 10_000])
             await wh.insert_json_rows(table, ds.column_names, body)
@@ -118,7 +133,9 @@ async def test_the_newest_sessions_are_read_from_the_newest_rows(
     shortcut = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "5"}))
     everything = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "10000"}))
     # With 5 asked for, the newest rows hold them; with more than there are sessions,
-    # every session is aggregated.
-    assert shortcut.statistics["rows_read"] < total / 2, shortcut.statistics
+    # every session is aggregated. The sessions seen in the newest rows are looked up by
+    # their numbers, a few granules: by their hashed ids, a granule each (~14,000 rows
+    # read in all, measured with a projection sorted by id).
+    assert shortcut.statistics["rows_read"] < total / 5, shortcut.statistics
     assert everything.statistics["rows_read"] >= total, everything.statistics
     assert "long_session" not in [row["session_id"] for row in shortcut.data]

@@ -20,8 +20,10 @@
 -- Cost: only the `limit` newest sessions are answered, and a session that starts at or
 --   after a time T has every in-range event at or after T. So T (`recent_from`) is the
 --   oldest of the newest 50 x limit in-range events, read backwards along the sorting
---   key; the sessions seen at or after T are looked up by session_id (the `by_session`
---   projection) for where they truly start (`recent_sessions`). When at least `limit` of
+--   key; the sessions seen at or after T are looked up by their numbers (the
+--   `by_session_number` projection, where numbers handed out as sessions are first seen
+--   put the newest together whatever their ids; a server, which numbers nothing, reads
+--   the ids in their place) for where they truly start (`recent_sessions`). When at least `limit` of
 --   them start at or after T (`recent_suffice`), they hold the answer, since every
 --   other session starts before T, and only their rows at or after T are aggregated.
 --   Otherwise (few or long sessions in range, or one user's) every session is aggregated,
@@ -46,22 +48,23 @@ WITH
     ) AS recent_from,
     recent_sessions AS
     (
-        SELECT session_id
+        -- By the sessions' numbers, which the `by_session_number` projection is sorted by.
+        SELECT _pipit_session_id_number AS session_number
         FROM user_events
         WHERE {user_id:String} = ''  -- as above: nothing to look up for one user
           AND timestamp >= {start_date:DateTime}
           AND timestamp <= {end_date:DateTime}
           -- recent_from is an in-range time, so it implies the start bound.
-          AND session_id IN (
-              SELECT session_id
+          AND _pipit_session_id_number IN (
+              SELECT _pipit_session_id_number
               FROM user_events
               WHERE timestamp >= recent_from AND timestamp <= {end_date:DateTime}
           )
-        GROUP BY session_id
+        GROUP BY session_number
         HAVING min(timestamp) >= recent_from
     ),
     -- One scalar, computed once: a CTE named twice (counted, then matched) is run twice.
-    (SELECT groupArray(session_id) FROM recent_sessions) AS recent_list,
+    (SELECT groupArray(session_number) FROM recent_sessions) AS recent_list,
     length(recent_list) >= {limit:Int32} AS recent_suffice
 SELECT
     session_id,
@@ -92,7 +95,7 @@ FROM
       AND if(
           recent_suffice,
           timestamp >= recent_from
-          AND session_id IN (SELECT id FROM (SELECT recent_list AS ids) ARRAY JOIN ids AS id),
+          AND _pipit_session_id_number IN (SELECT id FROM (SELECT recent_list AS ids) ARRAY JOIN ids AS id),
           1
       )
     GROUP BY session_id
