@@ -572,6 +572,27 @@ async def test_a_process_stopped_while_replacing_rows_leaves_the_moves_to_the_ne
         await warehouse.close()
 
 
+async def test_a_start_drops_the_copy_a_replace_stopped_midway_left(warehouse):
+    """The engine builds a `CREATE OR REPLACE TABLE`'s new table beside the old under a name
+    of its own, then swaps them: a process stopped in between leaves the copy (a whole moves
+    table, say) for ever, unless a start drops it."""
+    db = warehouse.database
+    await _insert(warehouse, _events(95), "rows")
+    await warehouse.settle_page_moves(DS)
+    left = ["_tmp_replace_9f3c2a_1", ".tmp_replace_77e1b0_2"]
+    for name in left:
+        await warehouse.execute(
+            f"CREATE TABLE `{db}`.`{name}` ENGINE = MergeTree ORDER BY from_page "  # noqa: S608
+            f"AS SELECT * FROM `{db}`.`{page_moves.table(DS)}`"
+        )
+    # A table of the project's whose name only holds the words stays.
+    await warehouse.execute(f"CREATE TABLE `{db}`.`kept_tmp_replace_log` (n UInt8) ENGINE = Log")
+    before = await warehouse.table_names()
+    assert set(left) <= before
+    await warehouse.ensure_schema(list(registry().values()))
+    assert await warehouse.table_names() == before - set(left)
+
+
 async def test_a_start_stopped_while_making_the_moves_leaves_them_to_the_next(
     chdb_dir, monkeypatch
 ):

@@ -88,6 +88,11 @@ EMBEDDED_SETTINGS: dict[str, Any] = {
 }
 
 
+# The names the engine gives the copy a `CREATE OR REPLACE TABLE` builds before it swaps it
+# in (`_tmp_replace_<hash>_<random>`; `.tmp_replace_…` in later releases).
+REPLACE_LEFTOVERS = ("_tmp_replace_", ".tmp_replace_")
+
+
 def session_setup() -> list[str]:
     """The SET statements every chDB session of Pipit starts with (the services' lanes and
     the benchmark's bare session alike)."""
@@ -364,6 +369,14 @@ class EmbeddedWarehouse(Warehouse):
     async def ensure_schema(
         self, datasources: Sequence[Datasource], *, quarantine_ttl_days: int = QUARANTINE_TTL_DAYS
     ) -> None:
+        # The copy a `CREATE OR REPLACE TABLE` builds beside the table it replaces (the
+        # page moves' rebuild, the range views' empty tables) stays for ever where the
+        # process stopped inside the statement. None is being built now: every DDL
+        # statement runs whole on the main lane, and this drop runs there after any other
+        # caller's.
+        for name in sorted(await self.table_names()):
+            if name.startswith(REPLACE_LEFTOVERS):
+                await self.execute(f"DROP TABLE IF EXISTS `{self.database}`.`{name}` SYNC")
         # A table made before numbering gets its number columns from the upgrade, and its
         # older parts would compute them through the lookup at every read until they merge
         # (a big part may never): the engine writes them into those parts in the background
