@@ -23,13 +23,13 @@
 --   key; the sessions seen at or after T are looked up by their numbers (the
 --   `by_session_number` projection, where numbers handed out as sessions are first seen
 --   put the newest together whatever their ids; a server, which numbers nothing, reads
---   the ids in their place) for where they truly start (`recent_sessions`). When at least `limit` of
---   them start at or after T (`recent_suffice`), they hold the answer, since every
---   other session starts before T, and only their rows at or after T are aggregated.
---   Otherwise (few or long sessions in range, or one user's) every session is aggregated,
---   as defined above. The same lookup stands in session_insights.sql over app_events: a
---   range view cannot serve it (a bound that cuts a session moves its start), see
---   services/query/sql/README.md.
+--   the ids in their place) for where they truly start (`recent_sessions`). When at
+--   least `limit` of them start at or after T (`recent_suffice`), they hold the answer,
+--   since every other session starts before T, and only their rows at or after T are
+--   aggregated. Otherwise (few or long sessions in range, or one user's) every session
+--   is aggregated, as defined above. The same lookup stands in session_insights.sql over
+--   app_events: a range view cannot serve it (a bound that cuts a session moves its
+--   start), see services/query/sql/README.md.
 WITH
     (
         SELECT min(timestamp)
@@ -95,7 +95,9 @@ FROM
       AND if(
           recent_suffice,
           timestamp >= recent_from
-          AND _pipit_session_id_number IN (SELECT id FROM (SELECT recent_list AS ids) ARRAY JOIN ids AS id),
+          AND _pipit_session_id_number IN (
+              SELECT id FROM (SELECT recent_list AS ids) ARRAY JOIN ids AS id
+          ),
           1
       )
     GROUP BY session_id
