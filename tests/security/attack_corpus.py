@@ -116,6 +116,10 @@ SOURCES = {
     # Each session's span of page views, with the view that extends it.
     "session-spans": "_pipit_session_spans_clickstream_events",
     "session-spans-view": "_pipit_session_spans_clickstream_events_view",
+    # The copy a `CREATE OR REPLACE TABLE` builds beside the table it replaces, which a
+    # process stopped midway leaves until the next start drops it: no datasource either.
+    "replace-leftover": "`_tmp_replace_9f3c2a_1`",
+    "replace-leftover-dotted": "`.tmp_replace_77e1b0_2`",
 }
 
 SOURCE_NESTINGS = {
