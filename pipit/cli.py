@@ -23,6 +23,7 @@ from common.token_table import following_tokens
 from common.tokens import TokenError, TokenStore, load_or_create_admin_token
 from common.warehouse.base import Warehouse
 from common.warehouse.factory import open_warehouse
+from pipit.heap import freeze_startup_objects
 from pipit.project.runtime import CurrentProject
 from pipit.project.store import DeploymentStore, following
 from pipit.startup import first_try, load_project, placeholder, until_loaded
@@ -247,6 +248,7 @@ async def run_up(settings: Settings) -> None:
     gateway = await _start_gateway(
         settings, f"{local}:{ingest.port}", f"{local}:{query.port}", upstream_ca, access.tokens
     )
+    freeze_startup_objects("up")
     try:
         async with (
             following(DeploymentStore(warehouse), current),
@@ -304,6 +306,7 @@ async def _run_service(
                 return
             current.swap(loaded.project)
             await server.open()
+        freeze_startup_objects(name)
         async with (
             following(DeploymentStore(warehouse), current),
             following_tokens(warehouse, access.tokens),
@@ -324,6 +327,7 @@ async def run_gateway(settings: Settings) -> None:
     runner = await _start_gateway(
         settings, settings.ingest_target, settings.query_target, settings.tls_ca, tokens
     )
+    freeze_startup_objects("gateway")
     try:
         await _until_signalled(stop)
     finally:
