@@ -20,6 +20,7 @@ from common.config import Settings
 from common.warehouse.base import Warehouse, WarehouseError
 from pipit.project.artifact import builtin
 from pipit.project.compiler import BuildFailed
+from pipit.project.deploy import DeployRefused
 from pipit.project.runtime import CurrentProject, Project
 
 log = structlog.get_logger("pipit")
@@ -42,7 +43,7 @@ async def load_project(settings: Settings, warehouse: Warehouse) -> CurrentProje
             quarantine_ttl_days=settings.quarantine_ttl_days,
             project_dir=settings.project,
         )
-    except BuildFailed as exc:
+    except (BuildFailed, DeployRefused) as exc:
         raise SystemExit(f"pipit: the project was not deployed:\n{exc}") from None
 
 

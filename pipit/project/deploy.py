@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from common.cluster_schema import ShardedRows
 from common.warehouse.base import Warehouse
 from pipit.project import materialize
 from pipit.project.artifact import Artifact
@@ -32,6 +33,14 @@ _COLUMNS = (
 _TABLES = (
     "SELECT name, sorting_key, partition_key FROM system.tables WHERE database = {database:String}"
 )
+# Each table's engine as a server shows it: a Distributed one names its cluster.
+_ENGINES = (
+    "SELECT name, engine_full FROM system.tables WHERE database = {database:String} ORDER BY name"
+)
+
+
+class DeployRefused(Exception):
+    """The warehouse cannot take a deploy (nothing was built or changed)."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,10 @@ class Deployer:
         allow_destructive: bool = False,
         dry_run: bool = False,
     ) -> Deployed:
-        """Builds, checks and applies a project; raises BuildFailed with every problem."""
+        """Builds, checks and applies a project; raises BuildFailed with every problem, and
+        DeployRefused where the warehouse is a cluster."""
         async with self._lock:
+            await self._refuse_on_cluster()
             artifact = await self.build(files, name)
             project = Project(artifact)
             statements, changes, destructive = await self._plan(project)
@@ -123,6 +134,26 @@ class Deployer:
             self._current.swap(project)
             log.info("deployed", version=artifact.version, project=name, changes=changes)
             return Deployed(artifact.version, tuple(changes), applied=True)
+
+    async def _refuse_on_cluster(self) -> None:
+        """Refuses, before anything runs, a deploy into a cluster's database: its datasources
+        are Distributed tables over every shard's Replicated `_local` one (`pipit migrate
+        --cluster`), while a deploy builds in a scratch database and creates and alters
+        tables on the one node a connection reaches (behind the cluster's Service, a
+        different node from one statement to the next). It would fail part-way, on the
+        first ALTER of a Distributed table, or worse, leave a new datasource's table
+        unreplicated on one node."""
+        answer = await self._warehouse.query(_ENGINES, {"database": self._warehouse.database})
+        for row in answer.data:
+            sharded = ShardedRows.of(str(row["engine_full"]))
+            if sharded is not None:
+                raise DeployRefused(
+                    f"datasource {row['name']} is a Distributed table over cluster "
+                    f"{sharded.cluster!r} (made by `pipit migrate --cluster`), and a deploy "
+                    "creates and alters tables on one node: deploys to a cluster are not "
+                    "supported yet, so nothing was built or changed (the cluster's tables "
+                    "change with `pipit migrate --cluster`)"
+                )
 
     async def _plan(
         self, project: Project

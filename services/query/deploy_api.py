@@ -12,7 +12,7 @@ from common.rpc_handlers import service_handler
 from common.tokens import ADMIN
 from pipit.deploy.v1 import deploy_service_pb2 as pb
 from pipit.project.compiler import BuildFailed
-from pipit.project.deploy import Deployer
+from pipit.project.deploy import Deployer, DeployRefused
 from pipit.project.runtime import CurrentProject
 
 log = structlog.get_logger("deploy")
@@ -44,6 +44,10 @@ class DeployApi:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"the project was not deployed: {len(exc.problems)} problem(s)\n{message}",
+            )
+        except DeployRefused as exc:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"the project was not deployed: {exc}"
             )
         return pb.DeployResponse(version=deployed.version, changes=list(deployed.changes))
 
