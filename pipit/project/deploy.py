@@ -151,8 +151,8 @@ class Deployer:
                     f"datasource {row['name']} is a Distributed table over cluster "
                     f"{sharded.cluster!r} (made by `pipit migrate --cluster`), and a deploy "
                     "creates and alters tables on one node: deploys to a cluster are not "
-                    "supported yet, so nothing was built or changed (the cluster's tables "
-                    "change with `pipit migrate --cluster`)"
+                    "supported yet, and nothing was built or changed (a cluster serves the "
+                    "built-in project, whose tables `pipit migrate --cluster` makes)"
                 )
 
     async def _plan(
