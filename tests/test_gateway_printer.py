@@ -9,7 +9,7 @@ import random
 
 import orjson
 import pytest
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -99,3 +99,33 @@ def test_query_rows_take_the_compiled_path() -> None:
         assert transcoder._compiled_printer(method.output_type) is not None, method.name
     # A message with a Struct (the SQL API's rows) is json_format's.
     assert transcoder._compiled_printer(SERVICES[1].methods[0].output_type) is None
+
+
+def test_a_row_whose_columns_are_python_keywords_prints_them() -> None:
+    # A datafile may name columns `from`, `class` or `type` (a deployed project's row).
+    pool = descriptor_pool.DescriptorPool()
+    file = descriptor_pb2.FileDescriptorProto(
+        name="keyword_row.proto", package="t", syntax="proto3"
+    )
+    row = file.message_type.add(name="Row")
+    kinds = {
+        "from": "TYPE_STRING",
+        "class": "TYPE_DOUBLE",
+        "type": "TYPE_UINT64",
+        "n": "TYPE_INT32",
+    }
+    for number, (name, kind) in enumerate(kinds.items(), start=1):
+        row.field.add(
+            name=name,
+            number=number,
+            type=getattr(descriptor_pb2.FieldDescriptorProto, kind),
+            label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        )
+    pool.Add(file)
+    message = message_factory.GetMessageClass(pool.FindMessageTypeByName("t.Row"))()
+    setattr(message, "from", "/pricing")
+    setattr(message, "class", 2.0)
+    message.type = 2**64 - 1
+    printed = transcoder._print(message, pool)
+    assert printed == {"from": "/pricing", "class": 2, "type": str(2**64 - 1), "n": 0}
+    assert orjson.dumps(printed) == orjson.dumps(_general(message, pool))
