@@ -21,8 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from common.datasources import DEDUPLICATION_SETTING, QUARANTINE_TTL_DAYS, Datasource
+
+if TYPE_CHECKING:
+    from common.warehouse.base import Warehouse
 
 LOCAL_SUFFIX = "_local"
 SHARDING_COLUMN = "user_id"
@@ -64,6 +68,21 @@ class ShardedRows:
         Distributed table holds no rows: TRUNCATE of it drops only its queue of pending
         inserts and ALTER … DELETE of it fails, while its shards keep every row."""
         return f"`{self.database}`.`{self.local_table}` ON CLUSTER `{self.cluster}`"
+
+
+# Each table's engine as a server shows it: a Distributed one names its cluster.
+_ENGINES = "SELECT name, engine_full FROM system.tables WHERE database = {database:String}"
+
+
+async def sharded_tables(warehouse: Warehouse, name: str = "") -> dict[str, ShardedRows]:
+    """The Distributed tables of `warehouse`'s database (only `name`, where given), by name,
+    with where each one's rows are: read from their engines each time, so the schema says
+    it, whoever made it (`pipit migrate --cluster`). Raises what the warehouse raises."""
+    params = {"database": warehouse.database, "name": name}
+    where = " AND name = {name:String}" if name else ""
+    answer = await warehouse.query(f"{_ENGINES}{where} ORDER BY name", params)
+    found = ((row["name"], ShardedRows.of(str(row["engine_full"]))) for row in answer.data)
+    return {table: rows for table, rows in found if rows is not None}
 
 
 def sharding_key(ds: Datasource) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
+from cluster_node import CLUSTER, Aborted, Context, DistributedNode
 from conftest import unique_database
 from google.api import httpbody_pb2
 
@@ -25,8 +25,7 @@ from common.auth import current_principal
 from common.config import Settings
 from common.datasources import registry
 from common.tokens import ADMIN, Principal
-from common.warehouse.base import QueryResult, Warehouse
-from common.warehouse.embedded import EmbeddedWarehouse
+from common.warehouse.base import Warehouse
 from pipit.ingest.v1 import datasources_service_pb2 as pb
 from pipit.project.artifact import builtin
 from pipit.project.runtime import CurrentProject, Project
@@ -35,24 +34,15 @@ from services.ingest.datasources_api import DatasourcesApi
 from services.ingest.imports import Importer
 
 DS = "ab_test_events"
-CLUSTER = "pipit_cluster"
 
 
-class ShardedNode(EmbeddedWarehouse):
+class ShardedNode(DistributedNode):
     """A node of a cluster as the API sees it: DS's table is Distributed; statements sent
     ON CLUSTER are recorded, every other one runs."""
 
     def __init__(self, path: Path, database: str) -> None:
-        super().__init__(path, database)
+        super().__init__(path, database, DS)
         self.on_cluster: list[str] = []
-
-    async def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
-        if "engine_full" in sql and (params or {}).get("name") == DS:
-            engine = (
-                f"Distributed('{CLUSTER}', '{self.database}', '{DS}_local', cityHash64(user_id))"
-            )
-            return QueryResult(meta=[], data=[{"engine_full": engine}], rows=1, statistics={})
-        return await super().query(sql, params or {})
 
     async def execute(self, sql: str) -> None:
         if " ON CLUSTER " in sql:
@@ -63,22 +53,6 @@ class ShardedNode(EmbeddedWarehouse):
     async def delete_rows(self, table: str, target: str, condition: str) -> None:
         # A server's delete (one statement, through execute), not chDB's.
         await Warehouse.delete_rows(self, table, target, condition)
-
-
-class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code}: {details}")
-        self.code, self.details = code, details
-
-
-class Context:
-    """What the handlers use of a gRPC call's context."""
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Aborted(code, details)
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
 
 
 @pytest.fixture

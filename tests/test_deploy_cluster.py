@@ -7,21 +7,20 @@ on one node.
 
 No ClickHouse cluster runs here (chDB has none, and no server package exists): the node is
 chDB whose `system.tables` shows a datasource's engine as a Distributed one, every
-statement sent to it recorded (as tests/test_datasources_api_cluster.py does)."""
+statement sent to it recorded (tests/cluster_node.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+from cluster_node import CLUSTER, Aborted, Context, DistributedNode
 from conftest import unique_database
 
 from common.config import Settings
 from common.datasources import registry
-from common.warehouse.base import QueryResult
-from common.warehouse.embedded import EmbeddedWarehouse
 from pipit.deploy.v1 import deploy_service_pb2 as pb
 from pipit.project.artifact import builtin
 from pipit.project.deploy import Deployer, DeployRefused
@@ -31,7 +30,6 @@ from pipit.startup import load_project
 from services.query.deploy_api import DeployApi
 
 DS = "ab_test_events"
-CLUSTER = "pipit"
 
 PAGE_VIEWS = """SCHEMA >
     `timestamp` DateTime `json:$.timestamp`,
@@ -49,27 +47,16 @@ TYPE endpoint
 FILES = {"datasources/page_views.datasource": PAGE_VIEWS, "pipes/views.pipe": VIEWS}
 
 
-class ClusterNode(EmbeddedWarehouse):
+class ClusterNode(DistributedNode):
     """A node of a cluster as a deploy sees it: DS's table is Distributed. Records every
     statement sent after `watch()`, none of which runs."""
 
     def __init__(self, path: Path, database: str) -> None:
-        super().__init__(path, database)
+        super().__init__(path, database, DS)
         self.sent: list[str] | None = None
 
     def watch(self) -> None:
         self.sent = []
-
-    async def query(self, sql: str, params: Mapping[str, str]) -> QueryResult:
-        result = await super().query(sql, params)
-        if "engine_full" not in sql:
-            return result
-        distributed = f"Distributed('{CLUSTER}', '{self.database}', '{DS}_local', rand())"
-        data = [
-            {**row, "engine_full": distributed} if row.get("name") == DS else row
-            for row in result.data
-        ]
-        return QueryResult(meta=result.meta, data=data, rows=len(data), statistics={})
 
     async def execute(self, sql: str) -> None:
         if self.sent is not None:
@@ -117,18 +104,10 @@ async def test_a_deploy_to_a_cluster_is_refused_before_anything_runs(node: Clust
 async def test_the_deploy_rpc_answers_failed_precondition(node: ClusterNode) -> None:
     current = CurrentProject(Project(builtin()))
     api = DeployApi(Deployer(node, current, DeploymentStore(node), 7), current)
-
-    class Aborted(Exception):
-        pass
-
-    class Context:
-        async def abort(self, code: grpc.StatusCode, details: str) -> None:
-            raise Aborted(code, details)
-
     request = pb.DeployRequest(files=[pb.ProjectFile(path=p, content=c) for p, c in FILES.items()])
     with pytest.raises(Aborted) as aborted:
         await api.deploy(request, Context())
-    code, details = aborted.value.args
+    code, details = aborted.value.code, aborted.value.details
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.startswith("the project was not deployed: datasource ab_test_events")
     assert node.sent == []
@@ -144,7 +123,7 @@ async def test_a_start_with_a_project_on_a_cluster_exits_saying_why(
     with pytest.raises(SystemExit) as exited:
         await load_project(settings, node)
     assert "pipit: the project was not deployed:" in str(exited.value)
-    assert "Distributed table over cluster 'pipit'" in str(exited.value)
+    assert f"Distributed table over cluster '{CLUSTER}'" in str(exited.value)
     assert node.sent == []
 
 

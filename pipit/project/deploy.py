@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from common.cluster_schema import ShardedRows
+from common.cluster_schema import sharded_tables
 from common.warehouse.base import Warehouse
 from pipit.project import materialize
 from pipit.project.artifact import Artifact
@@ -32,10 +32,6 @@ _COLUMNS = (
 )
 _TABLES = (
     "SELECT name, sorting_key, partition_key FROM system.tables WHERE database = {database:String}"
-)
-# Each table's engine as a server shows it: a Distributed one names its cluster.
-_ENGINES = (
-    "SELECT name, engine_full FROM system.tables WHERE database = {database:String} ORDER BY name"
 )
 
 
@@ -143,17 +139,16 @@ class Deployer:
         different node from one statement to the next). It would fail part-way, on the
         first ALTER of a Distributed table, or worse, leave a new datasource's table
         unreplicated on one node."""
-        answer = await self._warehouse.query(_ENGINES, {"database": self._warehouse.database})
-        for row in answer.data:
-            sharded = ShardedRows.of(str(row["engine_full"]))
-            if sharded is not None:
-                raise DeployRefused(
-                    f"datasource {row['name']} is a Distributed table over cluster "
-                    f"{sharded.cluster!r} (made by `pipit migrate --cluster`), and a deploy "
-                    "creates and alters tables on one node: deploys to a cluster are not "
-                    "supported yet, and nothing was built or changed (a cluster serves the "
-                    "built-in project, whose tables `pipit migrate --cluster` makes)"
-                )
+        sharded = await sharded_tables(self._warehouse)
+        if sharded:
+            table, rows = next(iter(sharded.items()))  # the first by name
+            raise DeployRefused(
+                f"datasource {table} is a Distributed table over cluster "
+                f"{rows.cluster!r} (made by `pipit migrate --cluster`), and a deploy "
+                "creates and alters tables on one node: deploys to a cluster are not "
+                "supported yet, and nothing was built or changed (a cluster serves the "
+                "built-in project, whose tables `pipit migrate --cluster` makes)"
+            )
 
     async def _plan(
         self, project: Project

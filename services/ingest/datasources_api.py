@@ -20,7 +20,7 @@ import structlog
 from google.protobuf.message import Message
 
 from common.auth import ScopeRule, current_principal
-from common.cluster_schema import ShardedRows
+from common.cluster_schema import ShardedRows, sharded_tables
 from common.datasources import Datasource
 from common.gzip_inflater import BodyTooLarge, GzipError
 from common.rpc_handlers import service_handler
@@ -291,19 +291,14 @@ class DatasourcesApi:
         self, ds: Datasource, context: grpc.aio.ServicerContext | None
     ) -> ShardedRows | None:
         """Where `ds`'s rows are when its table is Distributed (as `pipit migrate
-        --cluster` makes it), else None: read from the table's engine each time, so the
-        schema says it, whoever made it."""
+        --cluster` makes it), else None (`sharded_tables`)."""
         try:
-            result = await self._warehouse.query(
-                "SELECT engine_full FROM system.tables "
-                "WHERE database = {database:String} AND name = {name:String}",
-                {"database": self._warehouse.database, "name": ds.name},
-            )
+            return (await sharded_tables(self._warehouse, ds.name)).get(ds.name)
         except WarehouseError:
             if context is None:
                 raise
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable")
-        return ShardedRows.of(str(result.data[0]["engine_full"])) if result.data else None
+            return None  # not reached: abort raises
 
     async def _rows_table(self, ds: Datasource) -> str:
         """The table a TRUNCATE or an ALTER of `ds`'s rows names: its own, or on a
