@@ -3,7 +3,8 @@ when they can (see their SQL): the answers equal the plain-Python reference whet
 shortcut is taken or not, including for a long session that began long before the newest
 rows and a one-event session among them, and the shortcut really reads a fraction of the
 table — with session ids in no order (hashes, as a site's are), which the lookup by the
-sessions' numbers does not depend on."""
+sessions' numbers does not depend on — and that of many sessions starting in the same second
+at the edge of `limit`, the smallest ids are answered, whatever order they were numbered in."""
 
 from __future__ import annotations
 
@@ -54,6 +55,28 @@ def _long_session(table: str) -> list[dict[str, Any]]:
     return rows
 
 
+TIED = 40
+
+
+def _tied_sessions(table: str) -> list[dict[str, Any]]:
+    """`TIED` sessions that all start in the newest second, of two events each (so that
+    they last 2 s), written in the reverse order of their ids: numbered as first seen,
+    their numbers run against their ids. Any `limit` under `TIED` cuts among them, where
+    only the smallest ids may be answered."""
+    template = next(generate(table, 1, days=5, seed=4))
+    return [
+        {
+            **template,
+            "event_id": f"tied_{n:02d}_{k}",
+            "user_id": f"user_tied_{n:02d}",
+            "session_id": f"tied_{n:02d}",
+            "timestamp": moment,
+        }
+        for n in reversed(range(TIED))
+        for k, moment in enumerate(("2023-06-06 00:01:00", "2023-06-06 00:01:02"))
+    ]
+
+
 def _hashed(row: dict[str, Any]) -> dict[str, Any]:
     """`row` with a session id in no order: the generator numbers its sessions in time
     order (`sess_1`, `sess_2`, …), so sorted by id its newest sessions would lie together."""
@@ -68,6 +91,7 @@ def data() -> dict[str, list[dict[str, Any]]]:
         table: [
             *(_hashed(row) for row in generate(table, GENERATED, days=5, seed=3)),
             *_long_session(table),
+            *_tied_sessions(table),
         ]
         for table in ENDPOINT_TABLES.values()
     }
@@ -119,6 +143,10 @@ async def test_answers_equal_the_reference(warehouse: EmbeddedWarehouse, data, c
     assert want
     expected.assert_rows_match(actual, want, expected.FLOAT_TOLERANCES.get(name, {}))
     ranked = [row["session_id"] for row in actual]
+    if not given.get("user_id") and not given.get("end_date"):
+        # Every tied session is newer than any other: the smallest ids, in order.
+        tied = min(int(given["limit"]), TIED)
+        assert ranked[:tied] == [f"tied_{n:02d}" for n in range(tied)]
     if "long_session" in ranked:
         # It began with the data: behind every session that began later.
         assert ranked[-1] == "long_session" or given.get("user_id")

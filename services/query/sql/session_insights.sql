@@ -25,7 +25,8 @@
 --   key; the sessions seen at or after T are looked up by their numbers (the
 --   `by_session_number` projection, where numbers handed out as sessions are first seen
 --   put the newest together whatever their ids; a server, which numbers nothing, reads
---   the ids in their place) for where they truly start (`recent_sessions`). When at
+--   the ids in their place) for where they truly start (`recent_sessions`, the `limit`
+--   newest starts and their ties: no other can be in the answer). When at
 --   least `limit` of them start at or after T and last longer than 0 s
 --   (`recent_suffice`), they hold the answer, since every other session starts before T,
 --   and only their rows at or after T are aggregated. Otherwise (few or long sessions in
@@ -64,6 +65,11 @@ WITH
           )
         GROUP BY session_number
         HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
+        -- Only the `limit` newest of them (and any that tie with the last): the
+        -- answer is among those, and the step below reads the rows of these alone
+        -- (about 1,000 sessions start after T at 50 x limit events).
+        ORDER BY min(timestamp) DESC
+        LIMIT {limit:Int32} WITH TIES
     ),
     -- One scalar, computed once: a CTE named twice (counted, then matched) is run twice.
     (SELECT groupArray(session_number) FROM recent_sessions) AS recent_list,
