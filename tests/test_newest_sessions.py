@@ -165,5 +165,10 @@ async def test_the_newest_sessions_are_read_from_the_newest_rows(
     # their numbers, a few granules: by their hashed ids, a granule each (~14,000 rows
     # read in all, measured with a projection sorted by id).
     assert shortcut.statistics["rows_read"] < total / 5, shortcut.statistics
+    # More sessions than answered: the count before the LIMIT says so, as on the full
+    # path — past the `TIED` sessions of the newest second too, which a limit under 40 keeps.
+    past_ties = await warehouse.query(endpoint.sql, endpoint.bind({"limit": "60"}))
+    assert past_ties.statistics["rows_read"] < total, past_ties.statistics  # the shortcut
+    assert past_ties.rows_before_limit_at_least > 60, past_ties.rows_before_limit_at_least
     assert everything.statistics["rows_read"] >= total, everything.statistics
     assert "long_session" not in [row["session_id"] for row in shortcut.data]

@@ -67,9 +67,10 @@ WITH
         HAVING min(timestamp) >= recent_from AND max(timestamp) > min(timestamp)
         -- Only the `limit` newest of them (and any that tie with the last): the
         -- answer is among those, and the step below reads the rows of these alone
-        -- (about 1,000 sessions start after T at 50 x limit events).
+        -- (about 1,000 sessions start after T at 50 x limit events). One more, so that
+        -- the answer's rows_before_limit_at_least still says when there are more.
         ORDER BY min(timestamp) DESC
-        LIMIT {limit:Int32} WITH TIES
+        LIMIT {limit:Int32} + 1 WITH TIES
     ),
     -- One scalar, computed once: a CTE named twice (counted, then matched) is run twice.
     (SELECT groupArray(session_number) FROM recent_sessions) AS recent_list,
