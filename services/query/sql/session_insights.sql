@@ -26,7 +26,7 @@
 --   `by_session_number` projection, where numbers handed out as sessions are first seen
 --   put the newest together whatever their ids; a server, which numbers nothing, reads
 --   the ids in their place) for where they truly start (`recent_sessions`, the `limit`
---   newest starts and their ties: no other can be in the answer). When at
+--   + 1 newest starts and their ties: no other can be in the answer). When at
 --   least `limit` of them start at or after T and last longer than 0 s
 --   (`recent_suffice`), they hold the answer, since every other session starts before T,
 --   and only their rows at or after T are aggregated. Otherwise (few or long sessions in
