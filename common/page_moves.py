@@ -15,15 +15,15 @@ in any order, or a view older than the newest one kept. So the writer reconciles
 sessions, it computes their moves from the datasource's rows as they now stand, subtracts
 those the table holds (a `sign` column: a move is counted by the sum of its signs), and
 inserts the difference. It reads those sessions' rows, and their moves, within the span of
-all their views (a hidden table of each session's first and last view, which a materialized
-view extends as rows are inserted: `spans_table`), along the datasource's time order and
+all their views (a hidden table of each session's first and last view, which each reconcile
+extends with the views it read: `spans_table`), along the datasource's time order and
 each page's times: found by id instead, a second's few thousand random sessions touch
 nearly every granule of a lookup sorted by session, so that every reconcile read the whole
 table (0.35-0.6 s at 10 M rows, against 0.12-0.26 within the spans; measured 2026-12-02
 with 2,000-row batches five times a second of new sessions, ids like the table's). Which
-sessions: those a write brought a page view of since the last
-reconcile, which a materialized view records in a pending table as the rows are inserted (by
-any path: the ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
+sessions: those a write brought a page view of since the last reconcile, which a
+materialized view records in a pending table, with the span of those views, as the rows are
+inserted (by any path: the ingest's batches, an import, SQL). Reconciling ten 10,000-row batches'
 sessions at once costs a third to a half of reconciling them batch by batch (the engine's
 planning and its read of the parts are paid once; measured 2026-12-01), so the writer does
 it for all pending sessions together, in the same lane call as a batch's insert once a
@@ -146,21 +146,27 @@ def stale_sql(database: str, source: str) -> str:
 
 def pending_view(source: str) -> str:
     """The materialized view that fills `pending_table` from the datasource's inserts."""
-    return f"_pipit_pending_moves_{source}_view"
+    return f"_pipit_pending_spans_{source}_view"
 
 
 def spans_table(source: str) -> str:
     """The hidden table of each session's span: the times of its first and last page views
-    (a row per insert until merges fold them). A reconcile reads the rows of the pending
+    (a row per reconcile until merges fold them). A reconcile reads the rows of the pending
     sessions in the span of them all, along the datasource's time order, instead of
     finding them by id across the whole table (`settle_sql`). Rows deleted leave a span
-    wider than the rows, never narrower: the read still finds every view."""
+    wider than the rows, never narrower: the read still finds every view. The views a
+    write brings wait in the pending table with their own spans, and reach this one with
+    their reconcile (`settle_sql`): one insert a reconcile, where a view of its own on
+    every write cost a sixth of the inserts' time (measured 2026-12-03)."""
     return f"_pipit_session_spans_{source}"
 
 
-def spans_view(source: str) -> str:
-    """The materialized view that fills `spans_table` from the datasource's inserts."""
-    return f"_pipit_session_spans_{source}_view"
+# The views of releases before 2026-12-03: the pending sessions without their spans, and
+# the spans extended on every write. Dropped at start (`pending_schema_sql`).
+_RETIRED_VIEWS = ("_pipit_pending_moves_{}_view", "_pipit_session_spans_{}_view")
+# A pending row that brings no span (a delete's sessions; a row an older release left):
+# the widest times as its first view, the narrowest as its last, so min and max skip it.
+_NO_SPAN = "toDateTime(4294967295), toDateTime(0)"
 
 
 def sources_read(sql: str) -> list[str]:
@@ -187,32 +193,36 @@ def _table_sql(database: str, name: str, create: str = "CREATE TABLE IF NOT EXIS
 
 
 def pending_schema_sql(database: str, source: str) -> list[str]:
-    """The pending sessions, and the view that records them as rows are inserted."""
+    """The pending sessions with the span of their new views, the view that records them as
+    rows are inserted, and the views of older releases dropped (a table of theirs gains
+    the span columns; its rows have none, their spans being in `spans_table` already)."""
     pending = f"`{database}`.`{pending_table(source)}`"
     return [
-        f"CREATE TABLE IF NOT EXISTS {pending} (session_id String) "
-        "ENGINE = MergeTree ORDER BY session_id",
+        f"CREATE TABLE IF NOT EXISTS {pending} (session_id String, "
+        "first_view DateTime DEFAULT toDateTime(4294967295), "
+        "last_view DateTime DEFAULT toDateTime(0)) ENGINE = MergeTree ORDER BY session_id",
+        f"ALTER TABLE {pending} "
+        "ADD COLUMN IF NOT EXISTS first_view DateTime DEFAULT toDateTime(4294967295), "
+        "ADD COLUMN IF NOT EXISTS last_view DateTime DEFAULT toDateTime(0)",
+        # Made before the old views go, so that no insert meanwhile goes unrecorded.
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{pending_view(source)}` "  # noqa: S608 - names are ours
-        f"TO {pending} AS SELECT session_id FROM `{database}`.`{source}` "
-        f"WHERE event_type IN ({_PAGE_VIEWS})",
+        f"TO {pending} AS SELECT session_id, min(timestamp) AS first_view, "
+        f"max(timestamp) AS last_view FROM `{database}`.`{source}` "
+        f"WHERE event_type IN ({_PAGE_VIEWS}) GROUP BY session_id",
+        *(f"DROP VIEW IF EXISTS `{database}`.`{view.format(source)}`" for view in _RETIRED_VIEWS),
     ]
 
 
 def spans_sql(database: str, source: str, *, fill: bool) -> list[str]:
-    """The sessions' spans and the view that extends them as rows are inserted: the table
-    made from the rows and the moves (`fill`, replacing one there; a start that adds the
-    spans beside rows, or a rebuild of the moves, after the moves table is made) or made
-    empty where missing. Spans are minima and maxima, which rows counted twice leave
-    alone. To run on the write lane, together."""
+    """The sessions' spans: the table made from the rows and the moves (`fill`, replacing
+    one there; a start that adds the spans beside rows, or a rebuild of the moves, after
+    the moves table is made) or made empty where missing. Spans are minima and maxima,
+    which rows counted twice leave alone. To run on the write lane, together."""
     spans = f"`{database}`.`{spans_table(source)}`"
     columns = (
         "(session_id String, first_view SimpleAggregateFunction(min, DateTime), "
         "last_view SimpleAggregateFunction(max, DateTime)) "
         "ENGINE = AggregatingMergeTree ORDER BY session_id"
-    )
-    of_rows = (
-        "SELECT session_id, min(timestamp) AS first_view, max(timestamp) AS last_view "  # noqa: S608 - names are ours
-        f"FROM `{database}`.`{source}` WHERE event_type IN ({_PAGE_VIEWS}) GROUP BY session_id"
     )
     # Made beside moves already kept (the moves table exists by then), the spans cover
     # their times too: a session still pending may hold moves of rows deleted since
@@ -228,15 +238,10 @@ def spans_sql(database: str, source: str, *, fill: bool) -> list[str]:
             UNION ALL SELECT session_id, to_time FROM {moves}
         )
         GROUP BY session_id"""  # noqa: S608 - names are ours
-    made = (
+    return [
         f"CREATE OR REPLACE TABLE {spans} {columns} AS {of_rows_and_moves}"
         if fill
         else f"CREATE TABLE IF NOT EXISTS {spans} {columns}"
-    )
-    return [
-        made,
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{spans_view(source)}` "
-        f"TO {spans} AS {of_rows}",
     ]
 
 
@@ -292,7 +297,7 @@ def dropped_sql(database: str, source: str) -> list[str]:
     return [
         *(
             f"DROP VIEW IF EXISTS `{database}`.`{view}`"
-            for view in (pending_view(source), spans_view(source))
+            for view in (pending_view(source), *(v.format(source) for v in _RETIRED_VIEWS))
         ),
         *(f"DROP TABLE IF EXISTS `{database}`.`{hidden}`" for hidden in kept_tables(source)),
     ]
@@ -305,17 +310,26 @@ def retired_sql(database: str, source: str) -> list[str]:
 
 
 def _span_sql(database: str, source: str, sessions: str) -> str:
-    """`span`: the times between which every page view of the sessions `sessions` selects
-    lies (`spans_table`) — or, should one of them have no span (a view not yet recorded),
-    all times."""
+    """`span`: the times between which every page view of the pending sessions (`sessions`
+    selects them) lies — their spans kept (`spans_table`) and those of the views waiting
+    with them — or, should one of them have neither (a delete's, whose kept span was
+    lost), all times."""
     return f"""
         (
             SELECT if(
                 uniqExact(session_id) = (SELECT uniqExact(session_id) FROM ({sessions})),
                 (min(first_view), max(last_view)),
                 (toDateTime(0), toDateTime(4294967295)))
-            FROM `{database}`.`{spans_table(source)}`
-            WHERE session_id IN ({sessions})
+            FROM
+            (
+                SELECT session_id, first_view, last_view
+                FROM `{database}`.`{spans_table(source)}`
+                WHERE session_id IN ({sessions})
+                UNION ALL
+                SELECT session_id, first_view, last_view
+                FROM `{database}`.`{pending_table(source)}`
+            )
+            WHERE first_view <= last_view
         ) AS span"""  # noqa: S608 - names are ours
 
 
@@ -374,8 +388,8 @@ def deleted_sql(database: str, source: str, suffix: str) -> list[str]:
     kept them dropped."""
     kept = f"`{database}`.`{deleting_table(source, suffix)}`"
     return [
-        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id) "  # noqa: S608 - names are ours
-        f"SELECT session_id FROM {kept}",
+        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id, first_view, last_view) "  # noqa: S608 - names are ours
+        f"SELECT session_id, {_NO_SPAN} FROM {kept}",
         f"DROP TABLE {kept}",
     ]
 
@@ -404,7 +418,15 @@ def settle_sql(database: str, source: str) -> list[str]:
         )
         GROUP BY session_id, from_page, to_page, from_time, to_time
         HAVING d != 0"""  # noqa: S608 - names are ours
-    return [reconcile, f"TRUNCATE TABLE {pending}"]
+    # The new views' spans kept, after the reconcile that reads them where they wait (a
+    # reconcile repeated after a stop in between reads the same span: it finds no
+    # difference).
+    spans = (
+        f"INSERT INTO `{database}`.`{spans_table(source)}` (session_id, first_view, last_view) "  # noqa: S608 - names are ours
+        f"SELECT session_id, min(first_view), max(last_view) FROM {pending} "
+        "WHERE first_view <= last_view GROUP BY session_id"
+    )
+    return [reconcile, spans, f"TRUNCATE TABLE {pending}"]
 
 
 def _all_moves_sql(database: str, source: str) -> str:

@@ -316,12 +316,12 @@ async def test_deleted_and_truncated_rows_leave_no_moves(warehouse):
     await warehouse.rows_replaced(DS)
     assert await _kept(warehouse) == Counter()
     assert await _spans(warehouse) == {}
-    # The spans were made again with the moves (a table replaced under its view): the
-    # view extends the new one, and the next reconcile reads within it.
+    # The spans were made again with the moves (a table replaced): the next reconcile
+    # reads within them and extends them with the views it read.
     again = _events(8)
     await _insert(warehouse, again, "again")
-    assert await _spans(warehouse) == _expected_spans(again)
     assert await _kept(warehouse) == _moves(again)
+    assert await _spans(warehouse) == _expected_spans(again)
 
 
 async def _delete_begun(
@@ -741,7 +741,6 @@ async def test_the_spans_of_a_table_from_before_them_are_made_from_its_rows(ware
     await _insert(warehouse, events, "before")
     await warehouse.settle_page_moves(DS)
     db = warehouse.database
-    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
     await warehouse.execute(f"DROP TABLE `{db}`.`{page_moves.spans_table(DS)}`")
     await warehouse.ensure_schema(list(registry().values()))
     assert await _spans(warehouse) == _expected_spans(events)
@@ -750,6 +749,55 @@ async def test_the_spans_of_a_table_from_before_them_are_made_from_its_rows(ware
     late = [_view(session, START + timedelta(days=8), PAGES[5], 99)]
     await _insert(warehouse, late, "late")
     assert await _kept(warehouse) == _moves(events + late)
+
+
+async def test_a_start_replaces_the_views_of_a_release_before_pending_spans(warehouse, monkeypatch):
+    """A release before 2026-12-03 recorded the pending sessions without spans and extended
+    the spans with a view of its own on every insert; a start drops both views for the one
+    that records pending spans, and the sessions that release left pending (their spans
+    already extended) settle right."""
+    monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
+    events = _events(83)
+    await _insert(warehouse, events, "first")  # the first write of the process settles
+    db = warehouse.database
+    pending = f"`{db}`.`{page_moves.pending_table(DS)}`"
+    spans = f"`{db}`.`{page_moves.spans_table(DS)}`"
+    source = f"`{db}`.`{DS}`"
+    views = "event_type IN ('page_view', 'pageview')"
+    old_pending_view = f"_pipit_pending_moves_{DS}_view"
+    old_spans_view = f"_pipit_session_spans_{DS}_view"
+    # The older release's tables and views, as it made them.
+    for statement in (
+        f"DROP VIEW `{db}`.`{page_moves.pending_view(DS)}`",
+        f"DROP TABLE {pending}",
+        f"CREATE TABLE {pending} (session_id String) ENGINE = MergeTree ORDER BY session_id",
+        f"CREATE MATERIALIZED VIEW `{db}`.`{old_pending_view}` TO {pending} "  # noqa: S608
+        f"AS SELECT session_id FROM {source} WHERE {views}",
+        f"CREATE MATERIALIZED VIEW `{db}`.`{old_spans_view}` TO {spans} AS SELECT session_id, "  # noqa: S608
+        f"min(timestamp) AS first_view, max(timestamp) AS last_view FROM {source} "
+        f"WHERE {views} GROUP BY session_id",
+    ):
+        await warehouse.execute(statement)
+    # Views weeks on, in sessions of the first day, left pending by the older release.
+    later = [
+        _view(e["session_id"], START + timedelta(days=20, seconds=n), PAGES[n % 6], 200 + n)
+        for n, e in enumerate(events[::5])
+    ]
+    await _insert(warehouse, later, "later")
+    assert await _pending(warehouse) > 0
+    await warehouse.ensure_schema(list(registry().values()))
+    assert old_pending_view not in await _hidden(warehouse)
+    assert old_spans_view not in await _hidden(warehouse)
+    assert page_moves.pending_view(DS) in await _hidden(warehouse)
+    # And the new view records what comes next.
+    more = [
+        _view(e["session_id"], START + timedelta(days=40, seconds=n), PAGES[n % 6], 300 + n)
+        for n, e in enumerate(events[::7])
+    ]
+    await _insert(warehouse, more, "more")
+    assert await _kept(warehouse) == _moves(events + later + more)
+    assert await _spans(warehouse) == _expected_spans(events + later + more)
+    assert await _pending(warehouse) == 0
 
 
 async def test_spans_made_beside_kept_moves_cover_a_pending_sessions_deleted_views(warehouse):
@@ -774,7 +822,6 @@ async def test_spans_made_beside_kept_moves_cover_a_pending_sessions_deleted_vie
     await warehouse.execute(
         f"INSERT INTO `{db}`.`{page_moves.pending_table(DS)}` (session_id) VALUES ('cut')"  # noqa: S608
     )
-    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
     await warehouse.execute(f"DROP TABLE `{db}`.`{page_moves.spans_table(DS)}`")
     await warehouse.ensure_schema(list(registry().values()))
     # The span starts at the deleted view's move, not at the first view left.
@@ -783,22 +830,32 @@ async def test_spans_made_beside_kept_moves_cover_a_pending_sessions_deleted_vie
 
 
 async def test_a_session_with_no_span_is_read_over_all_times(warehouse, monkeypatch):
-    """Should a pending session have no span (its insert's record of them lost), its rows
-    are read whatever their times rather than none of them."""
+    """Should a pending session have no span at all (a delete's sessions, which come without
+    one, whose kept spans were lost), its rows and moves are read whatever their times
+    rather than none of them."""
     monkeypatch.setattr(page_moves, "SETTLE_SECONDS", 3600.0)
     events = _events(82)
     await _insert(warehouse, events, "first")  # the first write of the process settles
+    assert await _pending(warehouse) == 0
     db = warehouse.database
-    await warehouse.execute(f"DROP VIEW `{db}`.`{page_moves.spans_view(DS)}`")
     await warehouse.execute(f"TRUNCATE TABLE `{db}`.`{page_moves.spans_table(DS)}`")
-    more = [
-        _view(e["session_id"], START + timedelta(days=3, seconds=n), PAGES[n % 6], 100 + n)
-        for n, e in enumerate(events[::7])
-    ]
-    await _insert(warehouse, more, "second")
-    assert await _pending(warehouse) > 0
+    # The views of a few sessions deleted by SQL, the sessions then made pending as a
+    # delete makes them: without a span.
+    sessions = sorted({e["session_id"] for e in events})[:5]
+    listed = ", ".join(f"'{s}'" for s in sessions)
+    await warehouse.execute(
+        f"ALTER TABLE `{db}`.`{DS}` DELETE WHERE session_id IN ({listed}) "  # noqa: S608
+        "AND event_type IN ('page_view', 'pageview') "
+        "SETTINGS mutations_sync = 2"
+    )
+    await warehouse.execute(
+        f"INSERT INTO `{db}`.`{page_moves.pending_table(DS)}` (session_id) "  # noqa: S608
+        f"SELECT arrayJoin([{listed}])"
+    )
     assert await _spans(warehouse) == {}
-    assert await _kept(warehouse) == _moves(events + more)
+    left = [e for e in events if e["session_id"] not in sessions]
+    assert _moves(left) != _moves(events)
+    assert await _kept(warehouse) == _moves(left)
 
 
 async def _hidden(warehouse: EmbeddedWarehouse) -> set[str]:
@@ -816,7 +873,6 @@ _KEPT = {
     page_moves.pending_table(DS),
     page_moves.pending_view(DS),
     page_moves.spans_table(DS),
-    page_moves.spans_view(DS),
 }
 
 

@@ -108,14 +108,15 @@ SOURCES = {
     "page-moves": "_pipit_page_move_counts_clickstream_events",
     # And the sessions waiting for their moves, with the view that records them.
     "pending-moves": "_pipit_pending_moves_clickstream_events",
-    "pending-moves-view": "_pipit_pending_moves_clickstream_events_view",
+    "pending-moves-view": "_pipit_pending_spans_clickstream_events_view",
+    "retired-pending-moves-view": "_pipit_pending_moves_clickstream_events_view",
     # The mark a truncate or replace leaves until the moves are made again, and the table
     # an older release kept them in (a start drops it).
     "stale-moves": "_pipit_stale_moves_clickstream_events",
     "retired-page-moves": "_pipit_page_moves_clickstream_events",
-    # Each session's span of page views, with the view that extends it.
+    # Each session's span of page views, and the view an older release extended it with.
     "session-spans": "_pipit_session_spans_clickstream_events",
-    "session-spans-view": "_pipit_session_spans_clickstream_events_view",
+    "retired-session-spans-view": "_pipit_session_spans_clickstream_events_view",
     # The copy a `CREATE OR REPLACE TABLE` builds beside the table it replaces, which a
     # process stopped midway leaves until the next start drops it: no datasource either.
     "replace-leftover": "`_tmp_replace_9f3c2a_1`",
