@@ -157,7 +157,8 @@ def spans_table(source: str) -> str:
     wider than the rows, never narrower: the read still finds every view. The views a
     write brings wait in the pending table with their own spans, and reach this one with
     their reconcile (`settle_sql`): one insert a reconcile, where a view of its own on
-    every write cost a sixth of the inserts' time (measured 2026-12-03)."""
+    every write cost 8% of the inserts' time (0.98 s against 0.90 a round of ten
+    10,000-row batches, measured 2026-12-03)."""
     return f"_pipit_session_spans_{source}"
 
 
