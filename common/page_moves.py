@@ -165,9 +165,13 @@ def spans_table(source: str) -> str:
 # The views of releases before 2026-12-03: the pending sessions without their spans, and
 # the spans extended on every write. Dropped at start (`pending_schema_sql`).
 _RETIRED_VIEWS = ("_pipit_pending_moves_{}_view", "_pipit_session_spans_{}_view")
-# A pending row that brings no span (a delete's sessions; a row an older release left):
-# the widest times as its first view, the narrowest as its last, so min and max skip it.
-_NO_SPAN = "toDateTime(4294967295), toDateTime(0)"
+# The pending table's span columns. A row that brings no span (a delete's sessions; a row
+# an older release left) takes the defaults: the latest time as its first view, the
+# earliest as its last, so that min and max skip it.
+_SPAN_COLUMNS = (
+    "first_view DateTime DEFAULT toDateTime(4294967295)",
+    "last_view DateTime DEFAULT toDateTime(0)",
+)
 
 
 def sources_read(sql: str) -> list[str]:
@@ -200,11 +204,9 @@ def pending_schema_sql(database: str, source: str) -> list[str]:
     pending = f"`{database}`.`{pending_table(source)}`"
     return [
         f"CREATE TABLE IF NOT EXISTS {pending} (session_id String, "
-        "first_view DateTime DEFAULT toDateTime(4294967295), "
-        "last_view DateTime DEFAULT toDateTime(0)) ENGINE = MergeTree ORDER BY session_id",
+        f"{', '.join(_SPAN_COLUMNS)}) ENGINE = MergeTree ORDER BY session_id",
         f"ALTER TABLE {pending} "
-        "ADD COLUMN IF NOT EXISTS first_view DateTime DEFAULT toDateTime(4294967295), "
-        "ADD COLUMN IF NOT EXISTS last_view DateTime DEFAULT toDateTime(0)",
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in _SPAN_COLUMNS),
         # Made before the old views go, so that no insert meanwhile goes unrecorded.
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{pending_view(source)}` "  # noqa: S608 - names are ours
         f"TO {pending} AS SELECT session_id, min(timestamp) AS first_view, "
@@ -389,8 +391,8 @@ def deleted_sql(database: str, source: str, suffix: str) -> list[str]:
     kept them dropped."""
     kept = f"`{database}`.`{deleting_table(source, suffix)}`"
     return [
-        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id, first_view, last_view) "  # noqa: S608 - names are ours
-        f"SELECT session_id, {_NO_SPAN} FROM {kept}",
+        f"INSERT INTO `{database}`.`{pending_table(source)}` (session_id) "  # noqa: S608 - names are ours
+        f"SELECT session_id FROM {kept}",
         f"DROP TABLE {kept}",
     ]
 
