@@ -37,6 +37,7 @@ import asyncio
 import itertools
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import grpc
+from aiohttp import web
 
 from bench import launch, results
 from common.config import Settings
@@ -168,6 +170,54 @@ async def latencies(
                     break
             measured[name] = {"http": via_http, "grpc": via_grpc}
     return measured
+
+
+IDLE_WAKE_CALLS = 300
+
+
+def _median_call_seconds(measured: dict[str, dict[str, list[float]]]) -> float:
+    """The median time of a call through HTTP over every endpoint measured."""
+    return statistics.median(t for m in measured.values() for t in m["http"])
+
+
+async def idle_wake_control(gap_seconds: float) -> dict[str, float]:
+    """CPU milliseconds per call of the smallest aiohttp exchange there is (a client and a
+    server in this process, a two-byte JSON answer) back to back, and with the event loop
+    idle for `gap_seconds` between calls, as the layers idle while the engine computes in
+    the one-at-a-time series above. The work is the same; on a virtual machine the second
+    figure is higher (caches and the CPU's state after a halt), and the layers' figures
+    over computed calls carry that cost too."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    figures = {}
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def calls(gap: float) -> float:
+                started = time.thread_time()
+                for _ in range(IDLE_WAKE_CALLS):
+                    async with http.get(f"http://127.0.0.1:{port}/") as response:
+                        await response.read()
+                    if gap:
+                        await asyncio.sleep(gap)
+                return round((time.thread_time() - started) / IDLE_WAKE_CALLS * 1000, 3)
+
+            await calls(0)  # warm-up
+            figures["back_to_back_cpu_ms_per_call"] = await calls(0)
+            figures["gap_ms"] = round(gap_seconds * 1000, 1)
+            figures["with_gaps_cpu_ms_per_call"] = await calls(gap_seconds)
+    finally:
+        await runner.cleanup()
+    return figures
 
 
 async def throughput(
@@ -341,7 +391,19 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
                 used["query_service_python"] / (2 * http_calls) * 1000, 3
             ),
             "idle_cpu_ms_per_s": {name: round(rate * 1000, 3) for name, rate in idle_rates.items()},
+            # The same work costs this machine more CPU time after an idle gap: the control
+            # below, with gaps as long as a call's, tells how much of the figures above that is.
+            "idle_wake_control": await idle_wake_control(_median_call_seconds(measured)),
         }
+        control = overhead_cpu["idle_wake_control"]
+        print(
+            f"  one at a time: CPU per HTTP request {overhead_cpu['gateway_ms_per_http_request']}"
+            f" ms gateway + {overhead_cpu['query_service_python_ms_per_request']} ms query"
+            f" service's Python; an aiohttp echo {control['back_to_back_cpu_ms_per_call']} ms"
+            f" back to back, {control['with_gaps_cpu_ms_per_call']} ms with"
+            f" {control['gap_ms']} ms gaps",
+            file=sys.stderr,
+        )
         loads = []
         for mix, clients in itertools.product(_mixes(plan, tutorial), args.clients):
             meter = CpuMeter(gateway, query, idle_rates)
@@ -351,13 +413,14 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             # idle and the whole query process's CPU is the layers' own.
             load["cpu_ms_per_request"] = {
                 name: round(used[name] / load["requests"] * 1000, 3)
-                for name in ("gateway", "query_service")
+                for name in ("gateway", "query_service", "query_service_python")
             }
             print(
                 f"  {mix.name}, {clients:>2} clients: {load['requests_per_s']} requests/s, "
                 f"p50 {load['latency']['p50_ms']} ms, CPU per request "
                 f"{load['cpu_ms_per_request']['gateway']} ms gateway + "
-                f"{load['cpu_ms_per_request']['query_service']} ms query service",
+                f"{load['cpu_ms_per_request']['query_service']} ms query service "
+                f"({load['cpu_ms_per_request']['query_service_python']} its Python)",
                 file=sys.stderr,
             )
             loads.append(load)

@@ -98,8 +98,11 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     ]
     assert all(t["errors"] == 0 and t["requests"] > 0 for t in size["throughput"])
     assert all(
-        set(t["cpu_ms_per_request"]) == {"gateway", "query_service"} for t in size["throughput"]
+        set(t["cpu_ms_per_request"]) == {"gateway", "query_service", "query_service_python"}
+        for t in size["throughput"]
     )
+    control = size["overhead_cpu"]["idle_wake_control"]
+    assert control["back_to_back_cpu_ms_per_call"] > 0 and control["gap_ms"] > 0
     assert set(size["overhead_cpu"]["idle_cpu_ms_per_s"]) == {
         "gateway",
         "query_service",
