@@ -63,7 +63,10 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
         "clickstream_events",
     ]
     assert all(
-        t["ratio"] > 0 and t["ratio_to_bare"] > 0 and len(t["rounds"][kept]) == 2
+        t["ratio"] > 0
+        and t["ratio_to_bare"] > 0
+        and t["inserts_alone_ratio"] > 0
+        and len(t["rounds"][kept]) == len(t["rounds_inserts_alone"][kept]) == 2
         for t in projections["tables"]
         for kept in ("full", "lookups", "bare")
     )
