@@ -54,7 +54,7 @@ PROJECTED = {
     "user_activity_metrics": ("activity_bitmap_hours", [{}]),
     "feature_usage": ("feature_bitmap_hours", [{}, {"feature": "dashboard"}]),
     "active_users": (
-        "feature_bitmap_hours",
+        "app_bitmap_hours",
         [{"interval": "1 day"}, {"interval": "1 week"}, {"interval": "1 month"}],
     ),
     "get_popular_pages": ("page_view_hours", [{"limit": "5"}, {"limit": "100"}]),
@@ -189,6 +189,8 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "feature_bitmap_hours",
             "feature_bitmap_days",
             "feature_bitmap_months",
+            "app_bitmap_hours",
+            "app_bitmap_days",
             "by_session_number",
         ],
         "clickstream_events": [
@@ -230,7 +232,13 @@ def test_projections_are_declared_in_the_table_ddl() -> None:
             "ab_segment_bitmap_days",
         ],
         "user_events": ["activity_bitmap_hours", "activity_bitmap_days"],
-        "app_events": ["feature_bitmap_hours", "feature_bitmap_range", "feature_bitmap_days"],
+        "app_events": [
+            "feature_bitmap_hours",
+            "app_bitmap_hours",
+            "feature_bitmap_range",
+            "feature_bitmap_days",
+            "app_bitmap_days",
+        ],
         "clickstream_events": ["page_view_hours"],
     }
     # A day projection is its hourly one's query per UTC day.
@@ -309,6 +317,8 @@ async def test_an_older_table_gets_the_projections(warehouse: EmbeddedWarehouse)
         ("ab_test_events", "ab_segment_bitmap_hours"),
         ("ab_test_events", "ab_segment_bitmap_months"),
         ("ab_test_events", "ab_variant_hours"),
+        ("app_events", "app_bitmap_days"),
+        ("app_events", "app_bitmap_hours"),
         ("app_events", "by_session_number"),
         ("app_events", "feature_bitmap_days"),
         ("app_events", "feature_bitmap_hours"),
@@ -1040,7 +1050,7 @@ DAY_TIERS = {
     "test_segments": "ab_segment_bitmap_days",
     "feature_usage": "feature_bitmap_days",
     "user_activity_metrics": "activity_bitmap_days",
-    "active_users": "feature_bitmap_days",
+    "active_users": "app_bitmap_days",
     "retention": "activity_bitmap_days",
 }
 
@@ -1366,7 +1376,7 @@ async def test_retention_over_a_long_span_from_either_source(
     # is given an empty range and replaced by its empty table, which the engine reads no
     # part of.
     sql = ENDPOINTS["retention"].sql_for(ENDPOINTS["retention"].bound(given))
-    read, unread = ("activity", "feature") if source == "user_events" else ("feature", "activity")
+    read, unread = ("activity", "app") if source == "user_events" else ("app", "activity")
     assert f"{EMPTY_PREFIX}{unread}_bitmap_days/*(" in sql
     plan = await _reads(warehouse, "retention", given)
     assert f"ReadFromMergeTree ({read}_bitmap_days)" in plan, plan

@@ -267,8 +267,8 @@ def test_retention_sends_the_source_it_does_not_read_to_its_empty_table() -> Non
     week = {"start_date": "2023-06-12 00:00:00", "end_date": "2023-06-18 23:59:59"}
     cut = {"start_date": "2023-06-12 00:00:01", "end_date": "2023-06-18 23:59:59"}
     for source, read, unread in [
-        ("user_events", "activity_bitmap_days", "feature_bitmap_days"),
-        ("app_events", "feature_bitmap_days", "activity_bitmap_days"),
+        ("user_events", "activity_bitmap_days", "app_bitmap_days"),
+        ("app_events", "app_bitmap_days", "activity_bitmap_days"),
     ]:
         whole = endpoint.sql_for({"source": source, "period": "day", **week})
         assert (_form_of(whole, read), _form_of(whole, unread)) == ("whole", "empty")

@@ -13,7 +13,7 @@
 --   sessions = distinct session_id seen in the period; total_events = events. A bound
 --   inside a period keeps only its in-range events. Only periods with events appear.
 -- Ordering: period ASC (oldest first); the period is the group key, so no ties.
--- Cost: read from `feature_bitmap_days`, the view by day of the `feature_bitmap_hours`
+-- Cost: read from `app_bitmap_days`, the view by day of the `app_bitmap_hours`
 --   projection (services/query/sql/README.md): whole days from the day projection of that
 --   name, the whole hours of the days the bounds cut from the hourly one, the cut hours
 --   at either end from the rows; distinct ids are merged from per-day bitmaps, so any
@@ -28,6 +28,6 @@ SELECT
     toUInt64(groupBitmapMerge(user_ids)) AS active_users,
     toUInt64(groupBitmapMerge(session_ids)) AS sessions,
     sum(event_count) AS total_events
-FROM feature_bitmap_days(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
+FROM app_bitmap_days(start_date = {start_date:DateTime}, end_date = {end_date:DateTime})
 GROUP BY period
 ORDER BY period ASC

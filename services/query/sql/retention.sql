@@ -21,7 +21,7 @@
 -- Ordering: cohort ASC, period_number ASC (the group key, so no ties).
 -- Cost: set algebra over bitmaps, never a row per user. Each period's active users are one
 --   bitmap of user numbers, merged from the day views of the sources' bitmap projections
---   (`activity_bitmap_days`, `feature_bitmap_days`: whole days from the day projection,
+--   (`activity_bitmap_days`, `app_bitmap_days`: whole days from the day projection,
 --   cut hours from the rows; services/query/sql/README.md). A cohort is its period's users
 --   less everyone active before it (the union of the earlier periods, kept as a running
 --   window), and each cell of the triangle is the size of a cohort's intersection with a
@@ -82,7 +82,7 @@ FROM
                 UNION ALL
 
                 SELECT day, user_ids
-                FROM feature_bitmap_days(start_date = if({source:String} = 'app_events', {start_date:DateTime}, last_second), end_date = if({source:String} = 'app_events', {end_date:DateTime}, first_second))
+                FROM app_bitmap_days(start_date = if({source:String} = 'app_events', {start_date:DateTime}, last_second), end_date = if({source:String} = 'app_events', {end_date:DateTime}, first_second))
             )
             GROUP BY period
         )
