@@ -347,6 +347,7 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
         ]
     )
     direct, tutorial = engine_side["timings"], engine_side["tutorial"]
+    respelled = engine_side["tutorial_respelled"]
     ports = {"query": launch.free_port(), "gateway": launch.free_port()}
     query = launch.start(
         ["query"],
@@ -453,6 +454,16 @@ async def measure_size(events: int, args: argparse.Namespace, work: Path) -> dic
             line += (
                 f" | tutorial p50 {t['p50_ms']:8.2f} p95 {t['p95_ms']:8.2f} "
                 f"(x{entry['speedup_p95_http_vs_tutorial']} at p95)"
+            )
+        if name in respelled:  # the tutorial's SQL as the data spells it (tutorial_sql.RESPELLED)
+            r = results.percentiles(respelled[name])
+            entry |= {
+                "tutorial_respelled": r,
+                "speedup_p95_http_vs_tutorial_respelled": round(r["p95_ms"] / h["p95_ms"], 2),
+            }
+            line += (
+                f" | respelled p50 {r['p50_ms']:8.2f} p95 {r['p95_ms']:8.2f} "
+                f"(x{entry['speedup_p95_http_vs_tutorial_respelled']} at p95)"
             )
         per_endpoint[name] = entry | {
             "overhead_p50_ms_http": round(h["p50_ms"] - d["p50_ms"], 3),

@@ -181,6 +181,14 @@ SQL = {
     LIMIT {limit:Int32}""",
 }
 
+# The tutorials' SQL with the data's spelling where theirs matches no event: the clickstream
+# tutorial filters on 'pageview' where its events (and the seed generator's) say
+# 'page_view', so as written its query groups nothing. Timed beside the query as written,
+# it is what a user who noticed would run: the yardstick for "no endpoint slower".
+RESPELLED = {
+    "get_popular_pages": SQL["get_popular_pages"].replace("'pageview'", "'page_view'"),
+}
+
 AGREE = frozenset(
     {
         "test_summary",

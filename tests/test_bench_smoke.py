@@ -92,6 +92,10 @@ def test_every_scenario_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert len(size["endpoints"]) == 16
     for figures in size["endpoints"].values():
         assert figures["direct"]["n"] >= 2 and figures["http"]["n"] >= 2
+    # The tutorial's get_popular_pages as the data spells its page views, beside it as written.
+    respelled = {n for n, f in size["endpoints"].items() if "tutorial_respelled" in f}
+    assert respelled == {"get_popular_pages"}
+    assert size["endpoints"]["get_popular_pages"]["tutorial_respelled"]["n"] >= 2
     # The tutorials' twelve (issue 18's goal), then every endpoint.
     assert [(t["mix"], t["clients"]) for t in size["throughput"]] == [
         ("tutorials", 1),
