@@ -82,6 +82,10 @@ SOURCES = {
     "other-range-view": (
         "activity_bitmap_days(start_date = '1970-01-01 00:00:00', end_date = '2106-02-07 06:28:15')"
     ),
+    # app_events' view by day (active_users, retention), declared after the others.
+    "other-range-view-by-day": (
+        "app_bitmap_days(start_date = '1970-01-01 00:00:00', end_date = '2106-02-07 06:28:15')"
+    ),
     "other-range-view-sibling": (
         "activity_bitmap_days__whole(start_date = '1970-01-01 00:00:00', "
         "end_date = '2106-02-07 06:28:15')"
