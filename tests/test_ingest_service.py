@@ -342,3 +342,47 @@ async def test_a_declared_gzip_body_is_inflated(suite):
         post("ab_test_events", body), metadata=(*AUTH, ("content-encoding", "gzip"))
     )
     assert response.successful_rows == 2
+
+
+@pytest.mark.parametrize("failure", ["s3-schedule", "port-in-use"])
+async def test_a_start_that_fails_lets_go_of_the_log(embedded_warehouse, tmp_path, failure):
+    """A start refused (a malformed S3 schedule, before the log is opened; a port another
+    process holds, after the log was replayed) leaves nothing open: the log's lock is free
+    for the next start, and no task of the batcher or the log is left running (asyncio
+    would report those pending when they are collected)."""
+    import asyncio
+    import socket
+
+    from harness import TOKEN
+
+    from common import config
+    from common.auth import Access
+    from pipit.project.artifact import builtin
+    from pipit.project.runtime import CurrentProject, Project
+    from services.ingest.server import start_ingest
+
+    wal_dir = tmp_path / "wal"
+    current = CurrentProject(Project(builtin()))
+    settings = config.load(environ={}, admin_token=TOKEN, wal_dir=wal_dir)
+    access = Access.for_process(settings, TOKEN)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        if failure == "s3-schedule":
+            broken, port, refused = (
+                config.load(environ={}, admin_token=TOKEN, wal_dir=wal_dir, s3_imports="nothing"),
+                0,
+                SystemExit,
+            )
+        else:
+            broken, port, refused = settings, taken.getsockname()[1], Exception
+        before = asyncio.all_tasks()
+        with pytest.raises(refused):
+            await start_ingest(broken, embedded_warehouse, access, current, port, metrics_port=0)
+        left = {t.get_name() for t in asyncio.all_tasks() - before}
+        assert not left & {"wal-writer", "batcher-ticker"}, left
+    finally:
+        taken.close()
+    ingest = await start_ingest(settings, embedded_warehouse, access, current, 0, metrics_port=0)
+    await ingest.stop(1.0)

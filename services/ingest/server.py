@@ -114,6 +114,11 @@ async def start_ingest(
         max_age=settings.flush_interval,
         retry_max=settings.flush_retry_max,
     )
+    # Configuration is refused before anything is opened.
+    try:
+        s3_imports = scheduled_imports(settings.s3_imports)
+    except S3Error as exc:
+        raise SystemExit(str(exc)) from None
     # Held while this process may write the log, so `pipit drain` cannot replay it too.
     try:
         wal_lock = await asyncio.to_thread(lock, settings.wal_path)
@@ -125,15 +130,56 @@ async def start_ingest(
         segment_bytes=settings.wal_segment_bytes,
     )
     batcher = Batcher(warehouse, policy, wal)
-    await batcher.start()
+    running: RunningIngest | None = None
+    try:
+        await batcher.start()
+        running = await _serve(settings, warehouse, access, current, port, batcher, wal, wal_lock)
+        if ready:
+            await running.open()
+        if s3_imports:
+            running.s3_schedule = S3Schedule(
+                running.importer, current, s3_imports, settings.s3_poll_interval
+            )
+            running.s3_schedule.start()
+        wal.on_full(running.readiness)
+        metrics_port = settings.metrics_port if metrics_port is None else metrics_port
+        if metrics_port:
+            running.metrics = await serve_metrics(settings.host, metrics_port)
+    except BaseException:
+        # A start that fails half-way (a port in use, a warehouse refusing the schema) lets
+        # go of what it opened: the log keeps its rows for the next start, which must find
+        # its lock free, and no task of the batcher or the log runs on in this process.
+        if running is not None:
+            await running.stop(0)
+        else:
+            await batcher.close(deadline=0)
+            wal_lock.close()
+        raise
+    log.info(
+        "ingest serving",
+        port=running.port,
+        wal=str(settings.wal_path),
+        flush=policy.__dict__,
+        metrics_port=metrics_port or None,
+    )
+    return running
+
+
+async def _serve(
+    settings: Settings,
+    warehouse: Warehouse,
+    access: Access,
+    current: CurrentProject,
+    port: int | None,
+    batcher: Batcher,
+    wal: WriteAheadLog,
+    wal_lock: BinaryIO,
+) -> RunningIngest:
+    """The ingest and Data Sources services over `batcher`, listening but not yet ready."""
     ingestor = Ingestor(batcher, current, settings.max_field_bytes, settings.max_quarantine_rows)
     service = IngestService(ingestor, settings.max_body_bytes, current)
     jobs = JobStore(warehouse)
     importer = Importer(warehouse, jobs, settings)
-    try:
-        s3_imports = scheduled_imports(settings.s3_imports)
-    except S3Error as exc:
-        raise SystemExit(str(exc)) from None
     datasources = DatasourcesApi(
         warehouse,
         jobs,
@@ -154,23 +200,6 @@ async def start_ingest(
         project_names=lambda p: [p.ingest_service.full_name] if p.ingest_service else [],
         ready=False,
     )
-    running = RunningIngest(
+    return RunningIngest(
         server, batcher, wal, importer, datasources, jobs, settings.manage_schema, wal_lock
     )
-    if ready:
-        await running.open()
-    if s3_imports:
-        running.s3_schedule = S3Schedule(importer, current, s3_imports, settings.s3_poll_interval)
-        running.s3_schedule.start()
-    wal.on_full(running.readiness)
-    metrics_port = settings.metrics_port if metrics_port is None else metrics_port
-    if metrics_port:
-        running.metrics = await serve_metrics(settings.host, metrics_port)
-    log.info(
-        "ingest serving",
-        port=server.port,
-        wal=str(settings.wal_path),
-        flush=policy.__dict__,
-        metrics_port=metrics_port or None,
-    )
-    return running
