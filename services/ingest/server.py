@@ -152,8 +152,10 @@ async def start_ingest(
         if running is not None:
             await running.stop(0)
         else:
-            await batcher.close(deadline=0)
-            wal_lock.close()
+            try:
+                await batcher.close(deadline=0)
+            finally:
+                wal_lock.close()
         raise
     log.info(
         "ingest serving",
