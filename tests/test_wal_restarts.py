@@ -157,12 +157,16 @@ class Replica:
             executor.shutdown(wait=True)
         if self.wal._file is not None:  # noqa: SLF001 - the dead process's descriptor
             self.wal._file.close()  # noqa: SLF001
-        # A killed process's coroutines vanish without a word: nothing more runs in them,
-        # and asyncio, which would report each still pending when it is collected (the
-        # log's writer, the batcher's ticker: "Task was destroyed but it is pending" at
-        # the end of the suite), is told they are meant to be.
+        # A killed process reports nothing, where asyncio would report each of its tasks as
+        # the collector finds them ("Task was destroyed but it is pending" for the log's
+        # writer and the batcher's ticker, "Task exception was never retrieved" for a flush
+        # the crash point stopped), through the loop's exception handler.
+        self.loop.set_exception_handler(lambda loop, context: None)
+        # Each coroutine still suspended is closed now, while its loop is open, not whenever
+        # the collector finds it: the `async with` it stopped in (a flush's lock) would
+        # then wake a waiter on a closed loop ("Event loop is closed", ignored but reported).
         for task in asyncio.all_tasks(self.loop):
-            task._log_destroy_pending = False  # noqa: SLF001 - asyncio's own switch for this
+            task.get_coro().close()
         self.loop.close()
         self.loop = self.batcher = self.wal = None
         if torn:
